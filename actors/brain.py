@@ -1,0 +1,164 @@
+"""The scheduler process: recovers state from SQLite, wires the actors together, runs them.
+
+Start-up order matters for the contract: the store is opened (and locked)
+first, every live job is loaded, jobs that were RUNNING when the previous
+process died are reclaimed under a fresh fencing token (the old holder's late
+result is refused because its token is stale), and only then does the gateway
+start accepting frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import strategies
+from actors.config import SchedulerConfig
+from actors.dag import DagResolver
+from actors.dispatcher import Dispatcher
+from actors.gateway import Gateway
+from actors.heartbeat import HeartbeatMonitor
+from actors.jobs import Job, JobTable
+from actors.lifecycle import JobState
+from actors.messages import Track, Write
+from actors.runtime import ActorSystem
+from actors.scheduler import Effects, Scheduler
+from actors.store import JOB_COLUMNS, Ops, Store
+from actors.strategy import StrategyActor
+from transport import ServerTransport, bind
+
+log = logging.getLogger("corral.brain")
+
+_LIVE_SQL = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('PENDING', 'QUEUED', 'RUNNING')"
+
+
+class Brain:
+    """All scheduler-side actors in one process, supervised together."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.system = ActorSystem()
+        self.transport: ServerTransport | None = None
+        self.store = Store(config.db, config.durability)
+        self.table = JobTable(config)
+        self.scheduler = Scheduler(self.table)
+        self.instance = uuid.uuid4().hex
+
+    @property
+    def address(self) -> str:
+        assert self.transport is not None
+        return self.transport.address
+
+    async def start(self) -> None:
+        strategy = strategies.create(self.config.strategy)  # fail fast on a bad name
+        await self.store.open()
+        try:
+            await self._load()
+            self.transport = bind(self.config.bind)
+        except BaseException:
+            await self.store.on_stop()
+            raise
+        config = self.config
+        scheduler = self.scheduler
+        gateway = Gateway(self.transport, config.heartbeat_interval, self.instance)
+        dispatcher = Dispatcher(strategy.name, config.heartbeat_interval, self.instance)
+        strategy_actor = StrategyActor(strategy)
+        heartbeat = HeartbeatMonitor(config)
+        dag = DagResolver()
+        scheduler.connect(
+            gateway=gateway,
+            store=self.store,
+            strategy=strategy_actor,
+            dispatcher=dispatcher,
+            dag=dag,
+        )
+        gateway.scheduler, gateway.dispatcher, gateway.heartbeat = scheduler, dispatcher, heartbeat
+        dispatcher.gateway, dispatcher.scheduler = gateway, scheduler
+        dispatcher.strategy, dispatcher.heartbeat = strategy_actor, heartbeat
+        strategy_actor.scheduler = scheduler
+        heartbeat.dispatcher = dispatcher
+        dag.scheduler = scheduler
+        for actor in (self.store, scheduler, dag, strategy_actor, dispatcher, heartbeat, gateway):
+            self.system.add(actor)
+        self._recover(dag)
+        await self.system.start()
+        log.info(
+            "scheduler listening on %s (db %s, strategy %s, %d live jobs)",
+            self.address,
+            config.db,
+            strategy.name,
+            sum(1 for j in self.table.jobs.values() if self.table.is_live(j)),
+        )
+
+    async def _load(self) -> None:
+        rows = await self.store.fetch(_LIVE_SQL)
+        counts = {
+            status: n
+            for status, n in await self.store.fetch(
+                "SELECT status, count(*) FROM jobs GROUP BY status"
+            )
+        }
+        max_id = (await self.store.fetch("SELECT max(id) FROM jobs"))[0][0] or 0
+        self.table.load(rows, counts, max_id)
+        self._settled_parents: dict[int, str] = {}
+        wanted = {
+            p for j in self.table.jobs.values() for p in j.depends_on
+        } - self.table.jobs.keys()
+        wanted_list = list(wanted)
+        for start in range(0, len(wanted_list), 900):
+            chunk = wanted_list[start : start + 900]
+            rows = await self.store.fetch(
+                f"SELECT id, status FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            self._settled_parents.update({job_id: status for job_id, status in rows})
+
+    def _recover(self, dag: DagResolver) -> None:
+        """Re-queue, reclaim and re-track what the previous process left live."""
+        table, ops, effects = self.table, Ops(), Effects()
+        for job in list(table.jobs.values()):
+            if job.status is JobState.QUEUED:
+                effects.ready.append(job)
+            elif job.status is JobState.RUNNING:
+                table.requeue_reclaimed(job, ops)
+                effects.ready.append(job)
+            elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
+                self._recover_waiting(job, dag, ops, effects)
+        if len(ops) or effects.ready or effects.finished:
+            self.store.tell(Write(ops, self.scheduler, effects))
+
+    def _recover_waiting(self, job: Job, dag: DagResolver, ops: Ops, effects: Effects) -> None:
+        waiting: list[int] = []
+        for parent_id in job.depends_on:
+            if parent_id in self.table.jobs:
+                waiting.append(parent_id)
+                continue
+            status = self._settled_parents.get(parent_id, JobState.SUCCEEDED.value)
+            if status != JobState.SUCCEEDED.value:
+                job.error = f"upstream job {parent_id} ended {status}"
+                self.table.move(job, JobState.UPSTREAM_FAILED, ops)
+                effects.finished.append(job)
+                return
+        if waiting:
+            dag.tell(Track(job.id, waiting))
+        else:
+            self.table.move(job, JobState.QUEUED, ops)
+            effects.ready.append(job)
+
+    async def run(self) -> None:
+        """Serve until stopped; raises ActorCrashed if an actor died."""
+        await self.system.run()
+
+    def stop(self) -> None:
+        self.system.request_stop()
+
+    async def close(self) -> None:
+        await self.system.stop()
+
+    async def __aenter__(self) -> Brain:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

@@ -1,0 +1,319 @@
+"""The client SDK: submit jobs, wait for results, read status. Async (``AsyncClient``) and
+sync (``Client``, which runs an ``AsyncClient`` on a private event-loop thread).
+
+Every request carries a request id; replies are matched to it. Submissions are
+acknowledged only after the scheduler committed them. If the scheduler restarts
+(its Welcome carries a new instance id) the client re-registers what it still
+waits for, so ``wait`` survives a scheduler crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from actors.config import env_address
+from actors.errors import JobFailed, RequestRefused, SchedulerUnreachable, WaitTimeout
+from transport import ClientTransport, connect
+from transport import protocol as wire
+from transport.errors import BadFrame
+
+T = TypeVar("T")
+
+# How often a client with outstanding waits checks that the scheduler it
+# registered them with is still the same process (a tiny hello round trip).
+RECHECK_S = 2.0
+# Jobs per Submit / Wait frame: keeps frames far below the 8 MiB limit.
+SUBMIT_CHUNK = 5_000
+WAIT_CHUNK = 50_000
+
+
+def job_spec(
+    task: str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    priority: int = 0,
+    queue: str = "default",
+    depends_on: Iterable[int] = (),
+    max_retries: int = 3,
+    idempotency_key: str | None = None,
+    timeout: float | None = None,
+) -> wire.JobSpec:
+    """Build one job description for ``submit_many``."""
+    return wire.JobSpec(
+        task,
+        wire.pack(list(args)),
+        wire.pack(kwargs or {}),
+        priority,
+        queue,
+        list(depends_on),
+        max_retries,
+        idempotency_key,
+        timeout,
+    )
+
+
+@dataclass
+class _Waiting:
+    remaining: set[int]
+    outcomes: dict[int, wire.JobOutcome] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    error: Exception | None = None
+
+
+class AsyncClient:
+    def __init__(self, address: str | None = None, *, connect_timeout: float = 5.0) -> None:
+        self.address = address or env_address()
+        self.connect_timeout = connect_timeout
+        self._transport: ClientTransport | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._requests: dict[int, wire.Message] = {}
+        self._waits: dict[int, _Waiting] = {}
+        self._welcome: asyncio.Future[wire.Welcome] | None = None
+        self._instance = ""
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self) -> AsyncClient:
+        self._transport = connect(self.address)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._read_loop()), loop.create_task(self._recheck_loop())]
+        welcome = await self._hello(self.connect_timeout)
+        self._instance = welcome.instance
+        return self
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # --------------------------------------------------------------- requests
+
+    async def submit(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> int:
+        """Submit one job; returns its id once the scheduler has committed it."""
+        return (await self.submit_many([job_spec(task, args, kwargs, **options)]))[0]
+
+    async def submit_many(self, specs: Sequence[wire.JobSpec]) -> list[int]:
+        """Submit many jobs in few frames; ids in the same order. Each chunk is all-or-nothing."""
+        ids: list[int] = []
+        for start in range(0, len(specs), SUBMIT_CHUNK):
+            chunk = list(specs[start : start + SUBMIT_CHUNK])
+            reply = await self._request(lambda rid, c=chunk: wire.Submit(rid, c))
+            ids += reply.job_ids
+        return ids
+
+    async def status(self) -> wire.StatusView:
+        reply = await self._request(lambda rid: wire.GetStatus(rid))
+        return reply.status  # type: ignore[no-any-return]
+
+    async def job(self, job_id: int) -> wire.JobView | None:
+        reply = await self._request(lambda rid: wire.GetJob(rid, job_id))
+        return reply.job  # type: ignore[no-any-return]
+
+    async def wait(
+        self, job_ids: Iterable[int], timeout: float | None = None
+    ) -> dict[int, wire.JobOutcome]:
+        """Wait until every job has ended; outcomes by job id. Raises WaitTimeout."""
+        ids = list(dict.fromkeys(job_ids))
+        waits: list[tuple[int, _Waiting]] = []
+        try:
+            for start in range(0, len(ids), WAIT_CHUNK):
+                chunk = ids[start : start + WAIT_CHUNK]
+                rid = next(self._ids)
+                waiting = _Waiting(set(chunk))
+                self._waits[rid] = waiting
+                waits.append((rid, waiting))
+                self._send(wire.Wait(rid, chunk))
+            try:
+                await asyncio.wait_for(asyncio.gather(*(w.done.wait() for _, w in waits)), timeout)
+            except TimeoutError:
+                left = sorted(i for _, w in waits for i in w.remaining)
+                raise WaitTimeout(left, timeout or 0.0) from None
+            outcomes: dict[int, wire.JobOutcome] = {}
+            for _, waiting in waits:
+                if waiting.error is not None:
+                    raise waiting.error
+                outcomes.update(waiting.outcomes)
+            return outcomes
+        finally:
+            for rid, _ in waits:
+                self._waits.pop(rid, None)
+
+    async def result(self, job_id: int, timeout: float | None = None) -> Any:
+        """The job's return value; raises JobFailed if it ended any other way than SUCCEEDED."""
+        outcome = (await self.wait([job_id], timeout))[job_id]
+        if outcome.status != "SUCCEEDED":
+            raise JobFailed(job_id, outcome.status, outcome.error)
+        return wire.unpack(outcome.result)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _send(self, message: wire.Message) -> None:
+        if self._transport is None:
+            raise RuntimeError("client is not connected; use `async with AsyncClient(...)`")
+        self._transport.send(wire.encode(message))
+
+    async def _hello(self, timeout: float) -> wire.Welcome:
+        self._welcome = asyncio.get_running_loop().create_future()
+        self._send(wire.ClientHello(wire.PROTOCOL_VERSION))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._welcome), timeout)
+        except TimeoutError:
+            raise SchedulerUnreachable(self.address, timeout) from None
+
+    async def _request(self, build: Any) -> Any:
+        rid = next(self._ids)
+        message = build(rid)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        self._requests[rid] = message
+        try:
+            self._send(message)
+            return await future
+        finally:
+            self._pending.pop(rid, None)
+            self._requests.pop(rid, None)
+
+    async def _read_loop(self) -> None:
+        assert self._transport is not None
+        while True:
+            for frame in await self._transport.recv_batch():
+                try:
+                    self._on_reply(wire.decode_reply(frame))
+                except BadFrame:
+                    continue
+
+    def _on_reply(self, reply: wire.FromScheduler) -> None:
+        match reply:
+            case wire.Outcomes(request_id=rid, outcomes=outcomes):
+                waiting = self._waits.get(rid)
+                if waiting is not None:
+                    for outcome in outcomes:
+                        waiting.outcomes[outcome.job_id] = outcome
+                        waiting.remaining.discard(outcome.job_id)
+                    if not waiting.remaining:
+                        waiting.done.set()
+            case wire.Welcome():
+                if self._welcome is not None and not self._welcome.done():
+                    self._welcome.set_result(reply)
+                if reply.instance != self._instance and self._instance:
+                    self._instance = reply.instance
+                    self._rewait()  # a restarted scheduler forgot our waits
+            case wire.ErrorReply(code="hello_first", request_id=rid):
+                # The scheduler restarted and does not know us: it did not act on
+                # the request, so say hello and send it again.
+                self._send(wire.ClientHello(wire.PROTOCOL_VERSION))
+                if rid in self._requests:
+                    self._send(self._requests[rid])
+            case wire.ErrorReply(request_id=rid, code=code, message=text):
+                error = RequestRefused(code, text)
+                if rid in self._pending and not self._pending[rid].done():
+                    self._pending[rid].set_exception(error)
+                elif rid in self._waits:
+                    self._waits[rid].error = error
+                    self._waits[rid].done.set()
+            case wire.Submitted() | wire.StatusReply() | wire.JobReply():
+                future = self._pending.get(reply.request_id)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+
+    def _rewait(self) -> None:
+        for rid, waiting in self._waits.items():
+            if waiting.remaining:
+                self._send(wire.Wait(rid, sorted(waiting.remaining)))
+
+    async def _recheck_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_S)
+            if self._waits:
+                self._send(wire.ClientHello(wire.PROTOCOL_VERSION))
+
+
+class Client:
+    """Blocking wrapper around AsyncClient, for scripts and REPLs."""
+
+    def __init__(self, address: str | None = None, *, connect_timeout: float = 5.0) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="corral-client"
+        )
+        self._thread.start()
+        self._async = AsyncClient(address, connect_timeout=connect_timeout)
+        try:
+            self._run(self._async.connect())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def submit(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> int:
+        return self._run(self._async.submit(task, args, kwargs, **options))
+
+    def submit_many(self, specs: Sequence[wire.JobSpec]) -> list[int]:
+        return self._run(self._async.submit_many(specs))
+
+    def wait(
+        self, job_ids: Iterable[int], timeout: float | None = None
+    ) -> dict[int, wire.JobOutcome]:
+        return self._run(self._async.wait(list(job_ids), timeout))
+
+    def result(self, job_id: int, timeout: float | None = None) -> Any:
+        return self._run(self._async.result(job_id, timeout))
+
+    def status(self) -> wire.StatusView:
+        return self._run(self._async.status())
+
+    def job(self, job_id: int) -> wire.JobView | None:
+        return self._run(self._async.job(job_id))
+
+    def close(self) -> None:
+        try:
+            self._run(self._async.close())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def to_builtins(value: Any) -> Any:
+    """Structs to plain dicts/lists (for JSON output)."""
+    return msgspec.to_builtins(value)

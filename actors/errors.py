@@ -1,0 +1,71 @@
+"""Errors raised by corral's actors, SDK and CLI, under one root: ``CorralError``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CorralError(Exception):
+    """Root of every corral error."""
+
+
+class IllegalTransition(CorralError):
+    """Raised when a job would move between two states the lifecycle table does not link."""
+
+    def __init__(self, job_id: int, current: Any, new: Any) -> None:
+        super().__init__(f"job {job_id}: illegal transition {current} -> {new}")
+        self.job_id, self.current, self.new = job_id, current, new
+
+
+class ActorCrashed(CorralError):
+    """Raised by the actor system when an actor died and may not be restarted."""
+
+    def __init__(self, actor: str, cause: BaseException) -> None:
+        super().__init__(f"actor {actor} crashed: {cause!r}")
+        self.actor, self.cause = actor, cause
+
+
+class StoreInconsistent(CorralError):
+    """Raised when SQLite disagrees with the scheduler's memory (a compare-and-swap matched
+    fewer rows than expected): two writers, or a corrupted file. The scheduler stops
+    rather than risk double billing."""
+
+
+class SchedulerUnreachable(CorralError):
+    """Raised by the SDK when no scheduler answered at the address within the timeout."""
+
+    def __init__(self, address: str, timeout: float) -> None:
+        super().__init__(
+            f"no scheduler answered at {address} within {timeout:g}s "
+            "(start one with `corral scheduler`, or pass --connect / CORRAL_ADDRESS)"
+        )
+        self.address, self.timeout = address, timeout
+
+
+class RequestRefused(CorralError):
+    """Raised by the SDK when the scheduler refused a request; nothing was changed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class JobFailed(CorralError):
+    """Raised by ``result()`` when the job ended in a state other than SUCCEEDED."""
+
+    def __init__(self, job_id: int, status: str, error: str | None) -> None:
+        super().__init__(f"job {job_id} ended {status}" + (f":\n{error}" if error else ""))
+        self.job_id, self.status, self.error = job_id, status, error
+
+
+class WaitTimeout(CorralError):
+    """Raised by ``wait()`` / ``result()`` when the job had not finished within the timeout."""
+
+    def __init__(self, job_ids: list[int], timeout: float) -> None:
+        shown = ", ".join(map(str, job_ids[:5])) + ("…" if len(job_ids) > 5 else "")
+        super().__init__(f"{len(job_ids)} job(s) not finished after {timeout:g}s: {shown}")
+        self.job_ids, self.timeout = job_ids, timeout
+
+
+class TaskNotFound(CorralError):
+    """Raised in a worker when an assignment names a task the worker has not registered."""

@@ -1,0 +1,121 @@
+"""The gateway actor: the network edge. Owns the server transport.
+
+Every inbound frame is untrusted: size-checked and decoded into a typed
+Struct by ``transport.protocol``; anything that fails gets an ``ErrorReply``
+naming what was wrong and goes no further, so it changes nothing. A peer must
+say hello (with a matching protocol version) before anything else. Decoded
+requests go to the scheduler (client requests) or the dispatcher (worker
+traffic). Outbound, other actors ``tell`` it ``Send`` messages; it encodes
+and sends them without blocking.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from actors.messages import FromClient, FromWorker, PeerUnreachable, Seen, Send
+from actors.runtime import Actor
+from transport import ServerTransport
+from transport import protocol as wire
+from transport.errors import BadFrame, PeerGone
+
+log = logging.getLogger("corral.gateway")
+
+# Peers that said hello. Bounded so a stream of short-lived CLI connections
+# cannot grow it forever; a forgotten peer is simply asked to say hello again.
+MAX_KNOWN_PEERS = 100_000
+
+
+class Gateway(Actor):
+    def __init__(
+        self, transport: ServerTransport, heartbeat_interval: float, instance: str
+    ) -> None:
+        super().__init__("gateway")
+        self.instance = instance  # changes with every scheduler start
+        self.transport = transport
+        self.heartbeat_interval = heartbeat_interval
+        self.known: OrderedDict[bytes, None] = OrderedDict()
+        self.bad_frames = 0
+        self.scheduler: Actor
+        self.dispatcher: Actor
+        self.heartbeat: Actor
+
+    async def on_start(self) -> None:
+        self.spawn(self._read_loop(), "read")
+
+    async def handle(self, message: Any) -> None:
+        match message:
+            case Send(peer=peer, message=outbound):
+                self._send(peer, outbound)
+            case _:
+                raise TypeError(f"gateway got an unexpected message: {message!r}")
+
+    def _send(self, peer: bytes, message: wire.Message) -> None:
+        try:
+            self.transport.send(peer, wire.encode(message))
+        except PeerGone as exc:
+            log.info("dropping %s: %s", type(message).__name__, exc)
+            self.known.pop(peer, None)
+            self.dispatcher.tell(PeerUnreachable(peer))
+
+    def _refuse(self, peer: bytes, code: str, text: str, request_id: int = 0) -> None:
+        self.bad_frames += 1
+        log.warning("refused frame from %s: %s: %s", peer.hex(), code, text)
+        self._send(peer, wire.ErrorReply(code, text, request_id))
+
+    async def _read_loop(self) -> None:
+        transport = self.transport
+        while True:
+            batch = await transport.recv_batch()
+            workers_seen: list[bytes] = []
+            for peer, frame in batch:
+                self._route(peer, frame, workers_seen)
+            if workers_seen:
+                self.heartbeat.tell(Seen(workers_seen, time.monotonic()))
+
+    def _route(self, peer: bytes, frame: bytes, workers_seen: list[bytes]) -> None:
+        try:
+            message = wire.decode_request(frame)
+        except BadFrame as exc:
+            self._refuse(peer, exc.code, exc.message)
+            return
+        match message:
+            case wire.ClientHello(protocol=version) | wire.WorkerHello(protocol=version):
+                if version != wire.PROTOCOL_VERSION:
+                    self._refuse(
+                        peer,
+                        "protocol_version",
+                        f"scheduler speaks protocol {wire.PROTOCOL_VERSION}, peer sent {version}",
+                    )
+                    return
+                self.known[peer] = None
+                if len(self.known) > MAX_KNOWN_PEERS:
+                    self.known.popitem(last=False)
+                if isinstance(message, wire.WorkerHello):
+                    workers_seen.append(peer)
+                    self.dispatcher.tell(FromWorker(peer, message))
+                else:
+                    self._send(
+                        peer,
+                        wire.Welcome(wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance),
+                    )
+                return
+        if peer not in self.known:
+            self._refuse(
+                peer,
+                "hello_first",
+                "say hello (ClientHello or WorkerHello) first",
+                getattr(message, "request_id", 0),
+            )
+            return
+        if isinstance(message, wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye):
+            workers_seen.append(peer)
+            self.dispatcher.tell(FromWorker(peer, message))
+        else:
+            self.scheduler.tell(FromClient(peer, message))
+
+    async def on_stop(self) -> None:
+        await self.transport.close()

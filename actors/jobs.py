@@ -1,0 +1,370 @@
+"""The job table: the scheduler's in-memory state machine, with no I/O and no awaits.
+
+Owns every live job (PENDING, QUEUED, RUNNING) plus a bounded window of recently
+finished ones, the idempotency-key index, counts by state, and the retry
+backoff heap. Every state change goes through :meth:`JobTable.move`, which
+checks the lifecycle table and records the matching compare-and-swap row for
+the store, so memory and SQLite change by the same rules.
+
+The scheduler actor around it does the I/O: it persists the ``Ops`` these
+methods fill, and only acts on the outcome (replies, dispatch) after commit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from actors.config import RECENT_FINISHED, SchedulerConfig
+from actors.lifecycle import LIVE, TERMINAL, JobState, check_transition
+from actors.store import Ops
+from transport import protocol as wire
+
+_pack_ids = msgspec.msgpack.Encoder().encode
+_unpack_ids = msgspec.msgpack.Decoder(list[int]).decode
+
+
+class Job(msgspec.Struct, gc=False):
+    """One job, as the scheduler holds it. Persisted fields first, then memory-only ones."""
+
+    id: int
+    task: str
+    args: msgspec.Raw
+    kwargs: msgspec.Raw
+    priority: int
+    queue: str
+    depends_on: list[int]
+    max_retries: int
+    idempotency_key: str | None
+    timeout: float | None
+    created_at: float
+    status: JobState
+    attempts: int = 0
+    token: int = 0
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    not_before: float = 0.0
+    result: msgspec.Raw | None = None
+    error: str | None = None
+    # memory only
+    peer: bytes | None = None
+    seq: int = 0
+    settled: bool = False  # terminal state committed and announced
+
+    def insert_row(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.task,
+            self.args,
+            self.kwargs,
+            self.priority,
+            self.queue,
+            _pack_ids(self.depends_on),
+            self.max_retries,
+            self.idempotency_key,
+            self.timeout,
+            self.created_at,
+            self.status.value,
+            self.attempts,
+            self.token,
+            self.worker,
+            self.started_at,
+            self.finished_at,
+            self.not_before,
+            self.result,
+            self.error,
+        )
+
+    def update_row(self, expected: JobState) -> tuple[Any, ...]:
+        return (
+            self.status.value,
+            self.attempts,
+            self.token,
+            self.worker,
+            self.started_at,
+            self.finished_at,
+            self.not_before,
+            self.result,
+            self.error,
+            self.id,
+            expected.value,
+        )
+
+    def outcome(self) -> wire.JobOutcome:
+        return wire.JobOutcome(self.id, self.status.value, self.result or wire.NONE_RAW, self.error)
+
+    def view(self) -> wire.JobView:
+        return wire.JobView(
+            self.id,
+            self.task,
+            self.status.value,
+            self.priority,
+            self.queue,
+            self.attempts,
+            self.max_retries,
+            self.token,
+            self.worker,
+            list(self.depends_on),
+            self.idempotency_key,
+            self.created_at,
+            self.started_at,
+            self.finished_at,
+            self.result or wire.NONE_RAW,
+            self.error,
+        )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Job:
+        (
+            id_,
+            task,
+            args,
+            kwargs,
+            priority,
+            queue,
+            deps,
+            max_retries,
+            key,
+            timeout,
+            created,
+            status,
+            attempts,
+            token,
+            worker,
+            started,
+            finished,
+            not_before,
+            result,
+            error,
+        ) = row
+        return cls(
+            id_,
+            task,
+            msgspec.Raw(args),
+            msgspec.Raw(kwargs),
+            priority,
+            queue,
+            _unpack_ids(deps),
+            max_retries,
+            key,
+            timeout,
+            created,
+            JobState(status),
+            attempts,
+            token,
+            worker,
+            started,
+            finished,
+            not_before,
+            msgspec.Raw(result) if result is not None else None,
+            error,
+            seq=id_,
+        )
+
+
+class Refusal(msgspec.Struct, frozen=True):
+    """Why one job spec in a submission was refused."""
+
+    index: int
+    code: str
+    message: str
+
+
+def backoff_delay(attempt: int, config: SchedulerConfig, rand: Callable[[], float]) -> float:
+    """Delay before retry number ``attempt`` (1-based): capped exponential, equal jitter."""
+    ceiling = min(config.backoff_cap, config.backoff_base * config.backoff_factor ** (attempt - 1))
+    return ceiling * (0.5 + 0.5 * rand())
+
+
+class JobTable:
+    """The scheduler's state machine over all jobs it holds in memory."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.rand = rand
+        self.jobs: dict[int, Job] = {}
+        self.by_key: dict[str, int] = {}
+        self.counts: Counter[str] = Counter({state.value: 0 for state in JobState})
+        self.next_id = 1
+        self._recent: OrderedDict[int, None] = OrderedDict()
+        self._retry_heap: list[tuple[float, int]] = []
+        self.refused_results = 0
+
+    # ------------------------------------------------------------------ recovery
+
+    def load(self, rows: Iterable[tuple[Any, ...]], counts: dict[str, int], max_id: int) -> None:
+        """Rebuild memory from SQLite at start-up: live jobs, totals, the next id."""
+        self.counts.update(counts)
+        self.next_id = max_id + 1
+        for row in rows:
+            job = Job.from_row(row)
+            self.jobs[job.id] = job
+            if job.idempotency_key is not None:
+                self.by_key[job.idempotency_key] = job.id
+            if job.status is JobState.PENDING and job.not_before > 0:
+                heapq.heappush(self._retry_heap, (job.not_before, job.id))
+
+    # -------------------------------------------------------------- transitions
+
+    def move(self, job: Job, new: JobState, ops: Ops) -> None:
+        """The one place a job changes state: check the table, count, record the CAS row."""
+        old = job.status
+        check_transition(job.id, old, new)
+        job.status = new
+        self.counts[old.value] -= 1
+        self.counts[new.value] += 1
+        ops.updates.append(job.update_row(old))
+
+    # ----------------------------------------------------------------- submits
+
+    def refusal(self, index: int, spec: wire.JobSpec) -> Refusal | None:
+        """Shape checks the msgspec schema cannot express."""
+        if not wire.is_msgpack_array(spec.args):
+            return Refusal(index, "invalid", "args must be a list (positional arguments)")
+        if not wire.is_msgpack_map(spec.kwargs):
+            return Refusal(index, "invalid", "kwargs must be a map of keyword arguments")
+        if len(set(spec.depends_on)) != len(spec.depends_on):
+            return Refusal(index, "invalid", "depends_on lists a job twice")
+        return None
+
+    def create(self, spec: wire.JobSpec, ops: Ops) -> Job:
+        """A new job in PENDING; the caller queues or dooms it after looking at its parents."""
+        job_id = self.next_id
+        self.next_id += 1
+        job = Job(
+            job_id,
+            spec.task,
+            spec.args,
+            spec.kwargs,
+            spec.priority,
+            spec.queue,
+            list(spec.depends_on),
+            spec.max_retries,
+            spec.idempotency_key,
+            spec.timeout,
+            self.clock(),
+            JobState.PENDING,
+            seq=job_id,
+        )
+        self.jobs[job_id] = job
+        self.counts[JobState.PENDING.value] += 1
+        if spec.idempotency_key is not None:
+            self.by_key[spec.idempotency_key] = job_id
+        ops.inserts.append(job.insert_row())
+        return job
+
+    # --------------------------------------------------------------- assignment
+
+    def lease(self, job_id: int, peer: bytes, worker: str, ops: Ops) -> wire.Assignment | None:
+        """Compare-and-swap QUEUED -> RUNNING under a new, larger fencing token.
+
+        Returns None when the job is no longer QUEUED (cancelled, or picked twice).
+        """
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not JobState.QUEUED:
+            return None
+        job.token += 1
+        job.attempts += 1
+        job.worker = worker
+        job.peer = peer
+        job.started_at = self.clock()
+        job.finished_at = None
+        self.move(job, JobState.RUNNING, ops)
+        return wire.Assignment(
+            job.id,
+            job.token,
+            job.task,
+            job.args,
+            job.kwargs,
+            job.attempts,
+            job.idempotency_key,
+            job.timeout,
+        )
+
+    # ------------------------------------------------------------------ results
+
+    def holder_of(self, job_id: int, token: int, peer: bytes) -> Job | None:
+        """The job if ``peer`` holds its current lease under ``token``; else None (stale)."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not JobState.RUNNING:
+            return None
+        if job.token != token or job.peer != peer:
+            return None
+        return job
+
+    def succeed(self, job: Job, result: msgspec.Raw, ops: Ops) -> None:
+        job.result = result
+        job.error = None
+        job.finished_at = self.clock()
+        self.move(job, JobState.SUCCEEDED, ops)
+
+    def fail_attempt(self, job: Job, error: str, outcome: str, ops: Ops) -> None:
+        """A RUNNING attempt failed: back off and retry while attempts remain, else FAILED."""
+        now = self.clock()
+        ops.attempts.append((job.id, job.token, job.worker, job.started_at, now, outcome, error))
+        job.error = error
+        job.finished_at = now
+        if job.attempts <= job.max_retries:
+            job.not_before = now + backoff_delay(job.attempts, self.config, self.rand)
+            self.move(job, JobState.PENDING, ops)
+            heapq.heappush(self._retry_heap, (job.not_before, job.id))
+        else:
+            self.move(job, JobState.FAILED, ops)
+
+    def requeue_reclaimed(self, job: Job, ops: Ops) -> None:
+        """A lease taken back through no fault of the job (scheduler restart): run it again."""
+        job.peer = None
+        self.move(job, JobState.QUEUED, ops)
+
+    # ----------------------------------------------------------------- backoff
+
+    def due_retries(self, ops: Ops) -> list[Job]:
+        """Move every PENDING job whose backoff has elapsed to QUEUED (one heap, no timers)."""
+        now = self.clock()
+        due: list[Job] = []
+        heap = self._retry_heap
+        while heap and heap[0][0] <= now:
+            not_before, job_id = heapq.heappop(heap)
+            job = self.jobs.get(job_id)
+            if job is None or job.status is not JobState.PENDING or job.not_before != not_before:
+                continue  # cancelled or moved on since; the heap entry is stale
+            self.move(job, JobState.QUEUED, ops)
+            due.append(job)
+        return due
+
+    def next_retry_at(self) -> float | None:
+        return self._retry_heap[0][0] if self._retry_heap else None
+
+    # ---------------------------------------------------------------- eviction
+
+    def settle(self, job: Job) -> None:
+        """The job's terminal state is committed: keep it in the recent window only."""
+        job.settled = True
+        job.peer = None
+        self._recent[job.id] = None
+        while len(self._recent) > RECENT_FINISHED:
+            old_id, _ = self._recent.popitem(last=False)
+            old = self.jobs.get(old_id)
+            if old is not None and old.status in TERMINAL:
+                del self.jobs[old_id]
+                if old.idempotency_key is not None:
+                    self.by_key.pop(old.idempotency_key, None)
+
+    def is_live(self, job: Job) -> bool:
+        return job.status in LIVE
+
+    def counts_snapshot(self) -> dict[str, int]:
+        return dict(self.counts)

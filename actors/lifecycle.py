@@ -1,0 +1,54 @@
+"""The job lifecycle: states and the one transition table every change goes through.
+
+PENDING (waiting on parents or on retry backoff) -> QUEUED (ready) -> RUNNING
+(leased to one worker) -> SUCCEEDED; a failure goes back to PENDING while
+attempts remain, else to FAILED (the dead-letter queue). CANCELLED and
+UPSTREAM_FAILED end the rest. Anything not in ``TRANSITIONS`` is refused here,
+with an error naming both states.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from actors.errors import IllegalTransition
+
+
+class JobState(enum.StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+
+
+P, Q, R = JobState.PENDING, JobState.QUEUED, JobState.RUNNING
+S, F, C, U = JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.UPSTREAM_FAILED
+
+TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
+    {
+        (P, Q),  # parents succeeded, or retry backoff elapsed
+        (P, C),  # cancelled before it ever ran
+        (P, U),  # a parent ended FAILED / CANCELLED / UPSTREAM_FAILED
+        (Q, R),  # assignment: the compare-and-swap that issues a new fencing token
+        (Q, C),
+        (R, S),  # a result under the current token, committed
+        (R, P),  # failed attempt with attempts left: back off, then run again
+        (R, F),  # failed attempt, none left: dead-letter queue
+        (R, C),  # cancelled while running; the worker is told to stop
+        (R, Q),  # lease reclaimed without the job's fault (scheduler restart)
+        (F, Q),  # dead-letter re-queue
+        (U, P),  # a re-queued ancestor revives its descendants
+    }
+)
+
+TERMINAL: frozenset[JobState] = frozenset({S, F, C, U})
+LIVE: frozenset[JobState] = frozenset({P, Q, R})
+
+
+def check_transition(job_id: int, current: JobState, new: JobState) -> None:
+    """Raise IllegalTransition unless ``current -> new`` is in the table."""
+    if (current, new) not in TRANSITIONS:
+        raise IllegalTransition(job_id, current, new)

@@ -1,0 +1,186 @@
+"""Messages between the scheduler-side actors (in-process; wire messages live in
+``transport.protocol``).
+
+Each message is a msgspec Struct; most carry batches, so one mailbox hop moves
+many jobs. ``Peer`` is the transport's opaque id of a connected worker or client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from transport import protocol as wire
+
+Peer = bytes
+
+
+class _Msg(msgspec.Struct, frozen=True):
+    pass
+
+
+# gateway -> scheduler / dispatcher: a decoded frame from the network
+class FromClient(_Msg, frozen=True):
+    peer: Peer
+    message: wire.Submit | wire.Wait | wire.GetStatus | wire.GetJob
+
+
+class FromWorker(_Msg, frozen=True):
+    peer: Peer
+    message: wire.WorkerHello | wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye
+
+
+# anyone -> gateway
+class Send(_Msg, frozen=True):
+    peer: Peer
+    message: wire.Message
+
+
+class PeerUnreachable(_Msg, frozen=True):
+    """gateway -> dispatcher: a send to this peer failed; it disconnected."""
+
+    peer: Peer
+
+
+# scheduler -> strategy: jobs that became ready
+class ReadyJob(msgspec.Struct, gc=False, array_like=True):
+    job_id: int
+    priority: int
+    queue: str
+    seq: int  # submission order; FIFO and tie-breaks use it
+    enqueued_at: float  # monotonic seconds; priority aging uses it
+
+
+class Enqueue(_Msg, frozen=True):
+    jobs: list[ReadyJob]
+
+
+# dispatcher -> strategy: worker capacity changes (credits are free slots)
+class WorkerCredit(_Msg, frozen=True):
+    peer: Peer
+    name: str
+    queues: tuple[str, ...]
+    slots: int
+    credit: int  # slots freed (positive) since the last message
+
+
+class WorkerGone(_Msg, frozen=True):
+    peer: Peer
+
+
+# strategy -> scheduler: proposed assignments, still to be compare-and-swapped
+class Picked(_Msg, frozen=True):
+    picks: list[tuple[int, Peer]]
+
+
+# scheduler -> strategy: a pick that lost its compare-and-swap gives its slot back
+class ReturnCredit(_Msg, frozen=True):
+    peer: Peer
+    credit: int
+
+
+# scheduler -> dispatcher: committed assignments, to be sent to the workers
+class Leased(_Msg, frozen=True):
+    leases: list[tuple[Peer, wire.Assignment]]
+
+
+# dispatcher -> scheduler
+class WorkerResults(_Msg, frozen=True):
+    peer: Peer
+    name: str
+    results: list[wire.JobResult]
+
+
+class WorkerLost(_Msg, frozen=True):
+    """The worker is dead or left; these jobs were leased to it."""
+
+    peer: Peer
+    name: str
+    job_ids: list[int]
+
+
+class WorkerNames(_Msg, frozen=True):
+    """dispatcher -> scheduler: which peer is which worker (for job views)."""
+
+    peer: Peer
+    name: str
+
+
+class StatusPart(_Msg, frozen=True):
+    """scheduler -> dispatcher: job counts; the dispatcher adds workers and replies."""
+
+    peer: Peer
+    request_id: int
+    jobs: dict[str, int]
+
+
+# dispatcher <-> heartbeat monitor
+class Seen(_Msg, frozen=True):
+    peers: list[Peer]
+    at: float
+
+
+class Forget(_Msg, frozen=True):
+    peer: Peer
+
+
+class Silent(_Msg, frozen=True):
+    """The worker has not been heard from for ``silent_for`` seconds."""
+
+    peer: Peer
+    state: str  # "suspect" | "dead"
+    silent_for: float
+
+
+# scheduler <-> DAG resolver
+class Track(_Msg, frozen=True):
+    """A new job waits on these parents (those not yet known SUCCEEDED)."""
+
+    job_id: int
+    parents: list[int]
+
+
+class Finished(_Msg, frozen=True):
+    """These jobs' terminal states are committed."""
+
+    jobs: list[tuple[int, str]]
+
+
+class Release(_Msg, frozen=True):
+    """All parents of these jobs succeeded: they may be queued."""
+
+    job_ids: list[int]
+
+
+class Doom(_Msg, frozen=True):
+    """These jobs can never run: an ancestor failed. ``(job_id, cause)``."""
+
+    jobs: list[tuple[int, str]]
+
+
+# scheduler -> store
+class Write(_Msg, frozen=True):
+    """Persist ``ops`` in one transaction; then tell ``reply_to`` ``Written(tag)``."""
+
+    ops: Any  # actors.store.Ops
+    reply_to: Any  # an Actor
+    tag: Any
+
+
+class Written(_Msg, frozen=True):
+    tag: Any
+
+
+class Query(_Msg, frozen=True):
+    """Run a read after all writes queued before it; resolve ``reply``."""
+
+    sql: str
+    params: tuple[Any, ...]
+    reply: asyncio.Future[list[tuple[Any, ...]]]
+
+
+# timers
+class Tick(_Msg, frozen=True):
+    at: float

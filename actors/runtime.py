@@ -1,0 +1,144 @@
+"""The actor runtime: mailboxes, run loops and supervision.
+
+An actor is one asyncio task draining a mailbox, plus any background loops it
+spawns, with private state; others reach it only through ``tell``. The
+``ActorSystem`` supervises: an actor that raises is restarted if it declares
+itself restartable (and has not crashed too often), otherwise the whole system
+stops and ``run()`` raises ActorCrashed, so the process exits non-zero with the
+cause logged. An actor is never silently dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from actors.errors import ActorCrashed
+
+log = logging.getLogger("corral.actors")
+
+# A restartable actor that crashes more than this many times in this window is
+# broken, not unlucky: escalate instead of looping.
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
+
+
+class Actor:
+    """Base class: override ``handle``; optionally ``on_start`` / ``on_stop``."""
+
+    restartable = False
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or type(self).__name__
+        self.mailbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.system: ActorSystem | None = None
+
+    def tell(self, message: Any) -> None:
+        """Deliver a message; never blocks (mailboxes are unbounded; producers batch)."""
+        self.mailbox.put_nowait(message)
+
+    async def on_start(self) -> None:
+        """Runs before the first message (and again after a restart)."""
+
+    async def on_stop(self) -> None:
+        """Runs once when the system stops."""
+
+    async def handle(self, message: Any) -> None:
+        raise NotImplementedError
+
+    def spawn(self, coro: Coroutine[Any, Any, None], label: str) -> None:
+        """Run a background loop under the same supervision as the actor itself."""
+        assert self.system is not None, "spawn() needs a started actor"
+        self.system._watch(self, asyncio.create_task(coro, name=f"{self.name}.{label}"))
+
+    async def _run(self) -> None:
+        await self.on_start()
+        mailbox = self.mailbox
+        while True:
+            message = await mailbox.get()
+            await self.handle(message)
+
+
+class ActorSystem:
+    """Starts actors, supervises them, and stops them all together."""
+
+    def __init__(self) -> None:
+        self.actors: list[Actor] = []
+        self._tasks: dict[asyncio.Task[None], Actor] = {}
+        self._failure: asyncio.Future[BaseException] | None = None
+        self._crashes: dict[str, list[float]] = {}
+        self._stopping = False
+
+    def add(self, actor: Actor) -> Actor:
+        self.actors.append(actor)
+        actor.system = self
+        return actor
+
+    async def start(self) -> None:
+        self._failure = asyncio.get_running_loop().create_future()
+        for actor in self.actors:
+            self._watch(actor, asyncio.create_task(actor._run(), name=actor.name))
+
+    def _watch(self, actor: Actor, task: asyncio.Task[None]) -> None:
+        self._tasks[task] = actor
+        task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        actor = self._tasks.pop(task, None)
+        if actor is None or self._stopping or task.cancelled():
+            return
+        exc = task.exception() or RuntimeError(f"{task.get_name()} returned unexpectedly")
+        log.error("actor %s crashed", task.get_name(), exc_info=exc)
+        if actor.restartable and self._may_restart(actor.name):
+            log.warning("restarting actor %s", actor.name)
+            self._watch(actor, asyncio.create_task(actor._run(), name=actor.name))
+            return
+        self.fail(ActorCrashed(task.get_name(), exc))
+
+    def _may_restart(self, name: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._crashes.get(name, []) if now - t < RESTART_WINDOW_S]
+        recent.append(now)
+        self._crashes[name] = recent
+        return len(recent) <= MAX_RESTARTS
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the system with ``exc`` as the reason ``run()`` raises."""
+        if self._failure is not None and not self._failure.done():
+            self._failure.set_result(exc)
+
+    def request_stop(self) -> None:
+        """Ask ``run()`` to return normally (a clean shutdown)."""
+        if self._failure is not None and not self._failure.done():
+            self._failure.set_result(_CleanStop())
+
+    async def run(self) -> None:
+        """Wait until the system fails (raise) or is asked to stop (return)."""
+        assert self._failure is not None, "start() first"
+        try:
+            reason = await self._failure
+        finally:
+            await self.stop()
+        if not isinstance(reason, _CleanStop):
+            raise reason
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for actor in reversed(self.actors):
+            try:
+                await actor.on_stop()
+            except Exception:
+                log.exception("actor %s failed while stopping", actor.name)
+
+
+class _CleanStop(Exception):
+    pass

@@ -1,0 +1,383 @@
+"""The scheduler actor: the brain. Owns the job table and every state transition.
+
+It validates submissions, applies transitions through ``JobTable`` (one
+lifecycle table), hands the resulting compare-and-swap rows to the store, and
+acts on them only after the store says they are committed: clients are
+acknowledged, ready jobs go to the strategy, leases go to the dispatcher,
+waiters hear outcomes, and the DAG resolver learns of finished parents. A
+failure between transition and commit therefore never leaks an
+acknowledgement or an assignment that SQLite does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from actors.jobs import Job, JobTable
+from actors.lifecycle import TERMINAL, JobState
+from actors.messages import (
+    Doom,
+    Enqueue,
+    Finished,
+    FromClient,
+    Leased,
+    Picked,
+    Query,
+    ReadyJob,
+    Release,
+    ReturnCredit,
+    Send,
+    StatusPart,
+    Tick,
+    Track,
+    WorkerLost,
+    WorkerNames,
+    WorkerResults,
+    Write,
+    Written,
+)
+from actors.runtime import Actor
+from actors.store import JOB_COLUMNS, Ops
+from transport import protocol as wire
+
+log = logging.getLogger("corral.scheduler")
+
+# SQLite's default limit on host parameters is 32766; stay far below it.
+_SQL_CHUNK = 900
+
+
+class Effects(msgspec.Struct):
+    """What to do once a write is committed. Built before, carried out after."""
+
+    sends: list[Send] = []
+    ready: list[Job] = []
+    finished: list[Job] = []
+    leases: list[tuple[bytes, wire.Assignment]] = []
+
+
+class Scheduler(Actor):
+    def __init__(self, table: JobTable) -> None:
+        super().__init__("scheduler")
+        self.table = table
+        self.waiters: defaultdict[int, list[tuple[bytes, int]]] = defaultdict(list)
+        self.worker_names: dict[bytes, str] = {}
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_at: float | None = None
+        self.gateway: Actor
+        self.store: Actor
+        self.strategy: Actor
+        self.dispatcher: Actor
+        self.dag: Actor
+
+    def connect(
+        self, *, gateway: Actor, store: Actor, strategy: Actor, dispatcher: Actor, dag: Actor
+    ) -> None:
+        self.gateway, self.store, self.strategy = gateway, store, strategy
+        self.dispatcher, self.dag = dispatcher, dag
+
+    async def on_start(self) -> None:
+        self._arm_retry_timer()
+
+    # ------------------------------------------------------------------ routing
+
+    async def handle(self, message: Any) -> None:
+        match message:
+            case Written(tag=effects):
+                self._after_commit(effects)
+            case Picked(picks=picks):
+                self._lease(picks)
+            case WorkerResults():
+                self._results(message)
+            case FromClient(peer=peer, message=request):
+                await self._client(peer, request)
+            case Release(job_ids=ids):
+                self._release(ids)
+            case Doom(jobs=doomed):
+                self._doom(doomed)
+            case WorkerLost():
+                self._worker_lost(message)
+            case WorkerNames(peer=peer, name=name):
+                self.worker_names[peer] = name
+            case Tick():
+                self._retry_due()
+            case _:
+                raise TypeError(f"scheduler got an unexpected message: {message!r}")
+
+    async def _client(self, peer: bytes, request: Any) -> None:
+        match request:
+            case wire.Submit():
+                await self._submit(peer, request)
+            case wire.Wait():
+                await self._wait(peer, request)
+            case wire.GetJob(request_id=rid, job_id=job_id):
+                job = await self._find([job_id])
+                found = job.get(job_id)
+                self._send(peer, wire.JobReply(rid, found.view() if found else None))
+            case wire.GetStatus(request_id=rid):
+                self.dispatcher.tell(StatusPart(peer, rid, self.table.counts_snapshot()))
+
+    def _send(self, peer: bytes, message: wire.Message) -> None:
+        self.gateway.tell(Send(peer, message))
+
+    def _write(self, ops: Ops, effects: Effects) -> None:
+        if len(ops):
+            self.store.tell(Write(ops, self, effects))
+        else:
+            self._after_commit(effects)
+
+    # ------------------------------------------------------------------ submit
+
+    async def _submit(self, peer: bytes, request: wire.Submit) -> None:
+        table, rid = self.table, request.request_id
+        for index, spec in enumerate(request.jobs):
+            refusal = table.refusal(index, spec)
+            if refusal is not None:
+                self._send(
+                    peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid)
+                )
+                return
+        await self._load_keys([s.idempotency_key for s in request.jobs if s.idempotency_key])
+        parent_ids = {p for spec in request.jobs for p in spec.depends_on}
+        parents = await self._find(parent_ids)
+        unknown = sorted(parent_ids - parents.keys())
+        if unknown:
+            shown = ", ".join(map(str, unknown[:10]))
+            self._send(
+                peer,
+                wire.ErrorReply(
+                    "unknown_parent", f"depends_on names job(s) that do not exist: {shown}", rid
+                ),
+            )
+            return
+
+        ops, effects = Ops(), Effects()
+        ids: list[int] = []
+        existing: list[bool] = []
+        for spec in request.jobs:
+            known = table.by_key.get(spec.idempotency_key) if spec.idempotency_key else None
+            if known is not None:
+                ids.append(known)
+                existing.append(True)
+                continue
+            job = table.create(spec, ops)
+            ids.append(job.id)
+            existing.append(False)
+            self._place_new(job, parents, ops, effects)
+        effects.sends.append(Send(peer, wire.Submitted(rid, ids, existing)))
+        self._write(ops, effects)
+
+    def _place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
+        """Queue a new job, doom it (a parent already failed), or hand it to the DAG resolver."""
+        waiting: list[int] = []
+        for parent_id in job.depends_on:
+            parent = parents[parent_id]
+            if not parent.settled:
+                waiting.append(parent_id)  # its Finished message is still to come
+            elif parent.status is not JobState.SUCCEEDED:
+                job.error = f"parent job {parent_id} ended {parent.status.value}"
+                job.finished_at = job.created_at
+                self.table.move(job, JobState.UPSTREAM_FAILED, ops)
+                effects.finished.append(job)
+                return
+        if waiting:
+            # Sent now, not after commit: it must reach the resolver before the
+            # Finished message of any parent that commits after this point.
+            self.dag.tell(Track(job.id, waiting))
+        else:
+            self.table.move(job, JobState.QUEUED, ops)
+            effects.ready.append(job)
+
+    async def _load_keys(self, keys: list[str]) -> None:
+        """Make sure every known idempotency key among ``keys`` is in memory."""
+        missing = [k for k in keys if k not in self.table.by_key]
+        for start in range(0, len(missing), _SQL_CHUNK):
+            chunk = missing[start : start + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._query(
+                f"SELECT idempotency_key, id FROM jobs WHERE idempotency_key IN ({marks})", chunk
+            )
+            for key, job_id in rows:
+                self.table.by_key[key] = job_id
+
+    async def _find(self, ids: Any) -> dict[int, Job]:
+        """Jobs by id, from memory or else (finished long ago) from SQLite."""
+        found: dict[int, Job] = {}
+        missing: list[int] = []
+        for job_id in ids:
+            job = self.table.jobs.get(job_id)
+            if job is None:
+                missing.append(job_id)
+            else:
+                found[job_id] = job
+        for start in range(0, len(missing), _SQL_CHUNK):
+            chunk = missing[start : start + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in await self._query(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk
+            ):
+                job = Job.from_row(row)
+                job.settled = job.status in TERMINAL
+                found[job.id] = job
+        return found
+
+    async def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        reply: asyncio.Future[list[tuple[Any, ...]]] = asyncio.get_running_loop().create_future()
+        self.store.tell(Query(sql, tuple(params), reply))
+        return await reply
+
+    # -------------------------------------------------------------------- wait
+
+    async def _wait(self, peer: bytes, request: wire.Wait) -> None:
+        jobs = await self._find(request.job_ids)
+        unknown = [i for i in request.job_ids if i not in jobs]
+        if unknown:
+            self._send(
+                peer,
+                wire.ErrorReply(
+                    "not_found",
+                    f"no such job(s): {', '.join(map(str, unknown[:10]))}",
+                    request.request_id,
+                ),
+            )
+            return
+        done: list[wire.JobOutcome] = []
+        for job in jobs.values():
+            if job.settled:
+                done.append(job.outcome())
+            else:
+                self.waiters[job.id].append((peer, request.request_id))
+        if done:
+            self._send(peer, wire.Outcomes(request.request_id, done))
+
+    def _notify(self, finished: list[Job]) -> None:
+        batches: defaultdict[tuple[bytes, int], list[wire.JobOutcome]] = defaultdict(list)
+        for job in finished:
+            for waiter in self.waiters.pop(job.id, ()):
+                batches[waiter].append(job.outcome())
+        for (peer, rid), outcomes in batches.items():
+            self._send(peer, wire.Outcomes(rid, outcomes))
+
+    # ---------------------------------------------------------- after a commit
+
+    def _after_commit(self, effects: Effects) -> None:
+        for send in effects.sends:
+            self.gateway.tell(send)
+        if effects.ready:
+            now = time.monotonic()
+            self.strategy.tell(
+                Enqueue(
+                    [
+                        ReadyJob(j.id, j.priority, j.queue, j.seq, now)
+                        for j in effects.ready
+                        if j.status is JobState.QUEUED
+                    ]
+                )
+            )
+        if effects.leases:
+            self.dispatcher.tell(Leased(effects.leases))
+        if effects.finished:
+            finished = [j for j in effects.finished if j.status in TERMINAL and not j.settled]
+            for job in finished:
+                self.table.settle(job)
+            self._notify(finished)
+            self.dag.tell(Finished([(j.id, j.status.value) for j in finished]))
+        self._arm_retry_timer()
+
+    # -------------------------------------------------------------- assignment
+
+    def _lease(self, picks: list[tuple[int, bytes]]) -> None:
+        ops, effects = Ops(), Effects()
+        returned: defaultdict[bytes, int] = defaultdict(int)
+        for job_id, peer in picks:
+            assignment = self.table.lease(job_id, peer, self.worker_names.get(peer, "?"), ops)
+            if assignment is None:
+                returned[peer] += 1
+            else:
+                effects.leases.append((peer, assignment))
+        for peer, credit in returned.items():
+            self.strategy.tell(ReturnCredit(peer, credit))
+        self._write(ops, effects)
+
+    # ----------------------------------------------------------------- results
+
+    def _results(self, message: WorkerResults) -> None:
+        ops, effects = Ops(), Effects()
+        acked: list[int] = []
+        refused: list[int] = []
+        for result in message.results:
+            job = self.table.holder_of(result.job_id, result.token, message.peer)
+            if job is None:
+                refused.append(result.job_id)
+                self.table.refused_results += 1
+                log.warning(
+                    "refused stale result for job %d token %d from %s",
+                    result.job_id,
+                    result.token,
+                    message.name,
+                )
+                continue
+            acked.append(result.job_id)
+            if result.ok:
+                self.table.succeed(job, result.result, ops)
+                effects.finished.append(job)
+            else:
+                self.table.fail_attempt(job, result.error or "failed", "error", ops)
+                effects.finished.append(job)  # kept only if it ended FAILED
+        effects.sends.append(Send(message.peer, wire.ResultsAck(acked, refused)))
+        self._write(ops, effects)
+
+    def _worker_lost(self, message: WorkerLost) -> None:
+        ops, effects = Ops(), Effects()
+        for job_id in message.job_ids:
+            job = self.table.jobs.get(job_id)
+            if job is None or job.status is not JobState.RUNNING or job.peer != message.peer:
+                continue
+            error = f"worker {message.name} lost: no heartbeat for the lease time plus grace"
+            self.table.fail_attempt(job, error, "lost", ops)
+            effects.finished.append(job)
+        self._write(ops, effects)
+
+    # -------------------------------------------------------- DAG and retries
+
+    def _release(self, job_ids: list[int]) -> None:
+        ops, effects = Ops(), Effects()
+        for job_id in job_ids:
+            job = self.table.jobs.get(job_id)
+            if job is not None and job.status is JobState.PENDING:
+                self.table.move(job, JobState.QUEUED, ops)
+                effects.ready.append(job)
+        self._write(ops, effects)
+
+    def _doom(self, doomed: list[tuple[int, str]]) -> None:
+        ops, effects = Ops(), Effects()
+        for job_id, cause in doomed:
+            job = self.table.jobs.get(job_id)
+            if job is not None and job.status is JobState.PENDING:
+                job.error = cause
+                job.finished_at = time.time()
+                self.table.move(job, JobState.UPSTREAM_FAILED, ops)
+                effects.finished.append(job)
+        self._write(ops, effects)
+
+    def _retry_due(self) -> None:
+        self._retry_timer = self._retry_at = None
+        ops, effects = Ops(), Effects()
+        effects.ready = self.table.due_retries(ops)
+        self._write(ops, effects)
+
+    def _arm_retry_timer(self) -> None:
+        """One timer for the earliest backoff deadline, never one per job."""
+        due = self.table.next_retry_at()
+        if due is None or (self._retry_at is not None and self._retry_at <= due):
+            return
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_at = due
+        delay = max(0.0, due - time.time())
+        self._retry_timer = asyncio.get_running_loop().call_later(delay, self.tell, Tick(due))

@@ -1,0 +1,212 @@
+"""The store actor: owns the aiosqlite connection and group-commits every write.
+
+Whatever ``Write`` messages pile up while one transaction commits go into the
+next one, together (group commit): an idle scheduler commits at once, a busy
+one commits hundreds of jobs per transaction. Only after COMMIT returns does
+each writer get its ``Written`` reply, so acknowledgements always follow
+durability. Every job update is a compare-and-swap on the expected previous
+status (``UPDATE … WHERE id=? AND status=?``); if SQLite matches fewer rows
+than memory expected, the store raises StoreInconsistent and the scheduler
+stops instead of guessing.
+
+The file is opened in WAL mode with an exclusive lock, so a second scheduler
+on the same file is refused at start-up instead of becoming a second writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from actors.config import MAX_BATCH_OPS
+from actors.errors import CorralError, StoreInconsistent
+from actors.messages import Query, Write, Written
+from actors.runtime import Actor
+
+log = logging.getLogger("corral.store")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL,
+    args BLOB NOT NULL,
+    kwargs BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    depends_on BLOB NOT NULL,
+    max_retries INTEGER NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    timeout REAL,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    worker TEXT,
+    started_at REAL,
+    finished_at REAL,
+    not_before REAL NOT NULL,
+    result BLOB,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_live ON jobs(id)
+    WHERE status IN ('PENDING', 'QUEUED', 'RUNNING');
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    worker TEXT,
+    started_at REAL,
+    finished_at REAL,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (job_id, token)
+);
+"""
+
+JOB_COLUMNS = (
+    "id, task, args, kwargs, priority, queue, depends_on, max_retries, idempotency_key, "
+    "timeout, created_at, status, attempts, token, worker, started_at, finished_at, "
+    "not_before, result, error"
+)
+INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+UPDATE_JOB = (
+    "UPDATE jobs SET status=?, attempts=?, token=?, worker=?, started_at=?, finished_at=?, "
+    "not_before=?, result=?, error=? WHERE id=? AND status=?"
+)
+INSERT_ATTEMPT = (
+    "INSERT OR REPLACE INTO attempts (job_id, token, worker, started_at, finished_at, outcome, "
+    "error) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class StoreLocked(CorralError):
+    """Raised at start-up when another scheduler already holds the database file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"database {path} is in use by another corral scheduler; stop it first or pass --db"
+        )
+        self.path = path
+
+
+class Ops(msgspec.Struct):
+    """One writer's share of a transaction: new rows, CAS updates, finished attempts."""
+
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    attempts: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.inserts) + len(self.updates) + len(self.attempts)
+
+
+class Store(Actor):
+    """Group-committing writer; also answers the rare reads the scheduler needs."""
+
+    def __init__(self, path: str, durability: str = "normal") -> None:
+        super().__init__("store")
+        self.path = path
+        self.durability = durability
+        self.db: aiosqlite.Connection | None = None
+        self.commits = 0
+        self.committed_ops = 0
+        self.last_commit_s = 0.0
+
+    async def open(self) -> None:
+        self.db = await aiosqlite.connect(self.path, isolation_level=None)
+        sync = "FULL" if self.durability == "full" else "NORMAL"
+        try:
+            await self.db.execute("PRAGMA busy_timeout=500")
+            await self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            await self.db.execute("PRAGMA journal_mode=WAL")
+            await self.db.execute(f"PRAGMA synchronous={sync}")
+            await self.db.executescript(SCHEMA)
+            # Take the write lock now and keep it (exclusive locking mode).
+            await self.db.execute("BEGIN IMMEDIATE")
+            await self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            await self.db.close()
+            self.db = None
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreLocked(self.path) from None
+            raise
+
+    async def on_stop(self) -> None:
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    async def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A direct read, for start-up recovery before the actors run."""
+        assert self.db is not None
+        return [tuple(row) for row in await self.db.execute_fetchall(sql, params)]
+
+    async def _run(self) -> None:
+        await self.on_start()
+        mailbox = self.mailbox
+        while True:
+            writes: list[Write] = []
+            queries: list[Query] = []
+            n_ops = 0
+            message = await mailbox.get()
+            while True:
+                if isinstance(message, Write):
+                    writes.append(message)
+                    n_ops += len(message.ops)
+                else:
+                    queries.append(message)
+                if n_ops >= MAX_BATCH_OPS or mailbox.empty():
+                    break
+                message = mailbox.get_nowait()
+            if writes:
+                await self._commit(writes)
+            for query in queries:
+                await self._answer(query)
+
+    async def _commit(self, writes: list[Write]) -> None:
+        db = self.db
+        assert db is not None
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        attempts: list[tuple[Any, ...]] = []
+        for write in writes:
+            inserts += write.ops.inserts
+            updates += write.ops.updates
+            attempts += write.ops.attempts
+        started = time.perf_counter()
+        await db.execute("BEGIN")
+        try:
+            if inserts:
+                await db.executemany(INSERT_JOB, inserts)
+            if updates:
+                cursor = await db.executemany(UPDATE_JOB, updates)
+                if cursor.rowcount != len(updates):
+                    raise StoreInconsistent(
+                        f"compare-and-swap matched {cursor.rowcount} of {len(updates)} job rows"
+                    )
+            if attempts:
+                await db.executemany(INSERT_ATTEMPT, attempts)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        self.last_commit_s = time.perf_counter() - started
+        self.commits += 1
+        self.committed_ops += len(inserts) + len(updates) + len(attempts)
+        for write in writes:
+            write.reply_to.tell(Written(write.tag))
+
+    async def _answer(self, query: Query) -> None:
+        assert self.db is not None
+        try:
+            rows = await self.db.execute_fetchall(query.sql, query.params)
+        except Exception as exc:
+            if not query.reply.done():
+                query.reply.set_exception(exc)
+            return
+        if not query.reply.done():
+            query.reply.set_result([tuple(row) for row in rows])

@@ -1,0 +1,69 @@
+"""The strategy actor: owns the ready queue(s) and the workers' free slots, and matches them.
+
+Ready jobs arrive from the scheduler (``Enqueue``); free slots arrive from the
+dispatcher as credits (``WorkerCredit``). Whenever both exist it proposes
+assignments (``Picked``) to the scheduler, which makes them real with a
+compare-and-swap, or gives a slot back (``ReturnCredit``) when the job is no
+longer QUEUED. A worker is never proposed more jobs than its credit. Which job
+and which worker is the pluggable ``strategies.Strategy``'s decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.messages import Enqueue, Picked, ReturnCredit, WorkerCredit, WorkerGone
+from actors.runtime import Actor
+from strategies import Strategy, WorkerSlots
+
+
+class StrategyActor(Actor):
+    def __init__(self, strategy: Strategy) -> None:
+        super().__init__("strategy")
+        self.strategy = strategy
+        self.workers: dict[bytes, WorkerSlots] = {}
+        self.scheduler: Actor
+
+    async def handle(self, message: Any) -> None:
+        match message:
+            case Enqueue(jobs=jobs):
+                push = self.strategy.push
+                for job in jobs:
+                    push(job)
+            case WorkerCredit(peer=peer, name=name, queues=queues, slots=slots, credit=credit):
+                worker = self.workers.get(peer)
+                if worker is None:
+                    worker = self.workers[peer] = WorkerSlots(peer, name, queues, slots, 0)
+                worker.credit = min(worker.slots, worker.credit + credit)
+            case ReturnCredit(peer=peer, credit=credit):
+                worker = self.workers.get(peer)
+                if worker is not None:
+                    worker.credit = min(worker.slots, worker.credit + credit)
+            case WorkerGone(peer=peer):
+                self.workers.pop(peer, None)
+            case _:
+                raise TypeError(f"strategy got an unexpected message: {message!r}")
+        if self.mailbox.empty():  # match once per burst of messages, not per message
+            self._match()
+
+    def _match(self) -> None:
+        strategy = self.strategy
+        if not len(strategy):
+            return
+        picks: list[tuple[int, bytes]] = []
+        hungry = [w for w in self.workers.values() if w.credit > 0]
+        while hungry and len(strategy):
+            still_hungry: list[WorkerSlots] = []
+            for worker in strategy.order_workers(hungry):
+                for _ in range(max(1, strategy.per_turn(worker))):
+                    job = strategy.pop(worker.queues)
+                    if job is None:
+                        break
+                    worker.credit -= 1
+                    picks.append((job.job_id, worker.peer))
+                else:
+                    if worker.credit > 0:
+                        still_hungry.append(worker)
+            hungry = still_hungry
+        if picks:
+            self.scheduler.tell(Picked(picks))

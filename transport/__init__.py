@@ -1,0 +1,45 @@
+"""Transports, chosen by address: tcp://, ipc://, inproc:// (ZeroMQ) and mem:// (in-memory).
+
+``bind(address)`` gives the scheduler's end, ``connect(address)`` a worker's or
+client's. Actors never know which implementation they run on.
+"""
+
+from __future__ import annotations
+
+from transport.base import ClientTransport, Peer, ServerTransport
+from transport.errors import UnknownAddress
+from transport.memory import MemoryClient, MemoryServer
+from transport.zeromq import ZmqClient, ZmqServer
+
+_SERVERS: dict[str, type[ServerTransport]] = {
+    "tcp": ZmqServer,
+    "ipc": ZmqServer,
+    "inproc": ZmqServer,
+    "mem": MemoryServer,
+}
+_CLIENTS: dict[str, type[ClientTransport]] = {
+    "tcp": ZmqClient,
+    "ipc": ZmqClient,
+    "inproc": ZmqClient,
+    "mem": MemoryClient,
+}
+
+
+def _scheme(address: str) -> str:
+    scheme, sep, rest = address.partition("://")
+    if not sep or not rest or scheme not in _SERVERS:
+        raise UnknownAddress(address)
+    return scheme
+
+
+def bind(address: str) -> ServerTransport:
+    """Bind the scheduler's end of the transport at ``address``."""
+    return _SERVERS[_scheme(address)](address)  # type: ignore[call-arg]
+
+
+def connect(address: str) -> ClientTransport:
+    """Connect a worker's or client's end to the scheduler at ``address``."""
+    return _CLIENTS[_scheme(address)](address)  # type: ignore[call-arg]
+
+
+__all__ = ["ClientTransport", "Peer", "ServerTransport", "bind", "connect"]

@@ -1,0 +1,310 @@
+"""The wire protocol: every frame between scheduler, workers and clients.
+
+Owns the message Structs, the two tagged unions (what the scheduler accepts and
+what it sends), and the encoder/decoders, built once. Every frame that arrives
+from the network goes through :func:`decode_request`: size check first, then a
+typed msgspec decode; anything else raises :class:`~transport.errors.BadFrame`.
+
+Evolution rule (from msgspec's own guidance): new fields get defaults and go
+last, so an older peer's frames still decode. ``PROTOCOL_VERSION`` changes only
+when that rule cannot hold; peers exchange it in their hello.
+
+User payloads (``args``, ``kwargs``, ``result``) travel as :class:`msgspec.Raw`:
+the scheduler checks their shape and stores and forwards the bytes untouched,
+so it never pays to decode or re-encode data it does not read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from transport.errors import BadFrame
+
+PROTOCOL_VERSION = 1
+
+# 8 MiB: a bulk submit of 10,000 small jobs is ~1 MiB; anything near this
+# limit is a mistake or an attack, and is refused with an error reply.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+EMPTY_ARGS = msgspec.Raw(b"\x90")  # msgpack []
+EMPTY_KWARGS = msgspec.Raw(b"\x80")  # msgpack {}
+NONE_RAW = msgspec.Raw(b"\xc0")  # msgpack nil
+
+TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+QueueName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+JobId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+Retries = Annotated[int, msgspec.Meta(ge=0, le=1000)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
+
+
+class Message(msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defaults=False):
+    """Base of every wire message; the class name is the tag."""
+
+
+# ---------------------------------------------------------------- payload types
+
+
+class JobSpec(msgspec.Struct, frozen=True, array_like=True):
+    """What a client asks to run."""
+
+    task: TaskName
+    args: msgspec.Raw = EMPTY_ARGS
+    kwargs: msgspec.Raw = EMPTY_KWARGS
+    priority: Priority = 0
+    queue: QueueName = "default"
+    depends_on: list[JobId] = []
+    max_retries: Retries = 3
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    timeout: Seconds | None = None
+
+
+class Assignment(msgspec.Struct, frozen=True, array_like=True):
+    """One job leased to one worker under one fencing token."""
+
+    job_id: int
+    token: int
+    task: str
+    args: msgspec.Raw
+    kwargs: msgspec.Raw
+    attempt: int
+    idempotency_key: str | None = None
+    timeout: float | None = None
+
+
+class JobResult(msgspec.Struct, frozen=True, array_like=True):
+    """A worker's report of one execution."""
+
+    job_id: JobId
+    token: Annotated[int, msgspec.Meta(ge=0)]
+    ok: bool
+    result: msgspec.Raw = NONE_RAW
+    error: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
+
+
+class JobOutcome(msgspec.Struct, frozen=True, array_like=True):
+    """The final word on a job, sent to whoever waits for it."""
+
+    job_id: int
+    status: str
+    result: msgspec.Raw = NONE_RAW
+    error: str | None = None
+
+
+class JobView(msgspec.Struct, frozen=True, array_like=True):
+    """Everything a client may read about one job."""
+
+    job_id: int
+    task: str
+    status: str
+    priority: int
+    queue: str
+    attempts: int
+    max_retries: int
+    token: int
+    worker: str | None
+    depends_on: list[int]
+    idempotency_key: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    result: msgspec.Raw = NONE_RAW
+    error: str | None = None
+
+
+class WorkerView(msgspec.Struct, frozen=True, array_like=True):
+    name: str
+    state: str
+    slots: int
+    running: int
+    queues: list[str]
+    last_seen_s: float
+
+
+class StatusView(msgspec.Struct, frozen=True, array_like=True):
+    jobs: dict[str, int]
+    workers: list[WorkerView]
+    strategy: str
+
+
+# ---------------------------------------------------------- to the scheduler
+
+
+class ClientHello(Message, frozen=True):
+    protocol: int
+
+
+class WorkerHello(Message, frozen=True):
+    protocol: int
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    slots: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    queues: list[QueueName] = msgspec.field(default_factory=lambda: ["default"])
+    tasks: list[str] = []
+
+
+class Submit(Message, frozen=True):
+    request_id: RequestId
+    jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1, max_length=100_000)]
+
+
+class Wait(Message, frozen=True):
+    request_id: RequestId
+    job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1, max_length=1_000_000)]
+
+
+class GetStatus(Message, frozen=True):
+    request_id: RequestId
+
+
+class GetJob(Message, frozen=True):
+    request_id: RequestId
+    job_id: JobId
+
+
+class Results(Message, frozen=True):
+    """Finished executions; each one also returns one credit (a free slot)."""
+
+    results: Annotated[list[JobResult], msgspec.Meta(max_length=100_000)]
+
+
+class Heartbeat(Message, frozen=True):
+    """I am alive, and these (job_id, token) leases are still mine."""
+
+    leases: list[tuple[int, int]] = []
+
+
+class Drain(Message, frozen=True):
+    """A worker stopping: send it no new jobs; it finishes what it holds, then says Goodbye."""
+
+
+class Goodbye(Message, frozen=True):
+    """A worker leaving cleanly, holding no jobs."""
+
+
+ToScheduler = (
+    ClientHello
+    | WorkerHello
+    | Submit
+    | Wait
+    | GetStatus
+    | GetJob
+    | Results
+    | Heartbeat
+    | Drain
+    | Goodbye
+)
+
+# ---------------------------------------------------------- from the scheduler
+
+
+class Welcome(Message, frozen=True):
+    protocol: int
+    heartbeat_interval: float = 1.0
+    instance: str = ""  # changes when the scheduler process restarts
+
+
+class Submitted(Message, frozen=True):
+    request_id: int
+    job_ids: list[int]
+    existing: list[bool] = []
+
+
+class Outcomes(Message, frozen=True):
+    request_id: int
+    outcomes: list[JobOutcome]
+
+
+class StatusReply(Message, frozen=True):
+    request_id: int
+    status: StatusView
+
+
+class JobReply(Message, frozen=True):
+    request_id: int
+    job: JobView | None
+
+
+class Assign(Message, frozen=True):
+    assignments: list[Assignment]
+
+
+class ResultsAck(Message, frozen=True):
+    """Committed (or refused as stale): the worker may forget these results."""
+
+    job_ids: list[int]
+    refused: list[int] = []
+
+
+class ErrorReply(Message, frozen=True):
+    """A request was refused; nothing changed. ``code`` is stable, ``message`` is for humans."""
+
+    code: str
+    message: str
+    request_id: int = 0
+
+
+FromScheduler = (
+    Welcome | Submitted | Outcomes | StatusReply | JobReply | Assign | ResultsAck | ErrorReply
+)
+
+# ------------------------------------------------------------ codecs, built once
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(ToScheduler)
+_reply_decoder = msgspec.msgpack.Decoder(FromScheduler)
+
+encode = _encoder.encode
+
+
+def _check_size(frame: bytes) -> None:
+    if len(frame) > MAX_FRAME_BYTES:
+        raise BadFrame(
+            "too_large", f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit"
+        )
+
+
+def decode_request(frame: bytes) -> ToScheduler:
+    """Decode an untrusted frame sent to the scheduler, or raise BadFrame."""
+    _check_size(frame)
+    try:
+        message: ToScheduler = _request_decoder.decode(frame)
+        return message
+    except msgspec.ValidationError as exc:
+        raise BadFrame("invalid", f"message does not match the protocol: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadFrame("bad_frame", f"frame is not valid msgpack: {exc}") from None
+
+
+def decode_reply(frame: bytes) -> FromScheduler:
+    """Decode a frame sent by the scheduler (clients and workers)."""
+    _check_size(frame)
+    try:
+        reply: FromScheduler = _reply_decoder.decode(frame)
+        return reply
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise BadFrame("bad_frame", f"unreadable frame from scheduler: {exc}") from None
+
+
+def is_msgpack_array(raw: msgspec.Raw) -> bool:
+    """Cheap shape check of a raw msgpack value: an array (fixarray, array16, array32)."""
+    first = memoryview(raw)[:1].tobytes()
+    return bool(first) and (0x90 <= first[0] <= 0x9F or first[0] in (0xDC, 0xDD))
+
+
+def is_msgpack_map(raw: msgspec.Raw) -> bool:
+    """Cheap shape check of a raw msgpack value: a map (fixmap, map16, map32)."""
+    first = memoryview(raw)[:1].tobytes()
+    return bool(first) and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF))
+
+
+def pack(value: Any) -> msgspec.Raw:
+    """Encode a user value into the Raw form used for args, kwargs and results."""
+    return msgspec.Raw(_encoder.encode(value))
+
+
+def unpack(raw: msgspec.Raw | bytes) -> Any:
+    """Decode a Raw user value back to Python objects."""
+    return msgspec.msgpack.decode(raw)
