@@ -94,7 +94,7 @@ class JobOutcome(msgspec.Struct, frozen=True, array_like=True):
     error: str | None = None
 
 
-class JobView(msgspec.Struct, frozen=True, array_like=True):
+class JobView(msgspec.Struct, frozen=True):
     """Everything a client may read about one job."""
 
     job_id: int
@@ -115,7 +115,7 @@ class JobView(msgspec.Struct, frozen=True, array_like=True):
     error: str | None = None
 
 
-class WorkerView(msgspec.Struct, frozen=True, array_like=True):
+class WorkerView(msgspec.Struct, frozen=True):
     name: str
     state: str
     slots: int
@@ -124,7 +124,7 @@ class WorkerView(msgspec.Struct, frozen=True, array_like=True):
     last_seen_s: float
 
 
-class StatusView(msgspec.Struct, frozen=True, array_like=True):
+class StatusView(msgspec.Struct, frozen=True):
     jobs: dict[str, int]
     workers: list[WorkerView]
     strategy: str

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 import zmq
 
@@ -99,8 +101,19 @@ def _bindable(address: str) -> str:
     return address
 
 
+def _ipc_in_use(address: str) -> bool:
+    """libzmq silently takes over an ipc:// path another process listens on; check first."""
+    path = address.removeprefix("ipc://")
+    if not address.startswith("ipc://") or not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(path) == 0
+
+
 class ZmqServer(ServerTransport):
     def __init__(self, address: str) -> None:
+        if _ipc_in_use(address):
+            raise AddressInUse(address, "another process is listening on that socket file")
         self._s = _Socket(zmq.ROUTER)
         self._s.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         try:

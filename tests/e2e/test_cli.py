@@ -1,0 +1,141 @@
+"""The `corral` command as users script it, against a real scheduler process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.procs import ROOT, Procs, free_address
+
+pytestmark = pytest.mark.slow
+
+
+def corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actors.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+@pytest.fixture
+def address(procs: Procs, tmp_path: Path) -> str:
+    addr = free_address()
+    procs.scheduler(addr, tmp_path / "corral.db")
+    procs.worker(addr, "cli-worker", 2)
+    return addr
+
+
+def test_submit_prints_the_id_and_wait_prints_the_result(address: str) -> None:
+    done = corral("submit", "record", '["hello"]', "--connect", address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+    waited = corral(
+        "submit", "record", '{"value": 7}', "--priority", "3", "--wait", "--connect", address
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.split() == ["2", "SUCCEEDED", "7"]
+
+
+def test_submit_file_submits_json_lines_in_bulk(address: str, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        "\n".join(json.dumps({"task": "record", "args": [i], "priority": i % 3}) for i in range(20))
+        + "\n"
+    )
+    done = corral("submit", "--file", str(jobs), "--wait", "--connect", address)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 20
+    assert all(line.split()[1] == "SUCCEEDED" for line in lines)
+
+
+def test_depends_on_and_idempotency_key_flags(address: str) -> None:
+    parent = corral("submit", "record", "[1]", "--connect", address).stdout.strip()
+    child = corral(
+        "submit",
+        "record",
+        "[2]",
+        "--depends-on",
+        parent,
+        "--idempotency-key",
+        "once",
+        "--connect",
+        address,
+    ).stdout.strip()
+    again = corral("submit", "record", "[3]", "--idempotency-key", "once", "--connect", address)
+    assert again.stdout.strip() == child
+
+
+def test_a_failed_job_exits_non_zero_with_its_error(address: str) -> None:
+    done = corral(
+        "submit", "fail_until", "[5]", "--max-retries", "0", "--wait", "--connect", address
+    )
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout
+    assert "planned failure on attempt 1" in done.stderr
+
+
+def test_status_json_has_counts_and_workers(address: str) -> None:
+    assert corral("submit", "record", "[1]", "--wait", "--connect", address).returncode == 0
+    done = corral("status", "--json", "--connect", address)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["jobs"]["SUCCEEDED"] == 1
+    assert set(status["jobs"]) >= {"PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"}
+    [worker] = status["workers"]
+    assert {"name", "state", "slots", "running"} <= set(worker)
+    assert worker["name"] == "cli-worker"
+    assert worker["slots"] == 2
+    table = corral("status", "--connect", address)
+    assert table.returncode == 0
+    assert "cli-worker" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit"], "name a TASK"),
+        (["submit", "t", "{oops"], "ARGS_JSON is not valid JSON"),
+        (["submit", "t", "42"], "must be a JSON array"),
+        (["submit", "t", "--priority", "high"], "invalid int value"),
+        (["submit", "t", "--file", "/no/such/file"], "give either TASK or --file"),
+        (["submit", "--file", "/no/such/file"], "cannot read /no/such/file"),
+        (["scheduler", "--strategy", "random"], "invalid choice"),
+        (["worker", "no_such_module_xyz"], "cannot import task module"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors_not_tracebacks(args: list[str], message: str) -> None:
+    done = corral(*args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_an_unreachable_scheduler_is_one_line_error() -> None:
+    done = corral("status", "--connect", free_address())
+    assert done.returncode == 1
+    assert "no scheduler answered" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_scheduler_on_the_same_database_is_refused(address: str, tmp_path: Path) -> None:
+    done = corral("scheduler", "--bind", free_address(), "--db", str(tmp_path / "corral.db"))
+    assert done.returncode == 1
+    assert "in use by another corral scheduler" in done.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ("scheduler", "worker", "submit", "status", "demo"):
+        done = corral(command, "--help")
+        assert done.returncode == 0
+        assert "usage: corral" in done.stdout
