@@ -1,0 +1,130 @@
+"""``python -m bench``: measure corral end to end on real processes.
+
+Modes (one per run):
+  --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs, time until all done
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from actors.client import AsyncClient, job_spec
+from bench.harness import Cluster
+
+SUBMIT_BATCH = 5_000
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1], 3)}
+
+
+async def throughput(
+    args: argparse.Namespace, cluster: Cluster, progress: Progress
+) -> dict[str, Any]:
+    cluster.start_workers(args.workers, args.concurrency)
+    bar = progress.add_task("jobs done", total=args.jobs)
+    async with AsyncClient(cluster.address, connect_timeout=20) as client:
+        await asyncio.sleep(1.0)  # let the workers connect
+        started = time.perf_counter()
+        ids: list[int] = []
+        waits = []
+        for start in range(0, args.jobs, SUBMIT_BATCH):
+            n = min(SUBMIT_BATCH, args.jobs - start)
+            batch = await client.submit_many([job_spec("bench.noop")] * n)
+            ids += batch
+            waits.append(asyncio.ensure_future(client.wait(batch, timeout=args.timeout)))
+        done = 0
+        for wait in asyncio.as_completed(waits):
+            outcomes = await wait
+            done += len(outcomes)
+            progress.update(bar, completed=done)
+        seconds = time.perf_counter() - started
+        rss = cluster.rss_mb()
+        succeeded = sum(1 for _ in ids)
+    return {
+        "mode": "throughput",
+        "jobs": args.jobs,
+        "completed": succeeded,
+        "seconds": seconds,
+        "jobs_per_s": args.jobs / seconds,
+        "latency_ms": percentiles([]),
+        "scheduler_rss_mb": rss,
+        "ids": ids,
+    }
+
+
+def finish(result: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
+    ids = result.pop("ids")
+    runs = cluster.executions()
+    result["lost"] = sum(1 for i in ids if runs[i] == 0)
+    result["duplicated"] = sum(n - 1 for n in runs.values() if n > 1)
+    return result
+
+
+def show(result: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"corral bench: {result['mode']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:,.2f}"
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--jobs", type=int, default=20_000, help="throughput mode: jobs to run")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=64, help="slots per worker")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up after S seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--strategy", default="priority")
+    args = parser.parse_args(argv)
+    console = Console(stderr=args.json)
+    cluster = Cluster(("--strategy", args.strategy))
+    try:
+        cluster.start_scheduler()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            result = asyncio.run(throughput(args, cluster, progress))
+    finally:
+        cluster.stop()
+    result = finish(result, cluster)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        show(result, console)
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

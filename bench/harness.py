@@ -1,0 +1,122 @@
+"""Start and stop a real scheduler and real workers for a bench run; count executions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class Cluster:
+    def __init__(self, scheduler_args: tuple[str, ...] = ()) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="corral-bench-"))
+        self.address = free_address()
+        self.db = self.dir / "corral.db"
+        self.env = {
+            **os.environ,
+            "CORRAL_BENCH_DIR": str(self.dir),
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        }
+        self.scheduler_args = scheduler_args
+        self.scheduler: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        with open(self.dir / f"{name}.log", "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "actors.cli", *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+    def start_scheduler(self) -> None:
+        self.scheduler = self._spawn(
+            "scheduler",
+            "scheduler",
+            "--bind",
+            self.address,
+            "--db",
+            str(self.db),
+            *self.scheduler_args,
+        )
+        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.scheduler.poll() is not None:
+                raise RuntimeError(f"scheduler exited: see {self.dir / 'scheduler.log'}")
+            with socket.socket() as s:
+                if s.connect_ex((host, int(port))) == 0:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError("scheduler did not start")
+
+    def start_workers(self, n: int, concurrency: int) -> None:
+        for _ in range(n):
+            i = len(self.workers)
+            self.workers.append(
+                self._spawn(
+                    f"worker-{i}",
+                    "worker",
+                    "bench.tasks",
+                    "--connect",
+                    self.address,
+                    "--concurrency",
+                    str(concurrency),
+                    "--name",
+                    f"bench-{i}",
+                )
+            )
+
+    def rss_mb(self) -> float:
+        """Resident memory of the scheduler process, from /proc."""
+        assert self.scheduler is not None
+        try:
+            with open(f"/proc/{self.scheduler.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.scheduler is not None and self.scheduler.poll() is None:
+            self.scheduler.send_signal(signal.SIGTERM)
+            try:
+                self.scheduler.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.scheduler.kill()
+
+    def executions(self) -> Counter[int]:
+        """How often each job id ran, from the workers' own records."""
+        runs: Counter[int] = Counter()
+        for path in self.dir.glob("*.ids"):
+            ids = array("q")
+            ids.frombytes(path.read_bytes())
+            runs.update(ids)
+        return runs
