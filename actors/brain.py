@@ -1,10 +1,12 @@
 """The scheduler process: recovers state from SQLite, wires the actors together, runs them.
 
 Start-up order matters for the contract: the store is opened (and locked)
-first, every live job is loaded, jobs that were RUNNING when the previous
-process died are reclaimed under a fresh fencing token (the old holder's late
-result is refused because its token is stale), and only then does the gateway
-start accepting frames.
+first, every live job is loaded, and only then does the gateway start accepting
+frames. Jobs that were RUNNING when the previous process died are not handed
+out again at once: a worker still running one may reconnect and keep it
+(its lease and token are still valid), and what nobody claims within lease +
+grace is reclaimed and later leased under a new, larger token, so a late result
+from the old holder is refused.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ class Brain:
         config = self.config
         scheduler = self.scheduler
         gateway = Gateway(self.transport, config.heartbeat_interval, self.instance)
-        dispatcher = Dispatcher(strategy.name, config.heartbeat_interval, self.instance)
+        dispatcher = Dispatcher(
+            strategy.name, config.heartbeat_interval, self.instance, config.lease
+        )
         strategy_actor = StrategyActor(strategy)
         heartbeat = HeartbeatMonitor(config)
         dag = DagResolver()
@@ -115,13 +119,12 @@ class Brain:
             self._settled_parents.update({job_id: status for job_id, status in rows})
 
     def _recover(self, dag: DagResolver) -> None:
-        """Re-queue, reclaim and re-track what the previous process left live."""
+        """Re-queue and re-track what the previous process left live. Jobs it left RUNNING
+        stay RUNNING: their workers may claim them back, and the scheduler reclaims the
+        rest once lease + grace has passed (see Scheduler.on_start)."""
         table, ops, effects = self.table, Ops(), Effects()
         for job in list(table.jobs.values()):
             if job.status is JobState.QUEUED:
-                effects.ready.append(job)
-            elif job.status is JobState.RUNNING:
-                table.requeue_reclaimed(job, ops)
                 effects.ready.append(job)
             elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
                 self._recover_waiting(job, dag, ops, effects)

@@ -104,7 +104,14 @@ def cmd_worker(args: argparse.Namespace) -> None:
             "@task from actors.worker"
         )
     queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
-    worker = Worker(args.connect, name=args.name, concurrency=args.concurrency, queues=queues)
+    worker = Worker(
+        args.connect,
+        name=args.name,
+        concurrency=args.concurrency,
+        queues=queues,
+        pool=args.pool,
+        modules=[args.module],
+    )
     print(
         f"corral worker {worker.name}: {args.concurrency} slot(s), queues {','.join(queues)}, "
         f"tasks {', '.join(sorted(REGISTRY))}",
@@ -244,6 +251,81 @@ def cmd_status(args: argparse.Namespace) -> None:
     render_status(status)
 
 
+# ------------------------------------------------------- cancel, jobs, dlq
+
+
+def _with_client(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    from actors.client import AsyncClient
+
+    async def go() -> Any:
+        async with AsyncClient(args.connect) as client:
+            return await work(client)
+
+    return run_async(go())
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    statuses = _with_client(args, lambda c: c.cancel(args.ids))
+    missing = 0
+    for job_id in args.ids:
+        print(job_id, statuses[job_id])
+        missing += statuses[job_id] == "NOT_FOUND"
+    raise SystemExit(EXIT_FAILED if missing else 0)
+
+
+def _print_json(value: Any) -> None:
+    from transport import protocol as wire
+
+    def enc(obj: Any) -> Any:
+        if isinstance(obj, msgspec.Raw):
+            return wire.unpack(obj)
+        raise TypeError(type(obj).__name__)
+
+    print(msgspec.json.encode(value, enc_hook=enc).decode())
+
+
+def cmd_job(args: argparse.Namespace) -> None:
+    from actors.views import render_job
+
+    view = _with_client(args, lambda c: c.job(args.id))
+    if view is None:
+        _fail(f"no job {args.id}")
+    if args.json:
+        _print_json(view)
+    else:
+        render_job(view)
+
+
+def cmd_dlq(args: argparse.Namespace) -> None:
+    from actors.views import render_job, render_jobs
+
+    if args.dlq_command == "list":
+        views = _with_client(args, lambda c: c.jobs("FAILED", args.queue, args.limit))
+        if args.json:
+            _print_json(views)
+        else:
+            render_jobs(views, title=f"dead-letter queue: {len(views)} FAILED job(s) shown")
+    elif args.dlq_command == "show":
+        view = _with_client(args, lambda c: c.job(args.id))
+        if view is None:
+            _fail(f"no job {args.id}")
+        if view.status != "FAILED":
+            _fail(f"job {args.id} is {view.status}, not in the dead-letter queue (FAILED)")
+        if args.json:
+            _print_json(view)
+        else:
+            render_job(view)
+    else:
+        if not args.ids and not args.all:
+            _fail("name job IDs to re-queue, or pass --all")
+        reply = _with_client(args, lambda c: c.requeue(args.ids, all_failed=args.all))
+        print(f"re-queued {len(reply.job_ids)} job(s)" +
+              (": " + " ".join(map(str, reply.job_ids)) if reply.job_ids else ""))  # fmt: skip
+        for job_id, why in reply.skipped:
+            print(f"job {job_id} not re-queued: {why}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED if reply.skipped and not reply.job_ids else 0)
+
+
 # --------------------------------------------------------------------- demo
 
 
@@ -357,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--queues", default="default", metavar="Q1,Q2", help="queues served (default: default)"
     )
+    p.add_argument("--pool", choices=["thread", "process"], default="thread",
+                   help="run sync tasks in threads (default) or in one child process per slot "
+                   "(for CPU-bound tasks; a stopped task is killed at once)")  # fmt: skip
 
     p = add("submit", cmd_submit, "submit a job (or a file of jobs) and print the id(s)")
     p.add_argument("task", nargs="?", metavar="TASK", help="registered task name, e.g. tasks.add")

@@ -69,9 +69,16 @@ class _Waiting:
 
 
 class AsyncClient:
-    def __init__(self, address: str | None = None, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 60.0,
+    ) -> None:
         self.address = address or env_address()
         self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
         self._transport: ClientTransport | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -132,6 +139,30 @@ class AsyncClient:
         reply = await self._request(lambda rid: wire.GetJob(rid, job_id))
         return reply.job  # type: ignore[no-any-return]
 
+    async def cancel(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """Cancel jobs: a pending one never runs, a running one is told to stop.
+        Returns each job's status afterwards (``NOT_FOUND`` for unknown ids)."""
+        ids = list(job_ids)
+        reply = await self._request(lambda rid: wire.CancelJobs(rid, ids))
+        return dict(reply.statuses)
+
+    async def requeue(
+        self, job_ids: Iterable[int] = (), *, all_failed: bool = False
+    ) -> wire.RequeueReply:
+        """Re-queue dead-lettered (FAILED) jobs with a fresh allowance of retries."""
+        ids = list(job_ids)
+        reply: wire.RequeueReply = await self._request(
+            lambda rid: wire.Requeue(rid, ids, all_failed)
+        )
+        return reply
+
+    async def jobs(
+        self, status: str | None = None, queue: str | None = None, limit: int = 100
+    ) -> list[wire.JobView]:
+        """Jobs, newest first, optionally only those in ``status`` and/or ``queue``."""
+        reply = await self._request(lambda rid: wire.ListJobs(rid, status, queue, limit))
+        return reply.jobs  # type: ignore[no-any-return]
+
     async def wait(
         self, job_ids: Iterable[int], timeout: float | None = None
     ) -> dict[int, wire.JobOutcome]:
@@ -191,7 +222,9 @@ class AsyncClient:
         self._requests[rid] = message
         try:
             self._send(message)
-            return await future
+            return await asyncio.wait_for(future, self.request_timeout)
+        except TimeoutError:
+            raise SchedulerUnreachable(self.address, self.request_timeout) from None
         finally:
             self._pending.pop(rid, None)
             self._requests.pop(rid, None)
@@ -234,7 +267,14 @@ class AsyncClient:
                 elif rid in self._waits:
                     self._waits[rid].error = error
                     self._waits[rid].done.set()
-            case wire.Submitted() | wire.StatusReply() | wire.JobReply():
+            case (
+                wire.Submitted()
+                | wire.StatusReply()
+                | wire.JobReply()
+                | wire.CancelReply()
+                | wire.JobList()
+                | wire.RequeueReply()
+            ):
                 future = self._pending.get(reply.request_id)
                 if future is not None and not future.done():
                     future.set_result(reply)
@@ -295,6 +335,19 @@ class Client:
 
     def job(self, job_id: int) -> wire.JobView | None:
         return self._run(self._async.job(job_id))
+
+    def cancel(self, job_ids: Iterable[int]) -> dict[int, str]:
+        return self._run(self._async.cancel(list(job_ids)))
+
+    def requeue(
+        self, job_ids: Iterable[int] = (), *, all_failed: bool = False
+    ) -> wire.RequeueReply:
+        return self._run(self._async.requeue(list(job_ids), all_failed=all_failed))
+
+    def jobs(
+        self, status: str | None = None, queue: str | None = None, limit: int = 100
+    ) -> list[wire.JobView]:
+        return self._run(self._async.jobs(status, queue, limit))
 
     def close(self) -> None:
         try:

@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.messages import (
+    Adopt,
+    Adopted,
     Forget,
     FromWorker,
     Leased,
     PeerUnreachable,
+    RevokeLease,
     Send,
     Silent,
     StatusPart,
@@ -47,16 +50,20 @@ class WorkerConn:
     queues: tuple[str, ...]
     state: str = "alive"
     running: dict[int, int] = field(default_factory=dict)  # job id -> token
+    adopting: bool = False  # its claimed leases are being checked after a reconnect
     last_seen: float = field(default_factory=time.monotonic)
 
 
 class Dispatcher(Actor):
-    def __init__(self, strategy_name: str, heartbeat_interval: float, instance: str) -> None:
+    def __init__(self, strategy_name: str, heartbeat_interval: float, instance: str,
+                 lease: float) -> None:  # fmt: skip
         super().__init__("dispatcher")
         self.instance = instance
+        self.lease = lease
         self.strategy_name = strategy_name
         self.heartbeat_interval = heartbeat_interval
         self.workers: dict[bytes, WorkerConn] = {}
+        self.refused_leases = 0  # heartbeats claiming a lease the worker does not hold
         self.gateway: Actor
         self.scheduler: Actor
         self.strategy: Actor
@@ -68,14 +75,15 @@ class Dispatcher(Actor):
                 self._results(peer, results)
             case Leased(leases=leases):
                 self._assign(leases)
-            case FromWorker(peer=peer, message=wire.Heartbeat()):
+            case FromWorker(peer=peer, message=wire.Heartbeat() as beat):
+                self._heartbeat(peer, beat)
+            case Adopted(peer=peer, accepted=accepted, refused=refused):
+                self._adopted(peer, accepted, refused)
+            case RevokeLease(peer=peer, job_id=job_id, token=token, reason=reason):
                 worker = self.workers.get(peer)
-                if worker is None:
-                    self._send(
-                        peer, wire.ErrorReply("hello_first", "unknown worker: say hello again")
-                    )
-                else:
-                    worker.last_seen = time.monotonic()
+                if worker is not None and worker.running.get(job_id) == token:
+                    del worker.running[job_id]
+                self._send(peer, wire.StopJob(job_id, token, reason))
             case FromWorker(peer=peer, message=wire.WorkerHello() as hello):
                 self._hello(peer, hello)
             case FromWorker(peer=peer, message=wire.Drain()):
@@ -92,8 +100,9 @@ class Dispatcher(Actor):
                 if worker is not None and worker.state == "alive":
                     worker.state = "dead"
                     self.strategy.tell(WorkerGone(peer))
-            case StatusPart(peer=peer, request_id=rid, jobs=jobs):
-                self._send(peer, wire.StatusReply(rid, self.status(jobs)))
+            case StatusPart(peer=peer, request_id=rid, jobs=jobs, counters=counters):
+                counters = {**counters, "refused_leases": self.refused_leases}
+                self._send(peer, wire.StatusReply(rid, self.status(jobs, counters)))
             case _:
                 raise TypeError(f"dispatcher got an unexpected message: {message!r}")
 
@@ -103,18 +112,52 @@ class Dispatcher(Actor):
     def _hello(self, peer: bytes, hello: wire.WorkerHello) -> None:
         queues = tuple(dict.fromkeys(hello.queues)) or ("default",)
         worker = WorkerConn(peer, hello.name, hello.slots, queues)
-        old = self.workers.get(peer)
-        if old is not None:
+        if peer in self.workers:
             self._drop(peer, "said hello again")
         self.workers[peer] = worker
-        log.info(
-            "worker %s joined with %d slot(s) on %s", hello.name, hello.slots, ",".join(queues)
-        )
+        log.info("worker %s joined: %d slot(s) on %s", hello.name, hello.slots, ",".join(queues))
         self.scheduler.tell(WorkerNames(peer, hello.name))
-        self._send(
-            peer, wire.Welcome(wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance)
+        welcome = wire.Welcome(
+            wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease
         )
-        self.strategy.tell(WorkerCredit(peer, hello.name, queues, hello.slots, hello.slots))
+        self._send(peer, welcome)
+        if hello.leases:
+            # Jobs it kept running across a reconnect or a scheduler restart: the
+            # scheduler decides which are still its own; their slots stay taken.
+            worker.adopting = True
+            self.scheduler.tell(Adopt(peer, hello.name, hello.leases))
+        free = max(0, hello.slots - len(hello.leases))
+        self.strategy.tell(WorkerCredit(peer, hello.name, queues, hello.slots, free))
+
+    def _adopted(
+        self, peer: bytes, accepted: list[tuple[int, int]], refused: list[tuple[int, int]]
+    ) -> None:
+        worker = self.workers.get(peer)
+        if worker is None:
+            return
+        worker.adopting = False
+        worker.running.update(accepted)
+        for job_id, token in refused:
+            self._send(peer, wire.StopJob(job_id, token, "lease no longer valid"))
+
+    def _heartbeat(self, peer: bytes, beat: wire.Heartbeat) -> None:
+        """Renew the worker's leases (the ack is what its self-fencing clock waits for)."""
+        worker = self.workers.get(peer)
+        if worker is None:
+            self._send(peer, wire.ErrorReply("hello_first", "unknown worker: say hello again"))
+            return
+        worker.last_seen = time.monotonic()
+        self._send(peer, wire.HeartbeatAck(beat.sent_at))
+        if worker.adopting:
+            return
+        for job_id, token in beat.leases:
+            if worker.running.get(job_id) != token:
+                log.warning(
+                    "refused stale lease: worker %s claims job %d under token %d; stopping it",
+                    worker.name, job_id, token,
+                )  # fmt: skip
+                self.refused_leases += 1
+                self._send(peer, wire.StopJob(job_id, token, "stale lease"))
 
     def _results(self, peer: bytes, results: list[wire.JobResult]) -> None:
         worker = self.workers.get(peer)
@@ -123,7 +166,8 @@ class Dispatcher(Actor):
             return
         worker.last_seen = time.monotonic()
         for result in results:
-            worker.running.pop(result.job_id, None)
+            if worker.running.get(result.job_id) == result.token:  # a stale one ends no lease
+                del worker.running[result.job_id]
         self.scheduler.tell(WorkerResults(peer, worker.name, results))
         if worker.state in ("alive", "suspect") and results:
             self.strategy.tell(
@@ -174,7 +218,7 @@ class Dispatcher(Actor):
         if worker.running:
             self.scheduler.tell(WorkerLost(peer, worker.name, list(worker.running)))
 
-    def status(self, jobs: dict[str, int]) -> wire.StatusView:
+    def status(self, jobs: dict[str, int], counters: dict[str, int]) -> wire.StatusView:
         now = time.monotonic()
         workers = [
             wire.WorkerView(
@@ -187,4 +231,4 @@ class Dispatcher(Actor):
             )
             for w in self.workers.values()
         ]
-        return wire.StatusView(jobs, workers, self.strategy_name)
+        return wire.StatusView(jobs, workers, self.strategy_name, counters)

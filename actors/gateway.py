@@ -80,7 +80,7 @@ class Gateway(Actor):
         try:
             message = wire.decode_request(frame)
         except BadFrame as exc:
-            self._refuse(peer, exc.code, exc.message)
+            self._refuse(peer, exc.code, exc.message, exc.request_id)
             return
         match message:
             case wire.ClientHello(protocol=version) | wire.WorkerHello(protocol=version):

@@ -23,7 +23,7 @@ import msgspec
 
 from actors.config import RECENT_FINISHED, SchedulerConfig
 from actors.lifecycle import LIVE, TERMINAL, JobState, check_transition
-from actors.store import Ops
+from actors.store import JOB_COLUMNS, Ops
 from transport import protocol as wire
 
 _pack_ids = msgspec.msgpack.Encoder().encode
@@ -53,33 +53,22 @@ class Job(msgspec.Struct, gc=False):
     not_before: float = 0.0
     result: msgspec.Raw | None = None
     error: str | None = None
+    backoff: wire.Backoff | None = None
     # memory only
     peer: bytes | None = None
     seq: int = 0
     settled: bool = False  # terminal state committed and announced
 
     def insert_row(self) -> tuple[Any, ...]:
+        """The row for ``store.INSERT_JOB``, in ``store.JOB_COLUMNS`` order."""
+        backoff = self.backoff
         return (
-            self.id,
-            self.task,
-            self.args,
-            self.kwargs,
-            self.priority,
-            self.queue,
+            *(getattr(self, name) for name in _LEADING),
             _pack_ids(self.depends_on),
-            self.max_retries,
-            self.idempotency_key,
-            self.timeout,
-            self.created_at,
+            *(getattr(self, name) for name in _MIDDLE),
             self.status.value,
-            self.attempts,
-            self.token,
-            self.worker,
-            self.started_at,
-            self.finished_at,
-            self.not_before,
-            self.result,
-            self.error,
+            *(getattr(self, name) for name in _TRAILING),
+            *((backoff.base, backoff.factor, backoff.cap) if backoff else (None, None, None)),
         )
 
     def update_row(self, expected: JobState) -> tuple[Any, ...]:
@@ -122,51 +111,35 @@ class Job(msgspec.Struct, gc=False):
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Job:
-        (
-            id_,
-            task,
-            args,
-            kwargs,
-            priority,
-            queue,
-            deps,
-            max_retries,
-            key,
-            timeout,
-            created,
-            status,
-            attempts,
-            token,
-            worker,
-            started,
-            finished,
-            not_before,
-            result,
-            error,
-        ) = row
-        return cls(
-            id_,
-            task,
-            msgspec.Raw(args),
-            msgspec.Raw(kwargs),
-            priority,
-            queue,
-            _unpack_ids(deps),
-            max_retries,
-            key,
-            timeout,
-            created,
-            JobState(status),
-            attempts,
-            token,
-            worker,
-            started,
-            finished,
-            not_before,
-            msgspec.Raw(result) if result is not None else None,
-            error,
-            seq=id_,
+        """Rebuild a job from a ``store.JOB_COLUMNS`` row."""
+        fields = dict(zip(_ALL_COLUMNS, row, strict=True))
+        for name in ("args", "kwargs"):
+            fields[name] = msgspec.Raw(fields[name])
+        if fields["result"] is not None:
+            fields["result"] = msgspec.Raw(fields["result"])
+        fields["depends_on"] = _unpack_ids(fields["depends_on"])
+        fields["status"] = JobState(fields["status"])
+        base, factor, cap = (
+            fields.pop(k) for k in ("backoff_base", "backoff_factor", "backoff_cap")
         )
+        fields["backoff"] = wire.Backoff(base, factor, cap) if base is not None else None
+        fields["seq"] = fields["id"]
+        return cls(**fields)
+
+
+_LEADING = ("id", "task", "args", "kwargs", "priority", "queue")
+_MIDDLE = ("max_retries", "idempotency_key", "timeout", "created_at")
+_TRAILING = (
+    "attempts",
+    "token",
+    "worker",
+    "started_at",
+    "finished_at",
+    "not_before",
+    "result",
+    "error",
+)
+_ALL_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 
 
 class Refusal(msgspec.Struct, frozen=True):
@@ -177,9 +150,9 @@ class Refusal(msgspec.Struct, frozen=True):
     message: str
 
 
-def backoff_delay(attempt: int, config: SchedulerConfig, rand: Callable[[], float]) -> float:
+def backoff_delay(attempt: int, backoff: wire.Backoff, rand: Callable[[], float]) -> float:
     """Delay before retry number ``attempt`` (1-based): capped exponential, equal jitter."""
-    ceiling = min(config.backoff_cap, config.backoff_base * config.backoff_factor ** (attempt - 1))
+    ceiling = min(backoff.cap, backoff.base * backoff.factor ** min(attempt - 1, 64))
     return ceiling * (0.5 + 0.5 * rand())
 
 
@@ -193,6 +166,9 @@ class JobTable:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
+        self.default_backoff = wire.Backoff(
+            config.backoff_base, config.backoff_factor, config.backoff_cap
+        )
         self.clock = clock
         self.rand = rand
         self.jobs: dict[int, Job] = {}
@@ -216,6 +192,13 @@ class JobTable:
                 self.by_key[job.idempotency_key] = job.id
             if job.status is JobState.PENDING and job.not_before > 0:
                 heapq.heappush(self._retry_heap, (job.not_before, job.id))
+
+    def reload(self, job: Job) -> None:
+        """Bring a job read back from SQLite (finished long ago) into memory."""
+        if job.id not in self.jobs:
+            self.jobs[job.id] = job
+            if job.idempotency_key is not None:
+                self.by_key[job.idempotency_key] = job.id
 
     # -------------------------------------------------------------- transitions
 
@@ -257,6 +240,7 @@ class JobTable:
             spec.timeout,
             self.clock(),
             JobState.PENDING,
+            backoff=spec.backoff,
             seq=job_id,
         )
         self.jobs[job_id] = job
@@ -318,7 +302,8 @@ class JobTable:
         job.error = error
         job.finished_at = now
         if job.attempts <= job.max_retries:
-            job.not_before = now + backoff_delay(job.attempts, self.config, self.rand)
+            backoff = job.backoff or self.default_backoff
+            job.not_before = now + backoff_delay(job.attempts, backoff, self.rand)
             self.move(job, JobState.PENDING, ops)
             heapq.heappush(self._retry_heap, (job.not_before, job.id))
         else:
@@ -328,6 +313,47 @@ class JobTable:
         """A lease taken back through no fault of the job (scheduler restart): run it again."""
         job.peer = None
         self.move(job, JobState.QUEUED, ops)
+
+    def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
+        """After a scheduler restart, a reconnecting worker still holds this lease: keep it."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not JobState.RUNNING or job.peer is not None:
+            return False
+        if job.token != token:
+            return False
+        job.peer = peer
+        job.worker = worker
+        return True
+
+    def orphans(self) -> list[Job]:
+        """RUNNING jobs no connected worker holds (recovered from SQLite, not adopted)."""
+        return [j for j in self.jobs.values() if j.status is JobState.RUNNING and j.peer is None]
+
+    def cancel(self, job: Job, ops: Ops) -> None:
+        """PENDING/QUEUED/RUNNING -> CANCELLED; a running attempt is recorded as cancelled."""
+        now = self.clock()
+        if job.status is JobState.RUNNING:
+            ops.attempts.append(
+                (job.id, job.token, job.worker, job.started_at, now, "cancelled", "cancelled")
+            )
+        job.error = "cancelled"
+        job.finished_at = now
+        self.move(job, JobState.CANCELLED, ops)
+
+    def requeue_failed(self, job: Job, ops: Ops) -> None:
+        """Dead-letter re-queue: FAILED -> QUEUED with a fresh allowance of attempts."""
+        job.attempts = 0
+        job.not_before = 0.0
+        job.settled = False
+        job.finished_at = None
+        self.move(job, JobState.QUEUED, ops)
+
+    def revive(self, job: Job, ops: Ops) -> None:
+        """UPSTREAM_FAILED -> PENDING: a re-queued ancestor gives it another chance."""
+        job.settled = False
+        job.error = None
+        job.finished_at = None
+        self.move(job, JobState.PENDING, ops)
 
     # ----------------------------------------------------------------- backoff
 

@@ -101,6 +101,31 @@ class WorkerLost(_Msg, frozen=True):
     job_ids: list[int]
 
 
+class Adopt(_Msg, frozen=True):
+    """dispatcher -> scheduler: a (re)connecting worker says it still runs these leases."""
+
+    peer: Peer
+    name: str
+    leases: list[tuple[int, int]]
+
+
+class Adopted(_Msg, frozen=True):
+    """scheduler -> dispatcher: which of a worker's claimed leases are really its own."""
+
+    peer: Peer
+    accepted: list[tuple[int, int]]
+    refused: list[tuple[int, int]]
+
+
+class RevokeLease(_Msg, frozen=True):
+    """scheduler -> dispatcher: this lease ended without a result (cancelled); stop the job."""
+
+    peer: Peer
+    job_id: int
+    token: int
+    reason: str
+
+
 class WorkerNames(_Msg, frozen=True):
     """dispatcher -> scheduler: which peer is which worker (for job views)."""
 
@@ -114,6 +139,7 @@ class StatusPart(_Msg, frozen=True):
     peer: Peer
     request_id: int
     jobs: dict[str, int]
+    counters: dict[str, int]
 
 
 # dispatcher <-> heartbeat monitor
@@ -184,3 +210,7 @@ class Query(_Msg, frozen=True):
 # timers
 class Tick(_Msg, frozen=True):
     at: float
+
+
+class ReclaimOrphans(_Msg, frozen=True):
+    """The lease + grace after start-up has passed: reclaim RUNNING jobs nobody claimed."""

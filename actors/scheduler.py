@@ -20,8 +20,10 @@ from typing import Any
 import msgspec
 
 from actors.jobs import Job, JobTable
-from actors.lifecycle import TERMINAL, JobState
+from actors.lifecycle import LIVE, TERMINAL, JobState
 from actors.messages import (
+    Adopt,
+    Adopted,
     Doom,
     Enqueue,
     Finished,
@@ -30,8 +32,10 @@ from actors.messages import (
     Picked,
     Query,
     ReadyJob,
+    ReclaimOrphans,
     Release,
     ReturnCredit,
+    RevokeLease,
     Send,
     StatusPart,
     Tick,
@@ -59,6 +63,7 @@ class Effects(msgspec.Struct):
     ready: list[Job] = []
     finished: list[Job] = []
     leases: list[tuple[bytes, wire.Assignment]] = []
+    revokes: list[RevokeLease] = []
 
 
 class Scheduler(Actor):
@@ -83,6 +88,14 @@ class Scheduler(Actor):
 
     async def on_start(self) -> None:
         self._arm_retry_timer()
+        if self.table.orphans():
+            # Jobs that were RUNNING when the previous process died. Their workers may
+            # still run them and reconnect to claim them (Adopt); whatever is unclaimed
+            # after lease + grace has surely been stopped by its self-fencing worker.
+            config = self.table.config
+            asyncio.get_running_loop().call_later(
+                config.lease + config.lease_grace, self.tell, ReclaimOrphans()
+            )
 
     # ------------------------------------------------------------------ routing
 
@@ -106,6 +119,10 @@ class Scheduler(Actor):
                 self.worker_names[peer] = name
             case Tick():
                 self._retry_due()
+            case Adopt(peer=peer, name=name, leases=leases):
+                self._adopt(peer, name, leases)
+            case ReclaimOrphans():
+                self._reclaim_orphans()
             case _:
                 raise TypeError(f"scheduler got an unexpected message: {message!r}")
 
@@ -116,11 +133,18 @@ class Scheduler(Actor):
             case wire.Wait():
                 await self._wait(peer, request)
             case wire.GetJob(request_id=rid, job_id=job_id):
-                job = await self._find([job_id])
-                found = job.get(job_id)
-                self._send(peer, wire.JobReply(rid, found.view() if found else None))
+                found = (await self._find([job_id])).get(job_id)
+                view = await self._view_with_history(found) if found else None
+                self._send(peer, wire.JobReply(rid, view))
             case wire.GetStatus(request_id=rid):
-                self.dispatcher.tell(StatusPart(peer, rid, self.table.counts_snapshot()))
+                counters = {"refused_results": self.table.refused_results}
+                self.dispatcher.tell(StatusPart(peer, rid, self.table.counts_snapshot(), counters))
+            case wire.CancelJobs():
+                await self._cancel(peer, request)
+            case wire.Requeue():
+                await self._requeue(peer, request)
+            case wire.ListJobs():
+                await self._list(peer, request)
 
     def _send(self, peer: bytes, message: wire.Message) -> None:
         self.gateway.tell(Send(peer, message))
@@ -281,6 +305,8 @@ class Scheduler(Actor):
             )
         if effects.leases:
             self.dispatcher.tell(Leased(effects.leases))
+        for revoke in effects.revokes:
+            self.dispatcher.tell(revoke)
         if effects.finished:
             finished = [j for j in effects.finished if j.status in TERMINAL and not j.settled]
             for job in finished:
@@ -381,3 +407,107 @@ class Scheduler(Actor):
         self._retry_at = due
         delay = max(0.0, due - time.time())
         self._retry_timer = asyncio.get_running_loop().call_later(delay, self.tell, Tick(due))
+
+    # -------------------------------------------------- leases across restarts
+
+    def _adopt(self, peer: bytes, name: str, leases: list[tuple[int, int]]) -> None:
+        accepted: list[tuple[int, int]] = []
+        refused: list[tuple[int, int]] = []
+        for job_id, token in leases:
+            adopted = self.table.adopt(job_id, token, peer, name)
+            (accepted if adopted else refused).append((job_id, token))
+        if accepted:
+            log.info("worker %s kept %d running job(s) across the reconnect", name, len(accepted))
+        self.dispatcher.tell(Adopted(peer, accepted, refused))
+
+    def _reclaim_orphans(self) -> None:
+        ops, effects = Ops(), Effects()
+        for job in self.table.orphans():
+            self.table.requeue_reclaimed(job, ops)
+            effects.ready.append(job)
+        if effects.ready:
+            log.warning("reclaimed %d job(s) left RUNNING by the previous scheduler process",
+                        len(effects.ready))  # fmt: skip
+        self._write(ops, effects)
+
+    # --------------------------------------------- cancel, dead letters, lists
+
+    async def _cancel(self, peer: bytes, request: wire.CancelJobs) -> None:
+        jobs = await self._find(request.job_ids)
+        ops, effects = Ops(), Effects()
+        statuses: list[tuple[int, str]] = []
+        for job_id in request.job_ids:
+            job = jobs.get(job_id)
+            if job is None:
+                statuses.append((job_id, "NOT_FOUND"))
+                continue
+            if job.status in LIVE:
+                holder = job.peer if job.status is JobState.RUNNING else None
+                token = job.token
+                self.table.cancel(job, ops)
+                effects.finished.append(job)
+                if holder is not None:
+                    effects.revokes.append(RevokeLease(holder, job.id, token, "cancelled"))
+            statuses.append((job_id, job.status.value))
+        effects.sends.append(Send(peer, wire.CancelReply(request.request_id, statuses)))
+        self._write(ops, effects)
+
+    async def _requeue(self, peer: bytes, request: wire.Requeue) -> None:
+        ids = list(request.job_ids)
+        if request.all_failed:
+            rows = await self._query("SELECT id FROM jobs WHERE status = 'FAILED'", [])
+            ids += [row[0] for row in rows]
+        jobs = await self._find(dict.fromkeys(ids))
+        ops, effects = Ops(), Effects()
+        requeued: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        for job_id in dict.fromkeys(ids):
+            job = jobs.get(job_id)
+            if job is None:
+                skipped.append((job_id, "no such job"))
+            elif job.status is not JobState.FAILED:
+                skipped.append((job_id, f"is {job.status.value}, not FAILED"))
+            else:
+                self.table.reload(job)
+                self.table.requeue_failed(job, ops)
+                effects.ready.append(job)
+                requeued.append(job_id)
+        reply = wire.RequeueReply(request.request_id, requeued, skipped)
+        effects.sends.append(Send(peer, reply))
+        self._write(ops, effects)
+
+    async def _list(self, peer: bytes, request: wire.ListJobs) -> None:
+        where, params = [], []
+        if request.status:
+            where.append("status = ?")
+            params.append(request.status)
+        if request.queue:
+            where.append("queue = ?")
+            params.append(request.queue)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._query(
+            f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
+            [*params, request.limit],
+        )
+        views = []
+        for row in rows:
+            job = self.table.jobs.get(row[0]) or Job.from_row(row)
+            views.append(job.view())
+        self._send(peer, wire.JobList(request.request_id, views))
+
+    async def _view_with_history(self, job: Job) -> wire.JobView:
+        rows = await self._query(
+            "SELECT token, worker, started_at, finished_at, outcome, error FROM attempts "
+            "WHERE job_id = ? ORDER BY token",
+            [job.id],
+        )
+        history = [wire.AttemptView(*row) for row in rows]
+        if job.status is JobState.SUCCEEDED:
+            history.append(
+                wire.AttemptView(
+                    job.token, job.worker, job.started_at, job.finished_at, "succeeded"
+                )
+            )
+        elif job.status is JobState.RUNNING:
+            history.append(wire.AttemptView(job.token, job.worker, job.started_at, None, "running"))
+        return msgspec.structs.replace(job.view(), history=history)

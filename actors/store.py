@@ -51,7 +51,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     not_before REAL NOT NULL,
     result BLOB,
-    error TEXT
+    error TEXT,
+    backoff_base REAL,
+    backoff_factor REAL,
+    backoff_cap REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_live ON jobs(id)
     WHERE status IN ('PENDING', 'QUEUED', 'RUNNING');
@@ -70,9 +73,9 @@ CREATE TABLE IF NOT EXISTS attempts (
 JOB_COLUMNS = (
     "id, task, args, kwargs, priority, queue, depends_on, max_retries, idempotency_key, "
     "timeout, created_at, status, attempts, token, worker, started_at, finished_at, "
-    "not_before, result, error"
+    "not_before, result, error, backoff_base, backoff_factor, backoff_cap"
 )
-INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 23)})"
 UPDATE_JOB = (
     "UPDATE jobs SET status=?, attempts=?, token=?, worker=?, started_at=?, finished_at=?, "
     "not_before=?, result=?, error=? WHERE id=? AND status=?"

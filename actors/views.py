@@ -33,3 +33,63 @@ def status_renderable(status: wire.StatusView) -> Group:
 
 def render_status(status: wire.StatusView, console: Console | None = None) -> None:
     (console or Console()).print(status_renderable(status))
+
+
+def _when(ts: float | None) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _first_line(text: str | None, width: int = 70) -> str:
+    if not text:
+        return ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""  # a traceback's last line names the exception
+    return last if len(last) <= width else last[: width - 1] + "…"
+
+
+def render_jobs(
+    jobs: list[wire.JobView], title: str = "jobs", console: Console | None = None
+) -> None:
+    table = Table(title=title, show_edge=False)
+    for column in (
+        "id",
+        "task",
+        "state",
+        "queue",
+        "prio",
+        "attempts",
+        "worker",
+        "finished",
+        "error",
+    ):
+        table.add_column(column)
+    for j in jobs:
+        table.add_row(str(j.job_id), j.task, j.status, j.queue, str(j.priority),
+                      f"{j.attempts}/{j.max_retries + 1}", j.worker or "-", _when(j.finished_at),
+                      _first_line(j.error))  # fmt: skip
+    (console or Console()).print(table)
+
+
+def render_job(job: wire.JobView, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]job {job.job_id}[/] {job.task}: [bold]{job.status}[/]")
+    console.print(f"  queue {job.queue}, priority {job.priority}, attempts {job.attempts} "
+                  f"of {job.max_retries + 1}, fencing token {job.token}")  # fmt: skip
+    if job.depends_on:
+        console.print(f"  depends on {', '.join(map(str, job.depends_on))}")
+    if job.idempotency_key:
+        console.print(f"  idempotency key {job.idempotency_key}")
+    if job.status == "SUCCEEDED":
+        console.print(f"  result {wire.unpack(job.result)!r}")
+    table = Table(title="attempts", show_edge=False)
+    for column in ("token", "worker", "started", "ended", "outcome", "error"):
+        table.add_column(column)
+    for a in job.history:
+        table.add_row(str(a.token), a.worker or "-", _when(a.started_at), _when(a.finished_at),
+                      a.outcome, _first_line(a.error))  # fmt: skip
+    console.print(table)
+    failed = [a for a in job.history if a.error]
+    for a in failed:
+        console.print(f"\n[bold]attempt with token {a.token}[/] ({a.outcome}):\n{a.error.rstrip()}")  # type: ignore[union-attr]

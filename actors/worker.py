@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import logging
 import os
@@ -24,11 +23,11 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from actors.errors import TaskNotFound
+from actors.executors import HandlerError, JobStopped, ProcessRunner, ThreadRunner
 from transport import ClientTransport, connect
 from transport import protocol as wire
 from transport.errors import BadFrame
@@ -95,25 +94,39 @@ class Worker:
         concurrency: int = 4,
         queues: tuple[str, ...] = ("default",),
         registry: dict[str, Callable[..., Any]] | None = None,
+        pool: str = "thread",
+        modules: list[str] | None = None,
     ) -> None:
         self.address = address
         self.name = name or default_name()
         self.concurrency = concurrency
         self.queues = queues
         self.registry = REGISTRY if registry is None else registry
+        self.pool = pool
+        self.modules = modules or []
         self.heartbeat_interval = 1.0
+        self.lease = 5.0
         self.running: dict[int, asyncio.Task[None]] = {}
-        self.tokens: dict[int, int] = {}
+        self.held: dict[int, wire.Assignment] = {}  # leases we hold, by job id
         self.unacked: dict[int, wire.JobResult] = {}
         self.executed = 0
+        self.fenced = 0  # handlers this worker stopped itself because its lease lapsed
+        self._stop_reasons: dict[int, str] = {}
+        self._renewed_at = 0.0  # send time (our clock) of the last heartbeat the scheduler acked
         self._outbox: list[wire.JobResult] = []
         self._flush_scheduled = False
         self._transport: ClientTransport | None = None
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="corral-task")
+        self._threads: ThreadRunner | None = None
+        self._processes: ProcessRunner | None = None
         self._welcomed = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._hello_sent_at = 0.0
         self._stopping = False
 
     # ------------------------------------------------------------------ wiring
+
+    def _leases(self) -> list[tuple[int, int]]:
+        return [(job_id, a.token) for job_id, a in self.held.items()]
 
     def _send(self, message: wire.Message) -> None:
         assert self._transport is not None
@@ -121,22 +134,24 @@ class Worker:
 
     def _hello(self) -> None:
         self._welcomed.clear()
-        self._send(
-            wire.WorkerHello(
-                wire.PROTOCOL_VERSION,
-                self.name,
-                self.concurrency,
-                list(self.queues),
-                sorted(self.registry),
-            )
-        )
+        self._hello_sent_at = time.monotonic()
+        hello = wire.WorkerHello(wire.PROTOCOL_VERSION, self.name, self.concurrency,
+                                 list(self.queues), sorted(self.registry),
+                                 self._leases())  # fmt: skip
+        self._send(hello)
 
     async def run(self) -> None:
         """Serve until ``stop()``; then finish held jobs, flush results, say goodbye."""
         self._transport = connect(self.address)
+        self._threads = ThreadRunner(self.concurrency)
+        if self.pool == "process":
+            self._processes = ProcessRunner(self.concurrency, self.modules)
         loop = asyncio.get_running_loop()
-        reader = loop.create_task(self._read_loop(), name="worker.read")
-        beats = loop.create_task(self._heartbeat_loop(), name="worker.heartbeat")
+        loops = [
+            loop.create_task(self._read_loop(), name="worker.read"),
+            loop.create_task(self._heartbeat_loop(), name="worker.heartbeat"),
+            loop.create_task(self._fence_loop(), name="worker.fence"),
+        ]
         try:
             self._hello()
             while not self._stopping:
@@ -148,15 +163,13 @@ class Worker:
                 await self._stop_requested.wait()
             await self._drain()
         finally:
-            reader.cancel()
-            beats.cancel()
-            await asyncio.gather(reader, beats, return_exceptions=True)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            self._threads.close()
+            if self._processes is not None:
+                self._processes.close()
             await self._transport.close()
-
-    @functools.cached_property
-    def _stop_requested(self) -> asyncio.Event:
-        return asyncio.Event()
 
     def stop(self) -> None:
         self._stopping = True
@@ -195,8 +208,16 @@ class Worker:
                 for job_id in refused:
                     self.unacked.pop(job_id, None)
                     log.warning("scheduler refused our result for job %d (stale lease)", job_id)
-            case wire.Welcome(heartbeat_interval=interval):
+            case wire.HeartbeatAck(sent_at=sent_at):
+                self._renewed_at = max(self._renewed_at, sent_at)
+            case wire.StopJob(job_id=job_id, token=token, reason=reason):
+                held = self.held.get(job_id)
+                if held is not None and held.token == token:
+                    self._stop_job(job_id, reason)
+            case wire.Welcome(heartbeat_interval=interval, lease=lease):
                 self.heartbeat_interval = interval
+                self.lease = lease
+                self._renewed_at = max(self._renewed_at, self._hello_sent_at)
                 if not self._welcomed.is_set():
                     log.info("worker %s connected to %s", self.name, self.address)
                     self._welcomed.set()
@@ -211,38 +232,78 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            await self._welcomed.wait()  # the interval and lease come with the Welcome
+            self._send(wire.Heartbeat(self._leases(), time.monotonic()))
             await asyncio.sleep(self.heartbeat_interval)
-            if self._welcomed.is_set():
-                self._send(wire.Heartbeat(list(self.tokens.items())))
+
+    # ---------------------------------------------------------- self-fencing
+
+    def _lease_lapsed(self) -> bool:
+        return time.monotonic() - self._renewed_at > self.lease
+
+    async def _fence_loop(self) -> None:
+        """Stop every held job the moment our leases lapse (no acked heartbeat for a lease).
+
+        The scheduler reclaims only after lease + grace measured from when it last heard
+        us, which is later than when we sent what it acknowledged, so we stop first."""
+        while True:
+            if self.running and self._lease_lapsed():
+                self.fenced += len(self.running)
+                log.error("no heartbeat acknowledged for %.1fs: stopping %d job(s) (self-fencing)",
+                          time.monotonic() - self._renewed_at, len(self.running))  # fmt: skip
+                for job_id in list(self.running):
+                    self._stop_job(job_id, f"self-fenced: lease of {self.lease:g}s not renewed")
+            wait = self._renewed_at + self.lease - time.monotonic()
+            await asyncio.sleep(min(max(wait, 0.01), self.heartbeat_interval))
+
+    def _stop_job(self, job_id: int, reason: str) -> None:
+        task = self.running.get(job_id)
+        if task is None or job_id in self._stop_reasons:
+            return
+        self._stop_reasons[job_id] = reason
+        if self._processes is not None:
+            self._processes.stop(job_id)
+        elif inspect.iscoroutinefunction(self.registry.get(self.held[job_id].task)):
+            task.cancel()
+        elif self._threads is not None:
+            self._threads.stop(job_id)
 
     # ---------------------------------------------------------------- running
 
     def _start(self, assignment: wire.Assignment) -> None:
+        job_id = assignment.job_id
         if len(self.running) >= self.concurrency:
-            log.error(
-                "scheduler sent job %d beyond our %d slots", assignment.job_id, self.concurrency
-            )
-        self.tokens[assignment.job_id] = assignment.token
-        self.running[assignment.job_id] = asyncio.get_running_loop().create_task(
-            self._execute(assignment), name=f"job-{assignment.job_id}"
+            log.error("scheduler sent job %d beyond our %d slots", job_id, self.concurrency)
+        self.held[job_id] = assignment
+        self.running[job_id] = asyncio.get_running_loop().create_task(
+            self._execute(assignment), name=f"job-{job_id}"
         )
 
     async def _execute(self, a: wire.Assignment) -> None:
         ctx = JobContext(a.job_id, a.token, a.attempt, a.idempotency_key, self.name)
         try:
             value = await self._call(a, ctx)
+            if a.job_id in self._stop_reasons:
+                raise JobStopped(self._stop_reasons[a.job_id])
+            if self._lease_lapsed():  # never vouch for a result we no longer hold a lease on
+                raise JobStopped(f"self-fenced: lease of {self.lease:g}s not renewed")
             result = wire.JobResult(a.job_id, a.token, True, wire.pack(value))
-        except asyncio.CancelledError:
-            raise
+        except (JobStopped, asyncio.CancelledError) as exc:
+            reason = self._stop_reasons.get(a.job_id)
+            if reason is None and isinstance(exc, asyncio.CancelledError):
+                raise  # the worker itself is shutting down
+            result = wire.JobResult(a.job_id, a.token, False, error=reason or str(exc))
         except TimeoutError:
-            result = wire.JobResult(
-                a.job_id, a.token, False, error=f"timed out after {a.timeout:g}s"
-            )
+            error = f"timed out after {a.timeout:g}s"
+            result = wire.JobResult(a.job_id, a.token, False, error=error)
+        except HandlerError as exc:
+            result = wire.JobResult(a.job_id, a.token, False, error=str(exc))
         except Exception:
             result = wire.JobResult(a.job_id, a.token, False, error=traceback.format_exc())
         finally:
             self.running.pop(a.job_id, None)
-            self.tokens.pop(a.job_id, None)
+            self.held.pop(a.job_id, None)
+            self._stop_reasons.pop(a.job_id, None)
         self.executed += 1
         self._report(result)
 
@@ -257,14 +318,21 @@ class Worker:
         kwargs = wire.unpack(a.kwargs)
         token = _current.set(ctx)
         try:
-            if inspect.iscoroutinefunction(fn):
+            if inspect.iscoroutinefunction(fn) and self._processes is None:
                 call = fn(*args, **kwargs)
+            elif self._processes is not None:
+                call = self._processes.run(a.job_id, a.task, args, kwargs, ctx)
             else:
-                run = contextvars.copy_context().run
-                call = asyncio.get_running_loop().run_in_executor(
-                    self._executor, functools.partial(run, fn, *args, **kwargs)
-                )
-            return await asyncio.wait_for(call, a.timeout) if a.timeout else await call
+                assert self._threads is not None
+                call = self._threads.run(a.job_id, fn, args, kwargs)
+            if not a.timeout:
+                return await call
+            try:
+                return await asyncio.wait_for(call, a.timeout)
+            except TimeoutError:
+                if self._threads is not None and self._processes is None:
+                    self._threads.stop(a.job_id)  # the thread outlives wait_for otherwise
+                raise
         finally:
             _current.reset(token)
 

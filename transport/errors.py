@@ -13,10 +13,11 @@ class BadFrame(TransportError):
     ``code`` is the stable machine-readable reason sent back in the error reply.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, request_id: int = 0) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id  # of the refused request, when it could be read
 
 
 class UnknownAddress(TransportError):

@@ -48,6 +48,14 @@ class Message(msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defau
 # ---------------------------------------------------------------- payload types
 
 
+class Backoff(msgspec.Struct, frozen=True, array_like=True):
+    """Retry delay = min(cap, base * factor ** (attempt - 1)) * uniform(0.5, 1)."""
+
+    base: Annotated[float, msgspec.Meta(ge=0, le=86400)]
+    factor: Annotated[float, msgspec.Meta(ge=1, le=100)]
+    cap: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)]
+
+
 class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     """What a client asks to run."""
 
@@ -60,6 +68,7 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     max_retries: Retries = 3
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
     timeout: Seconds | None = None
+    backoff: Backoff | None = None  # None: the scheduler's default
 
 
 class Assignment(msgspec.Struct, frozen=True, array_like=True):
@@ -94,6 +103,17 @@ class JobOutcome(msgspec.Struct, frozen=True, array_like=True):
     error: str | None = None
 
 
+class AttemptView(msgspec.Struct, frozen=True):
+    """One finished attempt of a job."""
+
+    token: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    outcome: str  # "succeeded", "error", "lost", "cancelled"
+    error: str | None = None
+
+
 class JobView(msgspec.Struct, frozen=True):
     """Everything a client may read about one job."""
 
@@ -113,6 +133,7 @@ class JobView(msgspec.Struct, frozen=True):
     finished_at: float | None
     result: msgspec.Raw = NONE_RAW
     error: str | None = None
+    history: list[AttemptView] = []
 
 
 class WorkerView(msgspec.Struct, frozen=True):
@@ -128,6 +149,7 @@ class StatusView(msgspec.Struct, frozen=True):
     jobs: dict[str, int]
     workers: list[WorkerView]
     strategy: str
+    counters: dict[str, int] = {}  # e.g. refused_results: stale results refused
 
 
 # ---------------------------------------------------------- to the scheduler
@@ -143,6 +165,7 @@ class WorkerHello(Message, frozen=True):
     slots: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
     queues: list[QueueName] = msgspec.field(default_factory=lambda: ["default"])
     tasks: list[str] = []
+    leases: list[tuple[int, int]] = []  # (job_id, token) still running, after a reconnect
 
 
 class Submit(Message, frozen=True):
@@ -174,6 +197,27 @@ class Heartbeat(Message, frozen=True):
     """I am alive, and these (job_id, token) leases are still mine."""
 
     leases: list[tuple[int, int]] = []
+    sent_at: float = 0.0  # the worker's monotonic clock; echoed in HeartbeatAck
+
+
+class CancelJobs(Message, frozen=True):
+    request_id: RequestId
+    job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1, max_length=100_000)]
+
+
+class ListJobs(Message, frozen=True):
+    request_id: RequestId
+    status: str | None = None
+    queue: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+
+
+class Requeue(Message, frozen=True):
+    """Re-queue dead-lettered (FAILED) jobs: these ids, or every one with ``all_failed``."""
+
+    request_id: RequestId
+    job_ids: list[JobId] = []
+    all_failed: bool = False
 
 
 class Drain(Message, frozen=True):
@@ -195,6 +239,9 @@ ToScheduler = (
     | Heartbeat
     | Drain
     | Goodbye
+    | CancelJobs
+    | ListJobs
+    | Requeue
 )
 
 # ---------------------------------------------------------- from the scheduler
@@ -204,6 +251,7 @@ class Welcome(Message, frozen=True):
     protocol: int
     heartbeat_interval: float = 1.0
     instance: str = ""  # changes when the scheduler process restarts
+    lease: float = 5.0  # a worker that hears no HeartbeatAck for this long fences itself
 
 
 class Submitted(Message, frozen=True):
@@ -238,6 +286,36 @@ class ResultsAck(Message, frozen=True):
     refused: list[int] = []
 
 
+class HeartbeatAck(Message, frozen=True):
+    """Your heartbeat sent at ``sent_at`` (your clock) renewed your leases."""
+
+    sent_at: float
+
+
+class StopJob(Message, frozen=True):
+    """Stop running this job now (cancelled, or your lease on it is stale)."""
+
+    job_id: int
+    token: int
+    reason: str
+
+
+class CancelReply(Message, frozen=True):
+    request_id: int
+    statuses: list[tuple[int, str]]  # (job_id, status after the request)
+
+
+class JobList(Message, frozen=True):
+    request_id: int
+    jobs: list[JobView]
+
+
+class RequeueReply(Message, frozen=True):
+    request_id: int
+    job_ids: list[int]
+    skipped: list[tuple[int, str]] = []  # (job_id, why it was not re-queued)
+
+
 class ErrorReply(Message, frozen=True):
     """A request was refused; nothing changed. ``code`` is stable, ``message`` is for humans."""
 
@@ -247,7 +325,19 @@ class ErrorReply(Message, frozen=True):
 
 
 FromScheduler = (
-    Welcome | Submitted | Outcomes | StatusReply | JobReply | Assign | ResultsAck | ErrorReply
+    Welcome
+    | Submitted
+    | Outcomes
+    | StatusReply
+    | JobReply
+    | Assign
+    | ResultsAck
+    | ErrorReply
+    | HeartbeatAck
+    | StopJob
+    | CancelReply
+    | JobList
+    | RequeueReply
 )
 
 # ------------------------------------------------------------ codecs, built once
@@ -266,6 +356,18 @@ def _check_size(frame: bytes) -> None:
         )
 
 
+def _request_id_of(frame: bytes) -> int:
+    """Best effort: the request id of a well-formed frame that failed validation, so the
+    error reply reaches the caller waiting on it (requests are [tag, request_id, ...])."""
+    try:
+        raw = msgspec.msgpack.decode(frame)
+    except msgspec.DecodeError:
+        return 0
+    if isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], int) and 0 <= raw[1] < 2**62:
+        return raw[1]
+    return 0
+
+
 def decode_request(frame: bytes) -> ToScheduler:
     """Decode an untrusted frame sent to the scheduler, or raise BadFrame."""
     _check_size(frame)
@@ -273,7 +375,9 @@ def decode_request(frame: bytes) -> ToScheduler:
         message: ToScheduler = _request_decoder.decode(frame)
         return message
     except msgspec.ValidationError as exc:
-        raise BadFrame("invalid", f"message does not match the protocol: {exc}") from None
+        raise BadFrame(
+            "invalid", f"message does not match the protocol: {exc}", _request_id_of(frame)
+        ) from None
     except msgspec.DecodeError as exc:
         raise BadFrame("bad_frame", f"frame is not valid msgpack: {exc}") from None
 

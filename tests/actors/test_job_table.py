@@ -87,10 +87,11 @@ def test_retries_back_off_exponentially_up_to_the_cap(table: JobTable, clock: Fa
 
 
 def test_backoff_jitter_stays_within_half_to_full_delay() -> None:
-    config = SchedulerConfig(backoff_base=2.0, backoff_factor=3.0, backoff_cap=100.0)
-    assert backoff_delay(3, config, lambda: 0.0) == 9.0
-    assert backoff_delay(3, config, lambda: 1.0) == 18.0
-    assert backoff_delay(10, config, lambda: 1.0) == 100.0
+    backoff = wire.Backoff(base=2.0, factor=3.0, cap=100.0)
+    assert backoff_delay(3, backoff, lambda: 0.0) == 9.0
+    assert backoff_delay(3, backoff, lambda: 1.0) == 18.0
+    assert backoff_delay(10, backoff, lambda: 1.0) == 100.0
+    assert backoff_delay(10_000, backoff, lambda: 1.0) == 100.0, "no overflow on huge attempts"
 
 
 def test_an_illegal_move_is_refused_and_changes_nothing(table: JobTable) -> None:

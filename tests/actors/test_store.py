@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from actors.errors import StoreInconsistent
+from actors.jobs import Job
+from actors.lifecycle import JobState
 from actors.messages import Write, Written
 from actors.runtime import Actor
 from actors.store import Ops, Store, StoreLocked
+from transport import protocol as wire
 
 
 class Inbox(Actor):
@@ -21,28 +24,11 @@ class Inbox(Actor):
 
 
 def row(job_id: int) -> tuple[Any, ...]:
-    return (
-        job_id,
-        "t",
-        b"\x90",
-        b"\x80",
-        0,
-        "default",
-        b"\x90",
-        0,
-        None,
-        None,
-        1.0,
-        "QUEUED",
-        0,
-        0,
-        None,
-        None,
-        None,
-        0.0,
-        None,
-        None,
-    )
+    """A QUEUED job row, built the way the scheduler builds them."""
+    spec = wire.JobSpec("t")
+    job = Job(job_id, spec.task, spec.args, spec.kwargs, 0, "default", [], 0, None, None, 1.0,
+              JobState.QUEUED)  # fmt: skip
+    return job.insert_row()
 
 
 async def test_writes_that_pile_up_are_committed_together_then_acknowledged(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from actors.client import AsyncClient, job_spec
-from tests.helpers.ledger_tasks import read_ledger
+from tests.helpers.ledger_tasks import completed as read_ledger
 from tests.helpers.procs import Procs, free_address
 from transport import protocol as wire
 

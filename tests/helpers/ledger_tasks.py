@@ -1,74 +1,120 @@
 """Tasks the tests run on real worker processes. Each execution is recorded in a ledger
-outside corral ($CORRAL_LEDGER_DIR/<pid>.jsonl): job id, fencing token, start, end, pid,
-worker name, so tests count executions independently of the scheduler's bookkeeping."""
+outside corral ($CORRAL_LEDGER_DIR/<pid>.jsonl): a "start" line before the work and an "end"
+line after it, each with job id, fencing token, time, pid and worker, written unbuffered so a
+SIGKILL loses nothing already written. Tests count executions from it, independently of the
+scheduler's bookkeeping."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from typing import Any
 
 from actors.worker import context, task
 
-_files: dict[int, object] = {}
 
-
-def _record(entry: dict[str, object]) -> None:
+def _event(kind: str, **extra: Any) -> None:
     directory = os.environ.get("CORRAL_LEDGER_DIR")
     if not directory:
         return
-    pid = os.getpid()
-    with open(os.path.join(directory, f"{pid}.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-
-
-def _run(seconds: float, value: object) -> object:
     ctx = context()
-    start = time.time()
-    if seconds:
-        time.sleep(seconds)
-    _record(
-        {
-            "job": ctx.job_id,
-            "token": ctx.token,
-            "start": start,
-            "end": time.time(),
-            "pid": os.getpid(),
-            "worker": ctx.worker,
-            "value": value,
-        }
-    )
-    return value
+    entry = {"event": kind, "job": ctx.job_id, "token": ctx.token, "attempt": ctx.attempt,
+             "at": time.time(), "pid": os.getpid(), "worker": ctx.worker, **extra}  # fmt: skip
+    fd = os.open(os.path.join(directory, f"{os.getpid()}.jsonl"),
+                 os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # fmt: skip
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 @task(name="record")
-def record(value: object = None, seconds: float = 0.0) -> object:
-    return _run(seconds, value)
+def record(value: Any = None, seconds: float = 0.0) -> Any:
+    """Sleep ``seconds`` in small steps (so a stop lands promptly), return ``value``."""
+    _event("start", value=value)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+    _event("end", value=value)
+    return value
+
+
+@task(name="token")
+def token(seconds: float = 0.0) -> int:
+    """Return the fencing token this execution ran under."""
+    _event("start")
+    time.sleep(seconds)
+    _event("end")
+    return context().token
+
+
+@task(name="spin")
+def spin(seconds: float) -> int:
+    """Hold the GIL in a tight pure-Python loop for ``seconds``."""
+    _event("start")
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    _event("end")
+    return n
 
 
 @task(name="fail_until")
 def fail_until(attempts_to_fail: int) -> int:
-    ctx = context()
-    _record(
-        {
-            "job": ctx.job_id,
-            "token": ctx.token,
-            "start": time.time(),
-            "end": time.time(),
-            "pid": os.getpid(),
-            "worker": ctx.worker,
-            "attempt": ctx.attempt,
-        }
-    )
-    if ctx.attempt <= attempts_to_fail:
-        raise RuntimeError(f"planned failure on attempt {ctx.attempt}")
-    return ctx.attempt
+    _event("start")
+    _event("end")
+    attempt = context().attempt
+    if attempt <= attempts_to_fail:
+        raise RuntimeError(f"planned failure on attempt {attempt}")
+    return attempt
 
 
-def read_ledger(directory: str) -> list[dict[str, object]]:
-    entries: list[dict[str, object]] = []
+def read_events(directory: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
     for name in sorted(os.listdir(directory)):
         if name.endswith(".jsonl"):
             with open(os.path.join(directory, name), encoding="utf-8") as f:
-                entries += [json.loads(line) for line in f if line.strip()]
-    return entries
+                events += [json.loads(line) for line in f if line.strip()]
+    return events
+
+
+def read_ledger(directory: str) -> list[dict[str, Any]]:
+    """Executions: one entry per start, with its end time (None if it never ended)."""
+    runs: dict[tuple[int, int, int], dict[str, Any]] = {}
+    for e in sorted(read_events(directory), key=lambda e: e["at"]):
+        key = (e["job"], e["token"], e["pid"])
+        if e["event"] == "start":
+            runs[key] = {**e, "start": e["at"], "end": None}
+        elif key in runs:
+            runs[key]["end"] = e["at"]
+    return sorted(runs.values(), key=lambda r: r["start"])
+
+
+def completed(directory: str) -> list[dict[str, Any]]:
+    return [r for r in read_ledger(directory) if r["end"] is not None]
+
+
+@task(name="bait")
+def bait(first_seconds: float, later_seconds: float) -> int:
+    """Runs long under token 1 (the zombie's), briefly under any later token; returns the token."""
+    ctx = context()
+    _event("start")
+    seconds = first_seconds if ctx.token == 1 else later_seconds
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    _event("end")
+    return ctx.token
+
+
+@task(name="fail_below_token")
+def fail_below_token(n: int) -> int:
+    """Fails while the fencing token is at most ``n``; tokens keep growing across re-queues."""
+    ctx = context()
+    _event("start")
+    _event("end")
+    if ctx.token <= n:
+        raise RuntimeError(f"planned failure under token {ctx.token}")
+    return ctx.token
