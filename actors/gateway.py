@@ -82,6 +82,10 @@ class Gateway(Actor):
         except BadFrame as exc:
             self._refuse(peer, exc.code, exc.message, exc.request_id)
             return
+        except Exception as exc:  # a decoder bug must not take the scheduler down
+            log.exception("unexpected error decoding a frame from %s", peer.hex())
+            self._refuse(peer, "bad_frame", f"frame could not be decoded: {exc!r}")
+            return
         match message:
             case wire.ClientHello(protocol=version) | wire.WorkerHello(protocol=version):
                 if version != wire.PROTOCOL_VERSION:

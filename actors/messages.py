@@ -24,7 +24,15 @@ class _Msg(msgspec.Struct, frozen=True):
 # gateway -> scheduler / dispatcher: a decoded frame from the network
 class FromClient(_Msg, frozen=True):
     peer: Peer
-    message: wire.Submit | wire.Wait | wire.GetStatus | wire.GetJob
+    message: (
+        wire.Submit
+        | wire.Wait
+        | wire.GetStatus
+        | wire.GetJob
+        | wire.CancelJobs
+        | wire.ListJobs
+        | wire.Requeue
+    )
 
 
 class FromWorker(_Msg, frozen=True):

@@ -361,7 +361,7 @@ def _request_id_of(frame: bytes) -> int:
     error reply reaches the caller waiting on it (requests are [tag, request_id, ...])."""
     try:
         raw = msgspec.msgpack.decode(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return 0
     if isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], int) and 0 <= raw[1] < 2**62:
         return raw[1]
@@ -378,7 +378,8 @@ def decode_request(frame: bytes) -> ToScheduler:
         raise BadFrame(
             "invalid", f"message does not match the protocol: {exc}", _request_id_of(frame)
         ) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports a malformed UTF-8 string as UnicodeDecodeError.
         raise BadFrame("bad_frame", f"frame is not valid msgpack: {exc}") from None
 
 
@@ -388,7 +389,7 @@ def decode_reply(frame: bytes) -> FromScheduler:
     try:
         reply: FromScheduler = _reply_decoder.decode(frame)
         return reply
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadFrame("bad_frame", f"unreadable frame from scheduler: {exc}") from None
 
 

@@ -4,7 +4,7 @@ process."""
 
 from __future__ import annotations
 
-import os
+import random
 from pathlib import Path
 
 import msgspec
@@ -42,7 +42,12 @@ async def test_garbage_frames_get_error_replies_and_change_nothing(
     raw_socket.connect(address)
     hello = wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION))
 
-    assert _exchange(raw_socket, [os.urandom(64)]).code in {"bad_frame", "invalid"}
+    rng = random.Random(2026)
+    for _ in range(200):  # random garbage, reproducible
+        frame = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 128)))
+        assert _exchange(raw_socket, [frame]).code in {"bad_frame", "invalid"}
+    invalid_utf8 = b"\x93\xa6Submit\x01\x91\x91\xa2\xff\xfe"  # a task name that is not UTF-8
+    assert _exchange(raw_socket, [invalid_utf8]).code == "bad_frame"
     assert _exchange(raw_socket, [b""]).code == "bad_frame"
     assert _exchange(raw_socket, [wire.encode(wire.ClientHello(99))]).code == "protocol_version"
     # A frame that is valid msgpack but a message the scheduler never accepts.
