@@ -125,6 +125,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 def _spec_from_fields(fields: dict[str, Any], where: str) -> Any:
     from actors.client import job_spec
+    from transport import protocol as wire
 
     allowed = {
         "task",
@@ -136,6 +137,7 @@ def _spec_from_fields(fields: dict[str, Any], where: str) -> Any:
         "max_retries",
         "idempotency_key",
         "timeout",
+        "backoff",
     }
     unknown = set(fields) - allowed
     if unknown:
@@ -148,6 +150,14 @@ def _spec_from_fields(fields: dict[str, Any], where: str) -> Any:
     if not isinstance(fields.get("kwargs", {}), dict):
         _fail(f"{where}: 'kwargs' must be a JSON object")
     options = {k: v for k, v in fields.items() if k not in ("task", "args", "kwargs")}
+    backoff = options.get("backoff")
+    if isinstance(backoff, dict):
+        try:
+            options["backoff"] = msgspec.convert(backoff, wire.Backoff)
+        except msgspec.ValidationError as exc:
+            _fail(f"{where}: backoff: {exc} (expected {{'base': S, 'factor': F, 'cap': S}})")
+    elif backoff is not None and not isinstance(backoff, list | tuple):
+        _fail(f"{where}: backoff must be [base, factor, cap] or {{'base', 'factor', 'cap'}}")
     try:
         spec = job_spec(fields["task"], fields.get("args", []), fields.get("kwargs"), **options)
         # Run the protocol's own validation now, for a local, precise message.
@@ -194,7 +204,7 @@ def _specs_from_args(args: argparse.Namespace) -> list[Any]:
             fields["kwargs"] = value
         else:
             _fail("ARGS_JSON must be a JSON array (positional args) or object (keyword args)")
-    for name in ("priority", "queue", "max_retries", "idempotency_key", "timeout"):
+    for name in ("priority", "queue", "max_retries", "idempotency_key", "timeout", "backoff"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.depends_on:
@@ -244,7 +254,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 
     status = run_async(go())
     if args.json:
-        print(json.dumps(msgspec.to_builtins(status), indent=2))
+        _print_json(status)
         return
     from actors.views import render_status
 
@@ -274,14 +284,13 @@ def cmd_cancel(args: argparse.Namespace) -> None:
 
 
 def _print_json(value: Any) -> None:
+    """JSON with user payloads (results) decoded from their msgpack form."""
     from transport import protocol as wire
 
-    def enc(obj: Any) -> Any:
-        if isinstance(obj, msgspec.Raw):
-            return wire.unpack(obj)
-        raise TypeError(type(obj).__name__)
+    def decode_raw(obj: Any) -> Any:
+        return wire.unpack(obj) if isinstance(obj, msgspec.Raw) else obj
 
-    print(msgspec.json.encode(value, enc_hook=enc).decode())
+    print(json.dumps(msgspec.to_builtins(value, enc_hook=decode_raw), indent=2, default=str))
 
 
 def cmd_job(args: argparse.Namespace) -> None:
@@ -478,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=_positive_float, default=None, metavar="S", help="per-attempt time limit"
     )
+    p.add_argument("--backoff", type=_positive_float, nargs=3, default=None,
+                   metavar=("BASE", "FACTOR", "CAP"),
+                   help="retry delays for this job: BASE*FACTOR^(n-1) capped at CAP seconds, "
+                   "with jitter (default: the scheduler's)")  # fmt: skip
     p.add_argument(
         "--wait", action="store_true", help="wait and print each job's outcome and result"
     )
@@ -493,6 +506,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "jobs by state and workers with their slots")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(p)
+
+    p = add("cancel", cmd_cancel, "cancel jobs: pending ones never run, running ones are stopped")
+    p.add_argument("ids", type=_positive_int, nargs="+", metavar="ID")
+    connect_flag(p)
+
+    p = add("job", cmd_job, "one job: its state, result or error, and every attempt")
+    p.add_argument("id", type=_positive_int, metavar="ID")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(p)
+
+    p = add("dlq", cmd_dlq, "the dead-letter queue: jobs that ended FAILED")
+    dlq = p.add_subparsers(dest="dlq_command", required=True, parser_class=_Parser)
+    q = dlq.add_parser("list", help="FAILED jobs, newest first")
+    q.add_argument("--limit", type=_positive_int, default=100, metavar="N")
+    q.add_argument("--queue", default=None, metavar="Q")
+    q.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(q)
+    q = dlq.add_parser("show", help="one FAILED job with every attempt's error")
+    q.add_argument("id", type=_positive_int, metavar="ID")
+    q.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(q)
+    q = dlq.add_parser("requeue", help="run FAILED jobs again, with their retries renewed")
+    q.add_argument("ids", type=_positive_int, nargs="*", metavar="ID")
+    q.add_argument("--all", action="store_true", help="every FAILED job")
+    connect_flag(q)
 
     p = add(
         "demo", cmd_demo, "run a scheduler, workers and a sample workload, printing what happens"

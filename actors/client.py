@@ -45,8 +45,14 @@ def job_spec(
     max_retries: int = 3,
     idempotency_key: str | None = None,
     timeout: float | None = None,
+    backoff: wire.Backoff | tuple[float, float, float] | None = None,
 ) -> wire.JobSpec:
-    """Build one job description for ``submit_many``."""
+    """Build one job description for ``submit_many``.
+
+    ``backoff`` is ``(base, factor, cap)`` in seconds for this job's retries; by default
+    the scheduler's (1 s, x2, 300 s)."""
+    if backoff is not None and not isinstance(backoff, wire.Backoff):
+        backoff = wire.Backoff(*backoff)
     return wire.JobSpec(
         task,
         wire.pack(list(args)),
@@ -57,6 +63,7 @@ def job_spec(
         max_retries,
         idempotency_key,
         timeout,
+        backoff,
     )
 
 

@@ -122,9 +122,11 @@ class Dispatcher(Actor):
         )
         self._send(peer, welcome)
         if hello.leases:
-            # Jobs it kept running across a reconnect or a scheduler restart: the
-            # scheduler decides which are still its own; their slots stay taken.
+            # Jobs it kept running (or finished, result not yet acknowledged) across a
+            # reconnect or a scheduler restart: held provisionally while the scheduler
+            # decides which are still its own; their slots stay taken.
             worker.adopting = True
+            worker.running.update(hello.leases)
             self.scheduler.tell(Adopt(peer, hello.name, hello.leases))
         free = max(0, hello.slots - len(hello.leases))
         self.strategy.tell(WorkerCredit(peer, hello.name, queues, hello.slots, free))
@@ -136,8 +138,9 @@ class Dispatcher(Actor):
         if worker is None:
             return
         worker.adopting = False
-        worker.running.update(accepted)
         for job_id, token in refused:
+            if worker.running.get(job_id) == token:
+                del worker.running[job_id]
             self._send(peer, wire.StopJob(job_id, token, "lease no longer valid"))
 
     def _heartbeat(self, peer: bytes, beat: wire.Heartbeat) -> None:

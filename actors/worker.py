@@ -128,6 +128,12 @@ class Worker:
     def _leases(self) -> list[tuple[int, int]]:
         return [(job_id, a.token) for job_id, a in self.held.items()]
 
+    def _claims(self) -> list[tuple[int, int]]:
+        """What a (re)connecting hello claims: jobs still running, and finished jobs whose
+        results the scheduler has not acknowledged yet (they are resent right after)."""
+        unacked = [(r.job_id, r.token) for r in self.unacked.values()]
+        return self._leases() + unacked
+
     def _send(self, message: wire.Message) -> None:
         assert self._transport is not None
         self._transport.send(wire.encode(message))
@@ -137,7 +143,7 @@ class Worker:
         self._hello_sent_at = time.monotonic()
         hello = wire.WorkerHello(wire.PROTOCOL_VERSION, self.name, self.concurrency,
                                  list(self.queues), sorted(self.registry),
-                                 self._leases())  # fmt: skip
+                                 self._claims())  # fmt: skip
         self._send(hello)
 
     async def run(self) -> None:

@@ -23,8 +23,8 @@ def free_address() -> str:
 
 
 class Cluster:
-    def __init__(self, scheduler_args: tuple[str, ...] = ()) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="corral-bench-"))
+    def __init__(self, scheduler_args: tuple[str, ...] = (), directory: Path | None = None) -> None:
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="corral-bench-"))
         self.address = free_address()
         self.db = self.dir / "corral.db"
         self.env = {
@@ -67,22 +67,11 @@ class Cluster:
             time.sleep(0.05)
         raise TimeoutError("scheduler did not start")
 
-    def start_workers(self, n: int, concurrency: int) -> None:
+    def start_workers(self, n: int, concurrency: int, module: str = "bench.tasks") -> None:
         for _ in range(n):
             i = len(self.workers)
-            self.workers.append(
-                self._spawn(
-                    f"worker-{i}",
-                    "worker",
-                    "bench.tasks",
-                    "--connect",
-                    self.address,
-                    "--concurrency",
-                    str(concurrency),
-                    "--name",
-                    f"bench-{i}",
-                )
-            )
+            args = ["worker", module, "--connect", self.address, "--concurrency", str(concurrency)]
+            self.workers.append(self._spawn(f"worker-{i}", *args, "--name", f"bench-{i}"))
 
     def rss_mb(self) -> float:
         """Resident memory of the scheduler process, from /proc."""

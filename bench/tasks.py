@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 from array import array
 
 from actors.worker import context, task
@@ -28,3 +29,26 @@ def _dump() -> None:
 
 
 atexit.register(_dump)
+
+
+def _ledger_line(kind: str) -> None:
+    """One unbuffered line per event, so a SIGKILL loses nothing already written."""
+    ctx = context()
+    line = f"{kind} {ctx.job_id} {ctx.token} {time.time():.6f} {os.getpid()}\n"
+    directory = os.environ.get("CORRAL_BENCH_DIR", ".")
+    fd = os.open(os.path.join(directory, f"{os.getpid()}.ledger"),
+                 os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # fmt: skip
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@task(name="bench.ledgered")
+def ledgered(seconds: float = 0.0) -> int:
+    """Record start and end of this execution outside corral; return the fencing token."""
+    _ledger_line("start")
+    if seconds:
+        time.sleep(seconds)
+    _ledger_line("end")
+    return context().token
