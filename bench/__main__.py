@@ -2,6 +2,8 @@
 
 Modes (one per run):
   --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs, time until all done
+  --chaos [--jobs N] [--kill-every S]        random worker SIGKILLs; checks no double commit,
+                                             results from the last token, no overlapping runs
 """
 
 from __future__ import annotations
@@ -18,7 +20,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from actors.client import AsyncClient, job_spec
+from bench.chaos import run_chaos
 from bench.harness import Cluster
+
+# The chaos run uses second-scale lease timings so reclaims happen within the run.
+CHAOS_TIMINGS = (
+    "--heartbeat-interval",
+    "0.2",
+    "--suspect-after",
+    "0.6",
+    "--lease",
+    "1.0",
+    "--lease-grace",
+    "0.4",
+    "--backoff-base",
+    "0.05",
+    "--backoff-cap",
+    "1",
+)
 
 SUBMIT_BATCH = 5_000
 
@@ -102,8 +121,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after S seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--strategy", default="priority")
+    parser.add_argument("--chaos", action="store_true", help="chaos mode (see above)")
+    parser.add_argument(
+        "--kill-every",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="chaos: SIGKILL a random worker this often (default 0.5)",
+    )
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        default=0.005,
+        metavar="S",
+        help="chaos: how long each job works (default 0.005)",
+    )
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
+    if args.chaos:
+        return chaos(args, console)
     cluster = Cluster(("--strategy", args.strategy))
     try:
         cluster.start_scheduler()
@@ -124,6 +160,60 @@ def main(argv: list[str] | None = None) -> int:
     else:
         show(result, console)
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
+def chaos(args: argparse.Namespace, console: Console) -> int:
+    cluster = Cluster(("--strategy", args.strategy, *CHAOS_TIMINGS))
+    workers = min(args.workers, 4)
+    try:
+        cluster.start_scheduler()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("jobs succeeded (workers being killed)", total=args.jobs)
+            report = asyncio.run(
+                run_chaos(
+                    cluster,
+                    args.jobs,
+                    workers,
+                    min(args.concurrency, 8),
+                    args.kill_every,
+                    args.job_seconds,
+                    lambda done, _: progress.update(bar, completed=done),
+                )
+            )
+    finally:
+        cluster.stop()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "mode": "chaos",
+                    "jobs": report.jobs,
+                    "completed": report.succeeded,
+                    "seconds": report.seconds,
+                    "jobs_per_s": report.jobs / report.seconds,
+                    "kills": report.kills,
+                    "executions": report.executions,
+                    "wrong_token": len(report.wrong_token),
+                    "overlaps": len(report.overlaps),
+                    "lost": len(report.not_succeeded),
+                    "duplicated": 0,
+                    "ok": report.ok,
+                }
+            )
+        )
+    else:
+        console.print("[bold]corral bench: chaos[/] — what it checked:")
+        for line in report.lines():
+            console.print(f"  {line}")
+        console.print("[green]PASS[/]" if report.ok else "[red]FAIL[/]")
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

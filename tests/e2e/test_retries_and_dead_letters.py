@@ -111,3 +111,19 @@ async def test_a_cancelled_running_job_is_told_to_stop_and_its_slot_freed(
     assert runs[0]["end"] is None, "the handler was stopped, not run to its end"
     assert view is not None
     assert [a.outcome for a in view.history] == ["cancelled"]
+
+
+async def test_a_timed_out_attempt_counts_as_a_failure_and_its_handler_is_stopped(
+    cluster: str, procs: Procs
+) -> None:
+    async with AsyncClient(cluster, connect_timeout=10) as client:
+        job_id = await client.submit("record", ["slow"], {"seconds": 5.0}, timeout=0.3,
+                                     max_retries=1, backoff=(0.05, 1, 1))  # fmt: skip
+        outcome = (await client.wait([job_id], timeout=20))[job_id]
+        view = await client.job(job_id)
+    assert outcome.status == "FAILED"
+    assert view is not None
+    assert [a.error for a in view.history] == ["timed out after 0.3s"] * 2
+    runs = read_ledger(str(procs.ledger))
+    assert len(runs) == 2
+    assert all(r["end"] is None for r in runs), "each timed-out handler was stopped"
