@@ -23,7 +23,7 @@ from actors.gateway import Gateway
 from actors.heartbeat import HeartbeatMonitor
 from actors.jobs import Job, JobTable
 from actors.lifecycle import JobState
-from actors.messages import Track, Write
+from actors.messages import Write
 from actors.runtime import ActorSystem
 from actors.scheduler import Effects, Scheduler
 from actors.store import JOB_COLUMNS, Ops, Store
@@ -105,18 +105,24 @@ class Brain:
         }
         max_id = (await self.store.fetch("SELECT max(id) FROM jobs"))[0][0] or 0
         self.table.load(rows, counts, max_id)
-        self._settled_parents: dict[int, str] = {}
-        wanted = {
-            p for j in self.table.jobs.values() for p in j.depends_on
-        } - self.table.jobs.keys()
-        wanted_list = list(wanted)
-        for start in range(0, len(wanted_list), 900):
-            chunk = wanted_list[start : start + 900]
-            rows = await self.store.fetch(
-                f"SELECT id, status FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
-                tuple(chunk),
-            )
-            self._settled_parents.update({job_id: status for job_id, status in rows})
+        self.table.next_workflow_id = 1 + (
+            (await self.store.fetch("SELECT max(id) FROM workflows"))[0][0] or 0
+        )
+        # Finished parents of live jobs: their states decide the children's fate, and
+        # their results go to the children's handlers.
+        self._settled_parents: dict[int, Job] = {}
+        wanted = list(
+            {p for j in self.table.jobs.values() for p in j.depends_on} - self.table.jobs.keys()
+        )
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in await self.store.fetch(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", tuple(chunk)
+            ):
+                parent = Job.from_row(row)
+                parent.settled = True
+                self._settled_parents[parent.id] = parent
 
     def _recover(self, dag: DagResolver) -> None:
         """Re-queue and re-track what the previous process left live. Jobs it left RUNNING
@@ -125,6 +131,10 @@ class Brain:
         table, ops, effects = self.table, Ops(), Effects()
         for job in list(table.jobs.values()):
             if job.status is JobState.QUEUED:
+                if job.depends_on:
+                    job.parent_results = [
+                        self._settled_parents[p].parent_result() for p in job.depends_on
+                    ]
                 effects.ready.append(job)
             elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
                 self._recover_waiting(job, dag, ops, effects)
@@ -132,22 +142,11 @@ class Brain:
             self.store.tell(Write(ops, self.scheduler, effects))
 
     def _recover_waiting(self, job: Job, dag: DagResolver, ops: Ops, effects: Effects) -> None:
-        waiting: list[int] = []
-        for parent_id in job.depends_on:
-            if parent_id in self.table.jobs:
-                waiting.append(parent_id)
-                continue
-            status = self._settled_parents.get(parent_id, JobState.SUCCEEDED.value)
-            if status != JobState.SUCCEEDED.value:
-                job.error = f"upstream job {parent_id} ended {status}"
-                self.table.move(job, JobState.UPSTREAM_FAILED, ops)
-                effects.finished.append(job)
-                return
-        if waiting:
-            dag.tell(Track(job.id, waiting))
-        else:
-            self.table.move(job, JobState.QUEUED, ops)
-            effects.ready.append(job)
+        parents = {
+            **self._settled_parents,
+            **{p: self.table.jobs[p] for p in job.depends_on if p in self.table.jobs},
+        }
+        self.scheduler._place_new(job, parents, ops, effects)
 
     async def run(self) -> None:
         """Serve until stopped; raises ActorCrashed if an actor died."""

@@ -138,6 +138,32 @@ class AsyncClient:
             ids += reply.job_ids
         return ids
 
+    async def submit_workflow(
+        self,
+        steps: dict[str, tuple[wire.JobSpec, Sequence[str]]] | Sequence[wire.StepSpec],
+        name: str = "",
+        idempotency_key: str | None = None,
+    ) -> tuple[int, dict[str, int]]:
+        """Submit a DAG of named steps atomically: all are created or none.
+
+        ``steps`` maps each step name to ``(job_spec(...), [names of steps it runs after])``
+        (or is a list of ``wire.StepSpec``). Returns the workflow id and each step's job id.
+        A cycle, a step after itself or after an unknown step, or an unknown ``depends_on``
+        job id raises RequestRefused and creates nothing."""
+        if isinstance(steps, dict):
+            specs = [wire.StepSpec(n, spec, list(after)) for n, (spec, after) in steps.items()]
+        else:
+            specs = list(steps)
+        reply = await self._request(
+            lambda rid: wire.SubmitWorkflow(rid, name, specs, idempotency_key)
+        )
+        return reply.workflow_id, reply.step_ids
+
+    async def workflow(self, workflow_id: int) -> wire.WorkflowView | None:
+        """A workflow's steps in topological order, each with its job's state."""
+        reply = await self._request(lambda rid: wire.GetWorkflow(rid, workflow_id))
+        return reply.workflow  # type: ignore[no-any-return]
+
     async def status(self) -> wire.StatusView:
         reply = await self._request(lambda rid: wire.GetStatus(rid))
         return reply.status  # type: ignore[no-any-return]
@@ -281,6 +307,8 @@ class AsyncClient:
                 | wire.CancelReply()
                 | wire.JobList()
                 | wire.RequeueReply()
+                | wire.WorkflowSubmitted()
+                | wire.WorkflowReply()
             ):
                 future = self._pending.get(reply.request_id)
                 if future is not None and not future.done():
@@ -345,6 +373,17 @@ class Client:
 
     def cancel(self, job_ids: Iterable[int]) -> dict[int, str]:
         return self._run(self._async.cancel(list(job_ids)))
+
+    def submit_workflow(
+        self,
+        steps: dict[str, tuple[wire.JobSpec, Sequence[str]]] | Sequence[wire.StepSpec],
+        name: str = "",
+        idempotency_key: str | None = None,
+    ) -> tuple[int, dict[str, int]]:
+        return self._run(self._async.submit_workflow(steps, name, idempotency_key))
+
+    def workflow(self, workflow_id: int) -> wire.WorkflowView | None:
+        return self._run(self._async.workflow(workflow_id))
 
     def requeue(
         self, job_ids: Iterable[int] = (), *, all_failed: bool = False

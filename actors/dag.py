@@ -13,9 +13,63 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.errors import WorkflowRejected
 from actors.lifecycle import JobState
-from actors.messages import Doom, Finished, Release, Track
+from actors.messages import CheckWorkflow, Doom, Finished, Release, Track, WorkflowChecked
 from actors.runtime import Actor
+from transport import protocol as wire
+
+
+def check_workflow(steps: list[wire.StepSpec]) -> list[int]:
+    """Validate a workflow's shape; return step indices in a topological order.
+
+    Raises WorkflowRejected for duplicate names, self-dependencies, unknown steps and
+    cycles (naming the cycle's path). Kahn's algorithm: O(steps + edges)."""
+    index: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if step.name in index:
+            raise WorkflowRejected("duplicate_step", f"step name {step.name!r} is used twice")
+        index[step.name] = i
+    dependents: list[list[int]] = [[] for _ in steps]
+    waiting = [0] * len(steps)
+    for i, step in enumerate(steps):
+        if len(set(step.after)) != len(step.after):
+            raise WorkflowRejected("invalid", f"step {step.name!r} lists a step twice in 'after'")
+        for before in step.after:
+            if before == step.name:
+                raise WorkflowRejected("self_dependency", f"step {step.name!r} runs after itself")
+            if before not in index:
+                raise WorkflowRejected(
+                    "unknown_step",
+                    f"step {step.name!r} runs after {before!r}, not a step of this workflow",
+                )
+            dependents[index[before]].append(i)
+            waiting[i] += 1
+    order = [i for i in range(len(steps)) if waiting[i] == 0]
+    for i in order:  # the list grows while we walk it
+        for child in dependents[i]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                order.append(child)
+    if len(order) < len(steps):
+        cycle = _find_cycle(steps, index, {i for i in range(len(steps)) if waiting[i] > 0})
+        raise WorkflowRejected("cycle", "steps form a cycle: " + " -> ".join(cycle))
+    return order
+
+
+def _find_cycle(steps: list[wire.StepSpec], index: dict[str, int], stuck: set[int]) -> list[str]:
+    """A cycle among ``stuck`` steps, in run order (a -> b: a must run before b)."""
+    # Every stuck step has a stuck prerequisite; following them must revisit a step.
+    start = min(stuck)
+    seen: dict[int, int] = {}
+    path: list[int] = []
+    current = start
+    while current not in seen:
+        seen[current] = len(path)
+        path.append(current)
+        current = next(index[b] for b in steps[current].after if index[b] in stuck)
+    loop = [*path[seen[current] :], current]
+    return [steps[i].name for i in reversed(loop)]
 
 
 class DependencyGraph:
@@ -70,6 +124,13 @@ class DagResolver(Actor):
         match message:
             case Track(job_id=child, parents=parents):
                 self.graph.track(child, parents)
+            case CheckWorkflow(peer=peer, request=request):
+                try:
+                    order = check_workflow(request.steps)
+                except WorkflowRejected as rejected:
+                    self.scheduler.tell(WorkflowChecked(peer, request, [], rejected))
+                else:
+                    self.scheduler.tell(WorkflowChecked(peer, request, order, None))
             case Finished(jobs=jobs):
                 released: list[int] = []
                 doomed: list[tuple[int, str]] = []

@@ -55,8 +55,9 @@ class WorkerConn:
 
 
 class Dispatcher(Actor):
-    def __init__(self, strategy_name: str, heartbeat_interval: float, instance: str,
-                 lease: float) -> None:  # fmt: skip
+    def __init__(
+        self, strategy_name: str, heartbeat_interval: float, instance: str, lease: float
+    ) -> None:
         super().__init__("dispatcher")
         self.instance = instance
         self.lease = lease
@@ -157,8 +158,10 @@ class Dispatcher(Actor):
             if worker.running.get(job_id) != token:
                 log.warning(
                     "refused stale lease: worker %s claims job %d under token %d; stopping it",
-                    worker.name, job_id, token,
-                )  # fmt: skip
+                    worker.name,
+                    job_id,
+                    token,
+                )
                 self.refused_leases += 1
                 self._send(peer, wire.StopJob(job_id, token, "stale lease"))
 

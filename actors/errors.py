@@ -69,3 +69,13 @@ class WaitTimeout(CorralError):
 
 class TaskNotFound(CorralError):
     """Raised in a worker when an assignment names a task the worker has not registered."""
+
+
+class WorkflowRejected(CorralError):
+    """Raised when a submitted workflow is not a DAG of uniquely named steps: a duplicate
+    step name, a step after itself, after an unknown step, or a cycle (named in the message).
+    ``code`` is the stable reason sent back to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message

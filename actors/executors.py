@@ -50,8 +50,9 @@ class ThreadRunner:
         self._threads: dict[int, int] = {}  # job id -> thread ident while it runs
         self._lock = threading.Lock()
 
-    async def run(self, job_id: int, fn: Callable[..., Any], args: list[Any],
-                  kwargs: dict[str, Any]) -> Any:  # fmt: skip
+    async def run(
+        self, job_id: int, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
         run_in_context = contextvars.copy_context().run
 
         def call() -> Any:
@@ -128,8 +129,9 @@ class ProcessRunner:
             self._free.put_nowait(_Slot(modules))
         self._busy: dict[int, _Slot] = {}
 
-    async def run(self, job_id: int, task_name: str, args: list[Any], kwargs: dict[str, Any],
-                  ctx: Any) -> Any:  # fmt: skip
+    async def run(
+        self, job_id: int, task_name: str, args: list[Any], kwargs: dict[str, Any], ctx: Any
+    ) -> Any:
         slot = await self._free.get()
         self._busy[job_id] = slot
         loop = asyncio.get_running_loop()

@@ -54,7 +54,10 @@ class Job(msgspec.Struct, gc=False):
     result: msgspec.Raw | None = None
     error: str | None = None
     backoff: wire.Backoff | None = None
+    workflow_id: int | None = None
+    step: str | None = None
     # memory only
+    parent_results: list[wire.ParentResult] | None = None
     peer: bytes | None = None
     seq: int = 0
     settled: bool = False  # terminal state committed and announced
@@ -69,6 +72,8 @@ class Job(msgspec.Struct, gc=False):
             self.status.value,
             *(getattr(self, name) for name in _TRAILING),
             *((backoff.base, backoff.factor, backoff.cap) if backoff else (None, None, None)),
+            self.workflow_id,
+            self.step,
         )
 
     def update_row(self, expected: JobState) -> tuple[Any, ...]:
@@ -88,6 +93,10 @@ class Job(msgspec.Struct, gc=False):
 
     def outcome(self) -> wire.JobOutcome:
         return wire.JobOutcome(self.id, self.status.value, self.result or wire.NONE_RAW, self.error)
+
+    def parent_result(self) -> wire.ParentResult:
+        """This (succeeded) job's result as its children receive it."""
+        return wire.ParentResult(self.id, self.step, self.result or wire.NONE_RAW)
 
     def view(self) -> wire.JobView:
         return wire.JobView(
@@ -175,6 +184,7 @@ class JobTable:
         self.by_key: dict[str, int] = {}
         self.counts: Counter[str] = Counter({state.value: 0 for state in JobState})
         self.next_id = 1
+        self.next_workflow_id = 1
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._retry_heap: list[tuple[float, int]] = []
         self.refused_results = 0
@@ -223,7 +233,9 @@ class JobTable:
             return Refusal(index, "invalid", "depends_on lists a job twice")
         return None
 
-    def create(self, spec: wire.JobSpec, ops: Ops) -> Job:
+    def create(
+        self, spec: wire.JobSpec, ops: Ops, workflow_id: int | None = None, step: str | None = None
+    ) -> Job:
         """A new job in PENDING; the caller queues or dooms it after looking at its parents."""
         job_id = self.next_id
         self.next_id += 1
@@ -241,6 +253,8 @@ class JobTable:
             self.clock(),
             JobState.PENDING,
             backoff=spec.backoff,
+            workflow_id=workflow_id,
+            step=step,
             seq=job_id,
         )
         self.jobs[job_id] = job
@@ -248,6 +262,7 @@ class JobTable:
         if spec.idempotency_key is not None:
             self.by_key[spec.idempotency_key] = job_id
         ops.inserts.append(job.insert_row())
+        ops.edges.extend((parent, job_id) for parent in job.depends_on)
         return job
 
     # --------------------------------------------------------------- assignment
@@ -276,6 +291,9 @@ class JobTable:
             job.attempts,
             job.idempotency_key,
             job.timeout,
+            job.parent_results or [],
+            job.step,
+            job.workflow_id,
         )
 
     # ------------------------------------------------------------------ results

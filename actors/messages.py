@@ -21,18 +21,23 @@ class _Msg(msgspec.Struct, frozen=True):
     pass
 
 
+ClientRequest = (
+    wire.Submit
+    | wire.Wait
+    | wire.GetStatus
+    | wire.GetJob
+    | wire.CancelJobs
+    | wire.ListJobs
+    | wire.Requeue
+    | wire.SubmitWorkflow
+    | wire.GetWorkflow
+)
+
+
 # gateway -> scheduler / dispatcher: a decoded frame from the network
 class FromClient(_Msg, frozen=True):
     peer: Peer
-    message: (
-        wire.Submit
-        | wire.Wait
-        | wire.GetStatus
-        | wire.GetJob
-        | wire.CancelJobs
-        | wire.ListJobs
-        | wire.Requeue
-    )
+    message: ClientRequest
 
 
 class FromWorker(_Msg, frozen=True):
@@ -192,6 +197,22 @@ class Doom(_Msg, frozen=True):
     """These jobs can never run: an ancestor failed. ``(job_id, cause)``."""
 
     jobs: list[tuple[int, str]]
+
+
+class CheckWorkflow(_Msg, frozen=True):
+    """scheduler -> DAG resolver: is this workflow a DAG of uniquely named steps?"""
+
+    peer: Peer
+    request: wire.SubmitWorkflow
+
+
+class WorkflowChecked(_Msg, frozen=True):
+    """DAG resolver -> scheduler: a topological order of the steps, or why it was rejected."""
+
+    peer: Peer
+    request: wire.SubmitWorkflow
+    order: list[int]
+    rejection: Any  # actors.errors.WorkflowRejected | None
 
 
 # scheduler -> store

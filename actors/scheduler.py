@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from actors import workflows
 from actors.jobs import Job, JobTable
 from actors.lifecycle import LIVE, TERMINAL, JobState
 from actors.messages import (
@@ -43,6 +44,7 @@ from actors.messages import (
     WorkerLost,
     WorkerNames,
     WorkerResults,
+    WorkflowChecked,
     Write,
     Written,
 )
@@ -72,6 +74,8 @@ class Scheduler(Actor):
         self.table = table
         self.waiters: defaultdict[int, list[tuple[bytes, int]]] = defaultdict(list)
         self.worker_names: dict[bytes, str] = {}
+        # workflow idempotency keys being created; later submissions wait for the first
+        self.workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]] = {}
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
         self.gateway: Actor
@@ -110,7 +114,9 @@ class Scheduler(Actor):
             case FromClient(peer=peer, message=request):
                 await self._client(peer, request)
             case Release(job_ids=ids):
-                self._release(ids)
+                await self._release(ids)
+            case WorkflowChecked():
+                await workflows.create_workflow(self, message)
             case Doom(jobs=doomed):
                 self._doom(doomed)
             case WorkerLost():
@@ -145,6 +151,11 @@ class Scheduler(Actor):
                 await self._requeue(peer, request)
             case wire.ListJobs():
                 await self._list(peer, request)
+            case wire.SubmitWorkflow():
+                await workflows.submit_workflow(self, peer, request)
+            case wire.GetWorkflow(request_id=rid, workflow_id=workflow_id):
+                workflow = await workflows.workflow_view(self, workflow_id)
+                self._send(peer, wire.WorkflowReply(rid, workflow))
 
     def _send(self, peer: bytes, message: wire.Message) -> None:
         self.gateway.tell(Send(peer, message))
@@ -214,8 +225,14 @@ class Scheduler(Actor):
             # Finished message of any parent that commits after this point.
             self.dag.tell(Track(job.id, waiting))
         else:
-            self.table.move(job, JobState.QUEUED, ops)
-            effects.ready.append(job)
+            self._queue_child(job, parents, ops, effects)
+
+    def _queue_child(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
+        """All parents succeeded: queue the job, carrying their results to its handler."""
+        if job.depends_on:
+            job.parent_results = [parents[p].parent_result() for p in job.depends_on]
+        self.table.move(job, JobState.QUEUED, ops)
+        effects.ready.append(job)
 
     async def _load_keys(self, keys: list[str]) -> None:
         """Make sure every known idempotency key among ``keys`` is in memory."""
@@ -371,13 +388,13 @@ class Scheduler(Actor):
 
     # -------------------------------------------------------- DAG and retries
 
-    def _release(self, job_ids: list[int]) -> None:
+    async def _release(self, job_ids: list[int]) -> None:
         ops, effects = Ops(), Effects()
-        for job_id in job_ids:
-            job = self.table.jobs.get(job_id)
-            if job is not None and job.status is JobState.PENDING:
-                self.table.move(job, JobState.QUEUED, ops)
-                effects.ready.append(job)
+        children = [self.table.jobs.get(job_id) for job_id in job_ids]
+        ready = [job for job in children if job is not None and job.status is JobState.PENDING]
+        parents = await self._find({p for job in ready for p in job.depends_on})
+        for job in ready:
+            self._queue_child(job, parents, ops, effects)
         self._write(ops, effects)
 
     def _doom(self, doomed: list[tuple[int, str]]) -> None:
@@ -426,8 +443,10 @@ class Scheduler(Actor):
             self.table.requeue_reclaimed(job, ops)
             effects.ready.append(job)
         if effects.ready:
-            log.warning("reclaimed %d job(s) left RUNNING by the previous scheduler process",
-                        len(effects.ready))  # fmt: skip
+            log.warning(
+                "reclaimed %d job(s) left RUNNING by the previous scheduler process",
+                len(effects.ready),
+            )
         self._write(ops, effects)
 
     # --------------------------------------------- cancel, dead letters, lists
@@ -469,9 +488,14 @@ class Scheduler(Actor):
                 skipped.append((job_id, f"is {job.status.value}, not FAILED"))
             else:
                 self.table.reload(job)
+                if job.depends_on:  # its parents succeeded; their results go with it again
+                    parents = await self._find(job.depends_on)
+                    job.parent_results = [parents[p].parent_result() for p in job.depends_on]
                 self.table.requeue_failed(job, ops)
                 effects.ready.append(job)
                 requeued.append(job_id)
+        if requeued:
+            await workflows.revive_descendants(self, requeued, ops, effects)
         reply = wire.RequeueReply(request.request_id, requeued, skipped)
         effects.sends.append(Send(peer, reply))
         self._write(ops, effects)

@@ -54,8 +54,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     backoff_base REAL,
     backoff_factor REAL,
-    backoff_cap REAL
+    backoff_cap REAL,
+    workflow_id INTEGER,
+    step TEXT
 );
+CREATE INDEX IF NOT EXISTS jobs_workflow ON jobs(workflow_id) WHERE workflow_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS workflows (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    created_at REAL NOT NULL
+);
+-- parent -> child, so a re-queued parent finds the descendants it revives
+CREATE TABLE IF NOT EXISTS edges (
+    parent INTEGER NOT NULL,
+    child INTEGER NOT NULL,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_live ON jobs(id)
     WHERE status IN ('PENDING', 'QUEUED', 'RUNNING');
 CREATE TABLE IF NOT EXISTS attempts (
@@ -73,9 +88,13 @@ CREATE TABLE IF NOT EXISTS attempts (
 JOB_COLUMNS = (
     "id, task, args, kwargs, priority, queue, depends_on, max_retries, idempotency_key, "
     "timeout, created_at, status, attempts, token, worker, started_at, finished_at, "
-    "not_before, result, error, backoff_base, backoff_factor, backoff_cap"
+    "not_before, result, error, backoff_base, backoff_factor, backoff_cap, workflow_id, step"
 )
-INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 25)})"
+INSERT_WORKFLOW = (
+    "INSERT INTO workflows (id, name, idempotency_key, created_at) VALUES (?, ?, ?, ?)"
+)
+INSERT_EDGE = "INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)"
 UPDATE_JOB = (
     "UPDATE jobs SET status=?, attempts=?, token=?, worker=?, started_at=?, finished_at=?, "
     "not_before=?, result=?, error=? WHERE id=? AND status=?"
@@ -102,9 +121,17 @@ class Ops(msgspec.Struct):
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     attempts: list[tuple[Any, ...]] = []
+    workflows: list[tuple[Any, ...]] = []
+    edges: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
-        return len(self.inserts) + len(self.updates) + len(self.attempts)
+        return (
+            len(self.inserts)
+            + len(self.updates)
+            + len(self.attempts)
+            + len(self.workflows)
+            + len(self.edges)
+        )
 
 
 class Store(Actor):
@@ -176,15 +203,24 @@ class Store(Actor):
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         attempts: list[tuple[Any, ...]] = []
+        workflows: list[tuple[Any, ...]] = []
+        edges: list[tuple[int, int]] = []
         for write in writes:
-            inserts += write.ops.inserts
-            updates += write.ops.updates
-            attempts += write.ops.attempts
+            ops = write.ops
+            inserts += ops.inserts
+            updates += ops.updates
+            attempts += ops.attempts
+            workflows += ops.workflows
+            edges += ops.edges
         started = time.perf_counter()
         await db.execute("BEGIN")
         try:
+            if workflows:
+                await db.executemany(INSERT_WORKFLOW, workflows)
             if inserts:
                 await db.executemany(INSERT_JOB, inserts)
+            if edges:
+                await db.executemany(INSERT_EDGE, edges)
             if updates:
                 cursor = await db.executemany(UPDATE_JOB, updates)
                 if cursor.rowcount != len(updates):
@@ -199,7 +235,7 @@ class Store(Actor):
             raise
         self.last_commit_s = time.perf_counter() - started
         self.commits += 1
-        self.committed_ops += len(inserts) + len(updates) + len(attempts)
+        self.committed_ops += len(inserts) + len(updates) + len(attempts) + len(edges)
         for write in writes:
             write.reply_to.tell(Written(write.tag))
 

@@ -66,17 +66,27 @@ def render_jobs(
     ):
         table.add_column(column)
     for j in jobs:
-        table.add_row(str(j.job_id), j.task, j.status, j.queue, str(j.priority),
-                      f"{j.attempts}/{j.max_retries + 1}", j.worker or "-", _when(j.finished_at),
-                      _first_line(j.error))  # fmt: skip
+        table.add_row(
+            str(j.job_id),
+            j.task,
+            j.status,
+            j.queue,
+            str(j.priority),
+            f"{j.attempts}/{j.max_retries + 1}",
+            j.worker or "-",
+            _when(j.finished_at),
+            _first_line(j.error),
+        )
     (console or Console()).print(table)
 
 
 def render_job(job: wire.JobView, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"[bold]job {job.job_id}[/] {job.task}: [bold]{job.status}[/]")
-    console.print(f"  queue {job.queue}, priority {job.priority}, attempts {job.attempts} "
-                  f"of {job.max_retries + 1}, fencing token {job.token}")  # fmt: skip
+    console.print(
+        f"  queue {job.queue}, priority {job.priority}, attempts {job.attempts} "
+        f"of {job.max_retries + 1}, fencing token {job.token}"
+    )
     if job.depends_on:
         console.print(f"  depends on {', '.join(map(str, job.depends_on))}")
     if job.idempotency_key:
@@ -87,9 +97,85 @@ def render_job(job: wire.JobView, console: Console | None = None) -> None:
     for column in ("token", "worker", "started", "ended", "outcome", "error"):
         table.add_column(column)
     for a in job.history:
-        table.add_row(str(a.token), a.worker or "-", _when(a.started_at), _when(a.finished_at),
-                      a.outcome, _first_line(a.error))  # fmt: skip
+        table.add_row(
+            str(a.token),
+            a.worker or "-",
+            _when(a.started_at),
+            _when(a.finished_at),
+            a.outcome,
+            _first_line(a.error),
+        )
     console.print(table)
     failed = [a for a in job.history if a.error]
     for a in failed:
         console.print(f"\n[bold]attempt with token {a.token}[/] ({a.outcome}):\n{a.error.rstrip()}")  # type: ignore[union-attr]
+
+
+_STATE_COLOURS = {
+    "SUCCEEDED": "green",
+    "RUNNING": "cyan",
+    "QUEUED": "blue",
+    "PENDING": "white",
+    "FAILED": "red",
+    "UPSTREAM_FAILED": "magenta",
+    "CANCELLED": "yellow",
+}
+
+
+def render_workflow(workflow: wire.WorkflowView, console: Console | None = None) -> None:
+    counts: dict[str, int] = {}
+    for step in workflow.steps:
+        counts[step.status] = counts.get(step.status, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    table = Table(
+        title=f"workflow {workflow.workflow_id} {workflow.name}: {summary}", show_edge=False
+    )
+    for column in ("step", "job", "state", "after", "task", "prio", "attempts", "error"):
+        table.add_column(column)
+    for step in workflow.steps:
+        colour = _STATE_COLOURS.get(step.status, "white")
+        table.add_row(
+            step.name,
+            str(step.job_id),
+            f"[{colour}]{step.status}[/]",
+            ", ".join(step.after) or "-",
+            step.task,
+            str(step.priority),
+            str(step.attempts),
+            _first_line(step.error, 50),
+        )
+    (console or Console()).print(table)
+
+
+def _node(step: wire.StepView) -> str:
+    return f"s{step.job_id}"
+
+
+def workflow_mermaid(workflow: wire.WorkflowView) -> str:
+    """The workflow as a Mermaid flowchart (paste into any Mermaid renderer)."""
+    lines = ["flowchart TD"]
+    by_name = {s.name: s for s in workflow.steps}
+    for step in workflow.steps:
+        lines.append(f'    {_node(step)}["{step.name}<br/>{step.status}"]:::{step.status.lower()}')
+    for step in workflow.steps:
+        for before in step.after:
+            if before in by_name:
+                lines.append(f"    {_node(by_name[before])} --> {_node(step)}")
+    for state, colour in _STATE_COLOURS.items():
+        lines.append(f"    classDef {state.lower()} stroke:{colour},stroke-width:2px")
+    return "\n".join(lines)
+
+
+def workflow_dot(workflow: wire.WorkflowView) -> str:
+    """The workflow as Graphviz dot (``corral dag ID --format dot | dot -Tpng > dag.png``)."""
+    lines = [f'digraph "workflow {workflow.workflow_id}" {{', "    rankdir=LR;"]
+    by_name = {s.name: s for s in workflow.steps}
+    for step in workflow.steps:
+        colour = _STATE_COLOURS.get(step.status, "black")
+        lines.append(f'    {_node(step)} [label="{step.name}\\n{step.status}", color={colour}];')
+    for step in workflow.steps:
+        for before in step.after:
+            if before in by_name:
+                lines.append(f"    {_node(by_name[before])} -> {_node(step)};")
+    lines.append("}")
+    return "\n".join(lines)

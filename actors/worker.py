@@ -23,7 +23,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from actors.errors import TaskNotFound
@@ -68,6 +68,12 @@ class JobContext:
     attempt: int
     idempotency_key: str | None
     worker: str
+    # Results of the jobs this one depends on, by job id, and by step name for the
+    # steps of the same workflow. All of them SUCCEEDED (or this job would not run).
+    parents: dict[int, Any] = field(default_factory=dict)
+    steps: dict[str, Any] = field(default_factory=dict)
+    workflow_id: int | None = None
+    step: str | None = None
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("corral_job")
@@ -141,9 +147,14 @@ class Worker:
     def _hello(self) -> None:
         self._welcomed.clear()
         self._hello_sent_at = time.monotonic()
-        hello = wire.WorkerHello(wire.PROTOCOL_VERSION, self.name, self.concurrency,
-                                 list(self.queues), sorted(self.registry),
-                                 self._claims())  # fmt: skip
+        hello = wire.WorkerHello(
+            wire.PROTOCOL_VERSION,
+            self.name,
+            self.concurrency,
+            list(self.queues),
+            sorted(self.registry),
+            self._claims(),
+        )
         self._send(hello)
 
     async def run(self) -> None:
@@ -255,8 +266,11 @@ class Worker:
         while True:
             if self.running and self._lease_lapsed():
                 self.fenced += len(self.running)
-                log.error("no heartbeat acknowledged for %.1fs: stopping %d job(s) (self-fencing)",
-                          time.monotonic() - self._renewed_at, len(self.running))  # fmt: skip
+                log.error(
+                    "no heartbeat acknowledged for %.1fs: stopping %d job(s) (self-fencing)",
+                    time.monotonic() - self._renewed_at,
+                    len(self.running),
+                )
                 for job_id in list(self.running):
                     self._stop_job(job_id, f"self-fenced: lease of {self.lease:g}s not renewed")
             wait = self._renewed_at + self.lease - time.monotonic()
@@ -286,7 +300,19 @@ class Worker:
         )
 
     async def _execute(self, a: wire.Assignment) -> None:
-        ctx = JobContext(a.job_id, a.token, a.attempt, a.idempotency_key, self.name)
+        parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
+        steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
+        ctx = JobContext(
+            a.job_id,
+            a.token,
+            a.attempt,
+            a.idempotency_key,
+            self.name,
+            parents,
+            steps,
+            a.workflow_id,
+            a.step,
+        )
         try:
             value = await self._call(a, ctx)
             if a.job_id in self._stop_reasons:

@@ -37,8 +37,12 @@ class ChaosReport:
 
     @property
     def ok(self) -> bool:
-        return (self.succeeded == self.jobs and not self.wrong_token and not self.overlaps
-                and not self.not_succeeded)  # fmt: skip
+        return (
+            self.succeeded == self.jobs
+            and not self.wrong_token
+            and not self.overlaps
+            and not self.not_succeeded
+        )
 
     def lines(self) -> list[str]:
         return [
@@ -67,8 +71,12 @@ def read_ledger(cluster: Cluster) -> list[Event]:
     return events
 
 
-def check(report: ChaosReport, outcomes: dict[int, wire.JobOutcome], events: list[Event],
-          killed_at: dict[int, float]) -> None:  # fmt: skip
+def check(
+    report: ChaosReport,
+    outcomes: dict[int, wire.JobOutcome],
+    events: list[Event],
+    killed_at: dict[int, float],
+) -> None:
     runs: dict[tuple[int, int, int], list[float | None]] = {}
     for kind, job, token, at, pid in sorted(events, key=lambda e: e[3]):
         key = (job, token, pid)

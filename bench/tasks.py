@@ -36,8 +36,11 @@ def _ledger_line(kind: str) -> None:
     ctx = context()
     line = f"{kind} {ctx.job_id} {ctx.token} {time.time():.6f} {os.getpid()}\n"
     directory = os.environ.get("CORRAL_BENCH_DIR", ".")
-    fd = os.open(os.path.join(directory, f"{os.getpid()}.ledger"),
-                 os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # fmt: skip
+    fd = os.open(
+        os.path.join(directory, f"{os.getpid()}.ledger"),
+        os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+        0o644,
+    )
     try:
         os.write(fd, line.encode())
     finally:

@@ -71,6 +71,22 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     backoff: Backoff | None = None  # None: the scheduler's default
 
 
+class StepSpec(msgspec.Struct, frozen=True, array_like=True):
+    """One named step of a workflow: a job, and the steps it runs after."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    job: JobSpec
+    after: list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]] = []
+
+
+class ParentResult(msgspec.Struct, frozen=True, array_like=True):
+    """A succeeded parent's result, handed to its child (``context().parents``)."""
+
+    job_id: int
+    step: str | None
+    result: msgspec.Raw
+
+
 class Assignment(msgspec.Struct, frozen=True, array_like=True):
     """One job leased to one worker under one fencing token."""
 
@@ -82,6 +98,9 @@ class Assignment(msgspec.Struct, frozen=True, array_like=True):
     attempt: int
     idempotency_key: str | None = None
     timeout: float | None = None
+    parents: list[ParentResult] = []
+    step: str | None = None
+    workflow_id: int | None = None
 
 
 class JobResult(msgspec.Struct, frozen=True, array_like=True):
@@ -136,6 +155,24 @@ class JobView(msgspec.Struct, frozen=True):
     history: list[AttemptView] = []
 
 
+class StepView(msgspec.Struct, frozen=True):
+    name: str
+    job_id: int
+    status: str
+    after: list[str]
+    task: str
+    priority: int
+    attempts: int
+    error: str | None = None
+
+
+class WorkflowView(msgspec.Struct, frozen=True):
+    workflow_id: int
+    name: str
+    created_at: float
+    steps: list[StepView]  # in topological order
+
+
 class WorkerView(msgspec.Struct, frozen=True):
     name: str
     state: str
@@ -171,6 +208,20 @@ class WorkerHello(Message, frozen=True):
 class Submit(Message, frozen=True):
     request_id: RequestId
     jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1, max_length=100_000)]
+
+
+class SubmitWorkflow(Message, frozen=True):
+    """A DAG of named steps, created atomically: all of them or none."""
+
+    request_id: RequestId
+    name: Annotated[str, msgspec.Meta(max_length=256)]
+    steps: Annotated[list[StepSpec], msgspec.Meta(min_length=1, max_length=100_000)]
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+
+
+class GetWorkflow(Message, frozen=True):
+    request_id: RequestId
+    workflow_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
 class Wait(Message, frozen=True):
@@ -242,6 +293,8 @@ ToScheduler = (
     | CancelJobs
     | ListJobs
     | Requeue
+    | SubmitWorkflow
+    | GetWorkflow
 )
 
 # ---------------------------------------------------------- from the scheduler
@@ -284,6 +337,18 @@ class ResultsAck(Message, frozen=True):
 
     job_ids: list[int]
     refused: list[int] = []
+
+
+class WorkflowSubmitted(Message, frozen=True):
+    request_id: int
+    workflow_id: int
+    step_ids: dict[str, int]
+    existing: bool = False  # its idempotency key named a workflow submitted before
+
+
+class WorkflowReply(Message, frozen=True):
+    request_id: int
+    workflow: WorkflowView | None
 
 
 class HeartbeatAck(Message, frozen=True):
@@ -338,6 +403,8 @@ FromScheduler = (
     | CancelReply
     | JobList
     | RequeueReply
+    | WorkflowSubmitted
+    | WorkflowReply
 )
 
 # ------------------------------------------------------------ codecs, built once

@@ -10,12 +10,19 @@ from actors.errors import IllegalTransition
 from actors.lifecycle import TERMINAL, TRANSITIONS, JobState, check_transition
 
 ALLOWED = {
-    ("PENDING", "QUEUED"), ("PENDING", "CANCELLED"), ("PENDING", "UPSTREAM_FAILED"),
-    ("QUEUED", "RUNNING"), ("QUEUED", "CANCELLED"),
-    ("RUNNING", "SUCCEEDED"), ("RUNNING", "PENDING"), ("RUNNING", "FAILED"),
-    ("RUNNING", "CANCELLED"), ("RUNNING", "QUEUED"),
-    ("FAILED", "QUEUED"), ("UPSTREAM_FAILED", "PENDING"),
-}  # fmt: skip
+    ("PENDING", "QUEUED"),
+    ("PENDING", "CANCELLED"),
+    ("PENDING", "UPSTREAM_FAILED"),
+    ("QUEUED", "RUNNING"),
+    ("QUEUED", "CANCELLED"),
+    ("RUNNING", "SUCCEEDED"),
+    ("RUNNING", "PENDING"),
+    ("RUNNING", "FAILED"),
+    ("RUNNING", "CANCELLED"),
+    ("RUNNING", "QUEUED"),
+    ("FAILED", "QUEUED"),
+    ("UPSTREAM_FAILED", "PENDING"),
+}
 
 
 @pytest.mark.parametrize(("current", "new"), list(itertools.product(JobState, JobState)))

@@ -26,8 +26,20 @@ class Inbox(Actor):
 def row(job_id: int) -> tuple[Any, ...]:
     """A QUEUED job row, built the way the scheduler builds them."""
     spec = wire.JobSpec("t")
-    job = Job(job_id, spec.task, spec.args, spec.kwargs, 0, "default", [], 0, None, None, 1.0,
-              JobState.QUEUED)  # fmt: skip
+    job = Job(
+        job_id,
+        spec.task,
+        spec.args,
+        spec.kwargs,
+        0,
+        "default",
+        [],
+        0,
+        None,
+        None,
+        1.0,
+        JobState.QUEUED,
+    )
     return job.insert_row()
 
 

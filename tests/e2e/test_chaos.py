@@ -20,8 +20,11 @@ def test_random_worker_kills_never_double_commit_or_overlap(tmp_path: Path) -> N
     cluster = Cluster(tuple(FAST_TIMINGS), directory=tmp_path)
     try:
         cluster.start_scheduler()
-        report = asyncio.run(run_chaos(cluster, jobs=3000, workers=3, concurrency=4,
-                                       kill_every=0.5, job_seconds=0.005))  # fmt: skip
+        report = asyncio.run(
+            run_chaos(
+                cluster, jobs=3000, workers=3, concurrency=4, kill_every=0.5, job_seconds=0.005
+            )
+        )
     finally:
         cluster.stop()
     print("\n".join(report.lines()))

@@ -117,8 +117,9 @@ async def test_a_timed_out_attempt_counts_as_a_failure_and_its_handler_is_stoppe
     cluster: str, procs: Procs
 ) -> None:
     async with AsyncClient(cluster, connect_timeout=10) as client:
-        job_id = await client.submit("record", ["slow"], {"seconds": 5.0}, timeout=0.3,
-                                     max_retries=1, backoff=(0.05, 1, 1))  # fmt: skip
+        job_id = await client.submit(
+            "record", ["slow"], {"seconds": 5.0}, timeout=0.3, max_retries=1, backoff=(0.05, 1, 1)
+        )
         outcome = (await client.wait([job_id], timeout=20))[job_id]
         view = await client.job(job_id)
     assert outcome.status == "FAILED"

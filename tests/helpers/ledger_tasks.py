@@ -19,10 +19,21 @@ def _event(kind: str, **extra: Any) -> None:
     if not directory:
         return
     ctx = context()
-    entry = {"event": kind, "job": ctx.job_id, "token": ctx.token, "attempt": ctx.attempt,
-             "at": time.time(), "pid": os.getpid(), "worker": ctx.worker, **extra}  # fmt: skip
-    fd = os.open(os.path.join(directory, f"{os.getpid()}.jsonl"),
-                 os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # fmt: skip
+    entry = {
+        "event": kind,
+        "job": ctx.job_id,
+        "token": ctx.token,
+        "attempt": ctx.attempt,
+        "at": time.time(),
+        "pid": os.getpid(),
+        "worker": ctx.worker,
+        **extra,
+    }
+    fd = os.open(
+        os.path.join(directory, f"{os.getpid()}.jsonl"),
+        os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+        0o644,
+    )
     try:
         os.write(fd, (json.dumps(entry) + "\n").encode())
     finally:
@@ -118,3 +129,16 @@ def fail_below_token(n: int) -> int:
     if ctx.token <= n:
         raise RuntimeError(f"planned failure under token {ctx.token}")
     return ctx.token
+
+
+@task(name="step")
+def step(seconds: float = 0.0, fail_below_token: int = 0) -> dict[str, Any]:
+    """A workflow step: records itself, returns its name and its parents' results by step."""
+    ctx = context()
+    _event("start", step=ctx.step)
+    time.sleep(seconds)
+    if ctx.token <= fail_below_token:
+        _event("end", step=ctx.step, failed=True)
+        raise RuntimeError(f"step {ctx.step} fails under token {ctx.token}")
+    _event("end", step=ctx.step)
+    return {"step": ctx.step, "parents": ctx.steps}

@@ -54,11 +54,19 @@ def test_a_refused_request_keeps_its_request_id_for_the_reply() -> None:
 
 def test_every_request_round_trips() -> None:
     messages = [
-        wire.ClientHello(1), wire.WorkerHello(1, "w", 2, ["q"], ["t"], [(1, 2)]),
-        wire.Submit(1, [wire.JobSpec("t", backoff=wire.Backoff(1, 2, 3))]), wire.Wait(2, [1]),
-        wire.GetStatus(3), wire.GetJob(4, 1), wire.Results([wire.JobResult(1, 1, True)]),
-        wire.Heartbeat([(1, 1)], 2.0), wire.Drain(), wire.Goodbye(), wire.CancelJobs(5, [1]),
-        wire.ListJobs(6, "FAILED"), wire.Requeue(7, [], True),
-    ]  # fmt: skip
+        wire.ClientHello(1),
+        wire.WorkerHello(1, "w", 2, ["q"], ["t"], [(1, 2)]),
+        wire.Submit(1, [wire.JobSpec("t", backoff=wire.Backoff(1, 2, 3))]),
+        wire.Wait(2, [1]),
+        wire.GetStatus(3),
+        wire.GetJob(4, 1),
+        wire.Results([wire.JobResult(1, 1, True)]),
+        wire.Heartbeat([(1, 1)], 2.0),
+        wire.Drain(),
+        wire.Goodbye(),
+        wire.CancelJobs(5, [1]),
+        wire.ListJobs(6, "FAILED"),
+        wire.Requeue(7, [], True),
+    ]
     for message in messages:
         assert wire.decode_request(wire.encode(message)) == message

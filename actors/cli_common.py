@@ -1,0 +1,75 @@
+"""Shared pieces of the ``corral`` command line: exit codes, one-line errors, the event loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+import msgspec
+
+EXIT_FAILED = 1  # the command ran and the thing it reports failed (a job failed, an error)
+EXIT_USAGE = 2  # the command line itself was wrong
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str) -> NoReturn:
+    print(f"corral: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_FAILED)
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run on uvloop when it is installed (it is a dependency on Linux and macOS)."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.run(coro)
+
+
+def with_client(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    from actors.client import AsyncClient
+
+    async def go() -> Any:
+        async with AsyncClient(args.connect) as client:
+            return await work(client)
+
+    return run_async(go())
+
+
+def print_json(value: Any) -> None:
+    """JSON with user payloads (results) decoded from their msgpack form."""
+    from transport import protocol as wire
+
+    def decode_raw(obj: Any) -> Any:
+        return wire.unpack(obj) if isinstance(obj, msgspec.Raw) else obj
+
+    print(json.dumps(msgspec.to_builtins(value, enc_hook=decode_raw), indent=2, default=str))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
