@@ -4,6 +4,7 @@ Modes (one per run):
   --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs, time until all done
   --chaos [--jobs N] [--kill-every S]        random worker SIGKILLs; checks no double commit,
                                              results from the last token, no overlapping runs
+  --dag [--layers L --width W --chain N]     a wide workflow (L x W steps) and a chain of N steps
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from actors.client import AsyncClient, job_spec
 from bench.chaos import run_chaos
+from bench.dag import run_dag
 from bench.harness import Cluster
 
 # The chaos run uses second-scale lease timings so reclaims happen within the run.
@@ -136,10 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="chaos: how long each job works (default 0.005)",
     )
+    parser.add_argument("--dag", action="store_true", help="DAG mode (see above)")
+    parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
+    parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
+    parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
     if args.chaos:
         return chaos(args, console)
+    if args.dag:
+        return dag(args, console)
     cluster = Cluster(("--strategy", args.strategy))
     try:
         cluster.start_scheduler()
@@ -160,6 +168,45 @@ def main(argv: list[str] | None = None) -> int:
     else:
         show(result, console)
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
+def dag(args: argparse.Namespace, console: Console) -> int:
+    cluster = Cluster(("--strategy", args.strategy))
+    try:
+        cluster.start_scheduler()
+        with console.status("running the wide workflow, then the chain"):
+            results = asyncio.run(
+                run_dag(
+                    cluster, args.layers, args.width, args.chain, args.workers, args.concurrency
+                )
+            )
+    finally:
+        cluster.stop()
+    runs = cluster.executions()
+    ok = True
+    for result in results.values():
+        ids = result.pop("ids")
+        result["lost"] = sum(1 for i in ids if runs[i] == 0)
+        result["duplicated"] = sum(runs[i] - 1 for i in ids if runs[i] > 1)
+        ok = ok and result["lost"] == 0 and result["duplicated"] == 0
+        ok = ok and result["succeeded"] == result["steps"]
+    if args.json:
+        print(json.dumps({"mode": "dag", **results}))
+    else:
+        table = Table(title="corral bench: dag")
+        table.add_column("metric")
+        for label in results:
+            table.add_column(label, justify="right")
+        for key in next(iter(results.values())):
+            table.add_row(
+                key,
+                *(
+                    f"{r[key]:,}" if isinstance(r[key], int) else str(r[key])
+                    for r in results.values()
+                ),
+            )
+        console.print(table)
+    return 0 if ok else 1
 
 
 def chaos(args: argparse.Namespace, console: Console) -> int:
