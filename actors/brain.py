@@ -53,7 +53,9 @@ class Brain:
         return self.transport.address
 
     async def start(self) -> None:
-        strategy = strategies.create(self.config.strategy)  # fail fast on a bad name
+        strategy = strategies.create(  # fails fast on a bad name or weight
+            self.config.strategy, self.config.weights(), aging=self.config.priority_aging
+        )
         await self.store.open()
         try:
             await self._load()

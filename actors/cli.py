@@ -43,7 +43,13 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         backoff_base=args.backoff_base,
         backoff_factor=args.backoff_factor,
         backoff_cap=args.backoff_cap,
+        priority_aging=args.priority_aging,
+        queue_weights=args.queue_weights,
     )
+    try:
+        config.weights()
+    except ValueError as exc:
+        fail(str(exc))
 
     async def serve() -> None:
         import signal
@@ -167,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(strategies.STRATEGIES),
         help="assignment strategy (default priority)",
     )
+    p.add_argument("--queue-weights", default=None, metavar="Q=W,...",
+                   help="shares of queues served by the same workers, e.g. heavy=1,light=3 "
+                   "(default: equal)")  # fmt: skip
     p.add_argument(
         "--durability",
         choices=["normal", "full"],
@@ -181,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("--backoff-base", "first retry delay in seconds (default 1)"),
         ("--backoff-factor", "retry delay multiplier (default 2)"),
         ("--backoff-cap", "longest retry delay in seconds (default 300)"),
+        (
+            "--priority-aging",
+            "priority strategy: seconds of head start per priority level; "
+            "bounds how long a low-priority job can wait behind higher ones (default 1)",
+        ),
     ]:
         p.add_argument(flag, type=positive_float, default=None, metavar="S", help=help)
 

@@ -56,6 +56,23 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     backoff_factor: float = BACKOFF_FACTOR
     backoff_cap: float = BACKOFF_CAP_S
     durability: str = "normal"  # "normal": survives kill -9; "full": also power loss
+    priority_aging: float = 30.0  # a job ready this long goes before later arrivals
+    queue_weights: str = ""  # "heavy=1,light=3": shares of queues that share workers
+
+    def weights(self) -> dict[str, float]:
+        """``queue_weights`` parsed; raises ValueError naming the bad part."""
+        weights: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in self.queue_weights.split(","))):
+            name, sep, value = part.partition("=")
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = -1.0
+            if not sep or not name or weight <= 0:
+                raise ValueError(f"bad queue weight {part!r}: use QUEUE=WEIGHT with WEIGHT > 0, "
+                                 "e.g. heavy=1,light=3")  # fmt: skip
+            weights[name] = weight
+        return weights
 
     @classmethod
     def from_env(cls, **overrides: object) -> SchedulerConfig:

@@ -64,6 +64,7 @@ class ReadyJob(msgspec.Struct, gc=False, array_like=True):
     queue: str
     seq: int  # submission order; FIFO and tie-breaks use it
     enqueued_at: float  # monotonic seconds; priority aging uses it
+    taken: bool = False  # handed out already (lets two indexes share one job)
 
 
 class Enqueue(_Msg, frozen=True):

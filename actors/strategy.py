@@ -22,6 +22,7 @@ class StrategyActor(Actor):
         super().__init__("strategy")
         self.strategy = strategy
         self.workers: dict[bytes, WorkerSlots] = {}
+        self._joined = 0
         self.scheduler: Actor
 
     async def handle(self, message: Any) -> None:
@@ -33,7 +34,9 @@ class StrategyActor(Actor):
             case WorkerCredit(peer=peer, name=name, queues=queues, slots=slots, credit=credit):
                 worker = self.workers.get(peer)
                 if worker is None:
-                    worker = self.workers[peer] = WorkerSlots(peer, name, queues, slots, 0)
+                    self._joined += 1
+                    worker = WorkerSlots(peer, name, queues, slots, 0, self._joined)
+                    self.workers[peer] = worker
                 worker.credit = min(worker.slots, worker.credit + credit)
             case ReturnCredit(peer=peer, credit=credit):
                 worker = self.workers.get(peer)
@@ -47,23 +50,22 @@ class StrategyActor(Actor):
             self._match()
 
     def _match(self) -> None:
+        """Hand ready jobs to free slots, in the strategy's order, in one Picked batch."""
         strategy = self.strategy
         if not len(strategy):
             return
         picks: list[tuple[int, bytes]] = []
         hungry = [w for w in self.workers.values() if w.credit > 0]
         while hungry and len(strategy):
-            still_hungry: list[WorkerSlots] = []
-            for worker in strategy.order_workers(hungry):
-                for _ in range(max(1, strategy.per_turn(worker))):
-                    job = strategy.pop(worker.queues)
-                    if job is None:
-                        break
-                    worker.credit -= 1
-                    picks.append((job.job_id, worker.peer))
-                else:
-                    if worker.credit > 0:
-                        still_hungry.append(worker)
-            hungry = still_hungry
+            worker = strategy.next_worker(hungry)
+            for _ in range(max(1, min(worker.credit, strategy.per_turn(worker)))):
+                job = strategy.pop(worker.queues)
+                if job is None:
+                    hungry.remove(worker)  # nothing left in its queues
+                    break
+                worker.credit -= 1
+                picks.append((job.job_id, worker.peer))
+            if worker.credit == 0 and worker in hungry:
+                hungry.remove(worker)
         if picks:
             self.scheduler.tell(Picked(picks))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from strategies.base import Strategy, WorkerSlots
 from strategies.fifo import FifoStrategy
+from strategies.least_loaded import LeastLoadedStrategy
 from strategies.priority import PriorityStrategy
+from strategies.round_robin import RoundRobinStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    FifoStrategy.name: FifoStrategy,
-    PriorityStrategy.name: PriorityStrategy,
+    cls.name: cls
+    for cls in (FifoStrategy, PriorityStrategy, RoundRobinStrategy, LeastLoadedStrategy)
 }
 
 
@@ -22,12 +26,16 @@ class UnknownStrategy(ValueError):
         self.name = name
 
 
-def create(name: str) -> Strategy:
-    """A new, empty strategy by its registered name."""
+def create(name: str, weights: dict[str, float] | None = None, **options: Any) -> Strategy:
+    """A new, empty strategy by its registered name. ``options`` the strategy does not take
+    (e.g. ``aging`` for FIFO) are ignored."""
     try:
-        return STRATEGIES[name]()
+        cls = STRATEGIES[name]
     except KeyError:
         raise UnknownStrategy(name) from None
+    if cls is PriorityStrategy:
+        return PriorityStrategy(weights, **options)
+    return cls(weights)
 
 
 __all__ = ["STRATEGIES", "Strategy", "UnknownStrategy", "WorkerSlots", "create"]

@@ -1,18 +1,25 @@
-"""The strategy interface: a ready queue that decides which job goes to which worker slot.
+"""The strategy interface: ready queues, and which job goes to which worker slot.
 
-A strategy holds ready jobs (``push``) and hands out the next one for a given
-worker (``pop``). The strategy actor calls ``order_workers`` to decide which
-worker with free slots is served first and ``per_turn`` to decide how many
-jobs one worker takes before the next worker's turn. Implementations are
-plain data structures: no I/O, no awaits, O(log n) per operation.
+A strategy holds ready jobs in one container per queue. It answers two questions
+for the strategy actor:
+
+- ``next_worker(hungry)``: which worker with free slots is served next, and
+  ``per_turn(worker)``: how many jobs it takes in that turn;
+- ``pop(queues)``: the next job for a worker that serves ``queues``.
+
+Across the queues a worker serves, ``pop`` is weighted-fair: it takes from the
+non-empty queue that has received the least service relative to its weight
+(start-time fair queuing), so a flood on one queue cannot starve another that
+shares the same workers, and weights split the share (``heavy=1,light=3``).
+Within a queue, the order is the subclass's: FIFO or priority. Every operation
+is O(log n) in the ready jobs (O(q) in the queues a worker serves, a handful).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from actors.messages import ReadyJob
 
@@ -26,31 +33,74 @@ class WorkerSlots:
     queues: tuple[str, ...]
     slots: int
     credit: int
+    joined: int = 0  # join order, for stable rotation
+
+
+class ReadyQueue(Protocol):
+    """One queue's ready jobs, in the order the strategy serves them."""
+
+    def push(self, job: ReadyJob) -> None: ...
+    def pop(self) -> ReadyJob: ...
+    def __len__(self) -> int: ...
 
 
 class Strategy(abc.ABC):
     name: ClassVar[str]
 
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        self.weights = weights or {}
+        self._queues: dict[str, ReadyQueue] = {}
+        self._served: dict[str, float] = {}  # service received / weight, per queue
+        self._size = 0
+
     @abc.abstractmethod
+    def new_queue(self) -> ReadyQueue:
+        """An empty container for one queue's ready jobs."""
+
+    # ---------------------------------------------------------------- jobs
+
     def push(self, job: ReadyJob) -> None:
-        """Add a ready job."""
+        queue = self._queues.get(job.queue)
+        if queue is None:
+            queue = self._queues[job.queue] = self.new_queue()
+        if not len(queue):
+            # A queue that was idle starts level with the busiest active one, not with
+            # credit for the time it was empty (which would let it starve the others).
+            active = [
+                self._served[q] for q, c in self._queues.items() if len(c) and q in self._served
+            ]
+            self._served[job.queue] = max(
+                self._served.get(job.queue, 0.0), min(active, default=0.0)
+            )
+        queue.push(job)
+        self._size += 1
 
-    @abc.abstractmethod
     def pop(self, queues: tuple[str, ...]) -> ReadyJob | None:
-        """Remove and return the next job from any of ``queues``, or None if they are empty."""
+        """The next job from the least-served non-empty queue among ``queues``."""
+        best: str | None = None
+        for name in queues:
+            queue = self._queues.get(name)
+            if queue and (best is None or self._served[name] < self._served[best]):
+                best = name
+        if best is None:
+            return None
+        self._served[best] += 1.0 / self.weights.get(best, 1.0)
+        self._size -= 1
+        return self._queues[best].pop()
 
-    @abc.abstractmethod
     def __len__(self) -> int:
-        """Ready jobs held."""
+        return self._size
 
     def depth(self) -> dict[str, int]:
         """Ready jobs per queue."""
-        return {}
+        return {name: len(q) for name, q in self._queues.items()}
 
-    def order_workers(self, workers: list[WorkerSlots]) -> Iterable[WorkerSlots]:
-        """Workers with free slots, in the order they are served. Default: most free first."""
-        return sorted(workers, key=lambda w: -w.credit)
+    # ------------------------------------------------------------- workers
+
+    def next_worker(self, hungry: list[WorkerSlots]) -> WorkerSlots:
+        """Which worker with free slots is served next. Default: the one with most free slots."""
+        return max(hungry, key=lambda w: (w.credit, -w.joined))
 
     def per_turn(self, worker: WorkerSlots) -> int:
-        """How many jobs a worker takes in one turn. Default: all its free slots (one frame)."""
+        """Jobs a worker takes in one turn. Default: all its free slots (one frame)."""
         return worker.credit

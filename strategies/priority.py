@@ -1,52 +1,77 @@
 """Priority: higher priority first, FIFO among equals, with aging so nothing starves.
 
-Aging without re-sorting: a job's heap key is ``enqueued_at - priority * aging``,
-as if a job of priority p had arrived p * ``aging`` seconds earlier. Keys never
-change after push, so push and pop stay O(log n), and a low-priority job can be
-overtaken only by jobs that arrive less than ``(p_high - p_low) * aging``
-seconds after it: its wait behind a flood is bounded by that.
+Aging is a hard bound on waiting behind later arrivals: once a job has been ready
+for ``aging`` seconds it is promoted above every priority and served in arrival
+order among the promoted. So a steady stream of high-priority jobs can hold a
+low-priority job back for at most ``aging`` seconds (plus the time for a slot to
+free up); in normal operation, when nothing waits that long, priorities decide.
+
+Each job sits in a heap (priority order) and in a deque (arrival order); whichever
+structure hands it out marks it taken, and the other skips it later (lazy deletion).
+Push and pop are O(log n) amortized; the promotion check is O(1) per pop.
 """
 
 from __future__ import annotations
 
 import heapq
+import time
+from collections import deque
+from collections.abc import Callable
 
 from actors.messages import ReadyJob
-from strategies.base import Strategy
+from strategies.base import ReadyQueue, Strategy
 
-# One second of queueing time per priority level: a priority-0 job waits at
-# most 10 s behind a continuous flood of priority-10 jobs.
-DEFAULT_AGING_S = 1.0
+# 30 s: far above a healthy queueing delay, so priorities decide in normal
+# operation, while a low-priority job under a flood still runs within half a minute.
+DEFAULT_AGING_S = 30.0
+
+
+class PriorityQueue:
+    def __init__(self, aging: float, clock: Callable[[], float]) -> None:
+        self.aging = aging
+        self.clock = clock
+        self._heap: list[tuple[int, int, ReadyJob]] = []
+        self._arrivals: deque[ReadyJob] = deque()
+        self._size = 0
+
+    def push(self, job: ReadyJob) -> None:
+        job.taken = False
+        heapq.heappush(self._heap, (-job.priority, job.seq, job))
+        self._arrivals.append(job)
+        self._size += 1
+
+    def pop(self) -> ReadyJob:
+        arrivals = self._arrivals
+        while arrivals[0].taken:
+            arrivals.popleft()
+        oldest = arrivals[0]
+        if self.clock() - oldest.enqueued_at >= self.aging:
+            job = arrivals.popleft()  # waited long enough: it goes first
+        else:
+            heap = self._heap
+            while heap[0][2].taken:
+                heapq.heappop(heap)
+            job = heapq.heappop(heap)[2]
+        job.taken = True
+        self._size -= 1
+        return job
+
+    def __len__(self) -> int:
+        return self._size
 
 
 class PriorityStrategy(Strategy):
     name = "priority"
 
-    def __init__(self, aging: float = DEFAULT_AGING_S) -> None:
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        aging: float = DEFAULT_AGING_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(weights)
         self.aging = aging
-        self._queues: dict[str, list[tuple[float, int, ReadyJob]]] = {}
-        self._size = 0
+        self.clock = clock
 
-    def push(self, job: ReadyJob) -> None:
-        heap = self._queues.get(job.queue)
-        if heap is None:
-            heap = self._queues[job.queue] = []
-        heapq.heappush(heap, (job.enqueued_at - job.priority * self.aging, job.seq, job))
-        self._size += 1
-
-    def pop(self, queues: tuple[str, ...]) -> ReadyJob | None:
-        best: list[tuple[float, int, ReadyJob]] | None = None
-        for name in queues:
-            heap = self._queues.get(name)
-            if heap and (best is None or heap[0] < best[0]):
-                best = heap
-        if best is None:
-            return None
-        self._size -= 1
-        return heapq.heappop(best)[2]
-
-    def __len__(self) -> int:
-        return self._size
-
-    def depth(self) -> dict[str, int]:
-        return {name: len(h) for name, h in self._queues.items()}
+    def new_queue(self) -> ReadyQueue:
+        return PriorityQueue(self.aging, self.clock)

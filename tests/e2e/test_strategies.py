@@ -1,0 +1,141 @@
+"""Strategies, capacity and queue isolation on real worker processes, measured from the
+workers' own ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import strategies
+from actors.client import AsyncClient, job_spec
+from tests.helpers.ledger_tasks import completed, read_ledger
+from tests.helpers.procs import Procs, free_address
+
+pytestmark = pytest.mark.slow
+
+
+def peak_concurrency(runs: list[dict[str, Any]]) -> dict[str, int]:
+    events: list[tuple[float, int, str]] = []
+    for r in runs:
+        events.append((r["start"], 1, r["worker"]))
+        events.append((r["end"], -1, r["worker"]))
+    now: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+    for _, delta, worker in sorted(events, key=lambda e: (e[0], e[1])):
+        now[worker] += delta
+        peak[worker] = max(peak[worker], now[worker])
+    return dict(peak)
+
+
+@pytest.mark.parametrize("strategy", sorted(strategies.STRATEGIES))
+async def test_every_strategy_runs_every_job_exactly_once(
+    procs: Procs, tmp_path: Path, strategy: str
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db", "--strategy", strategy)
+    procs.worker(address, "w0", 3)
+    procs.worker(address, "w1", 2)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        ids = await client.submit_many(
+            [job_spec("record", [i], priority=i % 3) for i in range(300)]
+        )
+        outcomes = await client.wait(ids, timeout=60)
+        status = await client.status()
+    assert status.strategy == strategy
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+    runs = Counter(r["job"] for r in completed(str(procs.ledger)))
+    assert set(runs) == set(ids)
+    assert set(runs.values()) == {1}
+
+
+async def test_round_robin_shares_3000_jobs_evenly_across_three_workers(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db", "--strategy", "round-robin")
+    for i in range(3):
+        procs.worker(address, f"w{i}", 2)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        while len((await client.status()).workers) < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # all three must be there before the backlog lands
+        ids = await client.submit_many([job_spec("record", [i]) for i in range(3000)])
+        await client.wait(ids, timeout=120)
+    shares = Counter(r["worker"] for r in completed(str(procs.ledger)))
+    assert sum(shares.values()) == 3000
+    for worker in ("w0", "w1", "w2"):
+        assert abs(shares[worker] - 1000) <= 100, shares
+
+
+async def test_no_worker_exceeds_its_slots_and_sizes_share_in_proportion(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "four", 4)
+    procs.worker(address, "one", 1)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        while len((await client.status()).workers) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        ids = await client.submit_many(
+            [job_spec("record", [i], {"seconds": 0.02}) for i in range(500)]
+        )
+        await client.wait(ids, timeout=120)
+    runs = completed(str(procs.ledger))
+    assert peak_concurrency(runs) == {"four": 4, "one": 1}
+    shares = Counter(r["worker"] for r in runs)
+    assert 3.0 <= shares["four"] / shares["one"] <= 5.0, shares
+
+
+async def test_priority_aging_lets_a_low_job_start_within_its_bound_under_a_flood(
+    procs: Procs, tmp_path: Path
+) -> None:
+    aging = 1.0  # a priority-10 flood can hold a priority-0 job back by at most 1 s
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db", "--priority-aging", str(aging))
+    procs.worker(address, "solo", 1)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        flood = [job_spec("record", ["high"], {"seconds": 0.01}, priority=10)] * 50
+        await client.submit_many(flood)  # a backlog the worker cannot clear...
+        low = await client.submit("record", ["low"], priority=0)
+        submitted = time.time()
+        started = None
+        for _ in range(60):  # ...kept topped up faster than it drains, for 3 s
+            await client.submit_many(flood[:10])
+            low_runs = [r for r in read_ledger(str(procs.ledger)) if r["job"] == low]
+            if low_runs and started is None:
+                started = low_runs[0]["start"]
+            await asyncio.sleep(0.05)
+        backlog = (await client.status()).jobs["QUEUED"]
+    assert backlog > 0, "the flood never let up"
+    assert started is not None, "the low-priority job starved"
+    assert started - submitted <= aging + 0.5, "promoted after `aging`, plus a slot freeing"
+
+
+async def test_a_flood_of_slow_heavy_jobs_does_not_delay_light_jobs_with_their_own_worker(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "heavy-worker", 2, "--queues", "heavy")
+    procs.worker(address, "light-worker", 2, "--queues", "light")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        heavy = await client.submit_many(
+            [job_spec("record", ["heavy"], {"seconds": 0.1}, queue="heavy")] * 500
+        )
+        started = time.monotonic()
+        light = await client.submit_many([job_spec("record", ["light"], queue="light")] * 100)
+        outcomes = await client.wait(light, timeout=30)
+        light_seconds = time.monotonic() - started
+        heavy_done = sum(1 for o in (await client.wait(heavy[:1], timeout=30)).values())
+        status = await client.status()
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+    assert status.jobs["QUEUED"] + status.jobs["RUNNING"] > 0, "heavy was still busy"
+    assert heavy_done == 1
+    assert light_seconds < 10
+    workers = {r["worker"] for r in completed(str(procs.ledger)) if r["value"] == "light"}
+    assert workers == {"light-worker"}
