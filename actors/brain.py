@@ -16,9 +16,11 @@ import uuid
 from typing import Any
 
 import strategies
+from actors import metrics
 from actors.config import SchedulerConfig
 from actors.dag import DagResolver
 from actors.dispatcher import Dispatcher
+from actors.events import EventHub
 from actors.gateway import Gateway
 from actors.heartbeat import HeartbeatMonitor
 from actors.jobs import Job, JobTable
@@ -46,6 +48,7 @@ class Brain:
         self.table = JobTable(config)
         self.scheduler = Scheduler(self.table)
         self.instance = uuid.uuid4().hex
+        self.metrics_server: Any = None
 
     @property
     def address(self) -> str:
@@ -72,6 +75,7 @@ class Brain:
         strategy_actor = StrategyActor(strategy)
         heartbeat = HeartbeatMonitor(config)
         dag = DagResolver()
+        events = EventHub()
         scheduler.connect(
             gateway=gateway,
             store=self.store,
@@ -79,16 +83,34 @@ class Brain:
             dispatcher=dispatcher,
             dag=dag,
         )
+        scheduler.events = events
         gateway.scheduler, gateway.dispatcher, gateway.heartbeat = scheduler, dispatcher, heartbeat
+        gateway.events = events
         dispatcher.gateway, dispatcher.scheduler = gateway, scheduler
         dispatcher.strategy, dispatcher.heartbeat = strategy_actor, heartbeat
-        strategy_actor.scheduler = scheduler
+        dispatcher.events = events
+        strategy_actor.scheduler, strategy_actor.dispatcher = scheduler, dispatcher
         heartbeat.dispatcher = dispatcher
         dag.scheduler = scheduler
-        for actor in (self.store, scheduler, dag, strategy_actor, dispatcher, heartbeat, gateway):
+        events.gateway, events.scheduler = gateway, scheduler
+        actors = (
+            self.store,
+            scheduler,
+            dag,
+            strategy_actor,
+            dispatcher,
+            heartbeat,
+            events,
+            gateway,
+        )
+        for actor in actors:
             self.system.add(actor)
         self._recover(dag)
         await self.system.start()
+        if config.metrics_port:
+            self.metrics_server = metrics.serve(
+                self.system.board, config.metrics_port, config.metrics_addr
+            )
         log.info(
             "scheduler listening on %s (db %s, strategy %s, %d live jobs)",
             self.address,
@@ -159,6 +181,11 @@ class Brain:
 
     async def close(self) -> None:
         await self.system.stop()
+        if self.metrics_server is not None:
+            server, _thread = self.metrics_server
+            server.shutdown()
+            server.server_close()
+            self.metrics_server = None
 
     async def __aenter__(self) -> Brain:
         await self.start()

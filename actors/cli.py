@@ -19,7 +19,16 @@ from collections.abc import Callable
 import msgspec
 
 from actors.cli_common import Parser, fail, positive_float, positive_int, run_async
-from actors.cli_inspect import cmd_cancel, cmd_dag, cmd_dlq, cmd_job, cmd_status
+from actors.cli_inspect import (
+    cmd_cancel,
+    cmd_dag,
+    cmd_dlq,
+    cmd_job,
+    cmd_jobs,
+    cmd_status,
+    cmd_watch,
+    cmd_workers,
+)
 from actors.cli_submit import cmd_submit
 from actors.config import DEFAULT_ADDRESS, DEFAULT_DB, SchedulerConfig, env_address
 from actors.errors import CorralError
@@ -45,6 +54,8 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         backoff_cap=args.backoff_cap,
         priority_aging=args.priority_aging,
         queue_weights=args.queue_weights,
+        metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_addr,
     )
     try:
         config.weights()
@@ -173,9 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(strategies.STRATEGIES),
         help="assignment strategy (default priority)",
     )
-    p.add_argument("--queue-weights", default=None, metavar="Q=W,...",
-                   help="shares of queues served by the same workers, e.g. heavy=1,light=3 "
-                   "(default: equal)")  # fmt: skip
+    p.add_argument(
+        "--metrics-port",
+        type=positive_int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)",
+    )
+    p.add_argument(
+        "--metrics-addr",
+        default=None,
+        metavar="ADDR",
+        help="address for --metrics-port (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--queue-weights",
+        default=None,
+        metavar="Q=W,...",
+        help="shares of queues served by the same workers, e.g. heavy=1,light=3 (default: equal)",
+    )
     p.add_argument(
         "--durability",
         choices=["normal", "full"],
@@ -278,8 +305,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     connect_flag(p)
 
-    p = add("status", cmd_status, "jobs by state and workers with their slots")
+    p = add("status", cmd_status, "live view: jobs by state, queues, workers' health, progress")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--json", action="store_true", help="one snapshot as JSON (format in README)")
+    p.add_argument(
+        "--interval",
+        type=positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between refreshes of the live view (default 1)",
+    )
+    connect_flag(p)
+
+    p = add("workers", cmd_workers, "connected workers: health, slots, queues, running jobs")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(p)
+
+    p = add("jobs", cmd_jobs, "jobs, newest first, optionally by state and queue")
+    p.add_argument(
+        "--state",
+        default=None,
+        type=str.upper,
+        choices=[
+            "PENDING",
+            "QUEUED",
+            "RUNNING",
+            "SUCCEEDED",
+            "FAILED",
+            "CANCELLED",
+            "UPSTREAM_FAILED",
+        ],
+        help="only jobs in this state",
+    )
+    p.add_argument("--queue", default=None, metavar="Q", help="only jobs in this queue")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="at most N (50)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(p)
+
+    p = add("watch", cmd_watch, "stream events as they are committed (all, or one job's)")
+    p.add_argument(
+        "job",
+        nargs="?",
+        type=positive_int,
+        default=None,
+        metavar="JOB_ID",
+        help="only this job's events; exits when it ends",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON array per event")
     connect_flag(p)
 
     p = add("cancel", cmd_cancel, "cancel jobs: pending ones never run, running ones are stopped")

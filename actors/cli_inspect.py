@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -10,19 +11,86 @@ from actors.cli_common import EXIT_FAILED, fail, print_json, run_async, with_cli
 
 
 def cmd_status(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
     from actors.client import AsyncClient
+    from actors.views import render_status, status_renderable
+
+    console = Console()
+    live = not (args.once or args.json) and console.is_terminal
 
     async def go() -> Any:
         async with AsyncClient(args.connect) as client:
-            return await client.status()
+            if not live:
+                return await client.status()
+            with Live(
+                status_renderable(await client.status(), args.connect),
+                console=console,
+                refresh_per_second=4,
+                screen=False,
+            ) as view:
+                while True:
+                    await asyncio.sleep(args.interval)
+                    view.update(status_renderable(await client.status(), args.connect))
 
-    status = run_async(go())
+    try:
+        status = run_async(go())
+    except KeyboardInterrupt:
+        return
     if args.json:
         print_json(status)
-        return
-    from actors.views import render_status
+    else:
+        render_status(status, console, args.connect)
 
-    render_status(status)
+
+def cmd_workers(args: argparse.Namespace) -> None:
+    from actors.views import render_workers
+
+    status = with_client(args, lambda c: c.status())
+    if args.json:
+        print_json(status.workers)
+    else:
+        render_workers(status)
+
+
+def cmd_jobs(args: argparse.Namespace) -> None:
+    from actors.views import render_jobs
+
+    views = with_client(args, lambda c: c.jobs(args.state, args.queue, args.limit))
+    if args.json:
+        print_json(views)
+    else:
+        what = " ".join(filter(None, [args.state, f"queue {args.queue}" if args.queue else ""]))
+        render_jobs(
+            views, title=f"{len(views)} job(s), newest first" + (f": {what}" if what else "")
+        )
+
+
+def cmd_watch(args: argparse.Namespace) -> None:
+    from actors.client import AsyncClient
+    from actors.views import event_line
+
+    async def go() -> None:
+        async with AsyncClient(args.connect) as client:
+            async for event in client.watch(args.job):
+                print(print_json_line(event) if args.json else event_line(event), flush=True)
+                if args.job and event.kind == "job" and event.status in _FINAL:
+                    return
+
+    try:
+        run_async(go())
+    except KeyboardInterrupt:
+        return
+
+
+_FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED"}
+
+
+def print_json_line(value: Any) -> str:
+    import msgspec
+
+    return msgspec.json.encode(value).decode()
 
 
 def cmd_cancel(args: argparse.Namespace) -> None:

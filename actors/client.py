@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
+import time
+from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -91,6 +92,7 @@ class AsyncClient:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._requests: dict[int, wire.Message] = {}
         self._waits: dict[int, _Waiting] = {}
+        self._watches: dict[int, tuple[int | None, asyncio.Queue[wire.Events]]] = {}
         self._welcome: asyncio.Future[wire.Welcome] | None = None
         self._instance = ""
         self._tasks: list[asyncio.Task[None]] = []
@@ -163,6 +165,36 @@ class AsyncClient:
         """A workflow's steps in topological order, each with its job's state."""
         reply = await self._request(lambda rid: wire.GetWorkflow(rid, workflow_id))
         return reply.workflow  # type: ignore[no-any-return]
+
+    async def watch(self, job_id: int | None = None) -> AsyncGenerator[wire.Event, None]:
+        """Stream committed events: every job transition, worker health change and progress
+        report (or only ``job_id``'s), in order, until the caller stops iterating.
+
+        If this client falls behind, the scheduler drops the oldest events rather than slow
+        down; the stream then yields an Event of kind ``"dropped"`` whose ``token`` is how
+        many were lost."""
+        rid = next(self._ids)
+        frames: asyncio.Queue[wire.Events] = asyncio.Queue()
+        self._watches[rid] = (job_id, frames)
+        self._send(wire.Subscribe(rid, job_id))
+        try:
+            while True:
+                frame = await frames.get()
+                self._send(wire.EventsAck(rid))
+                if frame.dropped:
+                    yield wire.Event(
+                        0,
+                        time.time(),
+                        "dropped",
+                        token=frame.dropped,
+                        message=f"{frame.dropped} event(s) dropped",
+                    )
+                for event in frame.events:
+                    yield event
+        finally:
+            self._watches.pop(rid, None)
+            if self._transport is not None:
+                self._send(wire.Unsubscribe(rid))
 
     async def status(self) -> wire.StatusView:
         reply = await self._request(lambda rid: wire.GetStatus(rid))
@@ -281,6 +313,10 @@ class AsyncClient:
                         waiting.remaining.discard(outcome.job_id)
                     if not waiting.remaining:
                         waiting.done.set()
+            case wire.Events(request_id=rid):
+                watch = self._watches.get(rid)
+                if watch is not None:
+                    watch[1].put_nowait(reply)
             case wire.Welcome():
                 if self._welcome is not None and not self._welcome.done():
                     self._welcome.set_result(reply)
@@ -318,11 +354,13 @@ class AsyncClient:
         for rid, waiting in self._waits.items():
             if waiting.remaining:
                 self._send(wire.Wait(rid, sorted(waiting.remaining)))
+        for rid, (job_id, _) in self._watches.items():
+            self._send(wire.Subscribe(rid, job_id))
 
     async def _recheck_loop(self) -> None:
         while True:
             await asyncio.sleep(RECHECK_S)
-            if self._waits:
+            if self._waits or self._watches:
                 self._send(wire.ClientHello(wire.PROTOCOL_VERSION))
 
 
@@ -384,6 +422,25 @@ class Client:
 
     def workflow(self, workflow_id: int) -> wire.WorkflowView | None:
         return self._run(self._async.workflow(workflow_id))
+
+    def watch(self, job_id: int | None = None) -> Iterator[wire.Event]:
+        """Blocking iterator over ``AsyncClient.watch``."""
+        stream = self._async.watch(job_id)
+
+        async def next_event() -> wire.Event:
+            return await anext(stream)
+
+        async def close() -> None:
+            await stream.aclose()
+
+        try:
+            while True:
+                try:
+                    yield self._run(next_event())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(close())
 
     def requeue(
         self, job_ids: Iterable[int] = (), *, all_failed: bool = False

@@ -58,6 +58,8 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     durability: str = "normal"  # "normal": survives kill -9; "full": also power loss
     priority_aging: float = 30.0  # a job ready this long goes before later arrivals
     queue_weights: str = ""  # "heavy=1,light=3": shares of queues that share workers
+    metrics_port: int = 0  # serve Prometheus /metrics on this port; 0: off
+    metrics_addr: str = "127.0.0.1"
 
     def weights(self) -> dict[str, float]:
         """``queue_weights`` parsed; raises ValueError naming the bad part."""
@@ -69,8 +71,10 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
             except ValueError:
                 weight = -1.0
             if not sep or not name or weight <= 0:
-                raise ValueError(f"bad queue weight {part!r}: use QUEUE=WEIGHT with WEIGHT > 0, "
-                                 "e.g. heavy=1,light=3")  # fmt: skip
+                raise ValueError(
+                    f"bad queue weight {part!r}: use QUEUE=WEIGHT with WEIGHT > 0, "
+                    "e.g. heavy=1,light=3"
+                )
             weights[name] = weight
         return weights
 
@@ -81,7 +85,8 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
         for field in msgspec.structs.fields(cls):
             raw = os.environ.get(f"CORRAL_{field.name.upper()}")
             if raw is not None:
-                values[field.name] = float(raw) if isinstance(field.default, float) else raw
+                kind = type(field.default)
+                values[field.name] = kind(raw) if kind in (int, float) else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return msgspec.convert(values, cls)
 

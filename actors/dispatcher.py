@@ -26,6 +26,7 @@ from actors.messages import (
     FromWorker,
     Leased,
     PeerUnreachable,
+    Publish,
     RevokeLease,
     Send,
     Silent,
@@ -41,6 +42,10 @@ from transport import protocol as wire
 
 log = logging.getLogger("corral.dispatcher")
 
+# A worker sends progress at most 4 times a second (it coalesces); frames closer than
+# this are dropped here, so a misbehaving worker cannot flood the scheduler.
+PROGRESS_MIN_INTERVAL_S = 0.1
+
 
 @dataclass(slots=True)
 class WorkerConn:
@@ -51,6 +56,8 @@ class WorkerConn:
     state: str = "alive"
     running: dict[int, int] = field(default_factory=dict)  # job id -> token
     adopting: bool = False  # its claimed leases are being checked after a reconnect
+    progress: dict[int, tuple[float, str]] = field(default_factory=dict)  # job -> latest report
+    progress_at: float = 0.0
     last_seen: float = field(default_factory=time.monotonic)
 
 
@@ -65,10 +72,13 @@ class Dispatcher(Actor):
         self.heartbeat_interval = heartbeat_interval
         self.workers: dict[bytes, WorkerConn] = {}
         self.refused_leases = 0  # heartbeats claiming a lease the worker does not hold
+        self.refused_progress = 0  # progress reports under a stale token
+        self.dropped_progress = 0
         self.gateway: Actor
         self.scheduler: Actor
         self.strategy: Actor
         self.heartbeat: Actor
+        self.events: Actor
 
     async def handle(self, message: Any) -> None:
         match message:
@@ -101,9 +111,10 @@ class Dispatcher(Actor):
                 if worker is not None and worker.state == "alive":
                     worker.state = "dead"
                     self.strategy.tell(WorkerGone(peer))
-            case StatusPart(peer=peer, request_id=rid, jobs=jobs, counters=counters):
-                counters = {**counters, "refused_leases": self.refused_leases}
-                self._send(peer, wire.StatusReply(rid, self.status(jobs, counters)))
+            case StatusPart(peer=peer, request_id=rid, fields=fields):
+                self._send(peer, wire.StatusReply(rid, self.status(fields)))
+            case FromWorker(peer=peer, message=wire.Progress(updates=updates)):
+                self._progress(peer, updates)
             case _:
                 raise TypeError(f"dispatcher got an unexpected message: {message!r}")
 
@@ -122,6 +133,7 @@ class Dispatcher(Actor):
             wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease
         )
         self._send(peer, welcome)
+        self._worker_event(worker, "joined")
         if hello.leases:
             # Jobs it kept running (or finished, result not yet acknowledged) across a
             # reconnect or a scheduler restart: held provisionally while the scheduler
@@ -174,6 +186,7 @@ class Dispatcher(Actor):
         for result in results:
             if worker.running.get(result.job_id) == result.token:  # a stale one ends no lease
                 del worker.running[result.job_id]
+                worker.progress.pop(result.job_id, None)
         self.scheduler.tell(WorkerResults(peer, worker.name, results))
         if worker.state in ("alive", "suspect") and results:
             self.strategy.tell(
@@ -199,6 +212,7 @@ class Dispatcher(Actor):
         if worker is None or (worker.state == "draining" and state != "expired"):
             return
         previous, worker.state = worker.state, state
+        self._worker_event(worker, "left" if state == "expired" else state)
         log.log(
             logging.INFO if state == "alive" else logging.WARNING,
             "worker %s is %s (silent for %.1fs)",
@@ -219,22 +233,75 @@ class Dispatcher(Actor):
         if worker is None:
             return
         log.info("worker %s left (%s); reclaiming %d job(s)", worker.name, why, len(worker.running))
+        if why != "expired":
+            self._worker_event(worker, "left")
         self.strategy.tell(WorkerGone(peer))
         self.heartbeat.tell(Forget(peer))
         if worker.running:
             self.scheduler.tell(WorkerLost(peer, worker.name, list(worker.running)))
 
-    def status(self, jobs: dict[str, int], counters: dict[str, int]) -> wire.StatusView:
+    def _worker_event(self, worker: WorkerConn, state: str) -> None:
+        self.events.tell(
+            Publish([("worker", 0, state, ",".join(worker.queues), worker.name, 0, -1.0, "")])
+        )
+
+    def _progress(self, peer: bytes, updates: list[tuple[int, int, float, str]]) -> None:
+        """Keep the latest progress of running jobs; a stale token's report is refused."""
+        worker = self.workers.get(peer)
+        if worker is None:
+            return
         now = time.monotonic()
-        workers = [
-            wire.WorkerView(
-                w.name,
-                w.state,
-                w.slots,
-                len(w.running),
-                list(w.queues),
-                round(now - w.last_seen, 3),
+        if now - worker.progress_at < PROGRESS_MIN_INTERVAL_S:
+            self.dropped_progress += len(updates)  # the worker ignored its own rate limit
+            return
+        worker.progress_at = now
+        events = []
+        for job_id, token, fraction, message in updates:
+            if worker.running.get(job_id) != token:
+                self.refused_progress += 1
+                log.debug("refused progress for job %d under stale token %d", job_id, token)
+                continue
+            worker.progress[job_id] = (fraction, message)
+            events.append(
+                ("progress", job_id, "RUNNING", "", worker.name, token, fraction, message)
             )
-            for w in self.workers.values()
-        ]
-        return wire.StatusView(jobs, workers, self.strategy_name, counters)
+        if events:
+            self.events.tell(Publish(events))
+
+    def status(self, fields: dict[str, Any]) -> wire.StatusView:
+        now = time.monotonic()
+        workers = []
+        for w in self.workers.values():
+            jobs = []
+            for job_id, token in w.running.items():
+                fraction, message = w.progress.get(job_id, (None, ""))
+                jobs.append(wire.RunningView(job_id, token, fraction, message))
+            workers.append(
+                wire.WorkerView(
+                    w.name,
+                    w.state,
+                    w.slots,
+                    len(w.running),
+                    list(w.queues),
+                    round(now - w.last_seen, 3),
+                    jobs,
+                )
+            )
+        counters = {
+            **fields.pop("counters", {}),
+            "refused_leases": self.refused_leases,
+            "refused_progress": self.refused_progress,
+        }
+        return wire.StatusView(
+            workers=workers, strategy=self.strategy_name, counters=counters, **fields
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        health: dict[str, int] = {}
+        for w in self.workers.values():
+            health[w.state] = health.get(w.state, 0) + 1
+        return {
+            "workers": health,
+            "refused_leases": self.refused_leases,
+            "refused_progress": self.refused_progress,
+        }

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
+import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -92,15 +93,16 @@ def _child_main(conn: multiprocessing.connection.Connection, modules: list[str])
         except EOFError:
             return
         task_name, args, kwargs, ctx = request
-        token = worker._current.set(ctx)
+        relay = dataclasses.replace(ctx, reporter=lambda f, m: conn.send(("progress", f, m)))
+        token = worker._current.set(relay)
         try:
             fn = worker.REGISTRY[task_name]
             value = fn(*args, **kwargs)
             if asyncio.iscoroutine(value):
                 value = asyncio.run(value)
-            conn.send((True, value))
+            conn.send(("done", True, value))
         except Exception:
-            conn.send((False, traceback.format_exc()))
+            conn.send(("done", False, traceback.format_exc()))
         finally:
             worker._current.reset(token)
 
@@ -139,16 +141,21 @@ class ProcessRunner:
         fd = slot.conn.fileno()
 
         def readable() -> None:
-            loop.remove_reader(fd)
             try:
                 value = slot.conn.recv()
             except (EOFError, OSError) as exc:
                 value = exc
+            if isinstance(value, tuple) and value[0] == "progress":
+                if ctx.reporter is not None:
+                    ctx.reporter(value[1], value[2])
+                return  # keep waiting for the result
+            loop.remove_reader(fd)
             if not reply.done():
-                reply.set_result(value)
+                reply.set_result(value if isinstance(value, Exception) else value[1:])
 
         try:
-            slot.conn.send((task_name, args, kwargs, ctx))
+            # The reporter is a closure over this process's loop: the child gets its own.
+            slot.conn.send((task_name, args, kwargs, dataclasses.replace(ctx, reporter=None)))
             loop.add_reader(fd, readable)
             outcome = await reply
         except BaseException:

@@ -16,7 +16,14 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from actors.messages import FromClient, FromWorker, PeerUnreachable, Seen, Send
+from actors.messages import (
+    FromClient,
+    FromWorker,
+    PeerUnreachable,
+    Seen,
+    Send,
+    SubscriptionRequest,
+)
 from actors.runtime import Actor
 from transport import ServerTransport
 from transport import protocol as wire
@@ -42,6 +49,7 @@ class Gateway(Actor):
         self.scheduler: Actor
         self.dispatcher: Actor
         self.heartbeat: Actor
+        self.events: Actor
 
     async def on_start(self) -> None:
         self.spawn(self._read_loop(), "read")
@@ -60,6 +68,7 @@ class Gateway(Actor):
             log.info("dropping %s: %s", type(message).__name__, exc)
             self.known.pop(peer, None)
             self.dispatcher.tell(PeerUnreachable(peer))
+            self.events.tell(PeerUnreachable(peer))
 
     def _refuse(self, peer: bytes, code: str, text: str, request_id: int = 0) -> None:
         self.bad_frames += 1
@@ -118,8 +127,15 @@ class Gateway(Actor):
         if isinstance(message, wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye):
             workers_seen.append(peer)
             self.dispatcher.tell(FromWorker(peer, message))
+        elif isinstance(message, wire.Progress):
+            self.dispatcher.tell(FromWorker(peer, message))
+        elif isinstance(message, wire.Subscribe | wire.EventsAck | wire.Unsubscribe):
+            self.events.tell(SubscriptionRequest(peer, message))
         else:
             self.scheduler.tell(FromClient(peer, message))
+
+    def metrics(self) -> dict[str, Any]:
+        return {"bad_frames": self.bad_frames}
 
     async def on_stop(self) -> None:
         await self.transport.close()

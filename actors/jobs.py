@@ -58,6 +58,7 @@ class Job(msgspec.Struct, gc=False):
     step: str | None = None
     # memory only
     parent_results: list[wire.ParentResult] | None = None
+    queued_at: float = 0.0  # monotonic time it last became QUEUED (assignment latency)
     peer: bytes | None = None
     seq: int = 0
     settled: bool = False  # terminal state committed and announced
@@ -151,6 +152,14 @@ _TRAILING = (
 _ALL_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 
 
+_METRIC_OF = {
+    JobState.SUCCEEDED: "succeeded",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+    JobState.UPSTREAM_FAILED: "upstream_failed",
+}
+
+
 class Refusal(msgspec.Struct, frozen=True):
     """Why one job spec in a submission was refused."""
 
@@ -186,6 +195,10 @@ class JobTable:
         self.next_id = 1
         self.next_workflow_id = 1
         self._recent: OrderedDict[int, None] = OrderedDict()
+        # Per-queue totals for metrics, and (only while someone subscribes) the
+        # transitions since the last write, published after it commits.
+        self.by_queue: Counter[tuple[str, str]] = Counter()
+        self.events: list[tuple[Any, ...]] | None = None
         self._retry_heap: list[tuple[float, int]] = []
         self.refused_results = 0
 
@@ -220,6 +233,32 @@ class JobTable:
         self.counts[old.value] -= 1
         self.counts[new.value] += 1
         ops.updates.append(job.update_row(old))
+        retried = old is JobState.RUNNING and new is JobState.PENDING
+        metric = "retried" if retried else _METRIC_OF.get(new)
+        if metric is not None:
+            self.by_queue[(job.queue, metric)] += 1
+        if new is JobState.QUEUED:
+            job.queued_at = time.monotonic()
+        if self.events is not None:
+            self.events.append(
+                (
+                    "job",
+                    job.id,
+                    new.value,
+                    job.queue,
+                    job.worker or "",
+                    job.token,
+                    -1.0,
+                    job.error or "",
+                )
+            )
+
+    def take_events(self) -> list[tuple[Any, ...]]:
+        """The transitions recorded since the last call (empty when nobody subscribes)."""
+        if not self.events:
+            return []
+        events, self.events = self.events, []
+        return events
 
     # ----------------------------------------------------------------- submits
 
@@ -259,6 +298,9 @@ class JobTable:
         )
         self.jobs[job_id] = job
         self.counts[JobState.PENDING.value] += 1
+        self.by_queue[(job.queue, "submitted")] += 1
+        if self.events is not None:
+            self.events.append(("job", job_id, "PENDING", job.queue, "", 0, -1.0, ""))
         if spec.idempotency_key is not None:
             self.by_key[spec.idempotency_key] = job_id
         ops.inserts.append(job.insert_row())

@@ -42,7 +42,29 @@ class FromClient(_Msg, frozen=True):
 
 class FromWorker(_Msg, frozen=True):
     peer: Peer
-    message: wire.WorkerHello | wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye
+    message: (
+        wire.WorkerHello | wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye | wire.Progress
+    )
+
+
+class SubscriptionRequest(_Msg, frozen=True):
+    """gateway -> event hub: a client (un)subscribing or acknowledging an Events frame."""
+
+    peer: Peer
+    message: wire.Subscribe | wire.EventsAck | wire.Unsubscribe
+
+
+class Publish(_Msg, frozen=True):
+    """scheduler / dispatcher -> event hub: committed happenings, oldest first, as
+    (kind, job_id, status, queue, worker, token, fraction, message)."""
+
+    events: list[tuple[Any, ...]]
+
+
+class SubscriberCount(_Msg, frozen=True):
+    """event hub -> scheduler: how many subscriptions exist (0: skip building events)."""
+
+    count: int
 
 
 # anyone -> gateway
@@ -148,12 +170,12 @@ class WorkerNames(_Msg, frozen=True):
 
 
 class StatusPart(_Msg, frozen=True):
-    """scheduler -> dispatcher: job counts; the dispatcher adds workers and replies."""
+    """A status answer being assembled: the scheduler adds job figures, the strategy actor
+    the queues, and the dispatcher the workers, then replies."""
 
     peer: Peer
     request_id: int
-    jobs: dict[str, int]
-    counters: dict[str, int]
+    fields: dict[str, Any]
 
 
 # dispatcher <-> heartbeat monitor

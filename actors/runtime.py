@@ -17,8 +17,19 @@ from collections.abc import Coroutine
 from typing import Any
 
 from actors.errors import ActorCrashed
+from actors.metrics import MetricsBoard
 
 log = logging.getLogger("corral.actors")
+
+# Actors publish metric snapshots this often (see actors.metrics).
+PUBLISH_EVERY_S = 1.0
+
+
+class _Publish:
+    """The ticker's message: publish your metrics snapshot now."""
+
+
+PUBLISH = _Publish()
 
 # A restartable actor that crashes more than this many times in this window is
 # broken, not unlucky: escalate instead of looping.
@@ -35,6 +46,7 @@ class Actor:
         self.name = name or type(self).__name__
         self.mailbox: asyncio.Queue[Any] = asyncio.Queue()
         self.system: ActorSystem | None = None
+        self.board: MetricsBoard | None = None
 
     def tell(self, message: Any) -> None:
         """Deliver a message; never blocks (mailboxes are unbounded; producers batch)."""
@@ -49,6 +61,15 @@ class Actor:
     async def handle(self, message: Any) -> None:
         raise NotImplementedError
 
+    def metrics(self) -> dict[str, Any] | None:
+        """This actor's metrics snapshot (immutable values), or None if it has none."""
+        return None
+
+    def _publish_metrics(self) -> None:
+        snapshot = self.metrics()
+        if snapshot is not None and self.board is not None:
+            self.board.publish(self.name, snapshot)
+
     def spawn(self, coro: Coroutine[Any, Any, None], label: str) -> None:
         """Run a background loop under the same supervision as the actor itself."""
         assert self.system is not None, "spawn() needs a started actor"
@@ -59,13 +80,17 @@ class Actor:
         mailbox = self.mailbox
         while True:
             message = await mailbox.get()
-            await self.handle(message)
+            if message is PUBLISH:
+                self._publish_metrics()
+            else:
+                await self.handle(message)
 
 
 class ActorSystem:
     """Starts actors, supervises them, and stops them all together."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: MetricsBoard | None = None) -> None:
+        self.board = board or MetricsBoard()
         self.actors: list[Actor] = []
         self._tasks: dict[asyncio.Task[None], Actor] = {}
         self._failure: asyncio.Future[BaseException] | None = None
@@ -75,12 +100,23 @@ class ActorSystem:
     def add(self, actor: Actor) -> Actor:
         self.actors.append(actor)
         actor.system = self
+        actor.board = self.board
         return actor
 
     async def start(self) -> None:
         self._failure = asyncio.get_running_loop().create_future()
         for actor in self.actors:
             self._watch(actor, asyncio.create_task(actor._run(), name=actor.name))
+        ticker = self.actors[0] if self.actors else None
+        if ticker is not None:
+            self._watch(ticker, asyncio.create_task(self._tick(), name="metrics-ticker"))
+
+    async def _tick(self) -> None:
+        """Ask every actor to publish its metrics once a second (a message, handled in turn)."""
+        while True:
+            await asyncio.sleep(PUBLISH_EVERY_S)
+            for actor in self.actors:
+                actor.tell(PUBLISH)
 
     def _watch(self, actor: Actor, task: asyncio.Task[None]) -> None:
         self._tasks[task] = actor

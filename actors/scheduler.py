@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 import msgspec
@@ -31,6 +31,7 @@ from actors.messages import (
     FromClient,
     Leased,
     Picked,
+    Publish,
     Query,
     ReadyJob,
     ReclaimOrphans,
@@ -39,6 +40,7 @@ from actors.messages import (
     RevokeLease,
     Send,
     StatusPart,
+    SubscriberCount,
     Tick,
     Track,
     WorkerLost,
@@ -48,6 +50,7 @@ from actors.messages import (
     Write,
     Written,
 )
+from actors.metrics import Histogram
 from actors.runtime import Actor
 from actors.store import JOB_COLUMNS, Ops
 from transport import protocol as wire
@@ -66,6 +69,31 @@ class Effects(msgspec.Struct):
     finished: list[Job] = []
     leases: list[tuple[bytes, wire.Assignment]] = []
     revokes: list[RevokeLease] = []
+    events: list[tuple[Any, ...]] = []
+
+
+class Throughput:
+    """Jobs ended per second over the last minute: 60 one-second buckets, no timers."""
+
+    def __init__(self) -> None:
+        self.buckets: deque[tuple[int, int, int]] = deque()  # (second, succeeded, ended)
+
+    def add(self, succeeded: int, ended: int) -> None:
+        second = int(time.monotonic())
+        if self.buckets and self.buckets[-1][0] == second:
+            _, s, e = self.buckets[-1]
+            self.buckets[-1] = (second, s + succeeded, e + ended)
+        else:
+            self.buckets.append((second, succeeded, ended))
+        self._trim(second)
+
+    def _trim(self, second: int) -> None:
+        while self.buckets and self.buckets[0][0] <= second - 60:
+            self.buckets.popleft()
+
+    def last_minute(self) -> tuple[int, int]:
+        self._trim(int(time.monotonic()))
+        return sum(b[1] for b in self.buckets), sum(b[2] for b in self.buckets)
 
 
 class Scheduler(Actor):
@@ -76,6 +104,8 @@ class Scheduler(Actor):
         self.worker_names: dict[bytes, str] = {}
         # workflow idempotency keys being created; later submissions wait for the first
         self.workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]] = {}
+        self.throughput = Throughput()
+        self.assign_latency = Histogram()
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
         self.gateway: Actor
@@ -83,6 +113,7 @@ class Scheduler(Actor):
         self.strategy: Actor
         self.dispatcher: Actor
         self.dag: Actor
+        self.events: Actor
 
     def connect(
         self, *, gateway: Actor, store: Actor, strategy: Actor, dispatcher: Actor, dag: Actor
@@ -123,6 +154,11 @@ class Scheduler(Actor):
                 self._worker_lost(message)
             case WorkerNames(peer=peer, name=name):
                 self.worker_names[peer] = name
+            case SubscriberCount(count=count):
+                if count and self.table.events is None:
+                    self.table.events = []
+                elif not count:
+                    self.table.events = None
             case Tick():
                 self._retry_due()
             case Adopt(peer=peer, name=name, leases=leases):
@@ -143,8 +179,7 @@ class Scheduler(Actor):
                 view = await self._view_with_history(found) if found else None
                 self._send(peer, wire.JobReply(rid, view))
             case wire.GetStatus(request_id=rid):
-                counters = {"refused_results": self.table.refused_results}
-                self.dispatcher.tell(StatusPart(peer, rid, self.table.counts_snapshot(), counters))
+                self.strategy.tell(StatusPart(peer, rid, self._status_fields()))
             case wire.CancelJobs():
                 await self._cancel(peer, request)
             case wire.Requeue():
@@ -160,7 +195,27 @@ class Scheduler(Actor):
     def _send(self, peer: bytes, message: wire.Message) -> None:
         self.gateway.tell(Send(peer, message))
 
+    def _status_fields(self) -> dict[str, Any]:
+        succeeded, ended = self.throughput.last_minute()
+        counts = self.table.counts_snapshot()
+        return {
+            "jobs": counts,
+            "counters": {"refused_results": self.table.refused_results},
+            "completed_last_minute": ended,
+            "throughput_per_s": round(succeeded / 60.0, 2),
+            "dead_letters": counts.get("FAILED", 0),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "jobs": self.table.counts_snapshot(),
+            "by_queue": dict(self.table.by_queue),
+            "assign_latency": self.assign_latency.snapshot(),
+            "refused_results": self.table.refused_results,
+        }
+
     def _write(self, ops: Ops, effects: Effects) -> None:
+        effects.events = self.table.take_events()
         if len(ops):
             self.store.tell(Write(ops, self, effects))
         else:
@@ -330,6 +385,10 @@ class Scheduler(Actor):
                 self.table.settle(job)
             self._notify(finished)
             self.dag.tell(Finished([(j.id, j.status.value) for j in finished]))
+            succeeded = sum(1 for j in finished if j.status is JobState.SUCCEEDED)
+            self.throughput.add(succeeded, len(finished))
+        if effects.events:
+            self.events.tell(Publish(effects.events))
         self._arm_retry_timer()
 
     # -------------------------------------------------------------- assignment
@@ -337,12 +396,14 @@ class Scheduler(Actor):
     def _lease(self, picks: list[tuple[int, bytes]]) -> None:
         ops, effects = Ops(), Effects()
         returned: defaultdict[bytes, int] = defaultdict(int)
+        now = time.monotonic()
         for job_id, peer in picks:
             assignment = self.table.lease(job_id, peer, self.worker_names.get(peer, "?"), ops)
             if assignment is None:
                 returned[peer] += 1
             else:
                 effects.leases.append((peer, assignment))
+                self.assign_latency.observe(now - self.table.jobs[job_id].queued_at)
         for peer, credit in returned.items():
             self.strategy.tell(ReturnCredit(peer, credit))
         self._write(ops, effects)

@@ -26,7 +26,8 @@ import msgspec
 from actors.config import MAX_BATCH_OPS
 from actors.errors import CorralError, StoreInconsistent
 from actors.messages import Query, Write, Written
-from actors.runtime import Actor
+from actors.metrics import Histogram
+from actors.runtime import PUBLISH, Actor
 
 log = logging.getLogger("corral.store")
 
@@ -144,7 +145,7 @@ class Store(Actor):
         self.db: aiosqlite.Connection | None = None
         self.commits = 0
         self.committed_ops = 0
-        self.last_commit_s = 0.0
+        self.commit_latency = Histogram()
 
     async def open(self) -> None:
         self.db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -184,7 +185,9 @@ class Store(Actor):
             n_ops = 0
             message = await mailbox.get()
             while True:
-                if isinstance(message, Write):
+                if message is PUBLISH:
+                    self._publish_metrics()
+                elif isinstance(message, Write):
                     writes.append(message)
                     n_ops += len(message.ops)
                 else:
@@ -233,11 +236,18 @@ class Store(Actor):
         except BaseException:
             await db.execute("ROLLBACK")
             raise
-        self.last_commit_s = time.perf_counter() - started
+        self.commit_latency.observe(time.perf_counter() - started)
         self.commits += 1
         self.committed_ops += len(inserts) + len(updates) + len(attempts) + len(edges)
         for write in writes:
             write.reply_to.tell(Written(write.tag))
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "commits": self.commits,
+            "ops": self.committed_ops,
+            "commit_latency": self.commit_latency.snapshot(),
+        }
 
     async def _answer(self, query: Query) -> None:
         assert self.db is not None

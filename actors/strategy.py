@@ -12,9 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.messages import Enqueue, Picked, ReturnCredit, WorkerCredit, WorkerGone
+from actors.messages import (
+    Enqueue,
+    Picked,
+    ReturnCredit,
+    StatusPart,
+    WorkerCredit,
+    WorkerGone,
+)
 from actors.runtime import Actor
 from strategies import Strategy, WorkerSlots
+from transport import protocol as wire
 
 
 class StrategyActor(Actor):
@@ -24,6 +32,7 @@ class StrategyActor(Actor):
         self.workers: dict[bytes, WorkerSlots] = {}
         self._joined = 0
         self.scheduler: Actor
+        self.dispatcher: Actor
 
     async def handle(self, message: Any) -> None:
         match message:
@@ -44,6 +53,11 @@ class StrategyActor(Actor):
                     worker.credit = min(worker.slots, worker.credit + credit)
             case WorkerGone(peer=peer):
                 self.workers.pop(peer, None)
+            case StatusPart(peer=peer, request_id=rid, fields=fields):
+                views = {
+                    name: wire.QueueView(sum(b), *b) for name, b in self.strategy.bands().items()
+                }
+                self.dispatcher.tell(StatusPart(peer, rid, {**fields, "queues": views}))
             case _:
                 raise TypeError(f"strategy got an unexpected message: {message!r}")
         if self.mailbox.empty():  # match once per burst of messages, not per message
@@ -69,3 +83,9 @@ class StrategyActor(Actor):
                 hungry.remove(worker)
         if picks:
             self.scheduler.tell(Picked(picks))
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "depth": self.strategy.depth(),
+            "workers_with_free_slots": sum(1 for w in self.workers.values() if w.credit),
+        }

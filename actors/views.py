@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from rich.console import Console, Group
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from actors.lifecycle import JobState
 from transport import protocol as wire
 
 
-def status_renderable(status: wire.StatusView) -> Group:
-    jobs = Table(title="jobs", show_edge=False)
+def status_renderable(status: wire.StatusView, address: str = "") -> Group:
+    """Everything `corral status` shows, as one rich renderable (live or once)."""
+    header = Text.assemble(
+        ("corral ", "bold"),
+        (address + "  " if address else ""),
+        f"strategy {status.strategy}  ·  {status.throughput_per_s:g} jobs/s succeeded "
+        f"(last minute)  ·  {status.completed_last_minute} ended in the last minute  ·  ",
+        (f"{status.dead_letters} dead letter(s)", "red" if status.dead_letters else ""),
+    )
+    jobs = Table(title="jobs by state", show_edge=False, title_justify="left")
     for state in JobState:
         jobs.add_column(state.value, justify="right")
     jobs.add_row(*(str(status.jobs.get(state.value, 0)) for state in JobState))
-    workers = Table(title=f"workers (strategy: {status.strategy})", show_edge=False)
-    for column in ("name", "state", "slots used", "queues", "last seen"):
+    queues = Table(title="ready queues", show_edge=False, title_justify="left")
+    for column in ("queue", "ready", "high (>0)", "normal (0)", "low (<0)"):
+        queues.add_column(column, justify="left" if column == "queue" else "right")
+    for name, q in sorted(status.queues.items()):
+        queues.add_row(name, str(q.ready), str(q.high), str(q.normal), str(q.low))
+    if not status.queues:
+        queues.add_row("(none yet)", "0", "0", "0", "0")
+    workers = Table(title="workers", show_edge=False, title_justify="left")
+    for column in ("name", "health", "slots used", "queues", "last heartbeat"):
         workers.add_column(column)
+    running = Table(title="running jobs", show_edge=False, title_justify="left")
+    for column in ("worker", "job", "token", "progress", "message"):
+        running.add_column(column)
     for w in sorted(status.workers, key=lambda w: w.name):
-        colour = {"alive": "green", "suspect": "yellow"}.get(w.state, "red")
+        colour = _HEALTH_COLOURS.get(w.state, "red")
         workers.add_row(
             w.name,
             f"[{colour}]{w.state}[/]",
@@ -26,18 +49,65 @@ def status_renderable(status: wire.StatusView) -> Group:
             ",".join(w.queues),
             f"{w.last_seen_s:.1f}s ago",
         )
+        for job in w.jobs:
+            bar: ProgressBar | str = "-"
+            if job.progress is not None:
+                bar = ProgressBar(total=1.0, completed=job.progress, width=20)
+            running.add_row(w.name, str(job.job_id), str(job.token), bar, job.message)
     if not status.workers:
         workers.add_row("(none connected)", "", "", "", "")
-    return Group(jobs, "", workers)
+    parts: list[Any] = [header, "", jobs, "", queues, "", workers]
+    if running.row_count:
+        parts += ["", running]
+    return Group(*parts)
 
 
-def render_status(status: wire.StatusView, console: Console | None = None) -> None:
-    (console or Console()).print(status_renderable(status))
+_HEALTH_COLOURS = {"alive": "green", "suspect": "yellow", "draining": "cyan"}
+
+
+def render_status(
+    status: wire.StatusView, console: Console | None = None, address: str = ""
+) -> None:
+    (console or Console()).print(status_renderable(status, address))
+
+
+def render_workers(status: wire.StatusView, console: Console | None = None) -> None:
+    table = Table(title=f"{len(status.workers)} worker(s)", show_edge=False)
+    for column in ("name", "health", "slots used", "queues", "last heartbeat", "running jobs"):
+        table.add_column(column)
+    for w in sorted(status.workers, key=lambda w: w.name):
+        colour = _HEALTH_COLOURS.get(w.state, "red")
+        jobs = ", ".join(str(j.job_id) for j in w.jobs) or "-"
+        table.add_row(
+            w.name,
+            f"[{colour}]{w.state}[/]",
+            f"{w.running}/{w.slots}",
+            ",".join(w.queues),
+            f"{w.last_seen_s:.1f}s ago",
+            jobs,
+        )
+    (console or Console()).print(table)
+
+
+def event_line(event: wire.Event) -> str:
+    """One event as a line of text, for `corral watch`."""
+    at = time.strftime("%H:%M:%S", time.localtime(event.at)) + f".{int(event.at % 1 * 1000):03d}"
+    if event.kind == "job":
+        detail = f"job {event.job_id} {event.status}"
+        if event.worker and event.status == "RUNNING":
+            detail += f" on {event.worker} (token {event.token})"
+        if event.message and event.status not in ("RUNNING", "QUEUED", "PENDING", "SUCCEEDED"):
+            detail += f": {_first_line(event.message)}"
+    elif event.kind == "progress":
+        detail = f"job {event.job_id} {event.fraction:.0%} {event.message}".rstrip()
+    elif event.kind == "worker":
+        detail = f"worker {event.worker} {event.status}"
+    else:
+        detail = event.message
+    return f"{at} #{event.seq} {event.kind:8} {detail}"
 
 
 def _when(ts: float | None) -> str:
-    import time
-
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
 
 

@@ -41,6 +41,9 @@ REGISTRY: dict[str, Callable[..., Any]] = {}
 # A worker that hears no Welcome re-sends its hello this often, so it finds a
 # scheduler that starts (or restarts) after it.
 HELLO_RETRY_S = 1.0
+# Progress reports are coalesced per job and sent at most this often: live views
+# refresh about once a second, so four updates a second look smooth and cost little.
+PROGRESS_EVERY_S = 0.25
 
 
 @overload
@@ -74,6 +77,15 @@ class JobContext:
     steps: dict[str, Any] = field(default_factory=dict)
     workflow_id: int | None = None
     step: str | None = None
+    reporter: Callable[[float, str], None] | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job has got (0.0 to 1.0) and what it is doing.
+
+        Cheap to call often: the worker keeps only the latest report per job and sends
+        at most four a second, so a chatty handler cannot flood the scheduler."""
+        if self.reporter is not None:
+            self.reporter(min(1.0, max(0.0, float(fraction))), str(message)[:1024])
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("corral_job")
@@ -118,6 +130,8 @@ class Worker:
         self.executed = 0
         self.fenced = 0  # handlers this worker stopped itself because its lease lapsed
         self._stop_reasons: dict[int, str] = {}
+        self._progress: dict[int, tuple[int, int, float, str]] = {}  # latest per job
+        self._progress_timer: asyncio.TimerHandle | None = None
         self._renewed_at = 0.0  # send time (our clock) of the last heartbeat the scheduler acked
         self._outbox: list[wire.JobResult] = []
         self._flush_scheduled = False
@@ -302,6 +316,11 @@ class Worker:
     async def _execute(self, a: wire.Assignment) -> None:
         parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
         steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
+        loop = asyncio.get_running_loop()
+
+        def report(fraction: float, message: str) -> None:  # any thread, or a child's relay
+            loop.call_soon_threadsafe(self._record_progress, a.job_id, a.token, fraction, message)
+
         ctx = JobContext(
             a.job_id,
             a.token,
@@ -312,6 +331,7 @@ class Worker:
             steps,
             a.workflow_id,
             a.step,
+            report,
         )
         try:
             value = await self._call(a, ctx)
@@ -367,6 +387,23 @@ class Worker:
                 raise
         finally:
             _current.reset(token)
+
+    def _record_progress(self, job_id: int, token: int, fraction: float, message: str) -> None:
+        held = self.held.get(job_id)
+        if held is None or held.token != token:
+            return  # finished or stopped meanwhile: a late report says nothing new
+        self._progress[job_id] = (job_id, token, fraction, message)
+        if self._progress_timer is None:
+            self._progress_timer = asyncio.get_running_loop().call_later(
+                PROGRESS_EVERY_S, self._flush_progress
+            )
+
+    def _flush_progress(self) -> None:
+        self._progress_timer = None
+        updates = [u for u in self._progress.values() if u[0] in self.held]
+        self._progress.clear()
+        if updates and self._welcomed.is_set():
+            self._send(wire.Progress(updates))
 
     def _report(self, result: wire.JobResult) -> None:
         self.unacked[result.job_id] = result

@@ -28,13 +28,16 @@ def chain(length: int) -> dict[str, tuple[Any, list[str]]]:
     return {f"s{i}": (spec, [f"s{i - 1}"] if i else []) for i in range(length)}
 
 
-async def run_dag(cluster: Cluster, layers: int, width: int, chain_length: int,
-                  workers: int, concurrency: int) -> dict[str, Any]:  # fmt: skip
+async def run_dag(
+    cluster: Cluster, layers: int, width: int, chain_length: int, workers: int, concurrency: int
+) -> dict[str, Any]:
     cluster.start_workers(workers, concurrency)
     results: dict[str, Any] = {}
     async with AsyncClient(cluster.address, connect_timeout=20, request_timeout=600) as client:
-        for label, steps in (("wide", wide(layers, width, random.Random(1))),
-                             ("chain", chain(chain_length))):  # fmt: skip
+        for label, steps in (
+            ("wide", wide(layers, width, random.Random(1))),
+            ("chain", chain(chain_length)),
+        ):
             started = time.perf_counter()
             _, ids = await client.submit_workflow(steps, name=f"bench-{label}")
             submitted = time.perf_counter() - started

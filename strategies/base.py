@@ -44,6 +44,10 @@ class ReadyQueue(Protocol):
     def __len__(self) -> int: ...
 
 
+def _band_of(priority: int) -> int:
+    return 0 if priority > 0 else 1 if priority == 0 else 2
+
+
 class Strategy(abc.ABC):
     name: ClassVar[str]
 
@@ -51,6 +55,7 @@ class Strategy(abc.ABC):
         self.weights = weights or {}
         self._queues: dict[str, ReadyQueue] = {}
         self._served: dict[str, float] = {}  # service received / weight, per queue
+        self._bands: dict[str, list[int]] = {}  # per queue: ready jobs [high, normal, low]
         self._size = 0
 
     @abc.abstractmethod
@@ -74,6 +79,7 @@ class Strategy(abc.ABC):
             )
         queue.push(job)
         self._size += 1
+        self._band(job)[_band_of(job.priority)] += 1
 
     def pop(self, queues: tuple[str, ...]) -> ReadyJob | None:
         """The next job from the least-served non-empty queue among ``queues``."""
@@ -86,7 +92,19 @@ class Strategy(abc.ABC):
             return None
         self._served[best] += 1.0 / self.weights.get(best, 1.0)
         self._size -= 1
-        return self._queues[best].pop()
+        job = self._queues[best].pop()
+        self._band(job)[_band_of(job.priority)] -= 1
+        return job
+
+    def _band(self, job: ReadyJob) -> list[int]:
+        bands = self._bands.get(job.queue)
+        if bands is None:
+            bands = self._bands[job.queue] = [0, 0, 0]
+        return bands
+
+    def bands(self) -> dict[str, tuple[int, int, int]]:
+        """Ready jobs per queue by priority band: (high > 0, normal = 0, low < 0)."""
+        return {name: (b[0], b[1], b[2]) for name, b in self._bands.items()}
 
     def __len__(self) -> int:
         return self._size

@@ -173,6 +173,15 @@ class WorkflowView(msgspec.Struct, frozen=True):
     steps: list[StepView]  # in topological order
 
 
+class RunningView(msgspec.Struct, frozen=True):
+    """A job a worker is running, with its latest progress report."""
+
+    job_id: int
+    token: int
+    progress: float | None = None  # 0.0 .. 1.0, None before the first report
+    message: str = ""
+
+
 class WorkerView(msgspec.Struct, frozen=True):
     name: str
     state: str
@@ -180,6 +189,16 @@ class WorkerView(msgspec.Struct, frozen=True):
     running: int
     queues: list[str]
     last_seen_s: float
+    jobs: list[RunningView] = []
+
+
+class QueueView(msgspec.Struct, frozen=True):
+    """Ready jobs in one queue, by priority band (high > 0, normal = 0, low < 0)."""
+
+    ready: int
+    high: int = 0
+    normal: int = 0
+    low: int = 0
 
 
 class StatusView(msgspec.Struct, frozen=True):
@@ -187,6 +206,29 @@ class StatusView(msgspec.Struct, frozen=True):
     workers: list[WorkerView]
     strategy: str
     counters: dict[str, int] = {}  # e.g. refused_results: stale results refused
+    queues: dict[str, QueueView] = {}
+    completed_last_minute: int = 0  # jobs that ended (any final state) in the last 60 s
+    throughput_per_s: float = 0.0  # SUCCEEDED per second over the last 60 s
+    dead_letters: int = 0  # jobs in FAILED
+
+
+class Event(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """Something that happened, published after it was committed.
+
+    kind "job": ``job_id`` moved to ``status``; "progress": a running job reported
+    ``fraction`` and ``message``; "worker": ``worker`` became ``status`` (joined,
+    alive, suspect, dead, left)."""
+
+    seq: int
+    at: float
+    kind: str
+    job_id: int = 0
+    status: str = ""
+    queue: str = ""
+    worker: str = ""
+    token: int = 0
+    fraction: float = -1.0
+    message: str = ""
 
 
 # ---------------------------------------------------------- to the scheduler
@@ -271,6 +313,39 @@ class Requeue(Message, frozen=True):
     all_failed: bool = False
 
 
+class Progress(Message, frozen=True):
+    """Latest progress of running jobs: (job_id, token, fraction 0..1, message)."""
+
+    updates: Annotated[
+        list[
+            tuple[
+                int,
+                int,
+                Annotated[float, msgspec.Meta(ge=0, le=1)],
+                Annotated[str, msgspec.Meta(max_length=1024)],
+            ]
+        ],
+        msgspec.Meta(max_length=10_000),
+    ]
+
+
+class Subscribe(Message, frozen=True):
+    """Stream events (all, or one job's) to this client as Events frames."""
+
+    request_id: RequestId
+    job_id: JobId | None = None
+
+
+class EventsAck(Message, frozen=True):
+    """The subscriber has taken one Events frame: it may be sent one more."""
+
+    request_id: RequestId
+
+
+class Unsubscribe(Message, frozen=True):
+    request_id: RequestId
+
+
 class Drain(Message, frozen=True):
     """A worker stopping: send it no new jobs; it finishes what it holds, then says Goodbye."""
 
@@ -295,6 +370,10 @@ ToScheduler = (
     | Requeue
     | SubmitWorkflow
     | GetWorkflow
+    | Progress
+    | Subscribe
+    | EventsAck
+    | Unsubscribe
 )
 
 # ---------------------------------------------------------- from the scheduler
@@ -351,6 +430,15 @@ class WorkflowReply(Message, frozen=True):
     workflow: WorkflowView | None
 
 
+class Events(Message, frozen=True):
+    """Events for a subscription; ``dropped`` were lost since the last frame because the
+    subscriber fell behind (its buffer is bounded so it can never slow the scheduler)."""
+
+    request_id: int
+    events: list[Event]
+    dropped: int = 0
+
+
 class HeartbeatAck(Message, frozen=True):
     """Your heartbeat sent at ``sent_at`` (your clock) renewed your leases."""
 
@@ -405,6 +493,7 @@ FromScheduler = (
     | RequeueReply
     | WorkflowSubmitted
     | WorkflowReply
+    | Events
 )
 
 # ------------------------------------------------------------ codecs, built once

@@ -45,8 +45,12 @@ def jobs(n: int, queue: str = "default", start: int = 1) -> Enqueue:
 @pytest.mark.parametrize("name", sorted(strategies.STRATEGIES))
 async def test_no_worker_is_ever_proposed_more_jobs_than_its_credit(name: str) -> None:
     actor, recorder = await make(name)
-    await send(actor, WorkerCredit(b"a", "a", ("default",), 4, 4),
-               WorkerCredit(b"b", "b", ("default",), 1, 1), jobs(100))  # fmt: skip
+    await send(
+        actor,
+        WorkerCredit(b"a", "a", ("default",), 4, 4),
+        WorkerCredit(b"b", "b", ("default",), 1, 1),
+        jobs(100),
+    )
     assert Counter(peer for _, peer in recorder.picks()) == {b"a": 4, b"b": 1}
     await send(actor, ReturnCredit(b"b", 1), WorkerGone(b"a"))
     assert Counter(peer for _, peer in recorder.picks()) == {b"b": 1}
@@ -64,16 +68,21 @@ async def test_round_robin_rotates_one_job_at_a_time() -> None:
 
 async def test_least_loaded_gives_the_next_job_to_the_most_free_relative_to_size() -> None:
     actor, recorder = await make("least-loaded")
-    await send(actor, WorkerCredit(b"big", "big", ("default",), 8, 8),
-               WorkerCredit(b"small", "small", ("default",), 2, 2), jobs(5))  # fmt: skip
+    await send(
+        actor,
+        WorkerCredit(b"big", "big", ("default",), 8, 8),
+        WorkerCredit(b"small", "small", ("default",), 2, 2),
+        jobs(5),
+    )
     # big 8/8 -> 7/8 -> 6/8 -> small 2/2 (1.0 > 0.75) -> big 6/8 ...
     assert Counter(peer for _, peer in recorder.picks()) == {b"big": 4, b"small": 1}
 
 
 async def test_jobs_go_only_to_workers_serving_their_queue() -> None:
     actor, recorder = await make("fifo")
-    await send(actor, WorkerCredit(b"h", "h", ("heavy",), 2, 2),
-               WorkerCredit(b"l", "l", ("light",), 2, 2))  # fmt: skip
+    await send(
+        actor, WorkerCredit(b"h", "h", ("heavy",), 2, 2), WorkerCredit(b"l", "l", ("light",), 2, 2)
+    )
     await send(actor, jobs(5, "heavy"), jobs(5, "light", start=6))
     picks = recorder.picks()
     assert {peer for job_id, peer in picks if job_id <= 5} == {b"h"}

@@ -155,6 +155,7 @@ async def test_a_stale_fencing_token_is_refused_and_changes_nothing(
             assert view is not None
             assert view.status == "RUNNING", "a stale result changes nothing"
 
+            sock.send(wire.encode(wire.Progress([(job_id, 0, 0.5, "stale token")])))
             sock.send(wire.encode(wire.Heartbeat([(job_id, 1), (999, 7)], 1.0)))
             stop = recv_until(wire.StopJob)
             assert (stop.job_id, stop.token) == (999, 7)  # type: ignore[attr-defined]
@@ -173,6 +174,7 @@ async def test_a_stale_fencing_token_is_refused_and_changes_nothing(
             status = await client.status()
             assert status.counters["refused_results"] == 2
             assert status.counters["refused_leases"] == 1
+            assert status.counters["refused_progress"] == 1
     finally:
         sock.close()
 

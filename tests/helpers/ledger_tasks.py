@@ -142,3 +142,16 @@ def step(seconds: float = 0.0, fail_below_token: int = 0) -> dict[str, Any]:
         raise RuntimeError(f"step {ctx.step} fails under token {ctx.token}")
     _event("end", step=ctx.step)
     return {"step": ctx.step, "parents": ctx.steps}
+
+
+@task(name="progressing")
+def progressing(steps: int = 4, seconds: float = 0.4) -> str:
+    """Reports progress ``steps`` times over ``seconds``, then succeeds."""
+    ctx = context()
+    _event("start")
+    for i in range(1, steps + 1):
+        time.sleep(seconds / steps)
+        ctx.progress(i / steps, f"step {i} of {steps}")
+        time.sleep(0.3)  # longer than the worker's coalescing interval: every report is sent
+    _event("end")
+    return "done"

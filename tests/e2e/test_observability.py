@@ -1,0 +1,266 @@
+"""Real-time visibility on real processes: the event stream, progress, the status views,
+the live terminal view under a pseudo-terminal, and a real Prometheus scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import zmq
+from prometheus_client.parser import text_string_to_metric_families
+
+from actors.client import AsyncClient, job_spec
+from tests.e2e.test_cli import corral
+from tests.helpers.procs import ROOT, Procs, free_address
+from transport import protocol as wire
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A real HTTP scrape, parsed by prometheus-client's own text parser."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def collect(client: AsyncClient, until: object, timeout: float = 30.0) -> list[wire.Event]:
+    events: list[wire.Event] = []
+
+    async def run() -> None:
+        async for event in client.watch():
+            events.append(event)
+            if until(events):  # type: ignore[operator]
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return events
+
+
+async def test_a_subscriber_sees_every_transition_of_a_job_in_order_with_progress(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "w0", 2)
+    async with (
+        AsyncClient(address, connect_timeout=10) as client,
+        AsyncClient(address, connect_timeout=10) as watcher,
+    ):
+        job_ids: list[int] = []
+
+        def done(events: list[wire.Event]) -> bool:
+            return any(
+                e.kind == "job" and e.job_id in job_ids and e.status == "SUCCEEDED" for e in events
+            )
+
+        watching = asyncio.ensure_future(collect(watcher, done))
+        await asyncio.sleep(0.3)  # the subscription is in place before the submission
+        job_ids.append(await client.submit("progressing", [4, 0.2]))
+        events = await watching
+    mine = [e for e in events if e.job_id == job_ids[0]]
+    transitions = [e.status for e in mine if e.kind == "job"]
+    assert transitions == ["PENDING", "QUEUED", "RUNNING", "SUCCEEDED"]
+    progress = [e for e in mine if e.kind == "progress"]
+    assert [p.fraction for p in progress] == [0.25, 0.5, 0.75, 1.0]
+    assert progress[-1].message == "step 4 of 4"
+    kinds = [e.kind for e in mine]
+    assert kinds.index("progress") > transitions.index("RUNNING")
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+async def test_a_killed_worker_goes_suspect_then_dead_and_its_job_is_requeued(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    victim = procs.worker(address, "victim", 1)
+    async with (
+        AsyncClient(address, connect_timeout=10) as client,
+        AsyncClient(address, connect_timeout=10) as watcher,
+    ):
+        job_ids: list[int] = []
+
+        def done(events: list[wire.Event]) -> bool:
+            return any(e.job_id in job_ids and e.status == "SUCCEEDED" for e in events)
+
+        watching = asyncio.ensure_future(collect(watcher, done))
+        await asyncio.sleep(0.3)
+        job_ids.append(await client.submit("bait", [30.0, 0.1]))
+        while (await client.job(job_ids[0])).status != "RUNNING":  # type: ignore[union-attr]  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        procs.worker(address, "heir", 1)
+        events = await watching
+    health = [e.status for e in events if e.kind == "worker" and e.worker == "victim"]
+    assert health[:2] == ["joined", "suspect"]
+    assert "dead" in health
+    assert health.index("dead") > health.index("suspect")
+    job = [(e.status, e.worker) for e in events if e.kind == "job" and e.job_id == job_ids[0]]
+    assert [s for s, _ in job] == [
+        "PENDING",
+        "QUEUED",
+        "RUNNING",
+        "PENDING",
+        "QUEUED",
+        "RUNNING",
+        "SUCCEEDED",
+    ]
+    assert job[2][1] == "victim"
+    assert job[5][1] == "heir"
+
+
+async def test_status_json_and_once_report_the_counts_of_what_was_submitted(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "w0", 2, "--queues", "default,other")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        ok = await client.submit_many([job_spec("record", [i]) for i in range(30)])
+        bad = await client.submit_many([job_spec("fail_until", [9], max_retries=0)] * 5)
+        await client.wait(ok + bad, timeout=30)
+        await client.submit("record", ["later"], depends_on=[ok[0]], queue="nobody")
+    done = corral("status", "--json", "--connect", address)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["jobs"]["SUCCEEDED"] == 30
+    assert status["jobs"]["FAILED"] == 5
+    assert status["dead_letters"] == 5
+    assert status["jobs"]["QUEUED"] == 1, "the job on a queue nobody serves waits, ready"
+    assert status["queues"]["nobody"] == {"ready": 1, "high": 0, "normal": 1, "low": 0}
+    assert status["completed_last_minute"] == 35
+    assert status["strategy"] == "priority"
+    [worker] = status["workers"]
+    assert (worker["name"], worker["state"], worker["slots"]) == ("w0", "alive", 2)
+    once = corral("status", "--once", "--connect", address)
+    assert once.returncode == 0, once.stderr
+    for text in ("jobs by state", "ready queues", "nobody", "w0", "alive", "5 dead letter"):
+        assert text in once.stdout
+    workers = corral("workers", "--connect", address)
+    assert "w0" in workers.stdout
+    jobs = json.loads(corral("jobs", "--state", "failed", "--json", "--connect", address).stdout)
+    assert sorted(j["job_id"] for j in jobs) == sorted(bad)
+
+
+async def test_a_prometheus_scrape_parses_and_matches_the_work_done(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    port = free_port()
+    procs.scheduler(address, tmp_path / "corral.db", "--metrics-port", str(port))
+    procs.worker(address, "w0", 4)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        ok = await client.submit_many([job_spec("record", [i], queue="default") for i in range(40)])
+        retried = await client.submit("fail_until", [1], max_retries=2, backoff=(0.05, 1, 1))
+        dead = await client.submit("fail_until", [9], max_retries=0)
+        await client.wait([*ok, retried, dead], timeout=30)
+    await asyncio.sleep(1.5)  # snapshots are published once a second
+    samples = scrape(port)
+    q = (("queue", "default"),)
+    assert samples[("corral_jobs_submitted_total", q)] == 42
+    assert samples[("corral_jobs_succeeded_total", q)] == 41
+    assert samples[("corral_jobs_failed_total", q)] == 1
+    assert samples[("corral_jobs_retried_total", q)] == 1
+    assert samples[("corral_dead_letters", ())] == 1
+    assert samples[("corral_jobs", (("state", "SUCCEEDED"),))] == 41
+    assert samples[("corral_workers", (("health", "alive"),))] == 1
+    assert samples[("corral_assignment_latency_seconds_count", ())] == 43
+    assert samples[("corral_store_commit_seconds_count", ())] >= 1
+    assert ("corral_queue_depth", q) in samples
+
+
+async def test_a_subscriber_that_never_reads_loses_events_not_throughput(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    port = free_port()
+    procs.scheduler(address, tmp_path / "corral.db", "--metrics-port", str(port))
+    procs.worker(address, "w0", 8)
+    stuck = zmq.Context.instance().socket(zmq.DEALER)
+    stuck.setsockopt(zmq.LINGER, 0)
+    stuck.setsockopt(zmq.RCVHWM, 10)
+    stuck.connect(address)
+    try:
+        stuck.send(wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION)))
+        stuck.send(wire.encode(wire.Subscribe(1)))  # ...and never acknowledges a frame
+        async with AsyncClient(address, connect_timeout=10) as client:
+            await asyncio.sleep(0.2)
+            ids = await client.submit_many([job_spec("record", [i]) for i in range(20_000)])
+            outcomes = await client.wait(ids, timeout=120)
+            await asyncio.sleep(1.5)
+            status = await client.status()
+    finally:
+        stuck.close()
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+    assert status.jobs["SUCCEEDED"] == 20_000
+    samples = scrape(port)
+    # 4 transitions per job = 80,000 events: far more than the stuck subscriber's window
+    # and bounded buffer hold, so most were dropped, counted, and nothing waited for it.
+    assert samples[("corral_events_dropped_total", ())] > 10_000
+
+
+def test_the_live_view_renders_under_a_pseudo_terminal(procs: Procs, tmp_path: Path) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "w0", 2)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: corral status, live, in a terminal
+        os.environ.update({"COLUMNS": "120", "LINES": "40", "TERM": "xterm"})
+        os.chdir(ROOT)
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "actors.cli",
+                "status",
+                "--interval",
+                "0.2",
+                "--connect",
+                address,
+            ],
+        )
+    output = b""
+    deadline = time.monotonic() + 4
+    subprocess.run(
+        [sys.executable, "-m", "actors.cli", "submit", "record", "[1]", "--connect", address],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        output += chunk
+    os.kill(pid, signal.SIGINT)
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert "Traceback" not in text
+    assert text.count("jobs by state") >= 1
+    assert "w0" in text
+    assert output.count(b"\x1b[") > 10, "it redrew itself (cursor moves) several times"
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 0
