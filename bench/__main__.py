@@ -1,10 +1,21 @@
 """``python -m bench``: measure corral end to end on real processes.
 
+Every mode starts a real scheduler on a fresh SQLite file (WAL, acknowledgements after
+commit) and real worker processes, drives them through the client SDK over ZeroMQ, counts
+every execution outside corral (``lost``, ``duplicated``), and stops all it started.
+
 Modes (one per run):
-  --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs, time until all done
+  --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs as fast as the
+                                             SDK allows, time until the last completes
+        [--status-every S]                   ...while asking for status every S seconds
+  --rate R --duration S                      steady rate: one job at a time at R jobs/s;
+                                             submit->start and submit->done percentiles
+  --backlog N                                enqueue N jobs with no workers, then start them
+                                             and time the drain; scheduler RSS with the backlog
+  --scale 1,2,4,8 [--jobs N]                 throughput at each worker count
   --chaos [--jobs N] [--kill-every S]        random worker SIGKILLs; checks no double commit,
                                              results from the last token, no overlapping runs
-  --dag [--layers L --width W --chain N]     a wide workflow (L x W steps) and a chain of N steps
+  --dag [--layers L --width W --chain N]     a wide workflow (L x W steps) and a chain of N
 """
 
 from __future__ import annotations
@@ -13,17 +24,17 @@ import argparse
 import asyncio
 import json
 import sys
-import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from actors.client import AsyncClient, job_spec
+from bench import modes
 from bench.chaos import run_chaos
 from bench.dag import run_dag
 from bench.harness import Cluster
+from bench.report import show, show_rows
 
 # The chaos run uses second-scale lease timings so reclaims happen within the run.
 CHAOS_TIMINGS = (
@@ -41,74 +52,37 @@ CHAOS_TIMINGS = (
     "1",
 )
 
-SUBMIT_BATCH = 5_000
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1], 3)}
-
-
-async def throughput(
-    args: argparse.Namespace, cluster: Cluster, progress: Progress
+def run_once(
+    args: argparse.Namespace,
+    console: Console,
+    mode: Callable[[Cluster, Progress], Coroutine[Any, Any, dict[str, Any]]],
+    scheduler_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    cluster.start_workers(args.workers, args.concurrency)
-    bar = progress.add_task("jobs done", total=args.jobs)
-    async with AsyncClient(cluster.address, connect_timeout=20) as client:
-        await asyncio.sleep(1.0)  # let the workers connect
-        started = time.perf_counter()
-        ids: list[int] = []
-        waits = []
-        for start in range(0, args.jobs, SUBMIT_BATCH):
-            n = min(SUBMIT_BATCH, args.jobs - start)
-            batch = await client.submit_many([job_spec("bench.noop")] * n)
-            ids += batch
-            waits.append(asyncio.ensure_future(client.wait(batch, timeout=args.timeout)))
-        done = 0
-        for wait in asyncio.as_completed(waits):
-            outcomes = await wait
-            done += len(outcomes)
-            progress.update(bar, completed=done)
-        seconds = time.perf_counter() - started
-        rss = cluster.rss_mb()
-        succeeded = sum(1 for _ in ids)
-    return {
-        "mode": "throughput",
-        "jobs": args.jobs,
-        "completed": succeeded,
-        "seconds": seconds,
-        "jobs_per_s": args.jobs / seconds,
-        "latency_ms": percentiles([]),
-        "scheduler_rss_mb": rss,
-        "ids": ids,
-    }
-
-
-def finish(result: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
+    """One mode on a fresh cluster; adds the independently counted lost/duplicated."""
+    cluster = Cluster(("--strategy", args.strategy, *scheduler_args))
+    try:
+        cluster.start_scheduler()
+        with progress_bar(console) as progress:
+            result = asyncio.run(mode(cluster, progress))
+    finally:
+        cluster.stop()
     ids = result.pop("ids")
     runs = cluster.executions()
     result["lost"] = sum(1 for i in ids if runs[i] == 0)
-    result["duplicated"] = sum(n - 1 for n in runs.values() if n > 1)
+    result["duplicated"] = sum(runs[i] - 1 for i in ids if runs[i] > 1)
     return result
-
-
-def show(result: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"corral bench: {result['mode']}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        if isinstance(value, dict):
-            value = "  ".join(f"{k} {v}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:,.2f}"
-        table.add_row(key, str(value))
-    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,12 +91,23 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--jobs", type=int, default=20_000, help="throughput mode: jobs to run")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=64, help="slots per worker")
-    parser.add_argument("--timeout", type=float, default=600.0, help="give up after S seconds")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs to run (default 20,000)")
+    parser.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
+    parser.add_argument("--concurrency", type=int, default=64, help="slots per worker (64)")
     parser.add_argument("--strategy", default="priority")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="give up after S seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--status-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="throughput: also request status every S seconds",
+    )
+    parser.add_argument("--rate", type=float, help="steady-rate mode: jobs per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="steady rate: seconds")
+    parser.add_argument("--backlog", type=int, metavar="N", help="backlog mode: jobs to enqueue")
+    parser.add_argument("--scale", metavar="W1,W2,...", help="scaling mode: worker counts")
     parser.add_argument("--chaos", action="store_true", help="chaos mode (see above)")
     parser.add_argument(
         "--kill-every",
@@ -144,30 +129,79 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
+
     if args.chaos:
         return chaos(args, console)
     if args.dag:
         return dag(args, console)
-    cluster = Cluster(("--strategy", args.strategy))
-    try:
-        cluster.start_scheduler()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            result = asyncio.run(throughput(args, cluster, progress))
-    finally:
-        cluster.stop()
-    result = finish(result, cluster)
+    if args.scale:
+        return scale(args, console)
+    if args.rate:
+        result = run_once(
+            args,
+            console,
+            lambda c, p: modes.steady_rate(
+                c, args.rate, args.duration, args.workers, args.concurrency, p
+            ),
+        )
+    elif args.backlog:
+        result = run_once(
+            args,
+            console,
+            lambda c, p: modes.backlog(
+                c, args.backlog, args.workers, args.concurrency, p, args.timeout
+            ),
+        )
+    else:
+        result = run_once(
+            args,
+            console,
+            lambda c, p: modes.throughput(
+                c, args.jobs, args.workers, args.concurrency, p, args.status_every, args.timeout
+            ),
+        )
     if args.json:
         print(json.dumps(result))
     else:
         show(result, console)
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
+def scale(args: argparse.Namespace, console: Console) -> int:
+    rows = []
+    for workers in [int(w) for w in args.scale.split(",")]:
+        result = run_once(
+            args,
+            console,
+            lambda c, p, w=workers: modes.throughput(
+                c, args.jobs, w, args.concurrency, p, 0.0, args.timeout
+            ),
+        )
+        rows.append(
+            {
+                "workers": workers,
+                "jobs": result["jobs"],
+                "seconds": result["seconds"],
+                "jobs_per_s": result["jobs_per_s"],
+                "lost": result["lost"],
+                "duplicated": result["duplicated"],
+            }
+        )
+    ok = all(r["lost"] == 0 and r["duplicated"] == 0 for r in rows)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "mode": "scaling",
+                    "runs": rows,
+                    "lost": sum(r["lost"] for r in rows),
+                    "duplicated": sum(r["duplicated"] for r in rows),
+                }
+            )
+        )
+    else:
+        show_rows("corral bench: scaling", rows, console)
+    return 0 if ok else 1
 
 
 def dag(args: argparse.Namespace, console: Console) -> int:
@@ -193,19 +227,7 @@ def dag(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps({"mode": "dag", **results}))
     else:
-        table = Table(title="corral bench: dag")
-        table.add_column("metric")
-        for label in results:
-            table.add_column(label, justify="right")
-        for key in next(iter(results.values())):
-            table.add_row(
-                key,
-                *(
-                    f"{r[key]:,}" if isinstance(r[key], int) else str(r[key])
-                    for r in results.values()
-                ),
-            )
-        console.print(table)
+        show_rows("corral bench: dag", [{"run": k, **v} for k, v in results.items()], console)
     return 0 if ok else 1
 
 
@@ -214,14 +236,7 @@ def chaos(args: argparse.Namespace, console: Console) -> int:
     workers = min(args.workers, 4)
     try:
         cluster.start_scheduler()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
+        with progress_bar(console) as progress:
             bar = progress.add_task("jobs succeeded (workers being killed)", total=args.jobs)
             report = asyncio.run(
                 run_chaos(

@@ -86,14 +86,7 @@ class Cluster:
         return float("nan")
 
     def stop(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        self.stop_workers()
         if self.scheduler is not None and self.scheduler.poll() is None:
             self.scheduler.send_signal(signal.SIGTERM)
             try:
@@ -109,3 +102,23 @@ class Cluster:
             ids.frombytes(path.read_bytes())
             runs.update(ids)
         return runs
+
+    def start_times(self) -> dict[int, float]:
+        """When each job id (last) started, by the worker's clock (this machine's)."""
+        starts: dict[int, float] = {}
+        for path in self.dir.glob("*.ids"):
+            ids, times = array("q"), array("d")
+            ids.frombytes(path.read_bytes())
+            times.frombytes(path.with_suffix(".starts").read_bytes())
+            starts.update(zip(ids, times, strict=True))
+        return starts
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -1,7 +1,9 @@
-"""The bench's task: a no-op that records each execution's job id, independently of corral.
+"""The bench's tasks: a no-op that records each execution (job id and start time)
+independently of corral, and a ledgered one for chaos runs.
 
-Ids are kept in memory and written to $CORRAL_BENCH_DIR/<pid>.ids when the worker exits
-cleanly (the bench stops workers with SIGTERM, which drains them first).
+The no-op keeps its records in memory and writes them to $CORRAL_BENCH_DIR/<pid>.ids and
+<pid>.starts when the worker exits cleanly (the bench stops workers with SIGTERM, which
+drains them first).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from array import array
 from actors.worker import context, task
 
 _executed = array("q")
+_started = array("d")
 
 
 @task(name="bench.noop")
 async def noop() -> None:
     _executed.append(context().job_id)
+    _started.append(time.time())
 
 
 def _dump() -> None:
@@ -26,6 +30,8 @@ def _dump() -> None:
     if directory:
         with open(os.path.join(directory, f"{os.getpid()}.ids"), "wb") as f:
             _executed.tofile(f)
+        with open(os.path.join(directory, f"{os.getpid()}.starts"), "wb") as f:
+            _started.tofile(f)
 
 
 atexit.register(_dump)

@@ -1,0 +1,188 @@
+"""The load-generating modes: throughput, steady rate, backlog drain. Each drives a started
+``Cluster`` through the client SDK and returns the figures of one run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from rich.progress import Progress
+
+from actors.client import AsyncClient, job_spec
+from bench.harness import Cluster
+from bench.report import percentiles
+
+SUBMIT_CHUNK = 5_000  # jobs per Submit frame
+IN_FLIGHT = 4  # submit frames awaiting acknowledgement at once
+
+
+async def wait_for_workers(client: AsyncClient, n: int) -> None:
+    while len([w for w in (await client.status()).workers if w.state == "alive"]) < n:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+async def submit_all(client: AsyncClient, jobs: int, on_chunk: Any = None) -> list[int]:
+    """Submit ``jobs`` no-op jobs as fast as acknowledgements come back (a few frames in
+    flight); returns their ids in order."""
+    spec = job_spec("bench.noop")
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def chunk(n: int) -> list[int]:
+        async with gate:
+            ids = await client.submit_many([spec] * n)
+        if on_chunk is not None:
+            on_chunk(ids)
+        return ids
+
+    sizes = [min(SUBMIT_CHUNK, jobs - start) for start in range(0, jobs, SUBMIT_CHUNK)]
+    return [i for ids in await asyncio.gather(*(chunk(n) for n in sizes)) for i in ids]
+
+
+async def wait_all(
+    client: AsyncClient, ids: list[int], progress: Progress, bar: Any, timeout: float
+) -> int:
+    done = 0
+    waits = [
+        asyncio.ensure_future(client.wait(ids[i : i + 50_000], timeout=timeout))
+        for i in range(0, len(ids), 50_000)
+    ]
+    for finished in asyncio.as_completed(waits):
+        done += len(await finished)
+        progress.update(bar, completed=done)
+    return done
+
+
+async def throughput(
+    cluster: Cluster,
+    jobs: int,
+    workers: int,
+    concurrency: int,
+    progress: Progress,
+    status_every: float = 0.0,
+    timeout: float = 600,
+) -> dict[str, Any]:
+    cluster.start_workers(workers, concurrency)
+    bar = progress.add_task(f"{jobs:,} jobs on {workers} worker(s)", total=jobs)
+    polls = 0
+    async with AsyncClient(cluster.address, connect_timeout=20, request_timeout=timeout) as client:
+        await wait_for_workers(client, workers)
+        poller = None
+        if status_every:
+
+            async def poll() -> None:
+                nonlocal polls
+                while True:
+                    await client.status()
+                    polls += 1
+                    await asyncio.sleep(status_every)
+
+            poller = asyncio.ensure_future(poll())
+        started = time.perf_counter()
+        ids = await submit_all(client, jobs)
+        completed = await wait_all(client, ids, progress, bar, timeout)
+        seconds = time.perf_counter() - started
+        if poller is not None:
+            poller.cancel()
+    result = {
+        "mode": "throughput",
+        "jobs": jobs,
+        "completed": completed,
+        "seconds": seconds,
+        "jobs_per_s": jobs / seconds,
+        "latency_ms": percentiles([]),
+        "scheduler_rss_mb": cluster.rss_mb(),
+        "workers": workers,
+        "ids": ids,
+    }
+    if status_every:
+        result["status_requests"] = polls
+    return result
+
+
+async def steady_rate(
+    cluster: Cluster,
+    rate: float,
+    duration: float,
+    workers: int,
+    concurrency: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Submit one job at a time at ``rate`` per second; measure submit->start and
+    submit->done for each (start by the worker's clock, same machine)."""
+    cluster.start_workers(workers, concurrency)
+    total = int(rate * duration)
+    bar = progress.add_task(f"{rate:g} jobs/s for {duration:g}s", total=total)
+    submitted_at: dict[int, float] = {}
+    done_at: dict[int, float] = {}
+    async with AsyncClient(cluster.address, connect_timeout=20) as client:
+        await wait_for_workers(client, workers)
+
+        async def one() -> None:
+            sent = time.time()
+            job_id = await client.submit("bench.noop")
+            submitted_at[job_id] = sent
+            await client.wait([job_id], timeout=120)
+            done_at[job_id] = time.time()
+            progress.advance(bar)
+
+        tasks = []
+        began = time.perf_counter()
+        for n in range(total):
+            delay = began + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one()))
+        await asyncio.gather(*tasks)
+        seconds = time.perf_counter() - began
+    cluster.stop_workers()
+    starts = cluster.start_times()
+    to_start = [(starts[j] - t) * 1000 for j, t in submitted_at.items() if j in starts]
+    to_done = [(done_at[j] - t) * 1000 for j, t in submitted_at.items()]
+    return {
+        "mode": "rate",
+        "jobs": total,
+        "completed": len(done_at),
+        "seconds": seconds,
+        "jobs_per_s": len(done_at) / seconds,
+        "rate": rate,
+        "latency_ms": percentiles(to_start),
+        "submit_to_done_ms": percentiles(to_done),
+        "scheduler_rss_mb": cluster.rss_mb(),
+        "ids": list(submitted_at),
+    }
+
+
+async def backlog(
+    cluster: Cluster,
+    jobs: int,
+    workers: int,
+    concurrency: int,
+    progress: Progress,
+    timeout: float = 1200,
+) -> dict[str, Any]:
+    """Enqueue ``jobs`` with no worker connected, then start workers and time the drain."""
+    bar = progress.add_task(f"enqueue {jobs:,} with no workers", total=jobs)
+    async with AsyncClient(cluster.address, connect_timeout=20, request_timeout=timeout) as client:
+        started = time.perf_counter()
+        ids = await submit_all(client, jobs, lambda chunk: progress.advance(bar, len(chunk)))
+        enqueue_seconds = time.perf_counter() - started
+        await asyncio.sleep(1.0)
+        rss_with_backlog = cluster.rss_mb()
+        drain = progress.add_task(f"drain on {workers} worker(s)", total=jobs)
+        started = time.perf_counter()
+        cluster.start_workers(workers, concurrency)
+        completed = await wait_all(client, ids, progress, drain, timeout)
+        seconds = time.perf_counter() - started
+    return {
+        "mode": "backlog",
+        "jobs": jobs,
+        "completed": completed,
+        "seconds": seconds,
+        "jobs_per_s": jobs / seconds,
+        "latency_ms": percentiles([]),
+        "scheduler_rss_mb": rss_with_backlog,
+        "enqueue_s": enqueue_seconds,
+        "enqueue_per_s": jobs / enqueue_seconds,
+        "ids": ids,
+    }
