@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -76,6 +77,9 @@ def run_once(
         cluster.start_scheduler()
         with progress_bar(console) as progress:
             result = asyncio.run(mode(cluster, progress))
+        time.sleep(1.1)  # the scheduler publishes metric snapshots once a second
+        for name, figures in cluster.scheduler_histograms().items():
+            result[name.removeprefix("corral_").removesuffix("_seconds") + "_ms"] = figures
     finally:
         cluster.stop()
     ids = result.pop("ids")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from array import array
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,9 @@ class Cluster:
             )
 
     def start_scheduler(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.metrics_port = s.getsockname()[1]
         self.scheduler = self._spawn(
             "scheduler",
             "scheduler",
@@ -54,6 +58,8 @@ class Cluster:
             self.address,
             "--db",
             str(self.db),
+            "--metrics-port",
+            str(self.metrics_port),
             *self.scheduler_args,
         )
         host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
@@ -72,6 +78,32 @@ class Cluster:
             i = len(self.workers)
             args = ["worker", module, "--connect", self.address, "--concurrency", str(concurrency)]
             self.workers.append(self._spawn(f"worker-{i}", *args, "--name", f"bench-{i}"))
+
+    def scheduler_histograms(self) -> dict[str, dict[str, float]]:
+        """p50/p99 (ms, bucket upper bounds) of the scheduler's own latency histograms."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            buckets = [
+                (float(s.labels["le"]), s.value)
+                for s in family.samples
+                if s.name.endswith("_bucket")
+            ]
+            if not buckets or not buckets[-1][1]:
+                continue
+            total = buckets[-1][1]
+            out[family.name] = {
+                f"p{int(q * 100)}": next(le for le, n in buckets if n >= q * total) * 1000
+                for q in (0.5, 0.99)
+            }
+        return out
 
     def rss_mb(self) -> float:
         """Resident memory of the scheduler process, from /proc."""
