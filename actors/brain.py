@@ -163,7 +163,7 @@ class Brain:
             elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
                 self._recover_waiting(job, dag, ops, effects)
         if len(ops) or effects.ready or effects.finished:
-            self.store.tell(Write(ops, self.scheduler, effects))
+            self.store.tell(Write(ops.seal(), self.scheduler, effects))
 
     def _recover_waiting(self, job: Job, dag: DagResolver, ops: Ops, effects: Effects) -> None:
         parents = {

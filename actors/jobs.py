@@ -67,12 +67,29 @@ class Job(msgspec.Struct, gc=False):
         """The row for ``store.INSERT_JOB``, in ``store.JOB_COLUMNS`` order."""
         backoff = self.backoff
         return (
-            *(getattr(self, name) for name in _LEADING),
-            _pack_ids(self.depends_on),
-            *(getattr(self, name) for name in _MIDDLE),
+            self.id,
+            self.task,
+            self.args,
+            self.kwargs,
+            self.priority,
+            self.queue,
+            _pack_ids(self.depends_on) if self.depends_on else _NO_IDS,
+            self.max_retries,
+            self.idempotency_key,
+            self.timeout,
+            self.created_at,
             self.status.value,
-            *(getattr(self, name) for name in _TRAILING),
-            *((backoff.base, backoff.factor, backoff.cap) if backoff else (None, None, None)),
+            self.attempts,
+            self.token,
+            self.worker,
+            self.started_at,
+            self.finished_at,
+            self.not_before,
+            self.result,
+            self.error,
+            backoff.base if backoff else None,
+            backoff.factor if backoff else None,
+            backoff.cap if backoff else None,
             self.workflow_id,
             self.step,
         )
@@ -137,18 +154,7 @@ class Job(msgspec.Struct, gc=False):
         return cls(**fields)
 
 
-_LEADING = ("id", "task", "args", "kwargs", "priority", "queue")
-_MIDDLE = ("max_retries", "idempotency_key", "timeout", "created_at")
-_TRAILING = (
-    "attempts",
-    "token",
-    "worker",
-    "started_at",
-    "finished_at",
-    "not_before",
-    "result",
-    "error",
-)
+_NO_IDS = _pack_ids([])
 _ALL_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 
 
@@ -232,7 +238,8 @@ class JobTable:
         job.status = new
         self.counts[old.value] -= 1
         self.counts[new.value] += 1
-        ops.updates.append(job.update_row(old))
+        if job.id not in ops.new_ids:  # a job created in this same write is inserted as it is
+            ops.updates.append(job.update_row(old))
         retried = old is JobState.RUNNING and new is JobState.PENDING
         metric = "retried" if retried else _METRIC_OF.get(new)
         if metric is not None:
@@ -303,7 +310,8 @@ class JobTable:
             self.events.append(("job", job_id, "PENDING", job.queue, "", 0, -1.0, ""))
         if spec.idempotency_key is not None:
             self.by_key[spec.idempotency_key] = job_id
-        ops.inserts.append(job.insert_row())
+        ops.new_jobs.append(job)  # its row is built when the write is sealed, in its state then
+        ops.new_ids.add(job_id)
         ops.edges.extend((parent, job_id) for parent in job.depends_on)
         return job
 

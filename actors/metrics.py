@@ -24,7 +24,23 @@ from prometheus_client.core import (
 
 # Seconds. Assignment latency (ready -> leased) and commit latency are both
 # sub-millisecond when idle and tens of milliseconds when saturated.
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
 JOB_EVENTS = ("submitted", "succeeded", "failed", "retried", "cancelled", "upstream_failed")
 

@@ -223,7 +223,7 @@ class Scheduler(Actor):
             self._enqueue(effects.ready)
             effects.ready = []
         if len(ops):
-            self.store.tell(Write(ops, self, effects))
+            self.store.tell(Write(ops.seal(), self, effects))
         else:
             self._after_commit(effects)
 
@@ -302,7 +302,9 @@ class Scheduler(Actor):
             chunk = missing[start : start + _SQL_CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = await self._query(
-                f"SELECT idempotency_key, id FROM jobs WHERE idempotency_key IN ({marks})", chunk
+                f"SELECT idempotency_key, id FROM jobs WHERE idempotency_key IS NOT NULL "
+                f"AND idempotency_key IN ({marks})",
+                chunk,
             )
             for key, job_id in rows:
                 self.table.by_key[key] = job_id

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     queue TEXT NOT NULL,
     depends_on BLOB NOT NULL,
     max_retries INTEGER NOT NULL,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     timeout REAL,
     created_at REAL NOT NULL,
     status TEXT NOT NULL,
@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     workflow_id INTEGER,
     step TEXT
 );
+-- partial: most jobs have no key, and a UNIQUE column would index every NULL too
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs(idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_workflow ON jobs(workflow_id) WHERE workflow_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS workflows (
     id INTEGER PRIMARY KEY,
@@ -130,10 +133,22 @@ class Ops(msgspec.Struct):
     attempts: list[tuple[Any, ...]] = []
     workflows: list[tuple[Any, ...]] = []
     edges: list[tuple[int, int]] = []
+    # Jobs created by this write: inserted in the state they have when it is sealed, so
+    # a job created and queued in one step costs one INSERT, not an INSERT and an UPDATE.
+    new_jobs: list[Any] = []
+    new_ids: set[int] = set()
+
+    def seal(self) -> Ops:
+        """Build the rows of the new jobs now; later changes to them are later writes."""
+        self.inserts += [job.insert_row() for job in self.new_jobs]
+        self.new_jobs = []
+        self.new_ids = set()
+        return self
 
     def __len__(self) -> int:
         return (
-            len(self.inserts)
+            len(self.new_jobs)
+            + len(self.inserts)
             + len(self.updates)
             + len(self.attempts)
             + len(self.workflows)
@@ -203,6 +218,8 @@ class Store(Actor):
             await self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             await self.db.execute("PRAGMA journal_mode=WAL")
             await self.db.execute(f"PRAGMA synchronous={sync}")
+            # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.
+            await self.db.execute("PRAGMA cache_size=-65536")
             await self.db.executescript(SCHEMA)
             # Take the write lock now and keep it (exclusive locking mode).
             await self.db.execute("BEGIN IMMEDIATE")
