@@ -39,7 +39,7 @@ class Job(msgspec.Struct, gc=False):
     kwargs: msgspec.Raw
     priority: int
     queue: str
-    depends_on: list[int]
+    depends_on: tuple[int, ...]  # a tuple: untracked by the cyclic GC (a list per job is not)
     max_retries: int
     idempotency_key: str | None
     timeout: float | None
@@ -78,7 +78,7 @@ class Job(msgspec.Struct, gc=False):
             self.idempotency_key,
             self.timeout,
             self.created_at,
-            self.status.value,
+            self.status,  # a StrEnum is a str: no .value lookup on the hot path
             self.attempts,
             self.token,
             self.worker,
@@ -96,7 +96,7 @@ class Job(msgspec.Struct, gc=False):
 
     def update_row(self, expected: JobState) -> tuple[Any, ...]:
         return (
-            self.status.value,
+            self.status,
             self.attempts,
             self.token,
             self.worker,
@@ -106,11 +106,11 @@ class Job(msgspec.Struct, gc=False):
             self.result,
             self.error,
             self.id,
-            expected.value,
+            expected,
         )
 
     def outcome(self) -> wire.JobOutcome:
-        return wire.JobOutcome(self.id, self.status.value, self.result or wire.NONE_RAW, self.error)
+        return wire.JobOutcome(self.id, self.status, self.result or wire.NONE_RAW, self.error)
 
     def parent_result(self) -> wire.ParentResult:
         """This (succeeded) job's result as its children receive it."""
@@ -144,7 +144,7 @@ class Job(msgspec.Struct, gc=False):
             fields[name] = msgspec.Raw(fields[name])
         if fields["result"] is not None:
             fields["result"] = msgspec.Raw(fields["result"])
-        fields["depends_on"] = _unpack_ids(fields["depends_on"])
+        fields["depends_on"] = tuple(_unpack_ids(fields["depends_on"]))
         fields["status"] = JobState(fields["status"])
         base, factor, cap = (
             fields.pop(k) for k in ("backoff_base", "backoff_factor", "backoff_cap")
@@ -236,8 +236,8 @@ class JobTable:
         old = job.status
         check_transition(job.id, old, new)
         job.status = new
-        self.counts[old.value] -= 1
-        self.counts[new.value] += 1
+        self.counts[old] -= 1
+        self.counts[new] += 1
         if job.id not in ops.new_ids:  # a job created in this same write is inserted as it is
             ops.updates.append(job.update_row(old))
         retried = old is JobState.RUNNING and new is JobState.PENDING
@@ -251,7 +251,7 @@ class JobTable:
                 (
                     "job",
                     job.id,
-                    new.value,
+                    new,
                     job.queue,
                     job.worker or "",
                     job.token,
@@ -292,7 +292,7 @@ class JobTable:
             spec.kwargs,
             spec.priority,
             spec.queue,
-            list(spec.depends_on),
+            tuple(spec.depends_on),
             spec.max_retries,
             spec.idempotency_key,
             spec.timeout,

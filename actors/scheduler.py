@@ -100,7 +100,8 @@ class Scheduler(Actor):
     def __init__(self, table: JobTable) -> None:
         super().__init__("scheduler")
         self.table = table
-        self.waiters: defaultdict[int, list[tuple[bytes, int]]] = defaultdict(list)
+        # job id -> (peer, request id) pairs; tuples, so the GC never has to scan them
+        self.waiters: dict[int, tuple[tuple[bytes, int], ...]] = {}
         self.worker_names: dict[bytes, str] = {}
         # workflow idempotency keys being created; later submissions wait for the first
         self.workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]] = {}
@@ -355,7 +356,7 @@ class Scheduler(Actor):
             if job.settled:
                 done.append(job.outcome())
             else:
-                self.waiters[job.id].append((peer, request.request_id))
+                self.waiters[job.id] = (*self.waiters.get(job.id, ()), (peer, request.request_id))
         if done:
             self._send(peer, wire.Outcomes(request.request_id, done))
 

@@ -79,7 +79,9 @@ class _Socket:
         if self._closed:
             raise Closed("socket closed")
         try:
-            self.sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
+            # copy=True: our frames are small, and zero-copy sends cost a pyzmq GC-thread
+            # round trip per frame (14% of the scheduler's time in a profile).
+            self.sock.send_multipart(parts, zmq.NOBLOCK, copy=True)
         finally:
             # A send may have consumed the descriptor's edge for pending input.
             if self._events() & zmq.POLLIN:
