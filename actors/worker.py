@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
 import logging
 import os
@@ -425,4 +426,5 @@ async def serve(worker: Worker) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
+    gc.freeze()  # imports and task modules live for good: keep them out of GC scans
     await worker.run()

@@ -187,6 +187,7 @@ def scale(args: argparse.Namespace, console: Console) -> int:
                 "jobs": result["jobs"],
                 "seconds": result["seconds"],
                 "jobs_per_s": result["jobs_per_s"],
+                "machine_cpu_busy_pct": result["machine_cpu_busy_pct"],
                 "lost": result["lost"],
                 "duplicated": result["duplicated"],
             }

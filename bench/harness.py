@@ -26,7 +26,7 @@ def free_address() -> str:
 class Cluster:
     def __init__(self, scheduler_args: tuple[str, ...] = (), directory: Path | None = None) -> None:
         self.dir = directory or Path(tempfile.mkdtemp(prefix="corral-bench-"))
-        self.address = free_address()
+        self.address = os.environ.get("CORRAL_BENCH_ADDRESS") or free_address()
         self.db = self.dir / "corral.db"
         self.env = {
             **os.environ,
@@ -62,16 +62,21 @@ class Cluster:
             str(self.metrics_port),
             *self.scheduler_args,
         )
-        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.scheduler.poll() is not None:
                 raise RuntimeError(f"scheduler exited: see {self.dir / 'scheduler.log'}")
-            with socket.socket() as s:
-                if s.connect_ex((host, int(port))) == 0:
-                    return
+            if self._listening():
+                return
             time.sleep(0.05)
         raise TimeoutError("scheduler did not start")
+
+    def _listening(self) -> bool:
+        if self.address.startswith("ipc://"):
+            return os.path.exists(self.address.removeprefix("ipc://"))
+        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
+        with socket.socket() as s:
+            return s.connect_ex((host, int(port))) == 0
 
     def start_workers(self, n: int, concurrency: int, module: str = "bench.tasks") -> None:
         for _ in range(n):

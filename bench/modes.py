@@ -17,6 +17,18 @@ SUBMIT_CHUNK = 5_000  # jobs per Submit frame
 IN_FLIGHT = 4  # submit frames awaiting acknowledgement at once
 
 
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
+    return round(100 * (after[0] - before[0]) / max(1.0, after[1] - before[1]), 1)
+
+
 async def wait_for_workers(client: AsyncClient, n: int) -> None:
     while len([w for w in (await client.status()).workers if w.state == "alive"]) < n:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
@@ -78,10 +90,10 @@ async def throughput(
                     await asyncio.sleep(status_every)
 
             poller = asyncio.ensure_future(poll())
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_times()
         ids = await submit_all(client, jobs)
         completed = await wait_all(client, ids, progress, bar, timeout)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, busy_percent(cpu_before, cpu_times())
         if poller is not None:
             poller.cancel()
     result = {
@@ -93,6 +105,7 @@ async def throughput(
         "latency_ms": percentiles([]),
         "scheduler_rss_mb": cluster.rss_mb(),
         "workers": workers,
+        "machine_cpu_busy_pct": cpu,
         "ids": ids,
     }
     if status_every:
