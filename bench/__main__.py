@@ -34,24 +34,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import modes
 from bench.chaos import run_chaos
 from bench.dag import run_dag
-from bench.harness import Cluster
+from bench.harness import FAST_TIMINGS, Cluster
 from bench.report import show, show_rows
-
-# The chaos run uses second-scale lease timings so reclaims happen within the run.
-CHAOS_TIMINGS = (
-    "--heartbeat-interval",
-    "0.2",
-    "--suspect-after",
-    "0.6",
-    "--lease",
-    "1.0",
-    "--lease-grace",
-    "0.4",
-    "--backoff-base",
-    "0.05",
-    "--backoff-cap",
-    "1",
-)
 
 
 def progress_bar(console: Console) -> Progress:
@@ -237,7 +221,7 @@ def dag(args: argparse.Namespace, console: Console) -> int:
 
 
 def chaos(args: argparse.Namespace, console: Console) -> int:
-    cluster = Cluster(("--strategy", args.strategy, *CHAOS_TIMINGS))
+    cluster = Cluster(("--strategy", args.strategy, *FAST_TIMINGS))
     workers = min(args.workers, 4)
     try:
         cluster.start_scheduler()

@@ -16,6 +16,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Second-scale lease timings, for runs that kill workers and want reclaims to happen
+# within the run (the chaos mode, and the test suite). The defaults are for a LAN.
+FAST_TIMINGS = (
+    "--heartbeat-interval",
+    "0.2",
+    "--suspect-after",
+    "0.6",
+    "--lease",
+    "1.0",
+    "--lease-grace",
+    "0.4",
+    "--backoff-base",
+    "0.05",
+    "--backoff-cap",
+    "1",
+)
+
 
 def free_address() -> str:
     with socket.socket() as s:

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from bench.chaos import run_chaos
-from bench.harness import Cluster
-from tests.helpers.procs import FAST_TIMINGS
+from bench.harness import FAST_TIMINGS, Cluster
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(240)
 def test_random_worker_kills_never_double_commit_or_overlap(tmp_path: Path) -> None:
-    cluster = Cluster(tuple(FAST_TIMINGS), directory=tmp_path)
+    cluster = Cluster(FAST_TIMINGS, directory=tmp_path)
     try:
         cluster.start_scheduler()
         report = asyncio.run(

@@ -14,6 +14,7 @@ import pytest
 from actors.client import AsyncClient
 from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.procs import Procs, free_address
+from tests.helpers.waiting import until_running
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -38,11 +39,7 @@ async def test_a_stopped_zombie_is_reclaimed_fenced_and_its_late_result_refused(
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("bait", [30.0, 0.1], max_retries=5)
 
-        async def running_on_zombie() -> bool:
-            view = await client.job(job_id)
-            return view is not None and view.status == "RUNNING" and view.worker == "zombie"
-
-        await until(running_on_zombie)
+        await until_running(client, job_id, "zombie")
         await asyncio.sleep(0.3)
         zombie.send_signal(signal.SIGSTOP)
         procs.worker(address, "rescuer", 1)
@@ -97,11 +94,7 @@ async def test_a_cpu_bound_task_in_a_process_pool_keeps_its_lease_and_can_be_sto
         spin = await client.submit("spin", [2.5], max_retries=0)
         long = await client.submit("record", ["never"], {"seconds": 30.0}, max_retries=0)
 
-        async def long_running() -> bool:
-            view = await client.job(long)
-            return view is not None and view.status == "RUNNING"
-
-        await until(long_running)
+        await until_running(client, long)
         await asyncio.sleep(0.3)
         stopped_at = time.monotonic()
         assert (await client.cancel([long]))[long] == "CANCELLED"
@@ -188,11 +181,7 @@ async def test_a_killed_workers_job_runs_again_elsewhere_after_the_lease(
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("bait", [30.0, 0.1], max_retries=3)
 
-        async def running() -> bool:
-            view = await client.job(job_id)
-            return view is not None and view.status == "RUNNING"
-
-        await until(running)
+        await until_running(client, job_id)
         procs.worker(address, "heir", 1)
         victim.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()

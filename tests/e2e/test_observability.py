@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors.client import AsyncClient, job_spec
 from tests.e2e.test_cli import corral
 from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.waiting import until_running
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -107,8 +108,7 @@ async def test_a_killed_worker_goes_suspect_then_dead_and_its_job_is_requeued(
         watching = asyncio.ensure_future(collect(watcher, done))
         await asyncio.sleep(0.3)
         job_ids.append(await client.submit("bait", [30.0, 0.1]))
-        while (await client.job(job_ids[0])).status != "RUNNING":  # type: ignore[union-attr]  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        await until_running(client, job_ids[0])
         victim.send_signal(signal.SIGKILL)
         procs.worker(address, "heir", 1)
         events = await watching

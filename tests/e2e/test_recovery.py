@@ -14,6 +14,7 @@ import pytest
 from actors.client import AsyncClient, job_spec
 from tests.helpers.ledger_tasks import completed, read_ledger
 from tests.helpers.procs import Procs, free_address
+from tests.helpers.waiting import until_running
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -61,11 +62,7 @@ async def test_a_lease_held_across_a_scheduler_restart_is_kept_by_its_worker(
     procs.worker(address, "steady", 1)
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("record", ["kept"], {"seconds": 2.0})
-        for _ in range(100):
-            view = await client.job(job_id)
-            if view is not None and view.status == "RUNNING":
-                break
-            await asyncio.sleep(0.05)
+        await until_running(client, job_id)
         scheduler.send_signal(signal.SIGKILL)
         scheduler.wait(timeout=10)
         procs.scheduler(address, db)  # back within the lease: the worker reconnects
@@ -85,11 +82,7 @@ async def test_running_jobs_of_a_dead_scheduler_are_reclaimed_under_a_new_token(
     lost = procs.worker(address, "lost", 1)
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("token", [1.5])
-        for _ in range(100):
-            view = await client.job(job_id)
-            if view is not None and view.status == "RUNNING":
-                break
-            await asyncio.sleep(0.05)
+        await until_running(client, job_id)
         scheduler.send_signal(signal.SIGKILL)
         lost.send_signal(signal.SIGKILL)  # its lease dies with it; nobody can claim it
         scheduler.wait(timeout=10)

@@ -13,6 +13,7 @@ from actors.client import AsyncClient
 from tests.e2e.test_cli import corral
 from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.procs import Procs, free_address
+from tests.helpers.waiting import until_running
 
 pytestmark = pytest.mark.slow
 
@@ -92,11 +93,7 @@ async def test_a_cancelled_running_job_is_told_to_stop_and_its_slot_freed(
 ) -> None:
     async with AsyncClient(cluster, connect_timeout=10) as client:
         long = await client.submit("record", ["long"], {"seconds": 30.0})
-        for _ in range(200):
-            view = await client.job(long)
-            if view is not None and view.status == "RUNNING":
-                break
-            await asyncio.sleep(0.02)
+        await until_running(client, long)
         done = corral("cancel", str(long), "--connect", cluster)
         assert done.stdout.split() == [str(long), "CANCELLED"]
         assert (await client.wait([long], timeout=5))[long].status == "CANCELLED"

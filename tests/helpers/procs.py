@@ -10,23 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.harness import FAST_TIMINGS  # second-scale lease timings: fault tests finish fast
 
-# Second-scale timings so fault tests finish quickly (the defaults are for a LAN).
-FAST_TIMINGS = [
-    "--heartbeat-interval",
-    "0.2",
-    "--suspect-after",
-    "0.6",
-    "--lease",
-    "1.0",
-    "--lease-grace",
-    "0.4",
-    "--backoff-base",
-    "0.05",
-    "--backoff-cap",
-    "1",
-]
+ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["FAST_TIMINGS", "ROOT", "Procs", "free_address", "wait_for_port"]
 
 
 def free_address() -> str:
