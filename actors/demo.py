@@ -114,7 +114,11 @@ class Demo:
         self.log(f"scheduler on {self.address}, state in {self.db}")
         for i in range(1, self.n_workers + 1):
             self.start_worker(f"worker-{i}")
-        async with AsyncClient(self.address, connect_timeout=15) as client:
+        async with (
+            AsyncClient(self.address, connect_timeout=15) as client,
+            AsyncClient(self.address, connect_timeout=15) as watcher,
+        ):
+            narrator = asyncio.ensure_future(self.narrate(watcher))
             with Live(
                 self.view(await client.status()),
                 console=self.console,
@@ -122,8 +126,27 @@ class Demo:
                 transient=False,
             ) as live:
                 ok = await self.workload(client, live)
+            narrator.cancel()
         self.summary(ok)
         return 0 if ok else 1
+
+    async def narrate(self, watcher: AsyncClient) -> None:
+        """Log the moments worth seeing from the event stream: health changes, reclaims."""
+        async for event in watcher.watch():
+            if event.kind == "worker" and event.status in ("suspect", "dead", "left"):
+                self.log(f"event: worker {event.worker} is {event.status}")
+            elif event.kind == "job" and event.status == "PENDING" and event.token:
+                why = event.message.strip().splitlines()[-1] if event.message else ""
+                if "lost" in why:
+                    self.log(
+                        f"event: job {event.job_id} reclaimed (token {event.token} is "
+                        "dead): its worker was lost"
+                    )
+                else:
+                    self.log(
+                        f"event: job {event.job_id} failed under token {event.token}, "
+                        f"retrying after backoff: {why}"
+                    )
 
     async def workload(self, client: AsyncClient, live: Live) -> bool:
         async def refresh() -> None:
