@@ -259,7 +259,7 @@ class Dispatcher(Actor):
         for job_id, token, fraction, message in updates:
             if worker.running.get(job_id) != token:
                 self.refused_progress += 1
-                log.debug("refused progress for job %d under stale token %d", job_id, token)
+                log.warning("refused progress for job %d under stale token %d", job_id, token)
                 continue
             worker.progress[job_id] = (fraction, message)
             events.append(
