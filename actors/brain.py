@@ -26,7 +26,8 @@ from actors.heartbeat import HeartbeatMonitor
 from actors.jobs import Job, JobTable
 from actors.lifecycle import JobState
 from actors.messages import Write
-from actors.runtime import ActorSystem
+from actors.remote import RemoteActor
+from actors.runtime import Actor, ActorSystem
 from actors.scheduler import Effects, Scheduler
 from actors.store import JOB_COLUMNS, Ops, Store
 from actors.strategy import StrategyActor
@@ -74,7 +75,12 @@ class Brain:
         )
         strategy_actor = StrategyActor(strategy)
         heartbeat = HeartbeatMonitor(config)
-        dag = DagResolver()
+        dag: Actor
+        if config.dag_resolver:  # the DAG resolver runs in its own process
+            dag = RemoteActor("dag", config.dag_resolver)
+            dag.reply_to = scheduler
+        else:
+            dag = DagResolver()
         events = EventHub()
         scheduler.connect(
             gateway=gateway,
@@ -91,7 +97,8 @@ class Brain:
         dispatcher.events = events
         strategy_actor.scheduler, strategy_actor.dispatcher = scheduler, dispatcher
         heartbeat.dispatcher = dispatcher
-        dag.scheduler = scheduler
+        if isinstance(dag, DagResolver):
+            dag.scheduler = scheduler
         events.gateway, events.scheduler = gateway, scheduler
         actors = (
             self.store,
@@ -148,7 +155,7 @@ class Brain:
                 parent.settled = True
                 self._settled_parents[parent.id] = parent
 
-    def _recover(self, dag: DagResolver) -> None:
+    def _recover(self, dag: Actor) -> None:
         """Re-queue and re-track what the previous process left live. Jobs it left RUNNING
         stay RUNNING: their workers may claim them back, and the scheduler reclaims the
         rest once lease + grace has passed (see Scheduler.on_start)."""
@@ -165,7 +172,7 @@ class Brain:
         if len(ops) or effects.ready or effects.finished:
             self.store.tell(Write(ops.seal(), self.scheduler, effects))
 
-    def _recover_waiting(self, job: Job, dag: DagResolver, ops: Ops, effects: Effects) -> None:
+    def _recover_waiting(self, job: Job, dag: Actor, ops: Ops, effects: Effects) -> None:
         parents = {
             **self._settled_parents,
             **{p: self.table.jobs[p] for p in job.depends_on if p in self.table.jobs},

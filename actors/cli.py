@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import logging
@@ -57,6 +58,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         queue_weights=args.queue_weights,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
+        dag_resolver=args.dag_resolver,
     )
     try:
         config.weights()
@@ -79,6 +81,24 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
             flush=True,
         )
         await brain.run()
+
+    run_async(serve())
+
+
+def cmd_dag_resolver(args: argparse.Namespace) -> None:
+    from actors.dag import DagResolver
+    from actors.remote import host_actor
+
+    async def serve() -> None:
+        import signal
+
+        task = asyncio.ensure_future(host_actor(DagResolver(), args.bind))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        print(f"corral dag-resolver on {args.bind}", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     run_async(serve())
 
@@ -202,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="address for --metrics-port (default 127.0.0.1)",
     )
     p.add_argument(
+        "--dag-resolver",
+        default=None,
+        metavar="ADDR",
+        help="use a DAG resolver running in its own process (`corral dag-resolver`)",
+    )
+    p.add_argument(
         "--queue-weights",
         default=None,
         metavar="Q=W,...",
@@ -228,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ]:
         p.add_argument(flag, type=positive_float, default=None, metavar="S", help=help)
+
+    p = add(
+        "dag-resolver",
+        cmd_dag_resolver,
+        "run the DAG resolver actor in its own process (for `scheduler --dag-resolver`)",
+    )
+    p.add_argument("--bind", required=True, metavar="ADDR", help="e.g. tcp://127.0.0.1:5556")
 
     p = add("worker", cmd_worker, "run a worker agent for the tasks in MODULE")
     p.add_argument(

@@ -59,6 +59,7 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     priority_aging: float = 30.0  # a job ready this long goes before later arrivals
     queue_weights: str = ""  # "heavy=1,light=3": shares of queues that share workers
     metrics_port: int = 0  # serve Prometheus /metrics on this port; 0: off
+    dag_resolver: str = ""  # address of a DAG resolver in its own process; "": in-process
     metrics_addr: str = "127.0.0.1"
 
     def weights(self) -> dict[str, float]:
