@@ -20,6 +20,7 @@ from actors import metrics
 from actors.config import SchedulerConfig
 from actors.dag import DagResolver
 from actors.dispatcher import Dispatcher
+from actors.effects import Effects
 from actors.events import EventHub
 from actors.gateway import Gateway
 from actors.heartbeat import HeartbeatMonitor
@@ -28,7 +29,7 @@ from actors.lifecycle import JobState
 from actors.messages import Write
 from actors.remote import RemoteActor
 from actors.runtime import Actor, ActorSystem
-from actors.scheduler import Effects, Scheduler
+from actors.scheduler import Scheduler
 from actors.store import JOB_COLUMNS, Ops, Store
 from actors.strategy import StrategyActor
 from transport import ServerTransport, bind

@@ -17,11 +17,10 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-import msgspec
-
-from actors import workflows
+from actors import requests, workflows
+from actors.effects import Effects
 from actors.jobs import Job, JobTable
-from actors.lifecycle import LIVE, TERMINAL, JobState
+from actors.lifecycle import TERMINAL, JobState
 from actors.messages import (
     Adopt,
     Adopted,
@@ -37,7 +36,6 @@ from actors.messages import (
     ReclaimOrphans,
     Release,
     ReturnCredit,
-    RevokeLease,
     Send,
     StatusPart,
     SubscriberCount,
@@ -59,17 +57,6 @@ log = logging.getLogger("corral.scheduler")
 
 # SQLite's default limit on host parameters is 32766; stay far below it.
 _SQL_CHUNK = 900
-
-
-class Effects(msgspec.Struct):
-    """What to do once a write is committed. Built before, carried out after."""
-
-    sends: list[Send] = []
-    ready: list[Job] = []
-    finished: list[Job] = []
-    leases: list[tuple[bytes, wire.Assignment]] = []
-    revokes: list[RevokeLease] = []
-    events: list[tuple[Any, ...]] = []
 
 
 class Throughput:
@@ -174,19 +161,19 @@ class Scheduler(Actor):
             case wire.Submit():
                 await self._submit(peer, request)
             case wire.Wait():
-                await self._wait(peer, request)
+                await requests.wait(self, peer, request)
             case wire.GetJob(request_id=rid, job_id=job_id):
                 found = (await self._find([job_id])).get(job_id)
-                view = await self._view_with_history(found) if found else None
+                view = await requests.view_with_history(self, found) if found else None
                 self._send(peer, wire.JobReply(rid, view))
             case wire.GetStatus(request_id=rid):
                 self.strategy.tell(StatusPart(peer, rid, self._status_fields()))
             case wire.CancelJobs():
-                await self._cancel(peer, request)
+                await requests.cancel(self, peer, request)
             case wire.Requeue():
-                await self._requeue(peer, request)
+                await requests.requeue(self, peer, request)
             case wire.ListJobs():
-                await self._list(peer, request)
+                await requests.list_jobs(self, peer, request)
             case wire.SubmitWorkflow():
                 await workflows.submit_workflow(self, peer, request)
             case wire.GetWorkflow(request_id=rid, workflow_id=workflow_id):
@@ -337,28 +324,6 @@ class Scheduler(Actor):
         return await reply
 
     # -------------------------------------------------------------------- wait
-
-    async def _wait(self, peer: bytes, request: wire.Wait) -> None:
-        jobs = await self._find(request.job_ids)
-        unknown = [i for i in request.job_ids if i not in jobs]
-        if unknown:
-            self._send(
-                peer,
-                wire.ErrorReply(
-                    "not_found",
-                    f"no such job(s): {', '.join(map(str, unknown[:10]))}",
-                    request.request_id,
-                ),
-            )
-            return
-        done: list[wire.JobOutcome] = []
-        for job in jobs.values():
-            if job.settled:
-                done.append(job.outcome())
-            else:
-                self.waiters[job.id] = (*self.waiters.get(job.id, ()), (peer, request.request_id))
-        if done:
-            self._send(peer, wire.Outcomes(request.request_id, done))
 
     def _notify(self, finished: list[Job]) -> None:
         batches: defaultdict[tuple[bytes, int], list[wire.JobOutcome]] = defaultdict(list)
@@ -519,90 +484,3 @@ class Scheduler(Actor):
                 len(effects.ready),
             )
         self._write(ops, effects)
-
-    # --------------------------------------------- cancel, dead letters, lists
-
-    async def _cancel(self, peer: bytes, request: wire.CancelJobs) -> None:
-        jobs = await self._find(request.job_ids)
-        ops, effects = Ops(), Effects()
-        statuses: list[tuple[int, str]] = []
-        for job_id in request.job_ids:
-            job = jobs.get(job_id)
-            if job is None:
-                statuses.append((job_id, "NOT_FOUND"))
-                continue
-            if job.status in LIVE:
-                holder = job.peer if job.status is JobState.RUNNING else None
-                token = job.token
-                self.table.cancel(job, ops)
-                effects.finished.append(job)
-                if holder is not None:
-                    effects.revokes.append(RevokeLease(holder, job.id, token, "cancelled"))
-            statuses.append((job_id, job.status.value))
-        effects.sends.append(Send(peer, wire.CancelReply(request.request_id, statuses)))
-        self._write(ops, effects)
-
-    async def _requeue(self, peer: bytes, request: wire.Requeue) -> None:
-        ids = list(request.job_ids)
-        if request.all_failed:
-            rows = await self._query("SELECT id FROM jobs WHERE status = 'FAILED'", [])
-            ids += [row[0] for row in rows]
-        jobs = await self._find(dict.fromkeys(ids))
-        ops, effects = Ops(), Effects()
-        requeued: list[int] = []
-        skipped: list[tuple[int, str]] = []
-        for job_id in dict.fromkeys(ids):
-            job = jobs.get(job_id)
-            if job is None:
-                skipped.append((job_id, "no such job"))
-            elif job.status is not JobState.FAILED:
-                skipped.append((job_id, f"is {job.status.value}, not FAILED"))
-            else:
-                self.table.reload(job)
-                if job.depends_on:  # its parents succeeded; their results go with it again
-                    parents = await self._find(job.depends_on)
-                    job.parent_results = [parents[p].parent_result() for p in job.depends_on]
-                self.table.requeue_failed(job, ops)
-                effects.ready.append(job)
-                requeued.append(job_id)
-        if requeued:
-            await workflows.revive_descendants(self, requeued, ops, effects)
-        reply = wire.RequeueReply(request.request_id, requeued, skipped)
-        effects.sends.append(Send(peer, reply))
-        self._write(ops, effects)
-
-    async def _list(self, peer: bytes, request: wire.ListJobs) -> None:
-        where, params = [], []
-        if request.status:
-            where.append("status = ?")
-            params.append(request.status)
-        if request.queue:
-            where.append("queue = ?")
-            params.append(request.queue)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._query(
-            f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
-            [*params, request.limit],
-        )
-        views = []
-        for row in rows:
-            job = self.table.jobs.get(row[0]) or Job.from_row(row)
-            views.append(job.view())
-        self._send(peer, wire.JobList(request.request_id, views))
-
-    async def _view_with_history(self, job: Job) -> wire.JobView:
-        rows = await self._query(
-            "SELECT token, worker, started_at, finished_at, outcome, error FROM attempts "
-            "WHERE job_id = ? ORDER BY token",
-            [job.id],
-        )
-        history = [wire.AttemptView(*row) for row in rows]
-        if job.status is JobState.SUCCEEDED:
-            history.append(
-                wire.AttemptView(
-                    job.token, job.worker, job.started_at, job.finished_at, "succeeded"
-                )
-            )
-        elif job.status is JobState.RUNNING:
-            history.append(wire.AttemptView(job.token, job.worker, job.started_at, None, "running"))
-        return msgspec.structs.replace(job.view(), history=history)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from actors.effects import Effects
 from actors.jobs import Job
 from actors.lifecycle import JobState
 from actors.messages import CheckWorkflow, Send, Track, WorkflowChecked
@@ -22,7 +23,7 @@ from actors.store import JOB_COLUMNS, Ops
 from transport import protocol as wire
 
 if TYPE_CHECKING:
-    from actors.scheduler import Effects, Scheduler
+    from actors.scheduler import Scheduler
 
 _SQL_CHUNK = 900
 
@@ -77,8 +78,6 @@ async def submit_workflow(sched: Scheduler, peer: bytes, request: wire.SubmitWor
 
 async def create_workflow(sched: Scheduler, checked: WorkflowChecked) -> None:
     """The resolver accepted (or rejected) the shape: create every step in one transaction."""
-    from actors.scheduler import Effects
-
     request, peer, rid = checked.request, checked.peer, checked.request.request_id
     deferred = sched.workflow_keys_in_flight.pop(request.idempotency_key or "", [])
     try:

@@ -1,0 +1,134 @@
+"""Client requests about existing jobs, for the scheduler actor: wait, cancel, re-queue
+(dead letters), list, and a job's view with its attempt history.
+
+Like ``workflows``, these are the scheduler's own handlers kept in a module of their own;
+they run inside the scheduler actor and touch only its state. None is on the hot path
+except ``wait``, which only registers waiters (the scheduler notifies them after commits).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from actors import workflows
+from actors.effects import Effects
+from actors.jobs import Job
+from actors.lifecycle import LIVE, JobState
+from actors.messages import RevokeLease, Send
+from actors.store import JOB_COLUMNS, Ops
+from transport import protocol as wire
+
+if TYPE_CHECKING:
+    from actors.scheduler import Scheduler
+
+
+async def wait(sched: Scheduler, peer: bytes, request: wire.Wait) -> None:
+    jobs = await sched._find(request.job_ids)
+    unknown = [i for i in request.job_ids if i not in jobs]
+    if unknown:
+        sched._send(
+            peer,
+            wire.ErrorReply(
+                "not_found",
+                f"no such job(s): {', '.join(map(str, unknown[:10]))}",
+                request.request_id,
+            ),
+        )
+        return
+    done: list[wire.JobOutcome] = []
+    for job in jobs.values():
+        if job.settled:
+            done.append(job.outcome())
+        else:
+            sched.waiters[job.id] = (*sched.waiters.get(job.id, ()), (peer, request.request_id))
+    if done:
+        sched._send(peer, wire.Outcomes(request.request_id, done))
+
+
+async def cancel(sched: Scheduler, peer: bytes, request: wire.CancelJobs) -> None:
+    jobs = await sched._find(request.job_ids)
+    ops, effects = Ops(), Effects()
+    statuses: list[tuple[int, str]] = []
+    for job_id in request.job_ids:
+        job = jobs.get(job_id)
+        if job is None:
+            statuses.append((job_id, "NOT_FOUND"))
+            continue
+        if job.status in LIVE:
+            holder = job.peer if job.status is JobState.RUNNING else None
+            token = job.token
+            sched.table.cancel(job, ops)
+            effects.finished.append(job)
+            if holder is not None:
+                effects.revokes.append(RevokeLease(holder, job.id, token, "cancelled"))
+        statuses.append((job_id, job.status.value))
+    effects.sends.append(Send(peer, wire.CancelReply(request.request_id, statuses)))
+    sched._write(ops, effects)
+
+
+async def requeue(sched: Scheduler, peer: bytes, request: wire.Requeue) -> None:
+    ids = list(request.job_ids)
+    if request.all_failed:
+        rows = await sched._query("SELECT id FROM jobs WHERE status = 'FAILED'", [])
+        ids += [row[0] for row in rows]
+    jobs = await sched._find(dict.fromkeys(ids))
+    ops, effects = Ops(), Effects()
+    requeued: list[int] = []
+    skipped: list[tuple[int, str]] = []
+    for job_id in dict.fromkeys(ids):
+        job = jobs.get(job_id)
+        if job is None:
+            skipped.append((job_id, "no such job"))
+        elif job.status is not JobState.FAILED:
+            skipped.append((job_id, f"is {job.status.value}, not FAILED"))
+        else:
+            sched.table.reload(job)
+            if job.depends_on:  # its parents succeeded; their results go with it again
+                parents = await sched._find(job.depends_on)
+                job.parent_results = [parents[p].parent_result() for p in job.depends_on]
+            sched.table.requeue_failed(job, ops)
+            effects.ready.append(job)
+            requeued.append(job_id)
+    if requeued:
+        await workflows.revive_descendants(sched, requeued, ops, effects)
+    reply = wire.RequeueReply(request.request_id, requeued, skipped)
+    effects.sends.append(Send(peer, reply))
+    sched._write(ops, effects)
+
+
+async def list_jobs(sched: Scheduler, peer: bytes, request: wire.ListJobs) -> None:
+    where, params = [], []
+    if request.status:
+        where.append("status = ?")
+        params.append(request.status)
+    if request.queue:
+        where.append("queue = ?")
+        params.append(request.queue)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = await sched._query(
+        f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
+        [*params, request.limit],
+    )
+    views = []
+    for row in rows:
+        job = sched.table.jobs.get(row[0]) or Job.from_row(row)
+        views.append(job.view())
+    sched._send(peer, wire.JobList(request.request_id, views))
+
+
+async def view_with_history(sched: Scheduler, job: Job) -> wire.JobView:
+    rows = await sched._query(
+        "SELECT token, worker, started_at, finished_at, outcome, error FROM attempts "
+        "WHERE job_id = ? ORDER BY token",
+        [job.id],
+    )
+    history = [wire.AttemptView(*row) for row in rows]
+    if job.status is JobState.SUCCEEDED:
+        history.append(
+            wire.AttemptView(job.token, job.worker, job.started_at, job.finished_at, "succeeded")
+        )
+    elif job.status is JobState.RUNNING:
+        history.append(wire.AttemptView(job.token, job.worker, job.started_at, None, "running"))
+    return msgspec.structs.replace(job.view(), history=history)
