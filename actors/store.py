@@ -109,6 +109,10 @@ INSERT_ATTEMPT = (
 )
 
 
+# Bumped when the tables change shape; a file with another version is refused at start-up
+# with a clear message (there are no migrations yet).
+SCHEMA_VERSION = 1
+
 # A group commit this small (a few rows, WAL, no fsync) takes tens of microseconds:
 # less than handing it to aiosqlite's thread and back (~0.1 ms each way on this
 # machine). Bigger batches go to the thread so the loop keeps receiving meanwhile.
@@ -220,7 +224,9 @@ class Store(Actor):
             await self.db.execute(f"PRAGMA synchronous={sync}")
             # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.
             await self.db.execute("PRAGMA cache_size=-65536")
+            await self._check_schema()
             await self.db.executescript(SCHEMA)
+            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             # Take the write lock now and keep it (exclusive locking mode).
             await self.db.execute("BEGIN IMMEDIATE")
             await self.db.execute("COMMIT")
@@ -230,6 +236,20 @@ class Store(Actor):
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreLocked(self.path) from None
             raise
+
+    async def _check_schema(self) -> None:
+        assert self.db is not None
+        tables = await self.db.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+        )
+        version = list(await self.db.execute_fetchall("PRAGMA user_version"))[0][0]
+        if list(tables) and version != SCHEMA_VERSION:
+            await self.db.close()
+            self.db = None
+            raise CorralError(
+                f"database {self.path} was written by an incompatible corral version (schema "
+                f"{version}, this corral needs {SCHEMA_VERSION}); point --db at a new file"
+            )
 
     async def on_stop(self) -> None:
         if self.db is not None:

@@ -45,6 +45,8 @@ HELLO_RETRY_S = 1.0
 # Progress reports are coalesced per job and sent at most this often: live views
 # refresh about once a second, so four updates a second look smooth and cost little.
 PROGRESS_EVERY_S = 0.25
+# Say so (once) when no scheduler has answered for this many hello retries.
+UNANSWERED_WARNING = 5
 
 
 @overload
@@ -184,12 +186,20 @@ class Worker:
             loop.create_task(self._heartbeat_loop(), name="worker.heartbeat"),
             loop.create_task(self._fence_loop(), name="worker.fence"),
         ]
+        unanswered = 0
         try:
             self._hello()
             while not self._stopping:
                 try:
                     await asyncio.wait_for(self._welcomed.wait(), HELLO_RETRY_S)
                 except TimeoutError:
+                    unanswered += 1
+                    if unanswered == UNANSWERED_WARNING:
+                        log.warning(
+                            "no scheduler has answered at %s yet; still trying every %gs",
+                            self.address,
+                            HELLO_RETRY_S,
+                        )
                     self._hello()
                     continue
                 await self._stop_requested.wait()

@@ -80,3 +80,21 @@ async def test_a_second_store_on_the_same_file_is_refused(tmp_path: Path) -> Non
             await Store(str(tmp_path / "c.db")).open()
     finally:
         await first.on_stop()
+
+
+async def test_a_database_from_an_incompatible_schema_is_refused_clearly(tmp_path: Path) -> None:
+    import sqlite3
+
+    from actors.errors import CorralError
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY)")
+    with pytest.raises(CorralError, match="incompatible corral version"):
+        await Store(str(path)).open()
+    fresh = Store(str(tmp_path / "new.db"))
+    await fresh.open()
+    await fresh.on_stop()
+    reopened = Store(str(tmp_path / "new.db"))
+    await reopened.open()
+    await reopened.on_stop()
