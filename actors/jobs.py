@@ -22,7 +22,19 @@ from typing import Any
 import msgspec
 
 from actors.config import RECENT_FINISHED, SchedulerConfig
-from actors.lifecycle import LIVE, TERMINAL, JobState, check_transition
+from actors.lifecycle import (
+    CANCELLED,
+    FAILED,
+    LIVE,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    UPSTREAM_FAILED,
+    JobState,
+    check_transition,
+)
 from actors.store import JOB_COLUMNS, Ops
 from transport import protocol as wire
 
@@ -159,10 +171,10 @@ _ALL_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 
 
 _METRIC_OF = {
-    JobState.SUCCEEDED: "succeeded",
-    JobState.FAILED: "failed",
-    JobState.CANCELLED: "cancelled",
-    JobState.UPSTREAM_FAILED: "upstream_failed",
+    SUCCEEDED: "succeeded",
+    FAILED: "failed",
+    CANCELLED: "cancelled",
+    UPSTREAM_FAILED: "upstream_failed",
 }
 
 
@@ -219,7 +231,7 @@ class JobTable:
             self.jobs[job.id] = job
             if job.idempotency_key is not None:
                 self.by_key[job.idempotency_key] = job.id
-            if job.status is JobState.PENDING and job.not_before > 0:
+            if job.status is PENDING and job.not_before > 0:
                 heapq.heappush(self._retry_heap, (job.not_before, job.id))
 
     def reload(self, job: Job) -> None:
@@ -240,11 +252,11 @@ class JobTable:
         self.counts[new] += 1
         if job.id not in ops.new_ids:  # a job created in this same write is inserted as it is
             ops.updates.append(job.update_row(old))
-        retried = old is JobState.RUNNING and new is JobState.PENDING
+        retried = old is RUNNING and new is PENDING
         metric = "retried" if retried else _METRIC_OF.get(new)
         if metric is not None:
             self.by_queue[(job.queue, metric)] += 1
-        if new is JobState.QUEUED:
+        if new is QUEUED:
             job.queued_at = time.monotonic()
         if self.events is not None:
             self.events.append(
@@ -297,14 +309,14 @@ class JobTable:
             spec.idempotency_key,
             spec.timeout,
             self.clock(),
-            JobState.PENDING,
+            PENDING,
             backoff=spec.backoff,
             workflow_id=workflow_id,
             step=step,
             seq=job_id,
         )
         self.jobs[job_id] = job
-        self.counts[JobState.PENDING.value] += 1
+        self.counts[PENDING.value] += 1
         self.by_queue[(job.queue, "submitted")] += 1
         if self.events is not None:
             self.events.append(("job", job_id, "PENDING", job.queue, "", 0, -1.0, ""))
@@ -323,7 +335,7 @@ class JobTable:
         Returns None when the job is no longer QUEUED (cancelled, or picked twice).
         """
         job = self.jobs.get(job_id)
-        if job is None or job.status is not JobState.QUEUED:
+        if job is None or job.status is not QUEUED:
             return None
         job.token += 1
         job.attempts += 1
@@ -331,7 +343,7 @@ class JobTable:
         job.peer = peer
         job.started_at = self.clock()
         job.finished_at = None
-        self.move(job, JobState.RUNNING, ops)
+        self.move(job, RUNNING, ops)
         return wire.Assignment(
             job.id,
             job.token,
@@ -351,7 +363,7 @@ class JobTable:
     def holder_of(self, job_id: int, token: int, peer: bytes) -> Job | None:
         """The job if ``peer`` holds its current lease under ``token``; else None (stale)."""
         job = self.jobs.get(job_id)
-        if job is None or job.status is not JobState.RUNNING:
+        if job is None or job.status is not RUNNING:
             return None
         if job.token != token or job.peer != peer:
             return None
@@ -361,7 +373,7 @@ class JobTable:
         job.result = result
         job.error = None
         job.finished_at = self.clock()
-        self.move(job, JobState.SUCCEEDED, ops)
+        self.move(job, SUCCEEDED, ops)
 
     def fail_attempt(self, job: Job, error: str, outcome: str, ops: Ops) -> None:
         """A RUNNING attempt failed: back off and retry while attempts remain, else FAILED."""
@@ -372,20 +384,20 @@ class JobTable:
         if job.attempts <= job.max_retries:
             backoff = job.backoff or self.default_backoff
             job.not_before = now + backoff_delay(job.attempts, backoff, self.rand)
-            self.move(job, JobState.PENDING, ops)
+            self.move(job, PENDING, ops)
             heapq.heappush(self._retry_heap, (job.not_before, job.id))
         else:
-            self.move(job, JobState.FAILED, ops)
+            self.move(job, FAILED, ops)
 
     def requeue_reclaimed(self, job: Job, ops: Ops) -> None:
         """A lease taken back through no fault of the job (scheduler restart): run it again."""
         job.peer = None
-        self.move(job, JobState.QUEUED, ops)
+        self.move(job, QUEUED, ops)
 
     def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
         """After a scheduler restart, a reconnecting worker still holds this lease: keep it."""
         job = self.jobs.get(job_id)
-        if job is None or job.status is not JobState.RUNNING or job.peer is not None:
+        if job is None or job.status is not RUNNING or job.peer is not None:
             return False
         if job.token != token:
             return False
@@ -395,18 +407,18 @@ class JobTable:
 
     def orphans(self) -> list[Job]:
         """RUNNING jobs no connected worker holds (recovered from SQLite, not adopted)."""
-        return [j for j in self.jobs.values() if j.status is JobState.RUNNING and j.peer is None]
+        return [j for j in self.jobs.values() if j.status is RUNNING and j.peer is None]
 
     def cancel(self, job: Job, ops: Ops) -> None:
         """PENDING/QUEUED/RUNNING -> CANCELLED; a running attempt is recorded as cancelled."""
         now = self.clock()
-        if job.status is JobState.RUNNING:
+        if job.status is RUNNING:
             ops.attempts.append(
                 (job.id, job.token, job.worker, job.started_at, now, "cancelled", "cancelled")
             )
         job.error = "cancelled"
         job.finished_at = now
-        self.move(job, JobState.CANCELLED, ops)
+        self.move(job, CANCELLED, ops)
 
     def requeue_failed(self, job: Job, ops: Ops) -> None:
         """Dead-letter re-queue: FAILED -> QUEUED with a fresh allowance of attempts."""
@@ -414,14 +426,14 @@ class JobTable:
         job.not_before = 0.0
         job.settled = False
         job.finished_at = None
-        self.move(job, JobState.QUEUED, ops)
+        self.move(job, QUEUED, ops)
 
     def revive(self, job: Job, ops: Ops) -> None:
         """UPSTREAM_FAILED -> PENDING: a re-queued ancestor gives it another chance."""
         job.settled = False
         job.error = None
         job.finished_at = None
-        self.move(job, JobState.PENDING, ops)
+        self.move(job, PENDING, ops)
 
     # ----------------------------------------------------------------- backoff
 
@@ -433,9 +445,9 @@ class JobTable:
         while heap and heap[0][0] <= now:
             not_before, job_id = heapq.heappop(heap)
             job = self.jobs.get(job_id)
-            if job is None or job.status is not JobState.PENDING or job.not_before != not_before:
+            if job is None or job.status is not PENDING or job.not_before != not_before:
                 continue  # cancelled or moved on since; the heap entry is stale
-            self.move(job, JobState.QUEUED, ops)
+            self.move(job, QUEUED, ops)
             due.append(job)
         return due
 

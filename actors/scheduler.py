@@ -20,7 +20,14 @@ from typing import Any
 from actors import requests, workflows
 from actors.effects import Effects
 from actors.jobs import Job, JobTable
-from actors.lifecycle import TERMINAL, JobState
+from actors.lifecycle import (
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    UPSTREAM_FAILED,
+)
 from actors.messages import (
     Adopt,
     Adopted,
@@ -263,10 +270,10 @@ class Scheduler(Actor):
             parent = parents[parent_id]
             if not parent.settled:
                 waiting.append(parent_id)  # its Finished message is still to come
-            elif parent.status is not JobState.SUCCEEDED:
+            elif parent.status is not SUCCEEDED:
                 job.error = f"parent job {parent_id} ended {parent.status.value}"
                 job.finished_at = job.created_at
-                self.table.move(job, JobState.UPSTREAM_FAILED, ops)
+                self.table.move(job, UPSTREAM_FAILED, ops)
                 effects.finished.append(job)
                 return
         if waiting:
@@ -280,7 +287,7 @@ class Scheduler(Actor):
         """All parents succeeded: queue the job, carrying their results to its handler."""
         if job.depends_on:
             job.parent_results = [parents[p].parent_result() for p in job.depends_on]
-        self.table.move(job, JobState.QUEUED, ops)
+        self.table.move(job, QUEUED, ops)
         effects.ready.append(job)
 
     async def _load_keys(self, keys: list[str]) -> None:
@@ -350,7 +357,7 @@ class Scheduler(Actor):
                 self.table.settle(job)
             self._notify(finished)
             self.dag.tell(Finished([(j.id, j.status.value) for j in finished]))
-            succeeded = sum(1 for j in finished if j.status is JobState.SUCCEEDED)
+            succeeded = sum(1 for j in finished if j.status is SUCCEEDED)
             self.throughput.add(succeeded, len(finished))
         if effects.events:
             self.events.tell(Publish(effects.events))
@@ -361,9 +368,7 @@ class Scheduler(Actor):
     def _enqueue(self, jobs: list[Job]) -> None:
         now = time.monotonic()
         ready = [
-            ReadyJob(j.id, j.priority, j.queue, j.seq, now)
-            for j in jobs
-            if j.status is JobState.QUEUED
+            ReadyJob(j.id, j.priority, j.queue, j.seq, now) for j in jobs if j.status is QUEUED
         ]
         if ready:
             self.strategy.tell(Enqueue(ready))
@@ -415,7 +420,7 @@ class Scheduler(Actor):
         ops, effects = Ops(), Effects()
         for job_id in message.job_ids:
             job = self.table.jobs.get(job_id)
-            if job is None or job.status is not JobState.RUNNING or job.peer != message.peer:
+            if job is None or job.status is not RUNNING or job.peer != message.peer:
                 continue
             error = f"worker {message.name} lost: no heartbeat for the lease time plus grace"
             self.table.fail_attempt(job, error, "lost", ops)
@@ -427,7 +432,7 @@ class Scheduler(Actor):
     async def _release(self, job_ids: list[int]) -> None:
         ops, effects = Ops(), Effects()
         children = [self.table.jobs.get(job_id) for job_id in job_ids]
-        ready = [job for job in children if job is not None and job.status is JobState.PENDING]
+        ready = [job for job in children if job is not None and job.status is PENDING]
         parents = await self._find({p for job in ready for p in job.depends_on})
         for job in ready:
             self._queue_child(job, parents, ops, effects)
@@ -437,10 +442,10 @@ class Scheduler(Actor):
         ops, effects = Ops(), Effects()
         for job_id, cause in doomed:
             job = self.table.jobs.get(job_id)
-            if job is not None and job.status is JobState.PENDING:
+            if job is not None and job.status is PENDING:
                 job.error = cause
                 job.finished_at = time.time()
-                self.table.move(job, JobState.UPSTREAM_FAILED, ops)
+                self.table.move(job, UPSTREAM_FAILED, ops)
                 effects.finished.append(job)
         self._write(ops, effects)
 

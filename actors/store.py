@@ -242,7 +242,8 @@ class Store(Actor):
         tables = await self.db.execute_fetchall(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
         )
-        version = list(await self.db.execute_fetchall("PRAGMA user_version"))[0][0]
+        rows = await self.db.execute_fetchall("PRAGMA user_version")
+        version = next(iter(rows))[0]
         if list(tables) and version != SCHEMA_VERSION:
             await self.db.close()
             self.db = None

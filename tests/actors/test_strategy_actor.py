@@ -3,6 +3,7 @@ workers as it promises (round-robin rotates, least-loaded balances, default fill
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 import strategies
 from actors.messages import Enqueue, Picked, ReadyJob, ReturnCredit, WorkerCredit, WorkerGone
-from actors.runtime import Actor
+from actors.runtime import PUBLISH, Actor
 from actors.strategy import StrategyActor
 
 
@@ -34,8 +35,11 @@ async def make(name: str) -> tuple[StrategyActor, Recorder]:
 
 
 async def send(actor: StrategyActor, *messages: Any) -> None:
+    """Handle each message, then whatever it queued for the actor itself (its match)."""
     for message in messages:
         await actor.handle(message)
+        while not actor.mailbox.empty():
+            await actor.handle(actor.mailbox.get_nowait())
 
 
 def jobs(n: int, queue: str = "default", start: int = 1) -> Enqueue:
@@ -87,3 +91,16 @@ async def test_jobs_go_only_to_workers_serving_their_queue() -> None:
     picks = recorder.picks()
     assert {peer for job_id, peer in picks if job_id <= 5} == {b"h"}
     assert {peer for job_id, peer in picks if job_id > 5} == {b"l"}
+
+
+async def test_a_metrics_tick_between_messages_cannot_swallow_the_match() -> None:
+    actor, recorder = await make("fifo")
+    actor.tell(WorkerCredit(b"a", "a", ("default",), 3, 3))
+    actor.tell(jobs(3))
+    actor.tell(PUBLISH)  # handled by the runtime, not by handle(): it must not end the burst
+    running = asyncio.create_task(actor._run())
+    await asyncio.sleep(0.05)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert len(recorder.picks()) == 3
