@@ -16,6 +16,9 @@ Modes (one per run):
   --chaos [--jobs N] [--kill-every S]        random worker SIGKILLs; checks no double commit,
                                              results from the last token, no overlapping runs
   --dag [--layers L --width W --chain N]     a wide workflow (L x W steps) and a chain of N
+  --inproc [--jobs N]                        everything in one process (in-memory transport,
+                                             real SQLite): CPU time per job, for comparing
+                                             versions of the hot path
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from bench import modes
 from bench.chaos import run_chaos
 from bench.dag import run_dag
 from bench.harness import FAST_TIMINGS, Cluster
+from bench.inproc import run_inproc
 from bench.report import show, show_rows
 
 
@@ -112,12 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         help="chaos: how long each job works (default 0.005)",
     )
     parser.add_argument("--dag", action="store_true", help="DAG mode (see above)")
+    parser.add_argument("--inproc", action="store_true", help="in-process mode (see above)")
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
     args = parser.parse_args(argv)
     console = Console(stderr=args.json)
 
+    if args.inproc:
+        import uvloop
+
+        result = uvloop.run(run_inproc(args.jobs, args.concurrency))
+        print(json.dumps(result)) if args.json else show(result, console)
+        return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
     if args.chaos:
         return chaos(args, console)
     if args.dag:
