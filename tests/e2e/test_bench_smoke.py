@@ -45,6 +45,7 @@ def bench(*args: str) -> dict:  # type: ignore[type-arg]
         (["--jobs", "1000", "--workers", "1", "--status-every", "0.05"], "throughput"),
         (["--rate", "100", "--duration", "2", "--workers", "1"], "rate"),
         (["--backlog", "2000", "--workers", "2"], "backlog"),
+        (["--inproc", "--jobs", "2000"], "inproc"),
     ],
 )
 def test_each_load_mode_completes_with_nothing_lost_or_duplicated(
