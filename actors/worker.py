@@ -133,6 +133,7 @@ class Worker:
         self.executed = 0
         self.fenced = 0  # handlers this worker stopped itself because its lease lapsed
         self._stop_reasons: dict[int, str] = {}
+        self._async_tasks: dict[str, bool] = {}
         self._progress: dict[int, tuple[int, int, float, str]] = {}  # latest per job
         self._progress_timer: asyncio.TimerHandle | None = None
         self._renewed_at = 0.0  # send time (our clock) of the last heartbeat the scheduler acked
@@ -308,7 +309,7 @@ class Worker:
         self._stop_reasons[job_id] = reason
         if self._processes is not None:
             self._processes.stop(job_id)
-        elif inspect.iscoroutinefunction(self.registry.get(self.held[job_id].task)):
+        elif self._is_async(self.held[job_id].task):
             task.cancel()
         elif self._threads is not None:
             self._threads.stop(job_id)
@@ -381,7 +382,7 @@ class Worker:
         kwargs = wire.unpack(a.kwargs)
         token = _current.set(ctx)
         try:
-            if inspect.iscoroutinefunction(fn) and self._processes is None:
+            if self._processes is None and self._is_async(a.task):
                 call = fn(*args, **kwargs)
             elif self._processes is not None:
                 call = self._processes.run(a.job_id, a.task, args, kwargs, ctx)
@@ -398,6 +399,14 @@ class Worker:
                 raise
         finally:
             _current.reset(token)
+
+    def _is_async(self, task_name: str) -> bool:
+        """Whether a task runs on the loop (cached: inspect costs a few µs per call)."""
+        known = self._async_tasks.get(task_name)
+        if known is None:
+            fn = self.registry.get(task_name)
+            known = self._async_tasks[task_name] = inspect.iscoroutinefunction(fn)
+        return known
 
     def _record_progress(self, job_id: int, token: int, fraction: float, message: str) -> None:
         held = self.held.get(job_id)
