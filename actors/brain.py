@@ -30,7 +30,7 @@ from actors.messages import Write
 from actors.remote import RemoteActor
 from actors.runtime import Actor, ActorSystem
 from actors.scheduler import Scheduler
-from actors.store import JOB_COLUMNS, Ops, Store
+from actors.store import JOB_COLUMNS, Ops, Store, in_chunks
 from actors.strategy import StrategyActor
 from transport import ServerTransport, bind
 
@@ -146,9 +146,7 @@ class Brain:
         wanted = list(
             {p for j in self.table.jobs.values() for p in j.depends_on} - self.table.jobs.keys()
         )
-        for start in range(0, len(wanted), 900):
-            chunk = wanted[start : start + 900]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(wanted):
             for row in await self.store.fetch(
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", tuple(chunk)
             ):

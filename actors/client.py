@@ -17,8 +17,6 @@ from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator, Seque
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import msgspec
-
 from actors.config import env_address
 from actors.errors import JobFailed, RequestRefused, SchedulerUnreachable, WaitTimeout
 from transport import ClientTransport, connect
@@ -468,8 +466,3 @@ class Client:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def to_builtins(value: Any) -> Any:
-    """Structs to plain dicts/lists (for JSON output)."""
-    return msgspec.to_builtins(value)

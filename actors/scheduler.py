@@ -57,13 +57,10 @@ from actors.messages import (
 )
 from actors.metrics import Histogram
 from actors.runtime import Actor
-from actors.store import JOB_COLUMNS, Ops
+from actors.store import JOB_COLUMNS, Ops, in_chunks
 from transport import protocol as wire
 
 log = logging.getLogger("corral.scheduler")
-
-# SQLite's default limit on host parameters is 32766; stay far below it.
-_SQL_CHUNK = 900
 
 
 class Throughput:
@@ -293,9 +290,7 @@ class Scheduler(Actor):
     async def _load_keys(self, keys: list[str]) -> None:
         """Make sure every known idempotency key among ``keys`` is in memory."""
         missing = [k for k in keys if k not in self.table.by_key]
-        for start in range(0, len(missing), _SQL_CHUNK):
-            chunk = missing[start : start + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(missing):
             rows = await self._query(
                 f"SELECT idempotency_key, id FROM jobs WHERE idempotency_key IS NOT NULL "
                 f"AND idempotency_key IN ({marks})",
@@ -314,9 +309,7 @@ class Scheduler(Actor):
                 missing.append(job_id)
             else:
                 found[job_id] = job
-        for start in range(0, len(missing), _SQL_CHUNK):
-            chunk = missing[start : start + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(missing):
             for row in await self._query(
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk
             ):

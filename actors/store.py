@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
@@ -30,6 +31,8 @@ from actors.metrics import Histogram
 from actors.runtime import PUBLISH, Actor
 
 log = logging.getLogger("corral.store")
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -107,6 +110,17 @@ INSERT_ATTEMPT = (
     "INSERT OR REPLACE INTO attempts (job_id, token, worker, started_at, finished_at, outcome, "
     "error) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+# SQLite caps host parameters per statement (32,766 by default); stay far below it.
+SQL_CHUNK = 900
+
+
+def in_chunks(values: Sequence[T]) -> Iterator[tuple[list[T], str]]:
+    """``values`` in pieces small enough for one ``IN (...)``, each with its placeholders."""
+    for start in range(0, len(values), SQL_CHUNK):
+        chunk = list(values[start : start + SQL_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 # Bumped when the tables change shape; a file with another version is refused at start-up

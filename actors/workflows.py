@@ -19,13 +19,11 @@ from actors.effects import Effects
 from actors.jobs import Job
 from actors.lifecycle import JobState
 from actors.messages import CheckWorkflow, Send, Track, WorkflowChecked
-from actors.store import JOB_COLUMNS, Ops
+from actors.store import JOB_COLUMNS, Ops, in_chunks
 from transport import protocol as wire
 
 if TYPE_CHECKING:
     from actors.scheduler import Scheduler
-
-_SQL_CHUNK = 900
 
 
 def _refuse(sched: Scheduler, peer: bytes, code: str, message: str, rid: int) -> None:
@@ -126,9 +124,7 @@ async def revive_descendants(sched: Scheduler, roots: list[int], ops: Ops, effec
     revived = 0
     while frontier:
         children: list[int] = []
-        for start in range(0, len(frontier), _SQL_CHUNK):
-            chunk = frontier[start : start + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(frontier):
             rows = await sched._query(f"SELECT child FROM edges WHERE parent IN ({marks})", chunk)
             children += [row[0] for row in rows]
         frontier = []
