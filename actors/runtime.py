@@ -61,6 +61,10 @@ class Actor:
     async def handle(self, message: Any) -> None:
         raise NotImplementedError
 
+    def on_idle(self) -> None:
+        """Runs when the mailbox has just been emptied, whatever the last message was:
+        the place for work done once per burst of messages rather than per message."""
+
     def metrics(self) -> dict[str, Any] | None:
         """This actor's metrics snapshot (immutable values), or None if it has none."""
         return None
@@ -84,6 +88,8 @@ class Actor:
                 self._publish_metrics()
             else:
                 await self.handle(message)
+            if mailbox.empty():
+                self.on_idle()
 
 
 class ActorSystem:

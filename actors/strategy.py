@@ -25,20 +25,12 @@ from strategies import Strategy, WorkerSlots
 from transport import protocol as wire
 
 
-class _Match:
-    """Sent to itself: match ready jobs with free slots now."""
-
-
-_MATCH = _Match()
-
-
 class StrategyActor(Actor):
     def __init__(self, strategy: Strategy) -> None:
         super().__init__("strategy")
         self.strategy = strategy
         self.workers: dict[bytes, WorkerSlots] = {}
         self._joined = 0
-        self._match_queued = False
         self.scheduler: Actor
         self.dispatcher: Actor
 
@@ -66,20 +58,13 @@ class StrategyActor(Actor):
                     name: wire.QueueView(sum(b), *b) for name, b in self.strategy.bands().items()
                 }
                 self.dispatcher.tell(StatusPart(peer, rid, {**fields, "queues": views}))
-            case _Match():
-                self._match_queued = False
-                self._match()
-                return
             case _:
                 raise TypeError(f"strategy got an unexpected message: {message!r}")
-        # Match once per burst of messages, not once per message: now if nothing else is
-        # waiting, else after everything already in the mailbox, by a marker message, so
-        # that nothing queued meanwhile (a metrics tick included) can swallow the wake-up.
-        if self.mailbox.empty():
-            self._match()
-        elif not self._match_queued:
-            self._match_queued = True
-            self.tell(_MATCH)
+
+    def on_idle(self) -> None:
+        # Match once per burst of messages, when the runtime has emptied the mailbox,
+        # whatever came last (a metrics tick included), so no wake-up can be lost.
+        self._match()
 
     def _match(self) -> None:
         """Hand ready jobs to free slots, in the strategy's order, in one Picked batch."""

@@ -35,11 +35,10 @@ async def make(name: str) -> tuple[StrategyActor, Recorder]:
 
 
 async def send(actor: StrategyActor, *messages: Any) -> None:
-    """Handle each message, then whatever it queued for the actor itself (its match)."""
+    """Handle each message as the runtime does: its mailbox is then empty, so it matches."""
     for message in messages:
         await actor.handle(message)
-        while not actor.mailbox.empty():
-            await actor.handle(actor.mailbox.get_nowait())
+        actor.on_idle()
 
 
 def jobs(n: int, queue: str = "default", start: int = 1) -> Enqueue:
