@@ -101,6 +101,7 @@ class Brain:
         if isinstance(dag, DagResolver):
             dag.scheduler = scheduler
         events.gateway, events.scheduler = gateway, scheduler
+        self.store.feeders = (scheduler, strategy_actor)
         actors = (
             self.store,
             scheduler,

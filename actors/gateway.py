@@ -6,7 +6,9 @@ naming what was wrong and goes no further, so it changes nothing. A peer must
 say hello (with a matching protocol version) before anything else. Decoded
 requests go to the scheduler (client requests) or the dispatcher (worker
 traffic). Outbound, other actors ``tell`` it ``Send`` messages; it encodes
-and sends them without blocking.
+and sends them without blocking: frames that start or stop work at once,
+replies at the end of its turn, so a job starts before its submitter is
+answered.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from transport.errors import BadFrame, PeerGone
 
 log = logging.getLogger("corral.gateway")
 
+# Frames that start or stop work on a worker (and the Welcome that precedes any of them):
+# sent as soon as they arrive. Everything else is sent at the end of the gateway's turn,
+# in order (see Gateway.on_idle).
+WORK_FRAMES = (wire.Assign, wire.StopJob, wire.Welcome)
+
 # Peers that said hello. Bounded so a stream of short-lived CLI connections
 # cannot grow it forever; a forgotten peer is simply asked to say hello again.
 MAX_KNOWN_PEERS = 100_000
@@ -46,6 +53,7 @@ class Gateway(Actor):
         self.heartbeat_interval = heartbeat_interval
         self.known: OrderedDict[bytes, None] = OrderedDict()
         self.bad_frames = 0
+        self._replies: list[Send] = []
         self.scheduler: Actor
         self.dispatcher: Actor
         self.heartbeat: Actor
@@ -57,9 +65,19 @@ class Gateway(Actor):
     async def handle(self, message: Any) -> None:
         match message:
             case Send(peer=peer, message=outbound):
-                self._send(peer, outbound)
+                if isinstance(outbound, WORK_FRAMES):
+                    self._send(peer, outbound)
+                else:
+                    self._replies.append(message)
             case _:
                 raise TypeError(f"gateway got an unexpected message: {message!r}")
+
+    def on_idle(self) -> None:
+        # Replies wait for the end of the turn, so the work frames that arrived in the same
+        # turn leave first: a job starts before its submitter hears it was accepted.
+        replies, self._replies = self._replies, []
+        for send in replies:
+            self._send(send.peer, send.message)
 
     def _send(self, peer: bytes, message: wire.Message) -> None:
         try:

@@ -240,7 +240,7 @@ class WorkflowChecked(_Msg, frozen=True):
 
 # scheduler -> store
 class Write(_Msg, frozen=True):
-    """Persist ``ops`` in one transaction; then tell ``reply_to`` ``Written(tag)``."""
+    """Persist ``ops``; once committed, ``reply_to`` gets ``tag`` in a ``Written``."""
 
     ops: Any  # actors.store.Ops
     reply_to: Any  # an Actor
@@ -248,7 +248,9 @@ class Write(_Msg, frozen=True):
 
 
 class Written(_Msg, frozen=True):
-    tag: Any
+    """One per writer per commit: the tags of its writes that commit made durable, in order."""
+
+    tags: list[Any]
 
 
 class Query(_Msg, frozen=True):

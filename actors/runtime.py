@@ -81,6 +81,10 @@ class Actor:
 
     async def _run(self) -> None:
         await self.on_start()
+        await self._serve()
+
+    async def _serve(self) -> None:
+        """The mailbox loop alone (tests drive an actor through it without ``on_start``)."""
         mailbox = self.mailbox
         while True:
             message = await mailbox.get()

@@ -128,8 +128,8 @@ class Scheduler(Actor):
 
     async def handle(self, message: Any) -> None:
         match message:
-            case Written(tag=effects):
-                self._after_commit(effects)
+            case Written(tags=committed):
+                self._after_commit(committed)
             case Picked(picks=picks):
                 self._lease(picks)
             case WorkerResults():
@@ -217,7 +217,7 @@ class Scheduler(Actor):
         if len(ops):
             self.store.tell(Write(ops.seal(), self, effects))
         else:
-            self._after_commit(effects)
+            self._after_commit([effects])
 
     # ------------------------------------------------------------------ submit
 
@@ -335,25 +335,42 @@ class Scheduler(Actor):
 
     # ---------------------------------------------------------- after a commit
 
-    def _after_commit(self, effects: Effects) -> None:
-        for send in effects.sends:
-            self.gateway.tell(send)
-        if effects.ready:  # only start-up recovery writes to the store directly
-            self._enqueue(effects.ready)
-        if effects.leases:
-            self.dispatcher.tell(Leased(effects.leases))
-        for revoke in effects.revokes:
-            self.dispatcher.tell(revoke)
-        if effects.finished:
-            finished = [j for j in effects.finished if j.status in TERMINAL and not j.settled]
+    def _after_commit(self, committed: list[Effects]) -> None:
+        """Carry out the effects of one commit's writes, in their order, work first.
+
+        Leases and revokes go to the dispatcher before any reply goes to a client, so a
+        job's Assign leaves without queueing behind the acknowledgement of its submission
+        (the gateway sends worker frames before client replies of the same turn)."""
+        leases: list[tuple[bytes, wire.Assignment]] = []
+        for effects in committed:
+            if effects.revokes:
+                if leases:  # keep a revoke after any lease committed before it
+                    self.dispatcher.tell(Leased(leases))
+                    leases = []
+                for revoke in effects.revokes:
+                    self.dispatcher.tell(revoke)
+            leases += effects.leases
+        if leases:
+            self.dispatcher.tell(Leased(leases))
+        finished: list[Job] = []
+        events: list[tuple[Any, ...]] = []
+        for effects in committed:
+            for send in effects.sends:
+                self.gateway.tell(send)
+            if effects.ready:  # only start-up recovery writes to the store directly
+                self._enqueue(effects.ready)
+            finished += effects.finished
+            events += effects.events
+        if finished:
+            finished = [j for j in finished if j.status in TERMINAL and not j.settled]
             for job in finished:
                 self.table.settle(job)
             self._notify(finished)
             self.dag.tell(Finished([(j.id, j.status.value) for j in finished]))
             succeeded = sum(1 for j in finished if j.status is SUCCEEDED)
             self.throughput.add(succeeded, len(finished))
-        if effects.events:
-            self.events.tell(Publish(effects.events))
+        if events:
+            self.events.tell(Publish(events))
         self._arm_retry_timer()
 
     # -------------------------------------------------------------- assignment

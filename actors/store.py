@@ -2,12 +2,15 @@
 
 Whatever ``Write`` messages pile up while one transaction commits go into the
 next one, together (group commit): an idle scheduler commits at once, a busy
-one commits hundreds of jobs per transaction. Only after COMMIT returns does
-each writer get its ``Written`` reply, so acknowledgements always follow
-durability. Every job update is a compare-and-swap on the expected previous
-status (``UPDATE … WHERE id=? AND status=?``); if SQLite matches fewer rows
-than memory expected, the store raises StoreInconsistent and the scheduler
-stops instead of guessing.
+one commits hundreds of jobs per transaction. Before committing, the store lets
+the actors that feed it finish what they already have in hand (a few loop
+turns at most, never a timed wait), so the writes they are about to make join
+the same transaction: a new job's INSERT and its lease commit together. Only
+after COMMIT returns does each writer get its ``Written`` reply (one per writer
+per commit), so acknowledgements always follow durability. Every job update is
+a compare-and-swap on the expected previous status (``UPDATE … WHERE id=? AND
+status=?``); if SQLite matches fewer rows than memory expected, the store raises
+StoreInconsistent and the scheduler stops instead of guessing.
 
 The file is opened in WAL mode with an exclusive lock, so a second scheduler
 on the same file is refused at start-up instead of becoming a second writer.
@@ -15,6 +18,7 @@ on the same file is refused at start-up instead of becoming a second writer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -127,6 +131,10 @@ def in_chunks(values: Sequence[T]) -> Iterator[tuple[list[T], str]]:
 # with a clear message (there are no migrations yet).
 SCHEMA_VERSION = 1
 
+# The most loop turns a commit waits for its feeders (the scheduler, and the strategy that
+# feeds the scheduler) to empty their mailboxes. Two turns cover submit -> match -> lease.
+MAX_FEEDER_TURNS = 4
+
 # A group commit this small (a few rows, WAL, no fsync) takes tens of microseconds:
 # less than handing it to aiosqlite's thread and back (~0.1 ms each way on this
 # machine). Bigger batches go to the thread so the loop keeps receiving meanwhile.
@@ -220,6 +228,8 @@ class Store(Actor):
         self.commits = 0
         self.committed_ops = 0
         self.commit_latency = Histogram()
+        # Actors whose pending messages are likely to end in a write (set by the brain).
+        self.feeders: tuple[Actor, ...] = ()
 
     async def open(self) -> None:
         if not hasattr(aiosqlite.Connection, "_execute"):
@@ -282,7 +292,7 @@ class Store(Actor):
         while True:
             writes: list[Write] = []
             queries: list[Query] = []
-            n_ops = 0
+            n_ops = turns = 0
             message = await mailbox.get()
             while True:
                 if message is PUBLISH:
@@ -292,13 +302,23 @@ class Store(Actor):
                     n_ops += len(message.ops)
                 else:
                     queries.append(message)
-                if n_ops >= MAX_BATCH_OPS or mailbox.empty():
+                if n_ops >= MAX_BATCH_OPS:
+                    break
+                while (
+                    mailbox.empty() and writes and turns < MAX_FEEDER_TURNS and self._feeders_busy()
+                ):
+                    turns += 1
+                    await asyncio.sleep(0)  # one loop turn: the feeders run, maybe write
+                if mailbox.empty():
                     break
                 message = mailbox.get_nowait()
             if writes:
                 await self._commit(writes)
             for query in queries:
                 await self._answer(query)
+
+    def _feeders_busy(self) -> bool:
+        return any(not feeder.mailbox.empty() for feeder in self.feeders)
 
     async def _commit(self, writes: list[Write]) -> None:
         db = self.db
@@ -325,8 +345,11 @@ class Store(Actor):
         self.commit_latency.observe(time.perf_counter() - started)
         self.commits += 1
         self.committed_ops += len(inserts) + len(updates) + len(attempts) + len(edges)
+        tags: dict[Actor, list[Any]] = {}
         for write in writes:
-            write.reply_to.tell(Written(write.tag))
+            tags.setdefault(write.reply_to, []).append(write.tag)
+        for writer, committed in tags.items():
+            writer.tell(Written(committed))
 
     def metrics(self) -> dict[str, Any]:
         return {

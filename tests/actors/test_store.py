@@ -51,10 +51,80 @@ async def test_writes_that_pile_up_are_committed_together_then_acknowledged(tmp_
         store.tell(Write(Ops(inserts=[row(i)]), inbox, i))
     task = asyncio.create_task(store._run())
     try:
-        tags = [(await asyncio.wait_for(inbox.mailbox.get(), 5)) for _ in range(100)]
-        assert [t.tag for t in tags if isinstance(t, Written)] == list(range(1, 101))
+        written = await asyncio.wait_for(inbox.mailbox.get(), 5)
+        assert isinstance(written, Written)
+        assert written.tags == list(range(1, 101)), "one reply per writer, tags in order"
         assert store.commits == 1, "100 waiting writes share one transaction"
         assert (await store.fetch("SELECT count(*) FROM jobs"))[0][0] == 100
+    finally:
+        task.cancel()
+        await store.on_stop()
+
+
+class Feeder(Actor):
+    """Stands in for the scheduler: each message it handles becomes a write."""
+
+    def __init__(self, store: Store, inbox: Actor) -> None:
+        super().__init__("feeder")
+        self.store, self.inbox = store, inbox
+
+    async def handle(self, message: Any) -> None:
+        self.store.tell(Write(Ops(inserts=[row(message)]), self.inbox, message))
+
+
+async def test_a_write_waits_for_a_busy_feeder_and_commits_with_its_write(tmp_path: Path) -> None:
+    # The low-load path of a submission: the INSERT reaches the store while the scheduler
+    # still has the match in its mailbox; the lease it is about to write joins the commit.
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    inbox = Inbox()
+    feeder = Feeder(store, inbox)
+    store.feeders = (feeder,)
+    store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+    feeder.tell(2)
+    tasks = [asyncio.create_task(store._run()), asyncio.create_task(feeder._run())]
+    try:
+        written = await asyncio.wait_for(inbox.mailbox.get(), 5)
+        assert written.tags == [1, 2]
+        assert store.commits == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await store.on_stop()
+
+
+async def test_a_write_commits_at_once_when_its_feeders_are_idle(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    inbox = Inbox()
+    feeder = Feeder(store, inbox)
+    store.feeders = (feeder,)
+    tasks = [asyncio.create_task(store._run()), asyncio.create_task(feeder._run())]
+    try:
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [1]
+        feeder.tell(2)
+        assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [2]
+        assert store.commits == 2
+    finally:
+        for task in tasks:
+            task.cancel()
+        await store.on_stop()
+
+
+async def test_a_feeder_that_never_empties_its_mailbox_cannot_hold_a_commit_back(
+    tmp_path: Path,
+) -> None:
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    inbox = Inbox()
+    stuck = Inbox()  # never runs: its mailbox stays non-empty
+    stuck.tell("busy")
+    store.feeders = (stuck,)
+    task = asyncio.create_task(store._run())
+    try:
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [1]
     finally:
         task.cancel()
         await store.on_stop()
