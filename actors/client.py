@@ -72,6 +72,21 @@ class _Waiting:
     outcomes: dict[int, wire.JobOutcome] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     error: Exception | None = None
+    # False while the job ids are still unknown (a wait riding on a Submit): outcomes
+    # may be recorded, but the wait cannot be complete before the Submitted reply.
+    armed: bool = True
+
+    def add(self, outcomes: Iterable[wire.JobOutcome]) -> None:
+        for outcome in outcomes:
+            self.outcomes[outcome.job_id] = outcome
+            self.remaining.discard(outcome.job_id)
+        if self.armed and not self.remaining:
+            self.done.set()
+
+    def arm(self, job_ids: Iterable[int]) -> None:
+        self.remaining = set(job_ids) - self.outcomes.keys()
+        self.armed = True
+        self.add(())
 
 
 class AsyncClient:
@@ -137,6 +152,53 @@ class AsyncClient:
             reply = await self._request(lambda rid, c=chunk: wire.Submit(rid, c))
             ids += reply.job_ids
         return ids
+
+    async def submit_and_wait(
+        self, specs: Sequence[wire.JobSpec], timeout: float | None = None
+    ) -> list[wire.JobOutcome]:
+        """Submit jobs and wait until every one has ended, in one round trip per chunk:
+        each Submit carries its own wait. Outcomes in submission order (one per job, so a
+        repeated idempotency key repeats its job's outcome). Raises WaitTimeout."""
+        outcomes: dict[int, wire.JobOutcome] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        order: list[int] = []
+        for start in range(0, len(specs), SUBMIT_CHUNK):
+            chunk = list(specs[start : start + SUBMIT_CHUNK])
+            wait_rid = next(self._ids)
+            waiting = _Waiting(set(), armed=False)
+            self._waits[wait_rid] = waiting
+            try:
+                reply = await self._request(lambda rid, c=chunk, w=wait_rid: wire.Submit(rid, c, w))
+                order += reply.job_ids
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    await asyncio.wait_for(waiting.done.wait(), left)
+                except TimeoutError:
+                    raise WaitTimeout(sorted(waiting.remaining), timeout or 0.0) from None
+                if waiting.error is not None:
+                    raise waiting.error
+                outcomes.update(waiting.outcomes)
+            finally:
+                self._waits.pop(wait_rid, None)
+        return [outcomes[job_id] for job_id in order]
+
+    async def run(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
+        """Submit one job and return its result once it has run (one round trip, not two).
+
+        Raises JobFailed if it ended any other way than SUCCEEDED, WaitTimeout after
+        ``timeout`` seconds (the job itself goes on)."""
+        [outcome] = await self.submit_and_wait([job_spec(task, args, kwargs, **options)], timeout)
+        if outcome.status != "SUCCEEDED":
+            raise JobFailed(outcome.job_id, outcome.status, outcome.error)
+        return wire.unpack(outcome.result)
 
     async def submit_workflow(
         self,
@@ -306,11 +368,7 @@ class AsyncClient:
             case wire.Outcomes(request_id=rid, outcomes=outcomes):
                 waiting = self._waits.get(rid)
                 if waiting is not None:
-                    for outcome in outcomes:
-                        waiting.outcomes[outcome.job_id] = outcome
-                        waiting.remaining.discard(outcome.job_id)
-                    if not waiting.remaining:
-                        waiting.done.set()
+                    waiting.add(outcomes)
             case wire.Events(request_id=rid):
                 watch = self._watches.get(rid)
                 if watch is not None:
@@ -347,6 +405,11 @@ class AsyncClient:
                 future = self._pending.get(reply.request_id)
                 if future is not None and not future.done():
                     future.set_result(reply)
+                request = self._requests.get(reply.request_id)
+                if isinstance(reply, wire.Submitted) and isinstance(request, wire.Submit):
+                    waiting = self._waits.get(request.wait_request_id)
+                    if waiting is not None:  # now, before any Outcomes read in this batch
+                        waiting.arm(reply.job_ids)
 
     def _rewait(self) -> None:
         for rid, waiting in self._waits.items():
@@ -400,6 +463,22 @@ class Client:
 
     def result(self, job_id: int, timeout: float | None = None) -> Any:
         return self._run(self._async.result(job_id, timeout))
+
+    def submit_and_wait(
+        self, specs: Sequence[wire.JobSpec], timeout: float | None = None
+    ) -> list[wire.JobOutcome]:
+        return self._run(self._async.submit_and_wait(specs, timeout))
+
+    def run(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
+        return self._run(self._async.run(task, args, kwargs, timeout=timeout, **options))
 
     def status(self) -> wire.StatusView:
         return self._run(self._async.status())

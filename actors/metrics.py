@@ -143,6 +143,7 @@ class MetricsBoard:
                 "Events dropped because a subscriber fell behind.",
             ),
             ("corral_store_commits", store, "commits", "SQLite transactions committed."),
+            ("corral_store_checkpoints", store, "checkpoints", "WAL checkpoints run."),
         ):
             yield CounterMetricFamily(name, doc, value=part.get(key, 0))
 

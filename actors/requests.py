@@ -8,6 +8,7 @@ except ``wait``, which only registers waiters (the scheduler notifies them after
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -37,14 +38,22 @@ async def wait(sched: Scheduler, peer: bytes, request: wire.Wait) -> None:
             ),
         )
         return
+    done = register_waits(sched, peer, request.request_id, jobs.values())
+    if done is not None:
+        sched._send(peer, done)
+
+
+def register_waits(
+    sched: Scheduler, peer: bytes, request_id: int, jobs: Iterable[Job]
+) -> wire.Outcomes | None:
+    """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
     done: list[wire.JobOutcome] = []
-    for job in jobs.values():
+    for job in jobs:
         if job.settled:
             done.append(job.outcome())
         else:
-            sched.waiters[job.id] = (*sched.waiters.get(job.id, ()), (peer, request.request_id))
-    if done:
-        sched._send(peer, wire.Outcomes(request.request_id, done))
+            sched.waiters[job.id] = (*sched.waiters.get(job.id, ()), (peer, request_id))
+    return wire.Outcomes(request_id, done) if done else None
 
 
 async def cancel(sched: Scheduler, peer: bytes, request: wire.CancelJobs) -> None:

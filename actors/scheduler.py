@@ -258,6 +258,11 @@ class Scheduler(Actor):
             existing.append(False)
             self._place_new(job, parents, ops, effects)
         effects.sends.append(Send(peer, wire.Submitted(rid, ids, existing)))
+        if request.wait_request_id:
+            jobs = await self._find(ids)  # an existing key's job may have ended long ago
+            done = requests.register_waits(self, peer, request.wait_request_id, jobs.values())
+            if done is not None:
+                effects.sends.append(Send(peer, done))
         self._write(ops, effects)
 
     def _place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:

@@ -19,6 +19,8 @@ Modes (one per run):
   --inproc [--jobs N]                        everything in one process (in-memory transport,
                                              real SQLite): CPU time per job, for comparing
                                              versions of the hot path
+  --floor --rate R --duration S              no corral: two ZeroMQ hops through a forwarder,
+                                             the floor under --rate's submit->start
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import modes
 from bench.chaos import run_chaos
 from bench.dag import run_dag
+from bench.floor import run_floor
 from bench.harness import FAST_TIMINGS, Cluster
 from bench.inproc import run_inproc
 from bench.report import show, show_rows
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dag", action="store_true", help="DAG mode (see above)")
     parser.add_argument("--inproc", action="store_true", help="in-process mode (see above)")
+    parser.add_argument("--floor", action="store_true", help="transport floor (see above)")
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
@@ -129,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         result = uvloop.run(run_inproc(args.jobs, args.concurrency))
         print(json.dumps(result)) if args.json else show(result, console)
         return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+    if args.floor:
+        result = run_floor(args.rate or 200.0, args.duration, Cluster().dir)
+        print(json.dumps(result)) if args.json else show(result, console)
+        return 0 if result["lost"] == 0 else 1
     if args.chaos:
         return chaos(args, console)
     if args.dag:

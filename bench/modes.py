@@ -121,22 +121,23 @@ async def steady_rate(
     concurrency: int,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Submit one job at a time at ``rate`` per second; measure submit->start and
-    submit->done for each (start by the worker's clock, same machine)."""
+    """Submit one job at a time at ``rate`` per second, each as one submit-and-wait request
+    (what ``AsyncClient.run`` sends); measure submit->start and submit->done for each (start
+    by the worker's clock, same machine)."""
     cluster.start_workers(workers, concurrency)
     total = int(rate * duration)
     bar = progress.add_task(f"{rate:g} jobs/s for {duration:g}s", total=total)
     submitted_at: dict[int, float] = {}
+    noop = job_spec("bench.noop")
     done_at: dict[int, float] = {}
     async with AsyncClient(cluster.address, connect_timeout=20) as client:
         await wait_for_workers(client, workers)
 
         async def one() -> None:
             sent = time.time()
-            job_id = await client.submit("bench.noop")
-            submitted_at[job_id] = sent
-            await client.wait([job_id], timeout=120)
-            done_at[job_id] = time.time()
+            [outcome] = await client.submit_and_wait([noop], timeout=120)
+            submitted_at[outcome.job_id] = sent
+            done_at[outcome.job_id] = time.time()
             progress.advance(bar)
 
         tasks = []

@@ -250,6 +250,9 @@ class WorkerHello(Message, frozen=True):
 class Submit(Message, frozen=True):
     request_id: RequestId
     jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1, max_length=100_000)]
+    # Non-zero: also wait for these jobs, as a Wait with this request id would, saving
+    # the client a round trip (Outcomes under this id follow the Submitted reply).
+    wait_request_id: RequestId = 0
 
 
 class SubmitWorkflow(Message, frozen=True):

@@ -168,3 +168,29 @@ async def test_a_database_from_an_incompatible_schema_is_refused_clearly(tmp_pat
     reopened = Store(str(tmp_path / "new.db"))
     await reopened.open()
     await reopened.on_stop()
+
+
+async def test_the_store_checkpoints_the_wal_itself_after_the_commits_replies_went_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import actors.store as store_module
+
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    rows = await store.fetch("PRAGMA wal_autocheckpoint")
+    assert rows == [(0,)], "SQLite must not checkpoint inside a COMMIT"
+    inbox = Inbox()
+    replies_before_checkpoint: list[int] = []
+    checkpoint = store_module._checkpoint_wal
+
+    def recording_checkpoint(conn: Any) -> None:
+        replies_before_checkpoint.append(inbox.mailbox.qsize())
+        checkpoint(conn)
+
+    monkeypatch.setattr(store_module, "_checkpoint_wal", recording_checkpoint)
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 3)
+    for i in range(1, 7):
+        await store._commit([Write(Ops(inserts=[row(i)]), inbox, i)])
+    assert store.checkpoints == 2
+    assert replies_before_checkpoint == [3, 6], "each checkpoint ran after its commit replied"
+    await store.on_stop()

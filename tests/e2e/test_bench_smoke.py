@@ -46,6 +46,7 @@ def bench(*args: str) -> dict:  # type: ignore[type-arg]
         (["--rate", "100", "--duration", "2", "--workers", "1"], "rate"),
         (["--backlog", "2000", "--workers", "2"], "backlog"),
         (["--inproc", "--jobs", "2000"], "inproc"),
+        (["--floor", "--rate", "200", "--duration", "1"], "floor"),
     ],
 )
 def test_each_load_mode_completes_with_nothing_lost_or_duplicated(
@@ -57,7 +58,7 @@ def test_each_load_mode_completes_with_nothing_lost_or_duplicated(
     assert result["completed"] == result["jobs"]
     assert (result["lost"], result["duplicated"]) == (0, 0)
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
-    if mode == "rate":
+    if mode in ("rate", "floor"):
         assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
 
 

@@ -1,0 +1,78 @@
+"""Submit-and-wait in one request (``AsyncClient.run`` / ``submit_and_wait``) on real
+processes: the job's result comes back without a separate Wait, and every way a job can end
+reaches the caller the same way ``wait`` would report it."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from actors.client import AsyncClient, Client, job_spec
+from actors.errors import JobFailed, RequestRefused, WaitTimeout
+from tests.helpers.procs import Procs, free_address
+from transport import protocol as wire
+
+pytestmark = pytest.mark.slow
+
+
+async def test_run_returns_the_result_and_submit_and_wait_keeps_submission_order(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "w", 4)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        assert await client.run("record", [41], timeout=30) == 41
+        specs = [job_spec("record", [i], {"seconds": 0.05 * (5 - i)}) for i in range(5)]
+        outcomes = await client.submit_and_wait(specs, timeout=30)
+        assert [o.status for o in outcomes] == ["SUCCEEDED"] * 5
+        # later jobs finish first; the list is still in submission order
+        assert [o.job_id for o in outcomes] == sorted(o.job_id for o in outcomes)
+        assert client._waits == {}, "nothing left registered"
+
+
+async def test_failures_timeouts_and_refusals_reach_the_caller(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        with pytest.raises(WaitTimeout):  # no worker yet: it cannot have run
+            await client.run("record", [1], timeout=0.5)
+        procs.worker(address, "w", 2)
+        with pytest.raises(JobFailed) as failed:
+            await client.run("fail_until", [99], max_retries=0, timeout=30)
+        assert failed.value.status == "FAILED"
+        with pytest.raises(RequestRefused):
+            await client.run("record", [1], depends_on=[10**9], timeout=30)
+        # a child of the failed job ends UPSTREAM_FAILED in the same commit that creates it
+        child = await client.submit_and_wait(
+            [job_spec("record", [2], depends_on=[failed.value.job_id])], timeout=30
+        )
+        assert child[0].status == "UPSTREAM_FAILED"
+        assert client._waits == {}
+
+
+async def test_a_known_idempotency_key_answers_with_the_existing_jobs_outcome(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    db = tmp_path / "corral.db"
+    scheduler = procs.scheduler(address, db)
+    procs.worker(address, "w", 2)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        first = await client.submit_and_wait(
+            [job_spec("record", ["once"], idempotency_key="k")], timeout=30
+        )
+    # A restarted scheduler has the finished job only in SQLite, not in memory.
+    scheduler.send_signal(signal.SIGTERM)
+    scheduler.wait(timeout=15)
+    procs.scheduler(address, db)
+    with Client(address, connect_timeout=10) as client:
+        again = client.submit_and_wait(
+            [job_spec("record", ["twice"], idempotency_key="k")] * 2, timeout=30
+        )
+    assert [o.job_id for o in again] == [first[0].job_id] * 2
+    assert [wire.unpack(o.result) for o in again] == ["once", "once"]
