@@ -32,6 +32,7 @@ from actors.messages import (
     Silent,
     StatusPart,
     WorkerCredit,
+    WorkerCredits,
     WorkerGone,
     WorkerLost,
     WorkerNames,
@@ -74,6 +75,8 @@ class Dispatcher(Actor):
         self.refused_leases = 0  # heartbeats claiming a lease the worker does not hold
         self.refused_progress = 0  # progress reports under a stale token
         self.dropped_progress = 0
+        self._results_out: list[tuple[bytes, str, list[wire.JobResult]]] = []
+        self._credits_out: list[WorkerCredit] = []
         self.gateway: Actor
         self.scheduler: Actor
         self.strategy: Actor
@@ -81,9 +84,13 @@ class Dispatcher(Actor):
         self.events: Actor
 
     async def handle(self, message: Any) -> None:
+        if isinstance(message, FromWorker) and isinstance(message.message, wire.Results):
+            self._results(message.peer, message.message.results)
+            return
+        # Anything else this actor says must follow the results and credits gathered so
+        # far (a worker's credit must not reach the strategy after its WorkerGone).
+        self._flush_results()
         match message:
-            case FromWorker(peer=peer, message=wire.Results(results=results)):
-                self._results(peer, results)
             case Leased(leases=leases):
                 self._assign(leases)
             case FromWorker(peer=peer, message=wire.Heartbeat() as beat):
@@ -187,11 +194,25 @@ class Dispatcher(Actor):
             if worker.running.get(result.job_id) == result.token:  # a stale one ends no lease
                 del worker.running[result.job_id]
                 worker.progress.pop(result.job_id, None)
-        self.scheduler.tell(WorkerResults(peer, worker.name, results))
+        self._results_out.append((peer, worker.name, results))
         if worker.state in ("alive", "suspect") and results:
-            self.strategy.tell(
+            self._credits_out.append(
                 WorkerCredit(peer, worker.name, worker.queues, worker.slots, len(results))
             )
+
+    def on_idle(self) -> None:
+        self._flush_results()
+
+    def _flush_results(self) -> None:
+        """Pass on the results and freed slots of every worker heard this turn, as one
+        message each: with many workers, the scheduler then writes once per turn, not
+        once per worker."""
+        if self._results_out:
+            self.scheduler.tell(WorkerResults(self._results_out))
+            self._results_out = []
+        if self._credits_out:
+            self.strategy.tell(WorkerCredits(self._credits_out))
+            self._credits_out = []
 
     def _assign(self, leases: list[tuple[bytes, wire.Assignment]]) -> None:
         per_worker: defaultdict[bytes, list[wire.Assignment]] = defaultdict(list)

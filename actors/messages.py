@@ -102,6 +102,12 @@ class WorkerCredit(_Msg, frozen=True):
     credit: int  # slots freed (positive) since the last message
 
 
+class WorkerCredits(_Msg, frozen=True):
+    """The credits of one dispatcher turn, in one message."""
+
+    grants: list[WorkerCredit]
+
+
 class WorkerGone(_Msg, frozen=True):
     peer: Peer
 
@@ -124,9 +130,9 @@ class Leased(_Msg, frozen=True):
 
 # dispatcher -> scheduler
 class WorkerResults(_Msg, frozen=True):
-    peer: Peer
-    name: str
-    results: list[wire.JobResult]
+    """Results from every worker the dispatcher heard in one turn: (peer, name, results)."""
+
+    batches: list[tuple[Peer, str, list[wire.JobResult]]]
 
 
 class WorkerLost(_Msg, frozen=True):

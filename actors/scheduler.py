@@ -406,29 +406,31 @@ class Scheduler(Actor):
     # ----------------------------------------------------------------- results
 
     def _results(self, message: WorkerResults) -> None:
+        """Every worker's results of one dispatcher turn: one write, one ack per worker."""
         ops, effects = Ops(), Effects()
-        acked: list[int] = []
-        refused: list[int] = []
-        for result in message.results:
-            job = self.table.holder_of(result.job_id, result.token, message.peer)
-            if job is None:
-                refused.append(result.job_id)
-                self.table.refused_results += 1
-                log.warning(
-                    "refused stale result for job %d token %d from %s",
-                    result.job_id,
-                    result.token,
-                    message.name,
-                )
-                continue
-            acked.append(result.job_id)
-            if result.ok:
-                self.table.succeed(job, result.result, ops)
-                effects.finished.append(job)
-            else:
-                self.table.fail_attempt(job, result.error or "failed", "error", ops)
-                effects.finished.append(job)  # kept only if it ended FAILED
-        effects.sends.append(Send(message.peer, wire.ResultsAck(acked, refused)))
+        table = self.table
+        for peer, name, results in message.batches:
+            acked: list[int] = []
+            refused: list[int] = []
+            for result in results:
+                job = table.holder_of(result.job_id, result.token, peer)
+                if job is None:
+                    refused.append(result.job_id)
+                    table.refused_results += 1
+                    log.warning(
+                        "refused stale result for job %d token %d from %s",
+                        result.job_id,
+                        result.token,
+                        name,
+                    )
+                    continue
+                acked.append(result.job_id)
+                if result.ok:
+                    table.succeed(job, result.result, ops)
+                else:
+                    table.fail_attempt(job, result.error or "failed", "error", ops)
+                effects.finished.append(job)  # a failed attempt is kept only if it ended FAILED
+            effects.sends.append(Send(peer, wire.ResultsAck(acked, refused)))
         self._write(ops, effects)
 
     def _worker_lost(self, message: WorkerLost) -> None:

@@ -18,6 +18,7 @@ from actors.messages import (
     ReturnCredit,
     StatusPart,
     WorkerCredit,
+    WorkerCredits,
     WorkerGone,
 )
 from actors.runtime import Actor
@@ -40,13 +41,11 @@ class StrategyActor(Actor):
                 push = self.strategy.push
                 for job in jobs:
                     push(job)
-            case WorkerCredit(peer=peer, name=name, queues=queues, slots=slots, credit=credit):
-                worker = self.workers.get(peer)
-                if worker is None:
-                    self._joined += 1
-                    worker = WorkerSlots(peer, name, queues, slots, 0, self._joined)
-                    self.workers[peer] = worker
-                worker.credit = min(worker.slots, worker.credit + credit)
+            case WorkerCredits(grants=grants):
+                for grant in grants:
+                    self._credit(grant)
+            case WorkerCredit():
+                self._credit(message)
             case ReturnCredit(peer=peer, credit=credit):
                 worker = self.workers.get(peer)
                 if worker is not None:
@@ -60,6 +59,14 @@ class StrategyActor(Actor):
                 self.dispatcher.tell(StatusPart(peer, rid, {**fields, "queues": views}))
             case _:
                 raise TypeError(f"strategy got an unexpected message: {message!r}")
+
+    def _credit(self, grant: WorkerCredit) -> None:
+        worker = self.workers.get(grant.peer)
+        if worker is None:
+            self._joined += 1
+            worker = WorkerSlots(grant.peer, grant.name, grant.queues, grant.slots, 0, self._joined)
+            self.workers[grant.peer] = worker
+        worker.credit = min(worker.slots, worker.credit + grant.credit)
 
     def on_idle(self) -> None:
         # Match once per burst of messages, when the runtime has emptied the mailbox,

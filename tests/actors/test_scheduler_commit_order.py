@@ -10,20 +10,9 @@ from actors.config import SchedulerConfig
 from actors.effects import Effects
 from actors.jobs import JobTable
 from actors.messages import Leased, RevokeLease, Send, Written
-from actors.runtime import Actor
 from actors.scheduler import Scheduler
+from tests.helpers.recorder import Recorder
 from transport import protocol as wire
-
-
-class Recorder(Actor):
-    """Every actor the scheduler talks to, as one ordered log of (actor name, message)."""
-
-    def __init__(self, name: str, log: list[tuple[str, Any]]) -> None:
-        super().__init__(name)
-        self.log = log
-
-    def tell(self, message: Any) -> None:
-        self.log.append((self.name, message))
 
 
 def scheduler_with_log() -> tuple[Scheduler, list[tuple[str, Any]]]:
