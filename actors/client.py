@@ -75,6 +75,7 @@ class _Waiting:
     # False while the job ids are still unknown (a wait riding on a Submit): outcomes
     # may be recorded, but the wait cannot be complete before the Submitted reply.
     armed: bool = True
+    job_ids: list[int] = field(default_factory=list)  # the Submitted reply's, once armed
 
     def add(self, outcomes: Iterable[wire.JobOutcome]) -> None:
         for outcome in outcomes:
@@ -83,7 +84,8 @@ class _Waiting:
         if self.armed and not self.remaining:
             self.done.set()
 
-    def arm(self, job_ids: Iterable[int]) -> None:
+    def arm(self, job_ids: list[int]) -> None:
+        self.job_ids = job_ids
         self.remaining = set(job_ids) - self.outcomes.keys()
         self.armed = True
         self.add(())
@@ -104,6 +106,7 @@ class AsyncClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._requests: dict[int, wire.Message] = {}
+        self._submit_waits: dict[int, int] = {}  # Submit request id -> its Wait's request id
         self._waits: dict[int, _Waiting] = {}
         self._watches: dict[int, tuple[int | None, asyncio.Queue[wire.Events]]] = {}
         self._welcome: asyncio.Future[wire.Welcome] | None = None
@@ -163,24 +166,46 @@ class AsyncClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         order: list[int] = []
         for start in range(0, len(specs), SUBMIT_CHUNK):
-            chunk = list(specs[start : start + SUBMIT_CHUNK])
-            wait_rid = next(self._ids)
-            waiting = _Waiting(set(), armed=False)
-            self._waits[wait_rid] = waiting
-            try:
-                reply = await self._request(lambda rid, c=chunk, w=wait_rid: wire.Submit(rid, c, w))
-                order += reply.job_ids
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    await asyncio.wait_for(waiting.done.wait(), left)
-                except TimeoutError:
-                    raise WaitTimeout(sorted(waiting.remaining), timeout or 0.0) from None
-                if waiting.error is not None:
-                    raise waiting.error
-                outcomes.update(waiting.outcomes)
-            finally:
-                self._waits.pop(wait_rid, None)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            job_ids, done = await self._submit_waiting(specs[start : start + SUBMIT_CHUNK], left)
+            order += job_ids
+            outcomes.update(done)
         return [outcomes[job_id] for job_id in order]
+
+    async def _submit_waiting(
+        self, chunk: Sequence[wire.JobSpec], timeout: float | None
+    ) -> tuple[list[int], dict[int, wire.JobOutcome]]:
+        """One Submit carrying its Wait. This coroutine sleeps until the outcomes (or an
+        error) are in: the read loop records the Submitted reply itself, so the caller is
+        not woken at the moment its job is starting on a worker."""
+        rid, wait_rid = next(self._ids), next(self._ids)
+        waiting = _Waiting(set(), armed=False)
+        message = wire.Submit(rid, list(chunk), wait_rid)
+        self._waits[wait_rid] = waiting
+        self._requests[rid] = message  # resent if the scheduler asks for a hello first
+        self._submit_waits[rid] = wait_rid
+        unacknowledged = asyncio.get_running_loop().call_later(
+            self.request_timeout, self._no_ack, waiting
+        )
+        try:
+            self._send(message)
+            try:
+                await asyncio.wait_for(waiting.done.wait(), timeout)
+            except TimeoutError:
+                raise WaitTimeout(sorted(waiting.remaining), timeout or 0.0) from None
+            if waiting.error is not None:
+                raise waiting.error
+            return waiting.job_ids, waiting.outcomes
+        finally:
+            unacknowledged.cancel()
+            self._waits.pop(wait_rid, None)
+            self._requests.pop(rid, None)
+            self._submit_waits.pop(rid, None)
+
+    def _no_ack(self, waiting: _Waiting) -> None:
+        if not waiting.armed:
+            waiting.error = SchedulerUnreachable(self.address, self.request_timeout)
+            waiting.done.set()
 
     async def run(
         self,
@@ -389,6 +414,10 @@ class AsyncClient:
                 error = RequestRefused(code, text)
                 if rid in self._pending and not self._pending[rid].done():
                     self._pending[rid].set_exception(error)
+                elif rid in self._submit_waits and self._submit_waits[rid] in self._waits:
+                    waiting = self._waits[self._submit_waits[rid]]
+                    waiting.error = error
+                    waiting.done.set()
                 elif rid in self._waits:
                     self._waits[rid].error = error
                     self._waits[rid].done.set()
@@ -405,9 +434,8 @@ class AsyncClient:
                 future = self._pending.get(reply.request_id)
                 if future is not None and not future.done():
                     future.set_result(reply)
-                request = self._requests.get(reply.request_id)
-                if isinstance(reply, wire.Submitted) and isinstance(request, wire.Submit):
-                    waiting = self._waits.get(request.wait_request_id)
+                if isinstance(reply, wire.Submitted) and reply.request_id in self._submit_waits:
+                    waiting = self._waits.get(self._submit_waits[reply.request_id])
                     if waiting is not None:  # now, before any Outcomes read in this batch
                         waiting.arm(reply.job_ids)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from actors.client import AsyncClient, Client, job_spec
-from actors.errors import JobFailed, RequestRefused, WaitTimeout
+from actors.errors import JobFailed, RequestRefused, SchedulerUnreachable, WaitTimeout
 from tests.helpers.procs import Procs, free_address
 from transport import protocol as wire
 
@@ -76,3 +76,19 @@ async def test_a_known_idempotency_key_answers_with_the_existing_jobs_outcome(
         )
     assert [o.job_id for o in again] == [first[0].job_id] * 2
     assert [wire.unpack(o.result) for o in again] == ["once", "once"]
+
+
+async def test_an_unanswered_submission_raises_scheduler_unreachable(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    scheduler = procs.scheduler(address, tmp_path / "corral.db")
+    async with AsyncClient(address, connect_timeout=10, request_timeout=0.5) as client:
+        scheduler.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(SchedulerUnreachable):
+                await client.run("record", [1], timeout=30)
+            assert client._waits == {}
+            assert client._submit_waits == {}
+        finally:
+            scheduler.send_signal(signal.SIGCONT)
