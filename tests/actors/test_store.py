@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -72,44 +74,41 @@ class Feeder(Actor):
         self.store.tell(Write(Ops(inserts=[row(message)]), self.inbox, message))
 
 
-async def test_a_write_waits_for_a_busy_feeder_and_commits_with_its_write(tmp_path: Path) -> None:
-    # The low-load path of a submission: the INSERT reaches the store while the scheduler
-    # still has the match in its mailbox; the lease it is about to write joins the commit.
+@contextlib.asynccontextmanager
+async def store_with_feeder(tmp_path: Path) -> AsyncIterator[tuple[Store, Inbox, Feeder]]:
+    """A store fed by one feeder, both running once the block's first await yields."""
     store = Store(str(tmp_path / "c.db"))
     await store.open()
     inbox = Inbox()
     feeder = Feeder(store, inbox)
     store.feeders = (feeder,)
-    store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
-    feeder.tell(2)
     tasks = [asyncio.create_task(store._run()), asyncio.create_task(feeder._run())]
     try:
-        written = await asyncio.wait_for(inbox.mailbox.get(), 5)
-        assert written.tags == [1, 2]
-        assert store.commits == 1
+        yield store, inbox, feeder
     finally:
         for task in tasks:
             task.cancel()
         await store.on_stop()
 
 
+async def test_a_write_waits_for_a_busy_feeder_and_commits_with_its_write(tmp_path: Path) -> None:
+    # The low-load path of a submission: the INSERT reaches the store while the scheduler
+    # still has the match in its mailbox; the lease it is about to write joins the commit.
+    async with store_with_feeder(tmp_path) as (store, inbox, feeder):
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        feeder.tell(2)
+        written = await asyncio.wait_for(inbox.mailbox.get(), 5)
+        assert written.tags == [1, 2]
+        assert store.commits == 1
+
+
 async def test_a_write_commits_at_once_when_its_feeders_are_idle(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "c.db"))
-    await store.open()
-    inbox = Inbox()
-    feeder = Feeder(store, inbox)
-    store.feeders = (feeder,)
-    tasks = [asyncio.create_task(store._run()), asyncio.create_task(feeder._run())]
-    try:
+    async with store_with_feeder(tmp_path) as (store, inbox, feeder):
         store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
         assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [1]
         feeder.tell(2)
         assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [2]
         assert store.commits == 2
-    finally:
-        for task in tasks:
-            task.cancel()
-        await store.on_stop()
 
 
 async def test_a_feeder_that_never_empties_its_mailbox_cannot_hold_a_commit_back(
