@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import pty
+import select
 import signal
 import socket
 import subprocess
@@ -242,14 +243,21 @@ def test_the_live_view_renders_under_a_pseudo_terminal(procs: Procs, tmp_path: P
             ],
         )
     output = b""
-    deadline = time.monotonic() + 4
     subprocess.run(
         [sys.executable, "-m", "actors.cli", "submit", "record", "[1]", "--connect", address],
         cwd=ROOT,
         check=True,
         capture_output=True,
     )
-    while time.monotonic() < deadline:
+
+    def seen_enough() -> bool:
+        return b"jobs by state" in output and b"w0" in output and output.count(b"\x1b[") > 10
+
+    deadline = time.monotonic() + 30  # generous: a busy machine starts Python slowly
+    while time.monotonic() < deadline and not seen_enough():
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
         try:
             chunk = os.read(fd, 65536)
         except OSError:
