@@ -367,13 +367,16 @@ class Scheduler(Actor):
             finished += effects.finished
             events += effects.events
         if finished:
-            finished = [j for j in finished if j.status in TERMINAL and not j.settled]
+            ended: list[Job] = []
             for job in finished:
-                self.table.settle(job)
-            self._notify(finished)
-            self.dag.tell(Finished([(j.id, j.status.value) for j in finished]))
-            succeeded = sum(1 for j in finished if j.status is SUCCEEDED)
-            self.throughput.add(succeeded, len(finished))
+                # Settled here, so a job listed by two writes of this commit counts once.
+                if job.status in TERMINAL and not job.settled:
+                    self.table.settle(job)
+                    ended.append(job)
+            self._notify(ended)
+            self.dag.tell(Finished([(j.id, j.status.value) for j in ended]))
+            succeeded = sum(1 for j in ended if j.status is SUCCEEDED)
+            self.throughput.add(succeeded, len(ended))
         if events:
             self.events.tell(Publish(events))
         self._arm_retry_timer()

@@ -9,8 +9,10 @@ import msgspec
 from actors.config import SchedulerConfig
 from actors.effects import Effects
 from actors.jobs import JobTable
-from actors.messages import Leased, RevokeLease, Send, Written
+from actors.lifecycle import JobState
+from actors.messages import Finished, Leased, RevokeLease, Send, Written
 from actors.scheduler import Scheduler
+from actors.store import Ops
 from tests.helpers.recorder import Recorder
 from transport import protocol as wire
 
@@ -74,3 +76,20 @@ async def test_a_revoke_stays_after_the_leases_committed_before_it_and_before_la
     assert middle is revoke
     assert isinstance(last, Leased)
     assert last.leases[0][1].token == 2
+
+
+async def test_a_job_ended_by_two_writes_of_one_commit_is_reported_once() -> None:
+    # e.g. a failed attempt put it back to PENDING, then a cancel in the same group commit
+    scheduler, log = scheduler_with_log()
+    ops = Ops()
+    job = scheduler.table.create(wire.JobSpec("t"), ops)
+    scheduler.table.move(job, JobState.QUEUED, ops)
+    scheduler.table.move(job, JobState.CANCELLED, ops)
+    scheduler.waiters[job.id] = ((b"client", 9),)
+    await scheduler.handle(Written([Effects(finished=[job]), Effects(finished=[job])]))
+    outcomes = [m.message for who, m in log if who == "gateway"]
+    assert [type(o).__name__ for o in outcomes] == ["Outcomes"]
+    assert [o.job_id for o in outcomes[0].outcomes] == [job.id]
+    [finished] = [m for who, m in log if who == "dag"]
+    assert isinstance(finished, Finished)
+    assert finished.jobs == [(job.id, "CANCELLED")]
