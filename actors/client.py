@@ -161,7 +161,10 @@ class AsyncClient:
     ) -> list[wire.JobOutcome]:
         """Submit jobs and wait until every one has ended, in one round trip per chunk:
         each Submit carries its own wait. Outcomes in submission order (one per job, so a
-        repeated idempotency key repeats its job's outcome). Raises WaitTimeout."""
+        repeated idempotency key repeats its job's outcome). Raises WaitTimeout when
+        ``timeout`` passes (the jobs go on), RequestRefused for a refused chunk (nothing
+        of it was created), SchedulerUnreachable if a chunk is not acknowledged within
+        ``request_timeout``."""
         outcomes: dict[int, wire.JobOutcome] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
         order: list[int] = []

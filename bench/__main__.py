@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result)) if args.json else show(result, console)
         return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
     if args.floor:
-        result = run_floor(args.rate or 200.0, args.duration, Cluster().dir)
+        result = run_floor(args.rate or 200.0, args.duration)
         print(json.dumps(result)) if args.json else show(result, console)
         return 0 if result["lost"] == 0 else 1
     if args.chaos:

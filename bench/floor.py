@@ -16,6 +16,7 @@ import asyncio
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from array import array
 from pathlib import Path
@@ -70,9 +71,9 @@ async def drive(address: str, rate: float, duration: float) -> None:
     await client.close()
 
 
-def run_floor(rate: float, duration: float, directory: Path) -> dict[str, Any]:
+def run_floor(rate: float, duration: float) -> dict[str, Any]:
     address = free_address()
-    out = directory / "floor.delays"
+    out = Path(tempfile.mkdtemp(prefix="corral-floor-")) / "floor.delays"
     command = [sys.executable, "-m", "bench.floor"]
     procs = [
         subprocess.Popen([*command, "forward", address], cwd=ROOT),
