@@ -40,6 +40,30 @@ def free_address() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
+def listening(address: str) -> bool:
+    """Whether something accepts connections at a tcp:// or ipc:// address."""
+    if address.startswith("ipc://"):
+        return os.path.exists(address.removeprefix("ipc://"))
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    with socket.socket() as s:
+        return s.connect_ex((host, int(port))) == 0
+
+
+def wait_for_port(
+    address: str, proc: subprocess.Popen[bytes], timeout: float = 15.0, log: Path | None = None
+) -> None:
+    """Wait until the process ``proc`` (a scheduler or resolver) listens at ``address``."""
+    see = f"; see {log}" if log is not None else ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening{see}")
+        if listening(address):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {address} within {timeout}s{see}")
+
+
 class Cluster:
     def __init__(self, scheduler_args: tuple[str, ...] = (), directory: Path | None = None) -> None:
         self.dir = directory or Path(tempfile.mkdtemp(prefix="corral-bench-"))
@@ -79,21 +103,7 @@ class Cluster:
             str(self.metrics_port),
             *self.scheduler_args,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.scheduler.poll() is not None:
-                raise RuntimeError(f"scheduler exited: see {self.dir / 'scheduler.log'}")
-            if self._listening():
-                return
-            time.sleep(0.05)
-        raise TimeoutError("scheduler did not start")
-
-    def _listening(self) -> bool:
-        if self.address.startswith("ipc://"):
-            return os.path.exists(self.address.removeprefix("ipc://"))
-        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
-        with socket.socket() as s:
-            return s.connect_ex((host, int(port))) == 0
+        wait_for_port(self.address, self.scheduler, 20, self.dir / "scheduler.log")
 
     def start_workers(self, n: int, concurrency: int, module: str = "bench.tasks") -> None:
         for _ in range(n):

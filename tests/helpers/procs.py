@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench.harness import FAST_TIMINGS  # second-scale lease timings: fault tests finish fast
+# FAST_TIMINGS: second-scale lease timings, so fault tests finish fast
+from bench.harness import FAST_TIMINGS, free_address, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["FAST_TIMINGS", "ROOT", "Procs", "free_address", "wait_for_port"]
-
-
-def free_address() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 class Procs:
@@ -85,16 +78,3 @@ class Procs:
             f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
             for p in sorted(self.logs.iterdir())
         )
-
-
-def wait_for_port(address: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    host, port = address.removeprefix("tcp://").rsplit(":", 1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"scheduler exited with {proc.returncode} before listening")
-        with socket.socket() as s:
-            if s.connect_ex((host, int(port))) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"scheduler did not listen on {address} within {timeout}s")
