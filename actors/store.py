@@ -242,7 +242,8 @@ class Store(Actor):
         self.committed_ops = 0
         self.commit_latency = Histogram()
         self.checkpoints = 0
-        self._uncheckpointed = (0, 0)  # commits, ops since the last checkpoint
+        self._commits_since_checkpoint = 0
+        self._ops_since_checkpoint = 0
         # Actors whose pending messages are likely to end in a write (set by the brain).
         self.feeders: tuple[Actor, ...] = ()
 
@@ -366,9 +367,12 @@ class Store(Actor):
             tags.setdefault(write.reply_to, []).append(write.tag)
         for writer, committed in tags.items():
             writer.tell(Written(committed))
-        commits, ops = self._uncheckpointed
-        self._uncheckpointed = (commits + 1, ops + n_ops)
-        if commits + 1 >= CHECKPOINT_EVERY_COMMITS or ops + n_ops >= CHECKPOINT_EVERY_OPS:
+        self._commits_since_checkpoint += 1
+        self._ops_since_checkpoint += n_ops
+        if (
+            self._commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS
+            or self._ops_since_checkpoint >= CHECKPOINT_EVERY_OPS
+        ):
             await self._checkpoint()
 
     async def _checkpoint(self) -> None:
@@ -377,7 +381,7 @@ class Store(Actor):
         assert self.db is not None
         await _in_db_thread(self.db, _checkpoint_wal)
         self.checkpoints += 1
-        self._uncheckpointed = (0, 0)
+        self._commits_since_checkpoint = self._ops_since_checkpoint = 0
 
     def metrics(self) -> dict[str, Any]:
         return {
