@@ -7,6 +7,12 @@ costs one wake-up. ZeroMQ's descriptor is edge-triggered and any socket call
 may consume the edge, so ``ZMQ_EVENTS`` is re-checked before every wait and
 after every send.
 
+The hot calls use pyzmq's plain ``recv``/``send``/``get`` with integer flags:
+``recv_multipart``/``send_multipart`` and the enum-typed flags cost 2-3 times
+as much per frame (measured here: 4.4 against 1.5 µs to receive one
+two-part message, 6.5 against 3.0 µs to send one), and a drained socket is
+detected with ``ZMQ_EVENTS`` (1.5 µs) instead of a raised ``zmq.Again`` (4-5 µs).
+
 ROUTER_MANDATORY is on: a reply to a vanished peer raises instead of being
 dropped silently (libzmq drops by default).
 """
@@ -17,6 +23,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 import zmq
 
@@ -33,6 +40,14 @@ HIGH_WATER_MARK = 100_000
 # guard set well above the protocol limit, so a merely oversized frame still
 # reaches the gateway and gets a readable error reply.
 HARD_MESSAGE_LIMIT = 4 * MAX_FRAME_BYTES
+
+
+# Plain ints: pyzmq's flag enums build a new enum object on every | and &.
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def _context() -> zmq.Context[zmq.Socket[bytes]]:
@@ -52,39 +67,52 @@ class _Socket:
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._fd: int = self.sock.getsockopt(zmq.FD)  # type: ignore[assignment]
+        # EVENTS and RCVMORE are integer options (pyzmq types every option as int | bytes).
+        self._get: Callable[[int], int] = self.sock.get  # type: ignore[assignment]
         self._loop.add_reader(self._fd, self._readable.set)
 
-    def _events(self) -> int:
-        events: int = self.sock.getsockopt(zmq.EVENTS)  # type: ignore[assignment]
-        return events
+    def _readable_now(self) -> bool:
+        return bool(self._get(_EVENTS) & _POLLIN)
 
     async def recv_batch(self, max_frames: int) -> list[list[bytes]]:
         while True:
             if self._closed:
                 raise Closed("socket closed")
-            batch: list[list[bytes]] = []
-            try:
-                while len(batch) < max_frames:
-                    batch.append(self.sock.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                pass
+            batch = self._drain(max_frames)
             if batch:
                 return batch
+            # _drain stopped on a ZMQ_EVENTS without POLLIN (or on zmq.Again), which re-arms
+            # the descriptor: the next frame to arrive signals it and sets the event again.
             self._readable.clear()
-            if self._events() & zmq.POLLIN:
-                continue
             await self._readable.wait()
+
+    def _drain(self, max_frames: int) -> list[list[bytes]]:
+        """Every whole message waiting, up to ``max_frames``, without blocking."""
+        recv, get = self.sock.recv, self._get
+        batch: list[list[bytes]] = []
+        try:
+            while len(batch) < max_frames and get(_EVENTS) & _POLLIN:
+                parts = [recv(_NOBLOCK)]
+                while get(_RCVMORE):  # the parts of one message arrive together
+                    parts.append(recv(_NOBLOCK))
+                batch.append(parts)
+        except zmq.Again:  # not expected after POLLIN; the next wake-up reads on
+            pass
+        return batch
 
     def send(self, parts: list[bytes]) -> None:
         if self._closed:
             raise Closed("socket closed")
+        sock = self.sock
         try:
-            # copy=True: our frames are small, and zero-copy sends cost a pyzmq GC-thread
-            # round trip per frame (14% of the scheduler's time in a profile).
-            self.sock.send_multipart(parts, zmq.NOBLOCK, copy=True)
+            # copy=True (the default): our frames are small, and zero-copy sends cost a
+            # pyzmq GC-thread round trip per frame (14% of the scheduler's time in a profile).
+            for part in parts[:-1]:
+                sock.send(part, _MORE)
+            sock.send(parts[-1], _NOBLOCK)
         finally:
             # A send may have consumed the descriptor's edge for pending input.
-            if self._events() & zmq.POLLIN:
+            if self._readable_now():
                 self._readable.set()
 
     def close(self) -> None:
