@@ -182,8 +182,11 @@ class AsyncClient:
         error) are in: the read loop records the Submitted reply itself, so the caller is
         not woken at the moment its job is starting on a worker."""
         rid, wait_rid = next(self._ids), next(self._ids)
-        waiting = _Waiting(set(), armed=False)
         message = wire.Submit(rid, list(chunk), wait_rid)
+        # Sent before the bookkeeping below: no reply is read before this coroutine
+        # yields, and the frame leaves a few microseconds sooner.
+        self._send(message)
+        waiting = _Waiting(set(), armed=False)
         self._waits[wait_rid] = waiting
         self._requests[rid] = message  # resent if the scheduler asks for a hello first
         self._submit_waits[rid] = wait_rid
@@ -191,7 +194,6 @@ class AsyncClient:
             self.request_timeout, self._no_ack, waiting
         )
         try:
-            self._send(message)
             try:
                 await asyncio.wait_for(waiting.done.wait(), timeout)
             except TimeoutError:

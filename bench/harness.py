@@ -149,6 +149,17 @@ class Cluster:
             pass
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) the scheduler process has used, from /proc."""
+        assert self.scheduler is not None
+        try:
+            with open(f"/proc/{self.scheduler.pid}/stat") as f:
+                # Fields after the parenthesised command name; utime and stime are 14 and 15.
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.stop_workers()
         if self.scheduler is not None and self.scheduler.poll() is None:

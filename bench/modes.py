@@ -141,6 +141,7 @@ async def steady_rate(
             progress.advance(bar)
 
         tasks = []
+        cpu_before = cluster.cpu_seconds()
         began = time.perf_counter()
         for n in range(total):
             delay = began + n / rate - time.perf_counter()
@@ -149,6 +150,7 @@ async def steady_rate(
             tasks.append(asyncio.ensure_future(one()))
         await asyncio.gather(*tasks)
         seconds = time.perf_counter() - began
+        cpu = cluster.cpu_seconds() - cpu_before
     cluster.stop_workers()
     starts = cluster.start_times()
     to_start = [(starts[j] - t) * 1000 for j, t in submitted_at.items() if j in starts]
@@ -162,6 +164,7 @@ async def steady_rate(
         "rate": rate,
         "latency_ms": percentiles(to_start),
         "submit_to_done_ms": percentiles(to_done),
+        "scheduler_cpu_ms_per_job": round(cpu * 1000 / max(1, len(done_at)), 3),
         "scheduler_rss_mb": cluster.rss_mb(),
         "ids": list(submitted_at),
     }
