@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -64,6 +65,26 @@ def wait_for_port(
     raise TimeoutError(f"nothing listened on {address} within {timeout}s{see}")
 
 
+def histogram_percentiles(text: str) -> dict[str, dict[str, float | None]]:
+    """p50/p99 in ms (bucket upper bounds) of every histogram in a Prometheus text page;
+    None (JSON null, not the invalid ``Infinity``) when it lies beyond the largest bucket."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, dict[str, float | None]] = {}
+    for family in text_string_to_metric_families(text):
+        buckets = [
+            (float(s.labels["le"]), s.value) for s in family.samples if s.name.endswith("_bucket")
+        ]
+        if not buckets or not buckets[-1][1]:
+            continue
+        total = buckets[-1][1]
+        bounds = {q: next(le for le, n in buckets if n >= q * total) for q in (0.5, 0.99)}
+        out[family.name] = {
+            f"p{int(q * 100)}": None if math.isinf(le) else le * 1000 for q, le in bounds.items()
+        }
+    return out
+
+
 class Cluster:
     def __init__(self, scheduler_args: tuple[str, ...] = (), directory: Path | None = None) -> None:
         self.dir = directory or Path(tempfile.mkdtemp(prefix="corral-bench-"))
@@ -111,31 +132,15 @@ class Cluster:
             args = ["worker", module, "--connect", self.address, "--concurrency", str(concurrency)]
             self.workers.append(self._spawn(f"worker-{i}", *args, "--name", f"bench-{i}"))
 
-    def scheduler_histograms(self) -> dict[str, dict[str, float]]:
-        """p50/p99 (ms, bucket upper bounds) of the scheduler's own latency histograms."""
-        from prometheus_client.parser import text_string_to_metric_families
-
+    def scheduler_histograms(self) -> dict[str, dict[str, float | None]]:
+        """p50/p99 (ms, bucket upper bounds) of the scheduler's own latency histograms;
+        None (JSON null, not the invalid ``Infinity``) beyond the largest bucket."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
-                text = response.read().decode()
+                return histogram_percentiles(response.read().decode())
         except OSError:
             return {}
-        out: dict[str, dict[str, float]] = {}
-        for family in text_string_to_metric_families(text):
-            buckets = [
-                (float(s.labels["le"]), s.value)
-                for s in family.samples
-                if s.name.endswith("_bucket")
-            ]
-            if not buckets or not buckets[-1][1]:
-                continue
-            total = buckets[-1][1]
-            out[family.name] = {
-                f"p{int(q * 100)}": next(le for le, n in buckets if n >= q * total) * 1000
-                for q in (0.5, 0.99)
-            }
-        return out
 
     def rss_mb(self) -> float:
         """Resident memory of the scheduler process, from /proc."""
