@@ -1,0 +1,118 @@
+"""``python -m bench.idle``: what an idle gap costs the next piece of work on this machine.
+
+At 200 jobs/s the scheduler sleeps about 5 ms between jobs, and every job's work then runs
+on a CPU that was idle. This runs the store's own transaction for one new leased job (the
+INSERT, the lease's UPDATE and the COMMIT of ``actors.store._write_batch``, on a WAL file
+opened like the store opens it) back to back, and again after each of a few sleep lengths,
+and prints the CPU time of the thread per transaction (p50 / p99, µs). A second column does
+the same after spinning the CPU for the last 0.5 ms of the gap: if that brought the time
+back, idle clock or power states would be the cause; when it does not, the work's code and
+data were evicted from the caches while it slept.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.store import SCHEMA, _write_batch
+
+GAPS_MS = (0.0, 0.2, 1.0, 5.0, 20.0)
+SAMPLES = 300
+
+
+def open_like_the_store(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in (
+        "PRAGMA locking_mode=EXCLUSIVE",
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA cache_size=-65536",
+        "PRAGMA wal_autocheckpoint=0",
+    ):
+        conn.execute(pragma)
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def job_row(job_id: int) -> tuple[Any, ...]:
+    """A no-op job's row as the scheduler inserts it (QUEUED, no lease yet)."""
+    return (
+        job_id,
+        "bench.noop",
+        b"\x90",
+        b"\x80",
+        0,
+        "default",
+        b"\x90",
+        3,
+        None,
+        None,
+        time.time(),
+        "QUEUED",
+        0,
+        0,
+        None,
+        None,
+        None,
+        0.0,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def lease_row(job_id: int) -> tuple[Any, ...]:
+    return ("RUNNING", 1, 1, "bench-0", time.time(), None, 0.0, None, None, job_id, "QUEUED")
+
+
+def spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def measure(conn: sqlite3.Connection, gap_s: float, spin_s: float, first_id: int) -> list[float]:
+    """CPU µs of one transaction, each after ``gap_s`` of sleep (the last ``spin_s`` spun)."""
+    costs = []
+    for job_id in range(first_id, first_id + SAMPLES):
+        if gap_s:
+            time.sleep(max(0.0, gap_s - spin_s))
+            spin(min(spin_s, gap_s))
+        started = time.thread_time_ns()
+        _write_batch(conn, ([], [job_row(job_id)], [], [lease_row(job_id)], []))
+        costs.append((time.thread_time_ns() - started) / 1000)
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    return sorted(costs)
+
+
+def at(samples: list[float], q: float) -> float:
+    return samples[min(len(samples) - 1, int(q * len(samples)))]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="corral-idle-") as tmp:
+        conn = open_like_the_store(Path(tmp) / "idle.db")
+        next_id = 1
+        print("gap before each transaction | CPU µs p50 / p99 | ... spinning its last 0.5 ms")
+        for gap_ms in GAPS_MS:
+            slept = measure(conn, gap_ms / 1000, 0.0, next_id)
+            spun = measure(conn, gap_ms / 1000, 0.0005, next_id + SAMPLES)
+            next_id += 2 * SAMPLES
+            print(
+                f"{gap_ms:>8g} ms{'':17}| {at(slept, 0.5):6.0f} / {at(slept, 0.99):6.0f}"
+                f"     | {at(spun, 0.5):6.0f} / {at(spun, 0.99):6.0f}"
+            )
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
