@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -133,3 +134,52 @@ async def test_binding_an_address_twice_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_scheme_is_refused_with_the_supported_ones() -> None:
     with pytest.raises(UnknownAddress, match="tcp://HOST:PORT"):
         transport.bind("http://127.0.0.1:80")
+
+
+async def test_thousands_of_round_trips_never_stall(server: transport.ServerTransport) -> None:
+    """Both ends send while their reader is waiting, which (on ZeroMQ) may consume the
+    descriptor's edge for a frame that has arrived: a lost wake-up would stall a round."""
+    client = transport.connect(server.address)
+
+    async def echo() -> None:
+        while True:
+            for peer, frame in await server.recv_batch():
+                server.send(peer, frame)
+
+    echoing = asyncio.create_task(echo())
+    try:
+        for i in range(3000):
+            sent = [b"%d" % i] * (1 + i % 3)  # one, two or three frames a round
+            for frame in sent:
+                client.send(frame)
+            got: list[bytes] = []
+            while len(got) < len(sent):
+                got += await asyncio.wait_for(client.recv_batch(), 5)
+            assert got == sent
+    finally:
+        echoing.cancel()
+        await asyncio.gather(echoing, return_exceptions=True)
+        await client.close()
+
+
+async def test_a_frame_that_arrives_while_the_server_sends_still_wakes_its_reader(
+    server: transport.ServerTransport,
+) -> None:
+    """On ZeroMQ a send may swallow the descriptor's signal for a frame that has just
+    arrived; the transport must notice, or the waiting reader sleeps on a ready frame."""
+    client = transport.connect(server.address)
+    try:
+        client.send(b"hello")
+        [(peer, _)] = await _recv(server, 1)
+        reader = asyncio.create_task(server.recv_batch())
+        await asyncio.sleep(0.01)  # the reader is now waiting
+        for i in range(20):
+            client.send(b"request-%d" % i)
+            time.sleep(0.005)  # noqa: ASYNC251 (held loop: the frame lands meanwhile)
+            server.send(peer, b"unsolicited-%d" % i)  # ...and this send sees it first
+            assert await asyncio.wait_for(reader, 2) == [(peer, b"request-%d" % i)]
+            reader = asyncio.create_task(server.recv_batch())
+            await asyncio.sleep(0.002)
+        reader.cancel()
+    finally:
+        await client.close()
