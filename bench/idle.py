@@ -8,6 +8,8 @@ and prints the CPU time of the thread per transaction (p50 / p99, µs). A second
 the same after spinning the CPU for the last 0.5 ms of the gap: if that brought the time
 back, idle clock or power states would be the cause; when it does not, the work's code and
 data were evicted from the caches while it slept.
+
+``python -m bench.idle [SAMPLES]``: transactions per gap and column (default 300).
 """
 
 from __future__ import annotations
@@ -80,10 +82,12 @@ def spin(seconds: float) -> None:
         pass
 
 
-def measure(conn: sqlite3.Connection, gap_s: float, spin_s: float, first_id: int) -> list[float]:
+def measure(
+    conn: sqlite3.Connection, gap_s: float, spin_s: float, first_id: int, samples: int
+) -> list[float]:
     """CPU µs of one transaction, each after ``gap_s`` of sleep (the last ``spin_s`` spun)."""
     costs = []
-    for job_id in range(first_id, first_id + SAMPLES):
+    for job_id in range(first_id, first_id + samples):
         if gap_s:
             time.sleep(max(0.0, gap_s - spin_s))
             spin(min(spin_s, gap_s))
@@ -98,15 +102,16 @@ def at(samples: list[float], q: float) -> float:
     return samples[min(len(samples) - 1, int(q * len(samples)))]
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
+    samples = int(argv[0]) if argv else SAMPLES
     with tempfile.TemporaryDirectory(prefix="corral-idle-") as tmp:
         conn = open_like_the_store(Path(tmp) / "idle.db")
         next_id = 1
         print("gap before each transaction | CPU µs p50 / p99 | ... spinning its last 0.5 ms")
         for gap_ms in GAPS_MS:
-            slept = measure(conn, gap_ms / 1000, 0.0, next_id)
-            spun = measure(conn, gap_ms / 1000, 0.0005, next_id + SAMPLES)
-            next_id += 2 * SAMPLES
+            slept = measure(conn, gap_ms / 1000, 0.0, next_id, samples)
+            spun = measure(conn, gap_ms / 1000, 0.0005, next_id + samples, samples)
+            next_id += 2 * samples
             print(
                 f"{gap_ms:>8g} ms{'':17}| {at(slept, 0.5):6.0f} / {at(slept, 0.99):6.0f}"
                 f"     | {at(spun, 0.5):6.0f} / {at(spun, 0.99):6.0f}"
@@ -115,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(sys.argv[1:])

@@ -62,6 +62,19 @@ def test_each_load_mode_completes_with_nothing_lost_or_duplicated(
         assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
 
 
+def test_the_idle_gap_diagnostic_prints_a_row_per_gap() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.idle", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if " ms " in line and "|" in line]
+    assert [row.split()[0] for row in rows] == ["0", "0.2", "1", "5", "20"]
+
+
 def test_scaling_chaos_and_dag_modes_complete() -> None:
     scaling = bench("--scale", "1,2", "--jobs", "1000")
     assert [r["workers"] for r in scaling["runs"]] == [1, 2]
