@@ -48,11 +48,15 @@ def register_waits(
 ) -> wire.Outcomes | None:
     """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
     done: list[wire.JobOutcome] = []
+    waiters, waiter = sched.waiters, (peer, request_id)
+    # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case.
     for job in jobs:
         if job.settled:
             done.append(job.outcome())
+        elif (others := waiters.get(job.id)) is None:
+            waiters[job.id] = (waiter,)
         else:
-            sched.waiters[job.id] = (*sched.waiters.get(job.id, ()), (peer, request_id))
+            waiters[job.id] = (*others, waiter)
     return wire.Outcomes(request_id, done) if done else None
 
 

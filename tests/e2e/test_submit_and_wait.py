@@ -4,6 +4,7 @@ reaches the caller the same way ``wait`` would report it."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -92,3 +93,19 @@ async def test_an_unanswered_submission_raises_scheduler_unreachable(
             assert client._submit_waits == {}
         finally:
             scheduler.send_signal(signal.SIGCONT)
+
+
+async def test_every_wait_on_one_job_hears_how_it_ended(procs: Procs, tmp_path: Path) -> None:
+    """Three waits on one running job (two from the same client, one from another) are
+    each answered once it ends: the scheduler keeps every waiter of a job."""
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "w", 2)
+    async with (
+        AsyncClient(address, connect_timeout=10) as a,
+        AsyncClient(address, connect_timeout=10) as b,
+    ):
+        [job_id] = await a.submit_many([job_spec("record", [7], {"seconds": 1.0})])
+        waits = [a.wait([job_id], timeout=30), a.wait([job_id], timeout=30)]
+        outcomes = await asyncio.gather(*waits, b.wait([job_id], timeout=30))
+        assert [o[job_id].status for o in outcomes] == ["SUCCEEDED"] * 3
