@@ -216,6 +216,20 @@ def _write_batch(conn: sqlite3.Connection, batch: tuple[list[tuple[Any, ...]], .
         raise
 
 
+def connection_pragmas(durability: str) -> list[str]:
+    """How the store sets up its connection, in order (bench/idle.py times the same)."""
+    sync = "FULL" if durability == "full" else "NORMAL"
+    return [
+        "PRAGMA busy_timeout=500",
+        "PRAGMA locking_mode=EXCLUSIVE",
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={sync}",
+        # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.
+        "PRAGMA cache_size=-65536",
+        "PRAGMA wal_autocheckpoint=0",  # the store checkpoints itself: see Store._checkpoint
+    ]
+
+
 def _checkpoint_wal(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
@@ -256,15 +270,9 @@ class Store(Actor):
         # check_same_thread=False: small group commits run inline on the event loop
         # (see _commit); the store actor never has an aiosqlite call in flight then.
         self.db = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
-        sync = "FULL" if self.durability == "full" else "NORMAL"
         try:
-            await self.db.execute("PRAGMA busy_timeout=500")
-            await self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            await self.db.execute("PRAGMA journal_mode=WAL")
-            await self.db.execute(f"PRAGMA synchronous={sync}")
-            # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.
-            await self.db.execute("PRAGMA cache_size=-65536")
-            await self.db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
+            for pragma in connection_pragmas(self.durability):
+                await self.db.execute(pragma)
             await self._check_schema()
             await self.db.executescript(SCHEMA)
             await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

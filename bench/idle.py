@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.store import SCHEMA, _write_batch
+from actors.jobs import Job
+from actors.lifecycle import QUEUED, RUNNING
+from actors.store import SCHEMA, _write_batch, connection_pragmas
+from transport import protocol as wire
 
 GAPS_MS = (0.0, 0.2, 1.0, 5.0, 20.0)
 SAMPLES = 300
@@ -29,51 +32,33 @@ SAMPLES = 300
 
 def open_like_the_store(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in (
-        "PRAGMA locking_mode=EXCLUSIVE",
-        "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=NORMAL",
-        "PRAGMA cache_size=-65536",
-        "PRAGMA wal_autocheckpoint=0",
-    ):
+    for pragma in connection_pragmas("normal"):
         conn.execute(pragma)
     conn.executescript(SCHEMA)
     return conn
 
 
-def job_row(job_id: int) -> tuple[Any, ...]:
-    """A no-op job's row as the scheduler inserts it (QUEUED, no lease yet)."""
-    return (
+def job_rows(job_id: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A no-op job's INSERT row (QUEUED) and its lease's UPDATE row, built as the
+    scheduler builds them."""
+    job = Job(
         job_id,
         "bench.noop",
-        b"\x90",
-        b"\x80",
+        wire.EMPTY_ARGS,
+        wire.EMPTY_KWARGS,
         0,
         "default",
-        b"\x90",
+        (),
         3,
         None,
         None,
         time.time(),
-        "QUEUED",
-        0,
-        0,
-        None,
-        None,
-        None,
-        0.0,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
+        QUEUED,
     )
-
-
-def lease_row(job_id: int) -> tuple[Any, ...]:
-    return ("RUNNING", 1, 1, "bench-0", time.time(), None, 0.0, None, None, job_id, "QUEUED")
+    inserted = job.insert_row()
+    job.status, job.attempts, job.token = RUNNING, 1, 1
+    job.worker, job.started_at = "bench-0", time.time()
+    return inserted, job.update_row(QUEUED)
 
 
 def spin(seconds: float) -> None:
@@ -92,7 +77,8 @@ def measure(
             time.sleep(max(0.0, gap_s - spin_s))
             spin(min(spin_s, gap_s))
         started = time.thread_time_ns()
-        _write_batch(conn, ([], [job_row(job_id)], [], [lease_row(job_id)], []))
+        inserted, leased = job_rows(job_id)
+        _write_batch(conn, ([], [inserted], [], [leased], []))
         costs.append((time.thread_time_ns() - started) / 1000)
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     return sorted(costs)
