@@ -130,13 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.inproc:
         import uvloop
 
-        result = uvloop.run(run_inproc(args.jobs, args.concurrency))
-        print(json.dumps(result)) if args.json else show(result, console)
-        return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+        return report(uvloop.run(run_inproc(args.jobs, args.concurrency)), args, console)
     if args.floor:
-        result = run_floor(args.rate or 200.0, args.duration)
-        print(json.dumps(result)) if args.json else show(result, console)
-        return 0 if result["lost"] == 0 else 1
+        return report(run_floor(args.rate or 200.0, args.duration), args, console)
     if args.chaos:
         return chaos(args, console)
     if args.dag:
@@ -167,10 +163,13 @@ def main(argv: list[str] | None = None) -> int:
                 c, args.jobs, args.workers, args.concurrency, p, args.status_every, args.timeout
             ),
         )
-    if args.json:
-        print(json.dumps(result))
-    else:
-        show(result, console)
+    return report(result, args, console)
+
+
+def report(result: dict[str, Any], args: argparse.Namespace, console: Console) -> int:
+    """Print one mode's result (JSON or a table); exit status 1 if a job was lost or
+    ran twice."""
+    print(json.dumps(result)) if args.json else show(result, console)
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
 
 
