@@ -87,6 +87,7 @@ class ReadyJob(msgspec.Struct, gc=False, array_like=True):
     seq: int  # submission order; FIFO and tie-breaks use it
     enqueued_at: float  # monotonic seconds; priority aging uses it
     taken: bool = False  # handed out already (lets two indexes share one job)
+    task: str = ""  # only a worker that has this task may be given the job
 
 
 class Enqueue(_Msg, frozen=True):
@@ -100,6 +101,7 @@ class WorkerCredit(_Msg, frozen=True):
     queues: tuple[str, ...]
     slots: int
     credit: int  # slots freed (positive) since the last message
+    tasks: frozenset[str] = frozenset()  # the tasks it announced at hello
 
 
 class WorkerCredits(_Msg, frozen=True):

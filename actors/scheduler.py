@@ -386,7 +386,9 @@ class Scheduler(Actor):
     def _enqueue(self, jobs: list[Job]) -> None:
         now = time.monotonic()
         ready = [
-            ReadyJob(j.id, j.priority, j.queue, j.seq, now) for j in jobs if j.status is QUEUED
+            ReadyJob(j.id, j.priority, j.queue, j.seq, now, task=j.task)
+            for j in jobs
+            if j.status is QUEUED
         ]
         if ready:
             self.strategy.tell(Enqueue(ready))

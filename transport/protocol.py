@@ -27,6 +27,16 @@ PROTOCOL_VERSION = 1
 # 8 MiB: a bulk submit of 10,000 small jobs is ~1 MiB; anything near this
 # limit is a mistake or an attack, and is refused with an error reply.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
+# A job's arguments must leave room in an Assign frame for the rest of the assignment
+# (task name, key, parents' results are checked separately), so a job accepted at submit
+# can always be sent to a worker. 16 KiB is far more than the fixed fields take.
+MAX_JOB_PAYLOAD_BYTES = MAX_FRAME_BYTES - 16 * 1024
+# Error texts (tracebacks) are cut to this many characters by their sender, keeping the
+# head and the tail, where the exception line is.
+MAX_ERROR_CHARS = 65_536
+# The most leases one worker may hold, claim or heartbeat (its slots are bounded alike),
+# so no single frame can make the scheduler do unbounded work.
+MAX_SLOTS = 10_000
 
 EMPTY_ARGS = msgspec.Raw(b"\x90")  # msgpack []
 EMPTY_KWARGS = msgspec.Raw(b"\x80")  # msgpack {}
@@ -110,7 +120,10 @@ class JobResult(msgspec.Struct, frozen=True, array_like=True):
     token: Annotated[int, msgspec.Meta(ge=0)]
     ok: bool
     result: msgspec.Raw = NONE_RAW
-    error: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_CHARS)] | None = None
+    # False: a retry cannot succeed (unknown task, arguments that do not bind, an exception
+    # the task does not retry, its own retry limit reached): the job fails at once.
+    retry: bool = True
 
 
 class JobOutcome(msgspec.Struct, frozen=True, array_like=True):
@@ -241,10 +254,15 @@ class ClientHello(Message, frozen=True):
 class WorkerHello(Message, frozen=True):
     protocol: int
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    slots: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
-    queues: list[QueueName] = msgspec.field(default_factory=lambda: ["default"])
-    tasks: list[str] = []
-    leases: list[tuple[int, int]] = []  # (job_id, token) still running, after a reconnect
+    slots: Annotated[int, msgspec.Meta(ge=1, le=MAX_SLOTS)]
+    queues: Annotated[list[QueueName], msgspec.Meta(max_length=1000)] = msgspec.field(
+        default_factory=lambda: ["default"]
+    )
+    tasks: Annotated[list[TaskName], msgspec.Meta(max_length=MAX_SLOTS)] = []
+    # (job_id, token) still running, or finished with the result not yet acknowledged,
+    # after a reconnect. Bounded: a worker holds at most its slots, plus unacked results.
+    leases: Annotated[list[tuple[int, int]], msgspec.Meta(max_length=2 * MAX_SLOTS)] = []
+    sent_at: float = 0.0  # the worker's monotonic clock; a lease basis like a heartbeat's
 
 
 class Submit(Message, frozen=True):
@@ -253,6 +271,9 @@ class Submit(Message, frozen=True):
     # Non-zero: also wait for these jobs, as a Wait with this request id would, saving
     # the client a round trip (Outcomes under this id follow the Submitted reply).
     wait_request_id: RequestId = 0
+    # Refuse (code "no_worker") a job whose task no connected worker has, instead of
+    # letting it wait for one.
+    require_worker: bool = False
 
 
 class SubmitWorkflow(Message, frozen=True):
@@ -284,16 +305,22 @@ class GetJob(Message, frozen=True):
 
 
 class Results(Message, frozen=True):
-    """Finished executions; each one also returns one credit (a free slot)."""
+    """Finished executions, and the slots freed: one per result unless ``credits`` says
+    otherwise (a timed-out handler's thread may stay busy after its result is sent; its
+    slot is returned later by a Results frame with no results and ``credits=1``)."""
 
     results: Annotated[list[JobResult], msgspec.Meta(max_length=100_000)]
+    credits: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SLOTS)] = -1  # -1: one per result
 
 
 class Heartbeat(Message, frozen=True):
     """I am alive, and these (job_id, token) leases are still mine."""
 
-    leases: list[tuple[int, int]] = []
+    leases: Annotated[list[tuple[int, int]], msgspec.Meta(max_length=MAX_SLOTS)] = []
     sent_at: float = 0.0  # the worker's monotonic clock; echoed in HeartbeatAck
+    # The ``seq`` of the last Assign frame the worker had processed when it sent this:
+    # a lease granted in that frame or before, and not listed, is not held (reclaim it).
+    assign_seq: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class CancelJobs(Message, frozen=True):
@@ -303,8 +330,8 @@ class CancelJobs(Message, frozen=True):
 
 class ListJobs(Message, frozen=True):
     request_id: RequestId
-    status: str | None = None
-    queue: str | None = None
+    status: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    queue: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
 
 
@@ -312,7 +339,7 @@ class Requeue(Message, frozen=True):
     """Re-queue dead-lettered (FAILED) jobs: these ids, or every one with ``all_failed``."""
 
     request_id: RequestId
-    job_ids: list[JobId] = []
+    job_ids: Annotated[list[JobId], msgspec.Meta(max_length=100_000)] = []
     all_failed: bool = False
 
 
@@ -412,6 +439,13 @@ class JobReply(Message, frozen=True):
 
 class Assign(Message, frozen=True):
     assignments: list[Assignment]
+    # Numbers the Assign frames sent to one worker connection (1, 2, ...); the worker
+    # echoes the last one it processed in its heartbeats (Heartbeat.assign_seq).
+    seq: int = 0
+    # The worker-clock ``sent_at`` of the newest heartbeat (or hello) the scheduler had
+    # heard from this worker when it granted these leases: they are valid until
+    # lease_basis + lease by the worker's own clock, and nothing may start past that.
+    lease_basis: float = 0.0
 
 
 class ResultsAck(Message, frozen=True):
@@ -511,20 +545,44 @@ encode = _encoder.encode
 def _check_size(frame: bytes) -> None:
     if len(frame) > MAX_FRAME_BYTES:
         raise BadFrame(
-            "too_large", f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit"
+            "too_large",
+            f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit",
+            _request_id_of(frame),
         )
 
 
 def _request_id_of(frame: bytes) -> int:
-    """Best effort: the request id of a well-formed frame that failed validation, so the
-    error reply reaches the caller waiting on it (requests are [tag, request_id, ...])."""
+    """Best effort, without decoding the frame: the request id of a frame that was
+    refused, so the error reply reaches the caller waiting on it. Requests are msgpack
+    arrays ``[tag, request_id, ...]``; only their first bytes are read."""
+    view = memoryview(frame)
     try:
-        raw = msgspec.msgpack.decode(frame)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+        head = view[0]
+        if 0x90 <= head <= 0x9F:
+            pos = 1
+        elif head == 0xDC:
+            pos = 3
+        elif head == 0xDD:
+            pos = 5
+        else:
+            return 0
+        tag = view[pos]
+        if 0xA0 <= tag <= 0xBF:  # fixstr
+            pos += 1 + (tag - 0xA0)
+        elif tag == 0xD9:  # str8
+            pos += 2 + view[pos + 1]
+        else:
+            return 0
+        first = view[pos]
+        if first <= 0x7F:  # positive fixint
+            return int(first)
+        width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(first)
+        if width is None:
+            return 0
+        value = int.from_bytes(view[pos + 1 : pos + 1 + width], "big")
+        return value if value < 2**62 and len(view) >= pos + 1 + width else 0
+    except IndexError:
         return 0
-    if isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], int) and 0 <= raw[1] < 2**62:
-        return raw[1]
-    return 0
 
 
 def decode_request(frame: bytes) -> ToScheduler:
@@ -540,6 +598,8 @@ def decode_request(frame: bytes) -> ToScheduler:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # msgspec reports a malformed UTF-8 string as UnicodeDecodeError.
         raise BadFrame("bad_frame", f"frame is not valid msgpack: {exc}") from None
+    except RecursionError:
+        raise BadFrame("bad_frame", "frame is nested too deeply to decode") from None
 
 
 def decode_reply(frame: bytes) -> FromScheduler:
@@ -550,6 +610,19 @@ def decode_reply(frame: bytes) -> FromScheduler:
         return reply
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadFrame("bad_frame", f"unreadable frame from scheduler: {exc}") from None
+    except RecursionError:
+        raise BadFrame("bad_frame", "frame from scheduler is nested too deeply") from None
+
+
+def truncate_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, keeping its head and its tail (a traceback's
+    last line names the exception), with a marker saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    marker = f"\n... [{len(text) - limit + 100} characters cut] ...\n"
+    keep = limit - len(marker)
+    head = keep // 4
+    return text[:head] + marker + text[len(text) - (keep - head) :]
 
 
 def is_msgpack_array(raw: msgspec.Raw) -> bool:
