@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from strategies.base import Strategy, WorkerSlots
+from strategies.base import Strategy
 from strategies.fifo import FifoStrategy
+from strategies.index import Worker
 from strategies.least_loaded import LeastLoadedStrategy
 from strategies.priority import PriorityStrategy
 from strategies.round_robin import RoundRobinStrategy
@@ -38,4 +39,4 @@ def create(name: str, weights: dict[str, float] | None = None, **options: Any) -
     return cls(weights)
 
 
-__all__ = ["STRATEGIES", "Strategy", "UnknownStrategy", "WorkerSlots", "create"]
+__all__ = ["STRATEGIES", "Strategy", "UnknownStrategy", "Worker", "create"]

@@ -1,8 +1,9 @@
-"""FIFO: ready jobs in submission order within each queue."""
+"""FIFO: ready jobs in arrival order within each queue."""
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from actors.messages import ReadyJob
 from strategies.base import ReadyQueue, Strategy
@@ -10,13 +11,16 @@ from strategies.base import ReadyQueue, Strategy
 
 class FifoQueue:
     def __init__(self) -> None:
-        self._jobs: deque[ReadyJob] = deque()
+        self._jobs: deque[tuple[int, ReadyJob]] = deque()
 
-    def push(self, job: ReadyJob) -> None:
-        self._jobs.append(job)
+    def push(self, job: ReadyJob, order: int) -> None:
+        self._jobs.append((order, job))
 
-    def pop(self) -> ReadyJob:
-        return self._jobs.popleft()
+    def rank(self, now: float) -> tuple[Any, ...]:
+        return (self._jobs[0][0],)
+
+    def pop(self, now: float) -> ReadyJob:
+        return self._jobs.popleft()[1]
 
     def __len__(self) -> int:
         return len(self._jobs)

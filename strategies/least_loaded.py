@@ -3,15 +3,17 @@ its size (free slots / slots; ties to the bigger worker); FIFO job order."""
 
 from __future__ import annotations
 
-from strategies.base import WorkerSlots
+from typing import Any
+
 from strategies.fifo import FifoStrategy
+from strategies.index import Worker
 
 
 class LeastLoadedStrategy(FifoStrategy):
     name = "least-loaded"
 
-    def next_worker(self, hungry: list[WorkerSlots]) -> WorkerSlots:
-        return max(hungry, key=lambda w: (w.credit / w.slots, w.slots, -w.joined))
+    def worker_key(self, worker: Worker) -> tuple[Any, ...]:
+        return (-worker.credit / max(1, worker.slots), -worker.slots, worker.joined)
 
-    def per_turn(self, worker: WorkerSlots) -> int:
+    def per_turn(self, worker: Worker) -> int:
         return 1

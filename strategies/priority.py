@@ -8,7 +8,9 @@ free up); in normal operation, when nothing waits that long, priorities decide.
 
 Each job sits in a heap (priority order) and in a deque (arrival order); whichever
 structure hands it out marks it taken, and the other skips it later (lazy deletion).
-Push and pop are O(log n) amortized; the promotion check is O(1) per pop.
+Push and pop are O(log n) amortized; the promotion check is O(1) per pop. There is one
+such container per (queue, task); across a worker's tasks, ``rank`` compares their next
+jobs by the same rule (any promoted job first, by arrival; else highest priority).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from actors.messages import ReadyJob
 from strategies.base import ReadyQueue, Strategy
@@ -27,31 +30,37 @@ DEFAULT_AGING_S = 30.0
 
 
 class PriorityQueue:
-    def __init__(self, aging: float, clock: Callable[[], float]) -> None:
+    def __init__(self, aging: float) -> None:
         self.aging = aging
-        self.clock = clock
         self._heap: list[tuple[int, int, ReadyJob]] = []
-        self._arrivals: deque[ReadyJob] = deque()
+        self._arrivals: deque[tuple[int, ReadyJob]] = deque()
         self._size = 0
 
-    def push(self, job: ReadyJob) -> None:
+    def push(self, job: ReadyJob, order: int) -> None:
         job.taken = False
         heapq.heappush(self._heap, (-job.priority, job.seq, job))
-        self._arrivals.append(job)
+        self._arrivals.append((order, job))
         self._size += 1
 
-    def pop(self) -> ReadyJob:
-        arrivals = self._arrivals
-        while arrivals[0].taken:
+    def _promoted(self, now: float) -> bool:
+        """Drop what the other structure handed out; is the oldest job due?"""
+        arrivals, heap = self._arrivals, self._heap
+        while arrivals[0][1].taken:
             arrivals.popleft()
-        oldest = arrivals[0]
-        if self.clock() - oldest.enqueued_at >= self.aging:
-            job = arrivals.popleft()  # waited long enough: it goes first
-        else:
-            heap = self._heap
-            while heap[0][2].taken:
-                heapq.heappop(heap)
-            job = heapq.heappop(heap)[2]
+        while heap[0][2].taken:
+            heapq.heappop(heap)
+        return now - arrivals[0][1].enqueued_at >= self.aging
+
+    def rank(self, now: float) -> tuple[Any, ...]:
+        # Promoted jobs rank before all others, in arrival order among themselves.
+        if self._promoted(now):
+            return (0, self._arrivals[0][0], 0)
+        top = self._heap[0]
+        return (1, top[0], top[1])
+
+    def pop(self, now: float) -> ReadyJob:
+        # A promoted job (waited long enough) goes first, else the highest priority.
+        job = self._arrivals.popleft()[1] if self._promoted(now) else heapq.heappop(self._heap)[2]
         job.taken = True
         self._size -= 1
         return job
@@ -74,4 +83,7 @@ class PriorityStrategy(Strategy):
         self.clock = clock
 
     def new_queue(self) -> ReadyQueue:
-        return PriorityQueue(self.aging, self.clock)
+        return PriorityQueue(self.aging)
+
+    def now(self) -> float:
+        return self.clock()

@@ -212,6 +212,7 @@ class QueueView(msgspec.Struct, frozen=True):
     high: int = 0
     normal: int = 0
     low: int = 0
+    waiting_for_worker: int = 0  # ready jobs no connected worker may run (task not announced)
 
 
 class StatusView(msgspec.Struct, frozen=True):
