@@ -59,9 +59,6 @@ class Worker:
     key: tuple[Any, ...] = ()
     kinds: tuple[Kind, ...] = ()
 
-    def may_run(self, task: str) -> bool:
-        return not self.tasks or not task or task in self.tasks
-
 
 # The entries of the heaps: (worker key, worker version, worker).
 Entry = tuple[tuple[Any, ...], int, Worker]
