@@ -143,3 +143,39 @@ async def test_a_flood_of_slow_heavy_jobs_does_not_delay_light_jobs_with_their_o
     assert light_seconds < 10
     workers = {r["worker"] for r in completed(str(procs.ledger)) if r["value"] == "light"}
     assert workers == {"light-worker"}
+
+
+async def test_a_job_runs_only_on_a_worker_with_its_task_and_waits_for_one_without_blocking(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """Issue 13.13: with two workers on one queue, one with module ``tasks`` and one with
+    ``etl``, ``etl.extract`` went four times to the worker without it."""
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "plain", 2)  # tests.helpers.ledger_tasks: no etl.extract
+    async with AsyncClient(address, connect_timeout=10) as client:
+        while len((await client.status()).workers) < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        waiting = await client.submit("etl.extract", ["early"], priority=9)
+        behind = await client.submit_many([job_spec("record", [i]) for i in range(20)])
+        outcomes = await client.wait(behind, timeout=30)  # not blocked behind it
+        assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+        status = await client.status()
+        assert status.queues["default"].waiting_for_worker == 1
+        view = await client.job(waiting)
+        assert view is not None
+        assert (view.status, view.attempts) == ("QUEUED", 0), "never tried on plain"
+
+        procs.spawn("etl", "worker", "tests.e2e.etl_tasks", "--connect", address, "--name", "etl")
+        mixed = await client.submit_many(
+            [job_spec("etl.extract" if i % 2 else "record", [i]) for i in range(40)]
+        )
+        outcomes = await client.wait([waiting, *mixed], timeout=30)
+        assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+        assert (await client.status()).queues["default"].waiting_for_worker == 0
+    runs = completed(str(procs.ledger))
+    workers = {r["job"]: r["worker"] for r in runs}
+    assert Counter(r["job"] for r in runs)[waiting] == 1
+    assert workers[waiting] == "etl"
+    assert {workers[j] for j in mixed[1::2]} == {"etl"}
+    assert {workers[j] for j in [*behind, *mixed[::2]]} == {"plain"}
