@@ -18,11 +18,14 @@ and drives two patterns, after one warm-up round (the first match meets every wo
   slots of the last round's picks in one ``WorkerCredits`` and enqueues as many new jobs
   (a loaded system).
 
+With ``--stuck``, a job for a task no worker has waits in ``main`` all along (issue
+13.13: it must not block the others, nor make each match visit every idle worker).
+
 It prints µs of CPU per assignment (``time.process_time``), each pattern run for
 ``--seconds`` (default 1) or 20,000 assignments, whichever comes first (always at least one
 round, however slow). It only uses the messages, so the same script measures older code.
 
-``python -m bench.match [--seconds S] [--sizes 10,100,1000,10000]``
+``python -m bench.match [--seconds S] [--sizes 10,100,1000,10000] [--strategies a,b] [--stuck]``
 """
 
 from __future__ import annotations
@@ -56,13 +59,14 @@ class Sink:
 
 
 class Bench:
-    def __init__(self, strategy: str, workers: int, layout: str) -> None:
+    def __init__(self, strategy: str, workers: int, layout: str, stuck: bool) -> None:
         self.actor = StrategyActor(strategies.create(strategy))
         self.sink = Sink()
         self.actor.scheduler = self.sink  # type: ignore[assignment]
         self.next_id = 0
         self.layout = (workers, layout)
         self.queues: dict[bytes, tuple[str, ...]] = {}
+        self.stuck = stuck
 
     async def send(self, message: Any) -> None:
         await self.actor.handle(message)
@@ -82,6 +86,9 @@ class Bench:
             peer = f"w{i}".encode()
             self.queues[peer] = (queue,)
             await self.send(WorkerCredit(peer, peer.decode(), (queue,), SLOTS, SLOTS, TASKS))
+        if self.stuck:
+            await self.send(Enqueue([ReadyJob(0, 0, "main", 0, time.monotonic(), task="etl")]))
+            self.take_picks()
 
     def take_picks(self) -> list[tuple[int, bytes]]:
         picks, self.sink.picks = self.sink.picks, []
@@ -116,10 +123,12 @@ class Bench:
         return spent * 1e6 / max(1, assigned)
 
 
-async def measure(strategy: str, workers: int, layout: str, seconds: float) -> tuple[float, float]:
+async def measure(
+    strategy: str, workers: int, layout: str, seconds: float, stuck: bool
+) -> tuple[float, float]:
     figures = []
     for backlog in (False, True):
-        bench = Bench(strategy, workers, layout)
+        bench = Bench(strategy, workers, layout, stuck)
         await bench.connect()
         figures.append(await bench.run(seconds, backlog))
     return figures[0], figures[1]
@@ -130,6 +139,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--sizes", default="10,100,1000,10000")
     parser.add_argument("--strategies", default="priority,round-robin")
+    parser.add_argument("--stuck", action="store_true", help="a job no worker can run waits")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"CPU µs per assignment ({SLOTS} slots per worker)")
@@ -139,7 +149,9 @@ def main() -> None:
     for strategy in args.strategies.split(","):
         for n in sizes:
             for layout in ("other", "one"):
-                trickle_us, backlog_us = asyncio.run(measure(strategy, n, layout, args.seconds))
+                trickle_us, backlog_us = asyncio.run(
+                    measure(strategy, n, layout, args.seconds, args.stuck)
+                )
                 print(
                     f"{strategy:<12} {n:>8} {layout:<6} {trickle_us:>12,.1f} {backlog_us:>12,.1f}",
                     flush=True,
