@@ -227,7 +227,9 @@ class Strategy(abc.ABC):
 
     def worker_key(self, worker: Worker) -> tuple[Any, ...]:
         """The order READY workers are served in, smallest first. Default: the one with
-        most free slots (it fills a whole frame), the earliest joined on a tie."""
+        most free slots (it fills a whole frame), the earliest joined on a tie. A key
+        must end with something unique to the worker (``joined``): heap entries of two
+        workers never tie."""
         return (-worker.credit, worker.joined)
 
     def per_turn(self, worker: Worker) -> int:
