@@ -149,7 +149,13 @@ async def test_status_json_and_once_report_the_counts_of_what_was_submitted(
     assert status["jobs"]["FAILED"] == 5
     assert status["dead_letters"] == 5
     assert status["jobs"]["QUEUED"] == 1, "the job on a queue nobody serves waits, ready"
-    assert status["queues"]["nobody"] == {"ready": 1, "high": 0, "normal": 1, "low": 0}
+    assert status["queues"]["nobody"] == {
+        "ready": 1,
+        "high": 0,
+        "normal": 1,
+        "low": 0,
+        "waiting_for_worker": 1,  # no connected worker serves "nobody"
+    }
     assert status["completed_last_minute"] == 35
     assert status["strategy"] == "priority"
     [worker] = status["workers"]
