@@ -57,13 +57,12 @@ def _band_of(priority: int) -> int:
 
 
 class QueueJobs:
-    """One queue's ready jobs: a container per task; ``waiting`` holds the non-empty ones."""
+    """One queue's ready jobs: ``waiting`` holds a container per task that has some."""
 
-    __slots__ = ("bands", "by_task", "name", "size", "waiting")
+    __slots__ = ("bands", "name", "size", "waiting")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.by_task: dict[str, ReadyQueue] = {}
         self.waiting: dict[str, ReadyQueue] = {}
         self.size = 0
         self.bands = [0, 0, 0]  # ready jobs [high, normal, low]
@@ -124,11 +123,8 @@ class Strategy(abc.ABC):
         if not queue.size:
             self._level(job.queue)
         jobs = queue.waiting.get(job.task)
-        if jobs is None:
-            jobs = queue.by_task.get(job.task)
-            if jobs is None:
-                jobs = queue.by_task[job.task] = self.new_queue()
-            queue.waiting[job.task] = jobs
+        if jobs is None:  # (an empty one is dropped: task names come from clients)
+            jobs = queue.waiting[job.task] = self.new_queue()
         self._order += 1
         jobs.push(job, self._order)
         queue.size += 1
