@@ -109,13 +109,15 @@ class WorkerIndex:
         worker = self.workers.get(peer)
         if "" in tasks:  # not a task name; never build a new set per credit otherwise
             tasks = tasks - {""}
-        if worker is not None and (
-            worker.queues != queues or (worker.tasks is not tasks and worker.tasks != tasks)
-        ):
-            # It said hello again with other queues or tasks: index it afresh.
-            credit += worker.credit
-            self.remove(peer)
-            worker = None
+        if worker is not None:
+            # A credit that names no queues or no tasks leaves the worker's as they were
+            # (a credit for a finished job need not repeat them); other ones mean it said
+            # hello again differently: index it afresh.
+            queues, tasks = queues or worker.queues, tasks or worker.tasks
+            if worker.queues != queues or (worker.tasks is not tasks and worker.tasks != tasks):
+                credit += worker.credit
+                self.remove(peer)
+                worker = None
         if worker is None:
             self._joined += 1
             worker = Worker(peer, name, queues, tasks, slots, joined=self._joined)

@@ -185,6 +185,17 @@ def test_a_worker_that_announced_no_tasks_may_run_any_and_a_taskless_job_goes_an
     assert strategy.waiting_for_worker() == {"default": 0}
 
 
+def test_a_credit_that_names_no_tasks_does_not_make_a_worker_run_anything(
+    strategy: Strategy,
+) -> None:
+    peer = worker(strategy, "y", tasks=frozenset({"y"}), slots=2)
+    strategy.push(job(1, task="x"))
+    strategy.credit(peer, "y", (), frozenset(), 2, 0)  # e.g. the credit of a finished job
+    assert strategy.match() == []
+    strategy.credit(peer, "y", ("default",), frozenset({"x"}), 2, 0)  # hello: now it has x
+    assert strategy.match() == [(1, peer)]
+
+
 def test_waiting_for_worker_counts_what_no_connected_worker_on_the_queue_may_run(
     strategy: Strategy,
 ) -> None:
@@ -337,6 +348,7 @@ def test_matching_is_maximal_within_credit_and_tasks_under_random_churn(
             ts = frozenset(rng.sample(tasks, rng.randint(0, 2)))
             slots = rng.randint(1, 4)
             if peer in workers and rng.random() < 0.5:  # new queues/tasks, same jobs
+                ts = ts or workers[peer][1]  # a credit naming no tasks changes none
                 slots = workers[peer][2]
                 workers[peer] = (qs, ts, slots)
                 strategy.credit(peer, peer.decode(), qs, ts, slots, 0)
