@@ -13,8 +13,11 @@ Modes (one per run):
   --backlog N                                enqueue N jobs with no workers, then start them
                                              and time the drain; scheduler RSS with the backlog
   --scale 1,2,4,8 [--jobs N]                 throughput at each worker count
-  --chaos [--jobs N] [--kill-every S]        random worker SIGKILLs; checks no double commit,
-                                             results from the last token, no overlapping runs
+  --chaos [--jobs N] [--kill-every S]        worker SIGKILLs, worker pauses (SIGSTOP, SIGCONT)
+        [--pause-every S --pause-seconds S]  and scheduler SIGKILL + restart within the lease;
+        [--restart-every S]                  checks no double commit, results from the last
+                                             token, no overlapping runs, no stale starts, no
+                                             late finishes (see bench/chaos.py)
   --dag [--layers L --width W --chain N]     a wide workflow (L x W steps) and a chain of N
   --inproc [--jobs N]                        everything in one process (in-memory transport,
                                              real SQLite): CPU time per job, for comparing
@@ -37,10 +40,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import modes
-from bench.chaos import run_chaos
+from bench.chaos import CHAOS_TIMINGS, Faults, run_chaos
 from bench.dag import run_dag
 from bench.floor import run_floor
-from bench.harness import FAST_TIMINGS, Cluster
+from bench.harness import Cluster
 from bench.inproc import run_inproc
 from bench.report import show, show_rows
 
@@ -109,7 +112,28 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.5,
         metavar="S",
-        help="chaos: SIGKILL a random worker this often (default 0.5)",
+        help="chaos: SIGKILL a random worker this often (default 0.5; 0: never)",
+    )
+    parser.add_argument(
+        "--pause-every",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="chaos: SIGSTOP a random worker this often (default 2; 0: never)",
+    )
+    parser.add_argument(
+        "--pause-seconds",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="chaos: how long a paused worker stays stopped (default 3, past lease + grace)",
+    )
+    parser.add_argument(
+        "--restart-every",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="chaos: SIGKILL and restart the scheduler this often (default 5; 0: never)",
     )
     parser.add_argument(
         "--job-seconds",
@@ -239,21 +263,22 @@ def dag(args: argparse.Namespace, console: Console) -> int:
 
 
 def chaos(args: argparse.Namespace, console: Console) -> int:
-    cluster = Cluster(("--strategy", args.strategy, *FAST_TIMINGS))
+    cluster = Cluster(("--strategy", args.strategy, *CHAOS_TIMINGS))
     workers = min(args.workers, 4)
+    faults = Faults(args.kill_every, args.pause_every, args.pause_seconds, args.restart_every)
     try:
         cluster.start_scheduler()
         with progress_bar(console) as progress:
-            bar = progress.add_task("jobs succeeded (workers being killed)", total=args.jobs)
+            bar = progress.add_task("jobs finished (under chaos)", total=args.jobs)
             report = asyncio.run(
                 run_chaos(
                     cluster,
                     args.jobs,
                     workers,
                     min(args.concurrency, 8),
-                    args.kill_every,
+                    faults,
                     args.job_seconds,
-                    lambda done, _: progress.update(bar, completed=done),
+                    progress=lambda done, _: progress.update(bar, completed=done),
                 )
             )
     finally:
@@ -268,9 +293,13 @@ def chaos(args: argparse.Namespace, console: Console) -> int:
                     "seconds": report.seconds,
                     "jobs_per_s": report.jobs / report.seconds,
                     "kills": report.kills,
+                    "pauses": report.pauses,
+                    "restarts": report.restarts,
                     "executions": report.executions,
                     "wrong_token": len(report.wrong_token),
                     "overlaps": len(report.overlaps),
+                    "stale_starts": len(report.stale_starts),
+                    "late_finishes": len(report.late_finishes),
                     "lost": len(report.not_succeeded),
                     "duplicated": 0,
                     "ok": report.ok,

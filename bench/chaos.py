@@ -1,19 +1,32 @@
-"""Chaos: jobs run while a random worker is SIGKILLed every ``kill_every`` seconds and replaced.
+"""Chaos: jobs run while workers are SIGKILLed, paused (SIGSTOP, then SIGCONT: zombies) and
+the scheduler is SIGKILLed and restarted within the lease.
 
-Every execution is recorded outside corral (``bench.ledgered``: a start and an end line per
-execution, per process). Afterwards it checks, independently of the scheduler's bookkeeping:
+Every execution is recorded outside corral (``bench.ledgered``: a ``start`` line, a ``tick``
+line every 10 ms while it works, and an ``end`` line, or an ``exit`` line when the worker
+stopped it, each with the process id and its parent's). Afterwards it checks, independently
+of the scheduler's bookkeeping:
 
 - every job ended SUCCEEDED, exactly once (one committed result per job);
-- the committed result is the one from the job's last fencing token;
-- no two executions of one job overlapped in time (a killed execution ends at its kill).
+- the committed result is the one from the job's last fencing token that ran;
+- no two executions of one job were *active* at the same time. A SIGSTOPped process does
+  nothing, so the time a worker agent was paused is not active time of the handlers it runs
+  itself (threads, async); a process-pool child is not paused with its agent, so its
+  handlers count as active throughout. What a handler thread does after its process
+  resumes from a pause longer than the lease is judged by the late-finish check instead;
+- no stale start: no handler started after another execution of the same job, under a
+  larger token, had already started (the lease it started under had lapsed);
+- no late finish: no handler of a worker paused for longer than the lease was still
+  working more than 100 ms after the worker resumed (it must have fenced itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import signal
+import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +36,42 @@ from actors.client import AsyncClient, job_spec
 from bench.harness import Cluster
 from transport import protocol as wire
 
+# Lease timings for chaos runs: a restarted scheduler (about half a second to start a Python
+# process under load) is back well within the lease, and a pause of PAUSE_S outlasts
+# lease + grace, so the paused worker's jobs are reclaimed and run elsewhere meanwhile.
+CHAOS_TIMINGS = (
+    "--heartbeat-interval",
+    "0.2",
+    "--suspect-after",
+    "0.6",
+    "--lease",
+    "2.0",
+    "--lease-grace",
+    "0.5",
+    "--backoff-base",
+    "0.05",
+    "--backoff-cap",
+    "1",
+)
+CHAOS_LEASE_S = 2.0
+
+# A handler still working this long after its paused worker resumed past a lapsed lease
+# finished late (the issue's bound; self-fencing stops it within a loop turn or two).
+LATE_AFTER_S = 0.1
+# The ledgered task ticks this often; a handler killed between ticks stopped at most this
+# much after its last line.
+TICK_S = 0.01
+
+
+@dataclass
+class Faults:
+    """How often each fault is injected (seconds; 0 turns it off)."""
+
+    kill_every: float = 0.5
+    pause_every: float = 2.0
+    pause_seconds: float = 3.0  # longer than lease + grace: the paused worker's jobs move on
+    restart_every: float = 5.0
+
 
 @dataclass
 class ChaosReport:
@@ -30,9 +79,13 @@ class ChaosReport:
     succeeded: int = 0
     executions: int = 0
     kills: int = 0
+    pauses: int = 0
+    restarts: int = 0
     seconds: float = 0.0
     wrong_token: list[int] = field(default_factory=list)
     overlaps: list[int] = field(default_factory=list)
+    stale_starts: list[int] = field(default_factory=list)
+    late_finishes: list[int] = field(default_factory=list)
     not_succeeded: list[int] = field(default_factory=list)
 
     @property
@@ -41,34 +94,101 @@ class ChaosReport:
             self.succeeded == self.jobs
             and not self.wrong_token
             and not self.overlaps
+            and not self.stale_starts
+            and not self.late_finishes
             and not self.not_succeeded
         )
 
     def lines(self) -> list[str]:
         return [
-            f"{self.jobs} jobs, {self.kills} workers SIGKILLed, {self.seconds:.1f}s",
+            f"{self.jobs} jobs in {self.seconds:.1f}s: {self.kills} workers SIGKILLed, "
+            f"{self.pauses} paused (SIGSTOP/SIGCONT), {self.restarts} scheduler restarts",
             f"every job SUCCEEDED exactly once: {self.succeeded}/{self.jobs}"
             + (f" (not: {self.not_succeeded[:10]})" if self.not_succeeded else ""),
             f"executions recorded: {self.executions} ({self.executions - self.jobs} re-runs)",
             f"committed result is the last token's: {_verdict(self.wrong_token)}",
             f"no overlapping executions of a job: {_verdict(self.overlaps)}",
+            f"no stale starts (a handler started after its lease lapsed): "
+            f"{_verdict(self.stale_starts)}",
+            f"no late finishes (running > {LATE_AFTER_S * 1000:.0f} ms after a paused worker "
+            f"resumed past its lease): {_verdict(self.late_finishes)}",
         ]
 
 
 def _verdict(bad: list[int]) -> str:
-    return "yes" if not bad else f"NO, e.g. jobs {bad[:10]}"
+    return "yes" if not bad else f"NO ({len(bad)}), e.g. jobs {bad[:10]}"
 
 
-Event = tuple[str, int, int, float, int]  # kind, job, token, time, pid
+Event = tuple[str, int, int, float, int, int]  # kind, job, token, time, pid, parent pid
+
+
+@dataclass
+class Execution:
+    job: int
+    token: int
+    pid: int
+    parent: int
+    start: float
+    last: float  # time of its last ledger line
+    closed: bool = False  # it wrote "end" or "exit"
+
+
+@dataclass
+class Pause:
+    pid: int
+    stopped: float
+    resumed: float
 
 
 def read_ledger(cluster: Cluster) -> list[Event]:
     events = []
     for path in cluster.dir.glob("*.ledger"):
         for line in path.read_text().splitlines():
-            kind, job, token, at, pid = line.split()
-            events.append((kind, int(job), int(token), float(at), int(pid)))
+            parts = line.split()
+            if len(parts) != 6:
+                continue  # a line cut by a SIGKILL mid-write
+            kind, job, token, at, pid, parent = parts
+            events.append((kind, int(job), int(token), float(at), int(pid), int(parent)))
     return events
+
+
+def executions_of(events: list[Event]) -> list[Execution]:
+    runs: dict[tuple[int, int, int], Execution] = {}
+    for kind, job, token, at, pid, parent in sorted(events, key=lambda e: e[3]):
+        key = (job, token, pid)
+        if kind == "start":
+            runs[key] = Execution(job, token, pid, parent, at, at)
+        elif key in runs:
+            runs[key].last = at
+            runs[key].closed = kind in ("end", "exit")
+    return list(runs.values())
+
+
+def _active(
+    run: Execution, stop: float, pauses: list[Pause], lease: float
+) -> list[tuple[float, float]]:
+    """The intervals in which the execution could act: its own process not stopped.
+
+    After a pause longer than the lease, what the handler still did is a zombie's tail:
+    it is judged as a late finish (more than LATE_AFTER_S), not as an overlap, because a
+    handler thread resumes with its process and runs until the worker's fence stops it, a
+    loop turn later."""
+    spans = [(run.start, stop)]
+    for pause in pauses:
+        if pause.pid != run.pid:
+            continue
+        lapsed = pause.resumed - pause.stopped > lease
+        cut: list[tuple[float, float]] = []
+        for a, b in spans:
+            if pause.resumed <= a or pause.stopped >= b:
+                cut.append((a, b))
+                continue
+            if a < pause.stopped:
+                cut.append((a, pause.stopped))
+            if pause.resumed < b and not lapsed:
+                cut.append((pause.resumed, b))
+        spans = cut
+    return spans
 
 
 def check(
@@ -76,32 +196,138 @@ def check(
     outcomes: dict[int, wire.JobOutcome],
     events: list[Event],
     killed_at: dict[int, float],
+    pauses: list[Pause],
+    lease: float = CHAOS_LEASE_S,
 ) -> None:
-    runs: dict[tuple[int, int, int], list[float | None]] = {}
-    for kind, job, token, at, pid in sorted(events, key=lambda e: e[3]):
-        key = (job, token, pid)
-        if kind == "start":
-            runs[key] = [at, None]
-        elif key in runs:
-            runs[key][1] = at
+    runs = executions_of(events)
     report.executions = len(runs)
-    per_job: dict[int, list[tuple[float, float, int]]] = defaultdict(list)
-    for (job, token, pid), (start, end) in runs.items():
-        stop = end if end is not None else killed_at.get(pid, float("inf"))
-        assert start is not None
-        per_job[job].append((start, stop, token))
+    per_job: dict[int, list[Execution]] = defaultdict(list)
+    for run in runs:
+        per_job[run.job].append(run)
+
+    def stop_of(run: Execution) -> float:
+        if run.closed:
+            return run.last
+        killed = killed_at.get(run.pid, killed_at.get(run.parent))
+        # A process that vanished without a word stopped at most a tick after its last line.
+        return killed if killed is not None else run.last + TICK_S
+
     for job_id, outcome in outcomes.items():
+        executions = sorted(per_job.get(job_id, []), key=lambda r: r.start)
         if outcome.status != "SUCCEEDED":
             report.not_succeeded.append(job_id)
-            continue
-        report.succeeded += 1
-        executions = sorted(per_job.get(job_id, []))
-        if not executions or wire.unpack(outcome.result) != max(t for _, _, t in executions):
-            report.wrong_token.append(job_id)
-        for (_, first_stop, _), (second_start, _, _) in itertools.pairwise(executions):
-            if second_start < first_stop:
-                report.overlaps.append(job_id)
+        else:
+            report.succeeded += 1
+            if not executions or wire.unpack(outcome.result) != max(r.token for r in executions):
+                report.wrong_token.append(job_id)
+        spans = sorted(
+            span for run in executions for span in _active(run, stop_of(run), pauses, lease)
+        )
+        if any(b[0] < a[1] for a, b in itertools.pairwise(spans)):
+            report.overlaps.append(job_id)
+        if any(
+            later.start > earlier.start and later.token < earlier.token
+            for earlier, later in itertools.permutations(executions, 2)
+        ):
+            report.stale_starts.append(job_id)
+        for run in executions:
+            owner = {run.pid, run.parent}
+            for pause in pauses:
+                lapsed = pause.resumed - pause.stopped > lease
+                held = run.start < pause.stopped and stop_of(run) > pause.stopped
+                late = run.last > pause.resumed + LATE_AFTER_S
+                if pause.pid in owner and lapsed and held and late:
+                    report.late_finishes.append(job_id)
+                    break
+
+
+class _Chaos:
+    """The fault injector: one loop, faults due by their own clocks."""
+
+    def __init__(self, cluster: Cluster, faults: Faults, concurrency: int, report: ChaosReport):
+        self.cluster = cluster
+        self.faults = faults
+        self.concurrency = concurrency
+        self.report = report
+        self.rng = random.Random(7)
+        self.killed_at: dict[int, float] = {}
+        self.paused: dict[int, float] = {}  # pid -> when it was stopped
+        self.pauses: list[Pause] = []
+
+    def _alive_workers(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.cluster.workers if p.poll() is None and p.pid not in self.paused]
+
+    async def kill_worker(self) -> None:
+        alive = self._alive_workers()
+        if len(alive) < 2:
+            return
+        victim = self.rng.choice(alive)
+        victim.send_signal(signal.SIGKILL)
+        self.killed_at[victim.pid] = time.time()
+        self.report.kills += 1
+        self.cluster.start_workers(1, self.concurrency, module="bench.tasks")
+
+    async def pause_worker(self) -> None:
+        alive = self._alive_workers()
+        if len(alive) < 2:
+            return
+        victim = self.rng.choice(alive)
+        victim.send_signal(signal.SIGSTOP)
+        self.paused[victim.pid] = time.time()
+        self.report.pauses += 1
+
+        def resume() -> None:
+            stopped = self.paused.pop(victim.pid)
+            with contextlib.suppress(ProcessLookupError):
+                victim.send_signal(signal.SIGCONT)
+                self.pauses.append(Pause(victim.pid, stopped, time.time()))
+
+        asyncio.get_running_loop().call_later(self.faults.pause_seconds, resume)
+
+    async def restart_scheduler(self) -> None:
+        scheduler = self.cluster.scheduler
+        assert scheduler is not None
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait()
+        # In a thread: waiting for the new process to listen must not hold back the
+        # timers that end pauses.
+        await asyncio.to_thread(self.cluster.start_scheduler)
+        self.report.restarts += 1
+
+    async def run_until(self, done: asyncio.Event) -> None:
+        plan = [
+            (self.faults.kill_every, self.kill_worker),
+            (self.faults.pause_every, self.pause_worker),
+            (self.faults.restart_every, self.restart_scheduler),
+        ]
+        now = time.monotonic()
+        due = [now + every if every > 0 else float("inf") for every, _ in plan]
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), max(0.0, min(due) - time.monotonic()))
+            if done.is_set():
                 break
+            now = time.monotonic()
+            for i, (every, fault) in enumerate(plan):
+                if due[i] <= now:
+                    await fault()
+                    due[i] = time.monotonic() + every
+        for pid in list(self.paused):  # let no worker stay stopped after the run
+            for proc in self.cluster.workers:
+                if proc.pid == pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGCONT)
+                        self.pauses.append(Pause(pid, self.paused.pop(pid), time.time()))
+
+
+async def _count_finished(address: str) -> int | None:
+    """Jobs in a final state, or None while no scheduler answers."""
+    try:
+        async with AsyncClient(address, connect_timeout=2, request_timeout=5) as client:
+            status = await client.status()
+    except Exception:  # the scheduler is down or restarting: ask again later
+        return None
+    return sum(status.jobs.get(s, 0) for s in ("SUCCEEDED", "FAILED", "CANCELLED"))
 
 
 async def run_chaos(
@@ -109,37 +335,46 @@ async def run_chaos(
     jobs: int,
     workers: int,
     concurrency: int,
-    kill_every: float,
+    faults: Faults,
     job_seconds: float,
+    long_seconds: float = 3.0,
+    long_every: int = 50,
     progress: Any = None,
+    timeout: float = 600.0,
 ) -> ChaosReport:
-    """Drive a started scheduler through a chaos run; the caller owns ``cluster``."""
-    rng = random.Random(7)
+    """Drive a started scheduler (with CHAOS_TIMINGS) through a chaos run; the caller owns
+    ``cluster``. One job in ``long_every`` works ``long_seconds``, longer than lease + grace,
+    so pauses catch jobs mid-flight and their leases lapse while they run."""
     report = ChaosReport(jobs)
-    killed_at: dict[int, float] = {}
+    chaos = _Chaos(cluster, faults, concurrency, report)
     cluster.start_workers(workers, concurrency, module="bench.tasks")
     started = time.monotonic()
     async with AsyncClient(cluster.address, connect_timeout=20) as client:
         ids = await client.submit_many(
-            [job_spec("bench.ledgered", [job_seconds], max_retries=1000)] * jobs
+            [
+                job_spec(
+                    "bench.ledgered",
+                    [long_seconds if i % long_every == 0 else job_seconds],
+                    max_retries=1000,
+                )
+                for i in range(jobs)
+            ]
         )
-        waiting = asyncio.ensure_future(client.wait(ids, timeout=600))
-        while not waiting.done():
-            await asyncio.wait([waiting], timeout=kill_every)
-            if waiting.done():
+    done = asyncio.Event()
+    injecting = asyncio.ensure_future(chaos.run_until(done))
+    try:
+        while time.monotonic() - started < timeout:
+            finished = await _count_finished(cluster.address)
+            if finished is not None and progress is not None:
+                progress(finished, jobs)
+            if finished == jobs:
                 break
-            alive = [p for p in cluster.workers if p.poll() is None]
-            victim = rng.choice(alive)
-            victim.send_signal(signal.SIGKILL)
-            killed_at[victim.pid] = time.time()
-            report.kills += 1
-            cluster.start_workers(1, concurrency, module="bench.tasks")
-            if progress is not None:
-                status = await client.status()
-                progress(status.jobs.get("SUCCEEDED", 0), jobs)
-        outcomes = waiting.result()
+            await asyncio.sleep(0.25)
+    finally:
+        done.set()
+        await injecting
+    async with AsyncClient(cluster.address, connect_timeout=20) as client:
+        outcomes = await client.wait(ids, timeout=60)
     report.seconds = time.monotonic() - started
-    for proc in cluster.workers:
-        proc.wait() if proc.poll() is not None else None
-    check(report, outcomes, read_ledger(cluster), killed_at)
+    check(report, outcomes, read_ledger(cluster), chaos.killed_at, chaos.pauses)
     return report

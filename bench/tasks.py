@@ -37,10 +37,15 @@ def _dump() -> None:
 atexit.register(_dump)
 
 
+# How often a long ledgered job writes a line: the bound on how late its last sign of life
+# can be from the moment it really stopped (bench/chaos.py uses the same figure).
+TICK_S = 0.01
+
+
 def _ledger_line(kind: str) -> None:
     """One unbuffered line per event, so a SIGKILL loses nothing already written."""
     ctx = context()
-    line = f"{kind} {ctx.job_id} {ctx.token} {time.time():.6f} {os.getpid()}\n"
+    line = f"{kind} {ctx.job_id} {ctx.token} {time.time():.6f} {os.getpid()} {os.getppid()}\n"
     directory = os.environ.get("CORRAL_BENCH_DIR", ".")
     fd = os.open(
         os.path.join(directory, f"{os.getpid()}.ledger"),
@@ -55,9 +60,17 @@ def _ledger_line(kind: str) -> None:
 
 @task(name="bench.ledgered")
 def ledgered(seconds: float = 0.0) -> int:
-    """Record start and end of this execution outside corral; return the fencing token."""
+    """Record this execution outside corral: ``start``, a ``tick`` every 10 ms while it works,
+    then ``end``, or ``exit`` when it was stopped (self-fencing, cancel). Returns the token."""
     _ledger_line("start")
-    if seconds:
-        time.sleep(seconds)
-    _ledger_line("end")
+    finished = False
+    try:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, TICK_S))
+            if left > TICK_S:
+                _ledger_line("tick")
+        finished = True
+    finally:
+        _ledger_line("end" if finished else "exit")
     return context().token
