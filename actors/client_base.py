@@ -29,7 +29,7 @@ from actors.config import env_address
 from actors.errors import RequestLost, RequestRefused, RequestTimedOut, SchedulerUnreachable
 from transport import ClientTransport, connect
 from transport import protocol as wire
-from transport.errors import BadFrame
+from transport.errors import BadFrame, TransportError
 
 # While requests are in flight the watchdog says hello this often, so a scheduler that
 # died is noticed in seconds; with only waits or subscriptions outstanding, every
@@ -210,7 +210,10 @@ class Connection:
             every = PROBE_S if self._inflight else RECHECK_S
             busy = self._inflight or self._waits or self._watches
             if busy and now - self._last_hello >= every:
-                self._say_hello()
+                # A probe that cannot even be queued is a probe not answered: the
+                # expiry above reports it; the watchdog itself must never die.
+                with contextlib.suppress(TransportError):
+                    self._say_hello()
 
     def _expire(self, now: float) -> None:
         silent = now - self._last_heard
@@ -267,6 +270,8 @@ class Connection:
                     self._on_reply(wire.decode_reply(frame))
                 except BadFrame:
                     continue
+                except TransportError:  # a resend that could not be queued: the
+                    continue  # watchdog fails that request in time; keep reading
 
     def _on_reply(self, reply: wire.FromScheduler) -> None:
         match reply:
