@@ -25,12 +25,19 @@ EXIT_CLOSED_PIPE = 141
 PIPE_WIDTH = 10_000
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's own handling exits 1, which a script cannot tell from a failure.
+        self.quiet = True
+        closed_stdout()
+
+
 def make_console() -> Console:
     """A rich Console: the terminal's width on a terminal, else wide enough for any row."""
-    plain = Console()
+    plain = _Console()
     if plain.is_terminal:
         return plain
-    return Console(width=PIPE_WIDTH)
+    return _Console(width=PIPE_WIDTH)
 
 
 def closed_stdout() -> None:

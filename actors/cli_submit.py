@@ -228,7 +228,8 @@ def cmd_submit(args: argparse.Namespace) -> None:
                         raise
                     problem = (
                         f"{exc}\n{len(created)} of {len(specs)} job(s) were submitted"
-                        f"{'' if args.wait else ' (their ids are printed above)'}; run the "
+                        f"{'' if args.wait else ' (their ids are printed above)'}, and "
+                        "perhaps the chunk in flight; run the "
                         "same command again to submit the rest: every line has an "
                         "idempotency key, so no job is submitted twice"
                     )

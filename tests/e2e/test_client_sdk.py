@@ -86,7 +86,7 @@ def never(_: wire.ToScheduler) -> list[wire.Message]:
 
 @pytest.fixture
 def address() -> Iterator[str]:
-    yield free_address()
+    return free_address()
 
 
 def test_an_oversized_job_is_refused_before_anything_is_sent(address: str) -> None:
@@ -97,7 +97,8 @@ def test_an_oversized_job_is_refused_before_anything_is_sent(address: str) -> No
         assert time.monotonic() - started < 5, "refused at once, not after a timeout"
         assert refused.value.code == "too_large"
         text = str(refused.value)
-        assert "10,000,0" in text and f"{wire.MAX_JOB_PAYLOAD_BYTES:,}" in text
+        assert "10,000,0" in text
+        assert f"{wire.MAX_JOB_PAYLOAD_BYTES:,}" in text
         assert "MAX_JOB_PAYLOAD_BYTES" in text
         assert not any(isinstance(m, wire.Submit) for m in fake.received)
 
@@ -149,7 +150,9 @@ async def test_an_unanswered_request_says_it_timed_out_not_that_no_scheduler_exi
             with pytest.raises(RequestTimedOut) as timed_out:
                 await client.status()
     text = str(timed_out.value)
-    assert "timed out after 1s" in text and "(GetStatus)" in text and "request " in text
+    assert "timed out after 1s" in text
+    assert "(GetStatus)" in text
+    assert "request " in text
     assert "no scheduler answered" not in text
 
 
@@ -181,14 +184,15 @@ async def test_after_a_restart_a_keyed_submission_is_resent_and_an_unkeyed_one_i
         async with AsyncClient(address, connect_timeout=5, request_timeout=60) as client:
             keyed = asyncio.ensure_future(client.submit("t", idempotency_key="k"))
             unkeyed = asyncio.ensure_future(client.submit("t"))
-            while sum(isinstance(m, wire.Submit) for m in fake.received) < 2:
+            while sum(isinstance(m, wire.Submit) for m in fake.received) < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             fake.instance = "two"  # the next hello is answered by a new process
             answering.set()
             assert await asyncio.wait_for(keyed, 20) == 1
             with pytest.raises(RequestLost) as lost:
                 await asyncio.wait_for(unkeyed, 20)
-    assert "restarted" in str(lost.value) and "may or may not" in str(lost.value)
+    assert "restarted" in str(lost.value)
+    assert "may or may not" in str(lost.value)
 
 
 def test_a_sync_client_that_cannot_connect_leaves_no_task_pending() -> None:
