@@ -226,10 +226,10 @@ def cmd_submit(args: argparse.Namespace) -> None:
                 except CorralError as exc:
                     if not created or args.file is None:
                         raise
+                    show(len(created))
                     problem = (
-                        f"{exc}\n{len(created)} of {len(specs)} job(s) were submitted"
-                        f"{'' if args.wait else ' (their ids are printed above)'}, and "
-                        "perhaps the chunk in flight; run the "
+                        f"{exc}\n{len(created)} of {len(specs)} job(s) were submitted "
+                        "(their ids are printed above), and perhaps the chunk in flight; run the "
                         "same command again to submit the rest: every line has an "
                         "idempotency key, so no job is submitted twice"
                     )
@@ -262,6 +262,8 @@ def cmd_submit(args: argparse.Namespace) -> None:
                 "and go on (`corral watch ID` follows one, `corral cancel ID` stops it)",
                 file=sys.stderr,
             )
+        else:
+            print("corral: interrupted before any job was acknowledged", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
     if problem:
         print(f"corral: error: {problem}", file=sys.stderr)
