@@ -292,8 +292,15 @@ def add_submit_parser(
         "submits only the lines not yet submitted and prints every id; an edited file's "
         "lines are new jobs. Ids are printed as each chunk of 1,000 lines is committed.",
     )
-    p.add_argument("--priority", type=int, default=None, help="higher runs first (default 0)")
-    p.add_argument("--queue", default=None, help="queue name (default: default)")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="higher runs first, -1000000 to 1000000 (default 0)",
+    )
+    p.add_argument(
+        "--queue", default=None, help="queue name: letters, digits, _ . : - (default: default)"
+    )
     p.add_argument(
         "--depends-on",
         type=positive_int,

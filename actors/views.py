@@ -129,15 +129,14 @@ def unreachable_renderable(
 ) -> Group:
     """The live view while the scheduler does not answer: says so first, and shows the last
     numbers it gave only as such (they are not current)."""
-    why = str(cause) or type(cause).__name__
+    why = "" if isinstance(cause, TimeoutError) else f" ({_first_line(str(cause), 100)})"
     warning = Text.assemble(
         ("scheduler unreachable", "bold red"),
-        f" at {address}: no answer for {silent_s:.0f}s ({_first_line(why, 100)}); retrying. "
-        "The numbers below are the last it gave.",
+        f" at {address}: no answer for {silent_s:.0f}s{why}; retrying. ",
+        ("The numbers below are the last it gave.", "dim"),
     )
-    return Group(
-        warning, "", Text("(stale)", style="dim"), *status_renderable(status).renderables[2:]
-    )
+    stale = status_renderable(status).renderables[2:]  # all but its header line
+    return Group(warning, "", *stale)
 
 
 def _when(ts: float | None) -> str:
