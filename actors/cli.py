@@ -31,7 +31,7 @@ from actors.cli_inspect import (
     cmd_watch,
     cmd_workers,
 )
-from actors.cli_submit import cmd_submit
+from actors.cli_submit import add_submit_parser
 from actors.config import DEFAULT_ADDRESS, DEFAULT_DB, SchedulerConfig, env_address
 from actors.errors import CorralError
 from transport.errors import TransportError
@@ -286,61 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(for CPU-bound tasks; a stopped task is killed at once)",
     )
 
-    p = add("submit", cmd_submit, "submit a job (or a file of jobs) and print the id(s)")
-    p.add_argument("task", nargs="?", metavar="TASK", help="registered task name, e.g. tasks.add")
-    p.add_argument(
-        "args_json",
-        nargs="?",
-        metavar="ARGS_JSON",
-        help="JSON array of positional args, or JSON object of keyword args",
-    )
-    p.add_argument("--file", metavar="FILE", help="JSON lines, one job per line, same fields")
-    p.add_argument("--priority", type=int, default=None, help="higher runs first (default 0)")
-    p.add_argument("--queue", default=None, help="queue name (default: default)")
-    p.add_argument(
-        "--depends-on",
-        type=positive_int,
-        nargs="+",
-        metavar="ID",
-        default=[],
-        help="run only after these jobs succeeded",
-    )
-    p.add_argument(
-        "--max-retries",
-        type=int,
-        default=None,
-        metavar="N",
-        help="retries after a failure (default 3)",
-    )
-    p.add_argument(
-        "--idempotency-key",
-        default=None,
-        metavar="K",
-        help="submitting K again returns the same job",
-    )
-    p.add_argument(
-        "--timeout", type=positive_float, default=None, metavar="S", help="per-attempt time limit"
-    )
-    p.add_argument(
-        "--backoff",
-        type=positive_float,
-        nargs=3,
-        default=None,
-        metavar=("BASE", "FACTOR", "CAP"),
-        help="retry delays for this job: BASE*FACTOR^(n-1) capped at CAP seconds, "
-        "with jitter (default: the scheduler's)",
-    )
-    p.add_argument(
-        "--wait", action="store_true", help="wait and print each job's outcome and result"
-    )
-    p.add_argument(
-        "--wait-timeout",
-        type=positive_float,
-        default=None,
-        metavar="S",
-        help="give up waiting after S seconds",
-    )
-    connect_flag(p)
+    add_submit_parser(add, connect_flag)
 
     p = add("status", cmd_status, "live view: jobs by state, queues, workers' health, progress")
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")

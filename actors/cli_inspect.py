@@ -5,34 +5,56 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from typing import Any
 
 from actors.cli_common import EXIT_FAILED, fail, print_json, run_async, with_client
+from actors.cli_output import quiet_on_closed_stdout
+from actors.errors import CorralError
+from transport import protocol as wire
+from transport.errors import TransportError
+
+# A refresh of the live view waits at most 2 x its interval for the scheduler, and never
+# less than this: a reply takes milliseconds, a loaded machine can add a second.
+MIN_REFRESH_TIMEOUT_S = 2.0
 
 
+@quiet_on_closed_stdout
 def cmd_status(args: argparse.Namespace) -> None:
-    from rich.console import Console
     from rich.live import Live
 
+    from actors.cli_output import make_console
     from actors.client import AsyncClient
-    from actors.views import render_status, status_renderable
+    from actors.views import render_status, status_renderable, unreachable_renderable
 
-    console = Console()
-    live = not (args.once or args.json) and console.is_terminal
+    out = make_console()
+    live = not (args.once or args.json) and out.is_terminal
+    # Each refresh waits at most this long: a dead scheduler is shown as such within a
+    # couple of refreshes instead of leaving the last numbers on screen as if current.
+    patience = max(MIN_REFRESH_TIMEOUT_S, 2 * args.interval)
 
     async def go() -> Any:
         async with AsyncClient(args.connect) as client:
             if not live:
                 return await client.status()
+            status = await client.status()
+            answered = time.monotonic()
             with Live(
-                status_renderable(await client.status(), args.connect),
-                console=console,
+                status_renderable(status, args.connect),
+                console=out,
                 refresh_per_second=4,
                 screen=False,
             ) as view:
                 while True:
                     await asyncio.sleep(args.interval)
-                    view.update(status_renderable(await client.status(), args.connect))
+                    try:
+                        status = await asyncio.wait_for(client.status(), patience)
+                    except (TimeoutError, CorralError, TransportError) as exc:
+                        silent = time.monotonic() - answered
+                        view.update(unreachable_renderable(status, args.connect, silent, exc))
+                        continue
+                    answered = time.monotonic()
+                    view.update(status_renderable(status, args.connect))
 
     try:
         status = run_async(go())
@@ -41,9 +63,10 @@ def cmd_status(args: argparse.Namespace) -> None:
     if args.json:
         print_json(status)
     else:
-        render_status(status, console, args.connect)
+        render_status(status, out, args.connect)
 
 
+@quiet_on_closed_stdout
 def cmd_workers(args: argparse.Namespace) -> None:
     from actors.views import render_workers
 
@@ -54,6 +77,7 @@ def cmd_workers(args: argparse.Namespace) -> None:
         render_workers(status)
 
 
+@quiet_on_closed_stdout
 def cmd_jobs(args: argparse.Namespace) -> None:
     from actors.views import render_jobs
 
@@ -67,21 +91,47 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         )
 
 
+@quiet_on_closed_stdout
 def cmd_watch(args: argparse.Namespace) -> None:
     from actors.client import AsyncClient
-    from actors.views import event_line
+    from actors.views import event_line, final_event
 
-    async def go() -> None:
+    def show(event: wire.Event) -> None:
+        print(print_json_line(event) if args.json else event_line(event), flush=True)
+
+    async def go() -> int:
         async with AsyncClient(args.connect) as client:
-            async for event in client.watch(args.job):
-                print(print_json_line(event) if args.json else event_line(event), flush=True)
-                if args.job and event.kind == "job" and event.status in _FINAL:
-                    return
+            subscribed = asyncio.Event()
+            events = client.watch(args.job, subscribed=subscribed)
+            following: asyncio.Future[wire.Event] = asyncio.ensure_future(anext(events))
+            try:
+                await subscribed.wait()
+                if args.job is not None:
+                    # Asked after subscribing: a job that ends from now on is streamed,
+                    # one that had already ended is found here.
+                    view = await client.job(args.job)
+                    if view is None:
+                        print(f"corral: error: no job {args.job}", file=sys.stderr)
+                        return EXIT_FAILED
+                    if view.status in _FINAL:
+                        show(final_event(view))
+                        return 0 if view.status == "SUCCEEDED" else EXIT_FAILED
+                while True:
+                    event = await following
+                    show(event)
+                    if args.job and event.kind == "job" and event.status in _FINAL:
+                        return 0 if event.status == "SUCCEEDED" else EXIT_FAILED
+                    following = asyncio.ensure_future(anext(events))
+            finally:
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
+                await events.aclose()
 
     try:
-        run_async(go())
+        code = run_async(go())
     except KeyboardInterrupt:
         return
+    raise SystemExit(code)
 
 
 _FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED"}
@@ -93,6 +143,7 @@ def print_json_line(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+@quiet_on_closed_stdout
 def cmd_cancel(args: argparse.Namespace) -> None:
     statuses = with_client(args, lambda c: c.cancel(args.ids))
     missing = 0
@@ -102,6 +153,7 @@ def cmd_cancel(args: argparse.Namespace) -> None:
     raise SystemExit(EXIT_FAILED if missing else 0)
 
 
+@quiet_on_closed_stdout
 def cmd_job(args: argparse.Namespace) -> None:
     from actors.views import render_job
 
@@ -114,6 +166,7 @@ def cmd_job(args: argparse.Namespace) -> None:
         render_job(view)
 
 
+@quiet_on_closed_stdout
 def cmd_dlq(args: argparse.Namespace) -> None:
     from actors.views import render_job, render_jobs
 
@@ -146,6 +199,7 @@ def cmd_dlq(args: argparse.Namespace) -> None:
         raise SystemExit(EXIT_FAILED if reply.skipped and not reply.job_ids else 0)
 
 
+@quiet_on_closed_stdout
 def cmd_dag(args: argparse.Namespace) -> None:
     from actors.views import render_workflow, workflow_dot, workflow_mermaid
 

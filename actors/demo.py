@@ -22,10 +22,11 @@ import tempfile
 import time
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
+from actors.cli_output import make_console, quiet_on_closed_stdout
 from actors.client import AsyncClient, job_spec
 from actors.config import DEFAULT_ADDRESS
 from actors.views import status_renderable
@@ -66,7 +67,7 @@ class Demo:
         self.env = {**os.environ, "CORRAL_DEMO_DIR": self.dir, "PYTHONUNBUFFERED": "1"}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.events: list[str] = []
-        self.console = Console()
+        self.console = make_console()
 
     def log(self, line: str) -> None:
         self.events.append(f"[{time.strftime('%H:%M:%S')}] {line}")
@@ -264,6 +265,7 @@ class Demo:
             self.console.print(f"files kept in {self.dir}")
 
 
+@quiet_on_closed_stdout
 def run_demo(workers: int = 3, keep: bool = False) -> int:
     demo = Demo(workers, keep)
     try:

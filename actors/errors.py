@@ -42,6 +42,21 @@ class SchedulerUnreachable(CorralError):
         self.address, self.timeout = address, timeout
 
 
+class RequestTimedOut(SchedulerUnreachable):
+    """Raised by the SDK when a request got no reply in time from a scheduler that had
+    answered this client before (it stopped, or is overloaded): not "no scheduler"."""
+
+    def __init__(self, address: str, timeout: float, request: str, why: str) -> None:
+        CorralError.__init__(self, f"{request} to {address} timed out after {timeout:g}s: {why}")
+        self.address, self.timeout, self.request = address, timeout, request
+
+
+class RequestLost(CorralError):
+    """Raised by the SDK when the scheduler restarted while a request that is not safe to
+    repeat (a submission without idempotency keys) was in flight: it may or may not have
+    been applied before the restart."""
+
+
 class RequestRefused(CorralError):
     """Raised by the SDK when the scheduler refused a request; nothing was changed."""
 

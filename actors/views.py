@@ -10,6 +10,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from actors.cli_output import make_console
 from actors.lifecycle import JobState
 from transport import protocol as wire
 
@@ -68,7 +69,7 @@ _HEALTH_COLOURS = {"alive": "green", "suspect": "yellow", "draining": "cyan"}
 def render_status(
     status: wire.StatusView, console: Console | None = None, address: str = ""
 ) -> None:
-    (console or Console()).print(status_renderable(status, address))
+    (console or make_console()).print(status_renderable(status, address))
 
 
 def render_workers(status: wire.StatusView, console: Console | None = None) -> None:
@@ -86,7 +87,7 @@ def render_workers(status: wire.StatusView, console: Console | None = None) -> N
             f"{w.last_seen_s:.1f}s ago",
             jobs,
         )
-    (console or Console()).print(table)
+    (console or make_console()).print(table)
 
 
 def event_line(event: wire.Event) -> str:
@@ -104,7 +105,38 @@ def event_line(event: wire.Event) -> str:
         detail = f"worker {event.worker} {event.status}"
     else:
         detail = event.message
-    return f"{at} #{event.seq} {event.kind:8} {detail}"
+    seq = f"#{event.seq} " if event.seq else ""  # 0: a state read, not a streamed event
+    return f"{at} {seq}{event.kind:8} {detail}"
+
+
+def final_event(job: wire.JobView) -> wire.Event:
+    """A finished job's last transition, as the event stream would have shown it."""
+    return wire.Event(
+        0,
+        job.finished_at or job.created_at,
+        "job",
+        job.job_id,
+        job.status,
+        job.queue,
+        job.worker or "",
+        job.token,
+        message=job.error or "",
+    )
+
+
+def unreachable_renderable(
+    status: wire.StatusView, address: str, silent_s: float, cause: BaseException
+) -> Group:
+    """The live view while the scheduler does not answer: says so first, and shows the last
+    numbers it gave only as such (they are not current)."""
+    why = "" if isinstance(cause, TimeoutError) else f" ({_first_line(str(cause), 100)})"
+    warning = Text.assemble(
+        ("scheduler unreachable", "bold red"),
+        f" at {address}: no answer for {silent_s:.0f}s{why}; retrying. ",
+        ("The numbers below are the last it gave.", "dim"),
+    )
+    stale = status_renderable(status).renderables[2:]  # all but its header line
+    return Group(warning, "", *stale)
 
 
 def _when(ts: float | None) -> str:
@@ -147,11 +179,11 @@ def render_jobs(
             _when(j.finished_at),
             _first_line(j.error),
         )
-    (console or Console()).print(table)
+    (console or make_console()).print(table)
 
 
 def render_job(job: wire.JobView, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     console.print(f"[bold]job {job.job_id}[/] {job.task}: [bold]{job.status}[/]")
     console.print(
         f"  queue {job.queue}, priority {job.priority}, attempts {job.attempts} "
@@ -214,11 +246,29 @@ def render_workflow(workflow: wire.WorkflowView, console: Console | None = None)
             str(step.attempts),
             _first_line(step.error, 50),
         )
-    (console or Console()).print(table)
+    (console or make_console()).print(table)
 
 
 def _node(step: wire.StepView) -> str:
     return f"s{step.job_id}"
+
+
+def mermaid_text(text: str) -> str:
+    """``text`` safe inside a Mermaid ``["..."]`` label: quotes and markup characters as
+    Mermaid entity codes (``#quot;``, ``#35;`` ...), line breaks as ``<br/>``."""
+    text = text.replace("#", "#35;")  # first: the entities below start with '#'
+    for char, entity in (('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("&", "#amp;")):
+        text = text.replace(char, entity)
+    for char, entity in (("`", "#96;"), ("[", "#91;"), ("]", "#93;"), ("|", "#124;")):
+        text = text.replace(char, entity)
+    return "<br/>".join(" ".join(line.split()) for line in text.splitlines() or [""])
+
+
+def dot_text(text: str) -> str:
+    """``text`` safe inside a Graphviz double-quoted string: backslashes and quotes escaped,
+    line breaks as ``\\n``."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return "\\n".join(text.splitlines() or [""])
 
 
 def workflow_mermaid(workflow: wire.WorkflowView) -> str:
@@ -226,7 +276,8 @@ def workflow_mermaid(workflow: wire.WorkflowView) -> str:
     lines = ["flowchart TD"]
     by_name = {s.name: s for s in workflow.steps}
     for step in workflow.steps:
-        lines.append(f'    {_node(step)}["{step.name}<br/>{step.status}"]:::{step.status.lower()}')
+        label = f"{mermaid_text(step.name)}<br/>{step.status}"
+        lines.append(f'    {_node(step)}["{label}"]:::{step.status.lower()}')
     for step in workflow.steps:
         for before in step.after:
             if before in by_name:
@@ -242,7 +293,8 @@ def workflow_dot(workflow: wire.WorkflowView) -> str:
     by_name = {s.name: s for s in workflow.steps}
     for step in workflow.steps:
         colour = _STATE_COLOURS.get(step.status, "black")
-        lines.append(f'    {_node(step)} [label="{step.name}\\n{step.status}", color={colour}];')
+        label = f"{dot_text(step.name)}\\n{step.status}"
+        lines.append(f'    {_node(step)} [label="{label}", color={colour}];')
     for step in workflow.steps:
         for before in step.after:
             if before in by_name:

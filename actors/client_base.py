@@ -1,0 +1,354 @@
+"""The client SDK's connection to the scheduler: requests matched to replies by request id,
+and a watchdog that keeps every request honest about time.
+
+What a caller is promised:
+- a frame larger than the protocol allows is refused before it is sent (RequestRefused,
+  code ``too_large``, naming the size and the limit); a refusal the scheduler sends
+  carrying the request id reaches its caller at once;
+- a request that gets no reply fails with RequestTimedOut after ``request_timeout``, or
+  sooner, after ``silence_timeout``, once the scheduler stopped answering the hellos the
+  watchdog sends while requests are in flight (a live scheduler answers them in
+  milliseconds, even while it commits a large submission);
+- when the scheduler restarted (its Welcome carries a new instance id), requests that are
+  safe to repeat (reads, cancels, submissions whose every job has an idempotency key) are
+  sent again; any other in-flight request fails with RequestLost, since it may or may not
+  have been applied; waits and subscriptions are registered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncGenerator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from actors.config import env_address
+from actors.errors import RequestLost, RequestRefused, RequestTimedOut, SchedulerUnreachable
+from transport import ClientTransport, connect
+from transport import protocol as wire
+from transport.errors import BadFrame, TransportError
+
+# While requests are in flight the watchdog says hello this often, so a scheduler that
+# died is noticed in seconds; with only waits or subscriptions outstanding, every
+# RECHECK_S (that also reveals a restart, after which waits must be registered again).
+PROBE_S = 0.5
+RECHECK_S = 2.0
+# Nothing heard for this long while a request is in flight: the scheduler has stopped.
+# A live scheduler's gateway answers a hello at once (commits run in the store's thread),
+# so 10 s leaves room for a loaded machine's pauses and still fails well before 60 s.
+SILENCE_S = 10.0
+
+
+@dataclass
+class _Waiting:
+    remaining: set[int]
+    outcomes: dict[int, wire.JobOutcome] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    error: Exception | None = None
+    # False while the job ids are still unknown (a wait riding on a Submit): outcomes
+    # may be recorded, but the wait cannot be complete before the Submitted reply.
+    armed: bool = True
+    job_ids: list[int] = field(default_factory=list)  # the Submitted reply's, once armed
+
+    def add(self, outcomes: Iterable[wire.JobOutcome]) -> None:
+        for outcome in outcomes:
+            self.outcomes[outcome.job_id] = outcome
+            self.remaining.discard(outcome.job_id)
+        if self.armed and not self.remaining:
+            self.done.set()
+
+    def arm(self, job_ids: list[int]) -> None:
+        self.job_ids = job_ids
+        self.remaining = set(job_ids) - self.outcomes.keys()
+        self.armed = True
+        self.add(())
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+        self.done.set()
+
+
+@dataclass
+class _InFlight:
+    """A request sent and not yet answered."""
+
+    message: wire.Message
+    sent_at: float
+    fail: Callable[[Exception], None]
+    # Sent again after a hello_first reply: it reached the scheduler that sent that reply.
+    resent: bool = False
+
+
+def repeatable(message: wire.Message) -> bool:
+    """Whether sending ``message`` twice has the effect of sending it once."""
+    match message:
+        case wire.Submit(jobs=jobs):
+            return all(spec.idempotency_key for spec in jobs)
+        case wire.SubmitWorkflow(idempotency_key=key):
+            return key is not None
+        case wire.GetStatus() | wire.GetJob() | wire.ListJobs() | wire.GetWorkflow():
+            return True
+        case wire.CancelJobs():
+            return True
+    return False
+
+
+def describe(rid: int, message: wire.Message) -> str:
+    return f"request {rid} ({type(message).__name__})"
+
+
+class Connection:
+    """One DEALER connection to the scheduler and the bookkeeping of its requests."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 60.0,
+        silence_timeout: float = SILENCE_S,
+    ) -> None:
+        self.address = address or env_address()
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.silence_timeout = silence_timeout
+        self._transport: ClientTransport | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._inflight: dict[int, _InFlight] = {}
+        self._submit_waits: dict[int, int] = {}  # Submit request id -> its Wait's request id
+        self._waits: dict[int, _Waiting] = {}
+        self._watches: dict[int, tuple[int | None, asyncio.Queue[wire.Events]]] = {}
+        self._welcome: asyncio.Future[wire.Welcome] | None = None
+        self._instance = ""
+        self._last_heard = 0.0
+        self._last_hello = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self) -> Self:
+        self._transport = connect(self.address)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._read_loop()), loop.create_task(self._watchdog())]
+        try:
+            welcome = await self._hello(self.connect_timeout)
+        except BaseException:
+            await self.close()  # no task left pending, no socket left open
+            raise
+        self._instance = welcome.instance
+        return self
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+
+    # ---------------------------------------------------------------- sending
+
+    def _send(self, message: wire.Message) -> None:
+        if self._transport is None:
+            raise RuntimeError("client is not connected; use `async with AsyncClient(...)`")
+        frame = wire.encode(message)
+        if len(frame) > wire.MAX_FRAME_BYTES:
+            raise RequestRefused(
+                "too_large",
+                f"{type(message).__name__} of {len(frame):,} bytes exceeds the frame limit of "
+                f"{wire.MAX_FRAME_BYTES:,} bytes (MAX_FRAME_BYTES); nothing was sent",
+            )
+        self._transport.send(frame)
+
+    def _say_hello(self) -> None:
+        self._last_hello = time.monotonic()
+        self._send(wire.ClientHello(wire.PROTOCOL_VERSION))
+
+    async def _hello(self, timeout: float) -> wire.Welcome:
+        self._welcome = asyncio.get_running_loop().create_future()
+        self._say_hello()
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._welcome), timeout)
+        except TimeoutError:
+            raise SchedulerUnreachable(self.address, timeout) from None
+
+    def _track(self, rid: int, message: wire.Message, fail: Callable[[Exception], None]) -> None:
+        self._inflight[rid] = _InFlight(message, time.monotonic(), fail)
+
+    async def _request(self, build: Callable[[int], wire.Message]) -> Any:
+        """Send one request and return its reply; raises what the watchdog or the reply
+        decided (RequestRefused, RequestTimedOut, RequestLost)."""
+        rid = next(self._ids)
+        message = build(rid)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def fail(error: Exception) -> None:
+            if not future.done():
+                future.set_exception(error)
+
+        self._pending[rid] = future
+        try:
+            self._send(message)
+            self._track(rid, message, fail)
+            return await future
+        finally:
+            self._pending.pop(rid, None)
+            self._inflight.pop(rid, None)
+
+    # ---------------------------------------------------------------- watchdog
+
+    async def _watchdog(self) -> None:
+        tick = min(PROBE_S, self.request_timeout / 4, self.silence_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self._inflight:
+                self._expire(now)
+            every = PROBE_S if self._inflight else RECHECK_S
+            busy = self._inflight or self._waits or self._watches
+            if busy and now - self._last_hello >= every:
+                # A probe that cannot even be queued is a probe not answered: the
+                # expiry above reports it; the watchdog itself must never die.
+                with contextlib.suppress(TransportError):
+                    self._say_hello()
+
+    def _expire(self, now: float) -> None:
+        silent = now - self._last_heard
+        for rid, entry in list(self._inflight.items()):
+            age = now - entry.sent_at
+            if age >= self.request_timeout:
+                why = (
+                    "no reply (the scheduler answered this client before: it may be "
+                    "stopped, restarting or overloaded)"
+                )
+                timeout = self.request_timeout
+            elif age >= self.silence_timeout and silent >= self.silence_timeout:
+                why = "the scheduler stopped answering (it answered this client before)"
+                timeout = self.silence_timeout
+            else:
+                continue
+            del self._inflight[rid]
+            entry.fail(RequestTimedOut(self.address, timeout, describe(rid, entry.message), why))
+
+    def _restarted(self) -> None:
+        """A new scheduler process answered: what the old one had not answered is lost."""
+        now = time.monotonic()
+        for rid, entry in list(self._inflight.items()):
+            if entry.resent:  # sent again to this very scheduler after its hello_first
+                entry.resent = False
+            elif repeatable(entry.message):
+                entry.sent_at = now
+                self._send(entry.message)
+            else:
+                del self._inflight[rid]
+                entry.fail(
+                    RequestLost(
+                        f"the scheduler at {self.address} restarted while "
+                        f"{describe(rid, entry.message)} was in flight: it may or may not "
+                        "have been committed; check (`corral jobs`) before submitting again, "
+                        "or give jobs idempotency keys so that repeating is safe"
+                    )
+                )
+        for rid, waiting in self._waits.items():
+            if waiting.remaining:
+                self._send(wire.Wait(rid, sorted(waiting.remaining)))
+        for rid, (job_id, _) in self._watches.items():
+            self._send(wire.Subscribe(rid, job_id))
+
+    # ---------------------------------------------------------------- receiving
+
+    async def _read_loop(self) -> None:
+        assert self._transport is not None
+        while True:
+            frames = await self._transport.recv_batch()
+            self._last_heard = time.monotonic()
+            for frame in frames:
+                try:
+                    self._on_reply(wire.decode_reply(frame))
+                except BadFrame:
+                    continue
+                except TransportError:  # a resend that could not be queued: the
+                    continue  # watchdog fails that request in time; keep reading
+
+    def _on_reply(self, reply: wire.FromScheduler) -> None:
+        match reply:
+            case wire.Outcomes(request_id=rid, outcomes=outcomes):
+                waiting = self._waits.get(rid)
+                if waiting is not None:
+                    waiting.add(outcomes)
+            case wire.Events(request_id=rid):
+                watch = self._watches.get(rid)
+                if watch is not None:
+                    watch[1].put_nowait(reply)
+            case wire.Welcome():
+                if self._welcome is not None and not self._welcome.done():
+                    self._welcome.set_result(reply)
+                if reply.instance != self._instance and self._instance:
+                    self._instance = reply.instance
+                    self._restarted()
+            case wire.ErrorReply(code="hello_first", request_id=rid):
+                # The scheduler restarted and does not know us: it did not act on
+                # the request, so say hello and send it again.
+                self._say_hello()
+                entry = self._inflight.get(rid)
+                if entry is not None:
+                    entry.resent = True
+                    self._send(entry.message)
+            case wire.ErrorReply(request_id=rid, code=code, message=text):
+                entry = self._inflight.pop(rid, None)
+                error = RequestRefused(code, text)
+                if entry is not None:
+                    entry.fail(error)
+                elif rid in self._waits:
+                    self._waits[rid].fail(error)
+            case (
+                wire.Submitted()
+                | wire.StatusReply()
+                | wire.JobReply()
+                | wire.CancelReply()
+                | wire.JobList()
+                | wire.RequeueReply()
+                | wire.WorkflowSubmitted()
+                | wire.WorkflowReply()
+            ):
+                rid = reply.request_id
+                future = self._pending.get(rid)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+                if isinstance(reply, wire.Submitted) and rid in self._submit_waits:
+                    self._inflight.pop(rid, None)  # acknowledged; now it is a wait
+                    waiting = self._waits.get(self._submit_waits[rid])
+                    if waiting is not None:  # now, before any Outcomes read in this batch
+                        waiting.arm(reply.job_ids)
+
+    async def _stream(
+        self, job_id: int | None, subscribed: asyncio.Event | None = None
+    ) -> AsyncGenerator[wire.Event, None]:
+        rid = next(self._ids)
+        frames: asyncio.Queue[wire.Events] = asyncio.Queue()
+        self._watches[rid] = (job_id, frames)
+        self._send(wire.Subscribe(rid, job_id))
+        if subscribed is not None:
+            subscribed.set()
+        try:
+            while True:
+                frame = await frames.get()
+                self._send(wire.EventsAck(rid))
+                if frame.dropped:
+                    yield wire.Event(
+                        0,
+                        time.time(),
+                        "dropped",
+                        token=frame.dropped,
+                        message=f"{frame.dropped} event(s) dropped",
+                    )
+                for event in frame.events:
+                    yield event
+        finally:
+            self._watches.pop(rid, None)
+            if self._transport is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._send(wire.Unsubscribe(rid))
