@@ -66,13 +66,21 @@ class Run:
 
     @classmethod
     def new(cls, loop: asyncio.AbstractEventLoop) -> Run:
-        return cls(loop.create_future(), loop.create_future(), loop.create_future())
+        run = cls(loop.create_future(), loop.create_future(), loop.create_future())
+        # The worker may stop waiting (timeout, stop) before a handler's exception arrives.
+        run.started.add_done_callback(_retrieved)
+        run.done.add_done_callback(_retrieved)
+        return run
 
     def never_started(self) -> Run:
         self.started.set_exception(LeaseLapsed())
-        self.started.exception()  # retrieved: only the worker's await cares
         self.freed.set_result(None)
         return self
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def resolve(

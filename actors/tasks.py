@@ -114,7 +114,12 @@ def bind_error(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> str
     try:
         signature.bind(*args, **kwargs)
     except TypeError as exc:
-        return f"arguments do not match {name}{signature}: {exc}"
+        # Parameter names only: annotations are often strings (PEP 563) and add noise.
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        return f"arguments do not match {name}{bare}: {exc}"
     return None
 
 
