@@ -137,7 +137,8 @@ async def test_an_assignment_read_after_its_lease_lapsed_is_dropped_and_not_list
     await scheduler.welcome(lease=0.3)
     # No heartbeat is acknowledged: wait until the worker's own lease clock has lapsed,
     # as it would have had the worker been paused with the Assign in its socket.
-    while not worker._welcomed.is_set() or time.monotonic() <= worker._renewed_at + worker.lease:
+    await worker._welcomed.wait()
+    while time.monotonic() <= worker._renewed_at + worker.lease:  # noqa: ASYNC110 - a clock
         await asyncio.sleep(0.02)
     stale = time.monotonic() - 1.0  # the newest heartbeat we had heard was sent 1 s ago
     seq = await scheduler.assign(job(1, "add", 1, 2), basis=stale)
@@ -181,7 +182,7 @@ async def test_a_timed_out_thread_keeps_its_slot_until_it_returns(
 async def test_a_job_timeout_counts_from_its_handler_start(
     fake: tuple[FakeScheduler, Worker],
 ) -> None:
-    scheduler, worker = fake
+    scheduler, _ = fake
     await scheduler.welcome()
     # Both threads busy for 0.5 s; a third job with a 0.3 s timeout waits for one of them
     # (more jobs than slots: the scheduler would not do it, but the clock must be right).
@@ -203,7 +204,8 @@ async def test_retry_is_false_when_a_retry_cannot_help(fake: tuple[FakeScheduler
     )
     results = {r.job_id: r for r in await scheduler.results(6)}
     assert not any(r.ok for r in results.values())
-    assert results[1].retry is False and "'nosuch' is not registered" in (results[1].error or "")
+    assert results[1].retry is False
+    assert "'nosuch' is not registered" in (results[1].error or "")
     assert results[2].retry is False
     assert (results[2].error or "").startswith("arguments do not match add(a, b): ")
     assert "missing a required argument: 'b'" in (results[2].error or "")
@@ -225,7 +227,8 @@ async def test_oversized_errors_and_results_fail_alone_in_frames_under_the_limit
     assert len(results[1].error or "") <= wire.MAX_ERROR_CHARS
     assert "characters cut" in (results[1].error or "")
     assert (results[1].error or "").rstrip().endswith("x"), "the exception line's tail is kept"
-    assert results[3].ok is False and results[3].retry is False
+    assert results[3].ok is False
+    assert results[3].retry is False
     assert "bytes exceeds the frame limit" in (results[3].error or "")
     assert wire.unpack(results[2].result) == 3
     assert wire.unpack(results[4].result) == 4
@@ -292,5 +295,6 @@ async def test_a_failure_is_logged_at_warning_with_its_traceback_at_info(
     await scheduler.results(1)
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "task shout failed: job 7, attempt 1, token 7: ValueError: xxxxx" in warning.message
-    tracebacks = [r for r in caplog.records if r.levelno == logging.INFO and "Traceback" in r.message]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    tracebacks = [r for r in infos if "Traceback" in r.message]
     assert len(tracebacks) == 1
