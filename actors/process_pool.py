@@ -16,6 +16,7 @@ import logging
 import math
 import multiprocessing
 import sys
+import threading
 import time
 import types
 from collections import deque
@@ -74,17 +75,28 @@ class _Child:
         self.job: _Job | None = None
         self.replacing: Run | None = None  # a killed child's run, freed when we are ready
         self.stopped = False
-        self.fd = self.conn.fileno()
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(self.fd, self._readable)
+        reader = threading.Thread(target=self._read, args=(loop,), name="pool-reader", daemon=True)
+        reader.start()
 
-    def _readable(self) -> None:
-        try:
-            message = self.conn.recv()
-        except (EOFError, OSError):
-            self._died()
-            return
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Blocking reads, in a thread of their own: a result may be megabytes long, and a
+        loop's reader callback may find the pipe non-blocking (uvloop) mid-message."""
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                message = None
+            try:
+                if message is None:
+                    loop.call_soon_threadsafe(self._died)
+                    return
+                loop.call_soon_threadsafe(self._on_message, message)
+            except RuntimeError:  # the loop is closed: the worker is gone
+                return
+
+    def _on_message(self, message: Any) -> None:
         job = self.job
         match message:
             case ("ready",):
@@ -111,8 +123,6 @@ class _Child:
                 self.pool._idle_child(self)
 
     def _died(self) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            asyncio.get_running_loop().remove_reader(self.fd)
         self.conn.close()
         self.process.join(timeout=1)
         code = self.process.exitcode
@@ -242,8 +252,6 @@ class ProcessRunner:
     def close(self) -> None:
         self._closed = True
         for child in list(self._children):
-            with contextlib.suppress(ValueError, OSError):
-                asyncio.get_running_loop().remove_reader(child.fd)
             child.kill()
             child.process.join(timeout=5)
             child.conn.close()

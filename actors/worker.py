@@ -28,22 +28,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import gc
 import inspect
 import logging
 import os
-import signal
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-from actors.executors import AsyncRunner, HandlerFailed, JobStopped, LeaseLapsed, Run, ThreadRunner
+from actors.executors import AsyncRunner, LeaseLapsed, Run, ThreadRunner
 from actors.process_pool import ProcessRunner
 from actors.tasks import REGISTRY, JobContext, _current, bind_error, context, retryable, task
 from actors.tasks import task_options as task_options
-from actors.worker_results import Attempt, failed, pack, succeeded
+from actors.worker_outbox import Outbox, ProgressRelay
+from actors.worker_results import Attempt, failed, outcome
+from actors.worker_stop import drain, serve
 from transport import ClientTransport, connect
 from transport import protocol as wire
 from transport.errors import BadFrame
@@ -55,9 +54,6 @@ log = logging.getLogger("corral.worker")
 # A worker that hears no Welcome re-sends its hello this often, so it finds a
 # scheduler that starts (or restarts) after it.
 HELLO_RETRY_S = 1.0
-# Progress reports are coalesced per job and sent at most this often: live views
-# refresh about once a second, so four updates a second look smooth and cost little.
-PROGRESS_EVERY_S = 0.25
 # Say so (once) when no scheduler has answered for this many hello retries.
 UNANSWERED_WARNING = 5
 DRAIN_TIMEOUT_S = 30.0  # a drain longer than this is stuck: stop what is left
@@ -91,9 +87,9 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.heartbeat_interval = 1.0
         self.lease = 5.0
+        self._welcomed = asyncio.Event()
         self.running: dict[int, asyncio.Task[None]] = {}
         self.held: dict[int, wire.Assignment] = {}  # leases we hold, by job id
-        self.unacked: dict[int, wire.JobResult] = {}
         self.executed = 0
         self.fenced = 0  # handlers this worker stopped itself because their lease lapsed
         self.dropped = 0  # assignments dropped unstarted: their lease had lapsed
@@ -104,24 +100,19 @@ class Worker:
         self._stop_futures: dict[int, asyncio.Future[None]] = {}
         self._busy: set[int] = set()  # jobs whose slot cannot run another handler yet
         self._async_tasks: dict[str, bool] = {}
-        self._progress: dict[int, tuple[int, int, float, str]] = {}  # latest per job
-        self._progress_timer: asyncio.TimerHandle | None = None
         self._renewed_at = 0.0  # send time (our clock) of the last heartbeat the scheduler acked
         self._fencing_since: float | None = None  # start of a self-fencing episode
-        self._outbox: list[tuple[wire.JobResult, bool]] = []
-        self._spare_credits = 0
-        self._flush_scheduled = False
+        self._outbox = Outbox(self._send)
+        self._progress = ProgressRelay(self._send, self.held, self._welcomed.is_set)
         self._transport: ClientTransport | None = None
         self._threads = ThreadRunner(concurrency)
         self._asyncs = AsyncRunner()
         self._processes: ProcessRunner | None = None
-        self._welcomed = asyncio.Event()
         self._unwelcomed = asyncio.Event()  # a "not welcomed" episode began: hello again
         self._episode_hello_at = 0.0  # the first hello of the current episode
         self._stop_requested = asyncio.Event()
         self._abandon = asyncio.Event()
         self._stops = 0
-        self._abandoning = False
 
     # ------------------------------------------------------------------ wiring
 
@@ -131,7 +122,7 @@ class Worker:
     def _claims(self) -> list[tuple[int, int]]:
         """What a (re)connecting hello claims: jobs still running, and finished jobs whose
         results the scheduler has not acknowledged yet (they are resent right after)."""
-        unacked = [(r.job_id, r.token) for r in self.unacked.values()]
+        unacked = [(r.job_id, r.token) for r in self._outbox.unacked.values()]
         return self._leases() + unacked
 
     def _send(self, message: wire.Message) -> None:
@@ -169,7 +160,7 @@ class Worker:
         ]
         try:
             await self._stop_requested.wait()
-            await self._drain()
+            await drain(self)
         finally:
             for t in loops:
                 t.cancel()
@@ -207,37 +198,6 @@ class Worker:
                         HELLO_RETRY_S,
                     )
 
-    async def _drain(self) -> None:
-        """Stop taking work, finish what we hold (at most ``drain_timeout``), leave."""
-        if self.running:
-            log.info(
-                "draining: finishing %d job(s), at most %gs (signal again to stop at once)",
-                len(self.running),
-                self.drain_timeout,
-            )
-        self._send(wire.Drain())
-        deadline = time.monotonic() + self.drain_timeout
-        # Polled: it also ends on a deadline or a second signal, once per worker lifetime.
-        while (self.running or self.unacked) and not self._abandon.is_set():
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.05)
-        if self.running:
-            self._abandoning = True  # their results would be fake: none is sent
-            self.abandoned = sorted(self.running)
-            why = "second stop signal" if self._abandon.is_set() else "drain timed out"
-            log.warning(
-                "%s: stopping %d unfinished job(s) %s; the scheduler reclaims them",
-                why,
-                len(self.abandoned),
-                ", ".join(map(str, self.abandoned)),
-            )
-            for job_id in self.abandoned:
-                self._stop_job(job_id, "worker stopped")
-        self._flush()  # finished results first: the Goodbye must follow them
-        self._send(wire.Goodbye())
-        await asyncio.sleep(0.05)  # let the frame leave before the socket closes
-
     async def _read_loop(self) -> None:
         assert self._transport is not None
         while True:
@@ -254,10 +214,9 @@ class Worker:
             case wire.Assign():
                 self._assign(message)
             case wire.ResultsAck(job_ids=acked, refused=refused):
-                for job_id in acked:
-                    self.unacked.pop(job_id, None)
+                self._outbox.acked(acked)
+                self._outbox.acked(refused)
                 for job_id in refused:
-                    self.unacked.pop(job_id, None)
                     log.warning("scheduler refused our result for job %d (stale lease)", job_id)
             case wire.HeartbeatAck(sent_at=sent_at):
                 self._renewed(sent_at)
@@ -274,8 +233,7 @@ class Worker:
                     log.info("worker %s connected to %s", self.name, self.address)
                     self._unwelcomed.clear()
                     self._welcomed.set()
-                    for frame in pack([(r, True) for r in self.unacked.values()], 0):
-                        self._send(frame)  # results a restarted scheduler may not have
+                    self._outbox.resend()  # results a restarted scheduler may not have
                     self._heartbeat()  # renew at once: held leases may be near expiry
             case wire.ErrorReply(code="hello_first"):
                 # Once per episode: every frame sent meanwhile earns one of these.
@@ -335,7 +293,8 @@ class Worker:
         while True:
             self._fence()
             now = time.monotonic()
-            wait = min((self._expiry(j) - now for j in self.held), default=self.lease)
+            live = (j for j in self.held if j not in self._stop_reasons)  # stopped: done with
+            wait = min((self._expiry(j) - now for j in live), default=self.lease)
             await asyncio.sleep(min(max(wait, 0.005), self.heartbeat_interval))
 
     def _stop_job(self, job_id: int, reason: str) -> None:
@@ -405,7 +364,7 @@ class Worker:
         left = None if not timeout else max(0.0, timeout - (time.monotonic() - started_at))
         stop = self._stop_futures[a.job_id]
         await asyncio.wait((run.done, stop), timeout=left, return_when=asyncio.FIRST_COMPLETED)
-        if self._abandoning:
+        if self._outbox.closed:
             return None  # a hard stop: leave without a (fake) result
         reason = self._stop_reasons.get(a.job_id)
         if reason is None and time.monotonic() > self._expiry(a.job_id):
@@ -418,28 +377,9 @@ class Worker:
             text = f"timed out after {timeout:g}s"
             result = failed(attempt, text, retry=retryable(options, None, a.attempt))
         else:
-            result = self._outcome(attempt, options, run.done)
+            encoded = self._processes is not None and not self._is_async(a.task)
+            result = outcome(attempt, options, run.done, encoded)
         return self._finish(a, result, run)
-
-    def _outcome(self, attempt: Attempt, options: Any, done: asyncio.Future[Any]) -> wire.JobResult:
-        exc = done.exception()
-        if exc is None:
-            value = done.result()
-            if self._processes is not None and not self._is_async(attempt.task):
-                return succeeded(attempt, value)  # the child encoded it
-            try:
-                return succeeded(attempt, wire.encode(value))
-            except (TypeError, ValueError, OverflowError) as err:
-                text = f"the result of {attempt.task} cannot be encoded: {err}"
-                return failed(attempt, text, retry=False)
-        if isinstance(exc, HandlerFailed):
-            retry = exc.retry and retryable(options, None, attempt.attempt)
-            return failed(attempt, exc.text, retry=retry, traceback=exc.text)
-        if isinstance(exc, JobStopped):
-            text = str(exc) or "stopped"
-            return failed(attempt, text, retry=retryable(options, None, attempt.attempt))
-        text = "".join(traceback.format_exception(exc))
-        return failed(attempt, text, retry=retryable(options, exc, attempt.attempt), traceback=text)
 
     def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
         loop = asyncio.get_running_loop()
@@ -477,12 +417,11 @@ class Worker:
         else:  # its handler still runs (stuck after a stop): the slot comes back later
             assert run is not None
             run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
-        self._report(result, freed)
+        self._outbox.report(result, freed)
 
     def _slot_freed(self, job_id: int) -> None:
         self._busy.discard(job_id)
-        self._spare_credits += 1
-        self._schedule_flush()
+        self._outbox.slot_freed()
 
     def _is_async(self, task_name: str) -> bool:
         """Whether a task runs on the loop (cached: inspect costs a few µs per call)."""
@@ -494,46 +433,5 @@ class Worker:
 
     def _record_progress(self, job_id: int, token: int, fraction: float, message: str) -> None:
         held = self.held.get(job_id)
-        if held is None or held.token != token:
-            return  # finished or stopped meanwhile: a late report says nothing new
-        self._progress[job_id] = (job_id, token, fraction, message)
-        if self._progress_timer is None:
-            self._progress_timer = asyncio.get_running_loop().call_later(
-                PROGRESS_EVERY_S, self._flush_progress
-            )
-
-    def _flush_progress(self) -> None:
-        self._progress_timer = None
-        updates = [u for u in self._progress.values() if u[0] in self.held]
-        self._progress.clear()
-        if updates and self._welcomed.is_set():
-            self._send(wire.Progress(updates))
-
-    def _report(self, result: wire.JobResult, freed: bool) -> None:
-        if self._abandoning:
-            return
-        self.unacked[result.job_id] = result
-        self._outbox.append((result, freed))
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Results frames (each under the frame limit) for what finished this loop turn."""
-        self._flush_scheduled = False
-        batch, self._outbox = self._outbox, []
-        spare, self._spare_credits = self._spare_credits, 0
-        for frame in pack(batch, spare):
-            self._send(frame)
-
-
-async def serve(worker: Worker) -> None:
-    """Run a worker until SIGINT/SIGTERM (drain), or a second one (stop at once)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop)
-    gc.freeze()  # imports and task modules live for good: keep them out of GC scans
-    await worker.run()
+        if held is not None and held.token == token:  # else finished: a late report is moot
+            self._progress.record(job_id, token, fraction, message)

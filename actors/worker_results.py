@@ -10,11 +10,16 @@ traceback at INFO.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import traceback as tb
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
+from actors.executors import HandlerFailed, JobStopped
+from actors.tasks import TaskOptions, retryable
 from transport import protocol as wire
 
 log = logging.getLogger("corral.worker")
@@ -79,6 +84,28 @@ def failed(
     if traceback is not None:
         log.info("job %d traceback:\n%s", a.job_id, text)
     return wire.JobResult(a.job_id, a.token, False, error=text, retry=retry)
+
+
+def outcome(
+    a: Attempt, options: TaskOptions, done: asyncio.Future[Any], encoded: bool
+) -> wire.JobResult:
+    """The report of a handler that ended by itself (``done`` is settled); ``encoded``: its
+    value is already msgpack bytes (a child process encoded it)."""
+    exc = done.exception()
+    if exc is None:
+        if encoded:
+            return succeeded(a, done.result())
+        try:
+            return succeeded(a, wire.encode(done.result()))
+        except (TypeError, ValueError, OverflowError) as err:
+            return failed(a, f"the result of {a.task} cannot be encoded: {err}", retry=False)
+    if isinstance(exc, HandlerFailed):  # from a child: it judged retry_on already
+        retry = exc.retry and retryable(options, None, a.attempt)
+        return failed(a, exc.text, retry=retry, traceback=exc.text)
+    if isinstance(exc, JobStopped):
+        return failed(a, str(exc) or "stopped", retry=retryable(options, None, a.attempt))
+    text = "".join(tb.format_exception(exc))
+    return failed(a, text, retry=retryable(options, exc, a.attempt), traceback=text)
 
 
 def _size(result: wire.JobResult) -> int:
