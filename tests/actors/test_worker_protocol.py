@@ -15,12 +15,14 @@ import pytest
 import zmq
 import zmq.asyncio
 
+import tests.helpers.ledger_tasks  # noqa: F401 - registers the tasks the pool children run
 from actors.tasks import task
 from actors.worker import Worker
 from actors.worker_results import pack
 from tests.helpers.procs import free_address
 from transport import protocol as wire
 
+LEDGER = "tests.helpers.ledger_tasks"  # the process pool's children import it
 calls: list[str] = []
 
 
@@ -298,3 +300,43 @@ async def test_a_failure_is_logged_at_warning_with_its_traceback_at_info(
     infos = [r for r in caplog.records if r.levelno == logging.INFO]
     tracebacks = [r for r in infos if "Traceback" in r.message]
     assert len(tracebacks) == 1
+
+
+async def test_self_fencing_goes_on_while_the_scheduler_is_away(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, worker = fake
+    await scheduler.welcome(lease=0.3, interval=0.05)
+    await scheduler.assign(job(1, "nap", 0.05), job(2, "add", 0, 0))  # any thread job
+    await scheduler.results(2)
+    await scheduler.send(wire.ErrorReply("hello_first", "say hello first"))  # it restarted
+    await scheduler.recv(wire.WorkerHello)
+    # No Welcome comes; a lease granted just before the restart still lapses on time.
+    await scheduler.assign(job(3, "nap", 5.0))
+    [fenced] = await scheduler.results(1)
+    assert fenced.job_id == 3
+    assert (fenced.error or "").startswith("self-fenced")
+    assert worker.fenced == 1
+
+
+async def test_a_killed_pool_child_frees_its_slot_only_once_its_replacement_is_ready() -> None:
+    address = free_address()
+    scheduler = FakeScheduler(address)
+    worker = Worker(address, name="p", concurrency=1, pool="process", modules=[LEDGER])
+    serving = asyncio.create_task(worker.run())
+    try:
+        await scheduler.welcome()
+        await scheduler.assign(job(1, "nap", 30.0, timeout=0.3))
+        first = await scheduler.recv(wire.Results)
+        assert first.results[0].error == "timed out after 0.3s"
+        assert first.credits == 0, "its child is being replaced: the slot is not ready"
+        later = await scheduler.recv(wire.Results)
+        assert (later.results, later.credits) == ([], 1)
+        await scheduler.assign(job(2, "add", 2, 3))
+        [done] = await scheduler.results(1)
+        assert wire.unpack(done.result) == 5
+    finally:
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(serving, 10)
+        scheduler.sock.close()
