@@ -140,3 +140,18 @@ async def test_a_process_child_stops_by_itself_when_its_agent_is_paused(
             agent.send_signal(signal.SIGCONT)
     last = ticks(procs, "agent", job_id, 1)[-1]
     assert last - paused_at <= LEASE + 0.5, "the child outlived its lease"
+
+
+async def test_a_handler_holding_the_gil_past_its_lease_keeps_it_on_the_default_pool(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "holder", 1)  # the default pool
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("gil_hold", [3], max_retries=2)
+        assert await client.result(job_id, timeout=60) == 1, "never reclaimed: token 1"
+        view = await client.job(job_id)
+    assert view is not None
+    assert view.attempts == 1
+    assert len(read_ledger(str(procs.ledger))) == 1

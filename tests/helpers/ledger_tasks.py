@@ -207,3 +207,15 @@ def add(a: int, b: int) -> int:
     _event("start")
     _event("end")
     return a + b
+
+
+@task(name="gil_hold")
+def gil_hold(seconds: int) -> int:
+    """Holds the GIL for ``seconds`` in one C call (libc sleep through ctypes.PyDLL, which
+    does not release it): nothing else in this process runs Python meanwhile."""
+    import ctypes
+
+    _event("start")
+    ctypes.PyDLL(None).sleep(int(seconds))
+    _event("end")
+    return context().token
