@@ -330,6 +330,9 @@ class Worker:
             return
         loop = asyncio.get_running_loop()
         for a in message.assignments:
+            if a.job_id in self.held:  # a duplicate, or a new lease while the old one runs:
+                log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
+                continue  # not listed, so reclaimed; the old lease is stopped by StopJob
             if len(self._busy) >= self.concurrency:
                 log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.concurrency)
             self.held[a.job_id] = a
