@@ -155,3 +155,25 @@ async def test_a_handler_holding_the_gil_past_its_lease_keeps_it_on_the_default_
     assert view is not None
     assert view.attempts == 1
     assert len(read_ledger(str(procs.ledger))) == 1
+
+
+async def test_a_killed_agents_process_child_stops_at_once(procs: Procs, tmp_path: Path) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    agent = procs.worker(address, "agent", 1, "--pool", "process")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("scribble", [60.0], max_retries=5)
+
+        async def writing() -> bool:
+            return bool(ticks(procs, "agent", job_id, 1))
+
+        await until(writing)
+        killed_at = time.time()
+        agent.send_signal(signal.SIGKILL)
+
+        async def stopped_writing() -> bool:
+            return time.time() - ticks(procs, "agent", job_id, 1)[-1] > 0.5
+
+        await until(stopped_writing, timeout=10)
+    # Its parent (the fork server) goes with the agent; the watchdog sees it within 20 ms.
+    assert ticks(procs, "agent", job_id, 1)[-1] - killed_at < LEASE
