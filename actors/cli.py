@@ -107,6 +107,7 @@ def cmd_dag_resolver(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from actors.process_pool import PoolStartFailed
     from actors.worker import REGISTRY, Worker, serve
 
     sys.path.insert(0, os.getcwd())
@@ -137,7 +138,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
         f"{args.pool} pool, tasks {', '.join(sorted(REGISTRY))}",
         flush=True,
     )
-    run_async(serve(worker))
+    try:
+        run_async(serve(worker))
+    except PoolStartFailed as exc:
+        fail(f"{exc}: check that {args.module!r} imports in a fresh process, or use --pool thread")
     if worker.abandoned:  # stopped before they finished: say so in the exit status
         raise SystemExit(EXIT_FAILED)
 

@@ -44,6 +44,11 @@ def _without_main() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
+class PoolStartFailed(RuntimeError):
+    """Raised by ``ProcessRunner.prepare`` when the first child process exits before it is
+    ready (its task modules fail to import in a fresh process, usually)."""
+
+
 def _context() -> Any:
     """The fork server where the platform has one (fast children, modules imported once),
     else spawn (each child imports the task modules itself)."""
@@ -127,10 +132,15 @@ class _Child:
         self.process.join(timeout=1)
         code = self.process.exitcode
         job, self.job = self.job, None
-        if not self.ready.done():
-            self.ready.set_exception(RuntimeError(f"a pool child exited at start (code {code})"))
-            self.ready.exception()  # marked retrieved: only prepare() awaits it
         self.pool._child_died(self)
+        if not self.ready.done():  # it never got going (its task modules fail to import?)
+            text = f"a pool child process exited at start (exit code {code})"
+            log.error("%s; see its output above", text)
+            self.ready.set_exception(PoolStartFailed(text))
+            self.ready.exception()  # marked retrieved: only prepare() awaits it
+            if self.replacing is not None:
+                resolve(self.replacing.freed)
+            self.pool._fail_waiting(text)
         if job is None:
             return
         if self.stopped:
@@ -212,6 +222,15 @@ class ProcessRunner:
                 self._idle.append(child)
                 continue
             child.send(job)
+
+    def _fail_waiting(self, text: str) -> None:
+        """Fail the jobs waiting for a child when none could start: retrying them later
+        (with the scheduler's backoff) beats a tight loop of failing forks."""
+        while self._waiting and not self._idle:
+            job = self._waiting.popleft()
+            resolve(job.run.started, time.monotonic())
+            resolve(job.run.done, exc=HandlerFailed(text, True))
+            resolve(job.run.freed)
 
     def _idle_child(self, child: _Child) -> None:
         self._idle.append(child)
