@@ -51,11 +51,12 @@ __all__ = ["REGISTRY", "JobContext", "Worker", "context", "serve", "task", "task
 
 log = logging.getLogger("corral.worker")
 
-# A worker that hears no Welcome re-sends its hello this often, so it finds a
+# A worker that hears no Welcome re-sends its hello after this long, so it finds a
 # scheduler that starts (or restarts) after it.
 HELLO_RETRY_S = 1.0
-# Say so (once) when no scheduler has answered for this many hello retries.
-UNANSWERED_WARNING = 5
+HELLO_RETRY_MAX_S = 8.0  # the pause doubles up to this: a long outage queues few hellos
+# Say so (once) when no scheduler has answered for this long.
+UNANSWERED_WARNING_S = 5.0
 DRAIN_TIMEOUT_S = 30.0  # a drain longer than this is stuck: stop what is left
 
 
@@ -180,23 +181,25 @@ class Worker:
             self._abandon.set()
 
     async def _hello_loop(self) -> None:
-        unanswered = 0
+        """One hello per "not welcomed" episode, repeated with a growing pause while no
+        Welcome comes: ZeroMQ queues frames while the scheduler is away and delivers them
+        all when it is back, so every retry is one more hello it will answer."""
         while True:
             if self._welcomed.is_set():
                 await self._unwelcomed.wait()
                 continue
-            self._hello()
-            try:
-                await asyncio.wait_for(self._welcomed.wait(), HELLO_RETRY_S)
-                unanswered = 0
-            except TimeoutError:
-                unanswered += 1
-                if unanswered == UNANSWERED_WARNING:
-                    log.warning(
-                        "no scheduler has answered at %s yet; still trying every %gs",
-                        self.address,
-                        HELLO_RETRY_S,
-                    )
+            pause, waited = HELLO_RETRY_S, 0.0
+            while not self._welcomed.is_set():
+                self._hello()
+                try:
+                    await asyncio.wait_for(self._welcomed.wait(), pause)
+                except TimeoutError:
+                    waited += pause
+                    if waited >= UNANSWERED_WARNING_S and waited - pause < UNANSWERED_WARNING_S:
+                        log.warning(
+                            "no scheduler has answered at %s yet; still trying", self.address
+                        )
+                    pause = min(pause * 2, HELLO_RETRY_MAX_S)
 
     async def _read_loop(self) -> None:
         assert self._transport is not None
