@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from actors.cli_common import Parser, fail, positive_float, positive_int, run_async
+from actors.cli_common import EXIT_FAILED, Parser, fail, positive_float, positive_int, run_async
 from actors.cli_inspect import (
     cmd_cancel,
     cmd_dag,
@@ -107,6 +107,7 @@ def cmd_dag_resolver(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from actors.process_pool import PoolStartFailed
     from actors.worker import REGISTRY, Worker, serve
 
     sys.path.insert(0, os.getcwd())
@@ -130,13 +131,19 @@ def cmd_worker(args: argparse.Namespace) -> None:
         queues=queues,
         pool=args.pool,
         modules=[args.module],
+        drain_timeout=args.drain_timeout,
     )
     print(
         f"corral worker {worker.name}: {args.concurrency} slot(s), queues {','.join(queues)}, "
-        f"tasks {', '.join(sorted(REGISTRY))}",
+        f"{args.pool} pool, tasks {', '.join(sorted(REGISTRY))}",
         flush=True,
     )
-    run_async(serve(worker))
+    try:
+        run_async(serve(worker))
+    except PoolStartFailed as exc:
+        fail(f"{exc}: check that {args.module!r} imports in a fresh process, or use --pool thread")
+    if worker.abandoned:  # stopped before they finished: say so in the exit status
+        raise SystemExit(EXIT_FAILED)
 
 
 # ------------------------------------------------------------------- submit
@@ -281,9 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pool",
         choices=["thread", "process"],
-        default="thread",
-        help="run sync tasks in threads (default) or in one child process per slot "
-        "(for CPU-bound tasks; a stopped task is killed at once)",
+        default="process",
+        help="run sync tasks in one child process per slot (default: a stopped, timed-out "
+        "or self-fenced task is killed at once, and CPU-bound or GIL-holding tasks cannot "
+        "starve the worker's heartbeats) or in threads (lighter; a task stuck in a C call "
+        "cannot be stopped until the call returns). Async tasks always run on the event loop",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="on SIGINT/SIGTERM, finish held jobs for at most S seconds, then stop them "
+        "(default 30); a second signal stops them at once. Exits 1 if jobs were stopped",
     )
 
     add_submit_parser(add, connect_flag)

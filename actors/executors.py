@@ -1,17 +1,21 @@
-"""How a worker runs one handler: on its event loop, in a thread, or in a child process.
+"""How a worker runs one handler: on its event loop or in a thread (child processes are in
+``actors.process_pool``), and how it stops one.
 
-Each runner can also *stop* a running handler, which self-fencing, cancellation
-and timeouts need:
+Every runner hands back a :class:`Run` with three futures, because "the job ended" and
+"the slot can run again" are different moments:
 
-- async handlers run on the worker's loop and are stopped by task cancellation;
-- ``ThreadRunner`` runs sync handlers in a thread pool; a handler is stopped by
-  raising ``JobStopped`` inside its thread (CPython's async-exception hook). That
-  takes effect at the handler's next Python bytecode, so a handler blocked in a
-  long C call (``time.sleep(600)``, a socket read) stops only when the call
-  returns; use ``--pool process`` for handlers that must be stoppable at once;
-- ``ProcessRunner`` runs sync handlers in one child process per slot; a handler
-  is stopped by killing its process (then a fresh one replaces it). It also
-  keeps CPU-bound handlers from holding the worker's GIL.
+- ``started``: the handler really began (its start time), or ``LeaseLapsed`` if the
+  job's lease could not be shown valid right before it would have begun: then it never
+  ran. The job's timeout counts from here, not from when the job was queued.
+- ``done``: the handler's value or exception (``JobStopped`` when it was stopped).
+- ``freed``: the slot can run another handler. A thread stuck in a C call after its
+  timeout keeps its slot until the call returns; only then is the slot given back.
+
+Async handlers are stopped by task cancellation. Sync handlers in threads are stopped
+by raising ``JobStopped`` inside their thread (CPython's async-exception hook); that
+lands at the handler's next Python bytecode, so a handler blocked in a long C call
+(``time.sleep(600)``) stops only when the call returns: the process pool (the default
+for sync tasks) kills its child instead.
 """
 
 from __future__ import annotations
@@ -20,18 +24,14 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
-import dataclasses
-import importlib
-import logging
-import multiprocessing
-import multiprocessing.connection
+import queue
 import threading
-import traceback
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("corral.worker")
+Deadline = Callable[[], float]  # the job's lease expiry, CLOCK_MONOTONIC, read when needed
 
 
 class JobStopped(BaseException):
@@ -41,150 +41,236 @@ class JobStopped(BaseException):
     does not swallow it."""
 
 
-class HandlerError(Exception):
-    """Raised by ProcessRunner when the handler failed in its child; carries the traceback text."""
+class LeaseLapsed(Exception):
+    """Raised (in ``Run.started``) when a job's lease had lapsed by the worker's own clock
+    right before its handler would have started: the handler never ran."""
+
+
+class HandlerFailed(Exception):
+    """Raised when a handler failed where its exception object cannot travel (a child
+    process): carries the traceback text and whether a retry could help."""
+
+    def __init__(self, text: str, retry: bool) -> None:
+        super().__init__(text)
+        self.text = text
+        self.retry = retry
+
+
+@dataclass(slots=True)
+class Run:
+    """One handler execution, as seen from the worker's loop."""
+
+    started: asyncio.Future[float]
+    done: asyncio.Future[Any]
+    freed: asyncio.Future[None]
+
+    @classmethod
+    def new(cls, loop: asyncio.AbstractEventLoop) -> Run:
+        run = cls(loop.create_future(), loop.create_future(), loop.create_future())
+        # The worker may stop waiting (timeout, stop) before a handler's exception arrives.
+        run.started.add_done_callback(_retrieved)
+        run.done.add_done_callback(_retrieved)
+        return run
+
+    def never_started(self) -> Run:
+        self.started.set_exception(LeaseLapsed())
+        self.freed.set_result(None)
+        return self
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def resolve(
+    future: asyncio.Future[Any], value: Any = None, exc: BaseException | None = None
+) -> None:
+    """Settle ``future`` unless it already is (the worker may have given up on it)."""
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
+class AsyncRunner:
+    """Async handlers, as tasks on the worker's own loop."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
+
+    def start(
+        self,
+        job_id: int,
+        fn: Callable[..., Coroutine[Any, Any, Any]],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+        deadline: Deadline,
+    ) -> Run:
+        loop = asyncio.get_running_loop()
+        run = Run.new(loop)
+        now = time.monotonic()
+        if now > deadline():
+            return run.never_started()
+        run.started.set_result(now)
+        task = loop.create_task(fn(*args, **kwargs), name=f"handler-{job_id}", context=context)
+        self._tasks[job_id] = task
+
+        def finished(t: asyncio.Task[Any]) -> None:
+            self._tasks.pop(job_id, None)
+            if t.cancelled():
+                resolve(run.done, exc=JobStopped())
+            elif (exc := t.exception()) is not None:
+                resolve(run.done, exc=exc)
+            else:
+                resolve(run.done, t.result())
+            resolve(run.freed)
+
+        task.add_done_callback(finished)
+        return run
+
+    def stop(self, job_id: int) -> None:
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+
+@dataclass(slots=True)
+class _Item:
+    job_id: int
+    fn: Callable[..., Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    context: contextvars.Context
+    deadline: Deadline
+    run: Run
+    loop: asyncio.AbstractEventLoop
 
 
 class ThreadRunner:
+    """Sync handlers in up to ``slots`` daemon threads (daemon: a handler stuck in a C call
+    must not keep a stopped worker's process alive)."""
+
     def __init__(self, slots: int) -> None:
-        self._executor = ThreadPoolExecutor(slots, thread_name_prefix="corral-task")
-        self._threads: dict[int, int] = {}  # job id -> thread ident while it runs
+        self._slots = slots
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for an item that no start() has claimed yet
         self._lock = threading.Lock()
+        self._running: dict[int, int] = {}  # job id -> thread ident while its handler runs
+        self._queued: set[int] = set()  # started, not yet taken by a thread
+        self._stopped: set[int] = set()  # stopped before a thread took them: never start
 
-    async def run(
-        self, job_id: int, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
-    ) -> Any:
-        run_in_context = contextvars.copy_context().run
+    def start(
+        self,
+        job_id: int,
+        fn: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+        deadline: Deadline,
+    ) -> Run:
+        loop = asyncio.get_running_loop()
+        run = Run.new(loop)
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+            elif len(self._threads) < self._slots:
+                thread = threading.Thread(
+                    target=self._serve, name=f"corral-task-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            # else: more jobs than slots (a scheduler bug); it waits for a thread.
+            self._queued.add(job_id)
+        self._queue.put(_Item(job_id, fn, args, kwargs, context, deadline, run, loop))
+        return run
 
-        def call() -> Any:
-            with self._lock:
-                self._threads[job_id] = threading.get_ident()
+    def _serve(self) -> None:
+        while True:
             try:
-                return run_in_context(fn, *args, **kwargs)
-            finally:
+                item = self._queue.get()
+                if item is None:
+                    return
+                self._work(item)
                 with self._lock:
-                    self._threads.pop(job_id, None)
+                    self._idle += 1
+            except JobStopped:  # a stop that landed between two handlers: nothing to stop
+                with self._lock:
+                    self._idle += 1
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+    def _work(self, item: _Item) -> None:
+        def post(future: asyncio.Future[Any], value: Any = None, exc: Any = None) -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
+                item.loop.call_soon_threadsafe(resolve, future, value, exc)
+
+        run = item.run
+        now = time.monotonic()
+        if now > item.deadline():  # the job waited for this thread past its lease
+            with self._lock:
+                self._queued.discard(item.job_id)
+                self._stopped.discard(item.job_id)
+            post(run.started, exc=LeaseLapsed())
+            post(run.freed)
+            return
+        with self._lock:
+            self._queued.discard(item.job_id)
+            stopped = item.job_id in self._stopped
+            self._stopped.discard(item.job_id)
+            if not stopped:
+                self._running[item.job_id] = threading.get_ident()
+        post(run.started, now)
+        if stopped:
+            post(run.done, exc=JobStopped())
+            post(run.freed)
+            return
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            try:
+                value = item.context.run(item.fn, *item.args, **item.kwargs)
+            except BaseException as exc:  # the worker decides what each exception means
+                error = exc
+            finally:
+                self._forget(item.job_id)
+        except JobStopped as exc:  # landed after the handler returned, before _forget
+            self._forget(item.job_id)
+            error = exc
+        post(run.done, value, error)
+        post(run.freed)
+
+    def _forget(self, job_id: int) -> None:
+        with self._lock:
+            if self._running.pop(job_id, None) is not None:
+                # A stop sent just before this point must not land in the next handler.
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(threading.get_ident()), None
+                )
 
     def stop(self, job_id: int) -> None:
         with self._lock:
-            ident = self._threads.get(job_id)
-            if ident is not None:
+            ident = self._running.get(job_id)
+            if ident is None:
+                if job_id in self._queued:
+                    self._stopped.add(job_id)  # queued: it must not start
+            else:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(ident), ctypes.py_object(JobStopped)
                 )
 
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
     def close(self) -> None:
-        for job_id in list(self._threads):
+        for job_id in list(self._running):
             self.stop(job_id)
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _child_main(conn: multiprocessing.connection.Connection, modules: list[str]) -> None:
-    """A process-pool slot: import the task modules, then run handlers sent over the pipe."""
-    from actors import worker
-
-    for module in modules:
-        importlib.import_module(module)
-    while True:
-        try:
-            request = conn.recv()
-        except EOFError:
-            return
-        task_name, args, kwargs, ctx = request
-        relay = dataclasses.replace(ctx, reporter=lambda f, m: conn.send(("progress", f, m)))
-        token = worker._current.set(relay)
-        try:
-            fn = worker.REGISTRY[task_name]
-            value = fn(*args, **kwargs)
-            if asyncio.iscoroutine(value):
-                value = asyncio.run(value)
-            conn.send(("done", True, value))
-        except Exception:
-            conn.send(("done", False, traceback.format_exc()))
-        finally:
-            worker._current.reset(token)
-
-
-class _Slot:
-    def __init__(self, modules: list[str]) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_child_main, args=(child, modules), daemon=True)
-        self.process.start()
-        child.close()
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.join(timeout=5)
-        self.conn.close()
-
-
-class ProcessRunner:
-    """One child process per slot; stopping a handler kills (and replaces) its process."""
-
-    def __init__(self, slots: int, modules: list[str]) -> None:
-        self.modules = modules
-        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
-        for _ in range(slots):
-            self._free.put_nowait(_Slot(modules))
-        self._busy: dict[int, _Slot] = {}
-
-    async def run(
-        self, job_id: int, task_name: str, args: list[Any], kwargs: dict[str, Any], ctx: Any
-    ) -> Any:
-        slot = await self._free.get()
-        self._busy[job_id] = slot
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        fd = slot.conn.fileno()
-
-        def readable() -> None:
-            try:
-                value = slot.conn.recv()
-            except (EOFError, OSError) as exc:
-                value = exc
-            if isinstance(value, tuple) and value[0] == "progress":
-                if ctx.reporter is not None:
-                    ctx.reporter(value[1], value[2])
-                return  # keep waiting for the result
-            loop.remove_reader(fd)
-            if not reply.done():
-                reply.set_result(value if isinstance(value, Exception) else value[1:])
-
-        try:
-            # The reporter is a closure over this process's loop: the child gets its own.
-            slot.conn.send((task_name, args, kwargs, dataclasses.replace(ctx, reporter=None)))
-            loop.add_reader(fd, readable)
-            outcome = await reply
-        except BaseException:
-            self._replace(slot)  # stopped or cancelled mid-run: the child may still be busy
-            raise
-        finally:
-            self._busy.pop(job_id, None)
-        if isinstance(outcome, (EOFError, OSError)):
-            self._replace(slot)
-            raise JobStopped(f"handler process died: {outcome!r}")
-        self._free.put_nowait(slot)
-        ok, value = outcome
-        if not ok:
-            raise HandlerError(value)
-        return value
-
-    def _replace(self, slot: _Slot) -> None:
-        with contextlib.suppress(ValueError, OSError):  # the pipe may be closed already
-            asyncio.get_running_loop().remove_reader(slot.conn.fileno())
-        slot.kill()
-        self._free.put_nowait(_Slot(self.modules))
-
-    def stop(self, job_id: int) -> None:
-        slot = self._busy.get(job_id)
-        if slot is not None:
-            slot.process.kill()  # the reader sees EOF; run() replaces the slot
-
-    def close(self) -> None:
-        for slot in list(self._busy.values()):
-            slot.kill()
-        while not self._free.empty():
-            self._free.get_nowait().kill()
+        for _ in self._threads:
+            self._queue.put(None)

@@ -130,6 +130,9 @@ class Cluster:
         for _ in range(n):
             i = len(self.workers)
             args = ["worker", module, "--connect", self.address, "--concurrency", str(concurrency)]
+            # Threads, as in every figure measured before the process pool became the default
+            # (chaos's 64 slots per worker would otherwise mean up to 64 children each).
+            args += ["--pool", "thread"]
             self.workers.append(self._spawn(f"worker-{i}", *args, "--name", f"bench-{i}"))
 
     def scheduler_histograms(self) -> dict[str, dict[str, float | None]]:

@@ -98,7 +98,7 @@ def read_ledger(directory: str) -> list[dict[str, Any]]:
         key = (e["job"], e["token"], e["pid"])
         if e["event"] == "start":
             runs[key] = {**e, "start": e["at"], "end": None}
-        elif key in runs:
+        elif e["event"] == "end" and key in runs:
             runs[key]["end"] = e["at"]
     return sorted(runs.values(), key=lambda r: r["start"])
 
@@ -155,3 +155,67 @@ def progressing(steps: int = 4, seconds: float = 0.4) -> str:
         time.sleep(0.3)  # longer than the worker's coalescing interval: every report is sent
     _event("end")
     return "done"
+
+
+@task(name="scribble")
+def scribble(seconds: float) -> int:
+    """Writes a "tick" line every 20 ms for ``seconds``: the ledger shows when it stopped."""
+    _event("start")
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        _event("tick")
+        n += 1
+        time.sleep(0.02)
+    _event("end")
+    return n
+
+
+@task(name="nap")
+def nap(seconds: float) -> float:
+    """Sleeps in ONE C call (time.sleep): a thread cannot be stopped until it returns."""
+    _event("start")
+    time.sleep(seconds)
+    _event("end")
+    return seconds
+
+
+@task(name="shout")
+def shout(chars: int) -> None:
+    """Raises an exception whose message is ``chars`` characters long."""
+    _event("start")
+    raise ValueError("x" * chars)
+
+
+@task(name="hoard")
+def hoard(size: int) -> bytes:
+    """Returns ``size`` bytes: more than a frame can carry when big enough."""
+    _event("start")
+    _event("end")
+    return b"\0" * size
+
+
+@task(name="flaky_io", retry_on=(OSError,), max_retries=2)
+def flaky_io(kind: str) -> None:
+    """Fails with OSError (worth a retry) or ValueError (not worth one)."""
+    _event("start")
+    raise OSError("disk busy") if kind == "io" else ValueError("bad input")
+
+
+@task(name="add")
+def add(a: int, b: int) -> int:
+    _event("start")
+    _event("end")
+    return a + b
+
+
+@task(name="gil_hold")
+def gil_hold(seconds: int) -> int:
+    """Holds the GIL for ``seconds`` in one C call (libc sleep through ctypes.PyDLL, which
+    does not release it): nothing else in this process runs Python meanwhile."""
+    import ctypes
+
+    _event("start")
+    ctypes.PyDLL(None).sleep(int(seconds))
+    _event("end")
+    return context().token

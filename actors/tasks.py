@@ -1,0 +1,160 @@
+"""Task registration and the running job's context: ``@task``, ``task_options``, ``context()``.
+
+Kept apart from the worker agent (no sockets, no event loop) so a process-pool child,
+and a client in the same process, can read the registry and the task options cheaply.
+
+A task's options say what its own author knows about it: which exceptions a retry can
+cure (``retry_on``), how many retries it deserves at most (``max_retries``) and how long
+an attempt may run when the job names no timeout (``timeout``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """What ``@task(...)`` said about a task; None means "no opinion" (the job decides)."""
+
+    retry_on: tuple[type[BaseException], ...] | None = None  # None: every Exception
+    max_retries: int | None = None
+    timeout: float | None = None
+
+
+OPTIONS: dict[str, TaskOptions] = {}
+_DEFAULT = TaskOptions()
+
+
+@overload
+def task(fn: F, /) -> F: ...
+@overload
+def task(
+    *,
+    name: str | None = None,
+    retry_on: tuple[type[BaseException], ...] | None = None,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> Callable[[F], F]: ...
+
+
+def task(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    retry_on: tuple[type[BaseException], ...] | None = None,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """Register a function as a corral task: ``@task`` or ``@task(name="billing.invoice",
+    retry_on=(IOError,), max_retries=5, timeout=30)``.
+
+    ``retry_on``: only these exceptions are worth a retry; any other fails the job at once.
+    ``max_retries``: a failure of attempt ``max_retries + 1`` (or later) is final, whatever
+    the job asked. ``timeout``: seconds an attempt may run when the job gives none."""
+    if max_retries is not None and max_retries < 0:
+        raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be greater than 0, got {timeout}")
+    if retry_on is not None:
+        retry_on = tuple(retry_on)
+        for kind in retry_on:
+            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+                raise TypeError(f"retry_on must hold exception classes, got {kind!r}")
+
+    def register(func: F) -> F:
+        key = name or f"{func.__module__}.{func.__qualname__}"
+        REGISTRY[key] = func
+        options = TaskOptions(retry_on, max_retries, timeout)
+        if options != _DEFAULT:
+            OPTIONS[key] = options
+        else:
+            OPTIONS.pop(key, None)
+        return func
+
+    return register(fn) if fn is not None else register
+
+
+def task_options(name: str) -> TaskOptions:
+    """The options ``@task`` registered for ``name`` (defaults if it gave none)."""
+    return OPTIONS.get(name, _DEFAULT)
+
+
+def retryable(options: TaskOptions, exc: BaseException | None, attempt: int) -> bool:
+    """Whether a retry could help after this attempt failed with ``exc`` (None: we do not
+    know the exception, e.g. a child process died)."""
+    if options.max_retries is not None and attempt > options.max_retries:
+        return False
+    if exc is not None and options.retry_on is not None:
+        return isinstance(exc, options.retry_on)
+    return True
+
+
+def bind_error(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> str | None:
+    """Why ``args``/``kwargs`` cannot be passed to ``fn`` (None if they can), checked before
+    running: a job whose arguments do not fit its function can never succeed."""
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return (
+            f"arguments of {name} must be a list and a map, "
+            f"got {type(args).__name__} and {type(kwargs).__name__}"
+        )
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        # Parameter names only: annotations are often strings (PEP 563) and add noise.
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        return f"arguments do not match {name}{bare}: {exc}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler may know about the execution it is part of."""
+
+    job_id: int
+    token: int  # fencing token: grows with every attempt; pass it to external systems
+    attempt: int
+    idempotency_key: str | None
+    worker: str
+    # Results of the jobs this one depends on, by job id, and by step name for the
+    # steps of the same workflow. All of them SUCCEEDED (or this job would not run).
+    parents: dict[int, Any] = field(default_factory=dict)
+    steps: dict[str, Any] = field(default_factory=dict)
+    workflow_id: int | None = None
+    step: str | None = None
+    reporter: Callable[[float, str], None] | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job has got (0.0 to 1.0) and what it is doing.
+
+        Cheap to call often: the worker keeps only the latest report per job and sends
+        at most four a second, so a chatty handler cannot flood the scheduler."""
+        if self.reporter is not None:
+            self.reporter(min(1.0, max(0.0, float(fraction))), str(message)[:1024])
+
+
+_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("corral_job")
+
+
+def context() -> JobContext:
+    """The running job's context; only valid inside a task handler."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("corral.context() called outside a running task") from None

@@ -1,0 +1,342 @@
+"""The worker agent against a fake scheduler: a real ZeroMQ ROUTER socket in the test that
+sends exactly the frames each case needs (lease basis, Assign seq, hello_first, acks) and
+reads what the worker sends back. The worker is the real one, in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+import zmq.asyncio
+
+import tests.helpers.ledger_tasks  # noqa: F401 - registers the tasks the pool children run
+from actors.tasks import task
+from actors.worker import Worker
+from actors.worker_results import pack
+from tests.helpers.procs import free_address
+from transport import protocol as wire
+
+LEDGER = "tests.helpers.ledger_tasks"  # the process pool's children import it
+calls: list[str] = []
+
+
+def add(a: int, b: int) -> int:
+    calls.append("add")
+    return a + b
+
+
+def nap(seconds: float) -> str:
+    calls.append("nap")
+    time.sleep(seconds)  # one C call: the thread cannot be stopped before it returns
+    return "late"
+
+
+def shout(chars: int) -> None:
+    raise ValueError("x" * chars)
+
+
+def hoard(size: int) -> bytes:
+    return b"\0" * size
+
+
+@task(name="test_worker_protocol.picky", retry_on=(OSError,), max_retries=2, timeout=0.2)
+def picky(kind: str) -> None:
+    if kind == "io":
+        raise OSError("disk busy")
+    if kind == "slow":
+        for _ in range(200):
+            time.sleep(0.01)
+    raise ValueError("bad input")
+
+
+TASKS: dict[str, Callable[..., Any]] = {
+    "add": add,
+    "nap": nap,
+    "shout": shout,
+    "hoard": hoard,
+    "test_worker_protocol.picky": picky,
+}
+
+
+class FakeScheduler:
+    def __init__(self, address: str) -> None:
+        self.sock = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(address)
+        self.peer = b""
+        self.seq = 0
+        self.frames: list[wire.Message] = []
+
+    async def recv(self, kind: type, timeout: float = 10.0) -> Any:
+        """The next frame of type ``kind`` (earlier ones are kept in ``frames``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not await self.sock.poll(int(left * 1000)):
+                raise TimeoutError(f"no {kind.__name__} from the worker")
+            self.peer, frame = await self.sock.recv_multipart()
+            assert len(frame) <= wire.MAX_FRAME_BYTES
+            message = wire.decode_request(frame)
+            self.frames.append(message)
+            if isinstance(message, kind):
+                return message
+
+    async def send(self, message: wire.Message) -> None:
+        await self.sock.send_multipart([self.peer, wire.encode(message)])
+
+    async def welcome(self, lease: float = 5.0, interval: float = 0.1) -> wire.WorkerHello:
+        hello = await self.recv(wire.WorkerHello)
+        await self.send(wire.Welcome(wire.PROTOCOL_VERSION, interval, "fake", lease))
+        return hello  # type: ignore[no-any-return]
+
+    async def assign(self, *assignments: wire.Assignment, basis: float | None = None) -> int:
+        self.seq += 1
+        sent_at = time.monotonic() if basis is None else basis
+        await self.send(wire.Assign(list(assignments), self.seq, sent_at))
+        return self.seq
+
+    async def results(self, count: int, timeout: float = 10.0) -> list[wire.JobResult]:
+        got: list[wire.JobResult] = []
+        while len(got) < count:
+            frame = await self.recv(wire.Results, timeout)
+            got += frame.results
+        return got
+
+
+def job(job_id: int, task_name: str, *args: Any, attempt: int = 1, **kw: Any) -> wire.Assignment:
+    timeout = kw.pop("timeout", None)
+    return wire.Assignment(
+        job_id, job_id, task_name, wire.pack(list(args)), wire.pack(kw), attempt, timeout=timeout
+    )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeScheduler, Worker]]:
+    calls.clear()
+    address = free_address()
+    scheduler = FakeScheduler(address)
+    worker = Worker(address, name="w", concurrency=2, registry=TASKS, pool="thread")
+    serving = asyncio.create_task(worker.run())
+    try:
+        yield scheduler, worker
+    finally:
+        worker.stop()
+        worker.stop()  # at once: the test is over
+        await asyncio.wait_for(serving, 10)
+        scheduler.sock.close()
+
+
+async def test_an_assignment_read_after_its_lease_lapsed_is_dropped_and_not_listed(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, worker = fake
+    await scheduler.welcome(lease=0.3)
+    # No heartbeat is acknowledged: wait until the worker's own lease clock has lapsed,
+    # as it would have had the worker been paused with the Assign in its socket.
+    await worker._welcomed.wait()
+    while time.monotonic() <= worker._renewed_at + worker.lease:  # noqa: ASYNC110 - a clock
+        await asyncio.sleep(0.02)
+    stale = time.monotonic() - 1.0  # the newest heartbeat we had heard was sent 1 s ago
+    seq = await scheduler.assign(job(1, "add", 1, 2), basis=stale)
+    beat = await scheduler.recv(wire.Heartbeat)
+    while beat.assign_seq < seq:
+        beat = await scheduler.recv(wire.Heartbeat)
+    assert beat.leases == [], "a dropped assignment is not held"
+    assert calls == [], "its handler never ran"
+    assert worker.dropped == 1
+    assert not any(isinstance(f, wire.Results) for f in scheduler.frames), "nor reported"
+
+
+async def test_a_fresh_assignment_is_listed_with_its_assign_seq(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, _ = fake
+    await scheduler.welcome()
+    seq = await scheduler.assign(job(1, "nap", 0.5))
+    beat = await scheduler.recv(wire.Heartbeat)
+    while beat.assign_seq < seq:
+        beat = await scheduler.recv(wire.Heartbeat)
+    assert beat.leases == [(1, 1)]
+    [result] = await scheduler.results(1)
+    assert result.ok
+
+
+async def test_a_timed_out_thread_keeps_its_slot_until_it_returns(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, _ = fake
+    await scheduler.welcome()
+    await scheduler.assign(job(1, "nap", 1.0, timeout=0.2))
+    first = await scheduler.recv(wire.Results)
+    [timed_out] = first.results
+    assert (timed_out.ok, timed_out.error) == (False, "timed out after 0.2s")
+    assert first.credits == 0, "the thread still sleeps: its slot is not free"
+    later = await scheduler.recv(wire.Results)
+    assert (later.results, later.credits) == ([], 1), "the slot comes back when it returns"
+
+
+async def test_a_job_timeout_counts_from_its_handler_start(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, _ = fake
+    await scheduler.welcome()
+    # Both threads busy for 0.5 s; a third job with a 0.3 s timeout waits for one of them
+    # (more jobs than slots: the scheduler would not do it, but the clock must be right).
+    await scheduler.assign(job(1, "nap", 0.5), job(2, "nap", 0.5), job(3, "nap", 0.1, timeout=0.3))
+    results = {r.job_id: r for r in await scheduler.results(3)}
+    assert results[3].ok, results[3].error
+
+
+async def test_retry_is_false_when_a_retry_cannot_help(fake: tuple[FakeScheduler, Worker]) -> None:
+    scheduler, _ = fake
+    await scheduler.welcome()
+    await scheduler.assign(
+        job(1, "nosuch"),
+        job(2, "add", 1),
+        job(3, "test_worker_protocol.picky", "value"),
+        job(4, "test_worker_protocol.picky", "io"),
+        job(5, "test_worker_protocol.picky", "io", attempt=3),
+        job(6, "test_worker_protocol.picky", "slow"),
+    )
+    results = {r.job_id: r for r in await scheduler.results(6)}
+    assert not any(r.ok for r in results.values())
+    assert results[1].retry is False
+    assert "'nosuch' is not registered" in (results[1].error or "")
+    assert results[2].retry is False
+    assert (results[2].error or "").startswith("arguments do not match add(a, b): ")
+    assert "missing a required argument: 'b'" in (results[2].error or "")
+    assert calls == [], "arguments that do not bind never reach the handler"
+    assert results[3].retry is False, "ValueError is not in retry_on"
+    assert results[4].retry is True, "OSError is, and attempt 1 is within max_retries"
+    assert results[5].retry is False, "attempt 3 > max_retries=2: final"
+    assert results[6].error == "timed out after 0.2s", "the task's timeout applies"
+
+
+async def test_oversized_errors_and_results_fail_alone_in_frames_under_the_limit(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, _ = fake
+    await scheduler.welcome()
+    await scheduler.assign(job(1, "shout", 100_000), job(2, "add", 1, 2))
+    await scheduler.assign(job(3, "hoard", 9 * 1024 * 1024), job(4, "add", 2, 2))
+    results = {r.job_id: r for r in await scheduler.results(4)}
+    assert len(results[1].error or "") <= wire.MAX_ERROR_CHARS
+    assert "characters cut" in (results[1].error or "")
+    assert (results[1].error or "").rstrip().endswith("x"), "the exception line's tail is kept"
+    assert results[3].ok is False
+    assert results[3].retry is False
+    assert "bytes exceeds the frame limit" in (results[3].error or "")
+    assert wire.unpack(results[2].result) == 3
+    assert wire.unpack(results[4].result) == 4
+
+
+def test_results_frames_are_split_under_the_frame_limit() -> None:
+    big = [
+        (wire.JobResult(i, 1, True, msgspec.Raw(b"\xc4" + b"\0" * 3_000_000)), True)
+        for i in range(1, 8)
+    ]
+    frames = pack(big, 2)
+    assert len(frames) > 1
+    assert all(len(wire.encode(f)) <= wire.MAX_FRAME_BYTES for f in frames)
+    assert sum(len(f.results) for f in frames) == 7
+    total = sum(len(f.results) if f.credits == -1 else f.credits for f in frames)
+    assert total == 9, "every freed slot, and the two spare ones, are credited once"
+
+
+async def test_hello_first_replies_make_one_hello_per_episode_then_unacked_results_resend(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, _ = fake
+    await scheduler.welcome()
+    await scheduler.assign(job(1, "add", 1, 2))
+    [result] = await scheduler.results(1)  # not acknowledged
+    scheduler.frames.clear()
+    for _ in range(5):  # the scheduler restarted: every frame gets one of these
+        await scheduler.send(wire.ErrorReply("hello_first", "say hello first"))
+    hello = await scheduler.recv(wire.WorkerHello)
+    assert (1, 1) in hello.leases, "the unacknowledged result is claimed"
+    with pytest.raises(TimeoutError):
+        await scheduler.recv(wire.WorkerHello, timeout=0.5)  # below HELLO_RETRY_S
+    assert sum(isinstance(f, wire.WorkerHello) for f in scheduler.frames) == 1
+    await scheduler.send(wire.Welcome(wire.PROTOCOL_VERSION, 0.1, "fake2", 5.0))
+    resent = await scheduler.recv(wire.Results)
+    assert resent.results == [result]
+
+
+async def test_self_fencing_is_logged_once_per_episode(
+    fake: tuple[FakeScheduler, Worker], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "corral.worker")
+    scheduler, _ = fake
+    await scheduler.welcome(lease=0.3, interval=0.05)
+    await scheduler.assign(job(1, "nap", 0.6), job(2, "nap", 0.6))  # no heartbeat is acked
+    await scheduler.results(2)
+    beat = await scheduler.recv(wire.Heartbeat)
+    await scheduler.send(wire.HeartbeatAck(beat.sent_at))
+    for _ in range(3):
+        beat = await scheduler.recv(wire.Heartbeat)
+    text = caplog.text
+    assert text.count("no heartbeat acknowledged") == 1
+    assert "stopping 2 job(s)" in text
+    assert text.count("heartbeats acknowledged again") == 1
+
+
+async def test_a_failure_is_logged_at_warning_with_its_traceback_at_info(
+    fake: tuple[FakeScheduler, Worker], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "corral.worker")
+    scheduler, _ = fake
+    await scheduler.welcome()
+    await scheduler.assign(job(7, "shout", 5))
+    await scheduler.results(1)
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "task shout failed: job 7, attempt 1, token 7: ValueError: xxxxx" in warning.message
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    tracebacks = [r for r in infos if "Traceback" in r.message]
+    assert len(tracebacks) == 1
+
+
+async def test_self_fencing_goes_on_while_the_scheduler_is_away(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, worker = fake
+    await scheduler.welcome(lease=0.3, interval=0.05)
+    await scheduler.assign(job(1, "nap", 0.05), job(2, "add", 0, 0))  # any thread job
+    await scheduler.results(2)
+    await scheduler.send(wire.ErrorReply("hello_first", "say hello first"))  # it restarted
+    await scheduler.recv(wire.WorkerHello)
+    # No Welcome comes; a lease granted just before the restart still lapses on time.
+    await scheduler.assign(job(3, "nap", 5.0))
+    [fenced] = await scheduler.results(1)
+    assert fenced.job_id == 3
+    assert (fenced.error or "").startswith("self-fenced")
+    assert worker.fenced == 1
+
+
+async def test_a_killed_pool_child_frees_its_slot_only_once_its_replacement_is_ready() -> None:
+    address = free_address()
+    scheduler = FakeScheduler(address)
+    worker = Worker(address, name="p", concurrency=1, pool="process", modules=[LEDGER])
+    serving = asyncio.create_task(worker.run())
+    try:
+        await scheduler.welcome()
+        await scheduler.assign(job(1, "nap", 30.0, timeout=0.3))
+        first = await scheduler.recv(wire.Results)
+        assert first.results[0].error == "timed out after 0.3s"
+        assert first.credits == 0, "its child is being replaced: the slot is not ready"
+        later = await scheduler.recv(wire.Results)
+        assert (later.results, later.credits) == ([], 1)
+        await scheduler.assign(job(2, "add", 2, 3))
+        [done] = await scheduler.results(1)
+        assert wire.unpack(done.result) == 5
+    finally:
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(serving, 10)
+        scheduler.sock.close()

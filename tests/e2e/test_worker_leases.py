@@ -1,0 +1,179 @@
+"""A worker's leases on real processes: an assignment that waited in a paused worker's
+socket never runs, a thread handler stops as soon as a paused worker resumes, and a
+process-pool child stops on its own when its agent is paused. Fast timings: heartbeat
+0.2 s, lease 1.0 s, grace 0.4 s."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.client import AsyncClient
+from tests.helpers.ledger_tasks import read_events, read_ledger
+from tests.helpers.procs import Procs, free_address
+from tests.helpers.waiting import until_running
+
+pytestmark = pytest.mark.slow
+
+LEASE = 1.0  # FAST_TIMINGS
+
+
+async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise TimeoutError("condition not met in time")
+
+
+async def connected(client: AsyncClient, *names: str) -> None:
+    async def ready() -> bool:
+        alive = {w.name for w in (await client.status()).workers if w.state == "alive"}
+        return set(names) <= alive
+
+    await until(ready)
+
+
+def log_of(procs: Procs, label: str) -> str:
+    return "".join(p.read_text() for p in procs.logs.iterdir() if p.name.startswith(label))
+
+
+def ticks(procs: Procs, worker: str, job_id: int, token: int) -> list[float]:
+    return sorted(
+        e["at"]
+        for e in read_events(str(procs.ledger))
+        if e["event"] == "tick" and (e["worker"], e["job"], e["token"]) == (worker, job_id, token)
+    )
+
+
+async def test_an_assignment_that_waited_in_a_paused_workers_socket_never_runs(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    paused = procs.worker(address, "paused", 1)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        await connected(client, "paused")
+        paused.send_signal(signal.SIGSTOP)
+        job_id = await client.submit("record", ["J"], max_retries=5)
+        await until_running(client, job_id, "paused")  # its Assign went to the paused worker
+        procs.worker(address, "rescuer", 1)
+        assert await client.result(job_id, timeout=30) == "J"
+        view = await client.job(job_id)
+        assert view is not None
+        assert view.worker == "rescuer"
+        assert view.token >= 2
+
+        paused.send_signal(signal.SIGCONT)
+
+        async def read_its_socket() -> bool:
+            ran = any(r["worker"] == "paused" for r in read_ledger(str(procs.ledger)))
+            return ran or "stale assignment" in log_of(procs, "paused")
+
+        await until(read_its_socket)
+    assert [r for r in read_ledger(str(procs.ledger)) if r["worker"] == "paused"] == []
+
+
+async def test_a_thread_handler_stops_as_soon_as_its_paused_worker_resumes(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    zombie = procs.worker(address, "zombie", 1, "--pool", "thread")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("scribble", [60.0], max_retries=5)
+        await until_running(client, job_id, "zombie")
+
+        async def writing() -> bool:
+            return bool(ticks(procs, "zombie", job_id, 1))
+
+        await until(writing)
+        zombie.send_signal(signal.SIGSTOP)
+
+        async def reclaimed() -> bool:
+            view = await client.job(job_id)
+            return view is not None and (view.token, view.status) != (1, "RUNNING")
+
+        await until(reclaimed)
+        resumed_at = time.time()
+        zombie.send_signal(signal.SIGCONT)
+
+        async def fenced() -> bool:
+            return "self-fencing" in log_of(procs, "zombie")
+
+        await until(fenced)
+    after = [t for t in ticks(procs, "zombie", job_id, 1) if t > resumed_at]
+    # A tick every 20 ms: five of them is the ~100 ms the fence may take after resuming.
+    assert len(after) <= 5, f"{len(after)} ticks after resuming: the handler kept running"
+
+
+async def test_a_process_child_stops_by_itself_when_its_agent_is_paused(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    agent = procs.worker(address, "agent", 1, "--pool", "process")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("scribble", [60.0], max_retries=5)
+
+        async def writing() -> bool:
+            return bool(ticks(procs, "agent", job_id, 1))
+
+        await until(writing)
+        paused_at = time.time()
+        agent.send_signal(signal.SIGSTOP)
+
+        async def stopped_writing() -> bool:
+            return time.time() - ticks(procs, "agent", job_id, 1)[-1] > 0.5
+
+        try:
+            await until(stopped_writing, timeout=10)
+        finally:
+            agent.send_signal(signal.SIGCONT)
+    last = ticks(procs, "agent", job_id, 1)[-1]
+    assert last - paused_at <= LEASE + 0.5, "the child outlived its lease"
+
+
+async def test_a_handler_holding_the_gil_past_its_lease_keeps_it_on_the_default_pool(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    procs.worker(address, "holder", 1)  # the default pool
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("gil_hold", [3], max_retries=2)
+        assert await client.result(job_id, timeout=60) == 1, "never reclaimed: token 1"
+        view = await client.job(job_id)
+    assert view is not None
+    assert view.attempts == 1
+    assert len(read_ledger(str(procs.ledger))) == 1
+
+
+async def test_a_killed_agents_process_child_stops_at_once(procs: Procs, tmp_path: Path) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    agent = procs.worker(address, "agent", 1, "--pool", "process")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("scribble", [60.0], max_retries=5)
+
+        async def writing() -> bool:
+            return bool(ticks(procs, "agent", job_id, 1))
+
+        await until(writing)
+        killed_at = time.time()
+        agent.send_signal(signal.SIGKILL)
+
+        async def stopped_writing() -> bool:
+            return time.time() - ticks(procs, "agent", job_id, 1)[-1] > 0.5
+
+        await until(stopped_writing, timeout=10)
+    # Its parent (the fork server) goes with the agent; the watchdog sees it within 20 ms.
+    assert ticks(procs, "agent", job_id, 1)[-1] - killed_at < LEASE

@@ -1,0 +1,73 @@
+"""Stopping a worker: the first SIGINT/SIGTERM drains (held jobs finish), a second one or
+the drain timeout stops the handlers at once and leaves, exit status 1, without a fake
+result: the scheduler reclaims the abandoned jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.client import AsyncClient
+from tests.e2e.test_worker_leases import log_of, ticks, until
+from tests.helpers.ledger_tasks import read_ledger
+from tests.helpers.procs import Procs, free_address
+from tests.helpers.waiting import until_running
+
+pytestmark = pytest.mark.slow
+
+
+async def exited(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    async def done() -> bool:
+        return proc.poll() is not None
+
+    await until(done, timeout)
+    return proc.returncode
+
+
+async def test_the_first_sigint_lets_held_jobs_finish(procs: Procs, tmp_path: Path) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    worker = procs.worker(address, "w", 1)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("record", ["kept"], {"seconds": 1.0}, max_retries=0)
+        await until_running(client, job_id, "w")
+        worker.send_signal(signal.SIGINT)
+        assert await client.result(job_id, timeout=30) == "kept"
+        assert await exited(worker) == 0
+
+
+@pytest.mark.parametrize("how", ["second signal", "drain timeout"])
+async def test_a_hard_stop_leaves_at_once_without_a_result(
+    procs: Procs, tmp_path: Path, how: str
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    extra = ("--drain-timeout", "0.5") if how == "drain timeout" else ()
+    worker = procs.worker(address, "w", 1, "--pool", "thread", *extra)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("scribble", [60.0], max_retries=5)
+        await until_running(client, job_id, "w")
+
+        async def writing() -> bool:
+            return bool(ticks(procs, "w", job_id, 1))
+
+        await until(writing)
+        worker.send_signal(signal.SIGINT)
+        if how == "second signal":
+            await asyncio.sleep(0.2)  # two separate signals, as two Ctrl-C presses are
+            worker.send_signal(signal.SIGINT)
+        assert await exited(worker) == 1
+        left_at = time.time()
+        view = await client.job(job_id)
+    assert view is not None
+    assert view.status != "FAILED"
+    assert all("stopped" not in (a.error or "") or a.outcome != "error" for a in view.history)
+    assert not [t for t in ticks(procs, "w", job_id, 1) if t > left_at], "its handler stopped"
+    assert [r["end"] for r in read_ledger(str(procs.ledger))] == [None]
+    said = {"second signal": "second stop signal", "drain timeout": "drain timed out"}[how]
+    assert f"{said}: stopping 1 unfinished job(s) {job_id}" in log_of(procs, "w")
