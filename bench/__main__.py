@@ -129,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         help="chaos: how long a paused worker stays stopped (default 3, past lease + grace)",
     )
     parser.add_argument(
+        "--pool",
+        choices=["process", "thread"],
+        default="process",
+        help="chaos: the workers' pool for its sync jobs (default process, the workers' own)",
+    )
+    parser.add_argument(
         "--restart-every",
         type=float,
         default=5.0,
@@ -279,6 +285,7 @@ def chaos(args: argparse.Namespace, console: Console) -> int:
                     faults,
                     args.job_seconds,
                     progress=lambda done, _: progress.update(bar, completed=done),
+                    pool=args.pool,
                 )
             )
     finally:

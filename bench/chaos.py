@@ -244,8 +244,11 @@ def check(
 class _Chaos:
     """The fault injector: one loop, faults due by their own clocks."""
 
-    def __init__(self, cluster: Cluster, faults: Faults, concurrency: int, report: ChaosReport):
+    def __init__(
+        self, cluster: Cluster, faults: Faults, concurrency: int, report: ChaosReport, pool: str
+    ):
         self.cluster = cluster
+        self.pool = pool
         self.faults = faults
         self.concurrency = concurrency
         self.report = report
@@ -265,7 +268,7 @@ class _Chaos:
         victim.send_signal(signal.SIGKILL)
         self.killed_at[victim.pid] = time.time()
         self.report.kills += 1
-        self.cluster.start_workers(1, self.concurrency, module="bench.tasks")
+        self.cluster.start_workers(1, self.concurrency, module="bench.tasks", pool=self.pool)
 
     async def pause_worker(self) -> None:
         alive = self._alive_workers()
@@ -341,13 +344,16 @@ async def run_chaos(
     long_every: int = 50,
     progress: Any = None,
     timeout: float = 600.0,
+    pool: str = "process",
 ) -> ChaosReport:
     """Drive a started scheduler (with CHAOS_TIMINGS) through a chaos run; the caller owns
     ``cluster``. One job in ``long_every`` works ``long_seconds``, longer than lease + grace,
-    so pauses catch jobs mid-flight and their leases lapse while they run."""
+    so pauses catch jobs mid-flight and their leases lapse while they run. ``pool`` is the
+    workers' pool for these sync jobs: a paused agent's process-pool children must stop by
+    themselves, its threads are paused with it."""
     report = ChaosReport(jobs)
-    chaos = _Chaos(cluster, faults, concurrency, report)
-    cluster.start_workers(workers, concurrency, module="bench.tasks")
+    chaos = _Chaos(cluster, faults, concurrency, report, pool)
+    cluster.start_workers(workers, concurrency, module="bench.tasks", pool=pool)
     started = time.monotonic()
     async with AsyncClient(cluster.address, connect_timeout=20) as client:
         ids = await client.submit_many(
