@@ -289,7 +289,29 @@ class JobTable:
             return Refusal(index, "invalid", "kwargs must be a map of keyword arguments")
         if len(set(spec.depends_on)) != len(spec.depends_on):
             return Refusal(index, "invalid", "depends_on lists a job twice")
+        size = len(spec.args) + len(spec.kwargs)
+        if size > wire.MAX_JOB_PAYLOAD_BYTES:
+            # It could never be sent to a worker: refuse it now, not strand it RUNNING.
+            return Refusal(
+                index,
+                "too_large",
+                f"args and kwargs take {size} bytes; a job may take at most "
+                f"{wire.MAX_JOB_PAYLOAD_BYTES} (pass large data by reference, e.g. a path)",
+            )
         return None
+
+    @staticmethod
+    def parents_too_large(job: Job, parents: list[wire.ParentResult]) -> str | None:
+        """Why ``job`` cannot be sent with its parents' results (together they exceed what
+        one Assign frame can carry), or None when it can."""
+        size = len(job.args) + len(job.kwargs) + sum(len(p.result) for p in parents)
+        if size <= wire.MAX_JOB_PAYLOAD_BYTES:
+            return None
+        return (
+            f"its arguments and its parents' results take {size} bytes, more than the "
+            f"{wire.MAX_JOB_PAYLOAD_BYTES} one assignment can carry: return smaller results "
+            f"from the parent jobs (e.g. a path or a key instead of the data)"
+        )
 
     def create(
         self, spec: wire.JobSpec, ops: Ops, workflow_id: int | None = None, step: str | None = None
@@ -375,13 +397,16 @@ class JobTable:
         job.finished_at = self.clock()
         self.move(job, SUCCEEDED, ops)
 
-    def fail_attempt(self, job: Job, error: str, outcome: str, ops: Ops) -> None:
-        """A RUNNING attempt failed: back off and retry while attempts remain, else FAILED."""
+    def fail_attempt(
+        self, job: Job, error: str, outcome: str, ops: Ops, retry: bool = True
+    ) -> None:
+        """A RUNNING attempt failed: back off and retry while attempts remain, else FAILED.
+        ``retry=False`` (a retry cannot help): FAILED at once, whatever attempts remain."""
         now = self.clock()
         ops.attempts.append((job.id, job.token, job.worker, job.started_at, now, outcome, error))
         job.error = error
         job.finished_at = now
-        if job.attempts <= job.max_retries:
+        if retry and job.attempts <= job.max_retries:
             backoff = job.backoff or self.default_backoff
             job.not_before = now + backoff_delay(job.attempts, backoff, self.rand)
             self.move(job, PENDING, ops)
@@ -394,12 +419,23 @@ class JobTable:
         job.peer = None
         self.move(job, QUEUED, ops)
 
+    def unlease(self, job: Job, ops: Ops) -> None:
+        """RUNNING -> QUEUED for a lease its worker never held (it never got the Assign, or
+        dropped it as stale): the job never ran, so the attempt is not counted. The next
+        lease still issues a larger token, so a late result under this one is refused."""
+        job.attempts -= 1
+        job.peer = None
+        job.worker = None
+        job.started_at = None
+        self.move(job, QUEUED, ops)
+
     def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
-        """After a scheduler restart, a reconnecting worker still holds this lease: keep it."""
+        """After a scheduler restart, a reconnecting worker still holds this lease: keep it.
+        Idempotent: the same worker claiming it again (a repeated hello) is accepted again."""
         job = self.jobs.get(job_id)
-        if job is None or job.status is not RUNNING or job.peer is not None:
+        if job is None or job.status is not RUNNING or job.token != token:
             return False
-        if job.token != token:
+        if job.peer is not None and job.peer != peer:
             return False
         job.peer = peer
         job.worker = worker

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 
 async def wait(sched: Scheduler, peer: bytes, request: wire.Wait) -> None:
-    jobs = await sched._find(request.job_ids)
-    unknown = [i for i in request.job_ids if i not in jobs]
+    # A job named twice is waited for once: the work per frame follows the distinct jobs.
+    job_ids = list(dict.fromkeys(request.job_ids))
+    jobs = await sched._find(job_ids)
+    unknown = [i for i in job_ids if i not in jobs]
     if unknown:
         sched._send(
             peer,
@@ -49,14 +51,18 @@ def register_waits(
     """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
     done: list[wire.JobOutcome] = []
     waiters, waiter = sched.waiters, (peer, request_id)
-    # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case.
+    # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case (tuples
+    # of atoms are untracked by the cyclic GC). A second waiter turns it into a list, so
+    # 30,000 waits on one job cost 30,000 appends, not a quadratic series of tuple copies.
     for job in jobs:
         if job.settled:
             done.append(job.outcome())
         elif (others := waiters.get(job.id)) is None:
             waiters[job.id] = (waiter,)
+        elif isinstance(others, list):
+            others.append(waiter)
         else:
-            waiters[job.id] = (*others, waiter)
+            waiters[job.id] = [*others, waiter]
     return wire.Outcomes(request_id, done) if done else None
 
 
@@ -97,10 +103,15 @@ async def requeue(sched: Scheduler, peer: bytes, request: wire.Requeue) -> None:
         elif job.status is not JobState.FAILED:
             skipped.append((job_id, f"is {job.status.value}, not FAILED"))
         else:
-            sched.table.reload(job)
             if job.depends_on:  # its parents succeeded; their results go with it again
                 parents = await sched._find(job.depends_on)
-                job.parent_results = [parents[p].parent_result() for p in job.depends_on]
+                results = [parents[p].parent_result() for p in job.depends_on]
+                too_large = sched.table.parents_too_large(job, results)
+                if too_large is not None:
+                    skipped.append((job_id, f"cannot be sent to a worker: {too_large}"))
+                    continue
+                job.parent_results = results
+            sched.table.reload(job)
             sched.table.requeue_failed(job, ops)
             effects.ready.append(job)
             requeued.append(job_id)
