@@ -419,16 +419,10 @@ class Dispatcher(Actor):
             self.dropped_progress += len(updates)  # the worker ignored its own rate limit
             return
         worker.progress_at = now
-        events = []
-        for job_id, token, fraction, message in updates:
-            if worker.running.get(job_id) != token:
-                self.refused_progress += 1
-                self._warn("refused progress for job %d under stale token %d", job_id, token)
-                continue
-            worker.progress[job_id] = (fraction, message)
-            events.append(
-                ("progress", job_id, "RUNNING", "", worker.name, token, fraction, message)
-            )
+        events, refused = worker.record_progress(updates)
+        if refused:
+            self.refused_progress += refused
+            self._warn("refused %d progress report(s) from %s (stale token)", refused, worker.name)
         if events:
             self.events.tell(Publish(events))
 

@@ -17,21 +17,18 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from actors.effects import Effects
 from actors.lifecycle import RUNNING
 from actors.messages import Adopted, LeasesEnded, ReturnCredit, Send, WorkerLost, WorkerResults
+from actors.schedcore import SchedulerCore
 from actors.store import Ops
 from transport import protocol as wire
-
-if TYPE_CHECKING:
-    from actors.scheduler import Scheduler
 
 log = logging.getLogger("corral.scheduler")
 
 
-def lease(sched: Scheduler, picks: list[tuple[int, bytes]]) -> None:
+def lease(sched: SchedulerCore, picks: list[tuple[int, bytes]]) -> None:
     """Make the strategy's picks real: compare-and-swap QUEUED -> RUNNING under new tokens."""
     ops, effects = Ops(), Effects()
     returned: defaultdict[bytes, int] = defaultdict(int)
@@ -49,7 +46,7 @@ def lease(sched: Scheduler, picks: list[tuple[int, bytes]]) -> None:
     sched._write(ops, effects)
 
 
-def results(sched: Scheduler, message: WorkerResults) -> None:
+def results(sched: SchedulerCore, message: WorkerResults) -> None:
     """Every worker's results of one dispatcher turn: one write, one ack per worker."""
     ops, effects = Ops(), Effects()
     table = sched.table
@@ -80,7 +77,7 @@ def results(sched: Scheduler, message: WorkerResults) -> None:
     sched._write(ops, effects)
 
 
-def worker_lost(sched: Scheduler, message: WorkerLost) -> None:
+def worker_lost(sched: SchedulerCore, message: WorkerLost) -> None:
     """The worker left or went silent: each of its attempts failed with the reason."""
     ops, effects = Ops(), Effects()
     error = message.reason
@@ -93,7 +90,7 @@ def worker_lost(sched: Scheduler, message: WorkerLost) -> None:
     sched._write(ops, effects)
 
 
-def leases_ended(sched: Scheduler, message: LeasesEnded) -> None:
+def leases_ended(sched: SchedulerCore, message: LeasesEnded) -> None:
     """Leases of a connected worker that ended without a result (see ``LeasesEnded``)."""
     ops, effects = Ops(), Effects()
     table = sched.table
@@ -114,7 +111,7 @@ def leases_ended(sched: Scheduler, message: LeasesEnded) -> None:
     sched._write(ops, effects)
 
 
-def adopt(sched: Scheduler, peer: bytes, name: str, leases: list[tuple[int, int]]) -> None:
+def adopt(sched: SchedulerCore, peer: bytes, name: str, leases: list[tuple[int, int]]) -> None:
     accepted: list[tuple[int, int]] = []
     refused: list[tuple[int, int]] = []
     for job_id, token in leases:
@@ -125,7 +122,7 @@ def adopt(sched: Scheduler, peer: bytes, name: str, leases: list[tuple[int, int]
     sched.dispatcher.tell(Adopted(peer, accepted, refused))
 
 
-def reclaim_orphans(sched: Scheduler) -> None:
+def reclaim_orphans(sched: SchedulerCore) -> None:
     ops, effects = Ops(), Effects()
     for job in sched.table.orphans():
         sched.table.requeue_reclaimed(job, ops)

@@ -9,23 +9,20 @@ except ``wait``, which only registers waiters (the scheduler notifies them after
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from actors import workflows
 from actors.effects import Effects
-from actors.jobs import Job
+from actors.job import Job
 from actors.lifecycle import LIVE, JobState
 from actors.messages import RevokeLease, Send
+from actors.schedcore import SchedulerCore
 from actors.store import JOB_COLUMNS, Ops
 from transport import protocol as wire
 
-if TYPE_CHECKING:
-    from actors.scheduler import Scheduler
 
-
-async def wait(sched: Scheduler, peer: bytes, request: wire.Wait) -> None:
+async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
     # A job named twice is waited for once: the work per frame follows the distinct jobs.
     job_ids = list(dict.fromkeys(request.job_ids))
     jobs = await sched._find(job_ids)
@@ -46,7 +43,7 @@ async def wait(sched: Scheduler, peer: bytes, request: wire.Wait) -> None:
 
 
 def register_waits(
-    sched: Scheduler, peer: bytes, request_id: int, jobs: Iterable[Job]
+    sched: SchedulerCore, peer: bytes, request_id: int, jobs: Iterable[Job]
 ) -> wire.Outcomes | None:
     """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
     done: list[wire.JobOutcome] = []
@@ -66,7 +63,7 @@ def register_waits(
     return wire.Outcomes(request_id, done) if done else None
 
 
-async def cancel(sched: Scheduler, peer: bytes, request: wire.CancelJobs) -> None:
+async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) -> None:
     jobs = await sched._find(request.job_ids)
     ops, effects = Ops(), Effects()
     statuses: list[tuple[int, str]] = []
@@ -87,7 +84,7 @@ async def cancel(sched: Scheduler, peer: bytes, request: wire.CancelJobs) -> Non
     sched._write(ops, effects)
 
 
-async def requeue(sched: Scheduler, peer: bytes, request: wire.Requeue) -> None:
+async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> None:
     ids = list(request.job_ids)
     if request.all_failed:
         rows = await sched._query("SELECT id FROM jobs WHERE status = 'FAILED'", [])
@@ -122,7 +119,7 @@ async def requeue(sched: Scheduler, peer: bytes, request: wire.Requeue) -> None:
     sched._write(ops, effects)
 
 
-async def list_jobs(sched: Scheduler, peer: bytes, request: wire.ListJobs) -> None:
+async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -> None:
     where, params = [], []
     if request.status:
         where.append("status = ?")
@@ -142,7 +139,7 @@ async def list_jobs(sched: Scheduler, peer: bytes, request: wire.ListJobs) -> No
     sched._send(peer, wire.JobList(request.request_id, views))
 
 
-async def view_with_history(sched: Scheduler, job: Job) -> wire.JobView:
+async def view_with_history(sched: SchedulerCore, job: Job) -> wire.JobView:
     rows = await sched._query(
         "SELECT token, worker, started_at, finished_at, outcome, error FROM attempts "
         "WHERE job_id = ? ORDER BY token",

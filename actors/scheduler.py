@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import Any
 
 from actors import leases, requests, workflows
@@ -57,34 +57,12 @@ from actors.messages import (
 from actors.metrics import Histogram
 from actors.ratelog import RateLimitedLog
 from actors.runtime import Actor
+from actors.schedcore import Waiters
 from actors.store import JOB_COLUMNS, Ops, in_chunks
+from actors.throughput import Throughput
 from transport import protocol as wire
 
 log = logging.getLogger("corral.scheduler")
-
-
-class Throughput:
-    """Jobs ended per second over the last minute: 60 one-second buckets, no timers."""
-
-    def __init__(self) -> None:
-        self.buckets: deque[tuple[int, int, int]] = deque()  # (second, succeeded, ended)
-
-    def add(self, succeeded: int, ended: int) -> None:
-        second = int(time.monotonic())
-        if self.buckets and self.buckets[-1][0] == second:
-            _, s, e = self.buckets[-1]
-            self.buckets[-1] = (second, s + succeeded, e + ended)
-        else:
-            self.buckets.append((second, succeeded, ended))
-        self._trim(second)
-
-    def _trim(self, second: int) -> None:
-        while self.buckets and self.buckets[0][0] <= second - 60:
-            self.buckets.popleft()
-
-    def last_minute(self) -> tuple[int, int]:
-        self._trim(int(time.monotonic()))
-        return sum(b[1] for b in self.buckets), sum(b[2] for b in self.buckets)
 
 
 class Scheduler(Actor):
@@ -93,7 +71,7 @@ class Scheduler(Actor):
         self.table = table
         # job id -> (peer, request id) pairs: a 1-tuple (the GC never has to scan it), a
         # list once a second waiter comes (appending to a tuple would be quadratic)
-        self.waiters: dict[int, tuple[tuple[bytes, int]] | list[tuple[bytes, int]]] = {}
+        self.waiters: dict[int, Waiters] = {}
         self.worker_names: dict[bytes, str] = {}
         # The tasks of each worker that takes new jobs now (Submit.require_worker).
         self.worker_tasks: dict[bytes, frozenset[str]] = {}

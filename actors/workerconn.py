@@ -24,6 +24,7 @@ import heapq
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from transport import protocol as wire
 
@@ -189,6 +190,20 @@ class WorkerConn:
             else:
                 self.missing.add(job_id)
         return not_held, not_granted
+
+    def record_progress(
+        self, updates: list[tuple[int, int, float, str]]
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """Keep the latest report of each held lease: (events to publish, refused count)."""
+        events: list[tuple[Any, ...]] = []
+        refused = 0
+        for job_id, token, fraction, message in updates:
+            if self.running.get(job_id) != token:
+                refused += 1
+                continue
+            self.progress[job_id] = (fraction, message)
+            events.append(("progress", job_id, "RUNNING", "", self.name, token, fraction, message))
+        return events, refused
 
     def overdue(self, now: float) -> list[tuple[int, int]]:
         """Leases with a timeout whose result is overdue by lease + grace, still held."""
