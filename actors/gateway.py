@@ -18,6 +18,7 @@ answered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -129,6 +130,9 @@ class Gateway(Actor):
                 self._route(peer, frame, workers_seen)
             if workers_seen:
                 self.heartbeat.tell(Seen(workers_seen, time.monotonic()))
+            # recv_batch returns without suspending while frames keep coming: yield, so a
+            # peer flooding frames cannot keep the other actors (heartbeat acks) waiting.
+            await asyncio.sleep(0)
 
     def _route(self, peer: bytes, frame: bytes, workers_seen: list[bytes]) -> None:
         try:
