@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import Any
 
 from actors.messages import (
@@ -49,7 +49,7 @@ from actors.messages import (
     WorkerNames,
     WorkerResults,
 )
-from actors.ratelog import RateLimitedLog
+from actors.ratelog import AskedPeers, RateLimitedLog
 from actors.runtime import Actor
 from actors.workerconn import WorkerConn, worker_views
 from transport import protocol as wire
@@ -59,9 +59,6 @@ log = logging.getLogger("corral.dispatcher")
 # A worker sends progress at most 4 times a second (it coalesces); frames closer than
 # this are dropped here, so a misbehaving worker cannot flood the scheduler.
 PROGRESS_MIN_INTERVAL_S = 0.1
-# Peers not connected here that were told to say hello, until they do: one hello_first per
-# episode, not one per frame that waited in their queue.
-MAX_ASKED_PEERS = 10_000
 # A hello may claim the jobs a worker runs plus results it has not had acknowledged; more
 # than twice its slots is not a worker being honest. The rest are not adopted.
 CLAIMS_PER_SLOT = 2
@@ -86,7 +83,7 @@ class Dispatcher(Actor):
         self.strategy_name = strategy_name
         self.heartbeat_interval = heartbeat_interval
         self.workers: dict[bytes, WorkerConn] = {}
-        self.asked: OrderedDict[bytes, None] = OrderedDict()  # told hello_first, no hello yet
+        self.asked = AskedPeers()  # told hello_first, no hello yet
         self.refused_leases = 0  # heartbeats claiming a lease the worker does not hold
         self.refused_progress = 0  # progress reports under a stale token
         self.refused_heartbeats = 0  # heartbeats listing more leases than the worker's slots
@@ -149,11 +146,8 @@ class Dispatcher(Actor):
     def _unknown(self, peer: bytes) -> None:
         """A worker frame from a peer not connected here (forgotten after it expired, or
         after a restart): ask it to say hello, once until it does."""
-        if peer in self.asked:
+        if not self.asked.should_ask(peer):
             return
-        self.asked[peer] = None
-        if len(self.asked) > MAX_ASKED_PEERS:
-            self.asked.popitem(last=False)
         self._send(peer, wire.ErrorReply("hello_first", "unknown worker: say hello again"))
 
     def _credit(self, worker: WorkerConn, wanted: int) -> WorkerCredit | None:
@@ -177,7 +171,7 @@ class Dispatcher(Actor):
         never reclaims its jobs, adopts only claimed leases it does not hold yet)."""
         queues = tuple(dict.fromkeys(hello.queues)) or ("default",)
         tasks = frozenset(hello.tasks)
-        self.asked.pop(peer, None)
+        self.asked.said_hello(peer)
         worker = self.workers.get(peer)
         again = worker is not None
         if worker is None:

@@ -32,7 +32,7 @@ from actors.messages import (
     Send,
     SubscriptionRequest,
 )
-from actors.ratelog import RateLimitedLog
+from actors.ratelog import AskedPeers, RateLimitedLog
 from actors.runtime import Actor
 from transport import ServerTransport
 from transport import protocol as wire
@@ -48,9 +48,6 @@ WORK_FRAMES = (wire.Assign, wire.StopJob, wire.Welcome)
 # Peers that said hello. Bounded so a stream of short-lived CLI connections
 # cannot grow it forever; a forgotten peer is simply asked to say hello again.
 MAX_KNOWN_PEERS = 100_000
-# Worker peers already told ``hello_first`` (until they say hello): one reply per episode,
-# however many heartbeats and results waited in their queue while we were away.
-MAX_ASKED_PEERS = 10_000
 
 WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Progress)
 
@@ -64,7 +61,7 @@ class Gateway(Actor):
         self.transport = transport
         self.heartbeat_interval = heartbeat_interval
         self.known: OrderedDict[bytes, None] = OrderedDict()
-        self.asked: OrderedDict[bytes, None] = OrderedDict()  # told hello_first, no hello yet
+        self.asked = AskedPeers()  # told hello_first, no hello yet
         self.bad_frames = 0
         self.unknown_peer_frames = 0  # frames before hello: normal after a restart
         self._warn = RateLimitedLog(log)
@@ -111,12 +108,8 @@ class Gateway(Actor):
     def _hello_first(self, peer: bytes, message: wire.Message) -> None:
         """A frame from a peer that has not said hello (to this scheduler process)."""
         self.unknown_peer_frames += 1
-        if isinstance(message, WORKER_FRAMES):
-            if peer in self.asked:
-                return  # already told; its hello is on the way
-            self.asked[peer] = None
-            if len(self.asked) > MAX_ASKED_PEERS:
-                self.asked.popitem(last=False)
+        if isinstance(message, WORKER_FRAMES) and not self.asked.should_ask(peer):
+            return  # already told; its hello is on the way
         log.debug("frame from %s before its hello: asking it to say hello", peer.hex())
         text = "say hello (ClientHello or WorkerHello) first"
         self._send(peer, wire.ErrorReply("hello_first", text, getattr(message, "request_id", 0)))
@@ -155,7 +148,7 @@ class Gateway(Actor):
                     )
                     return
                 self.known[peer] = None
-                self.asked.pop(peer, None)
+                self.asked.said_hello(peer)
                 if len(self.known) > MAX_KNOWN_PEERS:
                     self.known.popitem(last=False)
                 if isinstance(message, wire.WorkerHello):

@@ -4,12 +4,14 @@ A peer can send thousands of bad frames a second; one log line (let alone a trac
 per frame would make the log the bottleneck and bury everything else in it. A
 :class:`RateLimitedLog` writes at most one line per interval and says, in the next line
 it writes, how many it suppressed meanwhile. Counters (metrics) still count every event.
+:class:`AskedPeers` does the same for one reply: ``hello_first`` to a peer not known.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 # One line a second per kind of trouble is enough to notice it and cheap to write.
@@ -48,3 +50,37 @@ class RateLimitedLog:
             self.suppressed = 0
         self.logger.log(self.level, msg, *args, exc_info=exc_info)
         return True
+
+
+# A peer told to say hello is told again only after this long: one reply per episode
+# (however many of its frames waited out a restart), yet a reply lost with a broken
+# connection cannot leave it waiting forever.
+HELLO_FIRST_REPEAT_S = 5.0
+# Peers remembered; the oldest is forgotten first (it is merely told again).
+MAX_ASKED_PEERS = 10_000
+
+
+class AskedPeers:
+    """Peers told ``hello_first`` that have not said hello yet, bounded."""
+
+    def __init__(
+        self, repeat: float = HELLO_FIRST_REPEAT_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.repeat = repeat
+        self.clock = clock
+        self._asked: OrderedDict[bytes, float] = OrderedDict()
+
+    def should_ask(self, peer: bytes) -> bool:
+        """Whether to tell ``peer`` now (and remember that it was told)."""
+        now = self.clock()
+        told = self._asked.get(peer)
+        if told is not None and now - told < self.repeat:
+            return False
+        self._asked[peer] = now
+        self._asked.move_to_end(peer)
+        if len(self._asked) > MAX_ASKED_PEERS:
+            self._asked.popitem(last=False)
+        return True
+
+    def said_hello(self, peer: bytes) -> None:
+        self._asked.pop(peer, None)

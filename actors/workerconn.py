@@ -156,9 +156,13 @@ class WorkerConn:
             return False
         del self.running[job_id]
         self.granted_in.pop(job_id, None)
-        self.missing.discard(job_id)
-        self.adopting.discard(job_id)
-        self.progress.pop(job_id, None)
+        # Once per result on the hot path: skip the sets and dicts that are usually empty.
+        if self.missing:
+            self.missing.discard(job_id)
+        if self.adopting:
+            self.adopting.discard(job_id)
+        if self.progress:
+            self.progress.pop(job_id, None)
         return True
 
     def reconcile(
