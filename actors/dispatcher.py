@@ -173,7 +173,7 @@ class Dispatcher(Actor):
         tasks = frozenset(hello.tasks)
         self.asked.said_hello(peer)
         worker = self.workers.get(peer)
-        again = worker is not None
+        added_slots = hello.slots if worker is None else max(0, hello.slots - worker.slots)
         if worker is None:
             worker = self.workers[peer] = WorkerConn(peer, hello.name, hello.slots, queues, tasks)
             log.info(
@@ -190,8 +190,8 @@ class Dispatcher(Actor):
             worker.slots = hello.slots
         worker.lease_basis = max(worker.lease_basis, hello.sent_at)
         worker.last_seen = time.monotonic()
-        alive = worker.state == "alive"
-        self.scheduler.tell(WorkerNames(peer, hello.name, tasks, available=alive))
+        taking = worker.state in ("alive", "suspect")  # not dead, not draining
+        self.scheduler.tell(WorkerNames(peer, hello.name, tasks, available=taking))
         welcome = wire.Welcome(
             wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease
         )
@@ -218,10 +218,10 @@ class Dispatcher(Actor):
             # decides which are still its own; their slots stay taken.
             worker.claim(new)
             self.scheduler.tell(Adopt(peer, hello.name, new))
-        if alive:
+        if taking:
             # A first hello offers every slot not taken; a repeated one adds nothing (its
             # credits are with the strategy already) unless it announces more slots.
-            credit = self._credit(worker, worker.slots if not again else 0)
+            credit = self._credit(worker, added_slots)
             self.strategy.tell(
                 credit or WorkerCredit(peer, worker.name, queues, worker.slots, 0, tasks)
             )
