@@ -110,8 +110,8 @@ class Dispatcher(Actor):
                 self._assign(leases)
             case FromWorker(peer=peer, message=wire.Heartbeat() as beat):
                 self._heartbeat(peer, beat)
-            case Adopted(peer=peer, accepted=accepted, refused=refused):
-                self._adopted(peer, accepted, refused)
+            case Adopted():
+                self._adopted(message)
             case RevokeLease(peer=peer, job_id=job_id, token=token, reason=reason):
                 worker = self.workers.get(peer)
                 if worker is not None:
@@ -226,17 +226,17 @@ class Dispatcher(Actor):
                 credit or WorkerCredit(peer, worker.name, queues, worker.slots, 0, tasks)
             )
 
-    def _adopted(
-        self, peer: bytes, accepted: list[tuple[int, int]], refused: list[tuple[int, int]]
-    ) -> None:
-        worker = self.workers.get(peer)
+    def _adopted(self, verdict: Adopted) -> None:
+        worker = self.workers.get(verdict.peer)
         if worker is None:
             return
-        for job_id, _ in accepted:
+        for job_id, _ in verdict.accepted:
             worker.adopting.discard(job_id)
-        for job_id, token in refused:
+        # Started before the claim: counting from now only makes the backstop later.
+        worker.watch(verdict.timeouts, verdict.accepted, self.lease + self.grace)
+        for job_id, token in verdict.refused:
             worker.end(job_id, token)
-            self._send(peer, wire.StopJob(job_id, token, "lease no longer valid"))
+            self._send(verdict.peer, wire.StopJob(job_id, token, "lease no longer valid"))
 
     # ---------------------------------------------------------------- heartbeats
 

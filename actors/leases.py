@@ -117,9 +117,14 @@ def adopt(sched: SchedulerCore, peer: bytes, name: str, leases: list[tuple[int, 
     for job_id, token in leases:
         adopted = sched.table.adopt(job_id, token, peer, name)
         (accepted if adopted else refused).append((job_id, token))
+    timeouts = [
+        (job_id, timeout)
+        for job_id, _ in accepted
+        if (timeout := sched.table.jobs[job_id].timeout) is not None
+    ]
     if accepted:
         log.info("worker %s kept %d running job(s) across the reconnect", name, len(accepted))
-    sched.dispatcher.tell(Adopted(peer, accepted, refused))
+    sched.dispatcher.tell(Adopted(peer, accepted, refused, timeouts))
 
 
 def reclaim_orphans(sched: SchedulerCore) -> None:

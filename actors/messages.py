@@ -169,11 +169,13 @@ class Adopt(_Msg, frozen=True):
 
 
 class Adopted(_Msg, frozen=True):
-    """scheduler -> dispatcher: which of a worker's claimed leases are really its own."""
+    """scheduler -> dispatcher: which of a worker's claimed leases are really its own, and
+    the timeouts of the accepted ones that have one (job_id, seconds), for the backstop."""
 
     peer: Peer
     accepted: list[tuple[int, int]]
     refused: list[tuple[int, int]]
+    timeouts: list[tuple[int, float]] = []
 
 
 class RevokeLease(_Msg, frozen=True):

@@ -150,6 +150,16 @@ class WorkerConn:
             self.granted_in[job_id] = self.seq  # checked by heartbeats after the next Assign
             self.adopting.add(job_id)
 
+    def watch(
+        self, timeouts: list[tuple[int, float]], leases: list[tuple[int, int]], grace: float
+    ) -> None:
+        """Set the overdue deadline of adopted leases with a timeout: now + timeout + grace."""
+        tokens = dict(leases)
+        now = time.monotonic()
+        for job_id, timeout in timeouts:
+            if job_id in tokens:
+                heapq.heappush(self.deadlines, (now + timeout + grace, job_id, tokens[job_id]))
+
     def end(self, job_id: int, token: int) -> bool:
         """The lease ended (result, reclaim, stop); False if it was not held."""
         if self.running.get(job_id) != token:

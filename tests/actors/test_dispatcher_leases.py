@@ -165,3 +165,14 @@ async def test_frames_from_a_worker_not_connected_get_one_hello_first() -> None:
         await turn(dispatcher, FromWorker(b"x", wire.Heartbeat([], float(at))))
         await turn(dispatcher, FromWorker(b"x", wire.Results([])))
     assert [e.code for e in sent(log, wire.ErrorReply)] == ["hello_first"]
+
+
+async def test_an_adopted_lease_with_a_timeout_is_watched_by_the_backstop_too() -> None:
+    dispatcher, log = dispatcher_with_log()
+    dispatcher.lease, dispatcher.grace = 0.0, 0.0
+    await turn(dispatcher, hello(1, [(1, 3)]))
+    await turn(dispatcher, Adopted(b"w", [(1, 3)], [], [(1, 1e-9)]))
+    log.clear()
+    await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([(1, 3)], 1.0)))
+    [ended] = told(log, "scheduler", LeasesEnded)
+    assert (ended.leases, ended.how) == ([(1, 3)], "lost")
