@@ -7,6 +7,14 @@ acknowledged, ready jobs go to the strategy, leases go to the dispatcher,
 waiters hear outcomes, and the DAG resolver learns of finished parents. A
 failure between transition and commit therefore never leaks an
 acknowledgement or an assignment that SQLite does not have.
+
+Its handlers live in modules by concept: ``leases`` (assignment, results, leases that
+end without one, adoption across restarts), ``requests`` (wait, cancel, re-queue,
+list), ``workflows``. A submission is refused whole, naming the job, when a job could
+never be sent to a worker (``too_large``) or, with ``require_worker``, when no
+connected worker taking jobs has its task (``no_worker``); a job whose parents'
+results are too large to travel with it fails (PENDING -> FAILED) instead of being
+sent.
 """
 
 from __future__ import annotations
