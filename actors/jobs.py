@@ -170,6 +170,21 @@ class JobTable:
         return None
 
     @staticmethod
+    def no_worker(specs: list[wire.JobSpec], available: set[str]) -> str | None:
+        """Why a job cannot run on any connected worker: none taking jobs has its task
+        (``available``: the tasks of those that do). For ``Submit.require_worker``."""
+        for index, spec in enumerate(specs):
+            if spec.task not in available:
+                shown = ", ".join(sorted(available)[:20]) or "none"
+                more = f" and {len(available) - 20} more" if len(available) > 20 else ""
+                return (
+                    f"job #{index}: no connected worker has task {spec.task!r} "
+                    f"(connected workers have: {shown}{more}); start a worker with the "
+                    f"module that defines it, or submit without require_worker to let it wait"
+                )
+        return None
+
+    @staticmethod
     def parents_too_large(job: Job, parents: list[wire.ParentResult]) -> str | None:
         """Why ``job`` cannot be sent with its parents' results (together they exceed what
         one Assign frame can carry), or None when it can."""

@@ -227,7 +227,7 @@ class Scheduler(Actor):
                 )
                 return
         if request.require_worker:
-            refused = self._no_worker(request.jobs)
+            refused = table.no_worker(request.jobs, set().union(*self.worker_tasks.values()))
             if refused is not None:
                 self._send(peer, wire.ErrorReply("no_worker", refused, rid))
                 return
@@ -265,20 +265,6 @@ class Scheduler(Actor):
             if done is not None:
                 effects.sends.append(Send(peer, done))
         self._write(ops, effects)
-
-    def _no_worker(self, specs: list[wire.JobSpec]) -> str | None:
-        """Why a job cannot run on any connected worker (none taking jobs has its task)."""
-        available: set[str] = set().union(*self.worker_tasks.values())
-        for index, spec in enumerate(specs):
-            if spec.task not in available:
-                shown = ", ".join(sorted(available)[:20]) or "none"
-                more = f" and {len(available) - 20} more" if len(available) > 20 else ""
-                return (
-                    f"job #{index}: no connected worker has task {spec.task!r} "
-                    f"(connected workers have: {shown}{more}); start a worker with the "
-                    f"module that defines it, or submit without require_worker to let it wait"
-                )
-        return None
 
     def _place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
         """Queue a new job, doom it (a parent already failed), or hand it to the DAG resolver."""
