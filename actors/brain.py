@@ -72,7 +72,11 @@ class Brain:
         scheduler = self.scheduler
         gateway = Gateway(self.transport, config.heartbeat_interval, self.instance)
         dispatcher = Dispatcher(
-            strategy.name, config.heartbeat_interval, self.instance, config.lease
+            strategy.name,
+            config.heartbeat_interval,
+            self.instance,
+            config.lease,
+            config.lease_grace,
         )
         strategy_actor = StrategyActor(strategy)
         heartbeat = HeartbeatMonitor(config)

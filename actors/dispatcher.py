@@ -1,14 +1,25 @@
 """The dispatcher actor: owns worker connections and the leases in flight to each.
 
 Credit-based pull: a worker's hello announces its slots, and every result it
-returns frees one; the dispatcher passes these credits to the strategy actor,
-so a worker is never sent more jobs than it has free slots. Committed leases
-arrive from the scheduler (``Leased``) and go out as one ``Assign`` frame per
-worker. Results go to the scheduler, which checks their fencing tokens.
+returns frees one (or as many as ``Results.credits`` says); the dispatcher passes
+these credits to the strategy actor, never more than the worker's free slots, so a
+worker is never sent more jobs than it can run. Committed leases arrive from the
+scheduler (``Leased``) and go out in ``Assign`` frames packed below the frame limit,
+numbered per connection and carrying the lease basis (the newest worker-clock
+``sent_at`` heard). Results go to the scheduler, which checks their fencing tokens.
+
+Hello is idempotent: a hello from a worker already connected (repeated, or after
+a reconnect) updates it and is welcomed again; its leases are kept, and only the
+claimed leases it does not already hold are sent for adoption, once. Heartbeats
+renew leases and reconcile them both ways (see ``actors.workerconn``): a granted
+lease the worker does not hold is handed back for re-queueing at once, one it
+holds without a grant is stopped. The work per frame is bounded by the worker's
+slots, and what a hostile frame triggers is logged once per second at most.
 
 Health comes from the heartbeat monitor: a ``dead`` worker gets no new work;
 an ``expired`` one (silent for lease + grace) is forgotten and its leases are
-handed back to the scheduler for reclaim.
+handed back to the scheduler for reclaim, as are a leaving worker's (``Goodbye``
+while still holding jobs: "worker stopped").
 """
 
 from __future__ import annotations
@@ -16,7 +27,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 from actors.messages import (
@@ -25,6 +35,7 @@ from actors.messages import (
     Forget,
     FromWorker,
     Leased,
+    LeasesEnded,
     PeerUnreachable,
     Publish,
     RevokeLease,
@@ -38,7 +49,9 @@ from actors.messages import (
     WorkerNames,
     WorkerResults,
 )
+from actors.ratelog import AskedPeers, RateLimitedLog
 from actors.runtime import Actor
+from actors.workerconn import WorkerConn, worker_views
 from transport import protocol as wire
 
 log = logging.getLogger("corral.dispatcher")
@@ -46,37 +59,39 @@ log = logging.getLogger("corral.dispatcher")
 # A worker sends progress at most 4 times a second (it coalesces); frames closer than
 # this are dropped here, so a misbehaving worker cannot flood the scheduler.
 PROGRESS_MIN_INTERVAL_S = 0.1
-
-
-@dataclass(slots=True)
-class WorkerConn:
-    peer: bytes
-    name: str
-    slots: int
-    queues: tuple[str, ...]
-    state: str = "alive"
-    running: dict[int, int] = field(default_factory=dict)  # job id -> token
-    adopting: bool = False  # its claimed leases are being checked after a reconnect
-    progress: dict[int, tuple[float, str]] = field(default_factory=dict)  # job -> latest report
-    progress_at: float = 0.0
-    last_seen: float = field(default_factory=time.monotonic)
+# A hello may claim the jobs a worker runs plus results it has not had acknowledged; more
+# than twice its slots is not a worker being honest. The rest are not adopted.
+CLAIMS_PER_SLOT = 2
+# Reasons recorded on the attempts a worker loses ("{}": the worker's name).
+EXPIRED = "worker {} lost: no heartbeat for the lease time plus grace"
+STOPPED = "worker stopped: {} left while still holding the job"
 
 
 class Dispatcher(Actor):
     def __init__(
-        self, strategy_name: str, heartbeat_interval: float, instance: str, lease: float
+        self,
+        strategy_name: str,
+        heartbeat_interval: float,
+        instance: str,
+        lease: float,
+        grace: float = 1.0,
     ) -> None:
         super().__init__("dispatcher")
         self.instance = instance
         self.lease = lease
+        self.grace = grace
         self.strategy_name = strategy_name
         self.heartbeat_interval = heartbeat_interval
         self.workers: dict[bytes, WorkerConn] = {}
+        self.asked = AskedPeers()  # told hello_first, no hello yet
         self.refused_leases = 0  # heartbeats claiming a lease the worker does not hold
         self.refused_progress = 0  # progress reports under a stale token
+        self.refused_heartbeats = 0  # heartbeats listing more leases than the worker's slots
+        self.unheld_leases = 0  # granted leases a worker's heartbeats proved it never held
         self.dropped_progress = 0
         self._results_out: list[tuple[bytes, str, list[wire.JobResult]]] = []
         self._credits_out: list[WorkerCredit] = []
+        self._warn = RateLimitedLog(log)
         self.gateway: Actor
         self.scheduler: Actor
         self.strategy: Actor
@@ -85,7 +100,7 @@ class Dispatcher(Actor):
 
     async def handle(self, message: Any) -> None:
         if isinstance(message, FromWorker) and isinstance(message.message, wire.Results):
-            self._results(message.peer, message.message.results)
+            self._results(message.peer, message.message)
             return
         # Anything else this actor says must follow the results and credits gathered so
         # far (a worker's credit must not reach the strategy after its WorkerGone).
@@ -95,12 +110,12 @@ class Dispatcher(Actor):
                 self._assign(leases)
             case FromWorker(peer=peer, message=wire.Heartbeat() as beat):
                 self._heartbeat(peer, beat)
-            case Adopted(peer=peer, accepted=accepted, refused=refused):
-                self._adopted(peer, accepted, refused)
+            case Adopted():
+                self._adopted(message)
             case RevokeLease(peer=peer, job_id=job_id, token=token, reason=reason):
                 worker = self.workers.get(peer)
-                if worker is not None and worker.running.get(job_id) == token:
-                    del worker.running[job_id]
+                if worker is not None:
+                    worker.end(job_id, token)
                 self._send(peer, wire.StopJob(job_id, token, reason))
             case FromWorker(peer=peer, message=wire.WorkerHello() as hello):
                 self._hello(peer, hello)
@@ -108,16 +123,16 @@ class Dispatcher(Actor):
                 worker = self.workers.get(peer)
                 if worker is not None and worker.state != "draining":
                     worker.state = "draining"
-                    self.strategy.tell(WorkerGone(peer))
+                    self._unavailable(worker)
             case FromWorker(peer=peer, message=wire.Goodbye()):
-                self._drop(peer, "said goodbye")
+                self._drop(peer, "said goodbye", STOPPED)
             case Silent(peer=peer, state=state, silent_for=silent_for):
                 self._health(peer, state, silent_for)
             case PeerUnreachable(peer=peer):
                 worker = self.workers.get(peer)
                 if worker is not None and worker.state == "alive":
                     worker.state = "dead"
-                    self.strategy.tell(WorkerGone(peer))
+                    self._unavailable(worker)
             case StatusPart(peer=peer, request_id=rid, fields=fields):
                 self._send(peer, wire.StatusReply(rid, self.status(fields)))
             case FromWorker(peer=peer, message=wire.Progress(updates=updates)):
@@ -128,77 +143,183 @@ class Dispatcher(Actor):
     def _send(self, peer: bytes, message: wire.Message) -> None:
         self.gateway.tell(Send(peer, message))
 
+    def _unknown(self, peer: bytes) -> None:
+        """A worker frame from a peer not connected here (forgotten after it expired, or
+        after a restart): ask it to say hello, once until it does."""
+        if not self.asked.should_ask(peer):
+            return
+        self._send(peer, wire.ErrorReply("hello_first", "unknown worker: say hello again"))
+
+    def _credit(self, worker: WorkerConn, wanted: int) -> WorkerCredit | None:
+        granted = worker.grant(wanted)
+        if not granted:
+            return None
+        return WorkerCredit(
+            worker.peer, worker.name, worker.queues, worker.slots, granted, worker.tasks
+        )
+
+    def _unavailable(self, worker: WorkerConn) -> None:
+        """No new jobs for this worker (dead, draining): the strategy forgets its credits."""
+        worker.withdraw()
+        self.strategy.tell(WorkerGone(worker.peer))
+        self.scheduler.tell(WorkerNames(worker.peer, worker.name, worker.tasks, available=False))
+
+    # -------------------------------------------------------------------- hello
+
     def _hello(self, peer: bytes, hello: wire.WorkerHello) -> None:
+        """Connect a worker, or update one already connected (idempotent: never drops it,
+        never reclaims its jobs, adopts only claimed leases it does not hold yet)."""
         queues = tuple(dict.fromkeys(hello.queues)) or ("default",)
-        worker = WorkerConn(peer, hello.name, hello.slots, queues)
-        if peer in self.workers:
-            self._drop(peer, "said hello again")
-        self.workers[peer] = worker
-        log.info("worker %s joined: %d slot(s) on %s", hello.name, hello.slots, ",".join(queues))
-        self.scheduler.tell(WorkerNames(peer, hello.name))
+        tasks = frozenset(hello.tasks)
+        self.asked.said_hello(peer)
+        worker = self.workers.get(peer)
+        added_slots = hello.slots if worker is None else max(0, hello.slots - worker.slots)
+        if worker is None:
+            worker = self.workers[peer] = WorkerConn(peer, hello.name, hello.slots, queues, tasks)
+            log.info(
+                "worker %s joined: %d slot(s) on %s", hello.name, hello.slots, ",".join(queues)
+            )
+            self._worker_event(worker, "joined")
+        else:
+            log.info(
+                "worker %s said hello again: kept, with its %d lease(s)",
+                hello.name,
+                len(worker.running),
+            )
+            worker.name, worker.queues, worker.tasks = hello.name, queues, tasks
+            worker.slots = hello.slots
+        worker.lease_basis = max(worker.lease_basis, hello.sent_at)
+        worker.last_seen = time.monotonic()
+        taking = worker.state in ("alive", "suspect")  # not dead, not draining
+        self.scheduler.tell(WorkerNames(peer, hello.name, tasks, available=taking))
         welcome = wire.Welcome(
             wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease
         )
         self._send(peer, welcome)
-        self._worker_event(worker, "joined")
-        if hello.leases:
+        claims = hello.leases[: CLAIMS_PER_SLOT * hello.slots]
+        if len(claims) < len(hello.leases):
+            self._warn(
+                "worker %s claims %d leases with %d slot(s); adopting the first %d",
+                hello.name,
+                len(hello.leases),
+                hello.slots,
+                len(claims),
+            )
+        new: list[tuple[int, int]] = []
+        for job_id, token in claims:
+            held = worker.running.get(job_id)
+            if held is None:
+                new.append((job_id, token))
+            elif held != token:  # it holds a newer (or older) lease on that job than it says
+                self._send(peer, wire.StopJob(job_id, token, "stale lease"))
+        if new:
             # Jobs it kept running (or finished, result not yet acknowledged) across a
             # reconnect or a scheduler restart: held provisionally while the scheduler
             # decides which are still its own; their slots stay taken.
-            worker.adopting = True
-            worker.running.update(hello.leases)
-            self.scheduler.tell(Adopt(peer, hello.name, hello.leases))
-        free = max(0, hello.slots - len(hello.leases))
-        self.strategy.tell(WorkerCredit(peer, hello.name, queues, hello.slots, free))
+            worker.claim(new)
+            self.scheduler.tell(Adopt(peer, hello.name, new))
+        if taking:
+            # A first hello offers every slot not taken; a repeated one adds nothing (its
+            # credits are with the strategy already) unless it announces more slots.
+            credit = self._credit(worker, added_slots)
+            self.strategy.tell(
+                credit or WorkerCredit(peer, worker.name, queues, worker.slots, 0, tasks)
+            )
 
-    def _adopted(
-        self, peer: bytes, accepted: list[tuple[int, int]], refused: list[tuple[int, int]]
-    ) -> None:
-        worker = self.workers.get(peer)
+    def _adopted(self, verdict: Adopted) -> None:
+        worker = self.workers.get(verdict.peer)
         if worker is None:
             return
-        worker.adopting = False
-        for job_id, token in refused:
-            if worker.running.get(job_id) == token:
-                del worker.running[job_id]
-            self._send(peer, wire.StopJob(job_id, token, "lease no longer valid"))
+        for job_id, _ in verdict.accepted:
+            worker.adopting.discard(job_id)
+        # Started before the claim: counting from now only makes the backstop later.
+        worker.watch(verdict.timeouts, verdict.accepted, self.lease + self.grace)
+        for job_id, token in verdict.refused:
+            worker.end(job_id, token)
+            self._send(verdict.peer, wire.StopJob(job_id, token, "lease no longer valid"))
+
+    # ---------------------------------------------------------------- heartbeats
 
     def _heartbeat(self, peer: bytes, beat: wire.Heartbeat) -> None:
-        """Renew the worker's leases (the ack is what its self-fencing clock waits for)."""
+        """Renew the worker's leases (the ack is what its self-fencing clock waits for)
+        and reconcile them with the granted ones."""
         worker = self.workers.get(peer)
         if worker is None:
-            self._send(peer, wire.ErrorReply("hello_first", "unknown worker: say hello again"))
+            self._unknown(peer)
             return
-        worker.last_seen = time.monotonic()
-        self._send(peer, wire.HeartbeatAck(beat.sent_at))
-        if worker.adopting:
-            return
-        for job_id, token in beat.leases:
-            if worker.running.get(job_id) != token:
-                log.warning(
-                    "refused stale lease: worker %s claims job %d under token %d; stopping it",
-                    worker.name,
-                    job_id,
-                    token,
-                )
-                self.refused_leases += 1
-                self._send(peer, wire.StopJob(job_id, token, "stale lease"))
-
-    def _results(self, peer: bytes, results: list[wire.JobResult]) -> None:
-        worker = self.workers.get(peer)
-        if worker is None:
-            self._send(peer, wire.ErrorReply("hello_first", "unknown worker: say hello again"))
-            return
-        worker.last_seen = time.monotonic()
-        for result in results:
-            if worker.running.get(result.job_id) == result.token:  # a stale one ends no lease
-                del worker.running[result.job_id]
-                worker.progress.pop(result.job_id, None)
-        self._results_out.append((peer, worker.name, results))
-        if worker.state in ("alive", "suspect") and results:
-            self._credits_out.append(
-                WorkerCredit(peer, worker.name, worker.queues, worker.slots, len(results))
+        if len(beat.leases) > worker.slots:
+            # More than it can hold: refused as one error, so one frame costs one reply.
+            self.refused_heartbeats += 1
+            self._warn(
+                "refused heartbeat from worker %s: %d leases listed, %d slot(s)",
+                worker.name,
+                len(beat.leases),
+                worker.slots,
             )
+            text = (
+                f"heartbeat lists {len(beat.leases)} leases; this worker has {worker.slots} slot(s)"
+            )
+            self._send(peer, wire.ErrorReply("invalid", text))
+            return
+        worker.last_seen = time.monotonic()
+        worker.lease_basis = max(worker.lease_basis, beat.sent_at)
+        self._send(peer, wire.HeartbeatAck(beat.sent_at))
+        not_held, not_granted = worker.reconcile(beat)
+        if not_granted:
+            self.refused_leases += len(not_granted)
+            self._warn(
+                "worker %s claims %d lease(s) not granted to it (e.g. job %d token %d): stopped",
+                worker.name,
+                len(not_granted),
+                *not_granted[0],
+            )
+            for job_id, token in not_granted:
+                self._send(peer, wire.StopJob(job_id, token, "stale lease"))
+        if not_held:
+            self.unheld_leases += len(not_held)
+            log.info(
+                "worker %s does not hold %d lease(s) granted to it; re-queueing them",
+                worker.name,
+                len(not_held),
+            )
+            self._end(worker, not_held, "unheld", "the worker never started it")
+            if worker.state == "alive":  # it has these slots free: it never used them
+                credit = self._credit(worker, len(not_held))
+                if credit is not None:
+                    self._credits_out.append(credit)
+        overdue = worker.overdue(time.monotonic())
+        if overdue:
+            for job_id, token in overdue:
+                self._send(peer, wire.StopJob(job_id, token, "no result by its timeout"))
+            reason = "no result within the job's timeout plus the lease time and grace"
+            self._end(worker, overdue, "lost", reason)
+
+    def _end(self, worker: WorkerConn, leases: list[tuple[int, int]], how: str, why: str) -> None:
+        for job_id, token in leases:
+            worker.end(job_id, token)
+        why = f"{why} (worker {worker.name})"
+        self.scheduler.tell(LeasesEnded(worker.peer, worker.name, leases, how, why))
+
+    # ------------------------------------------------------------------- results
+
+    def _results(self, peer: bytes, message: wire.Results) -> None:
+        worker = self.workers.get(peer)
+        if worker is None:
+            self._unknown(peer)
+            return
+        worker.last_seen = time.monotonic()
+        results = message.results
+        for result in results:
+            worker.end(result.job_id, result.token)  # a stale one ends no lease
+        if results:
+            self._results_out.append((peer, worker.name, results))
+        if worker.state in ("alive", "suspect"):
+            # -1: one slot per result; otherwise exactly that many (a handler still busy
+            # after its result returns its slot later, in a frame of its own).
+            freed = len(results) if message.credits < 0 else message.credits
+            credit = self._credit(worker, freed)
+            if credit is not None:
+                self._credits_out.append(credit)
 
     def on_idle(self) -> None:
         self._flush_results()
@@ -221,12 +342,22 @@ class Dispatcher(Actor):
         for peer, assignments in per_worker.items():
             worker = self.workers.get(peer)
             if worker is None:
-                # Gone between pick and commit: the jobs never left; reclaim them now.
-                self.scheduler.tell(WorkerLost(peer, "?", [a.job_id for a in assignments]))
+                # Gone between pick and commit: the jobs never left; re-queue them now.
+                unsent = [(a.job_id, a.token) for a in assignments]
+                self.scheduler.tell(LeasesEnded(peer, "?", unsent, "unheld", "worker gone"))
                 continue
-            for a in assignments:
-                worker.running[a.job_id] = a.token
-            self._send(peer, wire.Assign(assignments))
+            frames, oversize = worker.assign(assignments, self.lease + self.grace)
+            for frame in frames:
+                self._send(peer, frame)
+            if oversize:
+                unsendable = [(a.job_id, a.token) for a in oversize]
+                why = "its assignment (arguments and parents' results) exceeds the frame limit"
+                self.scheduler.tell(LeasesEnded(peer, worker.name, unsendable, "fatal", why))
+                credit = self._credit(worker, len(oversize))
+                if credit is not None and worker.state == "alive":
+                    self.strategy.tell(WorkerCredits([credit]))
+
+    # -------------------------------------------------------------------- health
 
     def _health(self, peer: bytes, state: str, silent_for: float) -> None:
         worker = self.workers.get(peer)
@@ -242,14 +373,18 @@ class Dispatcher(Actor):
             silent_for,
         )
         if state == "expired":
-            self._drop(peer, "expired")
+            self._drop(peer, "expired", EXPIRED)
         elif state == "dead" and previous != "dead":
-            self.strategy.tell(WorkerGone(peer))
+            self._unavailable(worker)
         elif state == "alive" and previous == "dead":
-            free = worker.slots - len(worker.running)
-            self.strategy.tell(WorkerCredit(peer, worker.name, worker.queues, worker.slots, free))
+            credit = self._credit(worker, worker.slots)
+            self.strategy.tell(
+                credit
+                or WorkerCredit(peer, worker.name, worker.queues, worker.slots, 0, worker.tasks)
+            )
+            self.scheduler.tell(WorkerNames(peer, worker.name, worker.tasks))
 
-    def _drop(self, peer: bytes, why: str) -> None:
+    def _drop(self, peer: bytes, why: str, reason: str) -> None:
         worker = self.workers.pop(peer, None)
         if worker is None:
             return
@@ -258,8 +393,10 @@ class Dispatcher(Actor):
             self._worker_event(worker, "left")
         self.strategy.tell(WorkerGone(peer))
         self.heartbeat.tell(Forget(peer))
+        self.scheduler.tell(WorkerNames(peer, worker.name, worker.tasks, available=False))
         if worker.running:
-            self.scheduler.tell(WorkerLost(peer, worker.name, list(worker.running)))
+            lost = WorkerLost(peer, worker.name, list(worker.running), reason.format(worker.name))
+            self.scheduler.tell(lost)
 
     def _worker_event(self, worker: WorkerConn, state: str) -> None:
         self.events.tell(
@@ -276,42 +413,20 @@ class Dispatcher(Actor):
             self.dropped_progress += len(updates)  # the worker ignored its own rate limit
             return
         worker.progress_at = now
-        events = []
-        for job_id, token, fraction, message in updates:
-            if worker.running.get(job_id) != token:
-                self.refused_progress += 1
-                log.warning("refused progress for job %d under stale token %d", job_id, token)
-                continue
-            worker.progress[job_id] = (fraction, message)
-            events.append(
-                ("progress", job_id, "RUNNING", "", worker.name, token, fraction, message)
-            )
+        events, refused = worker.record_progress(updates)
+        if refused:
+            self.refused_progress += refused
+            self._warn("refused %d progress report(s) from %s (stale token)", refused, worker.name)
         if events:
             self.events.tell(Publish(events))
 
     def status(self, fields: dict[str, Any]) -> wire.StatusView:
-        now = time.monotonic()
-        workers = []
-        for w in self.workers.values():
-            jobs = []
-            for job_id, token in w.running.items():
-                fraction, message = w.progress.get(job_id, (None, ""))
-                jobs.append(wire.RunningView(job_id, token, fraction, message))
-            workers.append(
-                wire.WorkerView(
-                    w.name,
-                    w.state,
-                    w.slots,
-                    len(w.running),
-                    list(w.queues),
-                    round(now - w.last_seen, 3),
-                    jobs,
-                )
-            )
+        workers = worker_views(self.workers.values(), time.monotonic())
         counters = {
             **fields.pop("counters", {}),
             "refused_leases": self.refused_leases,
             "refused_progress": self.refused_progress,
+            "unheld_leases": self.unheld_leases,
         }
         return wire.StatusView(
             workers=workers, strategy=self.strategy_name, counters=counters, **fields
@@ -325,4 +440,6 @@ class Dispatcher(Actor):
             "workers": health,
             "refused_leases": self.refused_leases,
             "refused_progress": self.refused_progress,
+            "refused_heartbeats": self.refused_heartbeats,
+            "unheld_leases": self.unheld_leases,
         }

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from actors.jobs import Job
+from actors.job import Job
 from actors.messages import RevokeLease, Send
 from transport import protocol as wire
 

@@ -2,8 +2,13 @@
 
 Every inbound frame is untrusted: size-checked and decoded into a typed
 Struct by ``transport.protocol``; anything that fails gets an ``ErrorReply``
-naming what was wrong and goes no further, so it changes nothing. A peer must
-say hello (with a matching protocol version) before anything else. Decoded
+naming what was wrong and goes no further, so it changes nothing; refusals are
+counted, and logged at most once a second (a flood of bad frames must not turn
+into a flood of log lines). A peer must say hello (with a matching protocol
+version) before anything else. A frame from a peer that has not (a worker whose
+frames waited out a scheduler restart, a client that reconnected) is no error:
+it is answered ``hello_first`` (a worker's frames once per episode, however
+many of them waited) and neither counted nor logged above DEBUG. Decoded
 requests go to the scheduler (client requests) or the dispatcher (worker
 traffic). Outbound, other actors ``tell`` it ``Send`` messages; it encodes
 and sends them without blocking: frames that start or stop work at once,
@@ -13,6 +18,7 @@ answered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -26,6 +32,7 @@ from actors.messages import (
     Send,
     SubscriptionRequest,
 )
+from actors.ratelog import AskedPeers, RateLimitedLog
 from actors.runtime import Actor
 from transport import ServerTransport
 from transport import protocol as wire
@@ -42,6 +49,8 @@ WORK_FRAMES = (wire.Assign, wire.StopJob, wire.Welcome)
 # cannot grow it forever; a forgotten peer is simply asked to say hello again.
 MAX_KNOWN_PEERS = 100_000
 
+WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Progress)
+
 
 class Gateway(Actor):
     def __init__(
@@ -52,7 +61,10 @@ class Gateway(Actor):
         self.transport = transport
         self.heartbeat_interval = heartbeat_interval
         self.known: OrderedDict[bytes, None] = OrderedDict()
+        self.asked = AskedPeers()  # told hello_first, no hello yet
         self.bad_frames = 0
+        self.unknown_peer_frames = 0  # frames before hello: normal after a restart
+        self._warn = RateLimitedLog(log)
         self._replies: list[Send] = []
         self.scheduler: Actor
         self.dispatcher: Actor
@@ -90,8 +102,17 @@ class Gateway(Actor):
 
     def _refuse(self, peer: bytes, code: str, text: str, request_id: int = 0) -> None:
         self.bad_frames += 1
-        log.warning("refused frame from %s: %s: %s", peer.hex(), code, text)
+        self._warn("refused frame from %s: %s: %s", peer.hex(), code, text[:500])
         self._send(peer, wire.ErrorReply(code, text, request_id))
+
+    def _hello_first(self, peer: bytes, message: wire.Message) -> None:
+        """A frame from a peer that has not said hello (to this scheduler process)."""
+        self.unknown_peer_frames += 1
+        if isinstance(message, WORKER_FRAMES) and not self.asked.should_ask(peer):
+            return  # already told; its hello is on the way
+        log.debug("frame from %s before its hello: asking it to say hello", peer.hex())
+        text = "say hello (ClientHello or WorkerHello) first"
+        self._send(peer, wire.ErrorReply("hello_first", text, getattr(message, "request_id", 0)))
 
     async def _read_loop(self) -> None:
         transport = self.transport
@@ -102,6 +123,9 @@ class Gateway(Actor):
                 self._route(peer, frame, workers_seen)
             if workers_seen:
                 self.heartbeat.tell(Seen(workers_seen, time.monotonic()))
+            # recv_batch returns without suspending while frames keep coming: yield, so a
+            # peer flooding frames cannot keep the other actors (heartbeat acks) waiting.
+            await asyncio.sleep(0)
 
     def _route(self, peer: bytes, frame: bytes, workers_seen: list[bytes]) -> None:
         try:
@@ -110,8 +134,9 @@ class Gateway(Actor):
             self._refuse(peer, exc.code, exc.message, exc.request_id)
             return
         except Exception as exc:  # a decoder bug must not take the scheduler down
-            log.exception("unexpected error decoding a frame from %s", peer.hex())
-            self._refuse(peer, "bad_frame", f"frame could not be decoded: {exc!r}")
+            self.bad_frames += 1
+            self._warn("unexpected error decoding a frame from %s", peer.hex(), exc_info=exc)
+            self._send(peer, wire.ErrorReply("bad_frame", f"frame could not be decoded: {exc!r}"))
             return
         match message:
             case wire.ClientHello(protocol=version) | wire.WorkerHello(protocol=version):
@@ -123,6 +148,7 @@ class Gateway(Actor):
                     )
                     return
                 self.known[peer] = None
+                self.asked.said_hello(peer)
                 if len(self.known) > MAX_KNOWN_PEERS:
                     self.known.popitem(last=False)
                 if isinstance(message, wire.WorkerHello):
@@ -135,12 +161,7 @@ class Gateway(Actor):
                     )
                 return
         if peer not in self.known:
-            self._refuse(
-                peer,
-                "hello_first",
-                "say hello (ClientHello or WorkerHello) first",
-                getattr(message, "request_id", 0),
-            )
+            self._hello_first(peer, message)
             return
         if isinstance(message, wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye):
             workers_seen.append(peer)
@@ -153,7 +174,7 @@ class Gateway(Actor):
             self.scheduler.tell(FromClient(peer, message))
 
     def metrics(self) -> dict[str, Any]:
-        return {"bad_frames": self.bad_frames}
+        return {"bad_frames": self.bad_frames, "unknown_peer_frames": self.unknown_peer_frames}
 
     async def on_stop(self) -> None:
         await self.transport.close()

@@ -1,7 +1,7 @@
 """The job table: the scheduler's in-memory state machine, with no I/O and no awaits.
 
-Owns every live job (PENDING, QUEUED, RUNNING) plus a bounded window of recently
-finished ones, the idempotency-key index, counts by state, and the retry
+Owns every live job (PENDING, QUEUED, RUNNING; each an ``actors.job.Job``) plus a
+bounded window of recently finished ones, the idempotency-key index, counts by state, and the retry
 backoff heap. Every state change goes through :meth:`JobTable.move`, which
 checks the lifecycle table and records the matching compare-and-swap row for
 the store, so memory and SQLite change by the same rules.
@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from actors.config import RECENT_FINISHED, SchedulerConfig
+from actors.job import Job as Job  # re-exported: callers import it from here
 from actors.lifecycle import (
     CANCELLED,
     FAILED,
@@ -35,140 +36,8 @@ from actors.lifecycle import (
     JobState,
     check_transition,
 )
-from actors.store import JOB_COLUMNS, Ops
+from actors.store import Ops
 from transport import protocol as wire
-
-_pack_ids = msgspec.msgpack.Encoder().encode
-_unpack_ids = msgspec.msgpack.Decoder(list[int]).decode
-
-
-class Job(msgspec.Struct, gc=False):
-    """One job, as the scheduler holds it. Persisted fields first, then memory-only ones."""
-
-    id: int
-    task: str
-    args: msgspec.Raw
-    kwargs: msgspec.Raw
-    priority: int
-    queue: str
-    depends_on: tuple[int, ...]  # a tuple: untracked by the cyclic GC (a list per job is not)
-    max_retries: int
-    idempotency_key: str | None
-    timeout: float | None
-    created_at: float
-    status: JobState
-    attempts: int = 0
-    token: int = 0
-    worker: str | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    not_before: float = 0.0
-    result: msgspec.Raw | None = None
-    error: str | None = None
-    backoff: wire.Backoff | None = None
-    workflow_id: int | None = None
-    step: str | None = None
-    # memory only
-    parent_results: list[wire.ParentResult] | None = None
-    queued_at: float = 0.0  # monotonic time it last became QUEUED (assignment latency)
-    peer: bytes | None = None
-    seq: int = 0
-    settled: bool = False  # terminal state committed and announced
-
-    def insert_row(self) -> tuple[Any, ...]:
-        """The row for ``store.INSERT_JOB``, in ``store.JOB_COLUMNS`` order."""
-        backoff = self.backoff
-        return (
-            self.id,
-            self.task,
-            self.args,
-            self.kwargs,
-            self.priority,
-            self.queue,
-            _pack_ids(self.depends_on) if self.depends_on else _NO_IDS,
-            self.max_retries,
-            self.idempotency_key,
-            self.timeout,
-            self.created_at,
-            self.status,  # a StrEnum is a str: no .value lookup on the hot path
-            self.attempts,
-            self.token,
-            self.worker,
-            self.started_at,
-            self.finished_at,
-            self.not_before,
-            self.result,
-            self.error,
-            backoff.base if backoff else None,
-            backoff.factor if backoff else None,
-            backoff.cap if backoff else None,
-            self.workflow_id,
-            self.step,
-        )
-
-    def update_row(self, expected: JobState) -> tuple[Any, ...]:
-        return (
-            self.status,
-            self.attempts,
-            self.token,
-            self.worker,
-            self.started_at,
-            self.finished_at,
-            self.not_before,
-            self.result,
-            self.error,
-            self.id,
-            expected,
-        )
-
-    def outcome(self) -> wire.JobOutcome:
-        return wire.JobOutcome(self.id, self.status, self.result or wire.NONE_RAW, self.error)
-
-    def parent_result(self) -> wire.ParentResult:
-        """This (succeeded) job's result as its children receive it."""
-        return wire.ParentResult(self.id, self.step, self.result or wire.NONE_RAW)
-
-    def view(self) -> wire.JobView:
-        return wire.JobView(
-            self.id,
-            self.task,
-            self.status.value,
-            self.priority,
-            self.queue,
-            self.attempts,
-            self.max_retries,
-            self.token,
-            self.worker,
-            list(self.depends_on),
-            self.idempotency_key,
-            self.created_at,
-            self.started_at,
-            self.finished_at,
-            self.result or wire.NONE_RAW,
-            self.error,
-        )
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Job:
-        """Rebuild a job from a ``store.JOB_COLUMNS`` row."""
-        fields = dict(zip(_ALL_COLUMNS, row, strict=True))
-        for name in ("args", "kwargs"):
-            fields[name] = msgspec.Raw(fields[name])
-        if fields["result"] is not None:
-            fields["result"] = msgspec.Raw(fields["result"])
-        fields["depends_on"] = tuple(_unpack_ids(fields["depends_on"]))
-        fields["status"] = JobState(fields["status"])
-        base, factor, cap = (
-            fields.pop(k) for k in ("backoff_base", "backoff_factor", "backoff_cap")
-        )
-        fields["backoff"] = wire.Backoff(base, factor, cap) if base is not None else None
-        fields["seq"] = fields["id"]
-        return cls(**fields)
-
-
-_NO_IDS = _pack_ids([])
-_ALL_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))
-
 
 _METRIC_OF = {
     SUCCEEDED: "succeeded",
@@ -289,7 +158,44 @@ class JobTable:
             return Refusal(index, "invalid", "kwargs must be a map of keyword arguments")
         if len(set(spec.depends_on)) != len(spec.depends_on):
             return Refusal(index, "invalid", "depends_on lists a job twice")
+        size = len(spec.args) + len(spec.kwargs)
+        if size > wire.MAX_JOB_PAYLOAD_BYTES:
+            # It could never be sent to a worker: refuse it now, not strand it RUNNING.
+            return Refusal(
+                index,
+                "too_large",
+                f"args and kwargs take {size} bytes; a job may take at most "
+                f"{wire.MAX_JOB_PAYLOAD_BYTES} (pass large data by reference, e.g. a path)",
+            )
         return None
+
+    @staticmethod
+    def no_worker(specs: list[wire.JobSpec], available: set[str]) -> str | None:
+        """Why a job cannot run on any connected worker: none taking jobs has its task
+        (``available``: the tasks of those that do). For ``Submit.require_worker``."""
+        for index, spec in enumerate(specs):
+            if spec.task not in available:
+                shown = ", ".join(sorted(available)[:20]) or "none"
+                more = f" and {len(available) - 20} more" if len(available) > 20 else ""
+                return (
+                    f"job #{index}: no connected worker has task {spec.task!r} "
+                    f"(connected workers have: {shown}{more}); start a worker with the "
+                    f"module that defines it, or submit without require_worker to let it wait"
+                )
+        return None
+
+    @staticmethod
+    def parents_too_large(job: Job, parents: list[wire.ParentResult]) -> str | None:
+        """Why ``job`` cannot be sent with its parents' results (together they exceed what
+        one Assign frame can carry), or None when it can."""
+        size = len(job.args) + len(job.kwargs) + sum(len(p.result) for p in parents)
+        if size <= wire.MAX_JOB_PAYLOAD_BYTES:
+            return None
+        return (
+            f"its arguments and its parents' results take {size} bytes, more than the "
+            f"{wire.MAX_JOB_PAYLOAD_BYTES} one assignment can carry: return smaller results "
+            f"from the parent jobs (e.g. a path or a key instead of the data)"
+        )
 
     def create(
         self, spec: wire.JobSpec, ops: Ops, workflow_id: int | None = None, step: str | None = None
@@ -375,13 +281,16 @@ class JobTable:
         job.finished_at = self.clock()
         self.move(job, SUCCEEDED, ops)
 
-    def fail_attempt(self, job: Job, error: str, outcome: str, ops: Ops) -> None:
-        """A RUNNING attempt failed: back off and retry while attempts remain, else FAILED."""
+    def fail_attempt(
+        self, job: Job, error: str, outcome: str, ops: Ops, retry: bool = True
+    ) -> None:
+        """A RUNNING attempt failed: back off and retry while attempts remain, else FAILED.
+        ``retry=False`` (a retry cannot help): FAILED at once, whatever attempts remain."""
         now = self.clock()
         ops.attempts.append((job.id, job.token, job.worker, job.started_at, now, outcome, error))
         job.error = error
         job.finished_at = now
-        if job.attempts <= job.max_retries:
+        if retry and job.attempts <= job.max_retries:
             backoff = job.backoff or self.default_backoff
             job.not_before = now + backoff_delay(job.attempts, backoff, self.rand)
             self.move(job, PENDING, ops)
@@ -394,12 +303,23 @@ class JobTable:
         job.peer = None
         self.move(job, QUEUED, ops)
 
+    def unlease(self, job: Job, ops: Ops) -> None:
+        """RUNNING -> QUEUED for a lease its worker never held (it never got the Assign, or
+        dropped it as stale): the job never ran, so the attempt is not counted. The next
+        lease still issues a larger token, so a late result under this one is refused."""
+        job.attempts -= 1
+        job.peer = None
+        job.worker = None
+        job.started_at = None
+        self.move(job, QUEUED, ops)
+
     def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
-        """After a scheduler restart, a reconnecting worker still holds this lease: keep it."""
+        """After a scheduler restart, a reconnecting worker still holds this lease: keep it.
+        Idempotent: the same worker claiming it again (a repeated hello) is accepted again."""
         job = self.jobs.get(job_id)
-        if job is None or job.status is not RUNNING or job.peer is not None:
+        if job is None or job.status is not RUNNING or job.token != token:
             return False
-        if job.token != token:
+        if job.peer is not None and job.peer != peer:
             return False
         job.peer = peer
         job.worker = worker

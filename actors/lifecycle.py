@@ -2,7 +2,8 @@
 
 PENDING (waiting on parents or on retry backoff) -> QUEUED (ready) -> RUNNING
 (leased to one worker) -> SUCCEEDED; a failure goes back to PENDING while
-attempts remain, else to FAILED (the dead-letter queue). CANCELLED and
+attempts remain, else to FAILED (the dead-letter queue); a job that can never be
+sent (parents' results too large) goes from PENDING to FAILED. CANCELLED and
 UPSTREAM_FAILED end the rest. Anything not in ``TRANSITIONS`` is refused here,
 with an error naming both states.
 """
@@ -37,13 +38,16 @@ TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
         (P, Q),  # parents succeeded, or retry backoff elapsed
         (P, C),  # cancelled before it ever ran
         (P, U),  # a parent ended FAILED / CANCELLED / UPSTREAM_FAILED
+        # It can never be sent to a worker: its parents' results together exceed what
+        # one assignment can carry. Failed at once, not queued to be stranded RUNNING.
+        (P, F),
         (Q, R),  # assignment: the compare-and-swap that issues a new fencing token
         (Q, C),
         (R, S),  # a result under the current token, committed
         (R, P),  # failed attempt with attempts left: back off, then run again
         (R, F),  # failed attempt, none left: dead-letter queue
         (R, C),  # cancelled while running; the worker is told to stop
-        (R, Q),  # lease reclaimed without the job's fault (scheduler restart)
+        (R, Q),  # lease reclaimed without the job's fault (scheduler restart, lease not held)
         (F, Q),  # dead-letter re-queue
         (U, P),  # a re-queued ancestor revives its descendants
     }

@@ -138,11 +138,26 @@ class WorkerResults(_Msg, frozen=True):
 
 
 class WorkerLost(_Msg, frozen=True):
-    """The worker is dead or left; these jobs were leased to it."""
+    """The worker is dead or left; these jobs were leased to it. ``reason`` is recorded on
+    each lost attempt (e.g. "worker stopped", "no heartbeat for the lease time plus grace")."""
 
     peer: Peer
     name: str
     job_ids: list[int]
+    reason: str = "worker lost"
+
+
+class LeasesEnded(_Msg, frozen=True):
+    """dispatcher -> scheduler: these (job_id, token) leases of a connected worker ended
+    without a result. ``how``: "unheld" (the worker never got or never started them:
+    re-queue, no attempt counted), "lost" (a failed attempt: retried while attempts
+    remain), "fatal" (FAILED at once: a retry cannot help)."""
+
+    peer: Peer
+    name: str
+    leases: list[tuple[int, int]]
+    how: str
+    reason: str
 
 
 class Adopt(_Msg, frozen=True):
@@ -154,11 +169,13 @@ class Adopt(_Msg, frozen=True):
 
 
 class Adopted(_Msg, frozen=True):
-    """scheduler -> dispatcher: which of a worker's claimed leases are really its own."""
+    """scheduler -> dispatcher: which of a worker's claimed leases are really its own, and
+    the timeouts of the accepted ones that have one (job_id, seconds), for the backstop."""
 
     peer: Peer
     accepted: list[tuple[int, int]]
     refused: list[tuple[int, int]]
+    timeouts: list[tuple[int, float]] = []
 
 
 class RevokeLease(_Msg, frozen=True):
@@ -171,10 +188,13 @@ class RevokeLease(_Msg, frozen=True):
 
 
 class WorkerNames(_Msg, frozen=True):
-    """dispatcher -> scheduler: which peer is which worker (for job views)."""
+    """dispatcher -> scheduler: which peer is which worker (for job views), the tasks it
+    announced, and whether it takes new jobs now (False: dead, draining or gone)."""
 
     peer: Peer
     name: str
+    tasks: frozenset[str] = frozenset()
+    available: bool = True
 
 
 class StatusPart(_Msg, frozen=True):

@@ -9,25 +9,24 @@ except ``wait``, which only registers waiters (the scheduler notifies them after
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from actors import workflows
 from actors.effects import Effects
-from actors.jobs import Job
+from actors.job import Job
 from actors.lifecycle import LIVE, JobState
 from actors.messages import RevokeLease, Send
+from actors.schedcore import SchedulerCore
 from actors.store import JOB_COLUMNS, Ops
 from transport import protocol as wire
 
-if TYPE_CHECKING:
-    from actors.scheduler import Scheduler
 
-
-async def wait(sched: Scheduler, peer: bytes, request: wire.Wait) -> None:
-    jobs = await sched._find(request.job_ids)
-    unknown = [i for i in request.job_ids if i not in jobs]
+async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
+    # A job named twice is waited for once: the work per frame follows the distinct jobs.
+    job_ids = list(dict.fromkeys(request.job_ids))
+    jobs = await sched._find(job_ids)
+    unknown = [i for i in job_ids if i not in jobs]
     if unknown:
         sched._send(
             peer,
@@ -44,23 +43,27 @@ async def wait(sched: Scheduler, peer: bytes, request: wire.Wait) -> None:
 
 
 def register_waits(
-    sched: Scheduler, peer: bytes, request_id: int, jobs: Iterable[Job]
+    sched: SchedulerCore, peer: bytes, request_id: int, jobs: Iterable[Job]
 ) -> wire.Outcomes | None:
     """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
     done: list[wire.JobOutcome] = []
     waiters, waiter = sched.waiters, (peer, request_id)
-    # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case.
+    # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case (tuples
+    # of atoms are untracked by the cyclic GC). A second waiter turns it into a list, so
+    # 30,000 waits on one job cost 30,000 appends, not a quadratic series of tuple copies.
     for job in jobs:
         if job.settled:
             done.append(job.outcome())
         elif (others := waiters.get(job.id)) is None:
             waiters[job.id] = (waiter,)
+        elif isinstance(others, list):
+            others.append(waiter)
         else:
-            waiters[job.id] = (*others, waiter)
+            waiters[job.id] = [*others, waiter]
     return wire.Outcomes(request_id, done) if done else None
 
 
-async def cancel(sched: Scheduler, peer: bytes, request: wire.CancelJobs) -> None:
+async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) -> None:
     jobs = await sched._find(request.job_ids)
     ops, effects = Ops(), Effects()
     statuses: list[tuple[int, str]] = []
@@ -81,7 +84,7 @@ async def cancel(sched: Scheduler, peer: bytes, request: wire.CancelJobs) -> Non
     sched._write(ops, effects)
 
 
-async def requeue(sched: Scheduler, peer: bytes, request: wire.Requeue) -> None:
+async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> None:
     ids = list(request.job_ids)
     if request.all_failed:
         rows = await sched._query("SELECT id FROM jobs WHERE status = 'FAILED'", [])
@@ -97,10 +100,15 @@ async def requeue(sched: Scheduler, peer: bytes, request: wire.Requeue) -> None:
         elif job.status is not JobState.FAILED:
             skipped.append((job_id, f"is {job.status.value}, not FAILED"))
         else:
-            sched.table.reload(job)
             if job.depends_on:  # its parents succeeded; their results go with it again
                 parents = await sched._find(job.depends_on)
-                job.parent_results = [parents[p].parent_result() for p in job.depends_on]
+                results = [parents[p].parent_result() for p in job.depends_on]
+                too_large = sched.table.parents_too_large(job, results)
+                if too_large is not None:
+                    skipped.append((job_id, f"cannot be sent to a worker: {too_large}"))
+                    continue
+                job.parent_results = results
+            sched.table.reload(job)
             sched.table.requeue_failed(job, ops)
             effects.ready.append(job)
             requeued.append(job_id)
@@ -111,7 +119,7 @@ async def requeue(sched: Scheduler, peer: bytes, request: wire.Requeue) -> None:
     sched._write(ops, effects)
 
 
-async def list_jobs(sched: Scheduler, peer: bytes, request: wire.ListJobs) -> None:
+async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -> None:
     where, params = [], []
     if request.status:
         where.append("status = ?")
@@ -131,7 +139,7 @@ async def list_jobs(sched: Scheduler, peer: bytes, request: wire.ListJobs) -> No
     sched._send(peer, wire.JobList(request.request_id, views))
 
 
-async def view_with_history(sched: Scheduler, job: Job) -> wire.JobView:
+async def view_with_history(sched: SchedulerCore, job: Job) -> wire.JobView:
     rows = await sched._query(
         "SELECT token, worker, started_at, finished_at, outcome, error FROM attempts "
         "WHERE job_id = ? ORDER BY token",

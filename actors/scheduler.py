@@ -7,6 +7,14 @@ acknowledged, ready jobs go to the strategy, leases go to the dispatcher,
 waiters hear outcomes, and the DAG resolver learns of finished parents. A
 failure between transition and commit therefore never leaks an
 acknowledgement or an assignment that SQLite does not have.
+
+Its handlers live in modules by concept: ``leases`` (assignment, results, leases that
+end without one, adoption across restarts), ``requests`` (wait, cancel, re-queue,
+list), ``workflows``. A submission is refused whole, naming the job, when a job could
+never be sent to a worker (``too_large``) or, with ``require_worker``, when no
+connected worker taking jobs has its task (``no_worker``); a job whose parents'
+results are too large to travel with it fails (PENDING -> FAILED) instead of being
+sent.
 """
 
 from __future__ import annotations
@@ -14,35 +22,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import Any
 
-from actors import requests, workflows
+from actors import leases, requests, workflows
 from actors.effects import Effects
 from actors.jobs import Job, JobTable
 from actors.lifecycle import (
+    FAILED,
     PENDING,
     QUEUED,
-    RUNNING,
     SUCCEEDED,
     TERMINAL,
     UPSTREAM_FAILED,
 )
 from actors.messages import (
     Adopt,
-    Adopted,
     Doom,
     Enqueue,
     Finished,
     FromClient,
     Leased,
+    LeasesEnded,
     Picked,
     Publish,
     Query,
     ReadyJob,
     ReclaimOrphans,
     Release,
-    ReturnCredit,
     Send,
     StatusPart,
     SubscriberCount,
@@ -56,44 +63,27 @@ from actors.messages import (
     Written,
 )
 from actors.metrics import Histogram
+from actors.ratelog import RateLimitedLog
 from actors.runtime import Actor
+from actors.schedcore import Waiters
 from actors.store import JOB_COLUMNS, Ops, in_chunks
+from actors.throughput import Throughput
 from transport import protocol as wire
 
 log = logging.getLogger("corral.scheduler")
-
-
-class Throughput:
-    """Jobs ended per second over the last minute: 60 one-second buckets, no timers."""
-
-    def __init__(self) -> None:
-        self.buckets: deque[tuple[int, int, int]] = deque()  # (second, succeeded, ended)
-
-    def add(self, succeeded: int, ended: int) -> None:
-        second = int(time.monotonic())
-        if self.buckets and self.buckets[-1][0] == second:
-            _, s, e = self.buckets[-1]
-            self.buckets[-1] = (second, s + succeeded, e + ended)
-        else:
-            self.buckets.append((second, succeeded, ended))
-        self._trim(second)
-
-    def _trim(self, second: int) -> None:
-        while self.buckets and self.buckets[0][0] <= second - 60:
-            self.buckets.popleft()
-
-    def last_minute(self) -> tuple[int, int]:
-        self._trim(int(time.monotonic()))
-        return sum(b[1] for b in self.buckets), sum(b[2] for b in self.buckets)
 
 
 class Scheduler(Actor):
     def __init__(self, table: JobTable) -> None:
         super().__init__("scheduler")
         self.table = table
-        # job id -> (peer, request id) pairs; tuples, so the GC never has to scan them
-        self.waiters: dict[int, tuple[tuple[bytes, int], ...]] = {}
+        # job id -> (peer, request id) pairs: a 1-tuple (the GC never has to scan it), a
+        # list once a second waiter comes (appending to a tuple would be quadratic)
+        self.waiters: dict[int, Waiters] = {}
         self.worker_names: dict[bytes, str] = {}
+        # The tasks of each worker that takes new jobs now (Submit.require_worker).
+        self.worker_tasks: dict[bytes, frozenset[str]] = {}
+        self.warn = RateLimitedLog(log)
         # workflow idempotency keys being created; later submissions wait for the first
         self.workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]] = {}
         self.throughput = Throughput()
@@ -131,9 +121,9 @@ class Scheduler(Actor):
             case Written(tags=committed):
                 self._after_commit(committed)
             case Picked(picks=picks):
-                self._lease(picks)
+                leases.lease(self, picks)
             case WorkerResults():
-                self._results(message)
+                leases.results(self, message)
             case FromClient(peer=peer, message=request):
                 await self._client(peer, request)
             case Release(job_ids=ids):
@@ -143,9 +133,15 @@ class Scheduler(Actor):
             case Doom(jobs=doomed):
                 self._doom(doomed)
             case WorkerLost():
-                self._worker_lost(message)
-            case WorkerNames(peer=peer, name=name):
+                leases.worker_lost(self, message)
+            case LeasesEnded():
+                leases.leases_ended(self, message)
+            case WorkerNames(peer=peer, name=name, tasks=tasks, available=available):
                 self.worker_names[peer] = name
+                if available:
+                    self.worker_tasks[peer] = tasks
+                else:
+                    self.worker_tasks.pop(peer, None)
             case SubscriberCount(count=count):
                 if count and self.table.events is None:
                     self.table.events = []
@@ -153,10 +149,10 @@ class Scheduler(Actor):
                     self.table.events = None
             case Tick():
                 self._retry_due()
-            case Adopt(peer=peer, name=name, leases=leases):
-                self._adopt(peer, name, leases)
+            case Adopt(peer=peer, name=name, leases=claims):
+                leases.adopt(self, peer, name, claims)
             case ReclaimOrphans():
-                self._reclaim_orphans()
+                leases.reclaim_orphans(self)
             case _:
                 raise TypeError(f"scheduler got an unexpected message: {message!r}")
 
@@ -230,6 +226,11 @@ class Scheduler(Actor):
                     peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid)
                 )
                 return
+        if request.require_worker:
+            refused = table.no_worker(request.jobs, set().union(*self.worker_tasks.values()))
+            if refused is not None:
+                self._send(peer, wire.ErrorReply("no_worker", refused, rid))
+                return
         await self._load_keys([s.idempotency_key for s in request.jobs if s.idempotency_key])
         parent_ids = {p for spec in request.jobs for p in spec.depends_on}
         parents = await self._find(parent_ids)
@@ -286,9 +287,18 @@ class Scheduler(Actor):
             self._queue_child(job, parents, ops, effects)
 
     def _queue_child(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
-        """All parents succeeded: queue the job, carrying their results to its handler."""
+        """All parents succeeded: queue the job, carrying their results to its handler; or
+        fail it, when those results are too large to send with it to any worker."""
         if job.depends_on:
-            job.parent_results = [parents[p].parent_result() for p in job.depends_on]
+            results = [parents[p].parent_result() for p in job.depends_on]
+            too_large = self.table.parents_too_large(job, results)
+            if too_large is not None:
+                job.error = f"cannot be sent to a worker: {too_large}"
+                job.finished_at = time.time()
+                self.table.move(job, FAILED, ops)
+                effects.finished.append(job)
+                return
+            job.parent_results = results
         self.table.move(job, QUEUED, ops)
         effects.ready.append(job)
 
@@ -393,62 +403,6 @@ class Scheduler(Actor):
         if ready:
             self.strategy.tell(Enqueue(ready))
 
-    def _lease(self, picks: list[tuple[int, bytes]]) -> None:
-        ops, effects = Ops(), Effects()
-        returned: defaultdict[bytes, int] = defaultdict(int)
-        now = time.monotonic()
-        for job_id, peer in picks:
-            assignment = self.table.lease(job_id, peer, self.worker_names.get(peer, "?"), ops)
-            if assignment is None:
-                returned[peer] += 1
-            else:
-                effects.leases.append((peer, assignment))
-                self.assign_latency.observe(now - self.table.jobs[job_id].queued_at)
-        for peer, credit in returned.items():
-            self.strategy.tell(ReturnCredit(peer, credit))
-        self._write(ops, effects)
-
-    # ----------------------------------------------------------------- results
-
-    def _results(self, message: WorkerResults) -> None:
-        """Every worker's results of one dispatcher turn: one write, one ack per worker."""
-        ops, effects = Ops(), Effects()
-        table = self.table
-        for peer, name, results in message.batches:
-            acked: list[int] = []
-            refused: list[int] = []
-            for result in results:
-                job = table.holder_of(result.job_id, result.token, peer)
-                if job is None:
-                    refused.append(result.job_id)
-                    table.refused_results += 1
-                    log.warning(
-                        "refused stale result for job %d token %d from %s",
-                        result.job_id,
-                        result.token,
-                        name,
-                    )
-                    continue
-                acked.append(result.job_id)
-                if result.ok:
-                    table.succeed(job, result.result, ops)
-                else:
-                    table.fail_attempt(job, result.error or "failed", "error", ops)
-                effects.finished.append(job)  # a failed attempt is kept only if it ended FAILED
-            effects.sends.append(Send(peer, wire.ResultsAck(acked, refused)))
-        self._write(ops, effects)
-
-    def _worker_lost(self, message: WorkerLost) -> None:
-        ops, effects = Ops(), Effects()
-        for job_id in message.job_ids:
-            job = self.table.jobs.get(job_id)
-            if job is None or job.status is not RUNNING or job.peer != message.peer:
-                continue
-            error = f"worker {message.name} lost: no heartbeat for the lease time plus grace"
-            self.table.fail_attempt(job, error, "lost", ops)
-            effects.finished.append(job)
-        self._write(ops, effects)
-
     # -------------------------------------------------------- DAG and retries
 
     async def _release(self, job_ids: list[int]) -> None:
@@ -487,27 +441,3 @@ class Scheduler(Actor):
         self._retry_at = due
         delay = max(0.0, due - time.time())
         self._retry_timer = asyncio.get_running_loop().call_later(delay, self.tell, Tick(due))
-
-    # -------------------------------------------------- leases across restarts
-
-    def _adopt(self, peer: bytes, name: str, leases: list[tuple[int, int]]) -> None:
-        accepted: list[tuple[int, int]] = []
-        refused: list[tuple[int, int]] = []
-        for job_id, token in leases:
-            adopted = self.table.adopt(job_id, token, peer, name)
-            (accepted if adopted else refused).append((job_id, token))
-        if accepted:
-            log.info("worker %s kept %d running job(s) across the reconnect", name, len(accepted))
-        self.dispatcher.tell(Adopted(peer, accepted, refused))
-
-    def _reclaim_orphans(self) -> None:
-        ops, effects = Ops(), Effects()
-        for job in self.table.orphans():
-            self.table.requeue_reclaimed(job, ops)
-            effects.ready.append(job)
-        if effects.ready:
-            log.warning(
-                "reclaimed %d job(s) left RUNNING by the previous scheduler process",
-                len(effects.ready),
-            )
-        self._write(ops, effects)

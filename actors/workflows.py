@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from actors.effects import Effects
-from actors.jobs import Job
+from actors.job import Job
 from actors.lifecycle import JobState
 from actors.messages import CheckWorkflow, Send, Track, WorkflowChecked
+from actors.schedcore import SchedulerCore
 from actors.store import JOB_COLUMNS, Ops, in_chunks
 from transport import protocol as wire
 
-if TYPE_CHECKING:
-    from actors.scheduler import Scheduler
 
-
-def _refuse(sched: Scheduler, peer: bytes, code: str, message: str, rid: int) -> None:
+def _refuse(sched: SchedulerCore, peer: bytes, code: str, message: str, rid: int) -> None:
     sched._send(peer, wire.ErrorReply(code, message, rid))
 
 
-async def submit_workflow(sched: Scheduler, peer: bytes, request: wire.SubmitWorkflow) -> None:
+async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.SubmitWorkflow) -> None:
     """Check what only the scheduler can check, then ask the DAG resolver about the shape."""
     rid = request.request_id
     key = request.idempotency_key
@@ -74,7 +71,7 @@ async def submit_workflow(sched: Scheduler, peer: bytes, request: wire.SubmitWor
     sched.dag.tell(CheckWorkflow(peer, request))
 
 
-async def create_workflow(sched: Scheduler, checked: WorkflowChecked) -> None:
+async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> None:
     """The resolver accepted (or rejected) the shape: create every step in one transaction."""
     request, peer, rid = checked.request, checked.peer, checked.request.request_id
     deferred = sched.workflow_keys_in_flight.pop(request.idempotency_key or "", [])
@@ -104,7 +101,7 @@ async def create_workflow(sched: Scheduler, checked: WorkflowChecked) -> None:
             await submit_workflow(sched, later_peer, later)
 
 
-async def _workflow_by_key(sched: Scheduler, key: str) -> tuple[int, dict[str, int]] | None:
+async def _workflow_by_key(sched: SchedulerCore, key: str) -> tuple[int, dict[str, int]] | None:
     rows = await sched._query("SELECT id FROM workflows WHERE idempotency_key = ?", [key])
     if not rows:
         return None
@@ -113,7 +110,9 @@ async def _workflow_by_key(sched: Scheduler, key: str) -> tuple[int, dict[str, i
     return workflow_id, dict(steps)
 
 
-async def revive_descendants(sched: Scheduler, roots: list[int], ops: Ops, effects: Effects) -> int:
+async def revive_descendants(
+    sched: SchedulerCore, roots: list[int], ops: Ops, effects: Effects
+) -> int:
     """Re-queued parents give their UPSTREAM_FAILED descendants another chance.
 
     Walks the edges table breadth-first from ``roots``; a descendant is revived
@@ -145,7 +144,7 @@ async def revive_descendants(sched: Scheduler, roots: list[int], ops: Ops, effec
     return revived
 
 
-async def workflow_view(sched: Scheduler, workflow_id: int) -> wire.WorkflowView | None:
+async def workflow_view(sched: SchedulerCore, workflow_id: int) -> wire.WorkflowView | None:
     rows = await sched._query("SELECT name, created_at FROM workflows WHERE id = ?", [workflow_id])
     if not rows:
         return None

@@ -56,6 +56,9 @@ async def joined(dispatcher: Dispatcher, log: list[tuple[str, Any]], *peers: byt
 async def test_results_of_several_workers_in_one_turn_leave_as_one_message_each() -> None:
     dispatcher, log = dispatcher_with_log()
     await joined(dispatcher, log, b"a", b"b")
+    leased = [(b"a", assignment(1)), (b"a", assignment(2)), (b"b", assignment(3))]
+    await turn(dispatcher, Leased([*leased, (b"a", assignment(4))]))
+    log.clear()
     await turn(
         dispatcher,
         FromWorker(b"a", wire.Results([result(1), result(2)])),

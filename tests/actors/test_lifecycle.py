@@ -13,6 +13,7 @@ ALLOWED = {
     ("PENDING", "QUEUED"),
     ("PENDING", "CANCELLED"),
     ("PENDING", "UPSTREAM_FAILED"),
+    ("PENDING", "FAILED"),  # parents' results too large to send with it
     ("QUEUED", "RUNNING"),
     ("QUEUED", "CANCELLED"),
     ("RUNNING", "SUCCEEDED"),

@@ -131,7 +131,8 @@ async def test_a_stale_fencing_token_is_refused_and_changes_nothing(
                 return reply
 
     try:
-        sock.send(wire.encode(wire.WorkerHello(wire.PROTOCOL_VERSION, "fake", 1)))
+        # Two slots: its heartbeat below lists two leases (more than its slots is refused).
+        sock.send(wire.encode(wire.WorkerHello(wire.PROTOCOL_VERSION, "fake", 2)))
         recv_until(wire.Welcome)
         async with AsyncClient(address, connect_timeout=10) as client:
             job_id = await client.submit("anything")

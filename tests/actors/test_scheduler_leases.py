@@ -1,0 +1,169 @@
+"""The scheduler's side of leases and submissions, driven message by message with the store's
+commits simulated: results that cannot be retried, leases a worker never held, adoption
+by the same worker twice, jobs too large to send, jobs no connected worker can run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from actors.config import SchedulerConfig
+from actors.jobs import JobTable
+from actors.lifecycle import JobState
+from actors.messages import (
+    Adopted,
+    FromClient,
+    LeasesEnded,
+    Picked,
+    WorkerNames,
+    WorkerResults,
+    Write,
+    Written,
+)
+from actors.scheduler import Scheduler
+from actors.store import Ops
+from tests.actors.test_scheduler_commit_order import scheduler_with_log
+from transport import protocol as wire
+
+PEER = b"w"
+
+
+async def commit(scheduler: Scheduler, log: list[tuple[str, Any]]) -> None:
+    """Answer every write the scheduler asked for, as the store would after its commit."""
+    while writes := [m for who, m in log if who == "store" and isinstance(m, Write)]:
+        log[:] = [(who, m) for who, m in log if not (who == "store" and isinstance(m, Write))]
+        for write in writes:
+            await scheduler.handle(Written([write.tag]))
+
+
+def replies(log: list[tuple[str, Any]]) -> list[Any]:
+    return [m.message for who, m in log if who == "gateway"]
+
+
+async def running_job(scheduler: Scheduler, log: list[tuple[str, Any]], retries: int = 3) -> int:
+    ops = Ops()
+    job = scheduler.table.create(wire.JobSpec("t", max_retries=retries), ops)
+    scheduler.table.move(job, JobState.QUEUED, ops)
+    await scheduler.handle(Picked([(job.id, PEER)]))
+    await commit(scheduler, log)
+    assert job.status is JobState.RUNNING
+    return job.id
+
+
+async def test_a_result_that_says_do_not_retry_fails_the_job_at_once() -> None:
+    scheduler, log = scheduler_with_log()
+    job_id = await running_job(scheduler, log, retries=5)
+    result = wire.JobResult(job_id, 1, False, error="TaskNotFound: t", retry=False)
+    await scheduler.handle(WorkerResults([(PEER, "w", [result])]))
+    await commit(scheduler, log)
+    job = scheduler.table.jobs[job_id]
+    assert (job.status, job.attempts, job.error) == (JobState.FAILED, 1, "TaskNotFound: t")
+
+
+async def test_a_lease_the_worker_never_held_is_requeued_without_counting_an_attempt() -> None:
+    scheduler, log = scheduler_with_log()
+    job_id = await running_job(scheduler, log, retries=0)
+    await scheduler.handle(LeasesEnded(PEER, "w", [(job_id, 1)], "unheld", "never started"))
+    await commit(scheduler, log)
+    job = scheduler.table.jobs[job_id]
+    assert (job.status, job.attempts, job.token) == (JobState.QUEUED, 0, 1)
+    await scheduler.handle(Picked([(job_id, PEER)]))
+    await commit(scheduler, log)
+    assert (job.status, job.attempts, job.token) == (JobState.RUNNING, 1, 2)
+    log.clear()
+    late = wire.JobResult(job_id, 1, True)
+    await scheduler.handle(WorkerResults([(PEER, "w", [late])]))
+    await commit(scheduler, log)
+    [ack] = replies(log)
+    assert ack.refused == [job_id], "the never-held lease's token is dead"
+
+
+async def test_an_end_for_a_lease_no_longer_current_changes_nothing() -> None:
+    scheduler, log = scheduler_with_log()
+    job_id = await running_job(scheduler, log)
+    await scheduler.handle(LeasesEnded(PEER, "w", [(job_id, 7)], "unheld", "stale"))
+    await scheduler.handle(LeasesEnded(b"other", "o", [(job_id, 1)], "lost", "other"))
+    await commit(scheduler, log)
+    assert scheduler.table.jobs[job_id].status is JobState.RUNNING
+
+
+async def test_the_same_worker_claiming_a_lease_twice_is_accepted_twice() -> None:
+    table = JobTable(SchedulerConfig())
+    ops = Ops()
+    job = table.create(wire.JobSpec("t"), ops)
+    table.move(job, JobState.QUEUED, ops)
+    table.lease(job.id, PEER, "w", ops)
+    job.peer = None  # as recovered from SQLite after a restart
+    assert table.adopt(job.id, 1, PEER, "w")
+    assert table.adopt(job.id, 1, PEER, "w"), "a repeated hello is no conflict"
+    assert not table.adopt(job.id, 1, b"other", "o"), "another worker cannot take it"
+    assert not table.adopt(job.id, 2, PEER, "w")
+
+
+async def test_adoption_answers_the_dispatcher_with_the_verdicts() -> None:
+    scheduler, log = scheduler_with_log()
+    job_id = await running_job(scheduler, log)
+    scheduler.table.jobs[job_id].peer = None
+    log.clear()
+    from actors.messages import Adopt
+
+    await scheduler.handle(Adopt(PEER, "w", [(job_id, 1), (999, 1)]))
+    await scheduler.handle(Adopt(PEER, "w", [(job_id, 1)]))
+    verdicts = [(m.accepted, m.refused) for _, m in log if isinstance(m, Adopted)]
+    assert verdicts == [([(job_id, 1)], [(999, 1)]), ([(job_id, 1)], [])]
+
+
+async def test_a_job_whose_arguments_could_never_be_sent_is_refused_at_submit() -> None:
+    scheduler, log = scheduler_with_log()
+    big = msgspec.Raw(wire.encode(["x" * wire.MAX_JOB_PAYLOAD_BYTES]))
+    jobs = [wire.JobSpec("t"), wire.JobSpec("t", args=big)]
+    await scheduler.handle(FromClient(b"c", wire.Submit(41, jobs)))
+    [error] = replies(log)
+    assert (error.code, error.request_id) == ("too_large", 41)
+    assert "job #1" in error.message
+    assert sum(scheduler.table.counts.values()) == 0, "nothing was created"
+
+
+async def test_a_child_whose_parents_results_cannot_travel_with_it_fails_at_once() -> None:
+    scheduler, log = scheduler_with_log()
+    parents = []
+    for _ in range(2):
+        job_id = await running_job(scheduler, log)
+        payload = wire.pack("r" * (wire.MAX_FRAME_BYTES // 2))
+        await scheduler.handle(
+            WorkerResults([(PEER, "w", [wire.JobResult(job_id, 1, True, payload)])])
+        )
+        await commit(scheduler, log)
+        parents.append(job_id)
+    log.clear()
+    await scheduler.handle(
+        FromClient(b"c", wire.Submit(5, [wire.JobSpec("t", depends_on=parents)]))
+    )
+    await commit(scheduler, log)
+    [submitted] = replies(log)
+    [child_id] = submitted.job_ids
+    child = scheduler.table.jobs[child_id]
+    assert child.status is JobState.FAILED
+    assert "parents' results" in (child.error or "")
+
+
+async def test_require_worker_refuses_a_job_no_available_worker_can_run() -> None:
+    scheduler, log = scheduler_with_log()
+    request = wire.Submit(3, [wire.JobSpec("billing.invoice")], require_worker=True)
+    await scheduler.handle(FromClient(b"c", request))
+    await scheduler.handle(WorkerNames(PEER, "w", frozenset({"mail.send"})))
+    await scheduler.handle(FromClient(b"c", request))
+    await scheduler.handle(WorkerNames(b"v", "v", frozenset({"billing.invoice"})))
+    await scheduler.handle(FromClient(b"c", request))
+    await commit(scheduler, log)
+    await scheduler.handle(WorkerNames(b"v", "v", frozenset({"billing.invoice"}), available=False))
+    await scheduler.handle(FromClient(b"c", request))
+    first, second, accepted, gone = replies(log)
+    assert (first.code, first.request_id) == ("no_worker", 3)
+    assert "'billing.invoice'" in first.message
+    assert "none" in first.message
+    assert second.code == "no_worker"
+    assert "mail.send" in second.message
+    assert isinstance(accepted, wire.Submitted)
+    assert gone.code == "no_worker"

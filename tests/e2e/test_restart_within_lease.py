@@ -1,0 +1,172 @@
+"""A scheduler restart within the lease keeps the running jobs: their workers say hello
+again, claim them and keep running them under the same fencing token, and results
+finished while the scheduler was away commit when it is back. Real processes, SIGKILL,
+and the ledger the tasks write themselves. The scheduler runs with a 5 s lease here (the
+default), so a restart of a second or two is well within it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import zmq
+
+from actors.client import AsyncClient
+from tests.helpers.ledger_tasks import completed, read_ledger
+from tests.helpers.procs import Procs, free_address
+from tests.helpers.waiting import until_running
+from transport import protocol as wire
+
+pytestmark = pytest.mark.slow
+
+LEASE_5S = ("--lease", "5", "--lease-grace", "1")
+
+
+def _scheduler_log(procs: Procs, index: int) -> str:
+    logs = sorted(p for p in procs.logs.iterdir() if p.name.startswith("scheduler"))
+    return logs[index].read_text(errors="replace")
+
+
+async def _all_running(client: AsyncClient, ids: list[int], timeout: float = 20.0) -> None:
+    for job_id in ids:
+        await until_running(client, job_id, timeout=timeout)
+
+
+async def test_running_jobs_survive_a_restart_of_one_and_a_half_seconds(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    db = tmp_path / "corral.db"
+    scheduler = procs.scheduler(address, db, *LEASE_5S)
+    procs.worker(address, "left", 2)
+    procs.worker(address, "right", 2)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        ids = [
+            await client.submit("record", [i], {"seconds": 3.0}, max_retries=0) for i in range(4)
+        ]
+        await _all_running(client, ids)
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(timeout=10)
+        await asyncio.sleep(1.5)  # the outage itself, not a wait for a condition
+        procs.scheduler(address, db, *LEASE_5S)
+        outcomes = await client.wait(ids, timeout=60)
+        views = [await client.job(job_id) for job_id in ids]
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}, outcomes
+    for view in views:
+        assert view is not None
+        assert (view.token, view.attempts) == (1, 1), "kept by its worker, not reclaimed"
+    executions = Counter(r["job"] for r in read_ledger(str(procs.ledger)))
+    assert executions == {job_id: 1 for job_id in ids}
+    restarted = _scheduler_log(procs, 1)
+    # The frames that waited during the outage are no error: no warning per frame.
+    assert "refused frame" not in restarted
+    assert restarted.count("WARNING") <= 2, restarted[-3000:]
+
+
+async def test_a_sigkilled_scheduler_back_half_a_second_later_keeps_long_jobs(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    db = tmp_path / "corral.db"
+    scheduler = procs.scheduler(address, db, *LEASE_5S)
+    procs.worker(address, "steady", 3)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        ids = [
+            await client.submit("record", [s], {"seconds": s}, max_retries=0)
+            for s in (3.0, 5.5, 8.0)
+        ]
+        await _all_running(client, ids)
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(timeout=10)
+        await asyncio.sleep(0.5)  # the outage itself
+        procs.scheduler(address, db, *LEASE_5S)
+        outcomes = await client.wait(ids, timeout=60)
+        views = [await client.job(job_id) for job_id in ids]
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}, outcomes
+    for view in views:
+        assert view is not None
+        assert (view.status, view.token, view.attempts) == ("SUCCEEDED", 1, 1)
+    runs = completed(str(procs.ledger))
+    assert sorted(r["job"] for r in runs) == sorted(ids), "each executed exactly once"
+    assert {r["token"] for r in runs} == {1}
+
+
+async def test_a_result_finished_while_the_scheduler_was_away_commits_when_it_is_back(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    db = tmp_path / "corral.db"
+    scheduler = procs.scheduler(address, db, *LEASE_5S)
+    procs.worker(address, "steady", 1)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        job_id = await client.submit("record", ["done away"], {"seconds": 0.5}, max_retries=0)
+        await until_running(client, job_id)
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while not completed(str(procs.ledger)):
+            assert time.monotonic() < deadline, "the job never finished"
+            await asyncio.sleep(0.05)
+        procs.scheduler(address, db, *LEASE_5S)
+        assert await client.result(job_id, timeout=30) == "done away"
+        view = await client.job(job_id)
+    assert view is not None
+    assert (view.token, view.attempts) == (1, 1)
+    assert len(read_ledger(str(procs.ledger))) == 1
+
+
+async def test_a_worker_saying_hello_many_times_keeps_its_lease(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db", *LEASE_5S)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    received: list[wire.Message] = []
+
+    def recv_until(kind: type) -> wire.Message:
+        while True:
+            assert sock.poll(5000), f"no {kind.__name__} from the scheduler"
+            reply = wire.decode_reply(sock.recv())
+            received.append(reply)
+            if isinstance(reply, kind):
+                return reply
+
+    try:
+        sock.send(wire.encode(wire.WorkerHello(wire.PROTOCOL_VERSION, "chatty", 1, sent_at=1.0)))
+        recv_until(wire.Welcome)
+        async with AsyncClient(address, connect_timeout=10) as client:
+            job_id = await client.submit("anything", max_retries=0)
+            assign = recv_until(wire.Assign)
+            assert isinstance(assign, wire.Assign)
+            [lease] = assign.assignments
+            assert assign.seq > 0
+            assert assign.lease_basis == 1.0
+            for i in range(30):  # a worker that re-hellos on every hello_first
+                hello = wire.WorkerHello(
+                    wire.PROTOCOL_VERSION, "chatty", 1, leases=[(job_id, 1)], sent_at=2.0 + i
+                )
+                sock.send(wire.encode(hello))
+            sock.send(wire.encode(wire.Heartbeat([(job_id, 1)], 40.0, assign.seq)))
+            recv_until(wire.HeartbeatAck)
+            view = await client.job(job_id)
+            assert view is not None
+            assert (view.status, view.token, view.attempts) == ("RUNNING", 1, 1)
+            sock.send(wire.encode(wire.Results([wire.JobResult(job_id, 1, True, wire.pack(7))])))
+            ack = recv_until(wire.ResultsAck)
+            assert isinstance(ack, wire.ResultsAck)
+            assert ack.job_ids == [job_id]
+            assert await client.result(job_id, timeout=5) == 7
+            view = await client.job(job_id)
+    finally:
+        sock.close()
+    assert view is not None
+    assert (view.token, view.attempts) == (1, 1)
+    assert not [m for m in received if isinstance(m, wire.StopJob)], "never told to stop"
+    assert sum(isinstance(m, wire.Welcome) for m in received) == 31, "each hello is welcomed"
+    assert lease.job_id == job_id
