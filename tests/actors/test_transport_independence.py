@@ -83,10 +83,13 @@ async def test_a_failing_task_is_retried_then_reports_its_traceback(running: Asy
     assert view.attempts == 3
 
 
-async def test_an_unregistered_task_fails_with_a_clear_error(running: AsyncClient) -> None:
-    job_id = await running.submit("nope.missing", max_retries=0)
-    with pytest.raises(JobFailed, match="not registered on worker w"):
-        await running.result(job_id, timeout=10)
+async def test_a_task_no_worker_has_is_refused_when_the_submitter_requires_one(
+    running: AsyncClient,
+) -> None:
+    with pytest.raises(RequestRefused, match="no_worker"):
+        await running.submit("nope.missing", require_worker=True)
+    job_id = await running.submit("nope.missing")  # without: it waits for such a worker
+    assert (await running.job(job_id)).status == "QUEUED"
 
 
 async def test_a_child_runs_after_its_parent_and_fails_when_it_fails(running: AsyncClient) -> None:

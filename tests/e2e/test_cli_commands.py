@@ -162,7 +162,6 @@ def test_require_worker_reaches_the_scheduler_and_its_refusal_is_one_line() -> N
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="needs the scheduler side of Submit.require_worker (another branch)")
 def test_require_worker_against_a_real_scheduler(procs: Procs, address: str) -> None:
     done = corral("submit", "record", "[1]", "--require-worker", "--connect", address)
     assert done.returncode == 1

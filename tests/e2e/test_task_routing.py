@@ -31,9 +31,6 @@ def _submit(sock: zmq.Socket[bytes], request_id: int, task: str) -> wire.Message
             return reply
 
 
-@pytest.mark.xfail(
-    strict=False, reason="task-aware matching lives in the strategy branch; passes once merged"
-)
 async def test_a_job_runs_on_the_worker_that_has_its_task_even_when_another_is_idle(
     procs: Procs, tmp_path: Path
 ) -> None:

@@ -43,10 +43,6 @@ async def test_a_job_behind_a_stuck_timed_out_thread_waits_for_the_slot_then_run
     assert attempts_that_timed_out_without_starting(procs, views) == []
 
 
-@pytest.mark.xfail(
-    reason="needs the scheduler side of Results.credits (the scheduler branch); remove on merge",
-    strict=False,
-)
 async def test_a_job_behind_a_stuck_timed_out_thread_runs_on_another_worker_at_once(
     procs: Procs, tmp_path: Path
 ) -> None:

@@ -15,11 +15,6 @@ from tests.helpers.procs import Procs, free_address
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xfail(
-        reason="needs the scheduler to honour JobResult.retry (the scheduler branch); "
-        "remove on merge",
-        strict=False,
-    ),
 ]
 
 
