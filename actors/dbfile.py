@@ -129,7 +129,7 @@ def translate(exc: BaseException, path: str, doing: str) -> StoreError:
 
 def quick_check(conn: sqlite3.Connection, path: str) -> None:
     """Refuse a database whose pages do not hold together (``PRAGMA quick_check``)."""
-    rows = [row[0] for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    rows = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(5)")]
     if rows != ["ok"]:
         raise StoreDamaged(
             path,
