@@ -10,7 +10,7 @@ write-ahead log at open and compares them with what the path names now.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import errno
 import os
 import sqlite3
@@ -143,8 +143,7 @@ async def close_quietly(db: aiosqlite.Connection | None) -> None:
     the caller is already stopping for a reason it has reported."""
     if db is None:
         return
-    try:
-        await db.close()
-    except (sqlite3.Error, ValueError, OSError):
-        # close() stopped the thread in its finally; the connection is unusable anyway.
-        await asyncio.sleep(0)
+    with contextlib.suppress(sqlite3.Error, ValueError, OSError):
+        await db.close()  # stops the thread in its finally, even when closing failed
+    # The thread replies, then exits: wait for that, so nothing outlives the store.
+    db._thread.join(timeout=5)
