@@ -127,6 +127,52 @@ def translate(exc: BaseException, path: str, doing: str) -> StoreError:
     return StoreError(path, f"cannot {doing} database {path}: {text}")
 
 
+# The first 4 bytes of a write-ahead log (big-endian; the last bit names the checksum's
+# byte order); the header is 32 bytes and each frame 24 bytes plus one page.
+WAL_MAGIC = (0x377F0682, 0x377F0683)
+WAL_HEADER_BYTES = 32
+WAL_FRAME_HEADER_BYTES = 24
+
+
+def check_wal(path: str) -> str | None:
+    """Look at ``path``-wal before SQLite opens it (SQLite ignores a WAL whose header is
+    damaged, silently dropping every commit in it, and then overwrites it).
+
+    Raises StoreDamaged when the header is not a WAL header (overwritten). Returns a
+    warning when the file ends inside a frame: it was truncated (or the machine lost
+    power mid-write, which loses nothing acknowledged); commits after the cut are lost,
+    and refusing would not bring them back. Returns None for a sound or absent WAL."""
+    wal = path + "-wal"
+    try:
+        with open(wal, "rb") as f:
+            header = f.read(WAL_HEADER_BYTES)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(path, f"cannot read write-ahead log {wal}: {exc.strerror}") from None
+    if len(header) < WAL_HEADER_BYTES or not header.strip(b"\0"):
+        return None  # empty, or created and never written: nothing was committed in it
+    magic = int.from_bytes(header[:4], "big")
+    page_size = int.from_bytes(header[8:12], "big")
+    if magic not in WAL_MAGIC or not 512 <= page_size <= 65536:
+        raise StoreDamaged(
+            path,
+            f"write-ahead log {wal} is damaged (its header is not SQLite's): it may hold "
+            "commits the database file lacks; restore it (or the database) from a backup, "
+            "or move it aside to start from the database file alone",
+        )
+    frame = WAL_FRAME_HEADER_BYTES + page_size
+    partial = (size - WAL_HEADER_BYTES) % frame
+    if partial:
+        return (
+            f"write-ahead log {wal} ends inside a frame ({partial} of {frame} bytes): it was "
+            "truncated, or the machine lost power while writing; commits after the cut are "
+            "lost (see the last commit time in the start line)"
+        )
+    return None
+
+
 def quick_check(conn: sqlite3.Connection, path: str) -> None:
     """Refuse a database whose pages do not hold together (``PRAGMA quick_check``)."""
     rows = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(5)")]

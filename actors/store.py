@@ -218,6 +218,8 @@ class Store(Actor):
                 f"aiosqlite {aiosqlite.__version__} lacks Connection._execute, which the group "
                 "commit uses; install aiosqlite>=0.17,<0.23"
             )
+        # Before SQLite reads the WAL (it would drop a damaged one without a word).
+        warning = await asyncio.to_thread(dbfile.check_wal, self.path)
         self.db = await dbfile.connect(self.path)
         try:
             for pragma in connection_pragmas(self.durability):
@@ -235,6 +237,8 @@ class Store(Actor):
             if isinstance(exc, sqlite3.Error | OSError):
                 raise dbfile.translate(exc, self.path, "open") from None
             raise
+        if warning:  # only now: a scheduler holding the file may have been mid-write
+            log.warning("%s", warning)
         self.identity = dbfile.FileIdentity(self.path)
         self._checked_at = self._committed_at = self.clock()
 

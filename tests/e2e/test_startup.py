@@ -322,3 +322,54 @@ async def test_log_flags_work_after_the_command_and_json_is_one_object_per_line(
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any("corral scheduler on" in r["message"] for r in records)
     assert {r["level"] for r in records} <= {"INFO", "WARNING", "ERROR", "DEBUG"}
+
+
+# ------------------------------------------------------------------ a damaged WAL
+
+
+def killed_with_jobs_in_the_wal(procs: Procs, address: str, db: Path, n: int) -> None:
+    """Submit ``n`` jobs one by one (one commit each), then SIGKILL the scheduler: the
+    commits are in the WAL only (the store checkpoints every 256 commits)."""
+    run = scheduler(procs, address, db)
+    wait_for_port(address, run.proc)
+
+    async def submit() -> None:
+        async with AsyncClient(address, connect_timeout=10) as client:
+            for i in range(n):
+                await client.submit("record", [i])
+
+    asyncio.run(submit())
+    run.proc.kill()
+    run.proc.wait(timeout=10)
+    assert Path(f"{db}-wal").stat().st_size > 0
+
+
+def test_a_wal_overwritten_with_garbage_is_refused_instead_of_silently_dropped(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address, db = free_address(), tmp_path / "c.db"
+    killed_with_jobs_in_the_wal(procs, address, db, 100)
+    wal = Path(f"{db}-wal")
+    wal.write_bytes(os.urandom(wal.stat().st_size))
+    garbage = wal.read_bytes()
+    run = scheduler(procs, address, db)
+    assert_one_line_failure(run, str(wal), "damaged")
+    assert wal.read_bytes() == garbage, "the evidence is left as it was"
+    assert port_is_free(port_of(address))
+
+
+def test_a_truncated_wal_is_named_and_the_start_line_shows_what_was_recovered(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address, db = free_address(), tmp_path / "c.db"
+    killed_with_jobs_in_the_wal(procs, address, db, 100)
+    wal = Path(f"{db}-wal")
+    with open(wal, "r+b") as f:
+        f.truncate(wal.stat().st_size // 2 + 100)  # inside a frame
+    run = scheduler(procs, address, db)
+    wait_for_port(address, run.proc)
+    assert str(wal) in run.stderr
+    assert "ends inside a frame" in run.stderr
+    line = run.stdout.strip().splitlines()[0]
+    recovered = int(line.split("recovered ")[1].split()[0])
+    assert 0 < recovered < 100, line
