@@ -219,7 +219,7 @@ class Store(Actor):
                 "commit uses; install aiosqlite>=0.17,<0.23"
             )
         # Before SQLite reads the WAL (it would drop a damaged one without a word).
-        warning = await asyncio.to_thread(dbfile.check_wal, self.path)
+        warning = dbfile.check_wal(self.path)  # 32 bytes and a stat: no thread needed
         self.db = await dbfile.connect(self.path)
         try:
             for pragma in connection_pragmas(self.durability):
