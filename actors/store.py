@@ -323,9 +323,17 @@ class Store(Actor):
             if writes:
                 try:
                     await self._commit(writes)
-                except (StoreError, StoreInconsistent) as exc:
-                    error = exc if isinstance(exc, StoreError) else StoreError(self.path, str(exc))
-                    await self._stop_for(error)
+                except StoreError as exc:
+                    await self._stop_for(exc)
+                except StoreInconsistent as exc:
+                    await self._stop_for(
+                        StoreError(
+                            self.path,
+                            f"database {self.path} disagrees with the scheduler's memory "
+                            f"({exc}): another writer, or a damaged file; stopping rather "
+                            "than risk double billing",
+                        )
+                    )
             for query in queries:
                 await self._answer(query)
 
