@@ -124,6 +124,19 @@ def test_a_metrics_port_in_use_is_one_line_and_frees_the_scheduler_port(
     wait_for_port(address, again.proc)
 
 
+def test_a_scheduler_port_in_use_is_one_line_and_releases_the_database(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address, db = free_address(), tmp_path / "c.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port_of(address)))
+        taken.listen()
+        run = scheduler(procs, address, db)
+        assert_one_line_failure(run, address, "in use")
+    again = scheduler(procs, address, db)  # the database lock was released
+    wait_for_port(address, again.proc)
+
+
 def test_a_damaged_database_is_refused_at_start(procs: Procs, tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     with sqlite3.connect(db) as conn:
@@ -228,7 +241,7 @@ async def test_a_full_disk_stops_the_scheduler_naming_it_and_loses_nothing_ackno
     wait_for_port(address, run.proc)
     acknowledged: list[int] = []
     payload = "x" * 20_000  # ~100 jobs fill 2 MB
-    async with AsyncClient(address, connect_timeout=10, request_timeout=5) as client:
+    async with AsyncClient(address, connect_timeout=10, request_timeout=10) as client:
         with contextlib.suppress(Exception):  # the submit that finds the disk full
             for i in range(1000):
                 acknowledged.append(await client.submit("record", [i, payload]))
