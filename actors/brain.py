@@ -7,11 +7,20 @@ out again at once: a worker still running one may reconnect and keep it
 (its lease and token are still valid), and what nobody claims within lease +
 grace is reclaimed and later leased under a new, larger token, so a late result
 from the old holder is refused.
+
+Start-up either completes or undoes itself: any failure (the database, the
+address, the metrics port) closes what was opened and raises one CorralError,
+so the process exits with one line instead of hanging on a live thread or port.
+The start line and the INFO log say how many live jobs were recovered and when
+the last commit was, so a database that lost commits (a damaged WAL) shows.
 """
 
 from __future__ import annotations
 
+import datetime
+import errno
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -21,6 +30,7 @@ from actors.config import SchedulerConfig
 from actors.dag import DagResolver
 from actors.dispatcher import Dispatcher
 from actors.effects import Effects
+from actors.errors import CorralError
 from actors.events import EventHub
 from actors.gateway import Gateway
 from actors.heartbeat import HeartbeatMonitor
@@ -51,6 +61,9 @@ class Brain:
         self.scheduler = Scheduler(self.table)
         self.instance = uuid.uuid4().hex
         self.metrics_server: Any = None
+        self.recovered: dict[str, int] = {}
+        self.last_commit: float | None = None  # wall-clock time, None for a new database
+        self._running = False  # the actors run, and close their own resources on stop
 
     @property
     def address(self) -> str:
@@ -61,14 +74,22 @@ class Brain:
         strategy = strategies.create(  # fails fast on a bad name or weight
             self.config.strategy, self.config.weights(), aging=self.config.priority_aging
         )
-        await self.store.open()
+        await self.store.open()  # raises StoreError and closes itself on failure
         try:
-            await self._load()
-            self.transport = bind(self.config.bind)
+            await self._start(strategy)
         except BaseException:
-            await self.store.on_stop()
+            await self.close()
             raise
+        log.info("%s", self.summary())
+
+    async def _start(self, strategy: Any) -> None:
+        await self._load()
         config = self.config
+        self.transport = bind(config.bind)
+        if config.metrics_port:
+            self.metrics_server = serve_metrics(
+                self.system.board, config.metrics_port, config.metrics_addr
+            )
         scheduler = self.scheduler
         gateway = Gateway(self.transport, config.heartbeat_interval, self.instance)
         dispatcher = Dispatcher(
@@ -119,17 +140,24 @@ class Brain:
         for actor in actors:
             self.system.add(actor)
         self._recover(dag)
+        self._running = True
         await self.system.start()
-        if config.metrics_port:
-            self.metrics_server = metrics.serve(
-                self.system.board, config.metrics_port, config.metrics_addr
+
+    def summary(self) -> str:
+        """The start line: address, database, strategy, what was recovered, last commit."""
+        live = sum(self.recovered.values())
+        if self.last_commit is None:
+            recovered = "new database"
+        else:
+            at = datetime.datetime.fromtimestamp(self.last_commit, datetime.UTC)
+            states = ", ".join(f"{n} {s.lower()}" for s, n in self.recovered.items() if n)
+            recovered = (
+                f"recovered {live} live job(s){f' ({states})' if states else ''}, "
+                f"last commit {at:%Y-%m-%d %H:%M:%S} UTC"
             )
-        log.info(
-            "scheduler listening on %s (db %s, strategy %s, %d live jobs)",
-            self.address,
-            config.db,
-            strategy.name,
-            sum(1 for j in self.table.jobs.values() if self.table.is_live(j)),
+        return (
+            f"corral scheduler on {self.address} (db {self.config.db}, strategy "
+            f"{self.config.strategy}, durability {self.config.durability}; {recovered})"
         )
 
     async def _load(self) -> None:
@@ -142,6 +170,13 @@ class Brain:
         }
         max_id = (await self.store.fetch("SELECT max(id) FROM jobs"))[0][0] or 0
         self.table.load(rows, counts, max_id)
+        self.recovered = {state: counts.get(state, 0) for state in ("PENDING", "QUEUED", "RUNNING")}
+        # The newest time any job row records: what a lost WAL would have taken with it.
+        newest = await self.store.fetch(
+            "SELECT max(max(created_at), coalesce(max(started_at), 0), "
+            "coalesce(max(finished_at), 0)) FROM jobs"
+        )
+        self.last_commit = newest[0][0] if max_id else None
         self.table.next_workflow_id = 1 + (
             (await self.store.fetch("SELECT max(id) FROM workflows"))[0][0] or 0
         )
@@ -191,7 +226,13 @@ class Brain:
         self.system.request_stop()
 
     async def close(self) -> None:
-        await self.system.stop()
+        """Release everything, whether start() finished or not (idempotent)."""
+        if self._running:
+            await self.system.stop()
+        else:
+            if self.transport is not None:
+                await self.transport.close()
+            await self.store.on_stop()
         if self.metrics_server is not None:
             server, _thread = self.metrics_server
             server.shutdown()
@@ -204,3 +245,15 @@ class Brain:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+
+def serve_metrics(board: metrics.MetricsBoard, port: int, addr: str) -> Any:
+    """Start the metrics server, or raise CorralError naming the port and the cause."""
+    try:
+        return metrics.serve(board, port, addr)
+    except OSError as exc:
+        why = "already in use" if exc.errno == errno.EADDRINUSE else os.strerror(exc.errno or 0)
+        raise CorralError(
+            f"cannot serve metrics on {addr}:{port}: {why} "
+            "(--metrics-port / CORRAL_METRICS_PORT, --metrics-addr)"
+        ) from None

@@ -1,5 +1,6 @@
-"""The ``corral`` command line: the parser and the long-running commands (scheduler, worker,
-demo). Submission is in ``cli_submit``, inspection and control in ``cli_inspect``.
+"""The ``corral`` command line: the parser and the long-running commands (worker, demo).
+The scheduler and the DAG resolver are in ``cli_scheduler``, submission in ``cli_submit``,
+inspection and control in ``cli_inspect``.
 
 Every command has ``--help``. Errors print one line naming what was wrong and
 what to do, and exit non-zero; a traceback means a bug in corral.
@@ -8,11 +9,7 @@ what to do, and exit non-zero; a traceback means a bug in corral.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import gc
 import importlib
-import logging
 import os
 import sqlite3
 import sys
@@ -20,7 +17,15 @@ from collections.abc import Callable
 
 import msgspec
 
-from actors.cli_common import EXIT_FAILED, Parser, fail, positive_float, positive_int, run_async
+from actors.cli_common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Parser,
+    fail,
+    positive_float,
+    positive_int,
+    run_async,
+)
 from actors.cli_inspect import (
     cmd_cancel,
     cmd_dag,
@@ -31,77 +36,12 @@ from actors.cli_inspect import (
     cmd_watch,
     cmd_workers,
 )
+from actors.cli_scheduler import LONG_RUNNING, add_log_flags, add_scheduler_commands
 from actors.cli_submit import add_submit_parser
-from actors.config import DEFAULT_ADDRESS, DEFAULT_DB, SchedulerConfig, env_address
-from actors.errors import CorralError
+from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
+from actors.errors import ConfigError, CorralError
+from actors.logs import setup_logging
 from transport.errors import TransportError
-
-# ---------------------------------------------------------------- scheduler
-
-
-def cmd_scheduler(args: argparse.Namespace) -> None:
-    from actors.brain import Brain
-
-    config = SchedulerConfig.from_env(
-        bind=args.bind,
-        db=args.db,
-        strategy=args.strategy,
-        durability=args.durability,
-        heartbeat_interval=args.heartbeat_interval,
-        suspect_after=args.suspect_after,
-        lease=args.lease,
-        lease_grace=args.lease_grace,
-        backoff_base=args.backoff_base,
-        backoff_factor=args.backoff_factor,
-        backoff_cap=args.backoff_cap,
-        priority_aging=args.priority_aging,
-        queue_weights=args.queue_weights,
-        metrics_port=args.metrics_port,
-        metrics_addr=args.metrics_addr,
-        dag_resolver=args.dag_resolver,
-    )
-    try:
-        config.weights()
-    except ValueError as exc:
-        fail(str(exc))
-
-    async def serve() -> None:
-        import signal
-
-        brain = Brain(config)
-        await brain.start()
-        # Everything allocated so far lives as long as the process: move it out of the
-        # cyclic GC's way, so full collections scan only what the work allocates.
-        gc.freeze()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, brain.stop)
-        print(
-            f"corral scheduler on {brain.address} (db {config.db}, strategy {config.strategy})",
-            flush=True,
-        )
-        await brain.run()
-
-    run_async(serve())
-
-
-def cmd_dag_resolver(args: argparse.Namespace) -> None:
-    from actors.dag import DagResolver
-    from actors.remote import host_actor
-
-    async def serve() -> None:
-        import signal
-
-        task = asyncio.ensure_future(host_actor(DagResolver(), args.bind))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        print(f"corral dag-resolver on {args.bind}", flush=True)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    run_async(serve())
-
 
 # ------------------------------------------------------------------- worker
 
@@ -168,17 +108,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import strategies
-
     parser = Parser(
         prog="corral", description="corral: a distributed job scheduler that never double-bills."
     )
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("CORRAL_LOG_LEVEL", "WARNING"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging verbosity",
-    )
+    add_log_flags(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def add(
@@ -196,78 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"scheduler address (env CORRAL_ADDRESS; default {DEFAULT_ADDRESS})",
         )
 
-    p = add("scheduler", cmd_scheduler, "run the scheduler (the brain)")
-    p.add_argument(
-        "--bind",
-        default=os.environ.get("CORRAL_BIND", DEFAULT_ADDRESS),
-        metavar="ADDR",
-        help=f"address to serve (tcp://, ipc://; env CORRAL_BIND; default {DEFAULT_ADDRESS})",
-    )
-    p.add_argument(
-        "--db",
-        default=os.environ.get("CORRAL_DB", DEFAULT_DB),
-        metavar="PATH",
-        help=f"SQLite file (env CORRAL_DB; default {DEFAULT_DB})",
-    )
-    p.add_argument(
-        "--strategy",
-        default=os.environ.get("CORRAL_STRATEGY", "priority"),
-        choices=sorted(strategies.STRATEGIES),
-        help="assignment strategy (default priority)",
-    )
-    p.add_argument(
-        "--metrics-port",
-        type=positive_int,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)",
-    )
-    p.add_argument(
-        "--metrics-addr",
-        default=None,
-        metavar="ADDR",
-        help="address for --metrics-port (default 127.0.0.1)",
-    )
-    p.add_argument(
-        "--dag-resolver",
-        default=None,
-        metavar="ADDR",
-        help="use a DAG resolver running in its own process (`corral dag-resolver`)",
-    )
-    p.add_argument(
-        "--queue-weights",
-        default=None,
-        metavar="Q=W,...",
-        help="shares of queues served by the same workers, e.g. heavy=1,light=3 (default: equal)",
-    )
-    p.add_argument(
-        "--durability",
-        choices=["normal", "full"],
-        default=None,
-        help="normal: commits survive kill -9 (default); full: also power loss (fsync)",
-    )
-    for flag, help in [
-        ("--heartbeat-interval", "seconds between worker heartbeats (default 1)"),
-        ("--suspect-after", "seconds of silence before a worker is suspect (default 3)"),
-        ("--lease", "seconds a lease lasts without renewal (default 5)"),
-        ("--lease-grace", "extra seconds before an expired lease is reclaimed (default 1)"),
-        ("--backoff-base", "first retry delay in seconds (default 1)"),
-        ("--backoff-factor", "retry delay multiplier (default 2)"),
-        ("--backoff-cap", "longest retry delay in seconds (default 300)"),
-        (
-            "--priority-aging",
-            "priority strategy: seconds of head start per priority level; "
-            "bounds how long a low-priority job can wait behind higher ones (default 1)",
-        ),
-    ]:
-        p.add_argument(flag, type=positive_float, default=None, metavar="S", help=help)
-
-    p = add(
-        "dag-resolver",
-        cmd_dag_resolver,
-        "run the DAG resolver actor in its own process (for `scheduler --dag-resolver`)",
-    )
-    p.add_argument("--bind", required=True, metavar="ADDR", help="e.g. tcp://127.0.0.1:5556")
+    add_scheduler_commands(add)
 
     p = add("worker", cmd_worker, "run a worker agent for the tasks in MODULE")
     p.add_argument(
@@ -394,16 +256,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=positive_int, default=3, help="worker processes (default 3)")
     p.add_argument("--keep", action="store_true", help="keep the demo's SQLite file")
+    for name in LONG_RUNNING:
+        add_log_flags(sub.choices[name], top=False)
     return parser
+
+
+def setup_logs(args: argparse.Namespace) -> None:
+    """Logging from --log-level/--log-format (before or after the command) or CORRAL_LOG_*;
+    exported to the environment so processes this one starts (the demo's) log alike."""
+    config = LogConfig.from_env(log_level=args.log_level, log_format=args.log_format)
+    os.environ["CORRAL_LOG_LEVEL"] = config.log_level
+    os.environ["CORRAL_LOG_FORMAT"] = config.log_format
+    setup_logging(config.log_level, config.log_format)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        setup_logs(args)
         args.fn(args)
+    except ConfigError as exc:
+        print(f"corral: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
     except (CorralError, TransportError, msgspec.ValidationError) as exc:
         fail(str(exc))
     except sqlite3.Error as exc:

@@ -1,14 +1,24 @@
-"""Configuration: every tunable with its default and the reason for the number.
+"""Configuration: every tunable with its default, the reason for the number, and what is
+allowed.
 
-Values come from flags first, then ``CORRAL_*`` environment variables, then
-these defaults (see ``SchedulerConfig.from_env``).
+Values come from flags first, then ``CORRAL_*`` environment variables, then these
+defaults. Flags and variables go through the same validation, in one place
+(``load_settings``): msgspec constraints on the fields, then the checks that relate
+two settings. A bad value raises ConfigError naming the setting (flag and variable),
+the value given and what is allowed; the CLI prints it on one line and exits 2.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
+from msgspec import Meta
+
+from actors.errors import ConfigError
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 DEFAULT_DB = "./corral.db"
@@ -44,23 +54,42 @@ RECENT_FINISHED = 100_000
 MAX_BATCH_OPS = 20_000
 
 
+# "full" (fsync at every commit) is the default: an acknowledged job survives power loss,
+# not only a crash of the process. "normal" is the opt-in for speed (bench/README.md).
+DEFAULT_DURABILITY: Literal["full", "normal"] = "full"
+
+# A lease must outlive one lost or late heartbeat: the worker renews every lease with each
+# heartbeat, so with a lease under two intervals one late frame makes every job self-fence.
+MIN_LEASE_HEARTBEATS = 2.0
+
+Seconds = Annotated[float, Meta(gt=0, description="a number of seconds > 0")]
+Port = Annotated[int, Meta(ge=1, le=65535, description="a TCP port, 1 to 65535")]
+
+
 class SchedulerConfig(msgspec.Struct, kw_only=True):
-    bind: str = DEFAULT_ADDRESS
-    db: str = DEFAULT_DB
+    """The scheduler's settings. Build it with ``from_env`` (validated); a direct
+    ``SchedulerConfig(...)`` is for tests and skips validation."""
+
+    bind: Annotated[str, Meta(min_length=1)] = DEFAULT_ADDRESS
+    db: Annotated[str, Meta(min_length=1, description="a file path")] = DEFAULT_DB
     strategy: str = DEFAULT_STRATEGY
-    heartbeat_interval: float = HEARTBEAT_INTERVAL_S
-    suspect_after: float = SUSPECT_AFTER_S
-    lease: float = LEASE_S
-    lease_grace: float = LEASE_GRACE_S
-    backoff_base: float = BACKOFF_BASE_S
-    backoff_factor: float = BACKOFF_FACTOR
-    backoff_cap: float = BACKOFF_CAP_S
-    durability: str = "normal"  # "normal": survives kill -9; "full": also power loss
-    priority_aging: float = 30.0  # a job ready this long goes before later arrivals
+    heartbeat_interval: Seconds = HEARTBEAT_INTERVAL_S
+    suspect_after: Seconds = SUSPECT_AFTER_S
+    lease: Seconds = LEASE_S
+    lease_grace: Annotated[float, Meta(ge=0, description="a number of seconds >= 0")] = (
+        LEASE_GRACE_S
+    )
+    backoff_base: Seconds = BACKOFF_BASE_S
+    backoff_factor: Annotated[float, Meta(ge=1, description="a multiplier >= 1")] = BACKOFF_FACTOR
+    backoff_cap: Seconds = BACKOFF_CAP_S
+    # "full": commits survive power loss (fsync); "normal": they survive kill -9 only.
+    durability: Literal["full", "normal"] = DEFAULT_DURABILITY
+    # A job ready this long is promoted above every priority (strategies/priority.py).
+    priority_aging: Seconds = 30.0
     queue_weights: str = ""  # "heavy=1,light=3": shares of queues that share workers
-    metrics_port: int = 0  # serve Prometheus /metrics on this port; 0: off
+    metrics_port: Port | None = None  # serve Prometheus /metrics on this port; None: off
     dag_resolver: str = ""  # address of a DAG resolver in its own process; "": in-process
-    metrics_addr: str = "127.0.0.1"
+    metrics_addr: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
 
     def weights(self) -> dict[str, float]:
         """``queue_weights`` parsed; raises ValueError naming the bad part."""
@@ -71,7 +100,7 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
                 weight = float(value)
             except ValueError:
                 weight = -1.0
-            if not sep or not name or weight <= 0:
+            if not sep or not name or not weight > 0 or not math.isfinite(weight):
                 raise ValueError(
                     f"bad queue weight {part!r}: use QUEUE=WEIGHT with WEIGHT > 0, "
                     "e.g. heavy=1,light=3"
@@ -81,15 +110,150 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
 
     @classmethod
     def from_env(cls, **overrides: object) -> SchedulerConfig:
-        """Defaults, overridden by CORRAL_* variables, overridden by non-None ``overrides``."""
-        values: dict[str, object] = {}
-        for field in msgspec.structs.fields(cls):
-            raw = os.environ.get(f"CORRAL_{field.name.upper()}")
-            if raw is not None:
-                kind = type(field.default)
-                values[field.name] = kind(raw) if kind in (int, float) else raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return msgspec.convert(values, cls)
+        """Defaults, overridden by CORRAL_* variables, overridden by non-None ``overrides``
+        (the flags); raises ConfigError for any value that is not allowed."""
+        config = load_settings(cls, overrides)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """The rules that relate settings to each other (and name lists the fields'
+        types cannot express); raises ConfigError."""
+        import strategies
+
+        for field in msgspec.structs.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(setting_name(field.name), value, "a finite number")
+        if self.strategy not in strategies.STRATEGIES:
+            raise ConfigError(
+                setting_name("strategy"),
+                self.strategy,
+                f"one of {', '.join(sorted(strategies.STRATEGIES))}",
+            )
+        try:
+            self.weights()
+        except ValueError as exc:
+            raise ConfigError(setting_name("queue_weights"), self.queue_weights, str(exc)) from None
+        for name in ("bind", "dag_resolver"):
+            address = getattr(self, name)
+            if address.startswith("tcp://") and not _tcp_port_ok(address):
+                raise ConfigError(
+                    setting_name(name), address, "tcp://HOST:PORT with PORT 1 to 65535"
+                )
+        interval = self.heartbeat_interval
+        if self.lease < MIN_LEASE_HEARTBEATS * interval:
+            raise ConfigError(
+                setting_name("lease"),
+                self.lease,
+                f"at least {MIN_LEASE_HEARTBEATS:g} x --heartbeat-interval ({interval:g} s): "
+                "every heartbeat renews the leases, and a lease must outlive one late "
+                "heartbeat, or every job stops itself (self-fencing)",
+            )
+        if not interval < self.suspect_after <= self.lease:
+            raise ConfigError(
+                setting_name("suspect_after"),
+                self.suspect_after,
+                f"more than --heartbeat-interval ({interval:g} s) and at most --lease "
+                f"({self.lease:g} s)",
+            )
+        if self.backoff_cap < self.backoff_base:
+            raise ConfigError(
+                setting_name("backoff_cap"),
+                self.backoff_cap,
+                f"at least --backoff-base ({self.backoff_base:g} s)",
+            )
+
+
+def _tcp_port_ok(address: str) -> bool:
+    port = address.rsplit(":", 1)[-1]
+    return port.isdigit() and 1 <= int(port) <= 65535
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class LogConfig(msgspec.Struct, kw_only=True):
+    """Logging of every long-running command (scheduler, worker, dag-resolver, demo)."""
+
+    log_level: LogLevel = "WARNING"  # any case is accepted: "info" is INFO
+    log_format: Literal["text", "json"] = "text"  # json: one object per line
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> LogConfig:
+        return load_settings(cls, overrides, normalize={"log_level": str.upper})
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<what>.*?)(?: - at `\$\.(?P<field>\w+)`)?$", re.S)
+
+
+def setting_name(field: str) -> str:
+    """How users spell a setting: its flag and its environment variable."""
+    return f"--{field.replace('_', '-')} / CORRAL_{field.upper()}"
+
+
+def load_settings(
+    cls: type[S],
+    overrides: dict[str, object],
+    normalize: dict[str, Any] | None = None,
+) -> S:
+    """``cls`` from its defaults, the ``CORRAL_<FIELD>`` variables and the non-None
+    ``overrides``, in rising precedence; strings are converted by msgspec (so "5" is a
+    float for a float field). A value that fails a field's type or constraint raises
+    ConfigError with the setting's names, the value as given, and what is allowed."""
+    normalize = normalize or {}
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(cls):
+        raw = os.environ.get(f"CORRAL_{field.name.upper()}")
+        if raw:  # an empty variable counts as unset
+            values[field.name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, fix in normalize.items():
+        if isinstance(values.get(key), str):
+            values[key] = fix(values[key])
+    try:
+        return msgspec.convert(values, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        match = _MSGSPEC_ERROR.match(str(exc))
+        name = match.group("field") if match else None
+        if name is None:
+            raise ConfigError("settings", values, str(exc)) from None
+        raise ConfigError(
+            setting_name(name), values.get(name), _allowed(cls, name, str(exc))
+        ) from None
+
+
+def _allowed(cls: type[msgspec.Struct], field: str, error: str) -> str:
+    """What a field allows, in words, from its type and its ``Meta`` description."""
+    for info in msgspec.structs.fields(cls):
+        if info.name != field:
+            continue
+        choices = _literal_choices(info.type)
+        if choices:
+            return "one of " + ", ".join(choices) + (" (any case)" if field == "log_level" else "")
+        described = _description(info.type)
+        if described:
+            return described + (" (or unset: off)" if field == "metrics_port" else "")
+    return error.split(" - at ")[0].replace("Expected", "expected")
+
+
+def _literal_choices(tp: Any) -> list[str]:
+    args = get_args(tp)
+    if args and all(isinstance(a, str) for a in args):
+        return list(args)
+    return []
+
+
+def _description(tp: Any) -> str | None:
+    for arg in get_args(tp):
+        if isinstance(arg, Meta) and arg.description:
+            return arg.description
+        nested = _description(arg)
+        if nested:
+            return nested
+    return None
 
 
 def env_address(default: str = DEFAULT_ADDRESS) -> str:

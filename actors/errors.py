@@ -25,6 +25,40 @@ class ActorCrashed(CorralError):
         self.actor, self.cause = actor, cause
 
 
+class ConfigError(CorralError):
+    """Raised when a setting (a flag or its ``CORRAL_*`` variable) has a value that is not
+    allowed; names the setting, the value given and what is allowed. The CLI exits 2."""
+
+    def __init__(self, setting: str, value: object, allowed: str) -> None:
+        super().__init__(f"{setting}: {value!r} is not allowed: {allowed}")
+        self.setting, self.value, self.allowed = setting, value, allowed
+
+
+class StoreError(CorralError):
+    """Raised when the database cannot be opened, read or written (a missing folder, a file
+    that is not SQLite, a full disk, a file deleted under the scheduler). The scheduler
+    stops at once, acknowledging nothing more; ``path`` is the database file."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreFull(StoreError):
+    """Raised when a commit fails because the disk (or the database's size limit) is full.
+    Nothing of that commit was acknowledged; what was acknowledged before is on disk."""
+
+
+class StoreLost(StoreError):
+    """Raised when the file at the database's path is no longer the file the scheduler
+    writes (deleted, or moved and replaced): commits would go to a file nobody can open."""
+
+
+class StoreDamaged(StoreError):
+    """Raised at start-up when the database file is not SQLite or fails its integrity
+    check; the scheduler refuses to run on it rather than lose or invent jobs."""
+
+
 class StoreInconsistent(CorralError):
     """Raised when SQLite disagrees with the scheduler's memory (a compare-and-swap matched
     fewer rows than expected): two writers, or a corrupted file. The scheduler stops

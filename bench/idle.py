@@ -32,6 +32,8 @@ SAMPLES = 300
 
 def open_like_the_store(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
+    # "normal" (no fsync) on purpose: this times the CPU work of a commit after an idle
+    # gap; with "full" (the default) the fsync's wait would swamp it.
     for pragma in connection_pragmas("normal"):
         conn.execute(pragma)
     conn.executescript(SCHEMA)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,145 @@ async def test_the_store_checkpoints_the_wal_itself_after_the_commits_replies_we
     assert store.checkpoints == 2
     assert replies_before_checkpoint == [3, 6], "each checkpoint ran after its commit replied"
     await store.on_stop()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_commits_are_power_loss_safe_by_default() -> None:
+    from actors.config import SchedulerConfig
+    from actors.store import connection_pragmas
+
+    assert SchedulerConfig().durability == "full"
+    assert "PRAGMA synchronous=FULL" in connection_pragmas()
+    assert "PRAGMA synchronous=NORMAL" in connection_pragmas("normal")
+
+
+async def test_a_new_store_fsyncs_every_commit(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    try:
+        assert await store.fetch("PRAGMA synchronous") == [(2,)], "2 is FULL"
+    finally:
+        await store.on_stop()
+
+
+async def test_a_full_database_is_reported_as_full_and_nothing_of_it_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # The same code path as a full disk: SQLite answers SQLITE_FULL when the file may not
+    # grow (here by PRAGMA max_page_count; tests/e2e/test_startup.py fills a real tmpfs).
+    from actors.errors import StoreFull
+
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    inbox = Inbox()
+    await store._commit([Write(Ops(inserts=[row(1)]), inbox, "kept")])
+    pages = (await store.fetch("PRAGMA page_count"))[0][0]
+    await store.fetch(f"PRAGMA max_page_count={pages}")
+    big = [(*row(i)[:2], b"x" * 50_000, *row(i)[3:]) for i in range(2, 12)]
+    with pytest.raises(StoreFull, match="disk is full") as raised:
+        await store._commit([Write(Ops(inserts=big), inbox, "lost")])
+    assert "rollback" not in str(raised.value)
+    assert [m.tags for m in _drain(inbox)] == [["kept"]], "no reply for the failed commit"
+    await store.on_stop()
+    reopened = Store(str(tmp_path / "c.db"))
+    await reopened.open()
+    assert await reopened.fetch("SELECT id FROM jobs") == [(1,)]
+    await reopened.on_stop()
+
+
+def _drain(actor: Actor) -> list[Any]:
+    out = []
+    while not actor.mailbox.empty():
+        out.append(actor.mailbox.get_nowait())
+    return out
+
+
+async def test_a_commit_after_a_second_idle_checks_the_file_is_still_at_its_path(
+    tmp_path: Path,
+) -> None:
+    from actors.errors import StoreLost
+
+    clock = FakeClock()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    store = Store(str(folder / "c.db"), clock=clock)
+    await store.open()
+    inbox = Inbox()
+    await store._commit([Write(Ops(inserts=[row(1)]), inbox, 1)])
+    for name in os.listdir(folder):
+        os.remove(folder / name)
+    clock.now += 1.5  # idle for more than a second
+    with pytest.raises(StoreLost, match="was deleted"):
+        await store._commit([Write(Ops(inserts=[row(2)]), inbox, 2)])
+    assert [m.tags for m in _drain(inbox)] == [[1]], "nothing acknowledged after the delete"
+    with pytest.raises(StoreLost):  # and it never commits again
+        await store._commit([Write(Ops(inserts=[row(3)]), inbox, 3)])
+    await store.on_stop()
+
+
+async def test_busy_commits_check_the_file_at_least_once_a_second(tmp_path: Path) -> None:
+    from actors.errors import StoreLost
+
+    clock = FakeClock()
+    store = Store(str(tmp_path / "c.db"), clock=clock)
+    await store.open()
+    inbox = Inbox()
+    os.rename(tmp_path / "c.db", tmp_path / "moved.db")
+    lost: StoreLost | None = None
+    for i in range(1, 100):
+        clock.now += 0.1  # a commit every 100 ms: never idle
+        try:
+            await store._commit([Write(Ops(inserts=[row(i)]), inbox, i)])
+        except StoreLost as exc:
+            lost = exc
+            break
+    assert lost is not None
+    assert "c.db was deleted" in str(lost)
+    assert len(_drain(inbox)) < 10, "stopped within a second of commits"
+    await store.on_stop()
+
+
+async def test_the_store_stops_the_system_with_its_error_instead_of_crashing(
+    tmp_path: Path,
+) -> None:
+    from actors.errors import StoreLost
+    from actors.runtime import ActorSystem
+
+    clock = FakeClock()
+    store = Store(str(tmp_path / "c.db"), clock=clock)
+    await store.open()
+    system = ActorSystem()
+    inbox = Inbox()
+    system.add(store)
+    await system.start()
+    os.remove(tmp_path / "c.db")
+    clock.now += 5
+    store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+    with pytest.raises(StoreLost):  # the error itself, not ActorCrashed with a traceback
+        await asyncio.wait_for(system.run(), 5)
+    assert inbox.mailbox.empty()
+    assert store.db is None, "closed on the way out"
+
+
+@pytest.mark.parametrize("kind", ["not sqlite", "missing folder"])
+async def test_a_failed_open_is_one_store_error_and_leaves_no_thread(
+    tmp_path: Path, kind: str
+) -> None:
+    import threading
+
+    from actors.errors import StoreError
+
+    path = tmp_path / ("c.db" if kind == "not sqlite" else "no/c.db")
+    if kind == "not sqlite":
+        path.write_text("plain text, not a database\n" * 50)
+    threads = threading.active_count()
+    with pytest.raises(StoreError, match=str(path) if kind == "not sqlite" else "does not exist"):
+        await Store(str(path)).open()
+    assert threading.active_count() == threads

@@ -108,7 +108,7 @@ def test_status_json_has_counts_and_workers(address: str) -> None:
         (["submit", "t", "--priority", "high"], "invalid int value"),
         (["submit", "t", "--file", "/no/such/file"], "give either TASK or --file"),
         (["submit", "--file", "/no/such/file"], "cannot read /no/such/file"),
-        (["scheduler", "--strategy", "random"], "invalid choice"),
+        (["scheduler", "--strategy", "random"], "'random' is not allowed: one of fifo"),
         (["worker", "no_such_module_xyz"], "cannot import task module"),
         (["nonsense"], "invalid choice"),
     ],

@@ -1,0 +1,195 @@
+"""The database file itself: opening it, checking it is whole and still the file at its
+path, and turning SQLite's errors into one clear StoreError.
+
+Why the identity check: SQLite keeps writing to the file it opened. If the folder is
+deleted (or the file moved away and replaced) while the scheduler runs, every commit
+lands in a file that no longer has a name, is acknowledged, and vanishes at the next
+start. ``FileIdentity`` remembers the device and inode of the database and of its
+write-ahead log at open and compares them with what the path names now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+
+import aiosqlite
+
+from actors.errors import StoreDamaged, StoreError, StoreFull, StoreLost
+
+
+class StoreLocked(StoreError):
+    """Raised at start-up when another scheduler already holds the database file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path,
+            f"database {path} is in use by another corral scheduler; stop it first or pass --db",
+        )
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class FileIdentity:
+    """Device and inode of the database file and its ``-wal`` file, taken at open."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.wal = path + "-wal"
+        self.db_id = _identity(path)
+        # In WAL mode with an exclusive lock SQLite keeps the -wal file while it runs
+        # (it resets it after a checkpoint, it does not unlink it).
+        self.wal_id = _identity(self.wal)
+
+    def check(self) -> None:
+        """Raise StoreLost if the path no longer names the file being written."""
+        for name, expected in ((self.path, self.db_id), (self.wal, self.wal_id)):
+            if expected is None:
+                continue
+            try:
+                now = _identity(name)
+            except OSError as exc:  # e.g. a folder replaced by a file
+                now = None
+                reason = os.strerror(exc.errno or errno.EIO)
+            else:
+                reason = "deleted" if now is None else "replaced by another file"
+            if now != expected:
+                raise StoreLost(
+                    self.path,
+                    f"database file {name} was {reason} while the scheduler ran; stopping "
+                    "before acknowledging anything more (restore the file or its folder, "
+                    "then restart)",
+                )
+
+
+def _check_folder(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreError(
+            path,
+            f"cannot open database {path}: folder {folder} does not exist "
+            "(create it, or pass another --db / CORRAL_DB)",
+        )
+
+
+async def connect(path: str) -> aiosqlite.Connection:
+    """Open ``path`` with aiosqlite; a failure raises StoreError and leaves no thread."""
+    _check_folder(path)  # SQLite would only say "unable to open database file"
+    # check_same_thread=False: small group commits run inline on the event loop.
+    pending = aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        return await pending
+    except BaseException as exc:
+        # aiosqlite stops its thread after a failed connect without waiting for it; the
+        # thread would then report to a closed event loop (a traceback at exit).
+        pending._thread.join(timeout=5)
+        if isinstance(exc, sqlite3.Error):
+            raise translate(exc, path, "open") from None
+        raise
+
+
+def translate(exc: BaseException, path: str, doing: str) -> StoreError:
+    """One StoreError naming the file and the cause, for an error from SQLite or the OS."""
+    if isinstance(exc, StoreError):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    if code == sqlite3.SQLITE_FULL or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+        return StoreFull(
+            path,
+            f"cannot {doing} database {path}: the disk is full ({text}); nothing more was "
+            "acknowledged; free space, then restart",
+        )
+    if code == sqlite3.SQLITE_NOTADB or "file is not a database" in text:
+        return StoreDamaged(
+            path,
+            f"{path} is not an SQLite database; point --db / CORRAL_DB at a corral "
+            "database or a new file",
+        )
+    if code == sqlite3.SQLITE_CORRUPT:
+        return StoreDamaged(path, f"database {path} is damaged ({text}); restore a backup")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+        return StoreLocked(path)
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreError(path, f"cannot {doing} database {path}: it is read-only ({text})")
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return StoreError(
+            path, f"cannot {doing} database {path}: {text} (check the path and permissions)"
+        )
+    return StoreError(path, f"cannot {doing} database {path}: {text}")
+
+
+# The first 4 bytes of a write-ahead log (big-endian; the last bit names the checksum's
+# byte order); the header is 32 bytes and each frame 24 bytes plus one page.
+WAL_MAGIC = (0x377F0682, 0x377F0683)
+WAL_HEADER_BYTES = 32
+WAL_FRAME_HEADER_BYTES = 24
+
+
+def check_wal(path: str) -> str | None:
+    """Look at ``path``-wal before SQLite opens it (SQLite ignores a WAL whose header is
+    damaged, silently dropping every commit in it, and then overwrites it).
+
+    Raises StoreDamaged when the header is not a WAL header (overwritten). Returns a
+    warning when the file ends inside a frame: it was truncated (or the machine lost
+    power mid-write, which loses nothing acknowledged); commits after the cut are lost,
+    and refusing would not bring them back. Returns None for a sound or absent WAL."""
+    wal = path + "-wal"
+    try:
+        with open(wal, "rb") as f:
+            header = f.read(WAL_HEADER_BYTES)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(path, f"cannot read write-ahead log {wal}: {exc.strerror}") from None
+    if len(header) < WAL_HEADER_BYTES or not header.strip(b"\0"):
+        return None  # empty, or created and never written: nothing was committed in it
+    magic = int.from_bytes(header[:4], "big")
+    page_size = int.from_bytes(header[8:12], "big")
+    if magic not in WAL_MAGIC or not 512 <= page_size <= 65536:
+        raise StoreDamaged(
+            path,
+            f"write-ahead log {wal} is damaged (its header is not SQLite's): it may hold "
+            "commits the database file lacks; restore it (or the database) from a backup, "
+            "or move it aside to start from the database file alone",
+        )
+    frame = WAL_FRAME_HEADER_BYTES + page_size
+    partial = (size - WAL_HEADER_BYTES) % frame
+    if partial:
+        return (
+            f"write-ahead log {wal} ends inside a frame ({partial} of {frame} bytes): it was "
+            "truncated, or the machine lost power while writing; commits after the cut are "
+            "lost (see the last commit time in the start line)"
+        )
+    return None
+
+
+def quick_check(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a database whose pages do not hold together (``PRAGMA quick_check``)."""
+    rows = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(5)")]
+    if rows != ["ok"]:
+        raise StoreDamaged(
+            path,
+            f"database {path} failed its integrity check ({'; '.join(rows)[:300]}); "
+            "restore a backup, or move it and its -wal file aside to start empty",
+        )
+
+
+async def close_quietly(db: aiosqlite.Connection | None) -> None:
+    """Close, and stop aiosqlite's thread, even when the file is gone or the disk full:
+    the caller is already stopping for a reason it has reported."""
+    if db is None:
+        return
+    with contextlib.suppress(sqlite3.Error, ValueError, OSError):
+        await db.close()  # stops the thread in its finally, even when closing failed
+    # The thread replies, then exits: wait for that, so nothing outlives the store.
+    db._thread.join(timeout=5)

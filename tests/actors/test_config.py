@@ -1,0 +1,102 @@
+"""Settings: one validation for flags and CORRAL_* variables, messages that name the setting,
+the value and what is allowed. (tests/e2e/test_startup.py runs the same through the CLI.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.config import LogConfig, SchedulerConfig
+from actors.demo import DEMO_TIMINGS
+from actors.errors import ConfigError
+from bench.harness import FAST_TIMINGS
+
+
+def flags(args: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["--lease", "1"]`` as from_env keyword overrides."""
+    return {
+        args[i].removeprefix("--").replace("-", "_"): args[i + 1] for i in range(0, len(args), 2)
+    }
+
+
+def test_defaults_are_valid_and_power_loss_safe() -> None:
+    config = SchedulerConfig.from_env()
+    assert config.durability == "full"
+    assert config.metrics_port is None
+
+
+@pytest.mark.parametrize("timings", [FAST_TIMINGS, DEMO_TIMINGS], ids=["tests", "demo"])
+def test_the_timings_the_project_uses_are_accepted(timings: tuple[str, ...]) -> None:
+    SchedulerConfig.from_env(**flags(timings))
+
+
+def test_flags_win_over_variables_and_strings_are_converted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CORRAL_LEASE", "8")
+    monkeypatch.setenv("CORRAL_METRICS_PORT", "9100")
+    monkeypatch.setenv("CORRAL_DURABILITY", "normal")
+    assert SchedulerConfig.from_env().lease == 8.0
+    config = SchedulerConfig.from_env(lease="9", metrics_port=None)
+    assert (config.lease, config.metrics_port, config.durability) == (9.0, 9100, "normal")
+
+
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_METRICS_PORT", "")
+    assert SchedulerConfig.from_env().metrics_port is None
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "setting", "allowed"),
+    [
+        ({"CORRAL_LEASE": "abc"}, {}, "--lease / CORRAL_LEASE", "seconds > 0"),
+        ({"CORRAL_LEASE": "-1"}, {}, "--lease / CORRAL_LEASE", "seconds > 0"),
+        ({"CORRAL_LEASE": "inf"}, {}, "--lease / CORRAL_LEASE", "finite"),
+        ({"CORRAL_METRICS_PORT": "abc"}, {}, "--metrics-port", "1 to 65535"),
+        ({}, {"metrics_port": "0"}, "--metrics-port", "1 to 65535"),
+        ({"CORRAL_STRATEGY": "bogus"}, {}, "--strategy / CORRAL_STRATEGY", "round-robin"),
+        ({"CORRAL_DURABILITY": "bogus"}, {}, "--durability", "one of full, normal"),
+        ({}, {"lease_grace": "-1"}, "--lease-grace", ">= 0"),
+        ({}, {"heartbeat_interval": "10", "lease": "2"}, "--lease", "2 x --heartbeat-interval"),
+        ({}, {"heartbeat_interval": "1", "lease": "1.5"}, "--lease", "one late heartbeat"),
+        ({}, {"suspect_after": "6"}, "--suspect-after", "at most --lease (5 s)"),
+        ({}, {"suspect_after": "1"}, "--suspect-after", "more than --heartbeat-interval"),
+        ({}, {"backoff_factor": "0.5"}, "--backoff-factor", ">= 1"),
+        ({}, {"backoff_base": "10", "backoff_cap": "5"}, "--backoff-cap", "--backoff-base"),
+        ({}, {"queue_weights": "heavy=-1"}, "--queue-weights", "WEIGHT > 0"),
+        ({}, {"bind": "tcp://127.0.0.1:0"}, "--bind", "PORT 1 to 65535"),
+        ({}, {"dag_resolver": "tcp://127.0.0.1:x"}, "--dag-resolver", "PORT 1 to 65535"),
+        ({"CORRAL_DB": ""}, {"db": ""}, "--db", "a file path"),
+    ],
+)
+def test_a_value_that_is_not_allowed_names_setting_value_and_rule(
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    overrides: dict[str, str],
+    setting: str,
+    allowed: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        SchedulerConfig.from_env(**overrides)
+    message = str(raised.value)
+    assert message.startswith(setting), message
+    assert allowed in message, message
+    given = {**env, **overrides}
+    shown = [v for v in given.values() if v and (repr(v) in message or str(float(v)) in message)]
+    assert shown or "''" in message, f"the value given is named: {message}"
+
+
+@pytest.mark.parametrize("level", ["info", "Info", "INFO", "debug", "warning", "error"])
+def test_log_levels_are_accepted_in_any_case(monkeypatch: pytest.MonkeyPatch, level: str) -> None:
+    monkeypatch.setenv("CORRAL_LOG_LEVEL", level)
+    assert LogConfig.from_env().log_level == level.upper()
+    monkeypatch.delenv("CORRAL_LOG_LEVEL")
+    assert LogConfig.from_env(log_level=level).log_level == level.upper()
+
+
+def test_a_bad_log_setting_names_what_is_allowed() -> None:
+    with pytest.raises(ConfigError, match="one of DEBUG, INFO, WARNING, ERROR"):
+        LogConfig.from_env(log_level="loud")
+    with pytest.raises(ConfigError, match="--log-format / CORRAL_LOG_FORMAT: 'xml'"):
+        LogConfig.from_env(log_format="xml")
