@@ -7,11 +7,11 @@ locally with the size and the limit named, instead of travelling to the schedule
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from actors.errors import RequestRefused
+from actors.tasks import task_options
 from transport import protocol as wire
 
 # Defaults of a job's fields when neither the caller nor the task's declaration sets them
@@ -25,29 +25,11 @@ SPEC_OVERHEAD = 64
 
 
 def task_defaults(task: str) -> dict[str, Any]:
-    """The defaults a task registered in this process declares (queue, priority,
-    max_retries, timeout), or ``{}``. Read through ``actors.worker.task_options`` when the
-    worker module offers it, else from a ``_corral_options`` attribute on the function.
-    Only looked up when ``actors.worker`` is already imported: a process that registered
-    no task never pays for (or imports) the worker."""
-    worker = sys.modules.get("actors.worker")
-    if worker is None:
-        return {}
-    options: Any = None
-    lookup = getattr(worker, "task_options", None)
-    if callable(lookup):
-        try:
-            options = lookup(task)
-        except (KeyError, LookupError):
-            options = None
-    else:
-        registry = getattr(worker, "REGISTRY", {})
-        options = getattr(registry.get(task), "_corral_options", None)
-    if options is None:
-        return {}
-    if isinstance(options, Mapping):
-        return {k: options[k] for k in DEFAULTS if options.get(k) is not None}
-    return {k: getattr(options, k) for k in DEFAULTS if getattr(options, k, None) is not None}
+    """The defaults a task registered in this process declares with ``@task(queue=...,
+    priority=..., max_retries=..., timeout=...)``, or ``{}`` for a task registered
+    elsewhere (a client usually submits by name what only the workers import)."""
+    options = task_options(task)
+    return {k: getattr(options, k) for k in DEFAULTS if getattr(options, k) is not None}
 
 
 def job_spec(

@@ -4,8 +4,10 @@ Kept apart from the worker agent (no sockets, no event loop) so a process-pool c
 and a client in the same process, can read the registry and the task options cheaply.
 
 A task's options say what its own author knows about it: which exceptions a retry can
-cure (``retry_on``), how many retries it deserves at most (``max_retries``) and how long
-an attempt may run when the job names no timeout (``timeout``).
+cure (``retry_on``), how many retries it deserves at most (``max_retries``), how long
+an attempt may run when the job names no timeout (``timeout``), and the queue and
+priority its jobs get when the submitter names none (``queue``, ``priority``: applied by
+a client that has the task registered in its own process).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class TaskOptions:
     retry_on: tuple[type[BaseException], ...] | None = None  # None: every Exception
     max_retries: int | None = None
     timeout: float | None = None
+    queue: str | None = None
+    priority: int | None = None
 
 
 OPTIONS: dict[str, TaskOptions] = {}
@@ -43,6 +47,8 @@ def task(
     retry_on: tuple[type[BaseException], ...] | None = None,
     max_retries: int | None = None,
     timeout: float | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -54,13 +60,17 @@ def task(
     retry_on: tuple[type[BaseException], ...] | None = None,
     max_retries: int | None = None,
     timeout: float | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
 ) -> Any:
     """Register a function as a corral task: ``@task`` or ``@task(name="billing.invoice",
     retry_on=(IOError,), max_retries=5, timeout=30)``.
 
     ``retry_on``: only these exceptions are worth a retry; any other fails the job at once.
     ``max_retries``: a failure of attempt ``max_retries + 1`` (or later) is final, whatever
-    the job asked. ``timeout``: seconds an attempt may run when the job gives none."""
+    the job asked. ``timeout``: seconds an attempt may run when the job gives none.
+    ``queue``, ``priority``, and ``max_retries`` and ``timeout`` again: what a client that
+    has the task registered puts in a job spec for the fields its caller leaves out."""
     if max_retries is not None and max_retries < 0:
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
     if timeout is not None and timeout <= 0:
@@ -74,7 +84,7 @@ def task(
     def register(func: F) -> F:
         key = name or f"{func.__module__}.{func.__qualname__}"
         REGISTRY[key] = func
-        options = TaskOptions(retry_on, max_retries, timeout)
+        options = TaskOptions(retry_on, max_retries, timeout, queue, priority)
         if options != _DEFAULT:
             OPTIONS[key] = options
         else:

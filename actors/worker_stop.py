@@ -15,14 +15,31 @@ import gc
 import logging
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from actors.worker_outbox import Outbox
 from transport import protocol as wire
 
-if TYPE_CHECKING:
-    from actors.worker import Worker
-
 log = logging.getLogger("corral.worker")
+
+
+class Worker(Protocol):
+    """What leaving needs of ``actors.worker.Worker`` (a Protocol, so this module does not
+    import the worker and the two do not form an import circle)."""
+
+    running: dict[int, Any]
+    drain_timeout: float
+    abandoned: list[int]
+    _outbox: Outbox
+    _abandon: asyncio.Event
+
+    def _send(self, message: wire.Message) -> None: ...
+
+    def _stop_job(self, job_id: int, reason: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+    async def run(self) -> None: ...
 
 
 async def drain(w: Worker) -> None:

@@ -110,16 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kill-every",
         type=float,
-        default=0.5,
+        default=2.0,
         metavar="S",
-        help="chaos: SIGKILL a random worker this often (default 0.5; 0: never)",
+        help="chaos: SIGKILL a random worker this often (default 2; 0: never)",
     )
     parser.add_argument(
         "--pause-every",
         type=float,
-        default=2.0,
+        default=2.5,
         metavar="S",
-        help="chaos: SIGSTOP a random worker this often (default 2; 0: never)",
+        help="chaos: SIGSTOP a random worker this often (default 2.5; 0: never)",
     )
     parser.add_argument(
         "--pause-seconds",

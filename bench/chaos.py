@@ -67,8 +67,8 @@ TICK_S = 0.01
 class Faults:
     """How often each fault is injected (seconds; 0 turns it off)."""
 
-    kill_every: float = 0.5
-    pause_every: float = 2.0
+    kill_every: float = 2.0
+    pause_every: float = 2.5
     pause_seconds: float = 3.0  # longer than lease + grace: the paused worker's jobs move on
     restart_every: float = 5.0
 

@@ -178,6 +178,7 @@ class Cluster:
                 self.scheduler.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.scheduler.kill()
+                self.scheduler.wait()
 
     def executions(self) -> Counter[int]:
         """How often each job id ran, from the workers' own records."""
@@ -201,9 +202,11 @@ class Cluster:
     def stop_workers(self) -> None:
         for proc in self.workers:
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused (chaos) worker cannot drain
                 proc.send_signal(signal.SIGTERM)
         for proc in self.workers:
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()

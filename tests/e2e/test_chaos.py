@@ -22,19 +22,19 @@ def test_kills_pauses_and_restarts_never_double_commit_overlap_or_start_stale(
     tmp_path: Path,
 ) -> None:
     cluster = Cluster(CHAOS_TIMINGS, directory=tmp_path)
-    faults = Faults(kill_every=1.0, pause_every=1.5, pause_seconds=3.0, restart_every=4.0)
+    faults = Faults(kill_every=2.0, pause_every=2.5, pause_seconds=3.0, restart_every=4.0)
     try:
         cluster.start_scheduler()
         report = asyncio.run(
             run_chaos(
                 cluster,
-                jobs=1500,
+                jobs=300,
                 workers=4,
                 concurrency=4,
                 faults=faults,
                 job_seconds=0.005,
                 long_seconds=3.0,
-                long_every=50,
+                long_every=30,
             )
         )
     finally:
@@ -42,9 +42,9 @@ def test_kills_pauses_and_restarts_never_double_commit_overlap_or_start_stale(
     print("\n".join(report.lines()))
     assert report.kills >= 3, "the run must actually be chaotic"
     assert report.pauses >= 3
-    assert report.restarts >= 1
+    assert report.restarts >= 2
     assert report.not_succeeded == []
-    assert report.succeeded == 1500
+    assert report.succeeded == 300
     assert report.wrong_token == []
     assert report.overlaps == []
     assert report.stale_starts == []

@@ -5,29 +5,23 @@ task nobody registered here gets the protocol's defaults."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 import actors.worker as worker
 from actors.client import job_spec
+from actors.tasks import OPTIONS
 from actors.worker import task
 
 
 @pytest.fixture
 def registered() -> Iterator[str]:
-    @task(name="tests.defaults.report")
+    @task(name="tests.defaults.report", queue="reports", priority=5, max_retries=0, timeout=30)
     def report() -> None: ...
 
-    report._corral_options = {  # type: ignore[attr-defined]
-        "queue": "reports",
-        "priority": 5,
-        "max_retries": 0,
-        "timeout": 30.0,
-    }
     yield "tests.defaults.report"
     worker.REGISTRY.pop("tests.defaults.report", None)
+    OPTIONS.pop("tests.defaults.report", None)
 
 
 def test_fields_left_out_take_the_tasks_declared_defaults(registered: str) -> None:
@@ -43,13 +37,3 @@ def test_what_the_caller_passes_wins_over_the_declaration(registered: str) -> No
 def test_a_task_not_registered_here_gets_the_protocol_defaults() -> None:
     spec = job_spec("elsewhere.task")
     assert (spec.queue, spec.priority, spec.max_retries, spec.timeout) == ("default", 0, 3, None)
-
-
-def test_the_worker_modules_task_options_is_used_when_it_exists(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    declared: dict[str, Any] = {"billing.invoice": SimpleNamespace(queue="billing", priority=9)}
-    monkeypatch.setattr(worker, "task_options", declared.get, raising=False)
-    spec = job_spec("billing.invoice")
-    assert (spec.queue, spec.priority, spec.max_retries) == ("billing", 9, 3)
-    assert job_spec("other").queue == "default"
