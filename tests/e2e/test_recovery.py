@@ -14,7 +14,7 @@ import pytest
 from actors.client import AsyncClient, job_spec
 from tests.helpers.ledger_tasks import completed, read_ledger
 from tests.helpers.procs import Procs, free_address
-from tests.helpers.waiting import until_running
+from tests.helpers.waiting import until_running, until_started
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -58,14 +58,18 @@ async def test_a_lease_held_across_a_scheduler_restart_is_kept_by_its_worker(
 ) -> None:
     address = free_address()
     db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
+    # A lease that a restart surely fits in: starting a scheduler process takes about half
+    # a second here, more under load, and a restart slower than the lease must (and does)
+    # end in self-fencing and a re-run, which is not what this test is about.
+    lease = ("--lease", "4", "--lease-grace", "1")
+    scheduler = procs.scheduler(address, db, *lease)
     procs.worker(address, "steady", 1)
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("record", ["kept"], {"seconds": 2.0})
-        await until_running(client, job_id)
+        await until_started(str(procs.ledger), job_id)
         scheduler.send_signal(signal.SIGKILL)
         scheduler.wait(timeout=10)
-        procs.scheduler(address, db)  # back within the lease: the worker reconnects
+        procs.scheduler(address, db, *lease)  # back within the lease: the worker reconnects
         assert await client.result(job_id, timeout=30) == "kept"
         view = await client.job(job_id)
     assert view is not None

@@ -18,7 +18,7 @@ import zmq
 from actors.client import AsyncClient
 from tests.helpers.ledger_tasks import completed, read_ledger
 from tests.helpers.procs import Procs, free_address
-from tests.helpers.waiting import until_running
+from tests.helpers.waiting import until_running, until_started
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -31,9 +31,13 @@ def _scheduler_log(procs: Procs, index: int) -> str:
     return logs[index].read_text(errors="replace")
 
 
-async def _all_running(client: AsyncClient, ids: list[int], timeout: float = 20.0) -> None:
+async def _all_running(
+    client: AsyncClient, ids: list[int], ledger: str, timeout: float = 20.0
+) -> None:
+    """RUNNING in the scheduler and started by their handlers (see until_started)."""
     for job_id in ids:
         await until_running(client, job_id, timeout=timeout)
+        await until_started(ledger, job_id, timeout=timeout)
 
 
 async def test_running_jobs_survive_a_restart_of_one_and_a_half_seconds(
@@ -48,7 +52,7 @@ async def test_running_jobs_survive_a_restart_of_one_and_a_half_seconds(
         ids = [
             await client.submit("record", [i], {"seconds": 3.0}, max_retries=0) for i in range(4)
         ]
-        await _all_running(client, ids)
+        await _all_running(client, ids, str(procs.ledger))
         scheduler.send_signal(signal.SIGKILL)
         scheduler.wait(timeout=10)
         await asyncio.sleep(1.5)  # the outage itself, not a wait for a condition
@@ -79,7 +83,7 @@ async def test_a_sigkilled_scheduler_back_half_a_second_later_keeps_long_jobs(
             await client.submit("record", [s], {"seconds": s}, max_retries=0)
             for s in (3.0, 5.5, 8.0)
         ]
-        await _all_running(client, ids)
+        await _all_running(client, ids, str(procs.ledger))
         scheduler.send_signal(signal.SIGKILL)
         scheduler.wait(timeout=10)
         await asyncio.sleep(0.5)  # the outage itself
@@ -104,7 +108,7 @@ async def test_a_result_finished_while_the_scheduler_was_away_commits_when_it_is
     procs.worker(address, "steady", 1)
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("record", ["done away"], {"seconds": 0.5}, max_retries=0)
-        await until_running(client, job_id)
+        await until_started(str(procs.ledger), job_id)
         scheduler.send_signal(signal.SIGKILL)
         scheduler.wait(timeout=10)
         deadline = time.monotonic() + 20

@@ -20,3 +20,19 @@ async def until_running(
             return view
         await asyncio.sleep(0.02)
     raise TimeoutError(f"job {job_id} was not RUNNING{' on ' + worker if worker else ''} in time")
+
+
+async def until_started(ledger: str, job_id: int, timeout: float = 20.0) -> None:
+    """Wait until a handler of ``job_id`` has written its ``start`` line to the ledger.
+
+    RUNNING in the scheduler means the lease committed; the Assign may still be on its way,
+    and a scheduler killed at that moment takes it with it (the job then never ran, and is
+    rightly reclaimed). Tests about a running handler wait for this instead."""
+    from tests.helpers.ledger_tasks import read_events
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e["job"] == job_id and e["event"] == "start" for e in read_events(ledger)):
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"no handler of job {job_id} started in time")
