@@ -36,6 +36,7 @@ from actors.cli_inspect import (
     cmd_watch,
     cmd_workers,
 )
+from actors.cli_output import quiet_on_closed_stdout
 from actors.cli_scheduler import LONG_RUNNING, add_log_flags, add_scheduler_commands
 from actors.cli_submit import add_submit_parser
 from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
@@ -274,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         setup_logs(args)
-        args.fn(args)
+        # Every command, the long-running ones too: a closed stdout ends it quietly (141).
+        quiet_on_closed_stdout(args.fn)(args)
     except ConfigError as exc:
         print(f"corral: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

@@ -14,7 +14,7 @@ import pytest
 from actors.client import AsyncClient
 from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.procs import Procs, free_address
-from tests.helpers.waiting import until_running
+from tests.helpers.waiting import until_running, until_started
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -94,8 +94,7 @@ async def test_a_cpu_bound_task_in_a_process_pool_keeps_its_lease_and_can_be_sto
         spin = await client.submit("spin", [2.5], max_retries=0)
         long = await client.submit("record", ["never"], {"seconds": 30.0}, max_retries=0)
 
-        await until_running(client, long)
-        await asyncio.sleep(0.3)
+        await until_started(str(procs.ledger), long)  # its handler runs in a child now
         stopped_at = time.monotonic()
         assert (await client.cancel([long]))[long] == "CANCELLED"
         outcomes = await client.wait([spin, long], timeout=30)
