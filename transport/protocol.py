@@ -1,7 +1,9 @@
 """The wire protocol: every frame between scheduler, workers and clients.
 
 Owns the message Structs, the two tagged unions (what the scheduler accepts and
-what it sends), and the encoder/decoders, built once. Every frame that arrives
+what it sends), and the encoder/decoders, built once. The limits and the payloads
+inside messages (``transport.payloads``) and the read models (``transport.views``)
+are re-exported here, so the protocol is one namespace: ``wire.JobSpec``. Every frame that arrives
 from the network goes through :func:`decode_request`: size check first, then a
 typed msgspec decode; anything else raises :class:`~transport.errors.BadFrame`.
 
@@ -16,233 +18,58 @@ so it never pays to decode or re-encode data it does not read.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from transport.errors import BadFrame
+from transport.payloads import (
+    EMPTY_ARGS,
+    EMPTY_KWARGS,
+    MAX_ERROR_CHARS,
+    MAX_FRAME_BYTES,
+    MAX_JOB_PAYLOAD_BYTES,
+    MAX_SLOTS,
+    NONE_RAW,
+    PROTOCOL_VERSION,
+    Assignment,
+    Backoff,
+    JobId,
+    JobOutcome,
+    JobResult,
+    JobSpec,
+    ParentResult,
+    Priority,
+    QueueName,
+    RequestId,
+    Retries,
+    Seconds,
+    StepSpec,
+    TaskName,
+    is_msgpack_array,
+    is_msgpack_map,
+    pack,
+    truncate_error,
+    unpack,
+)
+from transport.views import (
+    AttemptView,
+    Event,
+    JobView,
+    QueueView,
+    RunningView,
+    StatusView,
+    StepView,
+    WorkerView,
+    WorkflowView,
+)
 
-PROTOCOL_VERSION = 1
-
-# 8 MiB: a bulk submit of 10,000 small jobs is ~1 MiB; anything near this
-# limit is a mistake or an attack, and is refused with an error reply.
-MAX_FRAME_BYTES = 8 * 1024 * 1024
-# A job's arguments must leave room in an Assign frame for the rest of the assignment
-# (task name, key, parents' results are checked separately), so a job accepted at submit
-# can always be sent to a worker. 16 KiB is far more than the fixed fields take.
-MAX_JOB_PAYLOAD_BYTES = MAX_FRAME_BYTES - 16 * 1024
-# Error texts (tracebacks) are cut to this many characters by their sender, keeping the
-# head and the tail, where the exception line is.
-MAX_ERROR_CHARS = 65_536
-# The most leases one worker may hold, claim or heartbeat (its slots are bounded alike),
-# so no single frame can make the scheduler do unbounded work.
-MAX_SLOTS = 10_000
-
-EMPTY_ARGS = msgspec.Raw(b"\x90")  # msgpack []
-EMPTY_KWARGS = msgspec.Raw(b"\x80")  # msgpack {}
-NONE_RAW = msgspec.Raw(b"\xc0")  # msgpack nil
-
-TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-QueueName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
-JobId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
-RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
-Retries = Annotated[int, msgspec.Meta(ge=0, le=1000)]
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
+# The payloads and the read models live in transport.payloads and transport.views and are
+# re-exported here: the protocol is one namespace (mypy: implicit_reexport for this module).
 
 
 class Message(msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defaults=False):
     """Base of every wire message; the class name is the tag."""
-
-
-# ---------------------------------------------------------------- payload types
-
-
-class Backoff(msgspec.Struct, frozen=True, array_like=True):
-    """Retry delay = min(cap, base * factor ** (attempt - 1)) * uniform(0.5, 1)."""
-
-    base: Annotated[float, msgspec.Meta(ge=0, le=86400)]
-    factor: Annotated[float, msgspec.Meta(ge=1, le=100)]
-    cap: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)]
-
-
-class JobSpec(msgspec.Struct, frozen=True, array_like=True):
-    """What a client asks to run."""
-
-    task: TaskName
-    args: msgspec.Raw = EMPTY_ARGS
-    kwargs: msgspec.Raw = EMPTY_KWARGS
-    priority: Priority = 0
-    queue: QueueName = "default"
-    depends_on: list[JobId] = []
-    max_retries: Retries = 3
-    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
-    timeout: Seconds | None = None
-    backoff: Backoff | None = None  # None: the scheduler's default
-
-
-class StepSpec(msgspec.Struct, frozen=True, array_like=True):
-    """One named step of a workflow: a job, and the steps it runs after."""
-
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-    job: JobSpec
-    after: list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]] = []
-
-
-class ParentResult(msgspec.Struct, frozen=True, array_like=True):
-    """A succeeded parent's result, handed to its child (``context().parents``)."""
-
-    job_id: int
-    step: str | None
-    result: msgspec.Raw
-
-
-class Assignment(msgspec.Struct, frozen=True, array_like=True):
-    """One job leased to one worker under one fencing token."""
-
-    job_id: int
-    token: int
-    task: str
-    args: msgspec.Raw
-    kwargs: msgspec.Raw
-    attempt: int
-    idempotency_key: str | None = None
-    timeout: float | None = None
-    parents: list[ParentResult] = []
-    step: str | None = None
-    workflow_id: int | None = None
-
-
-class JobResult(msgspec.Struct, frozen=True, array_like=True):
-    """A worker's report of one execution."""
-
-    job_id: JobId
-    token: Annotated[int, msgspec.Meta(ge=0)]
-    ok: bool
-    result: msgspec.Raw = NONE_RAW
-    error: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_CHARS)] | None = None
-    # False: a retry cannot succeed (unknown task, arguments that do not bind, an exception
-    # the task does not retry, its own retry limit reached): the job fails at once.
-    retry: bool = True
-
-
-class JobOutcome(msgspec.Struct, frozen=True, array_like=True):
-    """The final word on a job, sent to whoever waits for it."""
-
-    job_id: int
-    status: str
-    result: msgspec.Raw = NONE_RAW
-    error: str | None = None
-
-
-class AttemptView(msgspec.Struct, frozen=True):
-    """One finished attempt of a job."""
-
-    token: int
-    worker: str | None
-    started_at: float | None
-    finished_at: float | None
-    outcome: str  # "succeeded", "error", "lost", "cancelled"
-    error: str | None = None
-
-
-class JobView(msgspec.Struct, frozen=True):
-    """Everything a client may read about one job."""
-
-    job_id: int
-    task: str
-    status: str
-    priority: int
-    queue: str
-    attempts: int
-    max_retries: int
-    token: int
-    worker: str | None
-    depends_on: list[int]
-    idempotency_key: str | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    result: msgspec.Raw = NONE_RAW
-    error: str | None = None
-    history: list[AttemptView] = []
-
-
-class StepView(msgspec.Struct, frozen=True):
-    name: str
-    job_id: int
-    status: str
-    after: list[str]
-    task: str
-    priority: int
-    attempts: int
-    error: str | None = None
-
-
-class WorkflowView(msgspec.Struct, frozen=True):
-    workflow_id: int
-    name: str
-    created_at: float
-    steps: list[StepView]  # in topological order
-
-
-class RunningView(msgspec.Struct, frozen=True):
-    """A job a worker is running, with its latest progress report."""
-
-    job_id: int
-    token: int
-    progress: float | None = None  # 0.0 .. 1.0, None before the first report
-    message: str = ""
-
-
-class WorkerView(msgspec.Struct, frozen=True):
-    name: str
-    state: str
-    slots: int
-    running: int
-    queues: list[str]
-    last_seen_s: float
-    jobs: list[RunningView] = []
-
-
-class QueueView(msgspec.Struct, frozen=True):
-    """Ready jobs in one queue, by priority band (high > 0, normal = 0, low < 0)."""
-
-    ready: int
-    high: int = 0
-    normal: int = 0
-    low: int = 0
-    waiting_for_worker: int = 0  # ready jobs no connected worker may run (task not announced)
-
-
-class StatusView(msgspec.Struct, frozen=True):
-    jobs: dict[str, int]
-    workers: list[WorkerView]
-    strategy: str
-    counters: dict[str, int] = {}  # e.g. refused_results: stale results refused
-    queues: dict[str, QueueView] = {}
-    completed_last_minute: int = 0  # jobs that ended (any final state) in the last 60 s
-    throughput_per_s: float = 0.0  # SUCCEEDED per second over the last 60 s
-    dead_letters: int = 0  # jobs in FAILED
-
-
-class Event(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
-    """Something that happened, published after it was committed.
-
-    kind "job": ``job_id`` moved to ``status``; "progress": a running job reported
-    ``fraction`` and ``message``; "worker": ``worker`` became ``status`` (joined,
-    alive, suspect, dead, left)."""
-
-    seq: int
-    at: float
-    kind: str
-    job_id: int = 0
-    status: str = ""
-    queue: str = ""
-    worker: str = ""
-    token: int = 0
-    fraction: float = -1.0
-    message: str = ""
 
 
 # ---------------------------------------------------------- to the scheduler
@@ -613,36 +440,3 @@ def decode_reply(frame: bytes) -> FromScheduler:
         raise BadFrame("bad_frame", f"unreadable frame from scheduler: {exc}") from None
     except RecursionError:
         raise BadFrame("bad_frame", "frame from scheduler is nested too deeply") from None
-
-
-def truncate_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, keeping its head and its tail (a traceback's
-    last line names the exception), with a marker saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    marker = f"\n... [{len(text) - limit + 100} characters cut] ...\n"
-    keep = limit - len(marker)
-    head = keep // 4
-    return text[:head] + marker + text[len(text) - (keep - head) :]
-
-
-def is_msgpack_array(raw: msgspec.Raw) -> bool:
-    """Cheap shape check of a raw msgpack value: an array (fixarray, array16, array32)."""
-    first = memoryview(raw)[:1].tobytes()
-    return bool(first) and (0x90 <= first[0] <= 0x9F or first[0] in (0xDC, 0xDD))
-
-
-def is_msgpack_map(raw: msgspec.Raw) -> bool:
-    """Cheap shape check of a raw msgpack value: a map (fixmap, map16, map32)."""
-    first = memoryview(raw)[:1].tobytes()
-    return bool(first) and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF))
-
-
-def pack(value: Any) -> msgspec.Raw:
-    """Encode a user value into the Raw form used for args, kwargs and results."""
-    return msgspec.Raw(_encoder.encode(value))
-
-
-def unpack(raw: msgspec.Raw | bytes) -> Any:
-    """Decode a Raw user value back to Python objects."""
-    return msgspec.msgpack.decode(raw)

@@ -1,0 +1,155 @@
+"""The payloads of the wire protocol: the limits every frame respects, the user-data
+helpers (``pack``/``unpack``, shape checks, ``truncate_error``) and the Structs that travel
+inside messages (a job spec, an assignment, a result). ``transport.protocol`` re-exports
+all of it; import from there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+# 8 MiB: a bulk submit of 10,000 small jobs is ~1 MiB; anything near this
+# limit is a mistake or an attack, and is refused with an error reply.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+# A job's arguments must leave room in an Assign frame for the rest of the assignment
+# (task name, key, parents' results are checked separately), so a job accepted at submit
+# can always be sent to a worker. 16 KiB is far more than the fixed fields take.
+MAX_JOB_PAYLOAD_BYTES = MAX_FRAME_BYTES - 16 * 1024
+# Error texts (tracebacks) are cut to this many characters by their sender, keeping the
+# head and the tail, where the exception line is.
+MAX_ERROR_CHARS = 65_536
+# The most leases one worker may hold, claim or heartbeat (its slots are bounded alike),
+# so no single frame can make the scheduler do unbounded work.
+MAX_SLOTS = 10_000
+
+EMPTY_ARGS = msgspec.Raw(b"\x90")  # msgpack []
+EMPTY_KWARGS = msgspec.Raw(b"\x80")  # msgpack {}
+NONE_RAW = msgspec.Raw(b"\xc0")  # msgpack nil
+
+TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+QueueName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+JobId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+Retries = Annotated[int, msgspec.Meta(ge=0, le=1000)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
+
+
+# ---------------------------------------------------------------- payload types
+
+
+class Backoff(msgspec.Struct, frozen=True, array_like=True):
+    """Retry delay = min(cap, base * factor ** (attempt - 1)) * uniform(0.5, 1)."""
+
+    base: Annotated[float, msgspec.Meta(ge=0, le=86400)]
+    factor: Annotated[float, msgspec.Meta(ge=1, le=100)]
+    cap: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)]
+
+
+class JobSpec(msgspec.Struct, frozen=True, array_like=True):
+    """What a client asks to run."""
+
+    task: TaskName
+    args: msgspec.Raw = EMPTY_ARGS
+    kwargs: msgspec.Raw = EMPTY_KWARGS
+    priority: Priority = 0
+    queue: QueueName = "default"
+    depends_on: list[JobId] = []
+    max_retries: Retries = 3
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    timeout: Seconds | None = None
+    backoff: Backoff | None = None  # None: the scheduler's default
+
+
+class StepSpec(msgspec.Struct, frozen=True, array_like=True):
+    """One named step of a workflow: a job, and the steps it runs after."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    job: JobSpec
+    after: list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]] = []
+
+
+class ParentResult(msgspec.Struct, frozen=True, array_like=True):
+    """A succeeded parent's result, handed to its child (``context().parents``)."""
+
+    job_id: int
+    step: str | None
+    result: msgspec.Raw
+
+
+class Assignment(msgspec.Struct, frozen=True, array_like=True):
+    """One job leased to one worker under one fencing token."""
+
+    job_id: int
+    token: int
+    task: str
+    args: msgspec.Raw
+    kwargs: msgspec.Raw
+    attempt: int
+    idempotency_key: str | None = None
+    timeout: float | None = None
+    parents: list[ParentResult] = []
+    step: str | None = None
+    workflow_id: int | None = None
+
+
+class JobResult(msgspec.Struct, frozen=True, array_like=True):
+    """A worker's report of one execution."""
+
+    job_id: JobId
+    token: Annotated[int, msgspec.Meta(ge=0)]
+    ok: bool
+    result: msgspec.Raw = NONE_RAW
+    error: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_CHARS)] | None = None
+    # False: a retry cannot succeed (unknown task, arguments that do not bind, an exception
+    # the task does not retry, its own retry limit reached): the job fails at once.
+    retry: bool = True
+
+
+class JobOutcome(msgspec.Struct, frozen=True, array_like=True):
+    """The final word on a job, sent to whoever waits for it."""
+
+    job_id: int
+    status: str
+    result: msgspec.Raw = NONE_RAW
+    error: str | None = None
+
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def truncate_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, keeping its head and its tail (a traceback's
+    last line names the exception), with a marker saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    marker = f"\n... [{len(text) - limit + 100} characters cut] ...\n"
+    keep = limit - len(marker)
+    head = keep // 4
+    return text[:head] + marker + text[len(text) - (keep - head) :]
+
+
+def is_msgpack_array(raw: msgspec.Raw) -> bool:
+    """Cheap shape check of a raw msgpack value: an array (fixarray, array16, array32)."""
+    first = memoryview(raw)[:1].tobytes()
+    return bool(first) and (0x90 <= first[0] <= 0x9F or first[0] in (0xDC, 0xDD))
+
+
+def is_msgpack_map(raw: msgspec.Raw) -> bool:
+    """Cheap shape check of a raw msgpack value: a map (fixmap, map16, map32)."""
+    first = memoryview(raw)[:1].tobytes()
+    return bool(first) and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF))
+
+
+def pack(value: Any) -> msgspec.Raw:
+    """Encode a user value into the Raw form used for args, kwargs and results."""
+    return msgspec.Raw(_encoder.encode(value))
+
+
+def unpack(raw: msgspec.Raw | bytes) -> Any:
+    """Decode a Raw user value back to Python objects."""
+    return msgspec.msgpack.decode(raw)
