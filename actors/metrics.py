@@ -137,6 +137,24 @@ class MetricsBoard:
             ("corral_refused_leases", dispatcher, "refused_leases", "Stale lease claims."),
             ("corral_bad_frames", self.part("gateway"), "bad_frames", "Malformed frames refused."),
             (
+                "corral_unknown_peer_frames",
+                self.part("gateway"),
+                "unknown_peer_frames",
+                "Worker frames from a peer that has not said hello (e.g. after a restart).",
+            ),
+            (
+                "corral_refused_heartbeats",
+                dispatcher,
+                "refused_heartbeats",
+                "Heartbeats claiming more leases than the worker's slots.",
+            ),
+            (
+                "corral_unheld_leases",
+                dispatcher,
+                "unheld_leases",
+                "Granted leases a worker did not hold; re-queued without an attempt.",
+            ),
+            (
                 "corral_events_dropped",
                 self.part("events"),
                 "dropped",

@@ -29,12 +29,21 @@ def status_renderable(status: wire.StatusView, address: str = "") -> Group:
         jobs.add_column(state.value, justify="right")
     jobs.add_row(*(str(status.jobs.get(state.value, 0)) for state in JobState))
     queues = Table(title="ready queues", show_edge=False, title_justify="left")
-    for column in ("queue", "ready", "high (>0)", "normal (0)", "low (<0)"):
+    # "no worker": ready jobs whose task no connected worker on their queue has.
+    for column in ("queue", "ready", "high (>0)", "normal (0)", "low (<0)", "no worker"):
         queues.add_column(column, justify="left" if column == "queue" else "right")
     for name, q in sorted(status.queues.items()):
-        queues.add_row(name, str(q.ready), str(q.high), str(q.normal), str(q.low))
+        waiting = str(q.waiting_for_worker) if q.waiting_for_worker else "0"
+        queues.add_row(
+            name,
+            str(q.ready),
+            str(q.high),
+            str(q.normal),
+            str(q.low),
+            f"[yellow]{waiting}[/]" if q.waiting_for_worker else waiting,
+        )
     if not status.queues:
-        queues.add_row("(none yet)", "0", "0", "0", "0")
+        queues.add_row("(none yet)", "0", "0", "0", "0", "0")
     workers = Table(title="workers", show_edge=False, title_justify="left")
     for column in ("name", "health", "slots used", "queues", "last heartbeat"):
         workers.add_column(column)

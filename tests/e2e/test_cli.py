@@ -139,3 +139,14 @@ def test_every_command_has_help() -> None:
         done = corral(command, "--help")
         assert done.returncode == 0
         assert "usage: corral" in done.stdout
+
+
+def test_status_counts_ready_jobs_that_no_connected_worker_can_run(address: str) -> None:
+    assert corral("submit", "etl.extract", "[]", "--connect", address).returncode == 0
+    done = corral("status", "--json", "--connect", address)
+    assert json.loads(done.stdout)["queues"]["default"]["waiting_for_worker"] == 1
+    table = corral("status", "--once", "--connect", address)
+    assert table.returncode == 0, table.stderr
+    assert "no worker" in table.stdout
+    [row] = [line for line in table.stdout.splitlines() if line.strip().startswith("default")]
+    assert row.split()[-1] == "1", table.stdout

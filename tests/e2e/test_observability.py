@@ -195,6 +195,8 @@ async def test_a_prometheus_scrape_parses_and_matches_the_work_done(
     assert samples[("corral_assignment_latency_seconds_count", ())] == 43
     assert samples[("corral_store_commit_seconds_count", ())] >= 1
     assert ("corral_queue_depth", q) in samples
+    for counter in ("unknown_peer_frames", "refused_heartbeats", "unheld_leases"):
+        assert samples[(f"corral_{counter}_total", ())] == 0
 
 
 async def test_a_subscriber_that_never_reads_loses_events_not_throughput(
