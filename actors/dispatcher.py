@@ -56,9 +56,6 @@ from transport import protocol as wire
 
 log = logging.getLogger("corral.dispatcher")
 
-# A worker sends progress at most 4 times a second (it coalesces); frames closer than
-# this are dropped here, so a misbehaving worker cannot flood the scheduler.
-PROGRESS_MIN_INTERVAL_S = 0.1
 # A hello may claim the jobs a worker runs plus results it has not had acknowledged; more
 # than twice its slots is not a worker being honest. The rest are not adopted.
 CLAIMS_PER_SLOT = 2
@@ -114,8 +111,8 @@ class Dispatcher(Actor):
                 self._adopted(message)
             case RevokeLease(peer=peer, job_id=job_id, token=token, reason=reason):
                 worker = self.workers.get(peer)
-                if worker is not None:
-                    worker.end(job_id, token)
+                if worker is not None and worker.end(job_id, token):
+                    self._released(worker, 1)
                 self._send(peer, wire.StopJob(job_id, token, reason))
             case FromWorker(peer=peer, message=wire.WorkerHello() as hello):
                 self._hello(peer, hello)
@@ -150,13 +147,18 @@ class Dispatcher(Actor):
             return
         self._send(peer, wire.ErrorReply("hello_first", "unknown worker: say hello again"))
 
-    def _credit(self, worker: WorkerConn, wanted: int) -> WorkerCredit | None:
-        granted = worker.grant(wanted)
-        if not granted:
-            return None
-        return WorkerCredit(
-            worker.peer, worker.name, worker.queues, worker.slots, granted, worker.tasks
-        )
+    def _credit(
+        self, worker: WorkerConn, wanted: int, claimed: bool = False
+    ) -> WorkerCredit | None:
+        """Up to ``wanted`` slots (``claimed``: by the worker's word; WorkerConn.grant)."""
+        return worker.credit(worker.grant(wanted, claimed))
+
+    def _released(self, worker: WorkerConn, ended: int) -> None:
+        """Leases ended without a result: pass on the credits they held back (excess)."""
+        available = worker.state in ("alive", "suspect")
+        credit = worker.credit(worker.release(ended, available) if ended else 0)
+        if credit is not None:
+            self._credits_out.append(credit)
 
     def _unavailable(self, worker: WorkerConn) -> None:
         """No new jobs for this worker (dead, draining): the strategy forgets its credits."""
@@ -234,9 +236,11 @@ class Dispatcher(Actor):
             worker.adopting.discard(job_id)
         # Started before the claim: counting from now only makes the backstop later.
         worker.watch(verdict.timeouts, verdict.accepted, self.lease + self.grace)
+        ended = 0
         for job_id, token in verdict.refused:
-            worker.end(job_id, token)
+            ended += worker.end(job_id, token)
             self._send(verdict.peer, wire.StopJob(job_id, token, "lease no longer valid"))
+        self._released(worker, ended)
 
     # ---------------------------------------------------------------- heartbeats
 
@@ -295,8 +299,8 @@ class Dispatcher(Actor):
             self._end(worker, overdue, "lost", reason)
 
     def _end(self, worker: WorkerConn, leases: list[tuple[int, int]], how: str, why: str) -> None:
-        for job_id, token in leases:
-            worker.end(job_id, token)
+        ended = sum(worker.end(job_id, token) for job_id, token in leases)
+        self._released(worker, ended)
         why = f"{why} (worker {worker.name})"
         self.scheduler.tell(LeasesEnded(worker.peer, worker.name, leases, how, why))
 
@@ -313,13 +317,13 @@ class Dispatcher(Actor):
             worker.end(result.job_id, result.token)  # a stale one ends no lease
         if results:
             self._results_out.append((peer, worker.name, results))
-        if worker.state in ("alive", "suspect"):
-            # -1: one slot per result; otherwise exactly that many (a handler still busy
-            # after its result returns its slot later, in a frame of its own).
-            freed = len(results) if message.credits < 0 else message.credits
-            credit = self._credit(worker, freed)
-            if credit is not None:
-                self._credits_out.append(credit)
+        # -1: one slot per result; otherwise exactly that many (a handler still busy
+        # after its result returns its slot later, in a frame of its own).
+        freed = len(results) if message.credits < 0 else message.credits
+        if worker.state not in ("alive", "suspect"):
+            worker.freed_while_away(freed)
+        elif credit := self._credit(worker, freed, claimed=True):
+            self._credits_out.append(credit)
 
     def on_idle(self) -> None:
         self._flush_results()
@@ -408,12 +412,11 @@ class Dispatcher(Actor):
         worker = self.workers.get(peer)
         if worker is None:
             return
-        now = time.monotonic()
-        if now - worker.progress_at < PROGRESS_MIN_INTERVAL_S:
+        recorded = worker.record_progress(updates, time.monotonic())
+        if recorded is None:
             self.dropped_progress += len(updates)  # the worker ignored its own rate limit
             return
-        worker.progress_at = now
-        events, refused = worker.record_progress(updates)
+        events, refused = recorded
         if refused:
             self.refused_progress += refused
             self._warn("refused %d progress report(s) from %s (stale token)", refused, worker.name)

@@ -96,7 +96,8 @@ class Worker:
         self.dropped = 0  # assignments dropped unstarted: their lease had lapsed
         self.abandoned: list[int] = []  # jobs stopped unfinished by a hard stop
         self._basis: dict[int, float] = {}  # job id -> its Assign's lease_basis
-        self._assign_seq = 0
+        self._assign_seq = 0  # the last Assign frame read, as numbered by self._instance
+        self._instance = ""  # the scheduler process (Welcome.instance)
         self._stop_reasons: dict[int, str] = {}
         self._stop_futures: dict[int, asyncio.Future[None]] = {}
         self._busy: set[int] = set()  # jobs whose slot cannot run another handler yet
@@ -227,9 +228,11 @@ class Worker:
                 held = self.held.get(job_id)
                 if held is not None and held.token == token:
                     self._stop_job(job_id, reason)
-            case wire.Welcome(heartbeat_interval=interval, lease=lease):
+            case wire.Welcome(heartbeat_interval=interval, lease=lease, instance=instance):
                 self.heartbeat_interval = interval
                 self.lease = lease
+                if instance != self._instance:  # a new scheduler process numbers anew
+                    self._instance, self._assign_seq = instance, 0
                 if not self._welcomed.is_set():
                     self._renewed(self._episode_hello_at)
                     self._episode_hello_at = 0.0
@@ -318,7 +321,10 @@ class Worker:
 
     def _assign(self, message: wire.Assign) -> None:
         self._fence()
-        self._assign_seq = max(self._assign_seq, message.seq)
+        if message.seq and message.seq <= self._assign_seq:  # a duplicate or reordered frame
+            log.warning("ignoring Assign %d: %d was read already", message.seq, self._assign_seq)
+            return  # it must never run a job again (seq 0: an unnumbered, old sender)
+        self._assign_seq = message.seq
         now = time.monotonic()
         expiry = max(message.lease_basis, self._renewed_at) + self.lease
         if now > expiry:  # read too late (we were paused): it may already run elsewhere
@@ -330,6 +336,7 @@ class Worker:
                 ", ".join(str(a.job_id) for a in message.assignments),
                 now - expiry,
             )
+            self._outbox.slot_freed(len(message.assignments))  # their slots were never taken
             return
         loop = asyncio.get_running_loop()
         for a in message.assignments:
@@ -364,7 +371,7 @@ class Worker:
             log.warning("dropped job %d: its lease lapsed before its handler could start", a.job_id)
             self._forget(a.job_id)  # never ran, never reported: the scheduler reclaims it
             await run.freed
-            self._busy.discard(a.job_id)
+            self._slot_freed(a.job_id)
             return None
         timeout = a.timeout or options.timeout
         left = None if not timeout else max(0.0, timeout - (time.monotonic() - started_at))

@@ -38,9 +38,10 @@ class Outbox:
         self._batch.append((result, freed))
         self._schedule()
 
-    def slot_freed(self) -> None:
-        """A slot whose result went out earlier can run again (its handler finally ended)."""
-        self._spare_credits += 1
+    def slot_freed(self, slots: int = 1) -> None:
+        """Slots that can run again with no result of their own to carry the credit: a
+        handler that finally ended after its result went out, an assignment dropped."""
+        self._spare_credits += slots
         self._schedule()
 
     def acked(self, job_ids: list[int]) -> None:

@@ -26,7 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.messages import WorkerCredit
 from transport import protocol as wire
+
+# A worker sends progress at most 4 times a second (it coalesces); frames closer than
+# this are dropped, so a misbehaving worker cannot flood the scheduler.
+PROGRESS_MIN_INTERVAL_S = 0.1
 
 # Bytes an assignment takes besides its payloads and strings: ints, flags, msgpack
 # headers (about 40 in practice), rounded up.
@@ -100,6 +105,10 @@ class WorkerConn:
     missing: set[int] = field(default_factory=set)  # granted, not listed by one heartbeat
     adopting: set[int] = field(default_factory=set)  # claimed at hello, verdict pending
     free: int = 0  # credits the strategy holds for this worker
+    # Slots the worker said were free while we still counted a lease on them: a lease it
+    # dropped unstarted (read too late) or never got. Granted when that lease ends
+    # without a result (reclaimed, revoked, refused), so no slot is lost for good.
+    excess: int = 0
     seq: int = field(default_factory=_first_seq)  # the last Assign seq sent
     lease_basis: float = 0.0  # newest worker-clock sent_at heard (heartbeat or hello)
     deadlines: list[tuple[float, int, int]] = field(default_factory=list)  # heap
@@ -109,16 +118,44 @@ class WorkerConn:
 
     # ------------------------------------------------------------------ credits
 
-    def grant(self, wanted: int) -> int:
+    def grant(self, wanted: int, claimed: bool = True) -> int:
         """Credits to pass to the strategy for ``wanted`` freed slots, so that free
         credits plus held leases never exceed the slots (a worker claiming to free more
-        than it can hold gains nothing)."""
+        than it can hold gains nothing). ``claimed``: the worker said these slots are
+        free (else we only fill what room there is: a hello, a worker back alive)."""
         granted = max(0, min(wanted, self.slots - len(self.running) - self.free))
         self.free += granted
+        if claimed:
+            self._hold_back(wanted - granted)
         return granted
 
+    def freed_while_away(self, freed: int) -> None:
+        """The worker freed slots while it gets no work (dead): what it frees beyond the
+        slots no lease holds is held back like ``grant``'s (its leases end later)."""
+        self._hold_back(freed - (self.slots - len(self.running)))
+
+    def _hold_back(self, over: int) -> None:
+        # Only slots we still count as leased can be freed early; a claim beyond that is
+        # no free slot at all and is forgotten.
+        self.excess = min(len(self.running), self.excess + max(0, over))
+
+    def release(self, ended: int, available: bool) -> int:
+        """``ended`` leases ended without a result: the excess they held back (at most one
+        each) is granted now if the worker takes work, else it is in the room counted
+        from the slots when it comes back."""
+        released = min(ended, self.excess)
+        self.excess -= released
+        return self.grant(released, claimed=False) if released and available else 0
+
+    def credit(self, granted: int) -> WorkerCredit | None:
+        """The strategy's message for ``granted`` credits (None for none)."""
+        if not granted:
+            return None
+        return WorkerCredit(self.peer, self.name, self.queues, self.slots, granted, self.tasks)
+
     def withdraw(self) -> None:
-        """The strategy forgot this worker (dead, draining, gone): it holds no credits."""
+        """The strategy forgot this worker (dead, draining, gone): it holds no credits.
+        ``excess`` stays: it is about leases, which it still holds."""
         self.free = 0
 
     # ------------------------------------------------------------------- leases
@@ -206,9 +243,13 @@ class WorkerConn:
         return not_held, not_granted
 
     def record_progress(
-        self, updates: list[tuple[int, int, float, str]]
-    ) -> tuple[list[tuple[Any, ...]], int]:
-        """Keep the latest report of each held lease: (events to publish, refused count)."""
+        self, updates: list[tuple[int, int, float, str]], now: float
+    ) -> tuple[list[tuple[Any, ...]], int] | None:
+        """Keep the latest report of each held lease: (events to publish, refused count),
+        or None when the frame came too soon after the last one (dropped whole)."""
+        if now - self.progress_at < PROGRESS_MIN_INTERVAL_S:
+            return None
+        self.progress_at = now
         events: list[tuple[Any, ...]] = []
         refused = 0
         for job_id, token, fraction, message in updates:

@@ -104,6 +104,39 @@ def test_credits_plus_held_leases_never_exceed_the_slots() -> None:
     assert worker.grant(5) == 2  # one lease still held
 
 
+def test_a_slot_freed_while_its_lease_is_still_counted_comes_back_when_the_lease_ends() -> None:
+    """A worker drops an assignment it read too late and frees its slot at once; the lease
+    is still counted until it is reclaimed (or revoked): then the slot is granted, once."""
+    worker = WorkerConn(b"w", "w", 1, ("default",))
+    assert worker.grant(1) == 1
+    worker.assign([assignment(1)], 6.0)
+    assert worker.grant(1) == 0, "the lease still holds the only slot"
+    assert worker.end(1, 1)
+    assert worker.release(1, available=True) == 1, "the slot the worker freed is offered again"
+    assert worker.release(1, available=True) == 0, "and only once"
+    worker.assign([assignment(2)], 6.0)
+    assert worker.end(2, 1)  # a lease ended without the worker having freed anything
+    assert worker.release(1, available=True) == 0
+    assert worker.grant(5) == 1, "however much a worker claims, never beyond its slots"
+    worker.assign([assignment(3)], 6.0)
+    assert worker.end(3, 1)
+    assert worker.release(1, available=True) == 0, "its claim beyond the slots was no free slot"
+
+
+def test_a_slot_freed_while_the_worker_was_dead_is_counted_once_it_is_back() -> None:
+    worker = WorkerConn(b"w", "w", 2, ("default",))
+    assert worker.grant(2) == 2
+    worker.assign([assignment(1), assignment(2)], 6.0)
+    worker.withdraw()  # dead: the strategy forgets its credits
+    worker.freed_while_away(1)  # it dropped job 1's assignment, unread in time
+    assert worker.end(2, 1)  # job 2's result came while it was dead: its slot is room now
+    worker.freed_while_away(1)
+    assert worker.grant(worker.slots, claimed=False) == 1, "back alive: the room, job 2's"
+    assert worker.end(1, 1)  # job 1's lease reclaimed
+    assert worker.release(1, available=True) == 1, "the slot job 1's lease held back"
+    assert worker.free == 2
+
+
 def test_only_leases_still_held_past_timeout_lease_and_grace_are_overdue() -> None:
     worker = WorkerConn(b"w", "w", 4, ("default",))
     worker.assign([assignment(1, timeout=1.0), assignment(2, timeout=1.0), assignment(3)], 6.0)

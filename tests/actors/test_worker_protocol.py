@@ -150,7 +150,46 @@ async def test_an_assignment_read_after_its_lease_lapsed_is_dropped_and_not_list
     assert beat.leases == [], "a dropped assignment is not held"
     assert calls == [], "its handler never ran"
     assert worker.dropped == 1
-    assert not any(isinstance(f, wire.Results) for f in scheduler.frames), "nor reported"
+    sent = [f for f in scheduler.frames if isinstance(f, wire.Results)]
+    while not sent:
+        sent = [await scheduler.recv(wire.Results)]
+    assert [(f.results, f.credits) for f in sent] == [([], 1)], "no result; its slot back"
+
+
+async def test_a_duplicated_or_reordered_assign_frame_never_runs_a_job_again(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, worker = fake
+    await scheduler.welcome()
+    frame = wire.Assign([job(1, "add", 1, 2)], 7, time.monotonic())
+    await scheduler.send(frame)
+    [first] = await scheduler.results(1)
+    await scheduler.send(wire.ResultsAck([1], []))
+    await scheduler.send(frame)  # the same frame again, after the job finished
+    await scheduler.send(wire.Assign([job(2, "add", 2, 2)], 6, time.monotonic()))  # older
+    beat = await scheduler.recv(wire.Heartbeat)
+    while beat.assign_seq != 7 or beat.sent_at < time.monotonic() - 0.05:
+        beat = await scheduler.recv(wire.Heartbeat)
+    assert first.ok
+    assert calls == ["add"], "each job ran once; the older frame's job never"
+    assert worker.executed == 1
+
+
+async def test_a_new_scheduler_instance_numbers_its_assign_frames_anew(
+    fake: tuple[FakeScheduler, Worker],
+) -> None:
+    scheduler, _ = fake
+    await scheduler.welcome()
+    await scheduler.send(wire.Assign([job(1, "add", 1, 2)], 1000, time.monotonic()))
+    await scheduler.results(1)
+    await scheduler.send(wire.ResultsAck([1], []))
+    # The scheduler restarted (another instance) whose numbering starts lower.
+    await scheduler.send(wire.ErrorReply("hello_first", "say hello"))
+    await scheduler.recv(wire.WorkerHello)
+    await scheduler.send(wire.Welcome(wire.PROTOCOL_VERSION, 0.1, "restarted", 5.0))
+    await scheduler.send(wire.Assign([job(2, "add", 2, 2)], 5, time.monotonic()))
+    [second] = await scheduler.results(1)
+    assert (second.job_id, second.ok) == (2, True)
 
 
 async def test_a_fresh_assignment_is_listed_with_its_assign_seq(

@@ -1,0 +1,56 @@
+"""A worker's slots are never lost: an assignment a paused worker drops unread-in-time,
+then cancelled before reconciliation has noticed it, gives its slot back (its lease was
+still counted when the worker freed the slot; the slot is granted when the lease ends)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.client import AsyncClient
+from tests.helpers.procs import Procs, free_address
+from tests.helpers.waiting import until_running
+
+pytestmark = pytest.mark.slow
+
+# Heartbeats every 0.5 s: reconciliation needs two of them (about a second) to notice a
+# dropped lease, time enough to cancel the job first, as the leak needed.
+TIMINGS = ("--heartbeat-interval", "0.5", "--suspect-after", "1.0", "--lease", "2",
+           "--lease-grace", "2")  # fmt: skip
+
+
+def _logged(path: Path, text: str) -> bool:
+    return text in path.read_text(errors="replace")
+
+
+async def _until_logged(path: Path, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _logged(path, text):
+        assert time.monotonic() < deadline, f"{text!r} never logged in {path.name}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_dropped_assignment_cancelled_before_reconciliation_gives_its_slot_back(
+    procs: Procs, tmp_path: Path
+) -> None:
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db", *TIMINGS)
+    worker = procs.worker(address, "single", 1)
+    [log] = [p for p in procs.logs.iterdir() if p.name.startswith("single")]
+    async with AsyncClient(address, connect_timeout=10) as client:
+        while not (await client.status()).workers:  # noqa: ASYNC110 - polls the scheduler
+            await asyncio.sleep(0.05)
+        os.kill(worker.pid, signal.SIGSTOP)
+        first = await client.submit("record", ["first"], max_retries=0)
+        await until_running(client, first)
+        await asyncio.sleep(2.6)  # a pause past the lease: what this test is about
+        os.kill(worker.pid, signal.SIGCONT)
+        await _until_logged(log, "dropped 1 stale assignment")
+        assert (await client.cancel([first]))[first] == "CANCELLED"
+        second = await client.submit("record", ["second"], max_retries=0)
+        assert await client.result(second, timeout=20) == "second"
