@@ -175,7 +175,9 @@ class Dispatcher(Actor):
         tasks = frozenset(hello.tasks)
         self.asked.said_hello(peer)
         worker = self.workers.get(peer)
-        added_slots = hello.slots if worker is None else max(0, hello.slots - worker.slots)
+        # A stuck handler's slot (``busy``) is offered when the worker frees it.
+        fresh = max(0, hello.slots - hello.busy)
+        added_slots = fresh if worker is None else max(0, hello.slots - worker.slots)
         if worker is None:
             worker = self.workers[peer] = WorkerConn(peer, hello.name, hello.slots, queues, tasks)
             log.info(

@@ -135,17 +135,12 @@ class Worker:
         now = time.monotonic()
         if not self._episode_hello_at:
             self._episode_hello_at = now
-        self._send(
-            wire.WorkerHello(
-                wire.PROTOCOL_VERSION,
-                self.name,
-                self.concurrency,
-                list(self.queues),
-                sorted(self.registry),
-                self._claims(),
-                now,
-            )
-        )
+        busy = len(self._busy.difference(self.held, self._outbox.unacked))  # stuck threads
+        hello = wire.WorkerHello(
+            wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
+            sorted(self.registry), self._claims(), now, busy,
+        )  # fmt: skip
+        self._send(hello)
 
     async def run(self) -> None:
         """Serve until ``stop()``; then drain (see the module docstring) and say goodbye."""
@@ -434,7 +429,7 @@ class Worker:
 
     def _slot_freed(self, job_id: int) -> None:
         self._busy.discard(job_id)
-        self._outbox.slot_freed()
+        self._outbox.slot_freed(job_id=job_id)
 
     def _is_async(self, task_name: str) -> bool:
         """Whether a task runs on the loop (cached: inspect costs a few µs per call)."""

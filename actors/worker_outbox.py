@@ -25,6 +25,7 @@ class Outbox:
     def __init__(self, send: Send) -> None:
         self._send = send
         self.unacked: dict[int, wire.JobResult] = {}
+        self._freed: dict[int, bool] = {}  # job id -> whether its slot is free (unacked ones)
         self._batch: list[tuple[wire.JobResult, bool]] = []
         self._spare_credits = 0
         self._scheduled = False
@@ -35,22 +36,28 @@ class Outbox:
         if self.closed:
             return
         self.unacked[result.job_id] = result
+        self._freed[result.job_id] = freed
         self._batch.append((result, freed))
         self._schedule()
 
-    def slot_freed(self, slots: int = 1) -> None:
+    def slot_freed(self, slots: int = 1, job_id: int = 0) -> None:
         """Slots that can run again with no result of their own to carry the credit: a
-        handler that finally ended after its result went out, an assignment dropped."""
+        handler (of ``job_id``) that finally ended after its result went out, an
+        assignment dropped."""
+        if job_id in self._freed:
+            self._freed[job_id] = True  # a resend of its result now frees the slot
         self._spare_credits += slots
         self._schedule()
 
     def acked(self, job_ids: list[int]) -> None:
         for job_id in job_ids:
             self.unacked.pop(job_id, None)
+            self._freed.pop(job_id, None)
 
     def resend(self) -> None:
         """Every unacknowledged result again (a restarted scheduler may not have them)."""
-        for frame in pack([(r, True) for r in self.unacked.values()], 0):
+        batch = [(r, self._freed.get(r.job_id, True)) for r in self.unacked.values()]
+        for frame in pack(batch, 0):
             self._send(frame)
 
     def _schedule(self) -> None:

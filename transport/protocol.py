@@ -91,6 +91,9 @@ class WorkerHello(Message, frozen=True):
     # after a reconnect. Bounded: a worker holds at most its slots, plus unacked results.
     leases: Annotated[list[tuple[int, int]], msgspec.Meta(max_length=2 * MAX_SLOTS)] = []
     sent_at: float = 0.0  # the worker's monotonic clock; a lease basis like a heartbeat's
+    # Slots taken by handlers it holds no lease or unacknowledged result for (a stopped
+    # thread stuck in a C call): not free, though nothing in ``leases`` says so.
+    busy: Annotated[int, msgspec.Meta(ge=0, le=MAX_SLOTS)] = 0
 
 
 class Submit(Message, frozen=True):

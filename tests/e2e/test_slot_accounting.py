@@ -54,3 +54,30 @@ async def test_a_dropped_assignment_cancelled_before_reconciliation_gives_its_sl
         assert (await client.cancel([first]))[first] == "CANCELLED"
         second = await client.submit("record", ["second"], max_retries=0)
         assert await client.result(second, timeout=20) == "second"
+
+
+async def test_a_slot_stuck_in_a_timed_out_thread_is_not_offered_after_a_restart(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """Thread pool, one slot: a timed-out handler stuck in one C call keeps its thread. The
+    restarted scheduler must not count that slot free (the worker says it is busy), so a
+    new job goes to a worker that can run it instead of waiting behind the stuck call."""
+    address = free_address()
+    db = tmp_path / "corral.db"
+    lease = ("--lease", "4", "--lease-grace", "1")
+    scheduler = procs.scheduler(address, db, *lease)
+    procs.worker(address, "stuck", 1, "--pool", "thread")
+    async with AsyncClient(address, connect_timeout=10) as client:
+        stuck = await client.submit("nap", [8.0], timeout=0.3, max_retries=0)
+        assert (await client.wait([stuck], timeout=20))[stuck].status == "FAILED"
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(timeout=10)
+        procs.scheduler(address, db, *lease)
+        while not (await client.status()).workers:  # noqa: ASYNC110 - polls the scheduler
+            await asyncio.sleep(0.05)
+        job = await client.submit("record", ["elsewhere"], max_retries=0)
+        procs.worker(address, "free", 1, "--pool", "thread")
+        assert await client.result(job, timeout=20) == "elsewhere"
+        view = await client.job(job)
+    assert view is not None
+    assert view.worker == "free", "the stuck worker had no free slot to offer"
