@@ -22,9 +22,11 @@ from actors.cli_common import (
     EXIT_USAGE,
     Parser,
     fail,
+    id_arg,
     positive_float,
     positive_int,
     run_async,
+    slot_count,
 )
 from actors.cli_inspect import (
     cmd_cancel,
@@ -139,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     connect_flag(p)
     p.add_argument(
         "--concurrency",
-        type=positive_int,
+        type=slot_count,
         default=4,
         metavar="N",
         help="jobs run at once (slots; default 4)",
@@ -209,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "job",
         nargs="?",
-        type=positive_int,
+        type=id_arg,
         default=None,
         metavar="JOB_ID",
         help="only this job's events; exits when it ends",
@@ -218,11 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     connect_flag(p)
 
     p = add("cancel", cmd_cancel, "cancel jobs: pending ones never run, running ones are stopped")
-    p.add_argument("ids", type=positive_int, nargs="+", metavar="ID")
+    p.add_argument("ids", type=id_arg, nargs="+", metavar="ID")
     connect_flag(p)
 
     p = add("job", cmd_job, "one job: its state, result or error, and every attempt")
-    p.add_argument("id", type=positive_int, metavar="ID")
+    p.add_argument("id", type=id_arg, metavar="ID")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(p)
 
@@ -234,16 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(q)
     q = dlq.add_parser("show", help="one FAILED job with every attempt's error")
-    q.add_argument("id", type=positive_int, metavar="ID")
+    q.add_argument("id", type=id_arg, metavar="ID")
     q.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(q)
     q = dlq.add_parser("requeue", help="run FAILED jobs again, with their retries renewed")
-    q.add_argument("ids", type=positive_int, nargs="*", metavar="ID")
+    q.add_argument("ids", type=id_arg, nargs="*", metavar="ID")
     q.add_argument("--all", action="store_true", help="every FAILED job")
     connect_flag(q)
 
     p = add("dag", cmd_dag, "a workflow's steps with their states, or exported for rendering")
-    p.add_argument("id", type=positive_int, metavar="WORKFLOW_ID")
+    p.add_argument("id", type=id_arg, metavar="WORKFLOW_ID")
     p.add_argument(
         "--format",
         choices=["table", "mermaid", "dot", "json"],

@@ -65,6 +65,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+# The protocol's bounds (transport.payloads.JobId, MAX_SLOTS): checked where they are
+# typed, so a wrong id or slot count is a usage error, not a refused frame or a traceback.
+MAX_ID = 2**62
+MAX_SLOTS = 10_000
+
+
+def id_arg(text: str) -> int:
+    """A job or workflow id: a whole number from 1 to 2**62."""
+    value = positive_int(text)
+    if value > MAX_ID:
+        raise argparse.ArgumentTypeError(f"no id is that large (at most {MAX_ID}), got {value}")
+    return value
+
+
+def slot_count(text: str) -> int:
+    """A worker's slots: 1 to 10,000."""
+    value = positive_int(text)
+    if value > MAX_SLOTS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SLOTS}, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

@@ -130,7 +130,7 @@ def cmd_watch(args: argparse.Namespace) -> None:
     try:
         code = run_async(go())
     except KeyboardInterrupt:
-        return
+        code = 130  # interrupted: not "the job succeeded" (a watched job's exit 0)
     raise SystemExit(code)
 
 

@@ -18,7 +18,13 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from actors.cli_common import EXIT_FAILED, EXIT_USAGE, positive_float, positive_int, run_async
+from actors.cli_common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    id_arg,
+    positive_float,
+    run_async,
+)
 from actors.cli_fields import field_problem
 from actors.cli_output import quiet_on_closed_stdout
 from actors.errors import CorralError
@@ -190,6 +196,10 @@ def cmd_submit(args: argparse.Namespace) -> None:
             usage("give either TASK or --file, not both")
         data = _read_file(args.file)
         workflow = _workflow_from_text(_text(data, args.file), args.file)
+        if workflow is not None and workflow[1] is None:
+            # Like a line of JSON lines: the same file again is the same workflow.
+            name, _, steps = workflow
+            workflow = (name, f"file:{hashlib.sha256(data).hexdigest()}", steps)
         if workflow is None:
             specs = _specs_from_file(args.file, data)
     else:
@@ -303,7 +313,7 @@ def add_submit_parser(
     )
     p.add_argument(
         "--depends-on",
-        type=positive_int,
+        type=id_arg,
         nargs="+",
         metavar="ID",
         default=[],

@@ -166,9 +166,10 @@ def check_wal(path: str) -> str | None:
     partial = (size - WAL_HEADER_BYTES) % frame
     if partial:
         return (
-            f"write-ahead log {wal} ends inside a frame ({partial} of {frame} bytes): it was "
-            "truncated, or the machine lost power while writing; commits after the cut are "
-            "lost (see the last commit time in the start line)"
+            f"write-ahead log {wal} ends inside a frame ({partial} of {frame} bytes): a write "
+            "that never finished was discarded. After a kill or crash mid-commit this is "
+            "normal and loses nothing acknowledged; if the file was cut short, commits after "
+            "the cut are lost (see the last commit time in the start line)"
         )
     return None
 

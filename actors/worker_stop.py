@@ -44,8 +44,8 @@ class Worker(Protocol):
 
 async def drain(w: Worker) -> None:
     """Stop taking work, finish what we hold (at most ``drain_timeout``), leave."""
-    if w.running:
-        log.info(
+    if w.running:  # WARNING: the default level; Ctrl-C must not look ignored for 30 s
+        log.warning(
             "draining: finishing %d job(s), at most %gs (signal again to stop at once)",
             len(w.running),
             w.drain_timeout,

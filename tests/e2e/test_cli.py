@@ -111,6 +111,12 @@ def test_status_json_has_counts_and_workers(address: str) -> None:
         (["scheduler", "--strategy", "random"], "'random' is not allowed: one of fifo"),
         (["worker", "no_such_module_xyz"], "cannot import task module"),
         (["nonsense"], "invalid choice"),
+        (["job", str(10**26)], "no id is that large"),
+        (["cancel", str(10**20)], "no id is that large"),
+        (["dlq", "requeue", str(10**23)], "no id is that large"),
+        (["watch", str(10**23)], "no id is that large"),
+        (["job", str(2**62 + 1)], "no id is that large"),
+        (["worker", "tasks", "--concurrency", "100000000"], "must be at most 10000"),
     ],
 )
 def test_bad_arguments_give_one_line_errors_not_tracebacks(args: list[str], message: str) -> None:

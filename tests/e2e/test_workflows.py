@@ -202,6 +202,9 @@ def test_submit_file_takes_a_workflow_and_dag_shows_it(address: str, tmp_path: P
     dot = corral("dag", workflow_id, "--format", "dot", "--connect", address).stdout
     assert dot.startswith("digraph")
     assert dot.count("->") == 2
+    again = corral("submit", "--file", str(path), "--connect", address)  # e.g. after a crash
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == lines[0], "the same file is the same workflow"
     cyclic = tmp_path / "cyclic.json"
     cyclic.write_text(
         json.dumps(
