@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import sqlite3
 
 import aiosqlite
@@ -172,6 +173,75 @@ def check_wal(path: str) -> str | None:
             "the cut are lost (see the last commit time in the start line)"
         )
     return None
+
+
+# Each database gets its own random id (SQLite's application_id: 4 bytes at offset 68 of
+# the file's header), written into the file itself at once. A write-ahead log copied from
+# another database carries that database's page 1, so the id read through SQLite then
+# differs from the one in the file: the log is not this database's.
+SQLITE_MAGIC = b"SQLite format 3\0"
+APPLICATION_ID_OFFSET = 68
+
+
+def file_database_id(path: str) -> int:
+    """The id in the database file's own header (0: none yet, or no such file); read
+    before SQLite opens the file and replays its write-ahead log."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except OSError:
+        return 0  # missing or unreadable: connect() names the problem
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        return 0
+    return int.from_bytes(header[APPLICATION_ID_OFFSET : APPLICATION_ID_OFFSET + 4], "big")
+
+
+def wal_database_id(path: str) -> int:
+    """The id in the newest copy of page 1 in ``path``-wal (0: none there), read from the
+    file before SQLite replays it: only frames of the log's current generation (their
+    salts match its header) count."""
+    try:
+        with open(path + "-wal", "rb") as f:
+            header = f.read(WAL_HEADER_BYTES)
+            if len(header) < WAL_HEADER_BYTES:
+                return 0
+            page_size = int.from_bytes(header[8:12], "big")
+            salts = header[16:24]
+            frame = WAL_FRAME_HEADER_BYTES + page_size
+            size = os.fstat(f.fileno()).st_size
+            newest = 0
+            for offset in range(WAL_HEADER_BYTES, size - frame + 1, frame):
+                f.seek(offset)
+                head = f.read(WAL_FRAME_HEADER_BYTES)
+                if head[8:16] != salts:
+                    break  # the rest is left over from an earlier generation of the log
+                if int.from_bytes(head[:4], "big") == 1:
+                    f.seek(offset + WAL_FRAME_HEADER_BYTES + APPLICATION_ID_OFFSET)
+                    newest = int.from_bytes(f.read(4), "big")
+            return newest
+    except OSError:
+        return 0  # missing or unreadable: check_wal and connect() speak of that
+
+
+def check_wal_owner(path: str) -> None:
+    """Refuse a write-ahead log that belongs to another database, before SQLite replays
+    it (and, on closing, would write it into this file)."""
+    mine, theirs = file_database_id(path), wal_database_id(path)
+    if mine and theirs and mine != theirs:
+        raise StoreDamaged(
+            path,
+            f"write-ahead log {path}-wal belongs to another database (id {theirs:08x}, this "
+            f"file's {mine:08x}): it would replace this database's jobs; move it aside (or "
+            "restore this database's own) and start again",
+        )
+
+
+def give_database_id(conn: sqlite3.Connection) -> None:
+    """A database without an id (new, or from before ids) gets one, written into the
+    file itself at once (a checkpoint), where check_wal_owner reads it."""
+    if conn.execute("PRAGMA application_id").fetchone()[0] == 0:
+        conn.execute(f"PRAGMA application_id={secrets.randbelow(2**31 - 1) + 1}")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def quick_check(conn: sqlite3.Connection, path: str) -> None:

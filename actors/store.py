@@ -220,11 +220,13 @@ class Store(Actor):
             )
         # Before SQLite reads the WAL (it would drop a damaged one without a word).
         warning = dbfile.check_wal(self.path)  # 32 bytes and a stat: no thread needed
+        dbfile.check_wal_owner(self.path)  # frame headers only: no thread needed either
         self.db = await dbfile.connect(self.path)
         try:
             for pragma in connection_pragmas(self.durability):
                 await self.db.execute(pragma)
             await _in_db_thread(self.db, dbfile.quick_check, self.path)
+            await _in_db_thread(self.db, dbfile.give_database_id)
             await self._check_schema()
             await self.db.executescript(SCHEMA)
             await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -386,3 +386,20 @@ def test_a_truncated_wal_is_named_and_the_start_line_shows_what_was_recovered(
     line = run.stdout.strip().splitlines()[0]
     recovered = int(line.split("recovered ")[1].split()[0])
     assert 0 < recovered < 100, line
+
+
+def test_a_wal_copied_from_another_database_is_refused(procs: Procs, tmp_path: Path) -> None:
+    """Two databases, both killed with commits in their logs; one's log copied over the
+    other's: SQLite would replay it as this database's contents (its jobs replaced)."""
+    mine, other = tmp_path / "mine.db", tmp_path / "other.db"
+    killed_with_jobs_in_the_wal(procs, free_address(), mine, 5)
+    killed_with_jobs_in_the_wal(procs, free_address(), other, 50)
+    shutil.copyfile(f"{other}-wal", f"{mine}-wal")
+    address = free_address()
+    run = scheduler(procs, address, mine)
+    assert_one_line_failure(run, f"{mine}-wal", "belongs to another database")
+    assert port_is_free(port_of(address))
+    os.remove(f"{mine}-wal")  # moved aside, as the message says: this database starts again
+    run = scheduler(procs, address, mine)
+    wait_for_port(address, run.proc)
+    assert "Traceback" not in run.stderr
