@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from actors.errors import RequestLost, RequestRefused, RequestTimedOut, Schedule
 from transport import ClientTransport, connect
 from transport import protocol as wire
 from transport.errors import BadFrame, TransportError
+
+log = logging.getLogger("corral.client")
 
 # While requests are in flight the watchdog says hello this often, so a scheduler that
 # died is noticed in seconds; with only waits or subscriptions outstanding, every
@@ -125,6 +128,7 @@ class Connection:
         self._welcome: asyncio.Future[wire.Welcome] | None = None
         self._instance = ""
         self._last_heard = 0.0
+        self._silence_told = False  # "scheduler unreachable" said for this silence
         self._last_hello = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -209,6 +213,16 @@ class Connection:
                 self._expire(now)
             every = PROBE_S if self._inflight else RECHECK_S
             busy = self._inflight or self._waits or self._watches
+            silent = now - self._last_heard
+            if busy and silent >= self.silence_timeout and not self._silence_told:
+                # A wait or a watch outlives a restart (it is sent again), so it goes on;
+                # but nobody should wait in silence for a scheduler that may be gone.
+                self._silence_told = True
+                log.warning(
+                    "scheduler unreachable at %s: no answer for %.0fs; still waiting",
+                    self.address,
+                    silent,
+                )
             if busy and now - self._last_hello >= every:
                 # A probe that cannot even be queued is a probe not answered: the
                 # expiry above reports it; the watchdog itself must never die.
@@ -265,6 +279,9 @@ class Connection:
         while True:
             frames = await self._transport.recv_batch()
             self._last_heard = time.monotonic()
+            if self._silence_told:
+                self._silence_told = False
+                log.warning("scheduler at %s answers again", self.address)
             for frame in frames:
                 try:
                     self._on_reply(wire.decode_reply(frame))
