@@ -129,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         help="chaos: how long a paused worker stays stopped (default 3, past lease + grace)",
     )
     parser.add_argument(
+        "--long-every",
+        type=int,
+        default=50,
+        metavar="N",
+        help="chaos: one job in N works 3 s, so pauses catch jobs mid-flight (0: none)",
+    )
+    parser.add_argument(
         "--pool",
         choices=["process", "thread"],
         default="process",
@@ -286,6 +293,7 @@ def chaos(args: argparse.Namespace, console: Console) -> int:
                     args.job_seconds,
                     progress=lambda done, _: progress.update(bar, completed=done),
                     pool=args.pool,
+                    long_every=args.long_every,
                 )
             )
     finally:

@@ -360,7 +360,7 @@ async def run_chaos(
             [
                 job_spec(
                     "bench.ledgered",
-                    [long_seconds if i % long_every == 0 else job_seconds],
+                    [long_seconds if long_every and i % long_every == 0 else job_seconds],
                     max_retries=1000,
                 )
                 for i in range(jobs)

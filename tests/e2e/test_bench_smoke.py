@@ -79,7 +79,9 @@ def test_scaling_chaos_and_dag_modes_complete() -> None:
     scaling = bench("--scale", "1,2", "--jobs", "1000")
     assert [r["workers"] for r in scaling["runs"]] == [1, 2]
     assert (scaling["lost"], scaling["duplicated"]) == (0, 0)
-    chaos = bench("--chaos", "--jobs", "500", "--workers", "2")
+    # A smoke test: every fault once or twice, no long jobs (tests/e2e/test_chaos.py has them).
+    chaos = bench("--chaos", "--jobs", "500", "--workers", "2", "--long-every", "0",
+                  "--kill-every", "1", "--pause-every", "1.5", "--restart-every", "3")  # fmt: skip
     assert chaos["ok"] is True
     assert chaos["wrong_token"] == chaos["overlaps"] == chaos["lost"] == 0
     dag = bench("--dag", "--layers", "3", "--width", "50", "--chain", "20", "--workers", "2")

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,15 @@ class Run:
 
     def exits(self) -> int:
         return self.proc.wait(timeout=EXIT_BOUND_S)
+
+
+def start_line(run: Run) -> str:
+    """The scheduler's start line: printed just after it starts listening, so wait for it."""
+    deadline = time.monotonic() + EXIT_BOUND_S
+    while not run.stdout.strip():
+        assert time.monotonic() < deadline, "no start line"
+        time.sleep(0.02)
+    return run.stdout.strip().splitlines()[0]
 
 
 def scheduler(procs: Procs, address: str, db: Path, *extra: str) -> Run:
@@ -164,8 +174,8 @@ async def test_the_start_line_says_what_was_recovered_and_when_the_last_commit_w
     address, db = free_address(), tmp_path / "c.db"
     first = scheduler(procs, address, db)
     wait_for_port(address, first.proc)
-    assert "new database" in first.stdout
-    assert "durability full" in first.stdout, "power-loss safe by default"
+    assert "new database" in start_line(first)
+    assert "durability full" in start_line(first), "power-loss safe by default"
     async with AsyncClient(address, connect_timeout=10) as client:
         for i in range(3):
             await client.submit("record", [i])
@@ -173,7 +183,7 @@ async def test_the_start_line_says_what_was_recovered_and_when_the_last_commit_w
     assert first.exits() == 0
     second = scheduler(procs, address, db, "--log-level", "info")
     wait_for_port(address, second.proc)
-    line = second.stdout.strip().splitlines()[0]
+    line = start_line(second)
     assert "recovered 3 live job(s) (3 queued)" in line, line
     assert "last commit 20" in line, line
     assert line.endswith("UTC)"), line
@@ -383,7 +393,7 @@ def test_a_truncated_wal_is_named_and_the_start_line_shows_what_was_recovered(
     wait_for_port(address, run.proc)
     assert str(wal) in run.stderr
     assert "ends inside a frame" in run.stderr
-    line = run.stdout.strip().splitlines()[0]
+    line = start_line(run)
     recovered = int(line.split("recovered ")[1].split()[0])
     assert 0 < recovered < 100, line
 
