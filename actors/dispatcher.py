@@ -121,7 +121,10 @@ class Dispatcher(Actor):
                 if worker is not None and worker.state != "draining":
                     worker.state = "draining"
                     self._unavailable(worker)
-            case FromWorker(peer=peer, message=wire.Goodbye()):
+            case FromWorker(peer=peer, message=wire.Goodbye(leases=held)):
+                worker = self.workers.get(peer)
+                if worker and held is not None and (unheld := worker.not_listed(held)):
+                    self._end(worker, unheld, "unheld", "the worker left before starting it")
                 self._drop(peer, "said goodbye", STOPPED)
             case Silent(peer=peer, state=state, silent_for=silent_for):
                 self._health(peer, state, silent_for)
@@ -283,11 +286,8 @@ class Dispatcher(Actor):
                 self._send(peer, wire.StopJob(job_id, token, "stale lease"))
         if not_held:
             self.unheld_leases += len(not_held)
-            log.info(
-                "worker %s does not hold %d lease(s) granted to it; re-queueing them",
-                worker.name,
-                len(not_held),
-            )
+            text = "worker %s does not hold %d lease(s) granted to it; re-queueing them"
+            log.info(text, worker.name, len(not_held))
             self._end(worker, not_held, "unheld", "the worker never started it")
             if worker.state == "alive":  # it has these slots free: it never used them
                 credit = self._credit(worker, len(not_held))

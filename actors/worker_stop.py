@@ -37,6 +37,8 @@ class Worker(Protocol):
 
     def _stop_job(self, job_id: int, reason: str) -> None: ...
 
+    def _leases(self) -> list[tuple[int, int]]: ...
+
     def stop(self) -> None: ...
 
     async def run(self) -> None: ...
@@ -70,7 +72,7 @@ async def drain(w: Worker) -> None:
         for job_id in w.abandoned:
             w._stop_job(job_id, "worker stopped")
     w._outbox.flush()  # finished results first: the Goodbye must follow them
-    w._send(wire.Goodbye())
+    w._send(wire.Goodbye(w._leases()))
     await asyncio.sleep(0.05)  # let the frame leave before the socket closes
 
 

@@ -260,6 +260,12 @@ class WorkerConn:
             events.append(("progress", job_id, "RUNNING", "", self.name, token, fraction, message))
         return events, refused
 
+    def not_listed(self, held: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Leases a leaving worker does not list as held (its results came first, on the
+        same connection): it never started them."""
+        listed = dict(held)
+        return [(j, t) for j, t in self.running.items() if listed.get(j) != t]
+
     def overdue(self, now: float) -> list[tuple[int, int]]:
         """Leases with a timeout whose result is overdue by lease + grace, still held."""
         due: list[tuple[int, int]] = []

@@ -212,7 +212,11 @@ class Drain(Message, frozen=True):
 
 
 class Goodbye(Message, frozen=True):
-    """A worker leaving cleanly, holding no jobs."""
+    """A worker leaving: the leases it still holds (a hard stop), or none. Any other lease
+    granted to it it never started (its Assign crossed the Goodbye, or was dropped): those
+    are re-queued without counting an attempt. None: an older worker that does not say."""
+
+    leases: Annotated[list[tuple[int, int]], msgspec.Meta(max_length=MAX_SLOTS)] | None = None
 
 
 ToScheduler = (

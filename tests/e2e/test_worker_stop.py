@@ -16,7 +16,8 @@ from actors.client import AsyncClient
 from tests.e2e.test_worker_leases import log_of, ticks, until
 from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.procs import Procs, free_address
-from tests.helpers.waiting import until_running
+from tests.helpers.waiting import until_running, until_started
+from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ async def test_the_first_sigint_lets_held_jobs_finish(procs: Procs, tmp_path: Pa
     worker = procs.worker(address, "w", 1)
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("record", ["kept"], {"seconds": 1.0}, max_retries=0)
-        await until_running(client, job_id, "w")
+        await until_started(str(procs.ledger), job_id)  # held by its handler, not in flight
         worker.send_signal(signal.SIGINT)
         assert await client.result(job_id, timeout=30) == "kept"
         assert await exited(worker) == 0
@@ -71,3 +72,34 @@ async def test_a_hard_stop_leaves_at_once_without_a_result(
     assert [r["end"] for r in read_ledger(str(procs.ledger))] == [None]
     said = {"second signal": "second stop signal", "drain timeout": "drain timed out"}[how]
     assert f"{said}: stopping 1 unfinished job(s) {job_id}" in log_of(procs, "w")
+
+
+async def test_a_goodbye_crossing_an_assign_requeues_the_job_without_an_attempt(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """A worker stopped (Ctrl-C, nothing running) says Goodbye while an Assign is on its
+    way to it: it never started that job, which must run elsewhere, not fail as 'worker
+    stopped' (with max_retries=0 it used to end FAILED)."""
+    import zmq
+
+    address = free_address()
+    procs.scheduler(address, tmp_path / "corral.db")
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    try:
+        sock.send(wire.encode(wire.WorkerHello(wire.PROTOCOL_VERSION, "leaving", 1)))
+        assert sock.poll(5000)
+        assert isinstance(wire.decode_reply(sock.recv()), wire.Welcome)
+        async with AsyncClient(address, connect_timeout=10) as client:
+            job_id = await client.submit("record", ["elsewhere"], max_retries=0)
+            assert sock.poll(5000), "the Assign was sent"  # and is left unread: in flight
+            sock.send(wire.encode(wire.Goodbye([])))
+            procs.worker(address, "heir", 1)
+            assert await client.result(job_id, timeout=20) == "elsewhere"
+            view = await client.job(job_id)
+        assert view is not None
+        assert (view.worker, view.attempts) == ("heir", 1), "no attempt counted for it"
+        assert all("worker stopped" not in (a.error or "") for a in view.history)
+    finally:
+        sock.close()
