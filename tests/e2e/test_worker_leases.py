@@ -115,30 +115,41 @@ async def test_a_thread_handler_stops_as_soon_as_its_paused_worker_resumes(
     assert len(after) <= 5, f"{len(after)} ticks after resuming: the handler kept running"
 
 
-async def test_a_process_child_stops_by_itself_when_its_agent_is_paused(
-    procs: Procs, tmp_path: Path
-) -> None:
+async def _a_child_writing(procs: Procs, tmp_path: Path) -> tuple[Any, int]:
+    """An agent on the process pool whose child runs a 60 s handler, writing ticks."""
     address = free_address()
     procs.scheduler(address, tmp_path / "corral.db")
     agent = procs.worker(address, "agent", 1, "--pool", "process")
     async with AsyncClient(address, connect_timeout=10) as client:
         job_id = await client.submit("scribble", [60.0], max_retries=5)
 
-        async def writing() -> bool:
-            return bool(ticks(procs, "agent", job_id, 1))
+    async def writing() -> bool:
+        return bool(ticks(procs, "agent", job_id, 1))
 
-        await until(writing)
-        paused_at = time.time()
-        agent.send_signal(signal.SIGSTOP)
+    await until(writing)
+    return agent, job_id
 
-        async def stopped_writing() -> bool:
-            return time.time() - ticks(procs, "agent", job_id, 1)[-1] > 0.5
 
-        try:
-            await until(stopped_writing, timeout=10)
-        finally:
-            agent.send_signal(signal.SIGCONT)
-    last = ticks(procs, "agent", job_id, 1)[-1]
+async def _until_the_child_stops_writing(procs: Procs, job_id: int) -> float:
+    """When the child's last tick was, once it has written none for half a second."""
+
+    async def stopped_writing() -> bool:
+        return time.time() - ticks(procs, "agent", job_id, 1)[-1] > 0.5
+
+    await until(stopped_writing, timeout=10)
+    return ticks(procs, "agent", job_id, 1)[-1]
+
+
+async def test_a_process_child_stops_by_itself_when_its_agent_is_paused(
+    procs: Procs, tmp_path: Path
+) -> None:
+    agent, job_id = await _a_child_writing(procs, tmp_path)
+    paused_at = time.time()
+    agent.send_signal(signal.SIGSTOP)
+    try:
+        last = await _until_the_child_stops_writing(procs, job_id)
+    finally:
+        agent.send_signal(signal.SIGCONT)
     assert last - paused_at <= LEASE + 0.5, "the child outlived its lease"
 
 
@@ -158,22 +169,8 @@ async def test_a_handler_holding_the_gil_past_its_lease_keeps_it_on_the_default_
 
 
 async def test_a_killed_agents_process_child_stops_at_once(procs: Procs, tmp_path: Path) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    agent = procs.worker(address, "agent", 1, "--pool", "process")
-    async with AsyncClient(address, connect_timeout=10) as client:
-        job_id = await client.submit("scribble", [60.0], max_retries=5)
-
-        async def writing() -> bool:
-            return bool(ticks(procs, "agent", job_id, 1))
-
-        await until(writing)
-        killed_at = time.time()
-        agent.send_signal(signal.SIGKILL)
-
-        async def stopped_writing() -> bool:
-            return time.time() - ticks(procs, "agent", job_id, 1)[-1] > 0.5
-
-        await until(stopped_writing, timeout=10)
+    agent, job_id = await _a_child_writing(procs, tmp_path)
+    killed_at = time.time()
+    agent.send_signal(signal.SIGKILL)
     # Its parent (the fork server) goes with the agent; the watchdog sees it within 20 ms.
-    assert ticks(procs, "agent", job_id, 1)[-1] - killed_at < LEASE
+    assert await _until_the_child_stops_writing(procs, job_id) - killed_at < LEASE
