@@ -168,9 +168,12 @@ async def test_a_handler_holding_the_gil_past_its_lease_keeps_it_on_the_default_
     assert len(read_ledger(str(procs.ledger))) == 1
 
 
-async def test_a_killed_agents_process_child_stops_at_once(procs: Procs, tmp_path: Path) -> None:
+async def test_a_killed_agents_process_child_stops_within_its_lease(
+    procs: Procs, tmp_path: Path
+) -> None:
     agent, job_id = await _a_child_writing(procs, tmp_path)
     killed_at = time.time()
     agent.send_signal(signal.SIGKILL)
-    # Its parent (the fork server) goes with the agent; the watchdog sees it within 20 ms.
-    assert await _until_the_child_stops_writing(procs, job_id) - killed_at < LEASE
+    # Usually within tens of ms (its parent, the fork server, goes with the agent and the
+    # watchdog sees that); at the latest when its lease runs out, as for a paused agent.
+    assert await _until_the_child_stops_writing(procs, job_id) - killed_at <= LEASE + 0.5
