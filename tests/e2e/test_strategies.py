@@ -108,7 +108,7 @@ async def test_priority_aging_lets_a_low_job_start_within_its_bound_under_a_floo
         low = await client.submit("record", ["low"], priority=0)
         submitted = time.time()
         started = None
-        for _ in range(60):  # ...kept topped up faster than it drains, for 3 s
+        for _ in range(80):  # ...kept topped up faster than it drains, for 4 s
             await client.submit_many(flood[:10])
             low_runs = [r for r in read_ledger(str(procs.ledger)) if r["job"] == low]
             if low_runs and started is None:
@@ -117,7 +117,10 @@ async def test_priority_aging_lets_a_low_job_start_within_its_bound_under_a_floo
         backlog = (await client.status()).jobs["QUEUED"]
     assert backlog > 0, "the flood never let up"
     assert started is not None, "the low-priority job starved"
-    assert started - submitted <= aging + 0.5, "promoted after `aging`, plus a slot freeing"
+    # Promoted after `aging`, then the next free slot; a second of margin for a loaded
+    # machine (the suite runs three at once), well short of the 4 s flood that would
+    # starve it without aging.
+    assert started - submitted <= aging + 1.0, "promoted after `aging`, plus a slot freeing"
 
 
 async def test_a_flood_of_slow_heavy_jobs_does_not_delay_light_jobs_with_their_own_worker(
