@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -36,6 +37,8 @@ def problem(kind: mi.Type, value: Any) -> str | None:
             whole = isinstance(kind, mi.IntType)
             if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
                 return f"must be {'a whole number' if whole else 'a number'}, got {value!r}"
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"must be a finite number, got {value!r}"
             if kind.ge is not None and value < kind.ge:
                 return f"must be {_number(kind.ge)} or more, got {_number(value)}"
             if kind.gt is not None and value <= kind.gt:

@@ -117,6 +117,7 @@ def test_status_json_has_counts_and_workers(address: str) -> None:
         (["watch", str(10**23)], "no id is that large"),
         (["job", str(2**62 + 1)], "no id is that large"),
         (["worker", "tasks", "--concurrency", "100000000"], "must be at most 10000"),
+        (["submit", "t", "--timeout", "nan"], "must be a finite number"),
     ],
 )
 def test_bad_arguments_give_one_line_errors_not_tracebacks(args: list[str], message: str) -> None:
