@@ -12,32 +12,7 @@ import time
 from typing import Any
 
 from actors.worker import context, task
-
-
-def _event(kind: str, **extra: Any) -> None:
-    directory = os.environ.get("CORRAL_LEDGER_DIR")
-    if not directory:
-        return
-    ctx = context()
-    entry = {
-        "event": kind,
-        "job": ctx.job_id,
-        "token": ctx.token,
-        "attempt": ctx.attempt,
-        "at": time.time(),
-        "pid": os.getpid(),
-        "worker": ctx.worker,
-        **extra,
-    }
-    fd = os.open(
-        os.path.join(directory, f"{os.getpid()}.jsonl"),
-        os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-        0o644,
-    )
-    try:
-        os.write(fd, (json.dumps(entry) + "\n").encode())
-    finally:
-        os.close(fd)
+from tests.helpers.ledger import event as _event
 
 
 @task(name="record")
