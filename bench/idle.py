@@ -2,7 +2,7 @@
 
 At 200 jobs/s the scheduler sleeps about 5 ms between jobs, and every job's work then runs
 on a CPU that was idle. This runs the store's own transaction for one new leased job (the
-INSERT, the lease's UPDATE and the COMMIT of ``actors.store._write_batch``, on a WAL file
+INSERT, the lease's UPDATE and the COMMIT of the SQLite store's batch write, on a WAL file
 opened like the store opens it) back to back, and again after each of a few sleep lengths,
 and prints the CPU time of the thread per transaction (p50 / p99, µs). A second column does
 the same after spinning the CPU for the last 0.5 ms of the gap: if that brought the time
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.jobs import Job
 from actors.lifecycle import QUEUED, RUNNING
-from actors.store import SCHEMA, _write_batch, connection_pragmas
+from actors.scheduler.jobs import Job
+from actors.scheduler.store.actor import SCHEMA, _write_batch, connection_pragmas
 from transport import protocol as wire
 
 GAPS_MS = (0.0, 0.2, 1.0, 5.0, 20.0)

@@ -11,10 +11,10 @@ import tempfile
 import time
 from typing import Any
 
-from actors.brain import Brain
 from actors.client import AsyncClient, job_spec
 from actors.config import SchedulerConfig
-from actors.worker import Worker
+from actors.scheduler.brain import Brain
+from actors.worker.agent import Worker
 from bench.report import percentiles
 
 

@@ -37,8 +37,8 @@ from collections import Counter
 from typing import Any
 
 import strategies
-from actors.messages import Enqueue, Picked, ReadyJob, WorkerCredit, WorkerCredits
-from actors.strategy import StrategyActor
+from actors.scheduler.messages import Enqueue, Picked, ReadyJob, WorkerCredit, WorkerCredits
+from actors.scheduler.strategy import StrategyActor
 
 SLOTS = 8
 MAIN_WORKERS = 4  # the "other" layout's workers on the busy queue

@@ -18,10 +18,10 @@ import tempfile
 import time
 from typing import Any
 
-from actors.brain import Brain
 from actors.client import AsyncClient, job_spec
 from actors.config import SchedulerConfig
-from actors.worker import Worker, task
+from actors.scheduler.brain import Brain
+from actors.worker.agent import Worker, task
 
 MODULE = "bench.pool_cost"
 

@@ -35,7 +35,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
-from actors.messages import ReadyJob
+from actors.scheduler.messages import ReadyJob
 from strategies.index import Kind, Worker, WorkerIndex, wakers_of
 
 

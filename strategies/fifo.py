@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from actors.messages import ReadyJob
+from actors.scheduler.messages import ReadyJob
 from strategies.base import ReadyQueue, Strategy
 
 

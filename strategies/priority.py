@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from actors.messages import ReadyJob
+from actors.scheduler.messages import ReadyJob
 from strategies.base import ReadyQueue, Strategy
 
 # 30 s: far above a healthy queueing delay, so priorities decide in normal

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-import actors.worker as worker
+import actors.worker.agent as worker
 from actors.client import job_spec
-from actors.tasks import OPTIONS
-from actors.worker import task
+from actors.worker.agent import task
+from actors.worker.tasks import OPTIONS
 
 
 @pytest.fixture

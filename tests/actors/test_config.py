@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from actors.cli.demo import DEMO_TIMINGS
 from actors.config import LogConfig, SchedulerConfig
-from actors.demo import DEMO_TIMINGS
 from actors.errors import ConfigError
 from bench.harness import FAST_TIMINGS
 

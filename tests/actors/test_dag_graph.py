@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.dag import DependencyGraph
+from actors.scheduler.dag import DependencyGraph
 
 
 def test_a_child_is_released_only_when_its_last_parent_succeeds() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from actors.dispatcher import Dispatcher
-from actors.messages import (
+from actors.scheduler.dispatcher import Dispatcher
+from actors.scheduler.messages import (
     FromWorker,
     Leased,
     WorkerCredits,

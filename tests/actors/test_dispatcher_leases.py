@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from actors.messages import (
+from actors.scheduler.messages import (
     Adopt,
     Adopted,
     FromWorker,

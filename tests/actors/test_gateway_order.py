@@ -6,8 +6,8 @@ import asyncio
 
 import msgspec
 
-from actors.gateway import Gateway
-from actors.messages import Send
+from actors.scheduler.gateway import Gateway
+from actors.scheduler.messages import Send
 from transport import protocol as wire
 from transport.base import Peer, ServerTransport
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from actors.gateway import Gateway
-from actors.ratelog import RateLimitedLog
+from actors.scheduler.gateway import Gateway
+from actors.scheduler.ratelog import RateLimitedLog
 from tests.actors.test_gateway_order import Recording
 from tests.helpers.recorder import Recorder
 from transport import protocol as wire

@@ -7,9 +7,9 @@ import pytest
 
 from actors.config import SchedulerConfig
 from actors.errors import IllegalTransition
-from actors.jobs import JobTable, backoff_delay
 from actors.lifecycle import JobState
-from actors.store import Ops
+from actors.scheduler.jobs import JobTable, backoff_delay
+from actors.scheduler.store.actor import Ops
 from transport import protocol as wire
 
 

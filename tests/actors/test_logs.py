@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from actors.cli import build_parser
+from actors.cli.main import build_parser
 from actors.logs import JsonFormatter
 
 COMMANDS = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from actors import remote
 from actors.errors import WorkflowRejected
-from actors.messages import CheckWorkflow, Doom, Finished, Release, Track, WorkflowChecked
+from actors.scheduler.messages import CheckWorkflow, Doom, Finished, Release, Track, WorkflowChecked
+from actors.scheduler import remote
 from transport import protocol as wire
 from transport.errors import BadFrame
 

@@ -7,12 +7,12 @@ from typing import Any
 import msgspec
 
 from actors.config import SchedulerConfig
-from actors.effects import Effects
-from actors.jobs import JobTable
 from actors.lifecycle import JobState
-from actors.messages import Finished, Leased, RevokeLease, Send, Written
-from actors.scheduler import Scheduler
-from actors.store import Ops
+from actors.scheduler.effects import Effects
+from actors.scheduler.jobs import JobTable
+from actors.scheduler.messages import Finished, Leased, RevokeLease, Send, Written
+from actors.scheduler.scheduler import Scheduler
+from actors.scheduler.store.actor import Ops
 from tests.helpers.recorder import Recorder
 from transport import protocol as wire
 

@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 
 from actors.config import SchedulerConfig
-from actors.jobs import JobTable
 from actors.lifecycle import JobState
-from actors.messages import (
+from actors.scheduler.jobs import JobTable
+from actors.scheduler.messages import (
     Adopted,
     FromClient,
     LeasesEnded,
@@ -21,8 +21,8 @@ from actors.messages import (
     Write,
     Written,
 )
-from actors.scheduler import Scheduler
-from actors.store import Ops
+from actors.scheduler.scheduler import Scheduler
+from actors.scheduler.store.actor import Ops
 from tests.actors.test_scheduler_commit_order import scheduler_with_log
 from transport import protocol as wire
 
@@ -106,7 +106,7 @@ async def test_adoption_answers_the_dispatcher_with_the_verdicts() -> None:
     job_id = await running_job(scheduler, log)
     scheduler.table.jobs[job_id].peer = None
     log.clear()
-    from actors.messages import Adopt
+    from actors.scheduler.messages import Adopt
 
     await scheduler.handle(Adopt(PEER, "w", [(job_id, 1), (999, 1)]))
     await scheduler.handle(Adopt(PEER, "w", [(job_id, 1)]))

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from actors.errors import StoreInconsistent
-from actors.jobs import Job
 from actors.lifecycle import JobState
-from actors.messages import Write, Written
 from actors.runtime import Actor
-from actors.store import Ops, Store, StoreLocked
+from actors.scheduler.jobs import Job
+from actors.scheduler.messages import Write, Written
+from actors.scheduler.store.actor import Ops, Store, StoreLocked
 from transport import protocol as wire
 
 
@@ -173,7 +173,7 @@ async def test_a_database_from_an_incompatible_schema_is_refused_clearly(tmp_pat
 async def test_the_store_checkpoints_the_wal_itself_after_the_commits_replies_went_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import actors.store as store_module
+    import actors.scheduler.store.actor as store_module
 
     store = Store(str(tmp_path / "c.db"))
     await store.open()
@@ -206,7 +206,7 @@ class FakeClock:
 
 def test_commits_are_power_loss_safe_by_default() -> None:
     from actors.config import SchedulerConfig
-    from actors.store import connection_pragmas
+    from actors.scheduler.store.actor import connection_pragmas
 
     assert SchedulerConfig().durability == "full"
     assert "PRAGMA synchronous=FULL" in connection_pragmas()

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import strategies
-from actors.messages import (
+from actors.runtime import PUBLISH, Actor
+from actors.scheduler.messages import (
     Enqueue,
     Picked,
     ReadyJob,
@@ -20,8 +21,7 @@ from actors.messages import (
     WorkerCredits,
     WorkerGone,
 )
-from actors.runtime import PUBLISH, Actor
-from actors.strategy import StrategyActor
+from actors.scheduler.strategy import StrategyActor
 
 
 class Recorder(Actor):

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from actors.brain import Brain
 from actors.client import AsyncClient, job_spec
 from actors.config import SchedulerConfig
 from actors.errors import JobFailed, RequestRefused
-from actors.worker import Worker
+from actors.scheduler.brain import Brain
+from actors.worker.agent import Worker
 from tests.helpers.procs import free_address
 
 _n = itertools.count()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.workerconn import FRAME_BUDGET_BYTES, WorkerConn, assignment_bytes, pack
+from actors.scheduler.workerconn import FRAME_BUDGET_BYTES, WorkerConn, assignment_bytes, pack
 from transport import protocol as wire
 
 

@@ -16,9 +16,9 @@ import zmq
 import zmq.asyncio
 
 import tests.helpers.ledger_tasks  # noqa: F401 - registers the tasks the pool children run
-from actors.tasks import task
-from actors.worker import Worker
-from actors.worker_results import pack
+from actors.worker.agent import Worker
+from actors.worker.results import pack
+from actors.worker.tasks import task
 from tests.helpers.procs import free_address
 from transport import protocol as wire
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.dag import check_workflow
 from actors.errors import WorkflowRejected
+from actors.scheduler.dag import check_workflow
 from transport import protocol as wire
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from actors.cli.views import workflow_dot, workflow_mermaid
 from actors.client import AsyncClient, Client, job_spec
 from actors.errors import RequestRefused
-from actors.views import workflow_dot, workflow_mermaid
 from tests.e2e.test_cli import corral
 from tests.e2e.test_client_sdk import FakeScheduler
 from tests.helpers.procs import ROOT, Procs, free_address

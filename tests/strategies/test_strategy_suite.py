@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import strategies
-from actors.messages import ReadyJob
+from actors.scheduler.messages import ReadyJob
 from strategies import STRATEGIES, Strategy
 
 

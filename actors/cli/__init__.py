@@ -1,0 +1,1 @@
+"""The ``corral`` command: its subcommands, their terminal views, and the demo."""

@@ -1,0 +1,294 @@
+"""The ``corral`` command line: the parser and the long-running commands (worker, demo).
+The scheduler and the DAG resolver are in ``cli_scheduler``, submission in ``cli_submit``,
+inspection and control in ``cli_inspect``.
+
+Every command has ``--help``. Errors print one line naming what was wrong and
+what to do, and exit non-zero; a traceback means a bug in corral.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+
+import msgspec
+
+from actors.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Parser,
+    fail,
+    id_arg,
+    positive_float,
+    positive_int,
+    run_async,
+    slot_count,
+)
+from actors.cli.inspection import (
+    cmd_cancel,
+    cmd_dag,
+    cmd_dlq,
+    cmd_job,
+    cmd_jobs,
+    cmd_status,
+    cmd_watch,
+    cmd_workers,
+)
+from actors.cli.output import quiet_on_closed_stdout
+from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_commands
+from actors.cli.submit import add_submit_parser
+from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
+from actors.errors import ConfigError, CorralError
+from actors.logs import setup_logging
+from transport.errors import TransportError
+
+# ------------------------------------------------------------------- worker
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from actors.worker.agent import REGISTRY, Worker, serve
+    from actors.worker.process_pool import PoolStartFailed
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        importlib.import_module(args.module)
+    except ImportError as exc:
+        fail(
+            f"cannot import task module {args.module!r}: {exc} (run from the directory that "
+            "contains it, or set PYTHONPATH)"
+        )
+    if not REGISTRY:
+        fail(
+            f"module {args.module!r} registers no tasks; decorate functions with "
+            "@task from actors.worker.agent"
+        )
+    queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
+    worker = Worker(
+        args.connect,
+        name=args.name,
+        concurrency=args.concurrency,
+        queues=queues,
+        pool=args.pool,
+        modules=[args.module],
+        drain_timeout=args.drain_timeout,
+    )
+    print(
+        f"corral worker {worker.name}: {args.concurrency} slot(s), queues {','.join(queues)}, "
+        f"{args.pool} pool, tasks {', '.join(sorted(REGISTRY))}",
+        flush=True,
+    )
+    try:
+        run_async(serve(worker))
+    except PoolStartFailed as exc:
+        fail(f"{exc}: check that {args.module!r} imports in a fresh process, or use --pool thread")
+    if worker.abandoned:  # stopped before they finished: say so in the exit status
+        raise SystemExit(EXIT_FAILED)
+
+
+# ------------------------------------------------------------------- submit
+
+
+# ------------------------------------------------------------------- status
+
+
+# ------------------------------------------------------- cancel, jobs, dlq
+
+
+# --------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from actors.cli.demo import run_demo
+
+    raise SystemExit(run_demo(workers=args.workers, keep=args.keep))
+
+
+# --------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="corral", description="corral: a distributed job scheduler that never double-bills."
+    )
+    add_log_flags(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], None], help: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    def connect_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--connect",
+            default=env_address(),
+            metavar="ADDR",
+            help=f"scheduler address (env CORRAL_ADDRESS; default {DEFAULT_ADDRESS})",
+        )
+
+    add_scheduler_commands(add)
+
+    p = add("worker", cmd_worker, "run a worker agent for the tasks in MODULE")
+    p.add_argument(
+        "module", metavar="MODULE", help="importable module that registers @task functions"
+    )
+    connect_flag(p)
+    p.add_argument(
+        "--concurrency",
+        type=slot_count,
+        default=4,
+        metavar="N",
+        help="jobs run at once (slots; default 4)",
+    )
+    p.add_argument("--name", default=None, help="worker name (default HOST-PID)")
+    p.add_argument(
+        "--queues", default="default", metavar="Q1,Q2", help="queues served (default: default)"
+    )
+    p.add_argument(
+        "--pool",
+        choices=["thread", "process"],
+        default="process",
+        help="run sync tasks in one child process per slot (default: a stopped, timed-out "
+        "or self-fenced task is killed at once, and CPU-bound or GIL-holding tasks cannot "
+        "starve the worker's heartbeats) or in threads (lighter; a task stuck in a C call "
+        "cannot be stopped until the call returns). Async tasks always run on the event loop",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="on SIGINT/SIGTERM, finish held jobs for at most S seconds, then stop them "
+        "(default 30); a second signal stops them at once. Exits 1 if jobs were stopped",
+    )
+
+    add_submit_parser(add, connect_flag)
+
+    p = add("status", cmd_status, "live view: jobs by state, queues, workers' health, progress")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--json", action="store_true", help="one snapshot as JSON (format in README)")
+    p.add_argument(
+        "--interval",
+        type=positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between refreshes of the live view (default 1)",
+    )
+    connect_flag(p)
+
+    p = add("workers", cmd_workers, "connected workers: health, slots, queues, running jobs")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(p)
+
+    p = add("jobs", cmd_jobs, "jobs, newest first, optionally by state and queue")
+    p.add_argument(
+        "--state",
+        default=None,
+        type=str.upper,
+        choices=[
+            "PENDING",
+            "QUEUED",
+            "RUNNING",
+            "SUCCEEDED",
+            "FAILED",
+            "CANCELLED",
+            "UPSTREAM_FAILED",
+        ],
+        help="only jobs in this state",
+    )
+    p.add_argument("--queue", default=None, metavar="Q", help="only jobs in this queue")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="at most N (50)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(p)
+
+    p = add("watch", cmd_watch, "stream events as they are committed (all, or one job's)")
+    p.add_argument(
+        "job",
+        nargs="?",
+        type=id_arg,
+        default=None,
+        metavar="JOB_ID",
+        help="only this job's events; exits when it ends",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON array per event")
+    connect_flag(p)
+
+    p = add("cancel", cmd_cancel, "cancel jobs: pending ones never run, running ones are stopped")
+    p.add_argument("ids", type=id_arg, nargs="+", metavar="ID")
+    connect_flag(p)
+
+    p = add("job", cmd_job, "one job: its state, result or error, and every attempt")
+    p.add_argument("id", type=id_arg, metavar="ID")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(p)
+
+    p = add("dlq", cmd_dlq, "the dead-letter queue: jobs that ended FAILED")
+    dlq = p.add_subparsers(dest="dlq_command", required=True, parser_class=Parser)
+    q = dlq.add_parser("list", help="FAILED jobs, newest first")
+    q.add_argument("--limit", type=positive_int, default=100, metavar="N")
+    q.add_argument("--queue", default=None, metavar="Q")
+    q.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(q)
+    q = dlq.add_parser("show", help="one FAILED job with every attempt's error")
+    q.add_argument("id", type=id_arg, metavar="ID")
+    q.add_argument("--json", action="store_true", help="machine-readable JSON")
+    connect_flag(q)
+    q = dlq.add_parser("requeue", help="run FAILED jobs again, with their retries renewed")
+    q.add_argument("ids", type=id_arg, nargs="*", metavar="ID")
+    q.add_argument("--all", action="store_true", help="every FAILED job")
+    connect_flag(q)
+
+    p = add("dag", cmd_dag, "a workflow's steps with their states, or exported for rendering")
+    p.add_argument("id", type=id_arg, metavar="WORKFLOW_ID")
+    p.add_argument(
+        "--format",
+        choices=["table", "mermaid", "dot", "json"],
+        default="table",
+        help="table (default), a Mermaid flowchart, Graphviz dot, or JSON",
+    )
+    connect_flag(p)
+
+    p = add(
+        "demo", cmd_demo, "run a scheduler, workers and a sample workload, printing what happens"
+    )
+    p.add_argument("--workers", type=positive_int, default=3, help="worker processes (default 3)")
+    p.add_argument("--keep", action="store_true", help="keep the demo's SQLite file")
+    for name in LONG_RUNNING:
+        add_log_flags(sub.choices[name], top=False)
+    return parser
+
+
+def setup_logs(args: argparse.Namespace) -> None:
+    """Logging from --log-level/--log-format (before or after the command) or CORRAL_LOG_*;
+    exported to the environment so processes this one starts (the demo's) log alike."""
+    config = LogConfig.from_env(log_level=args.log_level, log_format=args.log_format)
+    os.environ["CORRAL_LOG_LEVEL"] = config.log_level
+    os.environ["CORRAL_LOG_FORMAT"] = config.log_format
+    setup_logging(config.log_level, config.log_format)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        setup_logs(args)
+        # Every command, the long-running ones too: a closed stdout ends it quietly (141).
+        quiet_on_closed_stdout(args.fn)(args)
+    except ConfigError as exc:
+        print(f"corral: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except (CorralError, TransportError, msgspec.ValidationError) as exc:
+        fail(str(exc))
+    except sqlite3.Error as exc:
+        fail(f"database problem: {exc} (check --db / CORRAL_DB)")
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

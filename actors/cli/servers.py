@@ -1,0 +1,186 @@
+"""``corral scheduler`` and ``corral dag-resolver``: their flags and how they run, plus the
+logging flags every long-running command takes.
+
+Every scheduler flag is read as text and validated with its ``CORRAL_*`` variable in one
+place (``SchedulerConfig.from_env``), so a bad flag and a bad variable get the same
+one-line message and exit 2. A start-up or storage failure ends the process with one
+line and exit 1, after releasing the database and the sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+from collections.abc import Callable
+
+import msgspec
+
+from actors.cli.common import run_async
+from actors.config import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    BACKOFF_FACTOR,
+    DEFAULT_ADDRESS,
+    DEFAULT_DB,
+    DEFAULT_DURABILITY,
+    DEFAULT_STRATEGY,
+    HEARTBEAT_INTERVAL_S,
+    LEASE_GRACE_S,
+    LEASE_S,
+    SUSPECT_AFTER_S,
+    SchedulerConfig,
+)
+
+# Commands that run until stopped and log while they do: they take the logging flags
+# after their name too (`corral scheduler --log-level info`).
+LONG_RUNNING = ("scheduler", "worker", "dag-resolver", "demo")
+
+Add = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
+
+# (flag, help) for the timing settings; their defaults come from actors.config.
+TIMINGS = (
+    (
+        "--heartbeat-interval",
+        f"seconds between worker heartbeats (default {HEARTBEAT_INTERVAL_S:g})",
+    ),
+    (
+        "--suspect-after",
+        "seconds of silence before a worker is suspect; more than the heartbeat interval, "
+        f"at most the lease (default {SUSPECT_AFTER_S:g})",
+    ),
+    (
+        "--lease",
+        "seconds a lease lasts without renewal; at least 2 heartbeat intervals "
+        f"(default {LEASE_S:g})",
+    ),
+    (
+        "--lease-grace",
+        f"extra seconds before an expired lease is reclaimed, >= 0 (default {LEASE_GRACE_S:g})",
+    ),
+    ("--backoff-base", f"first retry delay in seconds (default {BACKOFF_BASE_S:g})"),
+    ("--backoff-factor", f"retry delay multiplier, >= 1 (default {BACKOFF_FACTOR:g})"),
+    ("--backoff-cap", f"longest retry delay in seconds (default {BACKOFF_CAP_S:g})"),
+    (
+        "--priority-aging",
+        "priority strategy: a job ready this many seconds is promoted above every "
+        "priority and served in arrival order, so higher-priority work holds it back at "
+        "most this long (default 30)",
+    ),
+)
+
+
+def add_log_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--log-level`` and ``--log-format``. On the top parser they default to None; on a
+    command they are left out of the namespace unless given (SUPPRESS), so the flag
+    works before or after the command name and the later one wins."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR, any case (env CORRAL_LOG_LEVEL; default WARNING)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=default,
+        metavar="FORMAT",
+        help="text, or json: one JSON object per line with time, level, logger, message "
+        "and exc_info (env CORRAL_LOG_FORMAT; default text)",
+    )
+
+
+def add_scheduler_commands(add: Add) -> None:
+    """The ``scheduler`` and ``dag-resolver`` subcommands."""
+    import strategies
+
+    p = add("scheduler", cmd_scheduler, "run the scheduler (the brain)")
+    for flag, metavar, help in (
+        ("--bind", "ADDR", f"address to serve (tcp://, ipc://; default {DEFAULT_ADDRESS})"),
+        ("--db", "PATH", f"SQLite file (default {DEFAULT_DB})"),
+        (
+            "--strategy",
+            "NAME",
+            f"assignment strategy: {', '.join(sorted(strategies.STRATEGIES))} "
+            f"(default {DEFAULT_STRATEGY})",
+        ),
+        (
+            "--durability",
+            "LEVEL",
+            "full: every commit is fsynced and survives power loss; normal: commits "
+            "survive kill -9 of the scheduler but the last ones may be lost on power "
+            f"loss, faster (default {DEFAULT_DURABILITY})",
+        ),
+        ("--metrics-port", "PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics"),
+        ("--metrics-addr", "ADDR", "address for --metrics-port (default 127.0.0.1)"),
+        (
+            "--dag-resolver",
+            "ADDR",
+            "use a DAG resolver running in its own process (`corral dag-resolver`)",
+        ),
+        (
+            "--queue-weights",
+            "Q=W,...",
+            "shares of queues served by the same workers, e.g. heavy=1,light=3",
+        ),
+        *((flag, "S", help) for flag, help in TIMINGS),
+    ):
+        env = "CORRAL_" + flag.removeprefix("--").replace("-", "_").upper()
+        p.add_argument(flag, default=None, metavar=metavar, help=f"{help}; env {env}")
+
+    p = add(
+        "dag-resolver",
+        cmd_dag_resolver,
+        "run the DAG resolver actor in its own process (for `scheduler --dag-resolver`)",
+    )
+    p.add_argument("--bind", required=True, metavar="ADDR", help="e.g. tcp://127.0.0.1:5556")
+
+
+def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
+    """Flags over CORRAL_* variables over defaults, validated (raises ConfigError)."""
+    fields = [field.name for field in msgspec.structs.fields(SchedulerConfig)]
+    return SchedulerConfig.from_env(**{name: getattr(args, name) for name in fields})
+
+
+def cmd_scheduler(args: argparse.Namespace) -> None:
+    from actors.scheduler.brain import Brain
+
+    config = scheduler_config(args)
+
+    async def serve() -> None:
+        import signal
+
+        brain = Brain(config)
+        await brain.start()  # on failure it has released everything it opened
+        try:
+            # Everything allocated so far lives as long as the process: move it out of the
+            # cyclic GC's way, so full collections scan only what the work allocates.
+            gc.freeze()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, brain.stop)
+            print(brain.summary(), flush=True)
+            await brain.run()
+        finally:
+            await brain.close()
+
+    run_async(serve())
+
+
+def cmd_dag_resolver(args: argparse.Namespace) -> None:
+    from actors.scheduler.dag import DagResolver
+    from actors.scheduler.remote import host_actor
+
+    async def serve() -> None:
+        import signal
+
+        task = asyncio.ensure_future(host_actor(DagResolver(), args.bind))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        print(f"corral dag-resolver on {args.bind}", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_async(serve())

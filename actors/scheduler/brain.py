@@ -1,0 +1,259 @@
+"""The scheduler process: recovers state from SQLite, wires the actors together, runs them.
+
+Start-up order matters for the contract: the store is opened (and locked)
+first, every live job is loaded, and only then does the gateway start accepting
+frames. Jobs that were RUNNING when the previous process died are not handed
+out again at once: a worker still running one may reconnect and keep it
+(its lease and token are still valid), and what nobody claims within lease +
+grace is reclaimed and later leased under a new, larger token, so a late result
+from the old holder is refused.
+
+Start-up either completes or undoes itself: any failure (the database, the
+address, the metrics port) closes what was opened and raises one CorralError,
+so the process exits with one line instead of hanging on a live thread or port.
+The start line and the INFO log say how many live jobs were recovered and when
+the last commit was, so a database that lost commits (a damaged WAL) shows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import logging
+import os
+import uuid
+from typing import Any
+
+import strategies
+from actors import metrics
+from actors.config import SchedulerConfig
+from actors.errors import CorralError
+from actors.lifecycle import JobState
+from actors.runtime import Actor, ActorSystem
+from actors.scheduler.dag import DagResolver
+from actors.scheduler.dispatcher import Dispatcher
+from actors.scheduler.effects import Effects
+from actors.scheduler.events import EventHub
+from actors.scheduler.gateway import Gateway
+from actors.scheduler.heartbeat import HeartbeatMonitor
+from actors.scheduler.jobs import Job, JobTable
+from actors.scheduler.messages import Write
+from actors.scheduler.remote import RemoteActor
+from actors.scheduler.scheduler import Scheduler
+from actors.scheduler.store.actor import JOB_COLUMNS, Ops, Store, in_chunks
+from actors.scheduler.strategy import StrategyActor
+from transport import ServerTransport, bind
+
+log = logging.getLogger("corral.brain")
+
+_LIVE_SQL = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('PENDING', 'QUEUED', 'RUNNING')"
+
+
+class Brain:
+    """All scheduler-side actors in one process, supervised together."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.system = ActorSystem()
+        self.transport: ServerTransport | None = None
+        self.store = Store(config.db, config.durability)
+        self.table = JobTable(config)
+        self.scheduler = Scheduler(self.table)
+        self.instance = uuid.uuid4().hex
+        self.metrics_server: Any = None
+        self.recovered: dict[str, int] = {}
+        self.last_commit: float | None = None  # wall-clock time, None for a new database
+        self._running = False  # the actors run, and close their own resources on stop
+
+    @property
+    def address(self) -> str:
+        assert self.transport is not None
+        return self.transport.address
+
+    async def start(self) -> None:
+        strategy = strategies.create(  # fails fast on a bad name or weight
+            self.config.strategy, self.config.weights(), aging=self.config.priority_aging
+        )
+        await self.store.open()  # raises StoreError and closes itself on failure
+        try:
+            await self._start(strategy)
+        except BaseException:
+            await self.close()
+            raise
+        log.info("%s", self.summary())
+
+    async def _start(self, strategy: Any) -> None:
+        await self._load()
+        config = self.config
+        self.transport = bind(config.bind)
+        if config.metrics_port:
+            self.metrics_server = serve_metrics(
+                self.system.board, config.metrics_port, config.metrics_addr
+            )
+        scheduler = self.scheduler
+        gateway = Gateway(self.transport, config.heartbeat_interval, self.instance)
+        dispatcher = Dispatcher(
+            strategy.name,
+            config.heartbeat_interval,
+            self.instance,
+            config.lease,
+            config.lease_grace,
+        )
+        strategy_actor = StrategyActor(strategy)
+        heartbeat = HeartbeatMonitor(config)
+        dag: Actor
+        if config.dag_resolver:  # the DAG resolver runs in its own process
+            dag = RemoteActor("dag", config.dag_resolver)
+            dag.reply_to = scheduler
+        else:
+            dag = DagResolver()
+        events = EventHub()
+        scheduler.connect(
+            gateway=gateway,
+            store=self.store,
+            strategy=strategy_actor,
+            dispatcher=dispatcher,
+            dag=dag,
+        )
+        scheduler.events = events
+        gateway.scheduler, gateway.dispatcher, gateway.heartbeat = scheduler, dispatcher, heartbeat
+        gateway.events = events
+        dispatcher.gateway, dispatcher.scheduler = gateway, scheduler
+        dispatcher.strategy, dispatcher.heartbeat = strategy_actor, heartbeat
+        dispatcher.events = events
+        strategy_actor.scheduler, strategy_actor.dispatcher = scheduler, dispatcher
+        heartbeat.dispatcher = dispatcher
+        if isinstance(dag, DagResolver):
+            dag.scheduler = scheduler
+        events.gateway, events.scheduler = gateway, scheduler
+        self.store.feeders = (scheduler, strategy_actor)
+        actors = (
+            self.store,
+            scheduler,
+            dag,
+            strategy_actor,
+            dispatcher,
+            heartbeat,
+            events,
+            gateway,
+        )
+        for actor in actors:
+            self.system.add(actor)
+        self._recover(dag)
+        self._running = True
+        await self.system.start()
+
+    def summary(self) -> str:
+        """The start line: address, database, strategy, what was recovered, last commit."""
+        live = sum(self.recovered.values())
+        if self.last_commit is None:
+            recovered = "new database"
+        else:
+            at = datetime.datetime.fromtimestamp(self.last_commit, datetime.UTC)
+            states = ", ".join(f"{n} {s.lower()}" for s, n in self.recovered.items() if n)
+            recovered = (
+                f"recovered {live} live job(s){f' ({states})' if states else ''}, "
+                f"last commit {at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+        return (
+            f"corral scheduler on {self.address} (db {self.config.db}, strategy "
+            f"{self.config.strategy}, durability {self.config.durability}; {recovered})"
+        )
+
+    async def _load(self) -> None:
+        rows = await self.store.fetch(_LIVE_SQL)
+        counts = {
+            status: n
+            for status, n in await self.store.fetch(
+                "SELECT status, count(*) FROM jobs GROUP BY status"
+            )
+        }
+        max_id = (await self.store.fetch("SELECT max(id) FROM jobs"))[0][0] or 0
+        self.table.load(rows, counts, max_id)
+        self.recovered = {state: counts.get(state, 0) for state in ("PENDING", "QUEUED", "RUNNING")}
+        # The newest time any job row records: what a lost WAL would have taken with it.
+        newest = await self.store.fetch(
+            "SELECT max(max(created_at), coalesce(max(started_at), 0), "
+            "coalesce(max(finished_at), 0)) FROM jobs"
+        )
+        self.last_commit = newest[0][0] if max_id else None
+        self.table.next_workflow_id = 1 + (
+            (await self.store.fetch("SELECT max(id) FROM workflows"))[0][0] or 0
+        )
+        # Finished parents of live jobs: their states decide the children's fate, and
+        # their results go to the children's handlers.
+        self._settled_parents: dict[int, Job] = {}
+        wanted = list(
+            {p for j in self.table.jobs.values() for p in j.depends_on} - self.table.jobs.keys()
+        )
+        for chunk, marks in in_chunks(wanted):
+            for row in await self.store.fetch(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", tuple(chunk)
+            ):
+                parent = Job.from_row(row)
+                parent.settled = True
+                self._settled_parents[parent.id] = parent
+
+    def _recover(self, dag: Actor) -> None:
+        """Re-queue and re-track what the previous process left live. Jobs it left RUNNING
+        stay RUNNING: their workers may claim them back, and the scheduler reclaims the
+        rest once lease + grace has passed (see Scheduler.on_start)."""
+        table, ops, effects = self.table, Ops(), Effects()
+        for job in list(table.jobs.values()):
+            if job.status is JobState.QUEUED:
+                if job.depends_on:
+                    job.parent_results = [
+                        self._settled_parents[p].parent_result() for p in job.depends_on
+                    ]
+                effects.ready.append(job)
+            elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
+                self._recover_waiting(job, dag, ops, effects)
+        if len(ops) or effects.ready or effects.finished:
+            self.store.tell(Write(ops.seal(), self.scheduler, effects))
+
+    def _recover_waiting(self, job: Job, dag: Actor, ops: Ops, effects: Effects) -> None:
+        parents = {
+            **self._settled_parents,
+            **{p: self.table.jobs[p] for p in job.depends_on if p in self.table.jobs},
+        }
+        self.scheduler._place_new(job, parents, ops, effects)
+
+    async def run(self) -> None:
+        """Serve until stopped; raises ActorCrashed if an actor died."""
+        await self.system.run()
+
+    def stop(self) -> None:
+        self.system.request_stop()
+
+    async def close(self) -> None:
+        """Release everything, whether start() finished or not (idempotent)."""
+        if self._running:
+            await self.system.stop()
+        else:
+            if self.transport is not None:
+                await self.transport.close()
+            await self.store.on_stop()
+        if self.metrics_server is not None:
+            server, _thread = self.metrics_server
+            server.shutdown()
+            server.server_close()
+            self.metrics_server = None
+
+    async def __aenter__(self) -> Brain:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+def serve_metrics(board: metrics.MetricsBoard, port: int, addr: str) -> Any:
+    """Start the metrics server, or raise CorralError naming the port and the cause."""
+    try:
+        return metrics.serve(board, port, addr)
+    except OSError as exc:
+        why = "already in use" if exc.errno == errno.EADDRINUSE else os.strerror(exc.errno or 0)
+        raise CorralError(
+            f"cannot serve metrics on {addr}:{port}: {why} "
+            "(--metrics-port / CORRAL_METRICS_PORT, --metrics-addr)"
+        ) from None

@@ -1,0 +1,180 @@
+"""The gateway actor: the network edge. Owns the server transport.
+
+Every inbound frame is untrusted: size-checked and decoded into a typed
+Struct by ``transport.protocol``; anything that fails gets an ``ErrorReply``
+naming what was wrong and goes no further, so it changes nothing; refusals are
+counted, and logged at most once a second (a flood of bad frames must not turn
+into a flood of log lines). A peer must say hello (with a matching protocol
+version) before anything else. A frame from a peer that has not (a worker whose
+frames waited out a scheduler restart, a client that reconnected) is no error:
+it is answered ``hello_first`` (a worker's frames once per episode, however
+many of them waited) and neither counted nor logged above DEBUG. Decoded
+requests go to the scheduler (client requests) or the dispatcher (worker
+traffic). Outbound, other actors ``tell`` it ``Send`` messages; it encodes
+and sends them without blocking: frames that start or stop work at once,
+replies at the end of its turn, so a job starts before its submitter is
+answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from actors.runtime import Actor
+from actors.scheduler.messages import (
+    FromClient,
+    FromWorker,
+    PeerUnreachable,
+    Seen,
+    Send,
+    SubscriptionRequest,
+)
+from actors.scheduler.ratelog import AskedPeers, RateLimitedLog
+from transport import ServerTransport
+from transport import protocol as wire
+from transport.errors import BadFrame, PeerGone
+
+log = logging.getLogger("corral.gateway")
+
+# Frames that start or stop work on a worker (and the Welcome that precedes any of them):
+# sent as soon as they arrive. Everything else is sent at the end of the gateway's turn,
+# in order (see Gateway.on_idle).
+WORK_FRAMES = (wire.Assign, wire.StopJob, wire.Welcome)
+
+# Peers that said hello. Bounded so a stream of short-lived CLI connections
+# cannot grow it forever; a forgotten peer is simply asked to say hello again.
+MAX_KNOWN_PEERS = 100_000
+
+WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Progress)
+
+
+class Gateway(Actor):
+    def __init__(
+        self, transport: ServerTransport, heartbeat_interval: float, instance: str
+    ) -> None:
+        super().__init__("gateway")
+        self.instance = instance  # changes with every scheduler start
+        self.transport = transport
+        self.heartbeat_interval = heartbeat_interval
+        self.known: OrderedDict[bytes, None] = OrderedDict()
+        self.asked = AskedPeers()  # told hello_first, no hello yet
+        self.bad_frames = 0
+        self.unknown_peer_frames = 0  # frames before hello: normal after a restart
+        self._warn = RateLimitedLog(log)
+        self._replies: list[Send] = []
+        self.scheduler: Actor
+        self.dispatcher: Actor
+        self.heartbeat: Actor
+        self.events: Actor
+
+    async def on_start(self) -> None:
+        self.spawn(self._read_loop(), "read")
+
+    async def handle(self, message: Any) -> None:
+        match message:
+            case Send(peer=peer, message=outbound):
+                if isinstance(outbound, WORK_FRAMES):
+                    self._send(peer, outbound)
+                else:
+                    self._replies.append(message)
+            case _:
+                raise TypeError(f"gateway got an unexpected message: {message!r}")
+
+    def on_idle(self) -> None:
+        # Replies wait for the end of the turn, so the work frames that arrived in the same
+        # turn leave first: a job starts before its submitter hears it was accepted.
+        replies, self._replies = self._replies, []
+        for send in replies:
+            self._send(send.peer, send.message)
+
+    def _send(self, peer: bytes, message: wire.Message) -> None:
+        try:
+            self.transport.send(peer, wire.encode(message))
+        except PeerGone as exc:
+            log.info("dropping %s: %s", type(message).__name__, exc)
+            self.known.pop(peer, None)
+            self.dispatcher.tell(PeerUnreachable(peer))
+            self.events.tell(PeerUnreachable(peer))
+
+    def _refuse(self, peer: bytes, code: str, text: str, request_id: int = 0) -> None:
+        self.bad_frames += 1
+        self._warn("refused frame from %s: %s: %s", peer.hex(), code, text[:500])
+        self._send(peer, wire.ErrorReply(code, text, request_id))
+
+    def _hello_first(self, peer: bytes, message: wire.Message) -> None:
+        """A frame from a peer that has not said hello (to this scheduler process)."""
+        self.unknown_peer_frames += 1
+        if isinstance(message, WORKER_FRAMES) and not self.asked.should_ask(peer):
+            return  # already told; its hello is on the way
+        log.debug("frame from %s before its hello: asking it to say hello", peer.hex())
+        text = "say hello (ClientHello or WorkerHello) first"
+        self._send(peer, wire.ErrorReply("hello_first", text, getattr(message, "request_id", 0)))
+
+    async def _read_loop(self) -> None:
+        transport = self.transport
+        while True:
+            batch = await transport.recv_batch()
+            workers_seen: list[bytes] = []
+            for peer, frame in batch:
+                self._route(peer, frame, workers_seen)
+            if workers_seen:
+                self.heartbeat.tell(Seen(workers_seen, time.monotonic()))
+            # recv_batch returns without suspending while frames keep coming: yield, so a
+            # peer flooding frames cannot keep the other actors (heartbeat acks) waiting.
+            await asyncio.sleep(0)
+
+    def _route(self, peer: bytes, frame: bytes, workers_seen: list[bytes]) -> None:
+        try:
+            message = wire.decode_request(frame)
+        except BadFrame as exc:
+            self._refuse(peer, exc.code, exc.message, exc.request_id)
+            return
+        except Exception as exc:  # a decoder bug must not take the scheduler down
+            self.bad_frames += 1
+            self._warn("unexpected error decoding a frame from %s", peer.hex(), exc_info=exc)
+            self._send(peer, wire.ErrorReply("bad_frame", f"frame could not be decoded: {exc!r}"))
+            return
+        match message:
+            case wire.ClientHello(protocol=version) | wire.WorkerHello(protocol=version):
+                if version != wire.PROTOCOL_VERSION:
+                    self._refuse(
+                        peer,
+                        "protocol_version",
+                        f"scheduler speaks protocol {wire.PROTOCOL_VERSION}, peer sent {version}",
+                    )
+                    return
+                self.known[peer] = None
+                self.asked.said_hello(peer)
+                if len(self.known) > MAX_KNOWN_PEERS:
+                    self.known.popitem(last=False)
+                if isinstance(message, wire.WorkerHello):
+                    workers_seen.append(peer)
+                    self.dispatcher.tell(FromWorker(peer, message))
+                else:
+                    self._send(
+                        peer,
+                        wire.Welcome(wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance),
+                    )
+                return
+        if peer not in self.known:
+            self._hello_first(peer, message)
+            return
+        if isinstance(message, wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye):
+            workers_seen.append(peer)
+            self.dispatcher.tell(FromWorker(peer, message))
+        elif isinstance(message, wire.Progress):
+            self.dispatcher.tell(FromWorker(peer, message))
+        elif isinstance(message, wire.Subscribe | wire.EventsAck | wire.Unsubscribe):
+            self.events.tell(SubscriptionRequest(peer, message))
+        else:
+            self.scheduler.tell(FromClient(peer, message))
+
+    def metrics(self) -> dict[str, Any]:
+        return {"bad_frames": self.bad_frames, "unknown_peer_frames": self.unknown_peer_frames}
+
+    async def on_stop(self) -> None:
+        await self.transport.close()

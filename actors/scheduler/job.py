@@ -1,0 +1,147 @@
+"""One job as the scheduler holds it, and its rows in SQLite.
+
+``Job`` carries the persisted fields first (in ``store.JOB_COLUMNS`` order, which
+:meth:`Job.insert_row` and :meth:`Job.from_row` follow), then memory-only ones. Its
+state changes only through ``actors.scheduler.jobs.JobTable``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from actors.lifecycle import JobState
+from actors.scheduler.store.actor import JOB_COLUMNS
+from transport import protocol as wire
+
+_pack_ids = msgspec.msgpack.Encoder().encode
+_unpack_ids = msgspec.msgpack.Decoder(list[int]).decode
+
+
+class Job(msgspec.Struct, gc=False):
+    """One job, as the scheduler holds it. Persisted fields first, then memory-only ones."""
+
+    id: int
+    task: str
+    args: msgspec.Raw
+    kwargs: msgspec.Raw
+    priority: int
+    queue: str
+    depends_on: tuple[int, ...]  # a tuple: untracked by the cyclic GC (a list per job is not)
+    max_retries: int
+    idempotency_key: str | None
+    timeout: float | None
+    created_at: float
+    status: JobState
+    attempts: int = 0
+    token: int = 0
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    not_before: float = 0.0
+    result: msgspec.Raw | None = None
+    error: str | None = None
+    backoff: wire.Backoff | None = None
+    workflow_id: int | None = None
+    step: str | None = None
+    # memory only
+    parent_results: list[wire.ParentResult] | None = None
+    queued_at: float = 0.0  # monotonic time it last became QUEUED (assignment latency)
+    peer: bytes | None = None
+    seq: int = 0
+    settled: bool = False  # terminal state committed and announced
+
+    def insert_row(self) -> tuple[Any, ...]:
+        """The row for ``store.INSERT_JOB``, in ``store.JOB_COLUMNS`` order."""
+        backoff = self.backoff
+        return (
+            self.id,
+            self.task,
+            self.args,
+            self.kwargs,
+            self.priority,
+            self.queue,
+            _pack_ids(self.depends_on) if self.depends_on else _NO_IDS,
+            self.max_retries,
+            self.idempotency_key,
+            self.timeout,
+            self.created_at,
+            self.status,  # a StrEnum is a str: no .value lookup on the hot path
+            self.attempts,
+            self.token,
+            self.worker,
+            self.started_at,
+            self.finished_at,
+            self.not_before,
+            self.result,
+            self.error,
+            backoff.base if backoff else None,
+            backoff.factor if backoff else None,
+            backoff.cap if backoff else None,
+            self.workflow_id,
+            self.step,
+        )
+
+    def update_row(self, expected: JobState) -> tuple[Any, ...]:
+        return (
+            self.status,
+            self.attempts,
+            self.token,
+            self.worker,
+            self.started_at,
+            self.finished_at,
+            self.not_before,
+            self.result,
+            self.error,
+            self.id,
+            expected,
+        )
+
+    def outcome(self) -> wire.JobOutcome:
+        return wire.JobOutcome(self.id, self.status, self.result or wire.NONE_RAW, self.error)
+
+    def parent_result(self) -> wire.ParentResult:
+        """This (succeeded) job's result as its children receive it."""
+        return wire.ParentResult(self.id, self.step, self.result or wire.NONE_RAW)
+
+    def view(self) -> wire.JobView:
+        return wire.JobView(
+            self.id,
+            self.task,
+            self.status.value,
+            self.priority,
+            self.queue,
+            self.attempts,
+            self.max_retries,
+            self.token,
+            self.worker,
+            list(self.depends_on),
+            self.idempotency_key,
+            self.created_at,
+            self.started_at,
+            self.finished_at,
+            self.result or wire.NONE_RAW,
+            self.error,
+        )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Job:
+        """Rebuild a job from a ``store.JOB_COLUMNS`` row."""
+        fields = dict(zip(_ALL_COLUMNS, row, strict=True))
+        for name in ("args", "kwargs"):
+            fields[name] = msgspec.Raw(fields[name])
+        if fields["result"] is not None:
+            fields["result"] = msgspec.Raw(fields["result"])
+        fields["depends_on"] = tuple(_unpack_ids(fields["depends_on"]))
+        fields["status"] = JobState(fields["status"])
+        base, factor, cap = (
+            fields.pop(k) for k in ("backoff_base", "backoff_factor", "backoff_cap")
+        )
+        fields["backoff"] = wire.Backoff(base, factor, cap) if base is not None else None
+        fields["seq"] = fields["id"]
+        return cls(**fields)
+
+
+_NO_IDS = _pack_ids([])
+_ALL_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))

@@ -1,0 +1,298 @@
+"""Messages between the scheduler-side actors (in-process; wire messages live in
+``transport.protocol``).
+
+Each message is a msgspec Struct; most carry batches, so one mailbox hop moves
+many jobs. ``Peer`` is the transport's opaque id of a connected worker or client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from transport import protocol as wire
+
+Peer = bytes
+
+
+class _Msg(msgspec.Struct, frozen=True):
+    pass
+
+
+ClientRequest = (
+    wire.Submit
+    | wire.Wait
+    | wire.GetStatus
+    | wire.GetJob
+    | wire.CancelJobs
+    | wire.ListJobs
+    | wire.Requeue
+    | wire.SubmitWorkflow
+    | wire.GetWorkflow
+)
+
+
+# gateway -> scheduler / dispatcher: a decoded frame from the network
+class FromClient(_Msg, frozen=True):
+    peer: Peer
+    message: ClientRequest
+
+
+class FromWorker(_Msg, frozen=True):
+    peer: Peer
+    message: (
+        wire.WorkerHello | wire.Results | wire.Heartbeat | wire.Drain | wire.Goodbye | wire.Progress
+    )
+
+
+class SubscriptionRequest(_Msg, frozen=True):
+    """gateway -> event hub: a client (un)subscribing or acknowledging an Events frame."""
+
+    peer: Peer
+    message: wire.Subscribe | wire.EventsAck | wire.Unsubscribe
+
+
+class Publish(_Msg, frozen=True):
+    """scheduler / dispatcher -> event hub: committed happenings, oldest first, as
+    (kind, job_id, status, queue, worker, token, fraction, message)."""
+
+    events: list[tuple[Any, ...]]
+
+
+class SubscriberCount(_Msg, frozen=True):
+    """event hub -> scheduler: how many subscriptions exist (0: skip building events)."""
+
+    count: int
+
+
+# anyone -> gateway
+class Send(_Msg, frozen=True):
+    peer: Peer
+    message: wire.Message
+
+
+class PeerUnreachable(_Msg, frozen=True):
+    """gateway -> dispatcher: a send to this peer failed; it disconnected."""
+
+    peer: Peer
+
+
+# scheduler -> strategy: jobs that became ready
+class ReadyJob(msgspec.Struct, gc=False, array_like=True):
+    job_id: int
+    priority: int
+    queue: str
+    seq: int  # submission order; FIFO and tie-breaks use it
+    enqueued_at: float  # monotonic seconds; priority aging uses it
+    taken: bool = False  # handed out already (lets two indexes share one job)
+    task: str = ""  # only a worker that has this task may be given the job
+
+
+class Enqueue(_Msg, frozen=True):
+    jobs: list[ReadyJob]
+
+
+# dispatcher -> strategy: worker capacity changes (credits are free slots)
+class WorkerCredit(_Msg, frozen=True):
+    peer: Peer
+    name: str
+    queues: tuple[str, ...]
+    slots: int
+    credit: int  # slots freed (positive) since the last message
+    tasks: frozenset[str] = frozenset()  # the tasks it announced at hello
+
+
+class WorkerCredits(_Msg, frozen=True):
+    """The credits of one dispatcher turn, in one message."""
+
+    grants: list[WorkerCredit]
+
+
+class WorkerGone(_Msg, frozen=True):
+    peer: Peer
+
+
+# strategy -> scheduler: proposed assignments, still to be compare-and-swapped
+class Picked(_Msg, frozen=True):
+    picks: list[tuple[int, Peer]]
+
+
+# scheduler -> strategy: a pick that lost its compare-and-swap gives its slot back
+class ReturnCredit(_Msg, frozen=True):
+    peer: Peer
+    credit: int
+
+
+# scheduler -> dispatcher: committed assignments, to be sent to the workers
+class Leased(_Msg, frozen=True):
+    leases: list[tuple[Peer, wire.Assignment]]
+
+
+# dispatcher -> scheduler
+class WorkerResults(_Msg, frozen=True):
+    """Results from every worker the dispatcher heard in one turn: (peer, name, results)."""
+
+    batches: list[tuple[Peer, str, list[wire.JobResult]]]
+
+
+class WorkerLost(_Msg, frozen=True):
+    """The worker is dead or left; these jobs were leased to it. ``reason`` is recorded on
+    each lost attempt (e.g. "worker stopped", "no heartbeat for the lease time plus grace")."""
+
+    peer: Peer
+    name: str
+    job_ids: list[int]
+    reason: str = "worker lost"
+
+
+class LeasesEnded(_Msg, frozen=True):
+    """dispatcher -> scheduler: these (job_id, token) leases of a connected worker ended
+    without a result. ``how``: "unheld" (the worker never got or never started them:
+    re-queue, no attempt counted), "lost" (a failed attempt: retried while attempts
+    remain), "fatal" (FAILED at once: a retry cannot help)."""
+
+    peer: Peer
+    name: str
+    leases: list[tuple[int, int]]
+    how: str
+    reason: str
+
+
+class Adopt(_Msg, frozen=True):
+    """dispatcher -> scheduler: a (re)connecting worker says it still runs these leases."""
+
+    peer: Peer
+    name: str
+    leases: list[tuple[int, int]]
+
+
+class Adopted(_Msg, frozen=True):
+    """scheduler -> dispatcher: which of a worker's claimed leases are really its own, and
+    the timeouts of the accepted ones that have one (job_id, seconds), for the backstop."""
+
+    peer: Peer
+    accepted: list[tuple[int, int]]
+    refused: list[tuple[int, int]]
+    timeouts: list[tuple[int, float]] = []
+
+
+class RevokeLease(_Msg, frozen=True):
+    """scheduler -> dispatcher: this lease ended without a result (cancelled); stop the job."""
+
+    peer: Peer
+    job_id: int
+    token: int
+    reason: str
+
+
+class WorkerNames(_Msg, frozen=True):
+    """dispatcher -> scheduler: which peer is which worker (for job views), the tasks it
+    announced, and whether it takes new jobs now (False: dead, draining or gone)."""
+
+    peer: Peer
+    name: str
+    tasks: frozenset[str] = frozenset()
+    available: bool = True
+
+
+class StatusPart(_Msg, frozen=True):
+    """A status answer being assembled: the scheduler adds job figures, the strategy actor
+    the queues, and the dispatcher the workers, then replies."""
+
+    peer: Peer
+    request_id: int
+    fields: dict[str, Any]
+
+
+# dispatcher <-> heartbeat monitor
+class Seen(_Msg, frozen=True):
+    peers: list[Peer]
+    at: float
+
+
+class Forget(_Msg, frozen=True):
+    peer: Peer
+
+
+class Silent(_Msg, frozen=True):
+    """The worker has not been heard from for ``silent_for`` seconds."""
+
+    peer: Peer
+    state: str  # "suspect" | "dead"
+    silent_for: float
+
+
+# scheduler <-> DAG resolver
+class Track(_Msg, frozen=True):
+    """A new job waits on these parents (those not yet known SUCCEEDED)."""
+
+    job_id: int
+    parents: list[int]
+
+
+class Finished(_Msg, frozen=True):
+    """These jobs' terminal states are committed."""
+
+    jobs: list[tuple[int, str]]
+
+
+class Release(_Msg, frozen=True):
+    """All parents of these jobs succeeded: they may be queued."""
+
+    job_ids: list[int]
+
+
+class Doom(_Msg, frozen=True):
+    """These jobs can never run: an ancestor failed. ``(job_id, cause)``."""
+
+    jobs: list[tuple[int, str]]
+
+
+class CheckWorkflow(_Msg, frozen=True):
+    """scheduler -> DAG resolver: is this workflow a DAG of uniquely named steps?"""
+
+    peer: Peer
+    request: wire.SubmitWorkflow
+
+
+class WorkflowChecked(_Msg, frozen=True):
+    """DAG resolver -> scheduler: a topological order of the steps, or why it was rejected."""
+
+    peer: Peer
+    request: wire.SubmitWorkflow
+    order: list[int]
+    rejection: Any  # actors.errors.WorkflowRejected | None
+
+
+# scheduler -> store
+class Write(_Msg, frozen=True):
+    """Persist ``ops``; once committed, ``reply_to`` gets ``tag`` in a ``Written``."""
+
+    ops: Any  # actors.scheduler.store.actor.Ops
+    reply_to: Any  # an Actor
+    tag: Any
+
+
+class Written(_Msg, frozen=True):
+    """One per writer per commit: the tags of its writes that commit made durable, in order."""
+
+    tags: list[Any]
+
+
+class Query(_Msg, frozen=True):
+    """Run a read after all writes queued before it; resolve ``reply``."""
+
+    sql: str
+    params: tuple[Any, ...]
+    reply: asyncio.Future[list[tuple[Any, ...]]]
+
+
+# timers
+class Tick(_Msg, frozen=True):
+    at: float
+
+
+class ReclaimOrphans(_Msg, frozen=True):
+    """The lease + grace after start-up has passed: reclaim RUNNING jobs nobody claimed."""

@@ -1,0 +1,155 @@
+"""Client requests about existing jobs, for the scheduler actor: wait, cancel, re-queue
+(dead letters), list, and a job's view with its attempt history.
+
+Like ``workflows``, these are the scheduler's own handlers kept in a module of their own;
+they run inside the scheduler actor and touch only its state. None is on the hot path
+except ``wait``, which only registers waiters (the scheduler notifies them after commits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from actors.lifecycle import LIVE, JobState
+from actors.scheduler import workflows
+from actors.scheduler.core import SchedulerCore
+from actors.scheduler.effects import Effects
+from actors.scheduler.job import Job
+from actors.scheduler.messages import RevokeLease, Send
+from actors.scheduler.store.actor import JOB_COLUMNS, Ops
+from transport import protocol as wire
+
+
+async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
+    # A job named twice is waited for once: the work per frame follows the distinct jobs.
+    job_ids = list(dict.fromkeys(request.job_ids))
+    jobs = await sched._find(job_ids)
+    unknown = [i for i in job_ids if i not in jobs]
+    if unknown:
+        sched._send(
+            peer,
+            wire.ErrorReply(
+                "not_found",
+                f"no such job(s): {', '.join(map(str, unknown[:10]))}",
+                request.request_id,
+            ),
+        )
+        return
+    done = register_waits(sched, peer, request.request_id, jobs.values())
+    if done is not None:
+        sched._send(peer, done)
+
+
+def register_waits(
+    sched: SchedulerCore, peer: bytes, request_id: int, jobs: Iterable[Job]
+) -> wire.Outcomes | None:
+    """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
+    done: list[wire.JobOutcome] = []
+    waiters, waiter = sched.waiters, (peer, request_id)
+    # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case (tuples
+    # of atoms are untracked by the cyclic GC). A second waiter turns it into a list, so
+    # 30,000 waits on one job cost 30,000 appends, not a quadratic series of tuple copies.
+    for job in jobs:
+        if job.settled:
+            done.append(job.outcome())
+        elif (others := waiters.get(job.id)) is None:
+            waiters[job.id] = (waiter,)
+        elif isinstance(others, list):
+            others.append(waiter)
+        else:
+            waiters[job.id] = [*others, waiter]
+    return wire.Outcomes(request_id, done) if done else None
+
+
+async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) -> None:
+    jobs = await sched._find(request.job_ids)
+    ops, effects = Ops(), Effects()
+    statuses: list[tuple[int, str]] = []
+    for job_id in request.job_ids:
+        job = jobs.get(job_id)
+        if job is None:
+            statuses.append((job_id, "NOT_FOUND"))
+            continue
+        if job.status in LIVE:
+            holder = job.peer if job.status is JobState.RUNNING else None
+            token = job.token
+            sched.table.cancel(job, ops)
+            effects.finished.append(job)
+            if holder is not None:
+                effects.revokes.append(RevokeLease(holder, job.id, token, "cancelled"))
+        statuses.append((job_id, job.status.value))
+    effects.sends.append(Send(peer, wire.CancelReply(request.request_id, statuses)))
+    sched._write(ops, effects)
+
+
+async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> None:
+    ids = list(request.job_ids)
+    if request.all_failed:
+        rows = await sched._query("SELECT id FROM jobs WHERE status = 'FAILED'", [])
+        ids += [row[0] for row in rows]
+    jobs = await sched._find(dict.fromkeys(ids))
+    ops, effects = Ops(), Effects()
+    requeued: list[int] = []
+    skipped: list[tuple[int, str]] = []
+    for job_id in dict.fromkeys(ids):
+        job = jobs.get(job_id)
+        if job is None:
+            skipped.append((job_id, "no such job"))
+        elif job.status is not JobState.FAILED:
+            skipped.append((job_id, f"is {job.status.value}, not FAILED"))
+        else:
+            if job.depends_on:  # its parents succeeded; their results go with it again
+                parents = await sched._find(job.depends_on)
+                results = [parents[p].parent_result() for p in job.depends_on]
+                too_large = sched.table.parents_too_large(job, results)
+                if too_large is not None:
+                    skipped.append((job_id, f"cannot be sent to a worker: {too_large}"))
+                    continue
+                job.parent_results = results
+            sched.table.reload(job)
+            sched.table.requeue_failed(job, ops)
+            effects.ready.append(job)
+            requeued.append(job_id)
+    if requeued:
+        await workflows.revive_descendants(sched, requeued, ops, effects)
+    reply = wire.RequeueReply(request.request_id, requeued, skipped)
+    effects.sends.append(Send(peer, reply))
+    sched._write(ops, effects)
+
+
+async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -> None:
+    where, params = [], []
+    if request.status:
+        where.append("status = ?")
+        params.append(request.status)
+    if request.queue:
+        where.append("queue = ?")
+        params.append(request.queue)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = await sched._query(
+        f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
+        [*params, request.limit],
+    )
+    views = []
+    for row in rows:
+        job = sched.table.jobs.get(row[0]) or Job.from_row(row)
+        views.append(job.view())
+    sched._send(peer, wire.JobList(request.request_id, views))
+
+
+async def view_with_history(sched: SchedulerCore, job: Job) -> wire.JobView:
+    rows = await sched._query(
+        "SELECT token, worker, started_at, finished_at, outcome, error FROM attempts "
+        "WHERE job_id = ? ORDER BY token",
+        [job.id],
+    )
+    history = [wire.AttemptView(*row) for row in rows]
+    if job.status is JobState.SUCCEEDED:
+        history.append(
+            wire.AttemptView(job.token, job.worker, job.started_at, job.finished_at, "succeeded")
+        )
+    elif job.status is JobState.RUNNING:
+        history.append(wire.AttemptView(job.token, job.worker, job.started_at, None, "running"))
+    return msgspec.structs.replace(job.view(), history=history)

@@ -1,0 +1,443 @@
+"""The scheduler actor: the brain. Owns the job table and every state transition.
+
+It validates submissions, applies transitions through ``JobTable`` (one
+lifecycle table), hands the resulting compare-and-swap rows to the store, and
+acts on them only after the store says they are committed: clients are
+acknowledged, ready jobs go to the strategy, leases go to the dispatcher,
+waiters hear outcomes, and the DAG resolver learns of finished parents. A
+failure between transition and commit therefore never leaks an
+acknowledgement or an assignment that SQLite does not have.
+
+Its handlers live in modules by concept: ``leases`` (assignment, results, leases that
+end without one, adoption across restarts), ``requests`` (wait, cancel, re-queue,
+list), ``workflows``. A submission is refused whole, naming the job, when a job could
+never be sent to a worker (``too_large``) or, with ``require_worker``, when no
+connected worker taking jobs has its task (``no_worker``); a job whose parents'
+results are too large to travel with it fails (PENDING -> FAILED) instead of being
+sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from actors.lifecycle import (
+    FAILED,
+    PENDING,
+    QUEUED,
+    SUCCEEDED,
+    TERMINAL,
+    UPSTREAM_FAILED,
+)
+from actors.metrics import Histogram
+from actors.runtime import Actor
+from actors.scheduler import leases, requests, workflows
+from actors.scheduler.core import Waiters
+from actors.scheduler.effects import Effects
+from actors.scheduler.jobs import Job, JobTable
+from actors.scheduler.messages import (
+    Adopt,
+    Doom,
+    Enqueue,
+    Finished,
+    FromClient,
+    Leased,
+    LeasesEnded,
+    Picked,
+    Publish,
+    Query,
+    ReadyJob,
+    ReclaimOrphans,
+    Release,
+    Send,
+    StatusPart,
+    SubscriberCount,
+    Tick,
+    Track,
+    WorkerLost,
+    WorkerNames,
+    WorkerResults,
+    WorkflowChecked,
+    Write,
+    Written,
+)
+from actors.scheduler.ratelog import RateLimitedLog
+from actors.scheduler.store.actor import JOB_COLUMNS, Ops, in_chunks
+from actors.scheduler.throughput import Throughput
+from transport import protocol as wire
+
+log = logging.getLogger("corral.scheduler")
+
+
+class Scheduler(Actor):
+    def __init__(self, table: JobTable) -> None:
+        super().__init__("scheduler")
+        self.table = table
+        # job id -> (peer, request id) pairs: a 1-tuple (the GC never has to scan it), a
+        # list once a second waiter comes (appending to a tuple would be quadratic)
+        self.waiters: dict[int, Waiters] = {}
+        self.worker_names: dict[bytes, str] = {}
+        # The tasks of each worker that takes new jobs now (Submit.require_worker).
+        self.worker_tasks: dict[bytes, frozenset[str]] = {}
+        self.warn = RateLimitedLog(log)
+        # workflow idempotency keys being created; later submissions wait for the first
+        self.workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]] = {}
+        self.throughput = Throughput()
+        self.assign_latency = Histogram()
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_at: float | None = None
+        self.gateway: Actor
+        self.store: Actor
+        self.strategy: Actor
+        self.dispatcher: Actor
+        self.dag: Actor
+        self.events: Actor
+
+    def connect(
+        self, *, gateway: Actor, store: Actor, strategy: Actor, dispatcher: Actor, dag: Actor
+    ) -> None:
+        self.gateway, self.store, self.strategy = gateway, store, strategy
+        self.dispatcher, self.dag = dispatcher, dag
+
+    async def on_start(self) -> None:
+        self._arm_retry_timer()
+        if self.table.orphans():
+            # Jobs that were RUNNING when the previous process died. Their workers may
+            # still run them and reconnect to claim them (Adopt); whatever is unclaimed
+            # after lease + grace has surely been stopped by its self-fencing worker.
+            config = self.table.config
+            asyncio.get_running_loop().call_later(
+                config.lease + config.lease_grace, self.tell, ReclaimOrphans()
+            )
+
+    # ------------------------------------------------------------------ routing
+
+    async def handle(self, message: Any) -> None:
+        match message:
+            case Written(tags=committed):
+                self._after_commit(committed)
+            case Picked(picks=picks):
+                leases.lease(self, picks)
+            case WorkerResults():
+                leases.results(self, message)
+            case FromClient(peer=peer, message=request):
+                await self._client(peer, request)
+            case Release(job_ids=ids):
+                await self._release(ids)
+            case WorkflowChecked():
+                await workflows.create_workflow(self, message)
+            case Doom(jobs=doomed):
+                self._doom(doomed)
+            case WorkerLost():
+                leases.worker_lost(self, message)
+            case LeasesEnded():
+                leases.leases_ended(self, message)
+            case WorkerNames(peer=peer, name=name, tasks=tasks, available=available):
+                self.worker_names[peer] = name
+                if available:
+                    self.worker_tasks[peer] = tasks
+                else:
+                    self.worker_tasks.pop(peer, None)
+            case SubscriberCount(count=count):
+                if count and self.table.events is None:
+                    self.table.events = []
+                elif not count:
+                    self.table.events = None
+            case Tick():
+                self._retry_due()
+            case Adopt(peer=peer, name=name, leases=claims):
+                leases.adopt(self, peer, name, claims)
+            case ReclaimOrphans():
+                leases.reclaim_orphans(self)
+            case _:
+                raise TypeError(f"scheduler got an unexpected message: {message!r}")
+
+    async def _client(self, peer: bytes, request: Any) -> None:
+        match request:
+            case wire.Submit():
+                await self._submit(peer, request)
+            case wire.Wait():
+                await requests.wait(self, peer, request)
+            case wire.GetJob(request_id=rid, job_id=job_id):
+                found = (await self._find([job_id])).get(job_id)
+                view = await requests.view_with_history(self, found) if found else None
+                self._send(peer, wire.JobReply(rid, view))
+            case wire.GetStatus(request_id=rid):
+                self.strategy.tell(StatusPart(peer, rid, self._status_fields()))
+            case wire.CancelJobs():
+                await requests.cancel(self, peer, request)
+            case wire.Requeue():
+                await requests.requeue(self, peer, request)
+            case wire.ListJobs():
+                await requests.list_jobs(self, peer, request)
+            case wire.SubmitWorkflow():
+                await workflows.submit_workflow(self, peer, request)
+            case wire.GetWorkflow(request_id=rid, workflow_id=workflow_id):
+                workflow = await workflows.workflow_view(self, workflow_id)
+                self._send(peer, wire.WorkflowReply(rid, workflow))
+
+    def _send(self, peer: bytes, message: wire.Message) -> None:
+        self.gateway.tell(Send(peer, message))
+
+    def _status_fields(self) -> dict[str, Any]:
+        succeeded, ended = self.throughput.last_minute()
+        counts = self.table.counts_snapshot()
+        return {
+            "jobs": counts,
+            "counters": {"refused_results": self.table.refused_results},
+            "completed_last_minute": ended,
+            "throughput_per_s": round(succeeded / 60.0, 2),
+            "dead_letters": counts.get("FAILED", 0),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "jobs": self.table.counts_snapshot(),
+            "by_queue": dict(self.table.by_queue),
+            "assign_latency": self.assign_latency.snapshot(),
+            "refused_results": self.table.refused_results,
+        }
+
+    def _write(self, ops: Ops, effects: Effects) -> None:
+        effects.events = self.table.take_events()
+        if effects.ready:
+            # Ready jobs go to the strategy now, not after this commit: the store commits
+            # in order, so a lease on one of them commits after (or with) this write, and
+            # nothing leaves for a worker before the lease commits. Saves a commit's wait.
+            self._enqueue(effects.ready)
+            effects.ready = []
+        if len(ops):
+            self.store.tell(Write(ops.seal(), self, effects))
+        else:
+            self._after_commit([effects])
+
+    # ------------------------------------------------------------------ submit
+
+    async def _submit(self, peer: bytes, request: wire.Submit) -> None:
+        table, rid = self.table, request.request_id
+        for index, spec in enumerate(request.jobs):
+            refusal = table.refusal(index, spec)
+            if refusal is not None:
+                self._send(
+                    peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid)
+                )
+                return
+        if request.require_worker:
+            refused = table.no_worker(request.jobs, set().union(*self.worker_tasks.values()))
+            if refused is not None:
+                self._send(peer, wire.ErrorReply("no_worker", refused, rid))
+                return
+        await self._load_keys([s.idempotency_key for s in request.jobs if s.idempotency_key])
+        parent_ids = {p for spec in request.jobs for p in spec.depends_on}
+        parents = await self._find(parent_ids)
+        unknown = sorted(parent_ids - parents.keys())
+        if unknown:
+            shown = ", ".join(map(str, unknown[:10]))
+            self._send(
+                peer,
+                wire.ErrorReply(
+                    "unknown_parent", f"depends_on names job(s) that do not exist: {shown}", rid
+                ),
+            )
+            return
+
+        ops, effects = Ops(), Effects()
+        ids: list[int] = []
+        existing: list[bool] = []
+        for spec in request.jobs:
+            known = table.by_key.get(spec.idempotency_key) if spec.idempotency_key else None
+            if known is not None:
+                ids.append(known)
+                existing.append(True)
+                continue
+            job = table.create(spec, ops)
+            ids.append(job.id)
+            existing.append(False)
+            self._place_new(job, parents, ops, effects)
+        effects.sends.append(Send(peer, wire.Submitted(rid, ids, existing)))
+        if request.wait_request_id:
+            jobs = await self._find(ids)  # an existing key's job may have ended long ago
+            done = requests.register_waits(self, peer, request.wait_request_id, jobs.values())
+            if done is not None:
+                effects.sends.append(Send(peer, done))
+        self._write(ops, effects)
+
+    def _place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
+        """Queue a new job, doom it (a parent already failed), or hand it to the DAG resolver."""
+        waiting: list[int] = []
+        for parent_id in job.depends_on:
+            parent = parents[parent_id]
+            if not parent.settled:
+                waiting.append(parent_id)  # its Finished message is still to come
+            elif parent.status is not SUCCEEDED:
+                job.error = f"parent job {parent_id} ended {parent.status.value}"
+                job.finished_at = job.created_at
+                self.table.move(job, UPSTREAM_FAILED, ops)
+                effects.finished.append(job)
+                return
+        if waiting:
+            # Sent now, not after commit: it must reach the resolver before the
+            # Finished message of any parent that commits after this point.
+            self.dag.tell(Track(job.id, waiting))
+        else:
+            self._queue_child(job, parents, ops, effects)
+
+    def _queue_child(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
+        """All parents succeeded: queue the job, carrying their results to its handler; or
+        fail it, when those results are too large to send with it to any worker."""
+        if job.depends_on:
+            results = [parents[p].parent_result() for p in job.depends_on]
+            too_large = self.table.parents_too_large(job, results)
+            if too_large is not None:
+                job.error = f"cannot be sent to a worker: {too_large}"
+                job.finished_at = time.time()
+                self.table.move(job, FAILED, ops)
+                effects.finished.append(job)
+                return
+            job.parent_results = results
+        self.table.move(job, QUEUED, ops)
+        effects.ready.append(job)
+
+    async def _load_keys(self, keys: list[str]) -> None:
+        """Make sure every known idempotency key among ``keys`` is in memory."""
+        missing = [k for k in keys if k not in self.table.by_key]
+        for chunk, marks in in_chunks(missing):
+            rows = await self._query(
+                f"SELECT idempotency_key, id FROM jobs WHERE idempotency_key IS NOT NULL "
+                f"AND idempotency_key IN ({marks})",
+                chunk,
+            )
+            for key, job_id in rows:
+                self.table.by_key[key] = job_id
+
+    async def _find(self, ids: Any) -> dict[int, Job]:
+        """Jobs by id, from memory or else (finished long ago) from SQLite."""
+        found: dict[int, Job] = {}
+        missing: list[int] = []
+        for job_id in ids:
+            job = self.table.jobs.get(job_id)
+            if job is None:
+                missing.append(job_id)
+            else:
+                found[job_id] = job
+        for chunk, marks in in_chunks(missing):
+            for row in await self._query(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk
+            ):
+                job = Job.from_row(row)
+                job.settled = job.status in TERMINAL
+                found[job.id] = job
+        return found
+
+    async def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        reply: asyncio.Future[list[tuple[Any, ...]]] = asyncio.get_running_loop().create_future()
+        self.store.tell(Query(sql, tuple(params), reply))
+        return await reply
+
+    # -------------------------------------------------------------------- wait
+
+    def _notify(self, finished: list[Job]) -> None:
+        batches: defaultdict[tuple[bytes, int], list[wire.JobOutcome]] = defaultdict(list)
+        for job in finished:
+            for waiter in self.waiters.pop(job.id, ()):
+                batches[waiter].append(job.outcome())
+        for (peer, rid), outcomes in batches.items():
+            self._send(peer, wire.Outcomes(rid, outcomes))
+
+    # ---------------------------------------------------------- after a commit
+
+    def _after_commit(self, committed: list[Effects]) -> None:
+        """Carry out the effects of one commit's writes, in their order, work first.
+
+        Leases and revokes go to the dispatcher before any reply goes to a client, so a
+        job's Assign leaves without queueing behind the acknowledgement of its submission
+        (the gateway sends worker frames before client replies of the same turn)."""
+        leases: list[tuple[bytes, wire.Assignment]] = []
+        for effects in committed:
+            if effects.revokes:
+                if leases:  # keep a revoke after any lease committed before it
+                    self.dispatcher.tell(Leased(leases))
+                    leases = []
+                for revoke in effects.revokes:
+                    self.dispatcher.tell(revoke)
+            leases += effects.leases
+        if leases:
+            self.dispatcher.tell(Leased(leases))
+        finished: list[Job] = []
+        events: list[tuple[Any, ...]] = []
+        for effects in committed:
+            for send in effects.sends:
+                self.gateway.tell(send)
+            if effects.ready:  # only start-up recovery writes to the store directly
+                self._enqueue(effects.ready)
+            finished += effects.finished
+            events += effects.events
+        if finished:
+            ended: list[Job] = []
+            for job in finished:
+                # Settled here, so a job listed by two writes of this commit counts once.
+                if job.status in TERMINAL and not job.settled:
+                    self.table.settle(job)
+                    ended.append(job)
+            self._notify(ended)
+            self.dag.tell(Finished([(j.id, j.status.value) for j in ended]))
+            succeeded = sum(1 for j in ended if j.status is SUCCEEDED)
+            self.throughput.add(succeeded, len(ended))
+        if events:
+            self.events.tell(Publish(events))
+        self._arm_retry_timer()
+
+    # -------------------------------------------------------------- assignment
+
+    def _enqueue(self, jobs: list[Job]) -> None:
+        now = time.monotonic()
+        ready = [
+            ReadyJob(j.id, j.priority, j.queue, j.seq, now, task=j.task)
+            for j in jobs
+            if j.status is QUEUED
+        ]
+        if ready:
+            self.strategy.tell(Enqueue(ready))
+
+    # -------------------------------------------------------- DAG and retries
+
+    async def _release(self, job_ids: list[int]) -> None:
+        ops, effects = Ops(), Effects()
+        children = [self.table.jobs.get(job_id) for job_id in job_ids]
+        ready = [job for job in children if job is not None and job.status is PENDING]
+        parents = await self._find({p for job in ready for p in job.depends_on})
+        for job in ready:
+            self._queue_child(job, parents, ops, effects)
+        self._write(ops, effects)
+
+    def _doom(self, doomed: list[tuple[int, str]]) -> None:
+        ops, effects = Ops(), Effects()
+        for job_id, cause in doomed:
+            job = self.table.jobs.get(job_id)
+            if job is not None and job.status is PENDING:
+                job.error = cause
+                job.finished_at = time.time()
+                self.table.move(job, UPSTREAM_FAILED, ops)
+                effects.finished.append(job)
+        self._write(ops, effects)
+
+    def _retry_due(self) -> None:
+        self._retry_timer = self._retry_at = None
+        ops, effects = Ops(), Effects()
+        effects.ready = self.table.due_retries(ops)
+        self._write(ops, effects)
+
+    def _arm_retry_timer(self) -> None:
+        """One timer for the earliest backoff deadline, never one per job."""
+        due = self.table.next_retry_at()
+        if due is None or (self._retry_at is not None and self._retry_at <= due):
+            return
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_at = due
+        delay = max(0.0, due - time.time())
+        self._retry_timer = asyncio.get_running_loop().call_later(delay, self.tell, Tick(due))

@@ -1,0 +1,191 @@
+"""Workflows, for the scheduler actor: atomic submission of a DAG of named steps, revival of
+descendants when a dead-lettered parent is re-queued, and the workflow view.
+
+These functions run inside the scheduler actor (they are its handlers, kept in their own
+module to keep each module small); they touch only the scheduler's own state. The shape
+checks (cycles, duplicate or unknown steps) belong to the DAG resolver (``dag.check_workflow``),
+which the scheduler consults by message before creating anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import msgspec
+
+from actors.lifecycle import JobState
+from actors.scheduler.core import SchedulerCore
+from actors.scheduler.effects import Effects
+from actors.scheduler.job import Job
+from actors.scheduler.messages import CheckWorkflow, Send, Track, WorkflowChecked
+from actors.scheduler.store.actor import JOB_COLUMNS, Ops, in_chunks
+from transport import protocol as wire
+
+
+def _refuse(sched: SchedulerCore, peer: bytes, code: str, message: str, rid: int) -> None:
+    sched._send(peer, wire.ErrorReply(code, message, rid))
+
+
+async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.SubmitWorkflow) -> None:
+    """Check what only the scheduler can check, then ask the DAG resolver about the shape."""
+    rid = request.request_id
+    key = request.idempotency_key
+    if key is not None:
+        if key in sched.workflow_keys_in_flight:
+            sched.workflow_keys_in_flight[key].append((peer, request))  # answered after the first
+            return
+        existing = await _workflow_by_key(sched, key)
+        if existing is not None:
+            workflow_id, step_ids = existing
+            sched._send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids, existing=True))
+            return
+    for step in request.steps:
+        refusal = sched.table.refusal(0, step.job)
+        if refusal is not None:
+            _refuse(sched, peer, refusal.code, f"step {step.name!r}: {refusal.message}", rid)
+            return
+        if step.job.idempotency_key is not None:
+            _refuse(
+                sched,
+                peer,
+                "invalid",
+                f"step {step.name!r} has its own idempotency_key; give the workflow one instead",
+                rid,
+            )
+            return
+    external = {p for step in request.steps for p in step.job.depends_on}
+    unknown = sorted(external - (await sched._find(external)).keys())
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10]))
+        _refuse(
+            sched,
+            peer,
+            "unknown_parent",
+            f"depends_on names job(s) that do not exist: {shown}",
+            rid,
+        )
+        return
+    if key is not None:
+        sched.workflow_keys_in_flight[key] = []
+    sched.dag.tell(CheckWorkflow(peer, request))
+
+
+async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> None:
+    """The resolver accepted (or rejected) the shape: create every step in one transaction."""
+    request, peer, rid = checked.request, checked.peer, checked.request.request_id
+    deferred = sched.workflow_keys_in_flight.pop(request.idempotency_key or "", [])
+    try:
+        if checked.rejection is not None:
+            _refuse(sched, peer, checked.rejection.code, checked.rejection.message, rid)
+            return
+        table = sched.table
+        parents = await sched._find({p for step in request.steps for p in step.job.depends_on})
+        ops, effects = Ops(), Effects()
+        workflow_id = table.next_workflow_id
+        table.next_workflow_id += 1
+        ops.workflows.append((workflow_id, request.name, request.idempotency_key, time.time()))
+        step_ids: dict[str, int] = {}
+        for i in checked.order:
+            step = request.steps[i]
+            depends_on = [*step.job.depends_on, *(step_ids[name] for name in step.after)]
+            spec = msgspec.structs.replace(step.job, depends_on=depends_on)
+            job = table.create(spec, ops, workflow_id, step.name)
+            step_ids[step.name] = job.id
+            parents[job.id] = job  # later steps wait on it: it is not settled
+            sched._place_new(job, parents, ops, effects)
+        effects.sends.append(Send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids)))
+        sched._write(ops, effects)
+    finally:
+        for later_peer, later in deferred:  # same key: they now find this workflow
+            await submit_workflow(sched, later_peer, later)
+
+
+async def _workflow_by_key(sched: SchedulerCore, key: str) -> tuple[int, dict[str, int]] | None:
+    rows = await sched._query("SELECT id FROM workflows WHERE idempotency_key = ?", [key])
+    if not rows:
+        return None
+    workflow_id = rows[0][0]
+    steps = await sched._query("SELECT step, id FROM jobs WHERE workflow_id = ?", [workflow_id])
+    return workflow_id, dict(steps)
+
+
+async def revive_descendants(
+    sched: SchedulerCore, roots: list[int], ops: Ops, effects: Effects
+) -> int:
+    """Re-queued parents give their UPSTREAM_FAILED descendants another chance.
+
+    Walks the edges table breadth-first from ``roots``; a descendant is revived
+    (UPSTREAM_FAILED -> PENDING, tracked again by the DAG resolver) when each of its
+    parents has succeeded or is live again. Cost: the edges touched."""
+    live = set(roots)
+    frontier = list(roots)
+    revived = 0
+    while frontier:
+        children: list[int] = []
+        for chunk, marks in in_chunks(frontier):
+            rows = await sched._query(f"SELECT child FROM edges WHERE parent IN ({marks})", chunk)
+            children += [row[0] for row in rows]
+        frontier = []
+        jobs = await sched._find(dict.fromkeys(children))
+        for child_id in sorted(jobs):
+            job = jobs[child_id]
+            if job.status is not JobState.UPSTREAM_FAILED or child_id in live:
+                continue
+            parents = await sched._find(job.depends_on)
+            if not all(p.status is JobState.SUCCEEDED or p.id in live for p in parents.values()):
+                continue  # another ancestor is still failed: it stays doomed
+            sched.table.reload(job)
+            sched.table.revive(job, ops)
+            live.add(child_id)
+            frontier.append(child_id)
+            revived += 1
+            sched.dag.tell(Track(child_id, [p for p in job.depends_on if p in live]))
+    return revived
+
+
+async def workflow_view(sched: SchedulerCore, workflow_id: int) -> wire.WorkflowView | None:
+    rows = await sched._query("SELECT name, created_at FROM workflows WHERE id = ?", [workflow_id])
+    if not rows:
+        return None
+    name, created_at = rows[0]
+    jobs: dict[int, Job] = {}
+    for row in await sched._query(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE workflow_id = ?", [workflow_id]
+    ):
+        job = sched.table.jobs.get(row[0]) or Job.from_row(row)  # memory is newer than SQLite
+        jobs[job.id] = job
+    steps = []
+    for job in _topological(jobs):
+        after = [jobs[p].step or str(p) if p in jobs else f"job {p}" for p in job.depends_on]
+        steps.append(
+            wire.StepView(
+                job.step or str(job.id),
+                job.id,
+                job.status.value,
+                after,
+                job.task,
+                job.priority,
+                job.attempts,
+                job.error,
+            )
+        )
+    return wire.WorkflowView(workflow_id, name, created_at, steps)
+
+
+def _topological(jobs: dict[int, Job]) -> list[Job]:
+    waiting = {j.id: sum(1 for p in j.depends_on if p in jobs) for j in jobs.values()}
+    children: dict[int, list[int]] = {}
+    for job in jobs.values():
+        for parent in job.depends_on:
+            children.setdefault(parent, []).append(job.id)
+    ready = deque(sorted(i for i, n in waiting.items() if n == 0))
+    order: list[Job] = []
+    while ready:
+        job_id = ready.popleft()
+        order.append(jobs[job_id])
+        for child in children.get(job_id, []):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    return order

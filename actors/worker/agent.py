@@ -1,0 +1,445 @@
+"""The worker agent: runs registered task functions for the scheduler.
+
+Register tasks with ``@task`` (``actors.worker.tasks``, re-exported here). Async functions
+run on the worker's event loop; sync ones in one child process per slot (``pool=
+"process"``, the default when the worker names its task modules: a stuck or CPU-bound
+handler can be killed and never holds the agent's GIL) or in threads (``pool="thread"``).
+
+Leases: a job may run only while its lease is valid by the worker's own clock, until
+``max(Assign.lease_basis, last acknowledged heartbeat) + lease``. An assignment already
+past that when it is read, or when its handler is about to start, is dropped (never run,
+never reported; the heartbeat's ``assign_seq`` lets the scheduler reclaim it). A running
+handler whose lease lapses is stopped (self-fencing), and a process child enforces the
+expiry itself even when this agent is paused.
+
+Credits: the hello announces the slots, and each slot is given back (``Results.credits``)
+only when it can really run again: a thread stuck after its timeout, or a killed child
+being replaced, keeps its slot until then. Results are batched per loop turn, packed under
+the frame limit, and kept until the scheduler acknowledges them (resent after a reconnect).
+
+Stopping: the first SIGINT/SIGTERM drains (no new work, finish held jobs) for at most
+``drain_timeout`` seconds; a second one, or the timeout, stops the handlers at once and
+says Goodbye while still holding their leases (the scheduler records those attempts as
+"worker stopped"); ``abandoned`` lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors.worker.executors import AsyncRunner, LeaseLapsed, Run, ThreadRunner
+from actors.worker.outbox import Outbox, ProgressRelay
+from actors.worker.process_pool import ProcessRunner
+from actors.worker.results import Attempt, failed, outcome
+from actors.worker.stop import drain, serve
+from actors.worker.tasks import REGISTRY, JobContext, _current, bind_error, context, retryable, task
+from actors.worker.tasks import task_options as task_options
+from transport import ClientTransport, connect
+from transport import protocol as wire
+from transport.errors import BadFrame
+
+__all__ = ["REGISTRY", "JobContext", "Worker", "context", "serve", "task", "task_options"]
+
+log = logging.getLogger("corral.worker")
+
+# A worker that hears no Welcome re-sends its hello after this long, so it finds a
+# scheduler that starts (or restarts) after it.
+HELLO_RETRY_S = 1.0
+HELLO_RETRY_MAX_S = 8.0  # the pause doubles up to this: a long outage queues few hellos
+# Say so (once) when no scheduler has answered for this long.
+UNANSWERED_WARNING_S = 5.0
+DRAIN_TIMEOUT_S = 30.0  # a drain longer than this is stuck: stop what is left
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(
+        self,
+        address: str,
+        *,
+        name: str | None = None,
+        concurrency: int = 4,
+        queues: tuple[str, ...] = ("default",),
+        registry: dict[str, Callable[..., Any]] | None = None,
+        pool: str | None = None,
+        modules: list[str] | None = None,
+        drain_timeout: float = DRAIN_TIMEOUT_S,
+    ) -> None:
+        self.address = address
+        self.name = name or default_name()
+        self.concurrency = concurrency
+        self.queues = queues
+        self.registry = REGISTRY if registry is None else registry
+        self.modules = modules or []
+        # Children import the task modules, so a process pool needs them named.
+        self.pool = pool or ("process" if self.modules else "thread")
+        self.drain_timeout = drain_timeout
+        self.heartbeat_interval = 1.0
+        self.lease = 5.0
+        self._welcomed = asyncio.Event()
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.held: dict[int, wire.Assignment] = {}  # leases we hold, by job id
+        self.executed = 0
+        self.fenced = 0  # handlers this worker stopped itself because their lease lapsed
+        self.dropped = 0  # assignments dropped unstarted: their lease had lapsed
+        self.abandoned: list[int] = []  # jobs stopped unfinished by a hard stop
+        self._basis: dict[int, float] = {}  # job id -> its Assign's lease_basis
+        self._assign_seq = 0  # the last Assign frame read, as numbered by self._instance
+        self._instance = ""  # the scheduler process (Welcome.instance)
+        self._stop_reasons: dict[int, str] = {}
+        self._stop_futures: dict[int, asyncio.Future[None]] = {}
+        self._busy: set[int] = set()  # jobs whose slot cannot run another handler yet
+        self._async_tasks: dict[str, bool] = {}
+        self._renewed_at = 0.0  # send time (our clock) of the last heartbeat the scheduler acked
+        self._fencing_since: float | None = None  # start of a self-fencing episode
+        self._outbox = Outbox(self._send)
+        self._progress = ProgressRelay(self._send, self.held, self._welcomed.is_set)
+        self._transport: ClientTransport | None = None
+        self._threads = ThreadRunner(concurrency)
+        self._asyncs = AsyncRunner()
+        self._processes: ProcessRunner | None = None
+        self._unwelcomed = asyncio.Event()  # a "not welcomed" episode began: hello again
+        self._episode_hello_at = 0.0  # the first hello of the current episode
+        self._stop_requested = asyncio.Event()
+        self._abandon = asyncio.Event()
+        self._stops = 0
+
+    # ------------------------------------------------------------------ wiring
+
+    def _leases(self) -> list[tuple[int, int]]:
+        return [(job_id, a.token) for job_id, a in self.held.items()]
+
+    def _claims(self) -> list[tuple[int, int]]:
+        """What a (re)connecting hello claims: jobs still running, and finished jobs whose
+        results the scheduler has not acknowledged yet (they are resent right after)."""
+        unacked = [(r.job_id, r.token) for r in self._outbox.unacked.values()]
+        return self._leases() + unacked
+
+    def _send(self, message: wire.Message) -> None:
+        assert self._transport is not None
+        self._transport.send(wire.encode(message))
+
+    def _hello(self) -> None:
+        now = time.monotonic()
+        if not self._episode_hello_at:
+            self._episode_hello_at = now
+        busy = len(self._busy.difference(self.held, self._outbox.unacked))  # stuck threads
+        hello = wire.WorkerHello(
+            wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
+            sorted(self.registry), self._claims(), now, busy,
+        )  # fmt: skip
+        self._send(hello)
+
+    async def run(self) -> None:
+        """Serve until ``stop()``; then drain (see the module docstring) and say goodbye."""
+        self._transport = connect(self.address)
+        if self.pool == "process":
+            self._processes = ProcessRunner(self.concurrency, self.modules)
+            await self._processes.prepare()  # before the hello: the first job must not wait
+        loop = asyncio.get_running_loop()
+        loops = [
+            loop.create_task(self._read_loop(), name="worker.read"),
+            loop.create_task(self._hello_loop(), name="worker.hello"),
+            loop.create_task(self._heartbeat_loop(), name="worker.heartbeat"),
+            loop.create_task(self._fence_loop(), name="worker.fence"),
+        ]
+        try:
+            await self._stop_requested.wait()
+            await drain(self)
+        finally:
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            self._threads.close()
+            self._asyncs.close()
+            if self._processes is not None:
+                self._processes.close()
+            await self._transport.close()
+
+    def stop(self) -> None:
+        """First call: drain. Second call: stop at once (handlers stopped, leases left)."""
+        self._stops += 1
+        if self._stops == 1:
+            self._stop_requested.set()
+        else:
+            self._abandon.set()
+
+    async def _hello_loop(self) -> None:
+        """One hello per "not welcomed" episode, repeated with a growing pause while no
+        Welcome comes: ZeroMQ queues frames while the scheduler is away and delivers them
+        all when it is back, so every retry is one more hello it will answer."""
+        while True:
+            if self._welcomed.is_set():
+                await self._unwelcomed.wait()
+                continue
+            pause, waited = HELLO_RETRY_S, 0.0
+            while not self._welcomed.is_set():
+                self._hello()
+                try:
+                    await asyncio.wait_for(self._welcomed.wait(), pause)
+                except TimeoutError:
+                    waited += pause
+                    if waited >= UNANSWERED_WARNING_S and waited - pause < UNANSWERED_WARNING_S:
+                        log.warning(
+                            "no scheduler has answered at %s yet; still trying", self.address
+                        )
+                    pause = min(pause * 2, HELLO_RETRY_MAX_S)
+
+    async def _read_loop(self) -> None:
+        assert self._transport is not None
+        while True:
+            for frame in await self._transport.recv_batch():
+                try:
+                    message = wire.decode_reply(frame)
+                except BadFrame as exc:
+                    log.error("unreadable frame from scheduler: %s", exc)
+                    continue
+                self._on_message(message)
+
+    def _on_message(self, message: wire.FromScheduler) -> None:
+        match message:
+            case wire.Assign():
+                self._assign(message)
+            case wire.ResultsAck(job_ids=acked, refused=refused):
+                self._outbox.acked(acked)
+                self._outbox.acked(refused)
+                for job_id in refused:
+                    log.warning("scheduler refused our result for job %d (stale lease)", job_id)
+            case wire.HeartbeatAck(sent_at=sent_at):
+                self._renewed(sent_at)
+            case wire.StopJob(job_id=job_id, token=token, reason=reason):
+                held = self.held.get(job_id)
+                if held is not None and held.token == token:
+                    self._stop_job(job_id, reason)
+            case wire.Welcome(heartbeat_interval=interval, lease=lease, instance=instance):
+                self.heartbeat_interval = interval
+                self.lease = lease
+                if instance != self._instance:  # a new scheduler process numbers anew
+                    self._instance, self._assign_seq = instance, 0
+                if not self._welcomed.is_set():
+                    self._renewed(self._episode_hello_at)
+                    self._episode_hello_at = 0.0
+                    log.info("worker %s connected to %s", self.name, self.address)
+                    self._unwelcomed.clear()
+                    self._welcomed.set()
+                    self._outbox.resend()  # results a restarted scheduler may not have
+                    self._heartbeat()  # renew at once: held leases may be near expiry
+            case wire.ErrorReply(code="hello_first"):
+                # Once per episode: every frame sent meanwhile earns one of these.
+                if self._welcomed.is_set():
+                    log.warning("the scheduler does not know us (restarted?); saying hello")
+                    self._welcomed.clear()
+                    self._unwelcomed.set()
+            case wire.ErrorReply(code=code, message=text):
+                log.error("scheduler refused a frame: %s: %s", code, text)
+            case _:
+                log.warning("ignoring unexpected %s", type(message).__name__)
+
+    def _renewed(self, sent_at: float) -> None:
+        self._renewed_at = max(self._renewed_at, sent_at)
+        if self._processes is not None:
+            self._processes.renew()
+        since = self._fencing_since
+        if since is not None and time.monotonic() <= self._renewed_at + self.lease:
+            self._fencing_since = None
+            log.warning("heartbeats acknowledged again after %.1fs", time.monotonic() - since)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._welcomed.wait()  # the interval and lease come with the Welcome
+            self._heartbeat()
+            await asyncio.sleep(self.heartbeat_interval)
+
+    def _heartbeat(self) -> None:
+        self._fence()  # a lapsed lease must not be listed, so renewed, before it is stopped
+        self._send(wire.Heartbeat(self._leases(), time.monotonic(), self._assign_seq))
+
+    # ---------------------------------------------------------- self-fencing
+
+    def _expiry(self, job_id: int) -> float:
+        return max(self._basis.get(job_id, 0.0), self._renewed_at) + self.lease
+
+    def _fence(self) -> None:
+        """Stop every held job whose lease has lapsed by our clock (self-fencing). The
+        scheduler reclaims only after lease + grace measured from when it last heard us,
+        which is later than when we sent what it acknowledged, so we stop first."""
+        now = time.monotonic()
+        lapsed = [j for j in self.held if now > self._expiry(j) and j not in self._stop_reasons]
+        if not lapsed:
+            return
+        self.fenced += len(lapsed)
+        if self._fencing_since is None:  # once per episode, not once per check
+            self._fencing_since = now
+            log.error(
+                "no heartbeat acknowledged for %.1fs: stopping %d job(s) (self-fencing)",
+                now - self._renewed_at,
+                len(lapsed),
+            )
+        for job_id in lapsed:
+            self._stop_job(job_id, f"self-fenced: lease of {self.lease:g}s not renewed")
+
+    async def _fence_loop(self) -> None:
+        while True:
+            self._fence()
+            now = time.monotonic()
+            live = (j for j in self.held if j not in self._stop_reasons)  # stopped: done with
+            wait = min((self._expiry(j) - now for j in live), default=self.lease)
+            await asyncio.sleep(min(max(wait, 0.005), self.heartbeat_interval))
+
+    def _stop_job(self, job_id: int, reason: str) -> None:
+        if job_id not in self.held or job_id in self._stop_reasons:
+            return
+        self._stop_reasons[job_id] = reason
+        future = self._stop_futures.get(job_id)
+        if future is not None and not future.done():
+            future.set_result(None)
+        if self._is_async(self.held[job_id].task):
+            self._asyncs.stop(job_id)
+        elif self._processes is not None:
+            self._processes.stop(job_id)
+        else:
+            self._threads.stop(job_id)
+
+    # ---------------------------------------------------------------- running
+
+    def _assign(self, message: wire.Assign) -> None:
+        self._fence()
+        if message.seq and message.seq <= self._assign_seq:  # a duplicate or reordered frame
+            log.warning("ignoring Assign %d: %d was read already", message.seq, self._assign_seq)
+            return  # it must never run a job again (seq 0: an unnumbered, old sender)
+        self._assign_seq = message.seq
+        now = time.monotonic()
+        expiry = max(message.lease_basis, self._renewed_at) + self.lease
+        if now > expiry:  # read too late (we were paused): it may already run elsewhere
+            self.dropped += len(message.assignments)
+            log.warning(
+                "dropped %d stale assignment(s) (jobs %s): their lease lapsed %.1fs before "
+                "we read them",
+                len(message.assignments),
+                ", ".join(str(a.job_id) for a in message.assignments),
+                now - expiry,
+            )
+            self._outbox.slot_freed(len(message.assignments))  # their slots were never taken
+            return
+        loop = asyncio.get_running_loop()
+        for a in message.assignments:
+            if a.job_id in self.held:  # a duplicate, or a new lease while the old one runs:
+                log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
+                continue  # not listed, so reclaimed; the old lease is stopped by StopJob
+            if len(self._busy) >= self.concurrency:
+                log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.concurrency)
+            self.held[a.job_id] = a
+            self._basis[a.job_id] = message.lease_basis
+            self._busy.add(a.job_id)
+            self._stop_futures[a.job_id] = loop.create_future()
+            self.running[a.job_id] = loop.create_task(self._execute(a), name=f"job-{a.job_id}")
+
+    async def _execute(self, a: wire.Assignment) -> None:
+        attempt = Attempt(a.task, a.job_id, a.token, a.attempt)
+        fn = self.registry.get(a.task)
+        if fn is None:
+            known = ", ".join(sorted(self.registry)) or "none"
+            text = f"task {a.task!r} is not registered on worker {self.name} (it has: {known})"
+            return self._finish(a, failed(attempt, text, retry=False), None)
+        args, kwargs = wire.unpack(a.args), wire.unpack(a.kwargs)
+        error = bind_error(a.task, fn, args, kwargs)
+        if error is not None:
+            return self._finish(a, failed(attempt, error, retry=False), None)
+        options = task_options(a.task)
+        run = self._launch(a, fn, args, kwargs)
+        try:
+            started_at = await run.started
+        except LeaseLapsed:
+            self.dropped += 1
+            log.warning("dropped job %d: its lease lapsed before its handler could start", a.job_id)
+            self._forget(a.job_id)  # never ran, never reported: the scheduler reclaims it
+            await run.freed
+            self._slot_freed(a.job_id)
+            return None
+        timeout = a.timeout or options.timeout
+        left = None if not timeout else max(0.0, timeout - (time.monotonic() - started_at))
+        stop = self._stop_futures[a.job_id]
+        await asyncio.wait((run.done, stop), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        if self._outbox.closed:
+            return None  # a hard stop: leave without a (fake) result
+        reason = self._stop_reasons.get(a.job_id)
+        if reason is None and time.monotonic() > self._expiry(a.job_id):
+            reason = f"self-fenced: lease of {self.lease:g}s not renewed"  # never vouch
+        if reason is not None:
+            self._stop_job(a.job_id, reason)
+            result = failed(attempt, reason, retry=retryable(options, None, a.attempt))
+        elif not run.done.done():
+            self._stop_job(a.job_id, f"timed out after {timeout:g}s")
+            text = f"timed out after {timeout:g}s"
+            result = failed(attempt, text, retry=retryable(options, None, a.attempt))
+        else:
+            encoded = self._processes is not None and not self._is_async(a.task)
+            result = outcome(attempt, options, run.done, encoded)
+        return self._finish(a, result, run)
+
+    def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
+        loop = asyncio.get_running_loop()
+
+        def report(fraction: float, message: str) -> None:  # any thread, or a child's relay
+            loop.call_soon_threadsafe(self._record_progress, a.job_id, a.token, fraction, message)
+
+        parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
+        steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
+        ctx = JobContext(
+            a.job_id, a.token, a.attempt, a.idempotency_key, self.name,
+            parents, steps, a.workflow_id, a.step, report,
+        )  # fmt: skip
+        deadline = functools.partial(self._expiry, a.job_id)
+        if self._processes is not None and not self._is_async(a.task):
+            return self._processes.start(a.job_id, a.task, args, kwargs, ctx, deadline)
+        handler_context = contextvars.copy_context()
+        handler_context.run(_current.set, ctx)
+        runner = self._asyncs if self._is_async(a.task) else self._threads
+        return runner.start(a.job_id, fn, args, kwargs, handler_context, deadline)
+
+    def _forget(self, job_id: int) -> None:
+        self.running.pop(job_id, None)
+        self.held.pop(job_id, None)
+        self._basis.pop(job_id, None)
+        self._stop_reasons.pop(job_id, None)
+        self._stop_futures.pop(job_id, None)
+
+    def _finish(self, a: wire.Assignment, result: wire.JobResult, run: Run | None) -> None:
+        self._forget(a.job_id)
+        self.executed += 1
+        freed = run is None or run.freed.done()
+        if freed:
+            self._busy.discard(a.job_id)
+        else:  # its handler still runs (stuck after a stop): the slot comes back later
+            assert run is not None
+            run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
+        self._outbox.report(result, freed)
+
+    def _slot_freed(self, job_id: int) -> None:
+        self._busy.discard(job_id)
+        self._outbox.slot_freed(job_id=job_id)
+
+    def _is_async(self, task_name: str) -> bool:
+        """Whether a task runs on the loop (cached: inspect costs a few µs per call)."""
+        known = self._async_tasks.get(task_name)
+        if known is None:
+            fn = self.registry.get(task_name)
+            known = self._async_tasks[task_name] = inspect.iscoroutinefunction(fn)
+        return known
+
+    def _record_progress(self, job_id: int, token: int, fraction: float, message: str) -> None:
+        held = self.held.get(job_id)
+        if held is not None and held.token == token:  # else finished: a late report is moot
+            self._progress.record(job_id, token, fraction, message)

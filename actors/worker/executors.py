@@ -1,0 +1,276 @@
+"""How a worker runs one handler: on its event loop or in a thread (child processes are in
+``actors.worker.process_pool``), and how it stops one.
+
+Every runner hands back a :class:`Run` with three futures, because "the job ended" and
+"the slot can run again" are different moments:
+
+- ``started``: the handler really began (its start time), or ``LeaseLapsed`` if the
+  job's lease could not be shown valid right before it would have begun: then it never
+  ran. The job's timeout counts from here, not from when the job was queued.
+- ``done``: the handler's value or exception (``JobStopped`` when it was stopped).
+- ``freed``: the slot can run another handler. A thread stuck in a C call after its
+  timeout keeps its slot until the call returns; only then is the slot given back.
+
+Async handlers are stopped by task cancellation. Sync handlers in threads are stopped
+by raising ``JobStopped`` inside their thread (CPython's async-exception hook); that
+lands at the handler's next Python bytecode, so a handler blocked in a long C call
+(``time.sleep(600)``) stops only when the call returns: the process pool (the default
+for sync tasks) kills its child instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import ctypes
+import queue
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+Deadline = Callable[[], float]  # the job's lease expiry, CLOCK_MONOTONIC, read when needed
+
+
+class JobStopped(BaseException):
+    """Raised inside a handler that the worker stopped (self-fenced, cancelled, timed out).
+
+    A BaseException, like asyncio.CancelledError, so a handler's ``except Exception``
+    does not swallow it."""
+
+
+class LeaseLapsed(Exception):
+    """Raised (in ``Run.started``) when a job's lease had lapsed by the worker's own clock
+    right before its handler would have started: the handler never ran."""
+
+
+class HandlerFailed(Exception):
+    """Raised when a handler failed where its exception object cannot travel (a child
+    process): carries the traceback text and whether a retry could help."""
+
+    def __init__(self, text: str, retry: bool) -> None:
+        super().__init__(text)
+        self.text = text
+        self.retry = retry
+
+
+@dataclass(slots=True)
+class Run:
+    """One handler execution, as seen from the worker's loop."""
+
+    started: asyncio.Future[float]
+    done: asyncio.Future[Any]
+    freed: asyncio.Future[None]
+
+    @classmethod
+    def new(cls, loop: asyncio.AbstractEventLoop) -> Run:
+        run = cls(loop.create_future(), loop.create_future(), loop.create_future())
+        # The worker may stop waiting (timeout, stop) before a handler's exception arrives.
+        run.started.add_done_callback(_retrieved)
+        run.done.add_done_callback(_retrieved)
+        return run
+
+    def never_started(self) -> Run:
+        self.started.set_exception(LeaseLapsed())
+        self.freed.set_result(None)
+        return self
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def resolve(
+    future: asyncio.Future[Any], value: Any = None, exc: BaseException | None = None
+) -> None:
+    """Settle ``future`` unless it already is (the worker may have given up on it)."""
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
+class AsyncRunner:
+    """Async handlers, as tasks on the worker's own loop."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
+
+    def start(
+        self,
+        job_id: int,
+        fn: Callable[..., Coroutine[Any, Any, Any]],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+        deadline: Deadline,
+    ) -> Run:
+        loop = asyncio.get_running_loop()
+        run = Run.new(loop)
+        now = time.monotonic()
+        if now > deadline():
+            return run.never_started()
+        run.started.set_result(now)
+        task = loop.create_task(fn(*args, **kwargs), name=f"handler-{job_id}", context=context)
+        self._tasks[job_id] = task
+
+        def finished(t: asyncio.Task[Any]) -> None:
+            self._tasks.pop(job_id, None)
+            if t.cancelled():
+                resolve(run.done, exc=JobStopped())
+            elif (exc := t.exception()) is not None:
+                resolve(run.done, exc=exc)
+            else:
+                resolve(run.done, t.result())
+            resolve(run.freed)
+
+        task.add_done_callback(finished)
+        return run
+
+    def stop(self, job_id: int) -> None:
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    def close(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+
+@dataclass(slots=True)
+class _Item:
+    job_id: int
+    fn: Callable[..., Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    context: contextvars.Context
+    deadline: Deadline
+    run: Run
+    loop: asyncio.AbstractEventLoop
+
+
+class ThreadRunner:
+    """Sync handlers in up to ``slots`` daemon threads (daemon: a handler stuck in a C call
+    must not keep a stopped worker's process alive)."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for an item that no start() has claimed yet
+        self._lock = threading.Lock()
+        self._running: dict[int, int] = {}  # job id -> thread ident while its handler runs
+        self._queued: set[int] = set()  # started, not yet taken by a thread
+        self._stopped: set[int] = set()  # stopped before a thread took them: never start
+
+    def start(
+        self,
+        job_id: int,
+        fn: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+        deadline: Deadline,
+    ) -> Run:
+        loop = asyncio.get_running_loop()
+        run = Run.new(loop)
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+            elif len(self._threads) < self._slots:
+                thread = threading.Thread(
+                    target=self._serve, name=f"corral-task-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            # else: more jobs than slots (a scheduler bug); it waits for a thread.
+            self._queued.add(job_id)
+        self._queue.put(_Item(job_id, fn, args, kwargs, context, deadline, run, loop))
+        return run
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                item = self._queue.get()
+                if item is None:
+                    return
+                self._work(item)
+                with self._lock:
+                    self._idle += 1
+            except JobStopped:  # a stop that landed between two handlers: nothing to stop
+                with self._lock:
+                    self._idle += 1
+
+    def _work(self, item: _Item) -> None:
+        def post(future: asyncio.Future[Any], value: Any = None, exc: Any = None) -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
+                item.loop.call_soon_threadsafe(resolve, future, value, exc)
+
+        run = item.run
+        now = time.monotonic()
+        if now > item.deadline():  # the job waited for this thread past its lease
+            with self._lock:
+                self._queued.discard(item.job_id)
+                self._stopped.discard(item.job_id)
+            post(run.started, exc=LeaseLapsed())
+            post(run.freed)
+            return
+        with self._lock:
+            self._queued.discard(item.job_id)
+            stopped = item.job_id in self._stopped
+            self._stopped.discard(item.job_id)
+            if not stopped:
+                self._running[item.job_id] = threading.get_ident()
+        post(run.started, now)
+        if stopped:
+            post(run.done, exc=JobStopped())
+            post(run.freed)
+            return
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            try:
+                value = item.context.run(item.fn, *item.args, **item.kwargs)
+            except BaseException as exc:  # the worker decides what each exception means
+                error = exc
+            finally:
+                self._forget(item.job_id)
+        except JobStopped as exc:  # landed after the handler returned, before _forget
+            self._forget(item.job_id)
+            error = exc
+        post(run.done, value, error)
+        post(run.freed)
+
+    def _forget(self, job_id: int) -> None:
+        with self._lock:
+            if self._running.pop(job_id, None) is not None:
+                # A stop sent just before this point must not land in the next handler.
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(threading.get_ident()), None
+                )
+
+    def stop(self, job_id: int) -> None:
+        with self._lock:
+            ident = self._running.get(job_id)
+            if ident is None:
+                if job_id in self._queued:
+                    self._stopped.add(job_id)  # queued: it must not start
+            else:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(ident), ctypes.py_object(JobStopped)
+                )
+
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def close(self) -> None:
+        for job_id in list(self._running):
+            self.stop(job_id)
+        for _ in self._threads:
+            self._queue.put(None)

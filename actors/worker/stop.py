@@ -1,0 +1,85 @@
+"""How a worker leaves: drain on the first SIGINT/SIGTERM, stop at once on the second.
+
+Draining tells the scheduler to send nothing more and waits (at most the worker's
+``drain_timeout``) until every held job has finished and its result is acknowledged. A
+second signal, or the timeout, stops the handlers that are left without reporting them
+(their results would be fake: a stopped handler did not fail) and says Goodbye while
+still holding their leases, so the scheduler records those attempts as "worker stopped"
+and runs the jobs again elsewhere. ``Worker.abandoned`` lists them (the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import time
+from typing import Any, Protocol
+
+from actors.worker.outbox import Outbox
+from transport import protocol as wire
+
+log = logging.getLogger("corral.worker")
+
+
+class Worker(Protocol):
+    """What leaving needs of ``actors.worker.agent.Worker`` (a Protocol, so this module does not
+    import the worker and the two do not form an import circle)."""
+
+    running: dict[int, Any]
+    drain_timeout: float
+    abandoned: list[int]
+    _outbox: Outbox
+    _abandon: asyncio.Event
+
+    def _send(self, message: wire.Message) -> None: ...
+
+    def _stop_job(self, job_id: int, reason: str) -> None: ...
+
+    def _leases(self) -> list[tuple[int, int]]: ...
+
+    def stop(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+
+async def drain(w: Worker) -> None:
+    """Stop taking work, finish what we hold (at most ``drain_timeout``), leave."""
+    if w.running:  # WARNING: the default level; Ctrl-C must not look ignored for 30 s
+        log.warning(
+            "draining: finishing %d job(s), at most %gs (signal again to stop at once)",
+            len(w.running),
+            w.drain_timeout,
+        )
+    w._send(wire.Drain())
+    deadline = time.monotonic() + w.drain_timeout
+    # Polled: it also ends on a deadline or a second signal, once per worker lifetime.
+    while (w.running or w._outbox.unacked) and not w._abandon.is_set():
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    if w.running:
+        w._outbox.closed = True  # their results would be fake: none is sent
+        w.abandoned = sorted(w.running)
+        why = "second stop signal" if w._abandon.is_set() else "drain timed out"
+        log.warning(
+            "%s: stopping %d unfinished job(s) %s; the scheduler reclaims them",
+            why,
+            len(w.abandoned),
+            ", ".join(map(str, w.abandoned)),
+        )
+        for job_id in w.abandoned:
+            w._stop_job(job_id, "worker stopped")
+    w._outbox.flush()  # finished results first: the Goodbye must follow them
+    w._send(wire.Goodbye(w._leases()))
+    await asyncio.sleep(0.05)  # let the frame leave before the socket closes
+
+
+async def serve(worker: Worker) -> None:
+    """Run a worker until SIGINT/SIGTERM (drain), or a second one (stop at once)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    gc.freeze()  # imports and task modules live for good: keep them out of GC scans
+    await worker.run()
