@@ -19,11 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from actors.lifecycle import QUEUED, RUNNING
 from actors.scheduler.jobs import Job
-from actors.scheduler.store.actor import SCHEMA, _write_batch, connection_pragmas
+from actors.scheduler.ops import Ops
+from actors.scheduler.store.sqlite_rows import connection_pragmas, write_batch
+from actors.scheduler.store.sqlite_schema import SCHEMA
 from transport import protocol as wire
 
 GAPS_MS = (0.0, 0.2, 1.0, 5.0, 20.0)
@@ -40,9 +41,8 @@ def open_like_the_store(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def job_rows(job_id: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """A no-op job's INSERT row (QUEUED) and its lease's UPDATE row, built as the
-    scheduler builds them."""
+def job_ops(job_id: int) -> Ops:
+    """A no-op job's insert (QUEUED) and its lease's update, as the scheduler writes them."""
     job = Job(
         job_id,
         "bench.noop",
@@ -57,10 +57,11 @@ def job_rows(job_id: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         time.time(),
         QUEUED,
     )
-    inserted = job.insert_row()
+    ops = Ops(new_jobs=[job]).seal()
     job.status, job.attempts, job.token = RUNNING, 1, 1
     job.worker, job.started_at = "bench-0", time.time()
-    return inserted, job.update_row(QUEUED)
+    ops.updates.append(job.update_row(QUEUED))
+    return ops
 
 
 def spin(seconds: float) -> None:
@@ -79,8 +80,8 @@ def measure(
             time.sleep(max(0.0, gap_s - spin_s))
             spin(min(spin_s, gap_s))
         started = time.thread_time_ns()
-        inserted, leased = job_rows(job_id)
-        _write_batch(conn, ([], [inserted], [], [leased], []))
+        ops = job_ops(job_id)
+        write_batch(conn, ops)
         costs.append((time.thread_time_ns() - started) / 1000)
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     return sorted(costs)

@@ -1,4 +1,5 @@
-"""The scheduler process: recovers state from SQLite, wires the actors together, runs them.
+"""The scheduler process: recovers state from the store, wires the actors together (see
+``routes``), runs them.
 
 Start-up order matters for the contract: the store is opened (and locked)
 first, every live job is loaded, and only then does the gateway start accepting
@@ -30,6 +31,7 @@ from actors.config import SchedulerConfig
 from actors.errors import CorralError
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem
+from actors.scheduler import routes
 from actors.scheduler.dag import DagResolver
 from actors.scheduler.dispatcher import Dispatcher
 from actors.scheduler.effects import Effects
@@ -38,15 +40,16 @@ from actors.scheduler.gateway import Gateway
 from actors.scheduler.heartbeat import HeartbeatMonitor
 from actors.scheduler.jobs import Job, JobTable
 from actors.scheduler.messages import Write
+from actors.scheduler.ops import Ops
 from actors.scheduler.remote import RemoteActor
+from actors.scheduler.routes import Actors
 from actors.scheduler.scheduler import Scheduler
-from actors.scheduler.store.actor import JOB_COLUMNS, Ops, Store, in_chunks
+from actors.scheduler.store.actor import StoreActor
+from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.strategy import StrategyActor
 from transport import ServerTransport, bind
 
 log = logging.getLogger("corral.brain")
-
-_LIVE_SQL = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('PENDING', 'QUEUED', 'RUNNING')"
 
 
 class Brain:
@@ -56,7 +59,8 @@ class Brain:
         self.config = config
         self.system = ActorSystem()
         self.transport: ServerTransport | None = None
-        self.store = Store(config.db, config.durability)
+        self.backend = SqliteStore(config.db, config.durability)
+        self.store = StoreActor(self.backend)
         self.table = JobTable(config)
         self.scheduler = Scheduler(self.table)
         self.instance = uuid.uuid4().hex
@@ -90,54 +94,30 @@ class Brain:
             self.metrics_server = serve_metrics(
                 self.system.board, config.metrics_port, config.metrics_addr
             )
-        scheduler = self.scheduler
-        gateway = Gateway(self.transport, config.heartbeat_interval, self.instance)
-        dispatcher = Dispatcher(
-            strategy.name,
-            config.heartbeat_interval,
-            self.instance,
-            config.lease,
-            config.lease_grace,
-        )
-        strategy_actor = StrategyActor(strategy)
-        heartbeat = HeartbeatMonitor(config)
         dag: Actor
         if config.dag_resolver:  # the DAG resolver runs in its own process
             dag = RemoteActor("dag", config.dag_resolver)
-            dag.reply_to = scheduler
+            dag.reply_to = self.scheduler
         else:
             dag = DagResolver()
-        events = EventHub()
-        scheduler.connect(
-            gateway=gateway,
+        actors = Actors(
             store=self.store,
-            strategy=strategy_actor,
-            dispatcher=dispatcher,
+            scheduler=self.scheduler,
             dag=dag,
+            strategy=StrategyActor(strategy),
+            dispatcher=Dispatcher(
+                strategy.name,
+                config.heartbeat_interval,
+                self.instance,
+                config.lease,
+                config.lease_grace,
+            ),
+            heartbeat=HeartbeatMonitor(config),
+            events=EventHub(),
+            gateway=Gateway(self.transport, config.heartbeat_interval, self.instance),
         )
-        scheduler.events = events
-        gateway.scheduler, gateway.dispatcher, gateway.heartbeat = scheduler, dispatcher, heartbeat
-        gateway.events = events
-        dispatcher.gateway, dispatcher.scheduler = gateway, scheduler
-        dispatcher.strategy, dispatcher.heartbeat = strategy_actor, heartbeat
-        dispatcher.events = events
-        strategy_actor.scheduler, strategy_actor.dispatcher = scheduler, dispatcher
-        heartbeat.dispatcher = dispatcher
-        if isinstance(dag, DagResolver):
-            dag.scheduler = scheduler
-        events.gateway, events.scheduler = gateway, scheduler
-        self.store.feeders = (scheduler, strategy_actor)
-        actors = (
-            self.store,
-            scheduler,
-            dag,
-            strategy_actor,
-            dispatcher,
-            heartbeat,
-            events,
-            gateway,
-        )
-        for actor in actors:
+        routes.connect(actors)
+        for actor in actors.all():
             self.system.add(actor)
         self._recover(dag)
         self._running = True
@@ -161,38 +141,18 @@ class Brain:
         )
 
     async def _load(self) -> None:
-        rows = await self.store.fetch(_LIVE_SQL)
-        counts = {
-            status: n
-            for status, n in await self.store.fetch(
-                "SELECT status, count(*) FROM jobs GROUP BY status"
-            )
-        }
-        max_id = (await self.store.fetch("SELECT max(id) FROM jobs"))[0][0] or 0
-        self.table.load(rows, counts, max_id)
-        self.recovered = {state: counts.get(state, 0) for state in ("PENDING", "QUEUED", "RUNNING")}
-        # The newest time any job row records: what a lost WAL would have taken with it.
-        newest = await self.store.fetch(
-            "SELECT max(max(created_at), coalesce(max(started_at), 0), "
-            "coalesce(max(finished_at), 0)) FROM jobs"
-        )
-        self.last_commit = newest[0][0] if max_id else None
-        self.table.next_workflow_id = 1 + (
-            (await self.store.fetch("SELECT max(id) FROM workflows"))[0][0] or 0
-        )
+        recovered = await self.backend.recover()
+        self.table.load(recovered.live, recovered.counts, recovered.max_job_id)
+        self.recovered = {s: recovered.counts.get(s, 0) for s in ("PENDING", "QUEUED", "RUNNING")}
+        # The newest time any job records: what a lost WAL would have taken with it.
+        self.last_commit = recovered.last_write
+        self.table.next_workflow_id = recovered.max_workflow_id + 1
         # Finished parents of live jobs: their states decide the children's fate, and
         # their results go to the children's handlers.
         self._settled_parents: dict[int, Job] = {}
-        wanted = list(
-            {p for j in self.table.jobs.values() for p in j.depends_on} - self.table.jobs.keys()
-        )
-        for chunk, marks in in_chunks(wanted):
-            for row in await self.store.fetch(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", tuple(chunk)
-            ):
-                parent = Job.from_row(row)
-                parent.settled = True
-                self._settled_parents[parent.id] = parent
+        for parent in recovered.parents:
+            parent.settled = True
+            self._settled_parents[parent.id] = parent
 
     def _recover(self, dag: Actor) -> None:
         """Re-queue and re-track what the previous process left live. Jobs it left RUNNING
@@ -216,7 +176,7 @@ class Brain:
             **self._settled_parents,
             **{p: self.table.jobs[p] for p in job.depends_on if p in self.table.jobs},
         }
-        self.scheduler._place_new(job, parents, ops, effects)
+        self.scheduler.place_new(job, parents, ops, effects)
 
     async def run(self) -> None:
         """Serve until stopped; raises ActorCrashed if an actor died."""

@@ -1,22 +1,24 @@
-"""The scheduler actor as its handler modules (``leases``, ``requests``, ``workflows``) see it.
+"""What the scheduler's handler modules (``leases``, ``requests``, ``workflows``) may use:
+its state (the job table, waiters, worker names), the store actor to read from, and its
+public outputs (send a frame, write a batch, find jobs, place a new job).
 
 Those modules hold the scheduler's handlers, kept apart to keep each module small; they
 run inside the scheduler actor and use only what this protocol lists. Typing them against
-it, not against ``actors.scheduler.scheduler.Scheduler``, keeps the imports one-way: the scheduler
-imports its handlers, never the other way round.
+it, not against ``actors.scheduler.scheduler.Scheduler``, keeps the imports one-way: the
+scheduler imports its handlers, never the other way round.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from actors.metrics import Histogram
 from actors.runtime import Actor
 from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
+from actors.scheduler.ops import Ops
 from actors.scheduler.ratelog import RateLimitedLog
-from actors.scheduler.store.actor import Ops
 from transport import protocol as wire
 
 Waiters = tuple[tuple[bytes, int]] | list[tuple[bytes, int]]
@@ -32,13 +34,12 @@ class SchedulerCore(Protocol):
     strategy: Actor
     dispatcher: Actor
     dag: Actor
+    store: Actor  # reads go through it: actors.scheduler.store.actor.read
 
-    def _send(self, peer: bytes, message: wire.Message) -> None: ...
+    def send(self, peer: bytes, message: wire.Message) -> None: ...
 
-    def _write(self, ops: Ops, effects: Effects) -> None: ...
+    def write(self, ops: Ops, effects: Effects) -> None: ...
 
-    async def _find(self, ids: Iterable[int]) -> dict[int, Job]: ...
+    async def find(self, ids: Iterable[int]) -> dict[int, Job]: ...
 
-    async def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
-
-    def _place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None: ...
+    def place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None: ...

@@ -12,11 +12,7 @@ from typing import Any
 import msgspec
 
 from actors.lifecycle import JobState
-from actors.scheduler.store.actor import JOB_COLUMNS
 from transport import protocol as wire
-
-_pack_ids = msgspec.msgpack.Encoder().encode
-_unpack_ids = msgspec.msgpack.Decoder(list[int]).decode
 
 
 class Job(msgspec.Struct, gc=False):
@@ -52,38 +48,8 @@ class Job(msgspec.Struct, gc=False):
     seq: int = 0
     settled: bool = False  # terminal state committed and announced
 
-    def insert_row(self) -> tuple[Any, ...]:
-        """The row for ``store.INSERT_JOB``, in ``store.JOB_COLUMNS`` order."""
-        backoff = self.backoff
-        return (
-            self.id,
-            self.task,
-            self.args,
-            self.kwargs,
-            self.priority,
-            self.queue,
-            _pack_ids(self.depends_on) if self.depends_on else _NO_IDS,
-            self.max_retries,
-            self.idempotency_key,
-            self.timeout,
-            self.created_at,
-            self.status,  # a StrEnum is a str: no .value lookup on the hot path
-            self.attempts,
-            self.token,
-            self.worker,
-            self.started_at,
-            self.finished_at,
-            self.not_before,
-            self.result,
-            self.error,
-            backoff.base if backoff else None,
-            backoff.factor if backoff else None,
-            backoff.cap if backoff else None,
-            self.workflow_id,
-            self.step,
-        )
-
     def update_row(self, expected: JobState) -> tuple[Any, ...]:
+        """This job's compare-and-swap update: ``CHANGED_FIELDS``, id, expected status."""
         return (
             self.status,
             self.attempts,
@@ -124,24 +90,3 @@ class Job(msgspec.Struct, gc=False):
             self.result or wire.NONE_RAW,
             self.error,
         )
-
-    @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Job:
-        """Rebuild a job from a ``store.JOB_COLUMNS`` row."""
-        fields = dict(zip(_ALL_COLUMNS, row, strict=True))
-        for name in ("args", "kwargs"):
-            fields[name] = msgspec.Raw(fields[name])
-        if fields["result"] is not None:
-            fields["result"] = msgspec.Raw(fields["result"])
-        fields["depends_on"] = tuple(_unpack_ids(fields["depends_on"]))
-        fields["status"] = JobState(fields["status"])
-        base, factor, cap = (
-            fields.pop(k) for k in ("backoff_base", "backoff_factor", "backoff_cap")
-        )
-        fields["backoff"] = wire.Backoff(base, factor, cap) if base is not None else None
-        fields["seq"] = fields["id"]
-        return cls(**fields)
-
-
-_NO_IDS = _pack_ids([])
-_ALL_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))

@@ -36,7 +36,7 @@ from actors.lifecycle import (
     check_transition,
 )
 from actors.scheduler.job import Job as Job  # re-exported: callers import it from here
-from actors.scheduler.store.actor import Ops
+from actors.scheduler.ops import Ops
 from transport import protocol as wire
 
 _METRIC_OF = {
@@ -91,12 +91,11 @@ class JobTable:
 
     # ------------------------------------------------------------------ recovery
 
-    def load(self, rows: Iterable[tuple[Any, ...]], counts: dict[str, int], max_id: int) -> None:
-        """Rebuild memory from SQLite at start-up: live jobs, totals, the next id."""
+    def load(self, live: Iterable[Job], counts: dict[str, int], max_id: int) -> None:
+        """Rebuild memory from the store at start-up: live jobs, totals, the next id."""
         self.counts.update(counts)
         self.next_id = max_id + 1
-        for row in rows:
-            job = Job.from_row(row)
+        for job in live:
             self.jobs[job.id] = job
             if job.idempotency_key is not None:
                 self.by_key[job.idempotency_key] = job.id

@@ -29,7 +29,7 @@ from actors.scheduler.messages import (
     WorkerLost,
     WorkerResults,
 )
-from actors.scheduler.store.actor import Ops
+from actors.scheduler.ops import Ops
 from transport import protocol as wire
 
 log = logging.getLogger("corral.scheduler")
@@ -50,7 +50,7 @@ def lease(sched: SchedulerCore, picks: list[tuple[int, bytes]]) -> None:
             sched.assign_latency.observe(now - table.jobs[job_id].queued_at)
     for peer, credit in returned.items():
         sched.strategy.tell(ReturnCredit(peer, credit))
-    sched._write(ops, effects)
+    sched.write(ops, effects)
 
 
 def results(sched: SchedulerCore, message: WorkerResults) -> None:
@@ -81,7 +81,7 @@ def results(sched: SchedulerCore, message: WorkerResults) -> None:
             )
         effects.sends.append(Send(peer, wire.ResultsAck(acked, refused)))
     table.refused_results += refused_total
-    sched._write(ops, effects)
+    sched.write(ops, effects)
 
 
 def worker_lost(sched: SchedulerCore, message: WorkerLost) -> None:
@@ -94,7 +94,7 @@ def worker_lost(sched: SchedulerCore, message: WorkerLost) -> None:
             continue
         sched.table.fail_attempt(job, error, "lost", ops)
         effects.finished.append(job)
-    sched._write(ops, effects)
+    sched.write(ops, effects)
 
 
 def leases_ended(sched: SchedulerCore, message: LeasesEnded) -> None:
@@ -115,7 +115,7 @@ def leases_ended(sched: SchedulerCore, message: LeasesEnded) -> None:
             effects.finished.append(job)
     if message.how != "unheld" and effects.finished:
         log.warning("%d job(s) ended: %s", len(effects.finished), error)
-    sched._write(ops, effects)
+    sched.write(ops, effects)
 
 
 def adopt(sched: SchedulerCore, peer: bytes, name: str, leases: list[tuple[int, int]]) -> None:
@@ -144,4 +144,4 @@ def reclaim_orphans(sched: SchedulerCore) -> None:
             "reclaimed %d job(s) left RUNNING by the previous scheduler process",
             len(effects.ready),
         )
-    sched._write(ops, effects)
+    sched.write(ops, effects)

@@ -270,7 +270,7 @@ class WorkflowChecked(_Msg, frozen=True):
 class Write(_Msg, frozen=True):
     """Persist ``ops``; once committed, ``reply_to`` gets ``tag`` in a ``Written``."""
 
-    ops: Any  # actors.scheduler.store.actor.Ops
+    ops: Any  # actors.scheduler.ops.Ops
     reply_to: Any  # an Actor
     tag: Any
 
@@ -281,12 +281,12 @@ class Written(_Msg, frozen=True):
     tags: list[Any]
 
 
-class Query(_Msg, frozen=True):
-    """Run a read after all writes queued before it; resolve ``reply``."""
+class Read(_Msg, frozen=True):
+    """Run ``call(backend)`` (one of ``StoreBackend``'s typed reads, bound to its arguments)
+    after every write queued before it; resolve ``reply`` with its result or error."""
 
-    sql: str
-    params: tuple[Any, ...]
-    reply: asyncio.Future[list[tuple[Any, ...]]]
+    call: Any  # Callable[[StoreBackend], Awaitable[T]]
+    reply: asyncio.Future[Any]
 
 
 # timers

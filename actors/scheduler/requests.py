@@ -18,17 +18,19 @@ from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
 from actors.scheduler.messages import RevokeLease, Send
-from actors.scheduler.store.actor import JOB_COLUMNS, Ops
+from actors.scheduler.ops import Ops
+from actors.scheduler.store.actor import read
+from actors.scheduler.store.base import StoreBackend
 from transport import protocol as wire
 
 
 async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
     # A job named twice is waited for once: the work per frame follows the distinct jobs.
     job_ids = list(dict.fromkeys(request.job_ids))
-    jobs = await sched._find(job_ids)
+    jobs = await sched.find(job_ids)
     unknown = [i for i in job_ids if i not in jobs]
     if unknown:
-        sched._send(
+        sched.send(
             peer,
             wire.ErrorReply(
                 "not_found",
@@ -39,7 +41,7 @@ async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
         return
     done = register_waits(sched, peer, request.request_id, jobs.values())
     if done is not None:
-        sched._send(peer, done)
+        sched.send(peer, done)
 
 
 def register_waits(
@@ -64,7 +66,7 @@ def register_waits(
 
 
 async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) -> None:
-    jobs = await sched._find(request.job_ids)
+    jobs = await sched.find(request.job_ids)
     ops, effects = Ops(), Effects()
     statuses: list[tuple[int, str]] = []
     for job_id in request.job_ids:
@@ -81,15 +83,14 @@ async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) ->
                 effects.revokes.append(RevokeLease(holder, job.id, token, "cancelled"))
         statuses.append((job_id, job.status.value))
     effects.sends.append(Send(peer, wire.CancelReply(request.request_id, statuses)))
-    sched._write(ops, effects)
+    sched.write(ops, effects)
 
 
 async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> None:
     ids = list(request.job_ids)
     if request.all_failed:
-        rows = await sched._query("SELECT id FROM jobs WHERE status = 'FAILED'", [])
-        ids += [row[0] for row in rows]
-    jobs = await sched._find(dict.fromkeys(ids))
+        ids += await read(sched.store, StoreBackend.job_ids, JobState.FAILED)
+    jobs = await sched.find(dict.fromkeys(ids))
     ops, effects = Ops(), Effects()
     requeued: list[int] = []
     skipped: list[tuple[int, str]] = []
@@ -101,7 +102,7 @@ async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> N
             skipped.append((job_id, f"is {job.status.value}, not FAILED"))
         else:
             if job.depends_on:  # its parents succeeded; their results go with it again
-                parents = await sched._find(job.depends_on)
+                parents = await sched.find(job.depends_on)
                 results = [parents[p].parent_result() for p in job.depends_on]
                 too_large = sched.table.parents_too_large(job, results)
                 if too_large is not None:
@@ -116,36 +117,28 @@ async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> N
         await workflows.revive_descendants(sched, requeued, ops, effects)
     reply = wire.RequeueReply(request.request_id, requeued, skipped)
     effects.sends.append(Send(peer, reply))
-    sched._write(ops, effects)
+    sched.write(ops, effects)
 
 
 async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -> None:
-    where, params = [], []
-    if request.status:
-        where.append("status = ?")
-        params.append(request.status)
-    if request.queue:
-        where.append("queue = ?")
-        params.append(request.queue)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = await sched._query(
-        f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
-        [*params, request.limit],
+    status = JobState(request.status) if request.status else None
+    stored = await read(
+        sched.store,
+        StoreBackend.list_jobs,
+        status=status,
+        queue=request.queue or None,
+        limit=request.limit,
     )
-    views = []
-    for row in rows:
-        job = sched.table.jobs.get(row[0]) or Job.from_row(row)
-        views.append(job.view())
-    sched._send(peer, wire.JobList(request.request_id, views))
+    views = [(sched.table.jobs.get(job.id) or job).view() for job in stored]
+    sched.send(peer, wire.JobList(request.request_id, views))
 
 
 async def view_with_history(sched: SchedulerCore, job: Job) -> wire.JobView:
-    rows = await sched._query(
-        "SELECT token, worker, started_at, finished_at, outcome, error FROM attempts "
-        "WHERE job_id = ? ORDER BY token",
-        [job.id],
-    )
-    history = [wire.AttemptView(*row) for row in rows]
+    attempts = await read(sched.store, StoreBackend.attempts, job.id)
+    history = [
+        wire.AttemptView(a.token, a.worker, a.started_at, a.finished_at, a.outcome, a.error)
+        for a in attempts
+    ]
     if job.status is JobState.SUCCEEDED:
         history.append(
             wire.AttemptView(job.token, job.worker, job.started_at, job.finished_at, "succeeded")

@@ -49,7 +49,6 @@ from actors.scheduler.messages import (
     LeasesEnded,
     Picked,
     Publish,
-    Query,
     ReadyJob,
     ReclaimOrphans,
     Release,
@@ -65,8 +64,10 @@ from actors.scheduler.messages import (
     Write,
     Written,
 )
+from actors.scheduler.ops import Ops
 from actors.scheduler.ratelog import RateLimitedLog
-from actors.scheduler.store.actor import JOB_COLUMNS, Ops, in_chunks
+from actors.scheduler.store.actor import read
+from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.throughput import Throughput
 from transport import protocol as wire
 
@@ -163,9 +164,9 @@ class Scheduler(Actor):
             case wire.Wait():
                 await requests.wait(self, peer, request)
             case wire.GetJob(request_id=rid, job_id=job_id):
-                found = (await self._find([job_id])).get(job_id)
+                found = (await self.find([job_id])).get(job_id)
                 view = await requests.view_with_history(self, found) if found else None
-                self._send(peer, wire.JobReply(rid, view))
+                self.send(peer, wire.JobReply(rid, view))
             case wire.GetStatus(request_id=rid):
                 self.strategy.tell(StatusPart(peer, rid, self._status_fields()))
             case wire.CancelJobs():
@@ -178,9 +179,9 @@ class Scheduler(Actor):
                 await workflows.submit_workflow(self, peer, request)
             case wire.GetWorkflow(request_id=rid, workflow_id=workflow_id):
                 workflow = await workflows.workflow_view(self, workflow_id)
-                self._send(peer, wire.WorkflowReply(rid, workflow))
+                self.send(peer, wire.WorkflowReply(rid, workflow))
 
-    def _send(self, peer: bytes, message: wire.Message) -> None:
+    def send(self, peer: bytes, message: wire.Message) -> None:
         self.gateway.tell(Send(peer, message))
 
     def _status_fields(self) -> dict[str, Any]:
@@ -202,7 +203,7 @@ class Scheduler(Actor):
             "refused_results": self.table.refused_results,
         }
 
-    def _write(self, ops: Ops, effects: Effects) -> None:
+    def write(self, ops: Ops, effects: Effects) -> None:
         effects.events = self.table.take_events()
         if effects.ready:
             # Ready jobs go to the strategy now, not after this commit: the store commits
@@ -222,22 +223,22 @@ class Scheduler(Actor):
         for index, spec in enumerate(request.jobs):
             refusal = table.refusal(index, spec)
             if refusal is not None:
-                self._send(
+                self.send(
                     peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid)
                 )
                 return
         if request.require_worker:
             refused = table.no_worker(request.jobs, set().union(*self.worker_tasks.values()))
             if refused is not None:
-                self._send(peer, wire.ErrorReply("no_worker", refused, rid))
+                self.send(peer, wire.ErrorReply("no_worker", refused, rid))
                 return
-        await self._load_keys([s.idempotency_key for s in request.jobs if s.idempotency_key])
+        await self.load_keys([s.idempotency_key for s in request.jobs if s.idempotency_key])
         parent_ids = {p for spec in request.jobs for p in spec.depends_on}
-        parents = await self._find(parent_ids)
+        parents = await self.find(parent_ids)
         unknown = sorted(parent_ids - parents.keys())
         if unknown:
             shown = ", ".join(map(str, unknown[:10]))
-            self._send(
+            self.send(
                 peer,
                 wire.ErrorReply(
                     "unknown_parent", f"depends_on names job(s) that do not exist: {shown}", rid
@@ -257,16 +258,16 @@ class Scheduler(Actor):
             job = table.create(spec, ops)
             ids.append(job.id)
             existing.append(False)
-            self._place_new(job, parents, ops, effects)
+            self.place_new(job, parents, ops, effects)
         effects.sends.append(Send(peer, wire.Submitted(rid, ids, existing)))
         if request.wait_request_id:
-            jobs = await self._find(ids)  # an existing key's job may have ended long ago
+            jobs = await self.find(ids)  # an existing key's job may have ended long ago
             done = requests.register_waits(self, peer, request.wait_request_id, jobs.values())
             if done is not None:
                 effects.sends.append(Send(peer, done))
-        self._write(ops, effects)
+        self.write(ops, effects)
 
-    def _place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
+    def place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
         """Queue a new job, doom it (a parent already failed), or hand it to the DAG resolver."""
         waiting: list[int] = []
         for parent_id in job.depends_on:
@@ -302,20 +303,14 @@ class Scheduler(Actor):
         self.table.move(job, QUEUED, ops)
         effects.ready.append(job)
 
-    async def _load_keys(self, keys: list[str]) -> None:
+    async def load_keys(self, keys: list[str]) -> None:
         """Make sure every known idempotency key among ``keys`` is in memory."""
         missing = [k for k in keys if k not in self.table.by_key]
-        for chunk, marks in in_chunks(missing):
-            rows = await self._query(
-                f"SELECT idempotency_key, id FROM jobs WHERE idempotency_key IS NOT NULL "
-                f"AND idempotency_key IN ({marks})",
-                chunk,
-            )
-            for key, job_id in rows:
-                self.table.by_key[key] = job_id
+        if missing:
+            self.table.by_key.update(await read(self.store, StoreBackend.ids_by_key, missing))
 
-    async def _find(self, ids: Any) -> dict[int, Job]:
-        """Jobs by id, from memory or else (finished long ago) from SQLite."""
+    async def find(self, ids: Any) -> dict[int, Job]:
+        """Jobs by id, from memory or else (finished long ago) from the store."""
         found: dict[int, Job] = {}
         missing: list[int] = []
         for job_id in ids:
@@ -324,19 +319,11 @@ class Scheduler(Actor):
                 missing.append(job_id)
             else:
                 found[job_id] = job
-        for chunk, marks in in_chunks(missing):
-            for row in await self._query(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk
-            ):
-                job = Job.from_row(row)
+        if missing:
+            for job in await read(self.store, StoreBackend.jobs, missing):
                 job.settled = job.status in TERMINAL
                 found[job.id] = job
         return found
-
-    async def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        reply: asyncio.Future[list[tuple[Any, ...]]] = asyncio.get_running_loop().create_future()
-        self.store.tell(Query(sql, tuple(params), reply))
-        return await reply
 
     # -------------------------------------------------------------------- wait
 
@@ -346,7 +333,7 @@ class Scheduler(Actor):
             for waiter in self.waiters.pop(job.id, ()):
                 batches[waiter].append(job.outcome())
         for (peer, rid), outcomes in batches.items():
-            self._send(peer, wire.Outcomes(rid, outcomes))
+            self.send(peer, wire.Outcomes(rid, outcomes))
 
     # ---------------------------------------------------------- after a commit
 
@@ -409,10 +396,10 @@ class Scheduler(Actor):
         ops, effects = Ops(), Effects()
         children = [self.table.jobs.get(job_id) for job_id in job_ids]
         ready = [job for job in children if job is not None and job.status is PENDING]
-        parents = await self._find({p for job in ready for p in job.depends_on})
+        parents = await self.find({p for job in ready for p in job.depends_on})
         for job in ready:
             self._queue_child(job, parents, ops, effects)
-        self._write(ops, effects)
+        self.write(ops, effects)
 
     def _doom(self, doomed: list[tuple[int, str]]) -> None:
         ops, effects = Ops(), Effects()
@@ -423,13 +410,13 @@ class Scheduler(Actor):
                 job.finished_at = time.time()
                 self.table.move(job, UPSTREAM_FAILED, ops)
                 effects.finished.append(job)
-        self._write(ops, effects)
+        self.write(ops, effects)
 
     def _retry_due(self) -> None:
         self._retry_timer = self._retry_at = None
         ops, effects = Ops(), Effects()
         effects.ready = self.table.due_retries(ops)
-        self._write(ops, effects)
+        self.write(ops, effects)
 
     def _arm_retry_timer(self) -> None:
         """One timer for the earliest backoff deadline, never one per job."""

@@ -19,12 +19,14 @@ from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
 from actors.scheduler.messages import CheckWorkflow, Send, Track, WorkflowChecked
-from actors.scheduler.store.actor import JOB_COLUMNS, Ops, in_chunks
+from actors.scheduler.ops import Ops
+from actors.scheduler.store.actor import read
+from actors.scheduler.store.base import StoreBackend
 from transport import protocol as wire
 
 
 def _refuse(sched: SchedulerCore, peer: bytes, code: str, message: str, rid: int) -> None:
-    sched._send(peer, wire.ErrorReply(code, message, rid))
+    sched.send(peer, wire.ErrorReply(code, message, rid))
 
 
 async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.SubmitWorkflow) -> None:
@@ -38,7 +40,7 @@ async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.Submi
         existing = await _workflow_by_key(sched, key)
         if existing is not None:
             workflow_id, step_ids = existing
-            sched._send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids, existing=True))
+            sched.send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids, existing=True))
             return
     for step in request.steps:
         refusal = sched.table.refusal(0, step.job)
@@ -55,7 +57,7 @@ async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.Submi
             )
             return
     external = {p for step in request.steps for p in step.job.depends_on}
-    unknown = sorted(external - (await sched._find(external)).keys())
+    unknown = sorted(external - (await sched.find(external)).keys())
     if unknown:
         shown = ", ".join(map(str, unknown[:10]))
         _refuse(
@@ -80,7 +82,7 @@ async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> Non
             _refuse(sched, peer, checked.rejection.code, checked.rejection.message, rid)
             return
         table = sched.table
-        parents = await sched._find({p for step in request.steps for p in step.job.depends_on})
+        parents = await sched.find({p for step in request.steps for p in step.job.depends_on})
         ops, effects = Ops(), Effects()
         workflow_id = table.next_workflow_id
         table.next_workflow_id += 1
@@ -93,21 +95,20 @@ async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> Non
             job = table.create(spec, ops, workflow_id, step.name)
             step_ids[step.name] = job.id
             parents[job.id] = job  # later steps wait on it: it is not settled
-            sched._place_new(job, parents, ops, effects)
+            sched.place_new(job, parents, ops, effects)
         effects.sends.append(Send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids)))
-        sched._write(ops, effects)
+        sched.write(ops, effects)
     finally:
         for later_peer, later in deferred:  # same key: they now find this workflow
             await submit_workflow(sched, later_peer, later)
 
 
 async def _workflow_by_key(sched: SchedulerCore, key: str) -> tuple[int, dict[str, int]] | None:
-    rows = await sched._query("SELECT id FROM workflows WHERE idempotency_key = ?", [key])
-    if not rows:
+    workflow = await read(sched.store, StoreBackend.workflow_by_key, key)
+    if workflow is None:
         return None
-    workflow_id = rows[0][0]
-    steps = await sched._query("SELECT step, id FROM jobs WHERE workflow_id = ?", [workflow_id])
-    return workflow_id, dict(steps)
+    steps = await read(sched.store, StoreBackend.workflow_jobs, workflow.id)
+    return workflow.id, {job.step or str(job.id): job.id for job in steps}
 
 
 async def revive_descendants(
@@ -122,17 +123,14 @@ async def revive_descendants(
     frontier = list(roots)
     revived = 0
     while frontier:
-        children: list[int] = []
-        for chunk, marks in in_chunks(frontier):
-            rows = await sched._query(f"SELECT child FROM edges WHERE parent IN ({marks})", chunk)
-            children += [row[0] for row in rows]
+        children = await read(sched.store, StoreBackend.children, frontier)
         frontier = []
-        jobs = await sched._find(dict.fromkeys(children))
+        jobs = await sched.find(dict.fromkeys(children))
         for child_id in sorted(jobs):
             job = jobs[child_id]
             if job.status is not JobState.UPSTREAM_FAILED or child_id in live:
                 continue
-            parents = await sched._find(job.depends_on)
+            parents = await sched.find(job.depends_on)
             if not all(p.status is JobState.SUCCEEDED or p.id in live for p in parents.values()):
                 continue  # another ancestor is still failed: it stays doomed
             sched.table.reload(job)
@@ -145,15 +143,13 @@ async def revive_descendants(
 
 
 async def workflow_view(sched: SchedulerCore, workflow_id: int) -> wire.WorkflowView | None:
-    rows = await sched._query("SELECT name, created_at FROM workflows WHERE id = ?", [workflow_id])
-    if not rows:
+    workflow = await read(sched.store, StoreBackend.workflow, workflow_id)
+    if workflow is None:
         return None
-    name, created_at = rows[0]
+    name, created_at = workflow.name, workflow.created_at
     jobs: dict[int, Job] = {}
-    for row in await sched._query(
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE workflow_id = ?", [workflow_id]
-    ):
-        job = sched.table.jobs.get(row[0]) or Job.from_row(row)  # memory is newer than SQLite
+    for stored in await read(sched.store, StoreBackend.workflow_jobs, workflow_id):
+        job = sched.table.jobs.get(stored.id) or stored  # memory is newer than the store
         jobs[job.id] = job
     steps = []
     for job in _topological(jobs):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from actors.errors import WorkflowRejected
-from actors.scheduler.messages import CheckWorkflow, Doom, Finished, Release, Track, WorkflowChecked
 from actors.scheduler import remote
+from actors.scheduler.messages import CheckWorkflow, Doom, Finished, Release, Track, WorkflowChecked
 from transport import protocol as wire
 from transport.errors import BadFrame
 

@@ -11,8 +11,8 @@ from actors.lifecycle import JobState
 from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import JobTable
 from actors.scheduler.messages import Finished, Leased, RevokeLease, Send, Written
+from actors.scheduler.ops import Ops
 from actors.scheduler.scheduler import Scheduler
-from actors.scheduler.store.actor import Ops
 from tests.helpers.recorder import Recorder
 from transport import protocol as wire
 

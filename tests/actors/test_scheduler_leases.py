@@ -21,8 +21,8 @@ from actors.scheduler.messages import (
     Write,
     Written,
 )
+from actors.scheduler.ops import Ops
 from actors.scheduler.scheduler import Scheduler
-from actors.scheduler.store.actor import Ops
 from tests.actors.test_scheduler_commit_order import scheduler_with_log
 from transport import protocol as wire
 

@@ -1,4 +1,6 @@
-"""The store on a real SQLite file: group commit, compare-and-swap guard, single writer."""
+"""The store actor over the SQLite backend on a real file: group commit, compare-and-swap
+guard, single writer, checkpoints, the file vanishing or filling up. (What every backend
+must do is in tests/store/test_conformance.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from actors.errors import StoreInconsistent
@@ -16,7 +19,10 @@ from actors.lifecycle import JobState
 from actors.runtime import Actor
 from actors.scheduler.jobs import Job
 from actors.scheduler.messages import Write, Written
-from actors.scheduler.store.actor import Ops, Store, StoreLocked
+from actors.scheduler.ops import Ops
+from actors.scheduler.store.actor import StoreActor
+from actors.scheduler.store.sqlite import SqliteStore
+from actors.scheduler.store.sqlite_file import StoreLocked
 from transport import protocol as wire
 
 
@@ -26,24 +32,38 @@ class Inbox(Actor):
         self.received: list[Any] = []
 
 
-def row(job_id: int) -> tuple[Any, ...]:
-    """A QUEUED job row, built the way the scheduler builds them."""
+def Store(path: str, clock: Any = None) -> StoreActor:
+    """The store actor over SQLite at ``path``."""
+    backend = SqliteStore(path)
+    return StoreActor(backend) if clock is None else StoreActor(backend, clock=clock)
+
+
+async def fetch(store: StoreActor, sql: str) -> list[tuple[Any, ...]]:
+    """Look into the file directly (the backend's connection), as a test may."""
+    backend = store.backend
+    assert isinstance(backend, SqliteStore)
+    assert backend.db is not None
+    return [tuple(r) for r in await backend.db.execute_fetchall(sql)]
+
+
+def row(job_id: int, args: bytes = b"\x90") -> Job:
+    """A QUEUED job, as the scheduler creates them."""
     spec = wire.JobSpec("t")
     job = Job(
         job_id,
         spec.task,
-        spec.args,
+        msgspec.Raw(args),
         spec.kwargs,
         0,
         "default",
-        [],
+        (),
         0,
         None,
         None,
         1.0,
         JobState.QUEUED,
     )
-    return job.insert_row()
+    return job
 
 
 async def test_writes_that_pile_up_are_committed_together_then_acknowledged(tmp_path: Path) -> None:
@@ -58,7 +78,7 @@ async def test_writes_that_pile_up_are_committed_together_then_acknowledged(tmp_
         assert isinstance(written, Written)
         assert written.tags == list(range(1, 101)), "one reply per writer, tags in order"
         assert store.commits == 1, "100 waiting writes share one transaction"
-        assert (await store.fetch("SELECT count(*) FROM jobs"))[0][0] == 100
+        assert (await fetch(store, "SELECT count(*) FROM jobs"))[0][0] == 100
     finally:
         task.cancel()
         await store.on_stop()
@@ -67,7 +87,7 @@ async def test_writes_that_pile_up_are_committed_together_then_acknowledged(tmp_
 class Feeder(Actor):
     """Stands in for the scheduler: each message it handles becomes a write."""
 
-    def __init__(self, store: Store, inbox: Actor) -> None:
+    def __init__(self, store: StoreActor, inbox: Actor) -> None:
         super().__init__("feeder")
         self.store, self.inbox = store, inbox
 
@@ -76,7 +96,7 @@ class Feeder(Actor):
 
 
 @contextlib.asynccontextmanager
-async def store_with_feeder(tmp_path: Path) -> AsyncIterator[tuple[Store, Inbox, Feeder]]:
+async def store_with_feeder(tmp_path: Path) -> AsyncIterator[tuple[StoreActor, Inbox, Feeder]]:
     """A store fed by one feeder, both running once the block's first await yields."""
     store = Store(str(tmp_path / "c.db"))
     await store.open()
@@ -138,7 +158,7 @@ async def test_a_compare_and_swap_that_misses_stops_the_store(tmp_path: Path) ->
     update = ("RUNNING", 1, 1, "w", 1.0, None, 0.0, None, None, 1, "PENDING")  # expects PENDING
     with pytest.raises(StoreInconsistent):
         await store._commit([Write(Ops(updates=[update]), inbox, "cas")])
-    assert (await store.fetch("SELECT status FROM jobs"))[0][0] == "QUEUED", "rolled back"
+    assert (await fetch(store, "SELECT status FROM jobs"))[0][0] == "QUEUED", "rolled back"
     await store.on_stop()
 
 
@@ -173,11 +193,11 @@ async def test_a_database_from_an_incompatible_schema_is_refused_clearly(tmp_pat
 async def test_the_store_checkpoints_the_wal_itself_after_the_commits_replies_went_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import actors.scheduler.store.actor as store_module
+    import actors.scheduler.store.sqlite as store_module
 
     store = Store(str(tmp_path / "c.db"))
     await store.open()
-    rows = await store.fetch("PRAGMA wal_autocheckpoint")
+    rows = await fetch(store, "PRAGMA wal_autocheckpoint")
     assert rows == [(0,)], "SQLite must not checkpoint inside a COMMIT"
     inbox = Inbox()
     replies_before_checkpoint: list[int] = []
@@ -191,7 +211,7 @@ async def test_the_store_checkpoints_the_wal_itself_after_the_commits_replies_we
     monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 3)
     for i in range(1, 7):
         await store._commit([Write(Ops(inserts=[row(i)]), inbox, i)])
-    assert store.checkpoints == 2
+    assert store.backend.counters()["checkpoints"] == 2
     assert replies_before_checkpoint == [3, 6], "each checkpoint ran after its commit replied"
     await store.on_stop()
 
@@ -206,7 +226,7 @@ class FakeClock:
 
 def test_commits_are_power_loss_safe_by_default() -> None:
     from actors.config import SchedulerConfig
-    from actors.scheduler.store.actor import connection_pragmas
+    from actors.scheduler.store.sqlite_rows import connection_pragmas
 
     assert SchedulerConfig().durability == "full"
     assert "PRAGMA synchronous=FULL" in connection_pragmas()
@@ -217,7 +237,7 @@ async def test_a_new_store_fsyncs_every_commit(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "c.db"))
     await store.open()
     try:
-        assert await store.fetch("PRAGMA synchronous") == [(2,)], "2 is FULL"
+        assert await fetch(store, "PRAGMA synchronous") == [(2,)], "2 is FULL"
     finally:
         await store.on_stop()
 
@@ -233,9 +253,9 @@ async def test_a_full_database_is_reported_as_full_and_nothing_of_it_acknowledge
     await store.open()
     inbox = Inbox()
     await store._commit([Write(Ops(inserts=[row(1)]), inbox, "kept")])
-    pages = (await store.fetch("PRAGMA page_count"))[0][0]
-    await store.fetch(f"PRAGMA max_page_count={pages}")
-    big = [(*row(i)[:2], b"x" * 50_000, *row(i)[3:]) for i in range(2, 12)]
+    pages = (await fetch(store, "PRAGMA page_count"))[0][0]
+    await fetch(store, f"PRAGMA max_page_count={pages}")
+    big = [row(i, args=b"x" * 50_000) for i in range(2, 12)]
     with pytest.raises(StoreFull, match="disk is full") as raised:
         await store._commit([Write(Ops(inserts=big), inbox, "lost")])
     assert "rollback" not in str(raised.value)
@@ -243,7 +263,7 @@ async def test_a_full_database_is_reported_as_full_and_nothing_of_it_acknowledge
     await store.on_stop()
     reopened = Store(str(tmp_path / "c.db"))
     await reopened.open()
-    assert await reopened.fetch("SELECT id FROM jobs") == [(1,)]
+    assert await fetch(reopened, "SELECT id FROM jobs") == [(1,)]
     await reopened.on_stop()
 
 
@@ -318,7 +338,8 @@ async def test_the_store_stops_the_system_with_its_error_instead_of_crashing(
     with pytest.raises(StoreLost):  # the error itself, not ActorCrashed with a traceback
         await asyncio.wait_for(system.run(), 5)
     assert inbox.mailbox.empty()
-    assert store.db is None, "closed on the way out"
+    assert isinstance(store.backend, SqliteStore)
+    assert store.backend.db is None, "closed on the way out"
 
 
 @pytest.mark.parametrize("kind", ["not sqlite", "missing folder"])

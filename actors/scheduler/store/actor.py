@@ -1,286 +1,111 @@
-"""The store actor: owns the aiosqlite connection and group-commits every write.
+"""The store actor: group-commits every write through a store backend (``base.StoreBackend``:
+SQLite by default, in memory for unit tests) and runs the scheduler's reads in order with
+those writes.
 
-Whatever ``Write`` messages pile up while one transaction commits go into the
-next one, together (group commit): an idle scheduler commits at once, a busy
-one commits hundreds of jobs per transaction. Before committing, the store lets
-the actors that feed it finish what they already have in hand (a few loop
-turns at most, never a timed wait), so the writes they are about to make join
-the same transaction: a new job's INSERT and its lease commit together. Only
-after COMMIT returns does each writer get its ``Written`` reply (one per writer
-per commit), so acknowledgements always follow durability. Every job update is
-a compare-and-swap on the expected previous status (``UPDATE … WHERE id=? AND
-status=?``); if SQLite matches fewer rows than memory expected, the store raises
-StoreInconsistent and the scheduler stops instead of guessing.
+Whatever ``Write`` messages pile up while one transaction commits go into the next one,
+together (group commit): an idle scheduler commits at once, a busy one commits hundreds of
+jobs per transaction. Before committing, the store lets the actors that feed it finish what
+they already have in hand (a few loop turns at most, never a timed wait), so the writes they
+are about to make join the same transaction: a new job's insert and its lease commit
+together. Only after the commit returns does each writer get its ``Written`` reply (one per
+writer per commit), so acknowledgements always follow durability. If the backend refuses a
+compare-and-swap (StoreInconsistent) or cannot write (StoreError: a full disk, the file
+deleted under the scheduler), the store stops the scheduler with that one error and
+acknowledges nothing more.
 
-The file is opened in WAL mode with an exclusive lock, so a second scheduler
-on the same file is refused at start-up instead of becoming a second writer;
-``PRAGMA quick_check`` runs first and a damaged file is refused. By default every
-commit is fsynced (``synchronous=FULL``: an acknowledged job survives power
-loss); ``durability="normal"`` trades that for speed. Any failure to write (a full
-disk, the file deleted under the scheduler: see ``actors.scheduler.store.sqlite_file``) stops the
-scheduler with that one error and acknowledges nothing more.
-The store checkpoints the WAL itself, in the database thread after a commit's
-replies have gone out, instead of letting SQLite do it inside a COMMIT (where
-the few milliseconds of a checkpoint would hold back that commit's leases).
+A ``Read`` runs after the writes received before it; ``read(store, Backend.method, *args)``
+is how the scheduler asks, typed, with no SQL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sqlite3
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import aiosqlite
-import msgspec
-
-from actors.config import DEFAULT_DURABILITY, MAX_BATCH_OPS
-from actors.errors import CorralError, StoreError, StoreInconsistent
+from actors.config import MAX_BATCH_OPS
+from actors.errors import StoreError, StoreInconsistent
 from actors.metrics import Histogram
 from actors.runtime import PUBLISH, Actor
-from actors.scheduler.messages import Query, Write, Written
-from actors.scheduler.store import sqlite_file as dbfile
-from actors.scheduler.store.sqlite_file import StoreLocked
-from actors.scheduler.store.sqlite_schema import (
-    INSERT_ATTEMPT,
-    INSERT_EDGE,
-    INSERT_JOB,
-    INSERT_WORKFLOW,
-    JOB_COLUMNS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    UPDATE_JOB,
-    in_chunks,
-)
+from actors.scheduler.messages import Read, Write, Written
+from actors.scheduler.ops import Ops
+from actors.scheduler.store.base import StoreBackend
 
 log = logging.getLogger("corral.store")
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # The most loop turns a commit waits for its feeders (the scheduler, and the strategy that
 # feeds the scheduler) to empty their mailboxes. Two turns cover submit -> match -> lease.
 MAX_FEEDER_TURNS = 4
 
-# SQLite's automatic checkpoint runs inside the COMMIT that crosses 1,000 WAL pages. The
-# store turns it off and checkpoints after about as much work (a job costs about four
-# pages over its life at low load, a row about a 25th of a page in big batches).
-CHECKPOINT_EVERY_COMMITS = 256
-CHECKPOINT_EVERY_OPS = 20_000
-
-# A group commit this small (a few rows, WAL, no fsync) takes tens of microseconds:
-# less than handing it to aiosqlite's thread and back (~0.1 ms each way on this
-# machine). Bigger batches go to the thread so the loop keeps receiving meanwhile.
-# With durability "full" every commit waits for an fsync (0.5 ms p50, 5.6 ms p99 here),
-# so every commit goes to the thread: the loop must not stall on the disk.
-INLINE_COMMIT_OPS = 64
-
-
-# The file-identity check (see actors.scheduler.store.sqlite_file): at least this often
-# while commits flow, and before the first commit after this long without one (an os.stat
-# of the file and its WAL costs ~3 µs warm, ~25 µs after an idle gap: too much for every commit at
-# 200 jobs/s, nothing once a second). An idle scheduler checks every WATCH_EVERY_S.
+# The backend's health check (for SQLite, that the file is still the one at its path: see
+# sqlite_file.FileIdentity): at least this often while commits flow, and before the first
+# commit after this long without one (it costs ~3 µs warm, ~25 µs after an idle gap: too
+# much for every commit at 200 jobs/s, nothing once a second). An idle scheduler checks
+# every WATCH_EVERY_S.
 CHECK_EVERY_S = 1.0
 WATCH_EVERY_S = 2.0
 
-__all__ = [
-    "JOB_COLUMNS",
-    "SCHEMA",
-    "SCHEMA_VERSION",
-    "Ops",
-    "Store",
-    "StoreLocked",
-    "connection_pragmas",
-    "in_chunks",
-]
+
+async def read(
+    store: Actor,
+    method: Callable[Concatenate[StoreBackend, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Ask the store actor for one typed read, e.g. ``read(store, StoreBackend.jobs, ids)``;
+    it runs after every write told to the store before it."""
+    name = method.__name__  # the backend's own override, not the abstract method named
+    reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    store.tell(Read(lambda backend: getattr(backend, name)(*args, **kwargs), reply))
+    return await reply
 
 
-class Ops(msgspec.Struct):
-    """One writer's share of a transaction: new rows, CAS updates, finished attempts."""
+class StoreActor(Actor):
+    """Group-committing writer over any backend; also answers the scheduler's reads."""
 
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    attempts: list[tuple[Any, ...]] = []
-    workflows: list[tuple[Any, ...]] = []
-    edges: list[tuple[int, int]] = []
-    # Jobs created by this write: inserted in the state they have when it is sealed, so
-    # a job created and queued in one step costs one INSERT, not an INSERT and an UPDATE.
-    new_jobs: list[Any] = []
-    new_ids: set[int] = set()
-
-    def seal(self) -> Ops:
-        """Build the rows of the new jobs now; later changes to them are later writes."""
-        self.inserts += [job.insert_row() for job in self.new_jobs]
-        self.new_jobs = []
-        self.new_ids = set()
-        return self
-
-    def __len__(self) -> int:
-        return (
-            len(self.new_jobs)
-            + len(self.inserts)
-            + len(self.updates)
-            + len(self.attempts)
-            + len(self.workflows)
-            + len(self.edges)
-        )
-
-
-def _write_batch(conn: sqlite3.Connection, batch: tuple[list[tuple[Any, ...]], ...]) -> None:
-    """One transaction for a whole group of writes; runs in the database thread."""
-    workflows, inserts, edges, updates, attempts = batch
-    conn.execute("BEGIN")
-    try:
-        if workflows:
-            conn.executemany(INSERT_WORKFLOW, workflows)
-        if inserts:
-            conn.executemany(INSERT_JOB, inserts)
-        if edges:
-            conn.executemany(INSERT_EDGE, edges)
-        if updates:
-            cursor = conn.executemany(UPDATE_JOB, updates)
-            if cursor.rowcount != len(updates):
-                raise StoreInconsistent(
-                    f"compare-and-swap matched {cursor.rowcount} of {len(updates)} job rows"
-                )
-        if attempts:
-            conn.executemany(INSERT_ATTEMPT, attempts)
-        conn.execute("COMMIT")
-    except BaseException:
-        # A failed COMMIT (disk full, I/O error) may already have rolled back; a ROLLBACK
-        # then raises "no transaction is active" and would hide the real cause.
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
-
-
-def connection_pragmas(durability: str = DEFAULT_DURABILITY) -> list[str]:
-    """How the store sets up its connection, in order (bench/idle.py times the same)."""
-    sync = "FULL" if durability == "full" else "NORMAL"
-    return [
-        "PRAGMA busy_timeout=500",
-        "PRAGMA locking_mode=EXCLUSIVE",
-        "PRAGMA journal_mode=WAL",
-        f"PRAGMA synchronous={sync}",
-        # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.
-        "PRAGMA cache_size=-65536",
-        "PRAGMA wal_autocheckpoint=0",  # the store checkpoints itself: see Store._checkpoint
-    ]
-
-
-def _checkpoint_wal(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
-async def _in_db_thread(db: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
-    """Run ``fn(sqlite3_connection, *args)`` in aiosqlite's own thread, in one hop.
-
-    Each awaited aiosqlite call costs a thread hand-off (about 0.1 ms); a group commit
-    is five or more statements, so it goes over as one function instead. This uses
-    aiosqlite's internal ``_execute``/``_conn`` (unchanged from 0.17 to 0.22, and
-    pyproject pins the range); ``Store.open`` checks they exist and says so if not."""
-    return await db._execute(lambda: fn(db._conn, *args))  # type: ignore[no-untyped-call]
-
-
-class Store(Actor):
-    """Group-committing writer; also answers the rare reads the scheduler needs."""
-
-    def __init__(
-        self,
-        path: str,
-        durability: str = DEFAULT_DURABILITY,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, backend: StoreBackend, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__("store")
-        self.path = path
-        self.durability = durability
+        self.backend = backend
         self.clock = clock
-        self.db: aiosqlite.Connection | None = None
-        self.identity: dbfile.FileIdentity | None = None
-        self._checked_at = self._committed_at = 0.0
+        self._checked_at = self._committed_at = clock()
         self.failed: StoreError | None = None
-        self.inline_ops = INLINE_COMMIT_OPS if durability == "normal" else -1
         self.commits = 0
         self.committed_ops = 0
         self.commit_latency = Histogram()
-        self.checkpoints = 0
-        self._commits_since_checkpoint = 0
-        self._ops_since_checkpoint = 0
         # Actors whose pending messages are likely to end in a write (set by the brain).
         self.feeders: tuple[Actor, ...] = ()
 
     async def open(self) -> None:
-        """Open, check and lock the file; any failure raises StoreError (one clear line)
-        and leaves nothing open."""
-        if not hasattr(aiosqlite.Connection, "_execute"):
-            raise CorralError(
-                f"aiosqlite {aiosqlite.__version__} lacks Connection._execute, which the group "
-                "commit uses; install aiosqlite>=0.17,<0.23"
-            )
-        # Before SQLite reads the WAL (it would drop a damaged one without a word).
-        warning = dbfile.check_wal(self.path)  # 32 bytes and a stat: no thread needed
-        dbfile.check_wal_owner(self.path)  # frame headers only: no thread needed either
-        self.db = await dbfile.connect(self.path)
-        try:
-            for pragma in connection_pragmas(self.durability):
-                await self.db.execute(pragma)
-            await _in_db_thread(self.db, dbfile.quick_check, self.path)
-            await _in_db_thread(self.db, dbfile.give_database_id)
-            await self._check_schema()
-            await self.db.executescript(SCHEMA)
-            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            # Take the write lock now and keep it (exclusive locking mode).
-            await self.db.execute("BEGIN IMMEDIATE")
-            await self.db.execute("COMMIT")
-        except BaseException as exc:
-            await dbfile.close_quietly(self.db)
-            self.db = None
-            if isinstance(exc, sqlite3.Error | OSError):
-                raise dbfile.translate(exc, self.path, "open") from None
-            raise
-        if warning:  # only now: a scheduler holding the file may have been mid-write
-            log.warning("%s", warning)
-        self.identity = dbfile.FileIdentity(self.path)
+        """Open the backend (raises StoreError, one clear line, leaving nothing open)."""
+        await self.backend.open()
         self._checked_at = self._committed_at = self.clock()
-
-    async def _check_schema(self) -> None:
-        assert self.db is not None
-        tables = await self.db.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
-        )
-        rows = await self.db.execute_fetchall("PRAGMA user_version")
-        version = next(iter(rows))[0]
-        if list(tables) and version != SCHEMA_VERSION:
-            raise StoreError(
-                self.path,
-                f"database {self.path} was written by an incompatible corral version (schema "
-                f"{version}, this corral needs {SCHEMA_VERSION}); point --db at a new file",
-            )
 
     async def on_start(self) -> None:
         if self.system is not None:
-            self.spawn(self._watch_file(), "watch-file")
+            self.spawn(self._watch(), "watch-store")
 
     async def on_stop(self) -> None:
-        db, self.db = self.db, None
-        await dbfile.close_quietly(db)
+        await self.backend.close()
 
-    async def _watch_file(self) -> None:
-        """Check the file's identity while idle, so a scheduler nobody talks to still
-        stops when its database is deleted."""
+    async def _watch(self) -> None:
+        """Check the backend while idle, so a scheduler nobody talks to still stops when
+        its storage is gone."""
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             if self.clock() - self._checked_at >= WATCH_EVERY_S:
                 try:
-                    self._check_file()
+                    self._verify()
                 except StoreError as exc:
                     await self._stop_for(exc)
 
-    def _check_file(self) -> None:
+    def _verify(self) -> None:
         self._checked_at = self.clock()
-        if self.identity is not None:
-            self.identity.check()
+        self.backend.verify()
 
     async def _stop_for(self, exc: StoreError) -> None:
         """Stop the scheduler with ``exc`` as its one error line, and never commit again."""
@@ -291,17 +116,12 @@ class Store(Actor):
         self.system.fail(exc)
         await asyncio.Event().wait()  # parked until the system cancels every actor
 
-    async def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """A direct read, for start-up recovery before the actors run."""
-        assert self.db is not None
-        return [tuple(row) for row in await self.db.execute_fetchall(sql, params)]
-
     async def _run(self) -> None:
         await self.on_start()
         mailbox = self.mailbox
         while True:
             writes: list[Write] = []
-            queries: list[Query] = []
+            reads: list[Read] = []
             n_ops = turns = 0
             message = await mailbox.get()
             while True:
@@ -311,7 +131,7 @@ class Store(Actor):
                     writes.append(message)
                     n_ops += len(message.ops)
                 else:
-                    queries.append(message)
+                    reads.append(message)
                 if n_ops >= MAX_BATCH_OPS:
                     break
                 while (
@@ -328,94 +148,61 @@ class Store(Actor):
                 except StoreError as exc:
                     await self._stop_for(exc)
                 except StoreInconsistent as exc:
+                    where = self.backend.where
                     await self._stop_for(
                         StoreError(
-                            self.path,
-                            f"database {self.path} disagrees with the scheduler's memory "
-                            f"({exc}): another writer, or a damaged file; stopping rather "
-                            "than risk double billing",
+                            where,
+                            f"{where} disagrees with the scheduler's memory ({exc}): another "
+                            "writer, or a damaged file; stopping rather than risk double billing",
                         )
                     )
-            for query in queries:
-                await self._answer(query)
+            for request in reads:
+                await self._answer(request)
 
     def _feeders_busy(self) -> bool:
         return any(not feeder.mailbox.empty() for feeder in self.feeders)
 
     async def _commit(self, writes: list[Write]) -> None:
-        db = self.db
-        assert db is not None
-        inserts: list[tuple[Any, ...]] = []
-        updates: list[tuple[Any, ...]] = []
-        attempts: list[tuple[Any, ...]] = []
-        workflows: list[tuple[Any, ...]] = []
-        edges: list[tuple[int, int]] = []
-        for write in writes:
-            ops = write.ops
-            inserts += ops.inserts
-            updates += ops.updates
-            attempts += ops.attempts
-            workflows += ops.workflows
-            edges += ops.edges
         if self.failed is not None:
             raise self.failed
+        if len(writes) == 1:
+            batch: Ops = writes[0].ops
+        else:
+            batch = Ops()
+            for write in writes:
+                batch.extend(write.ops)
         started = time.perf_counter()
-        batch = (workflows, inserts, edges, updates, attempts)
-        n_ops = len(inserts) + len(updates) + len(attempts) + len(edges) + len(workflows)
-        try:
-            if n_ops <= self.inline_ops:
-                _write_batch(db._conn, batch)  # cheaper than the thread hand-off it would cost
-            else:
-                await _in_db_thread(db, _write_batch, batch)
-        except (sqlite3.Error, OSError) as exc:
-            raise dbfile.translate(exc, self.path, "write") from None
+        await self.backend.commit(batch)
         now = self.clock()
-        # Before any reply: a commit into a file that no longer has a name is not durable.
+        # Before any reply: a commit the backend cannot keep is not durable.
         if now - self._committed_at > CHECK_EVERY_S or now - self._checked_at >= CHECK_EVERY_S:
-            self._check_file()
+            self._verify()
         self._committed_at = now
         self.commit_latency.observe(time.perf_counter() - started)
+        n_ops = len(batch)
         self.commits += 1
-        self.committed_ops += len(inserts) + len(updates) + len(attempts) + len(edges)
+        self.committed_ops += n_ops
         tags: dict[Actor, list[Any]] = {}
         for write in writes:
             tags.setdefault(write.reply_to, []).append(write.tag)
         for writer, committed in tags.items():
             writer.tell(Written(committed))
-        self._commits_since_checkpoint += 1
-        self._ops_since_checkpoint += n_ops
-        if (
-            self._commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS
-            or self._ops_since_checkpoint >= CHECKPOINT_EVERY_OPS
-        ):
-            await self._checkpoint()
-
-    async def _checkpoint(self) -> None:
-        """Copy the WAL back into the database file, off the loop: the replies of the
-        commit before it are already on their way while it runs."""
-        assert self.db is not None
-        try:
-            await _in_db_thread(self.db, _checkpoint_wal)
-        except (sqlite3.Error, OSError) as exc:
-            raise dbfile.translate(exc, self.path, "checkpoint") from None
-        self.checkpoints += 1
-        self._commits_since_checkpoint = self._ops_since_checkpoint = 0
+        await self.backend.after_commit(n_ops)
 
     def metrics(self) -> dict[str, Any]:
         return {
             "commits": self.commits,
-            "checkpoints": self.checkpoints,
             "ops": self.committed_ops,
             "commit_latency": self.commit_latency.snapshot(),
+            **self.backend.counters(),
         }
 
-    async def _answer(self, query: Query) -> None:
-        assert self.db is not None
+    async def _answer(self, request: Read) -> None:
         try:
-            rows = await self.db.execute_fetchall(query.sql, query.params)
+            result = await request.call(self.backend)
         except Exception as exc:
-            if not query.reply.done():
-                query.reply.set_exception(exc)
+            if not request.reply.done():
+                request.reply.set_exception(exc)
             return
-        if not query.reply.done():
-            query.reply.set_result([tuple(row) for row in rows])
+        if not request.reply.done():
+            request.reply.set_result(result)

@@ -1,0 +1,145 @@
+"""The store interface: everything the scheduler asks of the place it keeps its state.
+
+A backend commits batches of operations (``actors.scheduler.ops.Ops``: inserts,
+compare-and-swap updates, deletes) atomically, and answers typed reads. No SQL crosses
+this boundary: the SQLite backend (``sqlite``) holds every statement and row mapping of
+its own, the in-memory one (``memory``) serves unit tests, and a new backend is one more
+implementation of this class that passes the conformance suite (``tests/store``).
+
+The group-commit actor (``actor.StoreActor``) sits in front of any backend: it merges the
+writes that pile up into one ``commit`` call and runs reads in order with them. A backend
+is therefore used from one task at a time and needs no locking of its own.
+
+Contract of ``commit``: all of the batch or nothing. If an update or delete does not find
+its job in the expected status, nothing of the batch is applied and ``StoreInconsistent``
+is raised; any failure to reach durable storage raises ``StoreError`` (one clear line). A
+commit that returned is durable to the backend's promise (SQLite: synchronous FULL or
+NORMAL, as configured).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection
+
+import msgspec
+
+from actors.lifecycle import JobState
+from actors.scheduler.job import Job
+from actors.scheduler.ops import Ops
+
+
+class AttemptRecord(msgspec.Struct, frozen=True):
+    """One ended attempt of a job, as ``Ops.attempts`` records it (``ATTEMPT_FIELDS``)."""
+
+    job_id: int
+    token: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    outcome: str
+    error: str | None = None
+
+
+class WorkflowRecord(msgspec.Struct, frozen=True):
+    """One workflow as stored (``WORKFLOW_FIELDS``)."""
+
+    id: int
+    name: str
+    idempotency_key: str | None
+    created_at: float
+
+
+class Recovered(msgspec.Struct):
+    """What a scheduler needs from the store at start-up, in one read."""
+
+    live: list[Job]  # PENDING, QUEUED and RUNNING jobs
+    counts: dict[str, int]  # jobs by status (all of them)
+    max_job_id: int  # 0 for an empty store
+    max_workflow_id: int
+    # The newest time any job records (created, started, finished): None when empty.
+    last_write: float | None
+    # Settled (terminal) parents of live jobs: their states and results decide the children.
+    parents: list[Job]
+
+
+class StoreBackend(abc.ABC):
+    """Where the scheduler's jobs live. Every read returns fresh ``Job`` objects the caller
+    may change; the store changes only through ``commit``."""
+
+    #: Names the storage in messages ("database /var/lib/corral.db").
+    where: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open, check, upgrade and lock the storage; raise StoreError (one line) on any
+        failure, leaving nothing open."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the storage (idempotent, never raises)."""
+
+    @abc.abstractmethod
+    async def commit(self, ops: Ops) -> None:
+        """Apply the sealed batch in one transaction (see the module docstring)."""
+
+    async def after_commit(self, n_ops: int) -> None:  # noqa: B027 (an optional hook)
+        """Housekeeping after a commit's replies have gone out (SQLite checkpoints its WAL
+        here); ``n_ops`` is the size of that commit."""
+
+    def verify(self) -> None:  # noqa: B027 (an optional hook)
+        """Raise StoreError if commits no longer reach durable storage (SQLite: the file
+        was deleted or replaced under the scheduler). Cheap; the actor calls it about once
+        a second while commits flow, and while idle."""
+
+    def counters(self) -> dict[str, int]:
+        """Backend-specific counters for the metrics (e.g. ``checkpoints``)."""
+        return {}
+
+    # ------------------------------------------------------------------ reads
+
+    @abc.abstractmethod
+    async def recover(self) -> Recovered:
+        """Everything a starting scheduler loads (see ``Recovered``)."""
+
+    @abc.abstractmethod
+    async def jobs(self, ids: Collection[int]) -> list[Job]:
+        """The jobs with these ids that exist, in any order."""
+
+    @abc.abstractmethod
+    async def ids_by_key(self, keys: Collection[str]) -> dict[str, int]:
+        """Job ids by idempotency key, for the keys that name a job."""
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self,
+        *,
+        status: JobState | None = None,
+        queue: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Newest first (by id): the jobs matching every filter given, with an id below
+        ``before`` when given (keyset paging), at most ``limit``."""
+
+    @abc.abstractmethod
+    async def job_ids(self, status: JobState) -> list[int]:
+        """Every job id in this status, ascending (e.g. all dead letters)."""
+
+    @abc.abstractmethod
+    async def attempts(self, job_id: int) -> list[AttemptRecord]:
+        """The ended attempts of a job, by token."""
+
+    @abc.abstractmethod
+    async def workflow(self, workflow_id: int) -> WorkflowRecord | None: ...
+
+    @abc.abstractmethod
+    async def workflow_by_key(self, key: str) -> WorkflowRecord | None: ...
+
+    @abc.abstractmethod
+    async def workflow_jobs(self, workflow_id: int) -> list[Job]:
+        """The steps of a workflow, by id."""
+
+    @abc.abstractmethod
+    async def children(self, parents: Collection[int]) -> list[int]:
+        """Ids of the jobs that depend on any of ``parents`` (each once, ascending)."""

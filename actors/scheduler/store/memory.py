@@ -1,0 +1,164 @@
+"""An in-memory store: the same contract as SQLite, no file. For unit tests of the
+scheduler's actors, and as the reference the conformance suite holds every backend to.
+
+A "restart" is a new scheduler over the same ``MemoryStore`` object (close, then open
+again): what was committed is still there, nothing else is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+
+import msgspec
+
+from actors.errors import StoreInconsistent
+from actors.lifecycle import LIVE, JobState
+from actors.scheduler.job import Job
+from actors.scheduler.ops import CHANGED_FIELDS, Ops
+from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+
+
+def _fresh(job: Job) -> Job:
+    """A copy the caller may change, as a read from a database would be."""
+    copy = msgspec.structs.replace(job)
+    copy.seq = copy.id
+    copy.settled, copy.peer, copy.parent_results, copy.queued_at = False, None, None, 0.0
+    return copy
+
+
+class MemoryStore(StoreBackend):
+    def __init__(self) -> None:
+        self.where = "in-memory store"
+        self.rows: dict[int, Job] = {}
+        self.attempt_rows: dict[tuple[int, int], AttemptRecord] = {}
+        self.workflow_rows: dict[int, WorkflowRecord] = {}
+        self.edges: set[tuple[int, int]] = set()
+        self.is_open = False
+        self.commits = 0
+
+    async def open(self) -> None:
+        self.is_open = True
+
+    async def close(self) -> None:
+        self.is_open = False
+
+    async def commit(self, ops: Ops) -> None:
+        assert self.is_open, "commit on a closed store"
+        # Check every compare-and-swap first: a refused batch leaves nothing behind.
+        statuses = {job_id: job.status for job_id, job in self.rows.items()}
+        for job in ops.inserts:
+            if job.id in statuses:
+                raise StoreInconsistent(f"job {job.id} exists already")
+            statuses[job.id] = job.status
+        for change in ops.updates:
+            job_id, expected = change[-2], change[-1]
+            if statuses.get(job_id) != expected:
+                raise StoreInconsistent(f"compare-and-swap missed job {job_id}")
+            statuses[job_id] = change[0]
+        for job_id, expected in ops.deletes:
+            if statuses.get(job_id) != expected:
+                raise StoreInconsistent(f"compare-and-swap missed job {job_id} (delete)")
+            del statuses[job_id]
+        keys = {w.idempotency_key for w in self.workflow_rows.values() if w.idempotency_key}
+        for row in ops.workflows:
+            record = WorkflowRecord(*row)
+            if record.id in self.workflow_rows or (record.idempotency_key in keys):
+                raise StoreInconsistent(f"workflow {record.id} exists already")
+        self._apply(ops)
+        self.commits += 1
+
+    def _apply(self, ops: Ops) -> None:
+        for workflow in ops.workflows:
+            flow = WorkflowRecord(*workflow)
+            self.workflow_rows[flow.id] = flow
+        for job in ops.inserts:
+            self.rows[job.id] = _fresh(job)
+        self.edges.update(ops.edges)
+        for change in ops.updates:
+            job = self.rows[change[-2]]
+            for name, value in zip(CHANGED_FIELDS, change, strict=False):
+                setattr(job, name, value)
+        for attempt in ops.attempts:
+            record = AttemptRecord(*attempt)
+            self.attempt_rows[(record.job_id, record.token)] = record
+        for job_id, _expected in ops.deletes:
+            del self.rows[job_id]
+            for key in [k for k in self.attempt_rows if k[0] == job_id]:
+                del self.attempt_rows[key]
+            self.edges = {e for e in self.edges if job_id not in e}
+
+    # ------------------------------------------------------------------ reads
+
+    async def recover(self) -> Recovered:
+        live = [_fresh(j) for j in sorted(self.rows.values(), key=_id) if j.status in LIVE]
+        wanted = {p for job in live for p in job.depends_on} - {job.id for job in live}
+        times = [
+            t for j in self.rows.values() for t in (j.created_at, j.started_at, j.finished_at) if t
+        ]
+        return Recovered(
+            live=live,
+            counts=dict(Counter(j.status.value for j in self.rows.values())),
+            max_job_id=max(self.rows, default=0),
+            max_workflow_id=max(self.workflow_rows, default=0),
+            last_write=max(times) if self.rows else None,
+            parents=await self.jobs(sorted(wanted)),
+        )
+
+    async def jobs(self, ids: Collection[int]) -> list[Job]:
+        return [_fresh(self.rows[i]) for i in dict.fromkeys(ids) if i in self.rows]
+
+    async def ids_by_key(self, keys: Collection[str]) -> dict[str, int]:
+        wanted = set(keys)
+        return {
+            j.idempotency_key: j.id
+            for j in self.rows.values()
+            if j.idempotency_key is not None and j.idempotency_key in wanted
+        }
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobState | None = None,
+        queue: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        found: list[Job] = []
+        for job_id in sorted(self.rows, reverse=True):
+            job = self.rows[job_id]
+            if (
+                (status is None or job.status == status)
+                and (queue is None or job.queue == queue)
+                and (before is None or job_id < before)
+            ):
+                found.append(_fresh(job))
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def job_ids(self, status: JobState) -> list[int]:
+        return sorted(i for i, j in self.rows.items() if j.status == status)
+
+    async def attempts(self, job_id: int) -> list[AttemptRecord]:
+        return sorted(
+            (a for (i, _), a in self.attempt_rows.items() if i == job_id), key=lambda a: a.token
+        )
+
+    async def workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        return self.workflow_rows.get(workflow_id)
+
+    async def workflow_by_key(self, key: str) -> WorkflowRecord | None:
+        return next((w for w in self.workflow_rows.values() if w.idempotency_key == key), None)
+
+    async def workflow_jobs(self, workflow_id: int) -> list[Job]:
+        steps = [j for j in self.rows.values() if j.workflow_id == workflow_id]
+        return [_fresh(j) for j in sorted(steps, key=_id)]
+
+    async def children(self, parents: Collection[int]) -> list[int]:
+        wanted = set(parents)
+        return sorted({child for parent, child in self.edges if parent in wanted})
+
+
+def _id(job: Job) -> int:
+    return job.id

@@ -1,0 +1,157 @@
+"""How the SQLite store writes: the mapping between a job and its row, and the one
+transaction a batch of operations becomes (run in aiosqlite's thread, or inline when small).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import aiosqlite
+import msgspec
+
+from actors.config import DEFAULT_DURABILITY
+from actors.errors import StoreInconsistent
+from actors.lifecycle import JobState
+from actors.scheduler.job import Job
+from actors.scheduler.ops import ATTEMPT_FIELDS, CHANGED_FIELDS, WORKFLOW_FIELDS, Ops
+from actors.scheduler.store.sqlite_schema import JOB_COLUMNS
+from transport import protocol as wire
+
+T = TypeVar("T")
+
+_pack_ids = msgspec.msgpack.Encoder().encode
+_unpack_ids = msgspec.msgpack.Decoder(list[int]).decode
+_NO_IDS = _pack_ids([])
+_COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))
+
+INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+UPDATE_JOB = (
+    f"UPDATE jobs SET {', '.join(f'{name}=?' for name in CHANGED_FIELDS)} WHERE id=? AND status=?"
+)
+INSERT_ATTEMPT = (
+    f"INSERT OR REPLACE INTO attempts ({', '.join(ATTEMPT_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(ATTEMPT_FIELDS))})"
+)
+INSERT_WORKFLOW = (
+    f"INSERT INTO workflows ({', '.join(WORKFLOW_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(WORKFLOW_FIELDS))})"
+)
+INSERT_EDGE = "INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)"
+_DELETE_JOB = "DELETE FROM jobs WHERE id = ? AND status = ?"
+
+
+def job_params(job: Job) -> tuple[Any, ...]:
+    """A job's row for ``INSERT_JOB``, in ``JOB_COLUMNS`` order."""
+    backoff = job.backoff
+    return (
+        job.id,
+        job.task,
+        job.args,
+        job.kwargs,
+        job.priority,
+        job.queue,
+        _pack_ids(job.depends_on) if job.depends_on else _NO_IDS,
+        job.max_retries,
+        job.idempotency_key,
+        job.timeout,
+        job.created_at,
+        job.status,  # a StrEnum is a str: no .value lookup on the hot path
+        job.attempts,
+        job.token,
+        job.worker,
+        job.started_at,
+        job.finished_at,
+        job.not_before,
+        job.result,
+        job.error,
+        backoff.base if backoff else None,
+        backoff.factor if backoff else None,
+        backoff.cap if backoff else None,
+        job.workflow_id,
+        job.step,
+    )
+
+
+def job_from_row(row: tuple[Any, ...]) -> Job:
+    """Rebuild a job from a ``JOB_COLUMNS`` row."""
+    fields = dict(zip(_COLUMNS, row, strict=True))
+    for name in ("args", "kwargs"):
+        fields[name] = msgspec.Raw(fields[name])
+    if fields["result"] is not None:
+        fields["result"] = msgspec.Raw(fields["result"])
+    fields["depends_on"] = tuple(_unpack_ids(fields["depends_on"]))
+    fields["status"] = JobState(fields["status"])
+    base, factor, cap = (fields.pop(k) for k in ("backoff_base", "backoff_factor", "backoff_cap"))
+    fields["backoff"] = wire.Backoff(base, factor, cap) if base is not None else None
+    fields["seq"] = fields["id"]
+    return Job(**fields)
+
+
+def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
+    """One transaction for a whole group of writes; runs in the database thread."""
+    conn.execute("BEGIN")
+    try:
+        if ops.workflows:
+            conn.executemany(INSERT_WORKFLOW, ops.workflows)
+        if ops.inserts:
+            conn.executemany(INSERT_JOB, [job_params(job) for job in ops.inserts])
+        if ops.edges:
+            conn.executemany(INSERT_EDGE, ops.edges)
+        if ops.updates:
+            cursor = conn.executemany(UPDATE_JOB, ops.updates)
+            if cursor.rowcount != len(ops.updates):
+                raise StoreInconsistent(
+                    f"compare-and-swap matched {cursor.rowcount} of {len(ops.updates)} job rows"
+                )
+        if ops.attempts:
+            conn.executemany(INSERT_ATTEMPT, ops.attempts)
+        if ops.deletes:
+            _delete(conn, ops.deletes)
+        conn.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT (disk full, I/O error) may already have rolled back; a ROLLBACK
+        # then raises "no transaction is active" and would hide the real cause.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:
+    cursor = conn.executemany(_DELETE_JOB, deletes)
+    if cursor.rowcount != len(deletes):
+        raise StoreInconsistent(
+            f"compare-and-swap matched {cursor.rowcount} of {len(deletes)} deleted job rows"
+        )
+    ids = [(job_id,) for job_id, _status in deletes]
+    conn.executemany("DELETE FROM attempts WHERE job_id = ?", ids)
+    conn.executemany("DELETE FROM edges WHERE parent = ?", ids)
+    conn.executemany("DELETE FROM edges WHERE child = ?", ids)
+
+
+def connection_pragmas(durability: str = DEFAULT_DURABILITY) -> list[str]:
+    """How the store sets up its connection, in order (bench/idle.py times the same)."""
+    sync = "FULL" if durability == "full" else "NORMAL"
+    return [
+        "PRAGMA busy_timeout=500",
+        "PRAGMA locking_mode=EXCLUSIVE",
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={sync}",
+        # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.
+        "PRAGMA cache_size=-65536",
+        "PRAGMA wal_autocheckpoint=0",  # the store checkpoints itself: see after_commit
+    ]
+
+
+async def in_db_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` in aiosqlite's own thread, in one hop.
+
+    Each awaited aiosqlite call costs a thread hand-off (about 0.1 ms); a group commit
+    is five or more statements, so it goes over as one function instead. This uses
+    aiosqlite's internal ``_execute``/``_conn`` (unchanged from 0.17 to 0.22, and
+    pyproject pins the range); ``SqliteStore.open`` checks they exist and says so if not."""
+    result: T = await db._execute(lambda: fn(db._conn, *args))  # type: ignore[no-untyped-call]
+    return result
