@@ -31,7 +31,7 @@ from actors.config import SchedulerConfig
 from actors.errors import CorralError
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem
-from actors.scheduler import routes
+from actors.scheduler import routes, submissions
 from actors.scheduler.dag import DagResolver
 from actors.scheduler.dispatcher import Dispatcher
 from actors.scheduler.effects import Effects
@@ -45,6 +45,7 @@ from actors.scheduler.remote import RemoteActor
 from actors.scheduler.routes import Actors
 from actors.scheduler.scheduler import Scheduler
 from actors.scheduler.store.actor import StoreActor
+from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.strategy import StrategyActor
 from transport import ServerTransport, bind
@@ -55,11 +56,13 @@ log = logging.getLogger("corral.brain")
 class Brain:
     """All scheduler-side actors in one process, supervised together."""
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    def __init__(self, config: SchedulerConfig, backend: StoreBackend | None = None) -> None:
+        """``backend`` replaces the SQLite file named by ``config.db`` (tests pass a
+        ``MemoryStore``)."""
         self.config = config
         self.system = ActorSystem()
         self.transport: ServerTransport | None = None
-        self.backend = SqliteStore(config.db, config.durability)
+        self.backend = backend or SqliteStore(config.db, config.durability)
         self.store = StoreActor(self.backend)
         self.table = JobTable(config)
         self.scheduler = Scheduler(self.table)
@@ -135,8 +138,9 @@ class Brain:
                 f"recovered {live} live job(s){f' ({states})' if states else ''}, "
                 f"last commit {at:%Y-%m-%d %H:%M:%S} UTC"
             )
+        db = self.config.db if isinstance(self.backend, SqliteStore) else self.backend.where
         return (
-            f"corral scheduler on {self.address} (db {self.config.db}, strategy "
+            f"corral scheduler on {self.address} (db {db}, strategy "
             f"{self.config.strategy}, durability {self.config.durability}; {recovered})"
         )
 
@@ -176,7 +180,7 @@ class Brain:
             **self._settled_parents,
             **{p: self.table.jobs[p] for p in job.depends_on if p in self.table.jobs},
         }
-        self.scheduler.place_new(job, parents, ops, effects)
+        submissions.place_new(self.scheduler, job, parents, ops, effects)
 
     async def run(self) -> None:
         """Serve until stopped; raises ActorCrashed if an actor died."""

@@ -1,6 +1,6 @@
-"""What the scheduler's handler modules (``leases``, ``requests``, ``workflows``) may use:
-its state (the job table, waiters, worker names), the store actor to read from, and its
-public outputs (send a frame, write a batch, find jobs, place a new job).
+"""What the scheduler's handler modules (``submissions``, ``leases``, ``requests``,
+``workflows``) may use: its state (the job table, waiters, worker names), the store actor
+to read from, and its public outputs (send a frame, write a batch, find jobs).
 
 Those modules hold the scheduler's handlers, kept apart to keep each module small; they
 run inside the scheduler actor and use only what this protocol lists. Typing them against
@@ -28,6 +28,7 @@ class SchedulerCore(Protocol):
     table: JobTable
     waiters: dict[int, Waiters]
     worker_names: dict[bytes, str]
+    worker_tasks: dict[bytes, frozenset[str]]
     workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]]
     assign_latency: Histogram
     warn: RateLimitedLog
@@ -41,5 +42,3 @@ class SchedulerCore(Protocol):
     def write(self, ops: Ops, effects: Effects) -> None: ...
 
     async def find(self, ids: Iterable[int]) -> dict[int, Job]: ...
-
-    def place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None: ...

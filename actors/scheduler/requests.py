@@ -1,14 +1,11 @@
-"""Client requests about existing jobs, for the scheduler actor: wait, cancel, re-queue
-(dead letters), list, and a job's view with its attempt history.
+"""Client requests about existing jobs, for the scheduler actor: cancel, re-queue (dead
+letters), list, and a job's view with its attempt history (waiting is ``waits``).
 
 Like ``workflows``, these are the scheduler's own handlers kept in a module of their own;
-they run inside the scheduler actor and touch only its state. None is on the hot path
-except ``wait``, which only registers waiters (the scheduler notifies them after commits).
+they run inside the scheduler actor and touch only its state. None is on the hot path.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import msgspec
 
@@ -22,47 +19,6 @@ from actors.scheduler.ops import Ops
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
 from transport import protocol as wire
-
-
-async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
-    # A job named twice is waited for once: the work per frame follows the distinct jobs.
-    job_ids = list(dict.fromkeys(request.job_ids))
-    jobs = await sched.find(job_ids)
-    unknown = [i for i in job_ids if i not in jobs]
-    if unknown:
-        sched.send(
-            peer,
-            wire.ErrorReply(
-                "not_found",
-                f"no such job(s): {', '.join(map(str, unknown[:10]))}",
-                request.request_id,
-            ),
-        )
-        return
-    done = register_waits(sched, peer, request.request_id, jobs.values())
-    if done is not None:
-        sched.send(peer, done)
-
-
-def register_waits(
-    sched: SchedulerCore, peer: bytes, request_id: int, jobs: Iterable[Job]
-) -> wire.Outcomes | None:
-    """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
-    done: list[wire.JobOutcome] = []
-    waiters, waiter = sched.waiters, (peer, request_id)
-    # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case (tuples
-    # of atoms are untracked by the cyclic GC). A second waiter turns it into a list, so
-    # 30,000 waits on one job cost 30,000 appends, not a quadratic series of tuple copies.
-    for job in jobs:
-        if job.settled:
-            done.append(job.outcome())
-        elif (others := waiters.get(job.id)) is None:
-            waiters[job.id] = (waiter,)
-        elif isinstance(others, list):
-            others.append(waiter)
-        else:
-            waiters[job.id] = [*others, waiter]
-    return wire.Outcomes(request_id, done) if done else None
 
 
 async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) -> None:

@@ -8,13 +8,11 @@ waiters hear outcomes, and the DAG resolver learns of finished parents. A
 failure between transition and commit therefore never leaks an
 acknowledgement or an assignment that SQLite does not have.
 
-Its handlers live in modules by concept: ``leases`` (assignment, results, leases that
-end without one, adoption across restarts), ``requests`` (wait, cancel, re-queue,
-list), ``workflows``. A submission is refused whole, naming the job, when a job could
-never be sent to a worker (``too_large``) or, with ``require_worker``, when no
-connected worker taking jobs has its task (``no_worker``); a job whose parents'
-results are too large to travel with it fails (PENDING -> FAILED) instead of being
-sent.
+Its handlers live in modules by concept: ``submissions`` (new jobs, and what the DAG
+resolver releases or dooms), ``leases`` (assignment, results, leases that end without
+one, adoption across restarts), ``requests`` (wait, cancel, re-queue, list),
+``workflows``. This module routes messages to them and carries out what each commit
+makes true (replies, leases, ready jobs, outcomes, events), and keeps the one retry timer.
 """
 
 from __future__ import annotations
@@ -26,16 +24,13 @@ from collections import defaultdict
 from typing import Any
 
 from actors.lifecycle import (
-    FAILED,
-    PENDING,
     QUEUED,
     SUCCEEDED,
     TERMINAL,
-    UPSTREAM_FAILED,
 )
 from actors.metrics import Histogram
 from actors.runtime import Actor
-from actors.scheduler import leases, requests, workflows
+from actors.scheduler import leases, requests, submissions, waits, workflows
 from actors.scheduler.core import Waiters
 from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
@@ -56,7 +51,6 @@ from actors.scheduler.messages import (
     StatusPart,
     SubscriberCount,
     Tick,
-    Track,
     WorkerLost,
     WorkerNames,
     WorkerResults,
@@ -128,11 +122,11 @@ class Scheduler(Actor):
             case FromClient(peer=peer, message=request):
                 await self._client(peer, request)
             case Release(job_ids=ids):
-                await self._release(ids)
+                await submissions.release(self, ids)
             case WorkflowChecked():
                 await workflows.create_workflow(self, message)
             case Doom(jobs=doomed):
-                self._doom(doomed)
+                submissions.doom(self, doomed)
             case WorkerLost():
                 leases.worker_lost(self, message)
             case LeasesEnded():
@@ -160,9 +154,9 @@ class Scheduler(Actor):
     async def _client(self, peer: bytes, request: Any) -> None:
         match request:
             case wire.Submit():
-                await self._submit(peer, request)
+                await submissions.submit(self, peer, request)
             case wire.Wait():
-                await requests.wait(self, peer, request)
+                await waits.wait(self, peer, request)
             case wire.GetJob(request_id=rid, job_id=job_id):
                 found = (await self.find([job_id])).get(job_id)
                 view = await requests.view_with_history(self, found) if found else None
@@ -215,99 +209,6 @@ class Scheduler(Actor):
             self.store.tell(Write(ops.seal(), self, effects))
         else:
             self._after_commit([effects])
-
-    # ------------------------------------------------------------------ submit
-
-    async def _submit(self, peer: bytes, request: wire.Submit) -> None:
-        table, rid = self.table, request.request_id
-        for index, spec in enumerate(request.jobs):
-            refusal = table.refusal(index, spec)
-            if refusal is not None:
-                self.send(
-                    peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid)
-                )
-                return
-        if request.require_worker:
-            refused = table.no_worker(request.jobs, set().union(*self.worker_tasks.values()))
-            if refused is not None:
-                self.send(peer, wire.ErrorReply("no_worker", refused, rid))
-                return
-        await self.load_keys([s.idempotency_key for s in request.jobs if s.idempotency_key])
-        parent_ids = {p for spec in request.jobs for p in spec.depends_on}
-        parents = await self.find(parent_ids)
-        unknown = sorted(parent_ids - parents.keys())
-        if unknown:
-            shown = ", ".join(map(str, unknown[:10]))
-            self.send(
-                peer,
-                wire.ErrorReply(
-                    "unknown_parent", f"depends_on names job(s) that do not exist: {shown}", rid
-                ),
-            )
-            return
-
-        ops, effects = Ops(), Effects()
-        ids: list[int] = []
-        existing: list[bool] = []
-        for spec in request.jobs:
-            known = table.by_key.get(spec.idempotency_key) if spec.idempotency_key else None
-            if known is not None:
-                ids.append(known)
-                existing.append(True)
-                continue
-            job = table.create(spec, ops)
-            ids.append(job.id)
-            existing.append(False)
-            self.place_new(job, parents, ops, effects)
-        effects.sends.append(Send(peer, wire.Submitted(rid, ids, existing)))
-        if request.wait_request_id:
-            jobs = await self.find(ids)  # an existing key's job may have ended long ago
-            done = requests.register_waits(self, peer, request.wait_request_id, jobs.values())
-            if done is not None:
-                effects.sends.append(Send(peer, done))
-        self.write(ops, effects)
-
-    def place_new(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
-        """Queue a new job, doom it (a parent already failed), or hand it to the DAG resolver."""
-        waiting: list[int] = []
-        for parent_id in job.depends_on:
-            parent = parents[parent_id]
-            if not parent.settled:
-                waiting.append(parent_id)  # its Finished message is still to come
-            elif parent.status is not SUCCEEDED:
-                job.error = f"parent job {parent_id} ended {parent.status.value}"
-                job.finished_at = job.created_at
-                self.table.move(job, UPSTREAM_FAILED, ops)
-                effects.finished.append(job)
-                return
-        if waiting:
-            # Sent now, not after commit: it must reach the resolver before the
-            # Finished message of any parent that commits after this point.
-            self.dag.tell(Track(job.id, waiting))
-        else:
-            self._queue_child(job, parents, ops, effects)
-
-    def _queue_child(self, job: Job, parents: dict[int, Job], ops: Ops, effects: Effects) -> None:
-        """All parents succeeded: queue the job, carrying their results to its handler; or
-        fail it, when those results are too large to send with it to any worker."""
-        if job.depends_on:
-            results = [parents[p].parent_result() for p in job.depends_on]
-            too_large = self.table.parents_too_large(job, results)
-            if too_large is not None:
-                job.error = f"cannot be sent to a worker: {too_large}"
-                job.finished_at = time.time()
-                self.table.move(job, FAILED, ops)
-                effects.finished.append(job)
-                return
-            job.parent_results = results
-        self.table.move(job, QUEUED, ops)
-        effects.ready.append(job)
-
-    async def load_keys(self, keys: list[str]) -> None:
-        """Make sure every known idempotency key among ``keys`` is in memory."""
-        missing = [k for k in keys if k not in self.table.by_key]
-        if missing:
-            self.table.by_key.update(await read(self.store, StoreBackend.ids_by_key, missing))
 
     async def find(self, ids: Any) -> dict[int, Job]:
         """Jobs by id, from memory or else (finished long ago) from the store."""
@@ -391,26 +292,6 @@ class Scheduler(Actor):
             self.strategy.tell(Enqueue(ready))
 
     # -------------------------------------------------------- DAG and retries
-
-    async def _release(self, job_ids: list[int]) -> None:
-        ops, effects = Ops(), Effects()
-        children = [self.table.jobs.get(job_id) for job_id in job_ids]
-        ready = [job for job in children if job is not None and job.status is PENDING]
-        parents = await self.find({p for job in ready for p in job.depends_on})
-        for job in ready:
-            self._queue_child(job, parents, ops, effects)
-        self.write(ops, effects)
-
-    def _doom(self, doomed: list[tuple[int, str]]) -> None:
-        ops, effects = Ops(), Effects()
-        for job_id, cause in doomed:
-            job = self.table.jobs.get(job_id)
-            if job is not None and job.status is PENDING:
-                job.error = cause
-                job.finished_at = time.time()
-                self.table.move(job, UPSTREAM_FAILED, ops)
-                effects.finished.append(job)
-        self.write(ops, effects)
 
     def _retry_due(self) -> None:
         self._retry_timer = self._retry_at = None

@@ -15,6 +15,7 @@ from collections import deque
 import msgspec
 
 from actors.lifecycle import JobState
+from actors.scheduler import submissions
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
@@ -95,7 +96,7 @@ async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> Non
             job = table.create(spec, ops, workflow_id, step.name)
             step_ids[step.name] = job.id
             parents[job.id] = job  # later steps wait on it: it is not settled
-            sched.place_new(job, parents, ops, effects)
+            submissions.place_new(sched, job, parents, ops, effects)
         effects.sends.append(Send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids)))
         sched.write(ops, effects)
     finally:

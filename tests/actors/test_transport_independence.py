@@ -16,6 +16,7 @@ from actors.client import AsyncClient, job_spec
 from actors.config import SchedulerConfig
 from actors.errors import JobFailed, RequestRefused
 from actors.scheduler.brain import Brain
+from actors.scheduler.store.memory import MemoryStore
 from actors.worker.agent import Worker
 from tests.helpers.procs import free_address
 
@@ -55,7 +56,9 @@ async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         backoff_base=0.01,
         backoff_cap=0.05,
     )
-    async with Brain(config) as brain:
+    # The in-memory transport goes with the in-memory store: the actors alone, no I/O.
+    backend = MemoryStore() if request.param == "mem" else None
+    async with Brain(config, backend) as brain:
         worker = Worker(brain.address, name="w", concurrency=3, registry=TASKS)
         serving = asyncio.create_task(worker.run())
         async with AsyncClient(brain.address) as client:
