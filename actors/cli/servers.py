@@ -170,7 +170,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 
 def cmd_dag_resolver(args: argparse.Namespace) -> None:
     from actors.scheduler.dag import DagResolver
-    from actors.scheduler.remote import host_actor
+    from actors.scheduler.remote_host import host_actor
 
     async def serve() -> None:
         import signal

@@ -2,9 +2,8 @@
 
 ``RemoteActor`` stands in for an actor hosted elsewhere: what is told to it is encoded
 (msgspec, one frame per message, in order) and sent over a transport; what the remote
-actor tells back arrives as frames and is handed to a local actor. ``host_actor`` runs
-the other side: it binds a transport, delivers each decoded message to the real actor,
-and routes the actor's outbound messages back to the connected peer.
+actor tells back arrives as frames and is handed to a local actor. ``remote_host`` runs
+the other side.
 
 The default deployment keeps every scheduler-side actor in one process; this module
 shows they need nothing but messages to work apart (``corral dag-resolver`` and
@@ -16,7 +15,6 @@ actor boundary, not a replicated deployment.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -25,7 +23,7 @@ import msgspec
 from actors.errors import WorkflowRejected
 from actors.runtime import Actor
 from actors.scheduler.messages import CheckWorkflow, Doom, Finished, Release, Track, WorkflowChecked
-from transport import ClientTransport, ServerTransport, bind, connect
+from transport import ClientTransport, connect
 from transport.errors import BadFrame
 
 log = logging.getLogger("corral.remote")
@@ -101,57 +99,3 @@ class RemoteActor(Actor):
     async def on_stop(self) -> None:
         if self._transport is not None:
             await self._transport.close()
-
-
-class _PeerSender(Actor):
-    """Inside the hosting process: the actor's outbound messages go back to its peer."""
-
-    def __init__(self, server: ServerTransport) -> None:
-        super().__init__("peer")
-        self.server = server
-        self.peer: bytes | None = None
-
-    def tell(self, message: Any) -> None:  # no mailbox hop: encode and send at once
-        if self.peer is None:
-            log.error("no scheduler connected; dropping %s", type(message).__name__)
-            return
-        self.server.send(self.peer, encode(message))
-
-
-async def host_actor(actor: Actor, address: str, ready: asyncio.Event | None = None) -> None:
-    """Serve ``actor`` at ``address`` until cancelled: frames in, its replies out."""
-    from actors.runtime import ActorSystem
-
-    server = bind(address)
-    sender = _PeerSender(server)
-    actor.scheduler = sender  # type: ignore[attr-defined]
-    system = ActorSystem()
-    system.add(actor)
-    await system.start()
-    log.info("hosting actor %s on %s", actor.name, server.address)
-
-    async def receive() -> None:
-        while True:
-            for peer, frame in await server.recv_batch():
-                try:
-                    message = decode(frame)
-                except BadFrame as exc:
-                    log.error("dropped a frame: %s", exc)
-                    continue
-                sender.peer = peer
-                actor.tell(message)
-
-    reader = asyncio.ensure_future(receive())
-    supervised = asyncio.ensure_future(system.run())  # raises if the actor crashed
-    if ready is not None:
-        ready.set()
-    try:
-        done, _ = await asyncio.wait({reader, supervised}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
-    finally:
-        reader.cancel()
-        supervised.cancel()
-        await asyncio.gather(reader, supervised, return_exceptions=True)
-        await system.stop()
-        await server.close()
