@@ -54,6 +54,7 @@ from actors.scheduler.store.sqlite_schema import (
     SCHEMA_VERSION,
     UPDATE_JOB,
     in_chunks,
+    migrate,
 )
 
 log = logging.getLogger("corral.store")
@@ -227,9 +228,7 @@ class Store(Actor):
                 await self.db.execute(pragma)
             await _in_db_thread(self.db, dbfile.quick_check, self.path)
             await _in_db_thread(self.db, dbfile.give_database_id)
-            await self._check_schema()
-            await self.db.executescript(SCHEMA)
-            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            upgraded_from = await _in_db_thread(self.db, migrate, self.path)
             # Take the write lock now and keep it (exclusive locking mode).
             await self.db.execute("BEGIN IMMEDIATE")
             await self.db.execute("COMMIT")
@@ -241,22 +240,15 @@ class Store(Actor):
             raise
         if warning:  # only now: a scheduler holding the file may have been mid-write
             log.warning("%s", warning)
+        if upgraded_from is not None:
+            log.info(
+                "upgraded database %s from schema %d to %d",
+                self.path,
+                upgraded_from,
+                SCHEMA_VERSION,
+            )
         self.identity = dbfile.FileIdentity(self.path)
         self._checked_at = self._committed_at = self.clock()
-
-    async def _check_schema(self) -> None:
-        assert self.db is not None
-        tables = await self.db.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
-        )
-        rows = await self.db.execute_fetchall("PRAGMA user_version")
-        version = next(iter(rows))[0]
-        if list(tables) and version != SCHEMA_VERSION:
-            raise StoreError(
-                self.path,
-                f"database {self.path} was written by an incompatible corral version (schema "
-                f"{version}, this corral needs {SCHEMA_VERSION}); point --db at a new file",
-            )
 
     async def on_start(self) -> None:
         if self.system is not None:
