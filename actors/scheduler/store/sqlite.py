@@ -23,7 +23,7 @@ from typing import Any
 import aiosqlite
 
 from actors.config import DEFAULT_DURABILITY
-from actors.errors import CorralError, StoreError
+from actors.errors import CorralError
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
@@ -35,7 +35,7 @@ from actors.scheduler.store.sqlite_rows import (
     job_from_row,
     write_batch,
 )
-from actors.scheduler.store.sqlite_schema import JOB_COLUMNS, SCHEMA, SCHEMA_VERSION, in_chunks
+from actors.scheduler.store.sqlite_schema import JOB_COLUMNS, SCHEMA_VERSION, in_chunks, migrate
 
 log = logging.getLogger("corral.store")
 
@@ -82,9 +82,7 @@ class SqliteStore(StoreBackend):
                 await self.db.execute(pragma)
             await in_db_thread(self.db, sqlite_file.quick_check, self.path)
             await in_db_thread(self.db, sqlite_file.give_database_id)
-            await self._check_schema()
-            await self.db.executescript(SCHEMA)
-            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            upgraded_from = await in_db_thread(self.db, migrate, self.path)
             # Take the write lock now and keep it (exclusive locking mode).
             await self.db.execute("BEGIN IMMEDIATE")
             await self.db.execute("COMMIT")
@@ -96,21 +94,14 @@ class SqliteStore(StoreBackend):
             raise
         if warning:  # only now: a scheduler holding the file may have been mid-write
             log.warning("%s", warning)
-        self.identity = sqlite_file.FileIdentity(self.path)
-
-    async def _check_schema(self) -> None:
-        assert self.db is not None
-        tables = await self.db.execute_fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
-        )
-        rows = await self.db.execute_fetchall("PRAGMA user_version")
-        version = next(iter(rows))[0]
-        if list(tables) and version != SCHEMA_VERSION:
-            raise StoreError(
+        if upgraded_from is not None:
+            log.warning(
+                "upgraded database %s from schema %d to %d",
                 self.path,
-                f"database {self.path} was written by an incompatible corral version (schema "
-                f"{version}, this corral needs {SCHEMA_VERSION}); point --db at a new file",
+                upgraded_from,
+                SCHEMA_VERSION,
             )
+        self.identity = sqlite_file.FileIdentity(self.path)
 
     async def close(self) -> None:
         db, self.db = self.db, None

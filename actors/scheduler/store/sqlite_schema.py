@@ -1,17 +1,27 @@
-"""The SQLite schema and the statements the store runs, in one place.
+"""The SQLite schema and its numbered upgrade steps (the statements that write rows are
+built from ``JOB_COLUMNS`` and ``actors.scheduler.ops``' field names in ``sqlite_rows``).
 
-``actors.scheduler.store.actor`` re-exports what other modules import from it (``JOB_COLUMNS``,
-``in_chunks``), so the schema can change shape here without touching them.
+The schema is a list of numbered steps (``STEPS[0]`` is step 1); a database's ``PRAGMA
+user_version`` is the number of steps applied to it. ``migrate`` applies the missing ones at
+start-up, all in one transaction, and refuses a database newer than this code. To change the
+schema, append a step; never edit one that has shipped (databases already ran it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
+from actors.errors import StoreError
+from actors.scheduler.store.sqlite_file import translate
+
 T = TypeVar("T")
 
-SCHEMA = """
+# Step 1: the schema as the first versioned corral wrote it (user_version 1). The IF NOT
+# EXISTS clauses are history: kept byte for byte, as shipped.
+_STEP_1 = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     task TEXT NOT NULL,
@@ -69,24 +79,29 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 """
 
+# Step 2: dead letters get their own partial index, so `corral requeue --all-failed` and
+# listing FAILED jobs read only the failed rows instead of scanning the table. Jobs that
+# never fail never enter it: a write only tests their status against the index's WHERE.
+_STEP_2 = """
+CREATE INDEX jobs_failed ON jobs(id) WHERE status = 'FAILED';
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2]
+
+# The version a database has once every step ran (PRAGMA user_version).
+SCHEMA_VERSION = len(STEPS)
+
+# Every step in order: the shape a new database ends up with, for tools that build a scratch
+# file without versioning it (bench/idle.py). The store itself goes through ``migrate``.
+SCHEMA = "".join(STEPS)
+
+# A job's columns, in the order ``sqlite_rows.job_params`` and ``job_from_row`` use.
 JOB_COLUMNS = (
     "id, task, args, kwargs, priority, queue, depends_on, max_retries, idempotency_key, "
     "timeout, created_at, status, attempts, token, worker, started_at, finished_at, "
     "not_before, result, error, backoff_base, backoff_factor, backoff_cap, workflow_id, step"
 )
-INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 25)})"
-INSERT_WORKFLOW = (
-    "INSERT INTO workflows (id, name, idempotency_key, created_at) VALUES (?, ?, ?, ?)"
-)
-INSERT_EDGE = "INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)"
-UPDATE_JOB = (
-    "UPDATE jobs SET status=?, attempts=?, token=?, worker=?, started_at=?, finished_at=?, "
-    "not_before=?, result=?, error=? WHERE id=? AND status=?"
-)
-INSERT_ATTEMPT = (
-    "INSERT OR REPLACE INTO attempts (job_id, token, worker, started_at, finished_at, outcome, "
-    "error) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+# The statements that write rows are built from these names in ``sqlite_rows``.
 
 
 # SQLite caps host parameters per statement (32,766 by default); stay far below it.
@@ -100,6 +115,78 @@ def in_chunks(values: Sequence[T]) -> Iterator[tuple[list[T], str]]:
         yield chunk, ",".join("?" * len(chunk))
 
 
-# Bumped when the tables change shape; a file with another version is refused at start-up
-# with a clear message (there are no migrations yet).
-SCHEMA_VERSION = 1
+def migrate(conn: sqlite3.Connection, path: str) -> int | None:
+    """Bring the database on ``conn`` (the file ``path``) up to ``len(STEPS)``.
+
+    Reads ``PRAGMA user_version``, applies the steps after it and sets the new version, all
+    in one ``BEGIN IMMEDIATE`` transaction (SQLite's DDL is transactional): any failure rolls
+    back and leaves the file exactly as it was. Returns the version it upgraded from, or
+    None when it applied nothing (already current) or built a new, empty database.
+
+    Raises StoreError, naming the file and both versions, for a database newer than this
+    code and for one that has tables but no version (not written by a versioned corral);
+    an SQLite failure during the upgrade becomes a StoreError too (StoreLocked, StoreFull,
+    ... when ``translate`` knows the cause). Synchronous: the store runs it in the
+    database's thread."""
+    steps = list(STEPS)  # read at call time: tests append a step
+    target = len(steps)
+    version: int | None = None  # known once read, inside the transaction
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody upgrades alongside
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            _refuse_unknown(conn, path, version, target)
+            for step in steps[version:]:
+                for statement in _statements(step):
+                    conn.execute(statement)
+            if version != target:
+                conn.execute(f"PRAGMA user_version={target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT may already have rolled back; a ROLLBACK then raises "no
+            # transaction is active" and would hide the real cause.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        error = translate(exc, path, "open")
+        if type(error) is StoreError and version is not None and version < target:
+            error = StoreError(  # nothing more specific known: say what was being done
+                path,
+                f"cannot upgrade database {path} from schema {version} to {target} ({exc}); "
+                f"it was left unchanged at schema {version}",
+            )
+        raise error from None
+    assert version is not None  # read, or the transaction raised
+    return version if 0 < version < target else None
+
+
+def _refuse_unknown(conn: sqlite3.Connection, path: str, version: int, target: int) -> None:
+    if version > target:
+        raise StoreError(
+            path,
+            f"database {path} was written by a newer corral: schema {version}, this corral "
+            f"knows up to {target}; upgrade corral or point --db at another file",
+        )
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        # Tables but no version: a corral from before schema versions, or another program's
+        # file. Neither is safe to build on.
+        raise StoreError(
+            path,
+            f"database {path} has tables but no corral schema version: written by an "
+            "incompatible corral version or another program; point --db at a new file",
+        )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script``, one at a time (``executescript`` would COMMIT first,
+    ending the transaction the steps must share)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        yield statement  # no closing semicolon: SQLite says whether it is whole
