@@ -211,7 +211,9 @@ class Connection:
             now = time.monotonic()
             if self._inflight:
                 self._expire(now)
-            every = PROBE_S if self._inflight else RECHECK_S
+            # With only waits outstanding, still probe well within the silence timeout:
+            # a live scheduler with nothing to say must not look unreachable.
+            every = PROBE_S if self._inflight else min(RECHECK_S, self.silence_timeout / 2)
             busy = self._inflight or self._waits or self._watches
             silent = now - self._last_heard
             if busy and silent >= self.silence_timeout and not self._silence_told:
