@@ -42,7 +42,7 @@ from actors.cli.output import quiet_on_closed_stdout
 from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_commands
 from actors.cli.submit import add_submit_parser
 from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
-from actors.errors import ConfigError, CorralError
+from actors.errors import ConfigError, CorralError, PoolStartFailed
 from actors.logs import setup_logging
 from transport.errors import TransportError
 
@@ -51,7 +51,6 @@ from transport.errors import TransportError
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from actors.worker.agent import REGISTRY, Worker, serve
-    from actors.worker.process_pool import PoolStartFailed
 
     sys.path.insert(0, os.getcwd())
     try:

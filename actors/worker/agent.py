@@ -36,7 +36,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.worker.executors import AsyncRunner, LeaseLapsed, Run, ThreadRunner
+from actors.errors import LeaseLapsed
+from actors.worker.executors import AsyncRunner, Run, ThreadRunner
 from actors.worker.outbox import Outbox, ProgressRelay
 from actors.worker.process_pool import ProcessRunner
 from actors.worker.results import Attempt, failed, outcome
