@@ -63,7 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if not REGISTRY:
         fail(
             f"module {args.module!r} registers no tasks; decorate functions with "
-            "@task from actors.worker.agent"
+            "@task (from actors import task)"
         )
     queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
     worker = Worker(
