@@ -1,6 +1,6 @@
 """The ``corral`` command line: the parser and the long-running commands (worker, demo).
-The scheduler and the DAG resolver are in ``cli_scheduler``, submission in ``cli_submit``,
-inspection and control in ``cli_inspect``.
+The scheduler and the DAG resolver are in ``servers``, submission in ``submit``,
+inspection and control in ``inspection``.
 
 Every command has ``--help``. Errors print one line naming what was wrong and
 what to do, and exit non-zero; a traceback means a bug in corral.
