@@ -69,9 +69,10 @@ class StoreDamaged(StoreError):
 
 
 class StoreInconsistent(CorralError):
-    """Raised when SQLite disagrees with the scheduler's memory (a compare-and-swap matched
-    fewer rows than expected): two writers, or a corrupted file. The scheduler stops
-    rather than risk double billing."""
+    """Raised when the store disagrees with the scheduler's memory: a compare-and-swap found
+    a job in another status than expected, or an insert clashed with a stored row (the same
+    id or idempotency key). Nothing of that batch was applied. Two writers, or a damaged
+    database; the scheduler stops rather than risk double billing."""
 
 
 class SchedulerUnreachable(CorralError):
