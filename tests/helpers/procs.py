@@ -67,11 +67,18 @@ class Procs:
         )
 
     def cleanup(self) -> None:
+        """SIGKILL every process still running (a SIGSTOPped one too), then reap them all,
+        each one even when another cannot be reaped."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
+        stuck = []
         for proc in self.procs:
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                stuck.append(proc.pid)
+        assert not stuck, f"processes {stuck} outlived SIGKILL by 10 s"
 
     def log_text(self) -> str:
         return "\n".join(
