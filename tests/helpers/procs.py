@@ -50,22 +50,6 @@ class Procs:
         wait_for_port(address, proc)
         return proc
 
-    def worker(
-        self, address: str, name: str, concurrency: int = 4, *extra: str
-    ) -> subprocess.Popen[bytes]:
-        return self.spawn(
-            name,
-            "worker",
-            "tests.helpers.ledger_tasks",
-            "--connect",
-            address,
-            "--concurrency",
-            str(concurrency),
-            "--name",
-            name,
-            *extra,
-        )
-
     def cleanup(self) -> None:
         """SIGKILL every process still running (a SIGSTOPped one too), then reap them all,
         each one even when another cannot be reaped."""
