@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cluster import Cluster
 from tests.helpers.procs import Procs
 
 
@@ -14,3 +15,10 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
     p = Procs(tmp_path)
     yield p
     p.cleanup()
+
+
+@pytest.fixture
+def cluster(procs: Procs) -> Cluster:
+    """A scheduler process and workers, started by the test (``cluster.start(...)``, see
+    tests/helpers/cluster.py); ``procs`` kills and reaps all of them after the test."""
+    return Cluster(procs)
