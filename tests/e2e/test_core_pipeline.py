@@ -11,6 +11,7 @@ import pytest
 from actors.client import job_spec
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed as read_ledger
+from tests.helpers.waiting import until_workers
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -21,6 +22,7 @@ async def test_thousand_jobs_on_three_worker_processes_each_run_once(
 ) -> None:
     cluster.start(workers=3, slots=4)
     async with cluster.client() as client:
+        await until_workers(client, {"w0", "w1", "w2"})  # so that each can get a share
         ids = await client.submit_many([job_spec("record", [i]) for i in range(1000)])
         outcomes = await client.wait(ids, timeout=60)
     assert len(set(ids)) == 1000

@@ -77,10 +77,15 @@ async def test_running_jobs_of_a_dead_scheduler_are_reclaimed_under_a_new_token(
         lost.send_signal(signal.SIGKILL)  # its lease dies with it; nobody can claim it
         cluster.restart_scheduler()
         cluster.worker("new", 1)
-        assert await client.result(job_id, timeout=30) == 2
+        result = await client.result(job_id, timeout=30)
         view = await client.job(job_id)
     assert view is not None
-    assert (view.status, view.token, view.worker) == ("SUCCEEDED", 2, "new")
+    assert (view.status, view.worker) == ("SUCCEEDED", "new")
+    # Token 2 normally; a loaded machine may let that lease lapse too (the fast test timings
+    # give a one-second lease), and then a later one runs it. What holds: a new token, and
+    # the committed result is the run under the token the job ended with.
+    assert view.token >= 2
+    assert result == view.token
 
 
 async def test_idempotency_keys_hold_under_concurrency_and_across_restarts(

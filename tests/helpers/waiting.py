@@ -36,3 +36,15 @@ async def until_started(ledger: str, job_id: int, timeout: float = 20.0) -> None
             return
         await asyncio.sleep(0.02)
     raise TimeoutError(f"no handler of job {job_id} started in time")
+
+
+async def until_workers(client: AsyncClient, names: set[str], timeout: float = 30.0) -> None:
+    """Wait until every worker in ``names`` is connected and alive (worker processes start
+    in their own time; a test about sharing work among them starts once all are there)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await client.status()
+        if names <= {w.name for w in status.workers if w.state == "alive"}:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"workers {sorted(names)} did not all connect in time")
