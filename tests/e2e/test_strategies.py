@@ -97,19 +97,20 @@ async def test_priority_aging_lets_a_low_job_start_within_its_bound_under_a_floo
         low = await client.submit("record", ["low"], priority=0)
         submitted = time.time()
         started = None
-        for _ in range(80):  # ...kept topped up faster than it drains, for 4 s
+        for _ in range(160):  # ...kept topped up faster than it drains, for up to 8 s
             await client.submit_many(flood[:10])
             low_runs = [r for r in read_ledger(cluster.ledger) if r["job"] == low]
-            if low_runs and started is None:
+            if low_runs:
                 started = low_runs[0]["start"]
+                break
             await asyncio.sleep(0.05)
         backlog = (await client.status()).jobs["QUEUED"]
     assert backlog > 0, "the flood never let up"
     assert started is not None, "the low-priority job starved"
-    # Promoted after `aging`, then the next free slot; a second of margin for a loaded
-    # machine (the suite runs three at once), well short of the 4 s flood that would
-    # starve it without aging.
-    assert started - submitted <= aging + 1.0, "promoted after `aging`, plus a slot freeing"
+    # Promoted after `aging`, then the next free slot. Three seconds of margin for a loaded
+    # machine (seen: 1.57 s with three test processes and other sessions' suites), still
+    # far short of the 8 s flood that starves it without aging.
+    assert started - submitted <= aging + 3.0, "promoted after `aging`, plus a slot freeing"
 
 
 async def test_a_flood_of_slow_heavy_jobs_does_not_delay_light_jobs_with_their_own_worker(
