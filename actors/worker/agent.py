@@ -102,14 +102,14 @@ class Worker:
         self._stop_reasons: dict[int, str] = {}
         self._stop_futures: dict[int, asyncio.Future[None]] = {}
         self._busy: set[int] = set()  # jobs whose slot cannot run another handler yet
-        self._outbox = Outbox(self._send)
-        self._progress = ProgressRelay(self._send, self.leases.held, self._welcomed.is_set)
+        self.outbox = Outbox(self.send)
+        self._progress = ProgressRelay(self.send, self.leases.held, self._welcomed.is_set)
         self._transport: ClientTransport | None = None
         self._runners = Runners(self.registry, concurrency, self.pool, self.modules)
         self._unwelcomed = asyncio.Event()  # a "not welcomed" episode began: hello again
         self._episode_hello_at = 0.0  # the first hello of the current episode
         self._stop_requested = asyncio.Event()
-        self._abandon = asyncio.Event()
+        self.abandon = asyncio.Event()
         self._stops = 0
 
     # ------------------------------------------------------------------ wiring
@@ -117,10 +117,10 @@ class Worker:
     def _claims(self) -> list[tuple[int, int]]:
         """What a (re)connecting hello claims: jobs still running, and finished jobs whose
         results the scheduler has not acknowledged yet (they are resent right after)."""
-        unacked = [(r.job_id, r.token) for r in self._outbox.unacked.values()]
+        unacked = [(r.job_id, r.token) for r in self.outbox.unacked.values()]
         return self.leases.listed() + unacked
 
-    def _send(self, message: wire.Message) -> None:
+    def send(self, message: wire.Message) -> None:
         assert self._transport is not None
         self._transport.send(wire.encode(message))
 
@@ -128,12 +128,12 @@ class Worker:
         now = time.monotonic()
         if not self._episode_hello_at:
             self._episode_hello_at = now
-        busy = len(self._busy.difference(self.leases.held, self._outbox.unacked))  # stuck threads
+        busy = len(self._busy.difference(self.leases.held, self.outbox.unacked))  # stuck threads
         hello = wire.WorkerHello(
             wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
             sorted(self.registry), self._claims(), now, busy,
         )  # fmt: skip
-        self._send(hello)
+        self.send(hello)
 
     async def run(self) -> None:
         """Serve until ``stop()``; then drain (see the module docstring) and say goodbye."""
@@ -162,7 +162,7 @@ class Worker:
         if self._stops == 1:
             self._stop_requested.set()
         else:
-            self._abandon.set()
+            self.abandon.set()
 
     async def _hello_loop(self) -> None:
         """One hello per "not welcomed" episode, repeated with a growing pause while no
@@ -201,8 +201,8 @@ class Worker:
             case wire.Assign():
                 self._assign(message)
             case wire.ResultsAck(job_ids=acked, refused=refused):
-                self._outbox.acked(acked)
-                self._outbox.acked(refused)
+                self.outbox.acked(acked)
+                self.outbox.acked(refused)
                 for job_id in refused:
                     log.warning("scheduler refused our result for job %d (stale lease)", job_id)
             case wire.HeartbeatAck(sent_at=sent_at):
@@ -210,7 +210,7 @@ class Worker:
             case wire.StopJob(job_id=job_id, token=token, reason=reason):
                 held = self.leases.held.get(job_id)
                 if held is not None and held.token == token:
-                    self._stop_job(job_id, reason)
+                    self.stop_job(job_id, reason)
             case wire.Welcome(heartbeat_interval=interval, lease=lease, instance=instance):
                 self.heartbeat_interval = interval
                 self.leases.welcome(lease, instance)
@@ -220,7 +220,7 @@ class Worker:
                     log.info("worker %s connected to %s", self.name, self.address)
                     self._unwelcomed.clear()
                     self._welcomed.set()
-                    self._outbox.resend()  # results a restarted scheduler may not have
+                    self.outbox.resend()  # results a restarted scheduler may not have
                     self._heartbeat()  # renew at once: held leases may be near expiry
             case wire.ErrorReply(code="hello_first"):
                 # Once per episode: every frame sent meanwhile earns one of these.
@@ -246,7 +246,7 @@ class Worker:
     def _heartbeat(self) -> None:
         self._fence()  # a lapsed lease must not be listed, so renewed, before it is stopped
         leases = self.leases
-        self._send(wire.Heartbeat(leases.listed(), time.monotonic(), leases.assign_seq))
+        self.send(wire.Heartbeat(leases.listed(), time.monotonic(), leases.assign_seq))
 
     # ---------------------------------------------------------- self-fencing
 
@@ -255,7 +255,7 @@ class Worker:
         lapsed = self.leases.lapsed(self._stop_reasons)
         self.fenced += len(lapsed)
         for job_id in lapsed:
-            self._stop_job(job_id, f"self-fenced: lease of {self.leases.lease:g}s not renewed")
+            self.stop_job(job_id, f"self-fenced: lease of {self.leases.lease:g}s not renewed")
 
     async def _fence_loop(self) -> None:
         while True:
@@ -263,7 +263,7 @@ class Worker:
             wait = self.leases.next_lapse(self._stop_reasons)
             await asyncio.sleep(min(max(wait, 0.005), self.heartbeat_interval))
 
-    def _stop_job(self, job_id: int, reason: str) -> None:
+    def stop_job(self, job_id: int, reason: str) -> None:
         held = self.leases.held.get(job_id)
         if held is None or job_id in self._stop_reasons:
             return
@@ -289,7 +289,7 @@ class Worker:
                 ", ".join(str(a.job_id) for a in message.assignments),
                 late,
             )
-            self._outbox.slot_freed(len(message.assignments))  # their slots were never taken
+            self.outbox.slot_freed(len(message.assignments))  # their slots were never taken
             return
         loop = asyncio.get_running_loop()
         for a in message.assignments:
@@ -329,16 +329,16 @@ class Worker:
         left = None if not timeout else max(0.0, timeout - (time.monotonic() - started_at))
         stop = self._stop_futures[a.job_id]
         await asyncio.wait((run.done, stop), timeout=left, return_when=asyncio.FIRST_COMPLETED)
-        if self._outbox.closed:
+        if self.outbox.closed:
             return None  # a hard stop: leave without a (fake) result
         reason = self._stop_reasons.get(a.job_id)
         if reason is None and time.monotonic() > self.leases.expiry(a.job_id):
             reason = f"self-fenced: lease of {self.leases.lease:g}s not renewed"  # never vouch
         if reason is not None:
-            self._stop_job(a.job_id, reason)
+            self.stop_job(a.job_id, reason)
             result = failed(attempt, reason, retry=retryable(options, None, a.attempt))
         elif not run.done.done():
-            self._stop_job(a.job_id, f"timed out after {timeout:g}s")
+            self.stop_job(a.job_id, f"timed out after {timeout:g}s")
             text = f"timed out after {timeout:g}s"
             result = failed(attempt, text, retry=retryable(options, None, a.attempt))
         else:
@@ -375,11 +375,11 @@ class Worker:
         else:  # its handler still runs (stuck after a stop): the slot comes back later
             assert run is not None
             run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
-        self._outbox.report(result, freed)
+        self.outbox.report(result, freed)
 
     def _slot_freed(self, job_id: int) -> None:
         self._busy.discard(job_id)
-        self._outbox.slot_freed(job_id=job_id)
+        self.outbox.slot_freed(job_id=job_id)
 
     def _record_progress(self, job_id: int, token: int, fraction: float, message: str) -> None:
         held = self.leases.held.get(job_id)

@@ -32,12 +32,12 @@ class Worker(Protocol):
     drain_timeout: float
     abandoned: list[int]
     leases: Leases
-    _outbox: Outbox
-    _abandon: asyncio.Event
+    outbox: Outbox
+    abandon: asyncio.Event
 
-    def _send(self, message: wire.Message) -> None: ...
+    def send(self, message: wire.Message) -> None: ...
 
-    def _stop_job(self, job_id: int, reason: str) -> None: ...
+    def stop_job(self, job_id: int, reason: str) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -52,17 +52,17 @@ async def drain(w: Worker) -> None:
             len(w.running),
             w.drain_timeout,
         )
-    w._send(wire.Drain())
+    w.send(wire.Drain())
     deadline = time.monotonic() + w.drain_timeout
     # Polled: it also ends on a deadline or a second signal, once per worker lifetime.
-    while (w.running or w._outbox.unacked) and not w._abandon.is_set():
+    while (w.running or w.outbox.unacked) and not w.abandon.is_set():
         if time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.05)
     if w.running:
-        w._outbox.closed = True  # their results would be fake: none is sent
+        w.outbox.closed = True  # their results would be fake: none is sent
         w.abandoned = sorted(w.running)
-        why = "second stop signal" if w._abandon.is_set() else "drain timed out"
+        why = "second stop signal" if w.abandon.is_set() else "drain timed out"
         log.warning(
             "%s: stopping %d unfinished job(s) %s; the scheduler reclaims them",
             why,
@@ -70,9 +70,9 @@ async def drain(w: Worker) -> None:
             ", ".join(map(str, w.abandoned)),
         )
         for job_id in w.abandoned:
-            w._stop_job(job_id, "worker stopped")
-    w._outbox.flush()  # finished results first: the Goodbye must follow them
-    w._send(wire.Goodbye(w.leases.listed()))
+            w.stop_job(job_id, "worker stopped")
+    w.outbox.flush()  # finished results first: the Goodbye must follow them
+    w.send(wire.Goodbye(w.leases.listed()))
     await asyncio.sleep(0.05)  # let the frame leave before the socket closes
 
 
