@@ -23,6 +23,7 @@ from typing import Annotated
 import msgspec
 
 from transport.errors import BadFrame
+from transport.framing import check_size, request_id_of
 from transport.payloads import (
     EMPTY_ARGS,
     EMPTY_KWARGS,
@@ -377,58 +378,15 @@ _reply_decoder = msgspec.msgpack.Decoder(FromScheduler)
 encode = _encoder.encode
 
 
-def _check_size(frame: bytes) -> None:
-    if len(frame) > MAX_FRAME_BYTES:
-        raise BadFrame(
-            "too_large",
-            f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit",
-            _request_id_of(frame),
-        )
-
-
-def _request_id_of(frame: bytes) -> int:
-    """Best effort, without decoding the frame: the request id of a frame that was
-    refused, so the error reply reaches the caller waiting on it. Requests are msgpack
-    arrays ``[tag, request_id, ...]``; only their first bytes are read."""
-    view = memoryview(frame)
-    try:
-        head = view[0]
-        if 0x90 <= head <= 0x9F:
-            pos = 1
-        elif head == 0xDC:
-            pos = 3
-        elif head == 0xDD:
-            pos = 5
-        else:
-            return 0
-        tag = view[pos]
-        if 0xA0 <= tag <= 0xBF:  # fixstr
-            pos += 1 + (tag - 0xA0)
-        elif tag == 0xD9:  # str8
-            pos += 2 + view[pos + 1]
-        else:
-            return 0
-        first = view[pos]
-        if first <= 0x7F:  # positive fixint
-            return int(first)
-        width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(first)
-        if width is None:
-            return 0
-        value = int.from_bytes(view[pos + 1 : pos + 1 + width], "big")
-        return value if value < 2**62 and len(view) >= pos + 1 + width else 0
-    except IndexError:
-        return 0
-
-
 def decode_request(frame: bytes) -> ToScheduler:
     """Decode an untrusted frame sent to the scheduler, or raise BadFrame."""
-    _check_size(frame)
+    check_size(frame)
     try:
         message: ToScheduler = _request_decoder.decode(frame)
         return message
     except msgspec.ValidationError as exc:
         raise BadFrame(
-            "invalid", f"message does not match the protocol: {exc}", _request_id_of(frame)
+            "invalid", f"message does not match the protocol: {exc}", request_id_of(frame)
         ) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # msgspec reports a malformed UTF-8 string as UnicodeDecodeError.
@@ -439,7 +397,7 @@ def decode_request(frame: bytes) -> ToScheduler:
 
 def decode_reply(frame: bytes) -> FromScheduler:
     """Decode a frame sent by the scheduler (clients and workers)."""
-    _check_size(frame)
+    check_size(frame)
     try:
         reply: FromScheduler = _reply_decoder.decode(frame)
         return reply
