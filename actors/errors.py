@@ -1,7 +1,16 @@
-"""Errors raised by corral's actors, SDK and CLI, under one root: ``CorralError``."""
+"""Errors raised by corral's actors, SDK, worker and CLI, under one root: ``CorralError``.
+
+Every error corral raises derives from ``CorralError``; the transport layer keeps its own
+module (``transport.errors``, rooted at ``TransportError``, itself a ``CorralError``).
+Two exceptions are not errors and stand apart on purpose: ``JobStopped`` (a
+``BaseException`` raised inside a handler the worker stops, like
+``asyncio.CancelledError``, so a handler's ``except Exception`` cannot swallow it) and
+the runtime's private clean-stop sentinel.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -60,9 +69,10 @@ class StoreDamaged(StoreError):
 
 
 class StoreInconsistent(CorralError):
-    """Raised when SQLite disagrees with the scheduler's memory (a compare-and-swap matched
-    fewer rows than expected): two writers, or a corrupted file. The scheduler stops
-    rather than risk double billing."""
+    """Raised when the store disagrees with the scheduler's memory: a compare-and-swap found
+    a job in another status than expected, or an insert clashed with a stored row (the same
+    id or idempotency key). Nothing of that batch was applied. Two writers, or a damaged
+    database; the scheduler stops rather than risk double billing."""
 
 
 class SchedulerUnreachable(CorralError):
@@ -128,3 +138,36 @@ class WorkflowRejected(CorralError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
+
+
+class UnknownStrategy(CorralError, ValueError):
+    """Raised when a scheduling strategy name is not registered; names the ones that are.
+    Also a ``ValueError``, as it was before it joined this module."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__(f"unknown strategy {name!r}; choose one of: {', '.join(sorted(known))}")
+        self.name = name
+
+
+class PoolStartFailed(CorralError, RuntimeError):
+    """Raised by a worker's process pool when its first child process exits before it is
+    ready (its task modules fail to import in a fresh process, usually). Also a
+    ``RuntimeError``, as it was before it joined this module."""
+
+
+# Signals inside the worker: they never leave it (a job's result carries their text).
+
+
+class LeaseLapsed(CorralError):
+    """Raised (in a runner's ``started`` future) when a job's lease had lapsed by the
+    worker's own clock right before its handler would have started: it never ran."""
+
+
+class HandlerFailed(CorralError):
+    """Raised when a handler failed where its exception object cannot travel (a child
+    process): carries the traceback text and whether a retry could help."""
+
+    def __init__(self, text: str, retry: bool) -> None:
+        super().__init__(text)
+        self.text = text
+        self.retry = retry

@@ -32,7 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.client import AsyncClient, job_spec
+from actors import AsyncClient, job_spec
 from bench.harness import Cluster
 from transport import protocol as wire
 

@@ -7,7 +7,7 @@ import random
 import time
 from typing import Any
 
-from actors.client import AsyncClient, job_spec
+from actors import AsyncClient, job_spec
 from bench.harness import Cluster
 
 

@@ -16,7 +16,7 @@ import time
 
 import zmq
 
-from actors.client import AsyncClient, job_spec
+from actors import AsyncClient, job_spec
 from bench.harness import Cluster
 from transport import protocol as wire
 

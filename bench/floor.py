@@ -28,20 +28,31 @@ from bench.harness import ROOT, free_address
 from bench.report import percentiles
 from transport import bind, connect
 
-HELLO, STOP = b"sink", b"stop"
+HELLO, DRIVER, READY, STOP, STOPPED = b"sink", b"driver", b"ready", b"stop", b"stopped"
+# Nothing here waits a fixed time: the driver starts once the forwarder says the sink is
+# there, and stops once the forwarder says it passed STOP on (sockets close with linger 0,
+# so a frame still queued at close would be lost).
+HANDSHAKE_S = 30.0
 
 
 async def forward(address: str) -> None:
+    """Pass every frame to the sink; answer the driver READY once the sink has said hello,
+    and STOPPED once STOP is on its way to the sink. Runs until killed."""
     server = bind(address)
     sink: bytes | None = None
+    driver: bytes | None = None
     while True:
         for peer, frame in await server.recv_batch():
             if frame == HELLO:
                 sink = peer
+            elif frame == DRIVER:
+                driver = peer
             elif sink is not None:
                 server.send(sink, frame)
                 if frame == STOP:
-                    return
+                    server.send(peer, STOPPED)
+            if frame in (HELLO, DRIVER) and sink is not None and driver is not None:
+                server.send(driver, READY)
 
 
 async def collect(address: str) -> array[float]:
@@ -55,9 +66,16 @@ async def collect(address: str) -> array[float]:
             delays.append(time.time() - struct.unpack("d", frame)[0])
 
 
+async def _expect(client: Any, wanted: bytes) -> None:
+    async with asyncio.timeout(HANDSHAKE_S):
+        while wanted not in await client.recv_batch():
+            pass
+
+
 async def drive(address: str, rate: float, duration: float) -> None:
     client = connect(address)
-    await asyncio.sleep(0.5)  # let the sink's hello reach the forwarder first
+    client.send(DRIVER)
+    await _expect(client, READY)  # the sink is connected: nothing sent now is dropped
     total = int(rate * duration)
     began = time.perf_counter()
     for n in range(total):
@@ -65,9 +83,8 @@ async def drive(address: str, rate: float, duration: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         client.send(struct.pack("d", time.time()))
-    await asyncio.sleep(0.2)
     client.send(STOP)
-    await asyncio.sleep(0.2)
+    await _expect(client, STOPPED)
     await client.close()
 
 
@@ -79,11 +96,10 @@ def run_floor(rate: float, duration: float) -> dict[str, Any]:
         subprocess.Popen([*command, "forward", address], cwd=ROOT),
         subprocess.Popen([*command, "sink", address, str(out)], cwd=ROOT),
     ]
+    sink = procs[1]
     try:
-        time.sleep(0.5)
         asyncio.run(drive(address, rate, duration))  # the rate mode's client loop, too
-        for proc in procs:
-            proc.wait(timeout=10)
+        sink.wait(timeout=HANDSHAKE_S)  # it has STOP: every frame before it has arrived
     finally:
         for proc in procs:
             if proc.poll() is None:

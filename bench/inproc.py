@@ -11,7 +11,7 @@ import tempfile
 import time
 from typing import Any
 
-from actors.client import AsyncClient, job_spec
+from actors import AsyncClient, job_spec
 from actors.config import SchedulerConfig
 from actors.scheduler.brain import Brain
 from actors.worker.agent import Worker

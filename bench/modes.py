@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from actors.client import AsyncClient, job_spec
+from actors import AsyncClient, job_spec
 from bench.harness import Cluster
 from bench.report import percentiles
 

@@ -18,10 +18,10 @@ import tempfile
 import time
 from typing import Any
 
-from actors.client import AsyncClient, job_spec
+from actors import AsyncClient, job_spec, task
 from actors.config import SchedulerConfig
 from actors.scheduler.brain import Brain
-from actors.worker.agent import Worker, task
+from actors.worker.agent import Worker
 
 MODULE = "bench.pool_cost"
 

@@ -13,7 +13,7 @@ import os
 import time
 from array import array
 
-from actors.worker.agent import context, task
+from actors import context, task
 
 _executed = array("q")
 _started = array("d")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.errors import UnknownStrategy
 from strategies.base import Strategy
 from strategies.fifo import FifoStrategy
 from strategies.index import Worker
@@ -17,23 +18,13 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-class UnknownStrategy(ValueError):
-    """Raised when a strategy name is not registered."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"unknown strategy {name!r}; choose one of: {', '.join(sorted(STRATEGIES))}"
-        )
-        self.name = name
-
-
 def create(name: str, weights: dict[str, float] | None = None, **options: Any) -> Strategy:
     """A new, empty strategy by its registered name. ``options`` the strategy does not take
     (e.g. ``aging`` for FIFO) are ignored."""
     try:
         cls = STRATEGIES[name]
     except KeyError:
-        raise UnknownStrategy(name) from None
+        raise UnknownStrategy(name, STRATEGIES) from None
     if cls is PriorityStrategy:
         return PriorityStrategy(weights, **options)
     return cls(weights)

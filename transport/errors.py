@@ -1,9 +1,12 @@
-"""Errors of the transport layer, under one root."""
+"""Errors of the transport layer, under one root: ``TransportError``, itself a
+``CorralError`` (``actors.errors``), so catching that catches every corral error."""
 
 from __future__ import annotations
 
+from actors.errors import CorralError
 
-class TransportError(Exception):
+
+class TransportError(CorralError):
     """Root of every transport error."""
 
 

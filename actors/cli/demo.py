@@ -26,9 +26,9 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
+from actors import AsyncClient, job_spec
 from actors.cli.output import make_console, quiet_on_closed_stdout
 from actors.cli.views import status_renderable
-from actors.client import AsyncClient, job_spec
 from actors.config import DEFAULT_ADDRESS
 
 # Short timings so the whole story fits in about 15 seconds.

@@ -9,7 +9,7 @@ import json
 import os
 import time
 
-from actors.worker.agent import context, task
+from actors import context, task
 
 
 def _ledger(name: str) -> str:

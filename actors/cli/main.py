@@ -1,6 +1,6 @@
 """The ``corral`` command line: the parser and the long-running commands (worker, demo).
-The scheduler and the DAG resolver are in ``cli_scheduler``, submission in ``cli_submit``,
-inspection and control in ``cli_inspect``.
+The scheduler and the DAG resolver are in ``servers``, submission in ``submit``,
+inspection and control in ``inspection``.
 
 Every command has ``--help``. Errors print one line naming what was wrong and
 what to do, and exit non-zero; a traceback means a bug in corral.
@@ -42,7 +42,7 @@ from actors.cli.output import quiet_on_closed_stdout
 from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_commands
 from actors.cli.submit import add_submit_parser
 from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
-from actors.errors import ConfigError, CorralError
+from actors.errors import ConfigError, CorralError, PoolStartFailed
 from actors.logs import setup_logging
 from transport.errors import TransportError
 
@@ -51,7 +51,6 @@ from transport.errors import TransportError
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from actors.worker.agent import REGISTRY, Worker, serve
-    from actors.worker.process_pool import PoolStartFailed
 
     sys.path.insert(0, os.getcwd())
     try:
@@ -64,7 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if not REGISTRY:
         fail(
             f"module {args.module!r} registers no tasks; decorate functions with "
-            "@task from actors.worker.agent"
+            "@task (from actors import task)"
         )
     queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
     worker = Worker(

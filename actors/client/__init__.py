@@ -1,9 +1,9 @@
 """The client SDK: submit jobs, wait for results, read status. Async (``AsyncClient``) and
 sync (``Client``, which runs an ``AsyncClient`` on a private event-loop thread).
 
-The pieces live in their own modules: ``client_specs`` (job descriptions, size limits,
-task defaults), ``client_base`` (the connection: replies matched to requests, timeouts,
-scheduler restarts), ``client_async`` and ``client_sync`` (the two APIs).
+Users import these from ``actors``. The pieces live in their own modules: ``specs`` (job
+descriptions, size limits, task defaults), ``connection`` (replies matched to requests,
+timeouts, scheduler restarts), ``async_client`` and ``sync_client`` (the two APIs).
 """
 
 from __future__ import annotations

@@ -1,16 +1,21 @@
 """The worker agent: runs registered task functions for the scheduler.
 
-Register tasks with ``@task`` (``actors.worker.tasks``, re-exported here). Async functions
+Users register tasks with ``from actors import task`` (defined in ``actors.worker.tasks``;
+``task``, ``context`` and ``REGISTRY`` stay importable from here too). Async functions
 run on the worker's event loop; sync ones in one child process per slot (``pool=
 "process"``, the default when the worker names its task modules: a stuck or CPU-bound
-handler can be killed and never holds the agent's GIL) or in threads (``pool="thread"``).
+handler can be killed and never holds the agent's GIL) or in threads (``pool="thread"``);
+``actors.worker.runners`` picks the runner.
 
-Leases: a job may run only while its lease is valid by the worker's own clock, until
-``max(Assign.lease_basis, last acknowledged heartbeat) + lease``. An assignment already
-past that when it is read, or when its handler is about to start, is dropped (never run,
-never reported; the heartbeat's ``assign_seq`` lets the scheduler reclaim it). A running
-handler whose lease lapses is stopped (self-fencing), and a process child enforces the
-expiry itself even when this agent is paused.
+This module owns the conversation with the scheduler (hello until welcomed, heartbeats,
+the frames it reads) and each job's run from Assign to result.
+
+Leases (``actors.worker.leases``): a job may run only while its lease is valid by the
+worker's own clock. An assignment already past that when it is read, or when its handler
+is about to start, is dropped (never run, never reported; the heartbeat's ``assign_seq``
+lets the scheduler reclaim it). A running handler whose lease lapses is stopped
+(self-fencing), and a process child enforces the expiry itself even when this agent is
+paused.
 
 Credits: the hello announces the slots, and each slot is given back (``Results.credits``)
 only when it can really run again: a thread stuck after its timeout, or a killed child
@@ -26,9 +31,7 @@ says Goodbye while still holding their leases (the scheduler records those attem
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
-import inspect
 import logging
 import os
 import socket
@@ -36,12 +39,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.worker.executors import AsyncRunner, LeaseLapsed, Run, ThreadRunner
+from actors.errors import LeaseLapsed
+from actors.worker.executors import Run
+from actors.worker.leases import Leases
 from actors.worker.outbox import Outbox, ProgressRelay
-from actors.worker.process_pool import ProcessRunner
 from actors.worker.results import Attempt, failed, outcome
+from actors.worker.runners import Runners
 from actors.worker.stop import drain, serve
-from actors.worker.tasks import REGISTRY, JobContext, _current, bind_error, context, retryable, task
+from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, retryable, task
 from actors.worker.tasks import task_options as task_options
 from transport import ClientTransport, connect
 from transport import protocol as wire
@@ -87,29 +92,20 @@ class Worker:
         self.pool = pool or ("process" if self.modules else "thread")
         self.drain_timeout = drain_timeout
         self.heartbeat_interval = 1.0
-        self.lease = 5.0
+        self.leases = Leases()
         self._welcomed = asyncio.Event()
         self.running: dict[int, asyncio.Task[None]] = {}
-        self.held: dict[int, wire.Assignment] = {}  # leases we hold, by job id
         self.executed = 0
         self.fenced = 0  # handlers this worker stopped itself because their lease lapsed
         self.dropped = 0  # assignments dropped unstarted: their lease had lapsed
         self.abandoned: list[int] = []  # jobs stopped unfinished by a hard stop
-        self._basis: dict[int, float] = {}  # job id -> its Assign's lease_basis
-        self._assign_seq = 0  # the last Assign frame read, as numbered by self._instance
-        self._instance = ""  # the scheduler process (Welcome.instance)
         self._stop_reasons: dict[int, str] = {}
         self._stop_futures: dict[int, asyncio.Future[None]] = {}
         self._busy: set[int] = set()  # jobs whose slot cannot run another handler yet
-        self._async_tasks: dict[str, bool] = {}
-        self._renewed_at = 0.0  # send time (our clock) of the last heartbeat the scheduler acked
-        self._fencing_since: float | None = None  # start of a self-fencing episode
         self._outbox = Outbox(self._send)
-        self._progress = ProgressRelay(self._send, self.held, self._welcomed.is_set)
+        self._progress = ProgressRelay(self._send, self.leases.held, self._welcomed.is_set)
         self._transport: ClientTransport | None = None
-        self._threads = ThreadRunner(concurrency)
-        self._asyncs = AsyncRunner()
-        self._processes: ProcessRunner | None = None
+        self._runners = Runners(self.registry, concurrency, self.pool, self.modules)
         self._unwelcomed = asyncio.Event()  # a "not welcomed" episode began: hello again
         self._episode_hello_at = 0.0  # the first hello of the current episode
         self._stop_requested = asyncio.Event()
@@ -118,14 +114,11 @@ class Worker:
 
     # ------------------------------------------------------------------ wiring
 
-    def _leases(self) -> list[tuple[int, int]]:
-        return [(job_id, a.token) for job_id, a in self.held.items()]
-
     def _claims(self) -> list[tuple[int, int]]:
         """What a (re)connecting hello claims: jobs still running, and finished jobs whose
         results the scheduler has not acknowledged yet (they are resent right after)."""
         unacked = [(r.job_id, r.token) for r in self._outbox.unacked.values()]
-        return self._leases() + unacked
+        return self.leases.listed() + unacked
 
     def _send(self, message: wire.Message) -> None:
         assert self._transport is not None
@@ -135,7 +128,7 @@ class Worker:
         now = time.monotonic()
         if not self._episode_hello_at:
             self._episode_hello_at = now
-        busy = len(self._busy.difference(self.held, self._outbox.unacked))  # stuck threads
+        busy = len(self._busy.difference(self.leases.held, self._outbox.unacked))  # stuck threads
         hello = wire.WorkerHello(
             wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
             sorted(self.registry), self._claims(), now, busy,
@@ -145,9 +138,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until ``stop()``; then drain (see the module docstring) and say goodbye."""
         self._transport = connect(self.address)
-        if self.pool == "process":
-            self._processes = ProcessRunner(self.concurrency, self.modules)
-            await self._processes.prepare()  # before the hello: the first job must not wait
+        await self._runners.prepare()  # before the hello: the first job must not wait
         loop = asyncio.get_running_loop()
         loops = [
             loop.create_task(self._read_loop(), name="worker.read"),
@@ -162,10 +153,7 @@ class Worker:
             for t in loops:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
-            self._threads.close()
-            self._asyncs.close()
-            if self._processes is not None:
-                self._processes.close()
+            self._runners.close()
             await self._transport.close()
 
     def stop(self) -> None:
@@ -220,14 +208,12 @@ class Worker:
             case wire.HeartbeatAck(sent_at=sent_at):
                 self._renewed(sent_at)
             case wire.StopJob(job_id=job_id, token=token, reason=reason):
-                held = self.held.get(job_id)
+                held = self.leases.held.get(job_id)
                 if held is not None and held.token == token:
                     self._stop_job(job_id, reason)
             case wire.Welcome(heartbeat_interval=interval, lease=lease, instance=instance):
                 self.heartbeat_interval = interval
-                self.lease = lease
-                if instance != self._instance:  # a new scheduler process numbers anew
-                    self._instance, self._assign_seq = instance, 0
+                self.leases.welcome(lease, instance)
                 if not self._welcomed.is_set():
                     self._renewed(self._episode_hello_at)
                     self._episode_hello_at = 0.0
@@ -248,13 +234,8 @@ class Worker:
                 log.warning("ignoring unexpected %s", type(message).__name__)
 
     def _renewed(self, sent_at: float) -> None:
-        self._renewed_at = max(self._renewed_at, sent_at)
-        if self._processes is not None:
-            self._processes.renew()
-        since = self._fencing_since
-        if since is not None and time.monotonic() <= self._renewed_at + self.lease:
-            self._fencing_since = None
-            log.warning("heartbeats acknowledged again after %.1fs", time.monotonic() - since)
+        self.leases.renewed(sent_at)
+        self._runners.renewed()
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -264,84 +245,60 @@ class Worker:
 
     def _heartbeat(self) -> None:
         self._fence()  # a lapsed lease must not be listed, so renewed, before it is stopped
-        self._send(wire.Heartbeat(self._leases(), time.monotonic(), self._assign_seq))
+        leases = self.leases
+        self._send(wire.Heartbeat(leases.listed(), time.monotonic(), leases.assign_seq))
 
     # ---------------------------------------------------------- self-fencing
 
-    def _expiry(self, job_id: int) -> float:
-        return max(self._basis.get(job_id, 0.0), self._renewed_at) + self.lease
-
     def _fence(self) -> None:
-        """Stop every held job whose lease has lapsed by our clock (self-fencing). The
-        scheduler reclaims only after lease + grace measured from when it last heard us,
-        which is later than when we sent what it acknowledged, so we stop first."""
-        now = time.monotonic()
-        lapsed = [j for j in self.held if now > self._expiry(j) and j not in self._stop_reasons]
-        if not lapsed:
-            return
+        """Stop every held job whose lease has lapsed by our clock (self-fencing)."""
+        lapsed = self.leases.lapsed(self._stop_reasons)
         self.fenced += len(lapsed)
-        if self._fencing_since is None:  # once per episode, not once per check
-            self._fencing_since = now
-            log.error(
-                "no heartbeat acknowledged for %.1fs: stopping %d job(s) (self-fencing)",
-                now - self._renewed_at,
-                len(lapsed),
-            )
         for job_id in lapsed:
-            self._stop_job(job_id, f"self-fenced: lease of {self.lease:g}s not renewed")
+            self._stop_job(job_id, f"self-fenced: lease of {self.leases.lease:g}s not renewed")
 
     async def _fence_loop(self) -> None:
         while True:
             self._fence()
-            now = time.monotonic()
-            live = (j for j in self.held if j not in self._stop_reasons)  # stopped: done with
-            wait = min((self._expiry(j) - now for j in live), default=self.lease)
+            wait = self.leases.next_lapse(self._stop_reasons)
             await asyncio.sleep(min(max(wait, 0.005), self.heartbeat_interval))
 
     def _stop_job(self, job_id: int, reason: str) -> None:
-        if job_id not in self.held or job_id in self._stop_reasons:
+        held = self.leases.held.get(job_id)
+        if held is None or job_id in self._stop_reasons:
             return
         self._stop_reasons[job_id] = reason
         future = self._stop_futures.get(job_id)
         if future is not None and not future.done():
             future.set_result(None)
-        if self._is_async(self.held[job_id].task):
-            self._asyncs.stop(job_id)
-        elif self._processes is not None:
-            self._processes.stop(job_id)
-        else:
-            self._threads.stop(job_id)
+        self._runners.stop(job_id, held.task)
 
     # ---------------------------------------------------------------- running
 
     def _assign(self, message: wire.Assign) -> None:
         self._fence()
-        if message.seq and message.seq <= self._assign_seq:  # a duplicate or reordered frame
-            log.warning("ignoring Assign %d: %d was read already", message.seq, self._assign_seq)
-            return  # it must never run a job again (seq 0: an unnumbered, old sender)
-        self._assign_seq = message.seq
-        now = time.monotonic()
-        expiry = max(message.lease_basis, self._renewed_at) + self.lease
-        if now > expiry:  # read too late (we were paused): it may already run elsewhere
+        if not self.leases.first_reading(message):
+            return
+        late = self.leases.lapsed_for(message.lease_basis)
+        if late > 0:  # read too late (we were paused): it may already run elsewhere
             self.dropped += len(message.assignments)
             log.warning(
                 "dropped %d stale assignment(s) (jobs %s): their lease lapsed %.1fs before "
                 "we read them",
                 len(message.assignments),
                 ", ".join(str(a.job_id) for a in message.assignments),
-                now - expiry,
+                late,
             )
             self._outbox.slot_freed(len(message.assignments))  # their slots were never taken
             return
         loop = asyncio.get_running_loop()
         for a in message.assignments:
-            if a.job_id in self.held:  # a duplicate, or a new lease while the old one runs:
+            if a.job_id in self.leases.held:  # a duplicate, or a new lease while the old runs:
                 log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
                 continue  # not listed, so reclaimed; the old lease is stopped by StopJob
             if len(self._busy) >= self.concurrency:
                 log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.concurrency)
-            self.held[a.job_id] = a
-            self._basis[a.job_id] = message.lease_basis
+            self.leases.take(a, message.lease_basis)
             self._busy.add(a.job_id)
             self._stop_futures[a.job_id] = loop.create_future()
             self.running[a.job_id] = loop.create_task(self._execute(a), name=f"job-{a.job_id}")
@@ -375,8 +332,8 @@ class Worker:
         if self._outbox.closed:
             return None  # a hard stop: leave without a (fake) result
         reason = self._stop_reasons.get(a.job_id)
-        if reason is None and time.monotonic() > self._expiry(a.job_id):
-            reason = f"self-fenced: lease of {self.lease:g}s not renewed"  # never vouch
+        if reason is None and time.monotonic() > self.leases.expiry(a.job_id):
+            reason = f"self-fenced: lease of {self.leases.lease:g}s not renewed"  # never vouch
         if reason is not None:
             self._stop_job(a.job_id, reason)
             result = failed(attempt, reason, retry=retryable(options, None, a.attempt))
@@ -385,8 +342,7 @@ class Worker:
             text = f"timed out after {timeout:g}s"
             result = failed(attempt, text, retry=retryable(options, None, a.attempt))
         else:
-            encoded = self._processes is not None and not self._is_async(a.task)
-            result = outcome(attempt, options, run.done, encoded)
+            result = outcome(attempt, options, run.done, self._runners.in_child(a.task))
         return self._finish(a, result, run)
 
     def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
@@ -401,18 +357,12 @@ class Worker:
             a.job_id, a.token, a.attempt, a.idempotency_key, self.name,
             parents, steps, a.workflow_id, a.step, report,
         )  # fmt: skip
-        deadline = functools.partial(self._expiry, a.job_id)
-        if self._processes is not None and not self._is_async(a.task):
-            return self._processes.start(a.job_id, a.task, args, kwargs, ctx, deadline)
-        handler_context = contextvars.copy_context()
-        handler_context.run(_current.set, ctx)
-        runner = self._asyncs if self._is_async(a.task) else self._threads
-        return runner.start(a.job_id, fn, args, kwargs, handler_context, deadline)
+        deadline = functools.partial(self.leases.expiry, a.job_id)
+        return self._runners.start(a.job_id, a.task, fn, args, kwargs, ctx, deadline)
 
     def _forget(self, job_id: int) -> None:
         self.running.pop(job_id, None)
-        self.held.pop(job_id, None)
-        self._basis.pop(job_id, None)
+        self.leases.forget(job_id)
         self._stop_reasons.pop(job_id, None)
         self._stop_futures.pop(job_id, None)
 
@@ -431,15 +381,7 @@ class Worker:
         self._busy.discard(job_id)
         self._outbox.slot_freed(job_id=job_id)
 
-    def _is_async(self, task_name: str) -> bool:
-        """Whether a task runs on the loop (cached: inspect costs a few µs per call)."""
-        known = self._async_tasks.get(task_name)
-        if known is None:
-            fn = self.registry.get(task_name)
-            known = self._async_tasks[task_name] = inspect.iscoroutinefunction(fn)
-        return known
-
     def _record_progress(self, job_id: int, token: int, fraction: float, message: str) -> None:
-        held = self.held.get(job_id)
+        held = self.leases.held.get(job_id)
         if held is not None and held.token == token:  # else finished: a late report is moot
             self._progress.record(job_id, token, fraction, message)

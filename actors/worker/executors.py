@@ -31,6 +31,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from actors.errors import LeaseLapsed
+
 Deadline = Callable[[], float]  # the job's lease expiry, CLOCK_MONOTONIC, read when needed
 
 
@@ -38,22 +40,8 @@ class JobStopped(BaseException):
     """Raised inside a handler that the worker stopped (self-fenced, cancelled, timed out).
 
     A BaseException, like asyncio.CancelledError, so a handler's ``except Exception``
-    does not swallow it."""
-
-
-class LeaseLapsed(Exception):
-    """Raised (in ``Run.started``) when a job's lease had lapsed by the worker's own clock
-    right before its handler would have started: the handler never ran."""
-
-
-class HandlerFailed(Exception):
-    """Raised when a handler failed where its exception object cannot travel (a child
-    process): carries the traceback text and whether a retry could help."""
-
-    def __init__(self, text: str, retry: bool) -> None:
-        super().__init__(text)
-        self.text = text
-        self.retry = retry
+    does not swallow it: the one exception corral raises that is not a ``CorralError``
+    (which derives from ``Exception``)."""
 
 
 @dataclass(slots=True)

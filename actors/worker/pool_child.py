@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from actors.worker.tasks import REGISTRY, _current, retryable, task_options
+from actors.worker.tasks import CURRENT_JOB, REGISTRY, retryable, task_options
 
 EXIT_FENCED = 70  # exit status of a child whose watchdog saw its job's lease lapse
 WATCHDOG_EVERY_S = 0.02  # the longest a lapsed lease goes unnoticed while the GIL is free
@@ -72,7 +72,7 @@ def _run(
     conn: Connection, task_name: str, args: list[Any], kwargs: dict[str, Any], ctx: Any
 ) -> Any:
     relay = dataclasses.replace(ctx, reporter=lambda f, m: conn.send(("progress", f, m)))
-    token = _current.set(relay)
+    token = CURRENT_JOB.set(relay)
     try:
         value = REGISTRY[task_name](*args, **kwargs)
         if asyncio.iscoroutine(value):
@@ -81,7 +81,7 @@ def _run(
         retry = retryable(task_options(task_name), exc, ctx.attempt)
         return ("done", False, traceback.format_exc(), retry)
     finally:
-        _current.reset(token)
+        CURRENT_JOB.reset(token)
     try:
         return ("done", True, msgspec.msgpack.encode(value), True)
     except (TypeError, ValueError, OverflowError) as exc:

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from actors.worker.executors import Deadline, HandlerFailed, JobStopped, Run, resolve
+from actors.errors import HandlerFailed, PoolStartFailed
+from actors.worker.executors import Deadline, JobStopped, Run, resolve
 from actors.worker.pool_child import EXIT_FENCED, child_main
 from actors.worker.tasks import JobContext
 
@@ -42,11 +43,6 @@ def _without_main() -> Iterator[None]:
         yield
     finally:
         sys.modules["__main__"] = main
-
-
-class PoolStartFailed(RuntimeError):
-    """Raised by ``ProcessRunner.prepare`` when the first child process exits before it is
-    ready (its task modules fail to import in a fresh process, usually)."""
 
 
 def _context() -> Any:

@@ -18,7 +18,8 @@ from typing import Any
 
 import msgspec
 
-from actors.worker.executors import HandlerFailed, JobStopped
+from actors.errors import HandlerFailed
+from actors.worker.executors import JobStopped
 from actors.worker.tasks import TaskOptions, retryable
 from transport import protocol as wire
 

@@ -17,6 +17,7 @@ import signal
 import time
 from typing import Any, Protocol
 
+from actors.worker.leases import Leases
 from actors.worker.outbox import Outbox
 from transport import protocol as wire
 
@@ -30,14 +31,13 @@ class Worker(Protocol):
     running: dict[int, Any]
     drain_timeout: float
     abandoned: list[int]
+    leases: Leases
     _outbox: Outbox
     _abandon: asyncio.Event
 
     def _send(self, message: wire.Message) -> None: ...
 
     def _stop_job(self, job_id: int, reason: str) -> None: ...
-
-    def _leases(self) -> list[tuple[int, int]]: ...
 
     def stop(self) -> None: ...
 
@@ -72,7 +72,7 @@ async def drain(w: Worker) -> None:
         for job_id in w.abandoned:
             w._stop_job(job_id, "worker stopped")
     w._outbox.flush()  # finished results first: the Goodbye must follow them
-    w._send(wire.Goodbye(w._leases()))
+    w._send(wire.Goodbye(w.leases.listed()))
     await asyncio.sleep(0.05)  # let the frame leave before the socket closes
 
 

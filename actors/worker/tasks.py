@@ -159,12 +159,14 @@ class JobContext:
             self.reporter(min(1.0, max(0.0, float(fraction))), str(message)[:1024])
 
 
-_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("corral_job")
+# The running job's context, set by whatever runs a handler (the worker's runners, a pool
+# child) around it; handlers read it through ``context()``.
+CURRENT_JOB: contextvars.ContextVar[JobContext] = contextvars.ContextVar("corral_job")
 
 
 def context() -> JobContext:
     """The running job's context; only valid inside a task handler."""
     try:
-        return _current.get()
+        return CURRENT_JOB.get()
     except LookupError:
         raise RuntimeError("corral.context() called outside a running task") from None

@@ -8,10 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import actors.worker.agent as worker
-from actors.client import job_spec
-from actors.worker.agent import task
-from actors.worker.tasks import OPTIONS
+from actors import job_spec, task
+from actors.worker.tasks import OPTIONS, REGISTRY
 
 
 @pytest.fixture
@@ -20,7 +18,7 @@ def registered() -> Iterator[str]:
     def report() -> None: ...
 
     yield "tests.defaults.report"
-    worker.REGISTRY.pop("tests.defaults.report", None)
+    REGISTRY.pop("tests.defaults.report", None)
     OPTIONS.pop("tests.defaults.report", None)
 
 

@@ -140,7 +140,8 @@ async def test_an_assignment_read_after_its_lease_lapsed_is_dropped_and_not_list
     # No heartbeat is acknowledged: wait until the worker's own lease clock has lapsed,
     # as it would have had the worker been paused with the Assign in its socket.
     await worker._welcomed.wait()
-    while time.monotonic() <= worker._renewed_at + worker.lease:  # noqa: ASYNC110 - a clock
+    leases = worker.leases
+    while time.monotonic() <= leases.renewed_at + leases.lease:  # noqa: ASYNC110 - a clock
         await asyncio.sleep(0.02)
     stale = time.monotonic() - 1.0  # the newest heartbeat we had heard was sent 1 s ago
     seq = await scheduler.assign(job(1, "add", 1, 2), basis=stale)

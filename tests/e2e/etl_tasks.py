@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.worker.agent import task
+from actors import task
 from tests.helpers.ledger import event
 
 

@@ -3,6 +3,7 @@ against a real scheduler."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -37,3 +38,17 @@ def test_readme_sdk_example_runs_against_its_tasks_module(procs: Procs, tmp_path
     assert lines[1] == "9"
     assert "'SUCCEEDED': 100" in lines[2]  # 1002 to 1004: the last two may still run
     assert lines[3] == "1"
+
+
+def test_readme_imports_corral_only_from_its_public_face() -> None:
+    """Users write ``from actors import task, context, Client``: no example and no sentence
+    sends them to a module inside the package."""
+    for block in python_blocks():
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.partition(".")[0] in ("actors", "transport", "strategies"):
+                    assert node.module == "actors", ast.unparse(node)
+            elif isinstance(node, ast.Import):
+                assert not [a.name for a in node.names if a.name.startswith("actors.")]
+    text = (ROOT / "README.md").read_text()
+    assert not re.findall(r"\bactors\.(?:worker|client|scheduler|cli|errors)\b", text)

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from actors.worker.agent import context
+from actors import context
 
 
 def event(kind: str, **extra: Any) -> None:

@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from actors.worker.agent import context, task
+from actors import context, task
 from tests.helpers.ledger import event as _event
 
 

@@ -3,7 +3,7 @@ started with this module has ``other.where`` and none of ``tests.helpers.ledger_
 
 from __future__ import annotations
 
-from actors.worker.agent import context, task
+from actors import context, task
 
 
 @task(name="other.where")

@@ -10,11 +10,22 @@ The group-commit actor (``actor.StoreActor``) sits in front of any backend: it m
 writes that pile up into one ``commit`` call and runs reads in order with them. A backend
 is therefore used from one task at a time and needs no locking of its own.
 
-Contract of ``commit``: all of the batch or nothing. If an update or delete does not find
-its job in the expected status, nothing of the batch is applied and ``StoreInconsistent``
-is raised; any failure to reach durable storage raises ``StoreError`` (one clear line). A
-commit that returned is durable to the backend's promise (SQLite: synchronous FULL or
-NORMAL, as configured).
+Contract of ``commit``: all of the batch or nothing. A batch applies its parts in this
+order, whatever order its writers added them in: workflows, inserts, edges, updates (in
+list order, so a job inserted or updated earlier in the batch is updated from that state),
+attempts, deletes (a delete expects the status the batch's updates left). If an update or
+delete does not find its job in the expected status, or an insert names a job id, a
+workflow id or an idempotency key (of a job, or of a workflow) that exists already (in the
+store or earlier in the batch), nothing of the batch is applied and ``StoreInconsistent``
+is raised; the store stays usable and a later restart sees nothing of it either. Any
+failure to reach durable storage raises ``StoreError`` (one clear line). A commit that
+returned is durable to the backend's promise (SQLite: synchronous FULL or NORMAL, as
+configured). Edges are a set (adding one twice keeps one); an attempt replaces the one
+with the same (job id, token). Attempts and edges may name jobs the store does not hold.
+
+Reads give back jobs as a committed insert and the updates after it left them: every
+persisted field equal (``status`` a ``JobState``), the memory-only ones reset (``seq`` is
+the id, ``settled`` False, ``peer``, ``parent_results`` None, ``queued_at`` 0).
 """
 
 from __future__ import annotations
@@ -53,13 +64,14 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
 class Recovered(msgspec.Struct):
     """What a scheduler needs from the store at start-up, in one read."""
 
-    live: list[Job]  # PENDING, QUEUED and RUNNING jobs
+    live: list[Job]  # PENDING, QUEUED and RUNNING jobs, by id
     counts: dict[str, int]  # jobs by status (all of them)
     max_job_id: int  # 0 for an empty store
     max_workflow_id: int
     # The newest time any job records (created, started, finished): None when empty.
     last_write: float | None
-    # Settled (terminal) parents of live jobs: their states and results decide the children.
+    # Settled (terminal) parents of live jobs, by id: their states and results decide the
+    # children. Parents that are live themselves are in ``live``; missing ones are absent.
     parents: list[Job]
 
 
@@ -104,7 +116,7 @@ class StoreBackend(abc.ABC):
 
     @abc.abstractmethod
     async def jobs(self, ids: Collection[int]) -> list[Job]:
-        """The jobs with these ids that exist, in any order."""
+        """The jobs with these ids that exist, each once (ids may repeat), in any order."""
 
     @abc.abstractmethod
     async def ids_by_key(self, keys: Collection[str]) -> dict[str, int]:
@@ -120,7 +132,7 @@ class StoreBackend(abc.ABC):
         limit: int = 100,
     ) -> list[Job]:
         """Newest first (by id): the jobs matching every filter given, with an id below
-        ``before`` when given (keyset paging), at most ``limit``."""
+        ``before`` when given (keyset paging), at most ``limit`` (>= 0; 0 gives none)."""
 
     @abc.abstractmethod
     async def job_ids(self, status: JobState) -> list[int]:

@@ -45,12 +45,32 @@ class MemoryStore(StoreBackend):
 
     async def commit(self, ops: Ops) -> None:
         assert self.is_open, "commit on a closed store"
-        # Check every compare-and-swap first: a refused batch leaves nothing behind.
+        self._check(ops)  # a refused batch leaves nothing behind
+        self._apply(ops)
+        self.commits += 1
+
+    def _check(self, ops: Ops) -> None:
+        """Raise StoreInconsistent if any part of the batch would not apply, in the order
+        the batch applies (workflows, inserts, updates, deletes), touching nothing."""
+        flow_ids = set(self.workflow_rows)
+        flow_keys = {w.idempotency_key for w in self.workflow_rows.values()} - {None}
+        for row in ops.workflows:
+            record = WorkflowRecord(*row)
+            if record.id in flow_ids or record.idempotency_key in flow_keys:
+                raise StoreInconsistent(f"workflow {record.id} exists already")
+            flow_ids.add(record.id)
+            if record.idempotency_key is not None:
+                flow_keys.add(record.idempotency_key)
         statuses = {job_id: job.status for job_id, job in self.rows.items()}
+        keys = {j.idempotency_key for j in self.rows.values()} - {None}
         for job in ops.inserts:
             if job.id in statuses:
                 raise StoreInconsistent(f"job {job.id} exists already")
+            if job.idempotency_key in keys:
+                raise StoreInconsistent(f"idempotency key {job.idempotency_key!r} is taken")
             statuses[job.id] = job.status
+            if job.idempotency_key is not None:
+                keys.add(job.idempotency_key)
         for change in ops.updates:
             job_id, expected = change[-2], change[-1]
             if statuses.get(job_id) != expected:
@@ -60,13 +80,6 @@ class MemoryStore(StoreBackend):
             if statuses.get(job_id) != expected:
                 raise StoreInconsistent(f"compare-and-swap missed job {job_id} (delete)")
             del statuses[job_id]
-        keys = {w.idempotency_key for w in self.workflow_rows.values() if w.idempotency_key}
-        for row in ops.workflows:
-            record = WorkflowRecord(*row)
-            if record.id in self.workflow_rows or (record.idempotency_key in keys):
-                raise StoreInconsistent(f"workflow {record.id} exists already")
-        self._apply(ops)
-        self.commits += 1
 
     def _apply(self, ops: Ops) -> None:
         for workflow in ops.workflows:
@@ -79,6 +92,7 @@ class MemoryStore(StoreBackend):
             job = self.rows[change[-2]]
             for name, value in zip(CHANGED_FIELDS, change, strict=False):
                 setattr(job, name, value)
+            job.status = JobState(job.status)  # as a database would read it back
         for attempt in ops.attempts:
             record = AttemptRecord(*attempt)
             self.attempt_rows[(record.job_id, record.token)] = record
@@ -101,7 +115,7 @@ class MemoryStore(StoreBackend):
             counts=dict(Counter(j.status.value for j in self.rows.values())),
             max_job_id=max(self.rows, default=0),
             max_workflow_id=max(self.workflow_rows, default=0),
-            last_write=max(times) if self.rows else None,
+            last_write=max(times, default=0.0) if self.rows else None,
             parents=await self.jobs(sorted(wanted)),
         )
 
@@ -125,6 +139,8 @@ class MemoryStore(StoreBackend):
         limit: int = 100,
     ) -> list[Job]:
         found: list[Job] = []
+        if limit <= 0:
+            return found
         for job_id in sorted(self.rows, reverse=True):
             job = self.rows[job_id]
             if (

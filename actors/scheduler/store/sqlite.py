@@ -8,7 +8,8 @@ file is refused at start-up instead of becoming a second writer; ``PRAGMA quick_
 runs first and a damaged file is refused. By default every commit is fsynced
 (``synchronous=FULL``: an acknowledged job survives power loss); ``durability="normal"``
 trades that for speed. Every job update is a compare-and-swap on the expected status; if
-SQLite matches fewer rows than the scheduler expected, the commit raises StoreInconsistent.
+SQLite matches fewer rows than the scheduler expected, the commit raises StoreInconsistent,
+as it does when an insert names an id or idempotency key the file holds already.
 The store checkpoints the WAL itself, after a commit's replies have gone out, instead of
 letting SQLite do it inside a COMMIT (where its few milliseconds would hold back leases).
 """
@@ -23,7 +24,7 @@ from typing import Any
 import aiosqlite
 
 from actors.config import DEFAULT_DURABILITY
-from actors.errors import CorralError
+from actors.errors import CorralError, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
@@ -53,6 +54,9 @@ CHECKPOINT_EVERY_OPS = 20_000
 INLINE_COMMIT_OPS = 64
 
 _LIVE = "status IN ('PENDING', 'QUEUED', 'RUNNING')"
+# The constraint failures that mean "this row exists already" (a primary key or a unique
+# idempotency key); any other constraint failure is a plain write error.
+_CLASHES = (sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
 
 
 class SqliteStore(StoreBackend):
@@ -115,6 +119,12 @@ class SqliteStore(StoreBackend):
                 write_batch(db._conn, ops)  # cheaper than the thread hand-off it would cost
             else:
                 await in_db_thread(db, write_batch, ops)
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorcode not in _CLASHES:
+                raise sqlite_file.translate(exc, self.path, "write") from None
+            # A job or workflow id, or an idempotency key, that exists already: the file
+            # disagrees with the scheduler's memory, as a missed compare-and-swap does.
+            raise StoreInconsistent(f"an insert clashed with a row it holds: {exc}") from None
         except (sqlite3.Error, OSError) as exc:
             raise sqlite_file.translate(exc, self.path, "write") from None
 
@@ -175,7 +185,7 @@ class SqliteStore(StoreBackend):
             max_job_id=max_id,
             max_workflow_id=max_workflow,
             last_write=newest[0][0] if max_id else None,
-            parents=await self.jobs(wanted),
+            parents=sorted(await self.jobs(wanted), key=_job_id),
         )
 
     async def jobs(self, ids: Collection[int]) -> list[Job]:
@@ -251,3 +261,7 @@ class SqliteStore(StoreBackend):
 
 def _checkpoint_wal(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _job_id(job: Job) -> int:
+    return job.id

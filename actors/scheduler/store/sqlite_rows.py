@@ -101,10 +101,13 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
         if ops.edges:
             conn.executemany(INSERT_EDGE, ops.edges)
         if ops.updates:
-            cursor = conn.executemany(UPDATE_JOB, ops.updates)
-            if cursor.rowcount != len(ops.updates):
+            # Only the count is kept, not the cursor: a cursor left in the frame of a raised
+            # StoreInconsistent keeps its statement alive, and SQLite then keeps the file
+            # (and its exclusive lock) open after close() until the garbage collector runs.
+            matched = conn.executemany(UPDATE_JOB, ops.updates).rowcount
+            if matched != len(ops.updates):
                 raise StoreInconsistent(
-                    f"compare-and-swap matched {cursor.rowcount} of {len(ops.updates)} job rows"
+                    f"compare-and-swap matched {matched} of {len(ops.updates)} job rows"
                 )
         if ops.attempts:
             conn.executemany(INSERT_ATTEMPT, ops.attempts)
@@ -121,10 +124,10 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
 
 
 def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:
-    cursor = conn.executemany(_DELETE_JOB, deletes)
-    if cursor.rowcount != len(deletes):
+    matched = conn.executemany(_DELETE_JOB, deletes).rowcount  # no cursor kept: see above
+    if matched != len(deletes):
         raise StoreInconsistent(
-            f"compare-and-swap matched {cursor.rowcount} of {len(deletes)} deleted job rows"
+            f"compare-and-swap matched {matched} of {len(deletes)} deleted job rows"
         )
     ids = [(job_id,) for job_id, _status in deletes]
     conn.executemany("DELETE FROM attempts WHERE job_id = ?", ids)
