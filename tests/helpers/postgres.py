@@ -38,9 +38,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ENV = "CORRAL_TEST_POSTGRES"
-USER = PASSWORD = "corral"
+USER = "corral"
+PASSWORD = "corral-test-secret"  # unlike anything else in a log, so a leak shows
 START_TIMEOUT_S = 30.0
 
 
@@ -205,8 +207,6 @@ def server() -> Iterator[str]:
 
 def _with_database(admin_dsn: str, name: str) -> str:
     """``admin_dsn`` pointing at database ``name`` instead (query options kept)."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(admin_dsn)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
@@ -242,16 +242,28 @@ async def _admin_async(admin_dsn: str, statement: str) -> None:
         await conn.close()
 
 
+def create_database(admin_dsn: str) -> str:
+    """A new, empty database on the server; its DSN (same role and options)."""
+    name = f"corral_test_{uuid.uuid4().hex[:12]}"
+    _admin(admin_dsn, f'CREATE DATABASE "{name}"')
+    return _with_database(admin_dsn, name)
+
+
+def drop_database(admin_dsn: str, dsn: str) -> None:
+    """Drop the database ``create_database`` made, even with sessions still on it (FORCE,
+    PostgreSQL 13+: a scheduler the test SIGKILLed may still be connected)."""
+    name = urlsplit(dsn).path.lstrip("/")
+    _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.contextmanager
 def database(admin_dsn: str) -> Iterator[str]:
     """A new, empty database on the server for one test; dropped afterwards."""
-    name = f"corral_test_{uuid.uuid4().hex[:12]}"
-    _admin(admin_dsn, f'CREATE DATABASE "{name}"')
+    dsn = create_database(admin_dsn)
     try:
-        yield _with_database(admin_dsn, name)
+        yield dsn
     finally:
-        # FORCE (PostgreSQL 13+): a scheduler the test SIGKILLed may still be connected.
-        _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(admin_dsn, dsn)
 
 
 def main() -> None:

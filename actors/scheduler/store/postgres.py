@@ -26,7 +26,7 @@ from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres_conn as pgconn
 from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
 from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
-from actors.scheduler.store.postgres_schema import JOB_COLUMNS, SCHEMA_VERSION, migrate
+from actors.scheduler.store.postgres_schema import JOB_COLUMNS, migrate
 
 log = logging.getLogger("corral.store")
 
@@ -46,16 +46,14 @@ class PostgresStore(StoreBackend):
             async with pgconn.translated(self.target, "lock"):
                 await pgconn.take_lock(conn, self.target)
             async with pgconn.translated(self.target, "upgrade"):
-                upgraded_from = await migrate(conn, self.where)
+                upgraded = await migrate(conn, self.where)
                 fsync = await conn.fetchval("SHOW fsync")
         except BaseException:
             await pgconn.close_quietly(conn)
             raise
         self.conn = conn
-        if upgraded_from is not None:
-            log.warning(
-                "upgraded %s from schema %d to %d", self.where, upgraded_from, SCHEMA_VERSION
-            )
+        if upgraded is not None:
+            log.warning("upgraded %s from schema %d to %d", self.where, *upgraded)
         if fsync != "on":
             log.warning(
                 "PostgreSQL at %s runs with fsync=%s: commits survive a crash of corral, not "

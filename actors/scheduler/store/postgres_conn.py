@@ -11,8 +11,9 @@ hanging on a dead link); and server-side TCP keepalives, so a scheduler whose ma
 releases its lock in about ``KEEPALIVE_IDLE_S + 3 * KEEPALIVE_INTERVAL_S`` seconds, not the
 two hours of the operating system's default.
 
-Until the leader election of issue 15, one scheduler per database: the first holds a
-session advisory lock (``LOCK_KEY``, per database), and a second is refused at start-up
+Until the leader election of issue 15, one scheduler per database (per schema, for
+deployments that give each corral its own ``search_path``): the first holds a session
+advisory lock (``LOCK_KEY`` and the schema's hash), and a second is refused at start-up
 naming the holder, as SQLite refuses a second scheduler on its file. The lock goes with the
 session: a scheduler killed with SIGKILL releases it as soon as PostgreSQL sees the socket
 close, which ``LOCK_WAIT_S`` covers for a restart on the same machine.
@@ -46,8 +47,10 @@ KEEPALIVE_INTERVAL_S = 3
 # How long a starting scheduler retries the lock (a killed predecessor's session ends within
 # milliseconds on the same machine) before it reports the holder.
 LOCK_WAIT_S = 3.0
-# The advisory lock every corral scheduler takes on its database ("corr" in ASCII).
+# The advisory lock every corral scheduler takes on its schema: this key ("corr" in ASCII)
+# and the hash of the schema's name.
 LOCK_KEY = 0x636F7272
+_LOCK = "$1::int4, hashtext(current_schema())"
 
 
 class Target:
@@ -112,13 +115,13 @@ async def take_lock(conn: asyncpg.Connection, target: Target) -> None:
     """Hold the one-scheduler lock on this database for as long as ``conn`` lives, or raise
     StoreError naming the session that holds it."""
     deadline = time.monotonic() + LOCK_WAIT_S
-    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+    while not await conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK})", LOCK_KEY):
         if time.monotonic() >= deadline:
             holder = await conn.fetchrow(
                 "SELECT a.pid, a.client_addr, a.application_name, a.backend_start "
                 "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a USING (pid) "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 "
-                "AND l.objid = $1 AND l.objsubid = 1 AND l.database = "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 "
+                "AND l.objid = hashtext(current_schema())::oid AND l.objsubid = 2 AND l.database = "
                 "(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())",
                 LOCK_KEY,
             )
@@ -162,6 +165,7 @@ _GONE = (
     OSError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.OperatorInterventionError,  # terminated by an administrator, server shutdown
+    asyncpg.InternalClientError,  # the session is in a state asyncpg cannot follow
 )
 
 
@@ -228,7 +232,14 @@ def translate(exc: BaseException, target: Target, doing: str) -> StoreError:
 
 
 # What a statement may raise besides a bug: PostgreSQL's errors, the client's, the network's.
-ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# (InternalClientError: asyncpg lost track of the session, e.g. after the server ended it.)
+ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 @contextlib.asynccontextmanager

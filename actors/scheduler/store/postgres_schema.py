@@ -90,11 +90,11 @@ JOB_COLUMNS = (
 )
 
 
-async def migrate(conn: asyncpg.Connection, where: str) -> int | None:
+async def migrate(conn: asyncpg.Connection, where: str) -> tuple[int, int] | None:
     """Bring the database on ``conn`` up to ``len(STEPS)``, in one transaction.
 
-    Returns the version it upgraded from, or None when it applied nothing (already current)
-    or built a new, empty database. Raises StoreError, naming the database and both
+    Returns the versions it upgraded from and to, or None when it applied nothing (already
+    current) or built a new, empty database. Raises StoreError, naming the database and both
     versions, for a database newer than this code and for one that has tables of its own
     but no corral version; any PostgreSQL error rolls the whole upgrade back (the caller
     turns it into one StoreError line). The caller holds the scheduler's lock on the
@@ -122,7 +122,7 @@ async def migrate(conn: asyncpg.Connection, where: str) -> int | None:
             await conn.execute(step)  # no parameters: PostgreSQL runs the whole script
         if version != target:
             await conn.execute("UPDATE corral_schema SET version = $1", target)
-    return version if 0 < version < target else None
+    return (version, target) if 0 < version < target else None
 
 
 async def _version(conn: asyncpg.Connection) -> int:
