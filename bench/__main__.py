@@ -1,8 +1,9 @@
 """``python -m bench``: measure corral end to end on real processes.
 
 Every mode starts a real scheduler on a fresh SQLite file (WAL, acknowledgements after
-commit), or on the PostgreSQL database ``--db`` names, and real worker processes, drives them through the client SDK over ZeroMQ, counts
-every execution outside corral (``lost``, ``duplicated``), and stops all it started.
+commit), or on the PostgreSQL database ``--db`` names, and real worker processes, drives
+them through the client SDK over ZeroMQ, counts every execution outside corral (``lost``,
+``duplicated``), and stops all it started.
 
 Modes (one per run):
   --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs as fast as the

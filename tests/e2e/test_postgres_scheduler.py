@@ -215,3 +215,22 @@ def test_a_malformed_dsn_is_a_usage_error_and_a_second_scheduler_is_refused(
     second = Run(procs, "scheduler", "--bind", free_address(), "--db", postgres_dsn)
     assert_one_line_failure(second, "in use by another corral scheduler", "corral scheduler")
     assert first.proc.poll() is None, "the first one carries on"
+
+
+async def test_a_scheduler_whose_database_session_is_ended_stops_with_one_line(
+    procs: Procs, postgres_dsn: str
+) -> None:
+    import asyncpg
+
+    run = Run(procs, "scheduler", "--bind", free_address(), "--db", postgres_dsn)
+    start_line(run)
+    conn = await asyncpg.connect(postgres_dsn)
+    try:  # what an administrator's pg_terminate_backend, or a server restart, does
+        ended = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'corral scheduler' AND datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    assert ended == 1
+    assert_one_line_failure(run, "lost the connection to PostgreSQL at 127.0.0.1:")

@@ -69,6 +69,8 @@ class PostgresStore(StoreBackend):
     async def commit(self, ops: Ops) -> None:
         conn = self.conn
         assert conn is not None, "commit on a closed store"
+        if not len(ops):
+            return  # nothing to make durable: two round trips saved
         try:
             await write_batch(conn, ops)
         except asyncpg.UniqueViolationError as exc:
