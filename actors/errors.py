@@ -126,10 +126,6 @@ class WaitTimeout(CorralError):
         self.job_ids, self.timeout = job_ids, timeout
 
 
-class TaskNotFound(CorralError):
-    """Raised in a worker when an assignment names a task the worker has not registered."""
-
-
 class WorkflowRejected(CorralError):
     """Raised when a submitted workflow is not a DAG of uniquely named steps: a duplicate
     step name, a step after itself, after an unknown step, or a cycle (named in the message).

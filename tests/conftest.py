@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import postgres
+from tests.helpers.cluster import Cluster
 from tests.helpers.procs import Procs
 
 
@@ -30,3 +31,10 @@ def postgres_dsn(postgres_server: str) -> Iterator[str]:
     """The DSN of a new, empty database of its own for one test (dropped afterwards)."""
     with postgres.database(postgres_server) as dsn:
         yield dsn
+
+
+@pytest.fixture
+def cluster(procs: Procs) -> Cluster:
+    """A scheduler process and workers, started by the test (``cluster.start(...)``, see
+    tests/helpers/cluster.py); ``procs`` kills and reaps all of them after the test."""
+    return Cluster(procs)

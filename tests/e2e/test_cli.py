@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.cluster import Cluster
+from tests.helpers.procs import ROOT, free_address
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +27,11 @@ def corral(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 @pytest.fixture
-def address(procs: Procs, tmp_path: Path) -> str:
-    addr = free_address()
-    procs.scheduler(addr, tmp_path / "corral.db")
-    procs.worker(addr, "cli-worker", 2)
-    return addr
+def address(cluster: Cluster) -> str:
+    """The address of the cluster, started: a scheduler and one worker, cli-worker."""
+    cluster.start()
+    cluster.worker("cli-worker", 2)
+    return cluster.address
 
 
 def test_submit_prints_the_id_and_wait_prints_the_result(address: str) -> None:
@@ -135,8 +136,8 @@ def test_an_unreachable_scheduler_is_one_line_error() -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_a_second_scheduler_on_the_same_database_is_refused(address: str, tmp_path: Path) -> None:
-    done = corral("scheduler", "--bind", free_address(), "--db", str(tmp_path / "corral.db"))
+def test_a_second_scheduler_on_the_same_database_is_refused(address: str, cluster: Cluster) -> None:
+    done = corral("scheduler", "--bind", free_address(), "--db", str(cluster.db))
     assert done.returncode == 1
     assert "in use by another corral scheduler" in done.stderr
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from actors.cli.views import workflow_dot, workflow_mermaid
-from actors.client import AsyncClient, Client, job_spec
+from actors.client import Client, job_spec
 from actors.errors import RequestRefused
 from tests.e2e.test_cli import corral
 from tests.e2e.test_client_sdk import FakeScheduler
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.cluster import Cluster
+from tests.helpers.procs import ROOT, free_address
 from transport import protocol as wire
 
 
@@ -40,10 +41,10 @@ def cli(*args: str) -> subprocess.Popen[str]:
 
 
 @pytest.fixture
-def address(procs: Procs, tmp_path: Path) -> str:
-    addr = free_address()
-    procs.scheduler(addr, tmp_path / "corral.db")
-    return addr
+def address(cluster: Cluster) -> str:
+    """The address of the cluster, started: a scheduler, no worker."""
+    cluster.start()
+    return cluster.address
 
 
 # ------------------------------------------------------------------- watch
@@ -51,9 +52,9 @@ def address(procs: Procs, tmp_path: Path) -> str:
 
 @pytest.mark.slow
 def test_watch_of_an_ended_job_prints_its_state_and_of_an_unknown_job_says_so(
-    procs: Procs, address: str
+    cluster: Cluster, address: str
 ) -> None:
-    procs.worker(address, "w", 2)
+    cluster.worker("w", 2)
     ok = corral("submit", "record", "[1]", "--wait", "--connect", address)
     bad = corral(
         "submit", "fail_until", "[9]", "--max-retries", "0", "--wait", "--connect", address
@@ -74,11 +75,11 @@ def test_watch_of_an_ended_job_prints_its_state_and_of_an_unknown_job_says_so(
 
 @pytest.mark.slow
 def test_watch_of_a_running_job_follows_it_and_exits_with_its_outcome(
-    procs: Procs, address: str
+    cluster: Cluster, address: str
 ) -> None:
     [job_id] = corral("submit", "record", '{"seconds": 0.5}', "--connect", address).stdout.split()
     watching = cli("watch", job_id, "--connect", address)
-    procs.worker(address, "w", 1)
+    cluster.worker("w", 1)
     out, err = watching.communicate(timeout=60)
     assert watching.returncode == 0, err
     assert out.splitlines()[-1].endswith(f"job {job_id} SUCCEEDED")
@@ -118,9 +119,11 @@ def test_a_wrong_line_in_a_file_names_the_line_and_the_field(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-async def test_ctrl_c_during_submit_wait_prints_the_submitted_id(address: str) -> None:
+async def test_ctrl_c_during_submit_wait_prints_the_submitted_id(
+    cluster: Cluster, address: str
+) -> None:
     waiting = cli("submit", "record", "[1]", "--wait", "--connect", address)  # no worker
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with cluster.client() as client:
         while (await client.status()).jobs["QUEUED"] < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)  # let it get from submitting to waiting (either is fine)
@@ -162,11 +165,11 @@ def test_require_worker_reaches_the_scheduler_and_its_refusal_is_one_line() -> N
 
 
 @pytest.mark.slow
-def test_require_worker_against_a_real_scheduler(procs: Procs, address: str) -> None:
+def test_require_worker_against_a_real_scheduler(cluster: Cluster, address: str) -> None:
     done = corral("submit", "record", "[1]", "--require-worker", "--connect", address)
     assert done.returncode == 1
     assert "no_worker" in done.stderr
-    procs.worker(address, "w", 1)
+    cluster.worker("w", 1)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # until the worker's hello is in
         done = corral("submit", "record", "[1]", "--require-worker", "--connect", address)
@@ -251,10 +254,8 @@ def read_for(fd: int, output: bytearray, until: object, timeout: float) -> bool:
 
 @pytest.mark.slow
 def test_the_live_status_says_the_scheduler_is_unreachable_and_recovers(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster, address: str
 ) -> None:
-    address, db = free_address(), tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
     pid, fd = pty.fork()
     if pid == 0:  # the child: corral status, live, in a terminal
         os.environ.update({"COLUMNS": "160", "LINES": "50", "TERM": "xterm"})
@@ -264,13 +265,12 @@ def test_the_live_status_says_the_scheduler_is_unreachable_and_recovers(
     output = bytearray()
     try:
         assert read_for(fd, output, lambda o: b"jobs by state" in o, 30), output.decode()
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
+        cluster.stop_scheduler()
         killed_at = time.monotonic()
         seen = len(output)
         assert read_for(fd, output, lambda o: b"unreachable" in o[seen:], 15), output.decode()
         assert time.monotonic() - killed_at < 10, "said within a few seconds"
-        procs.scheduler(address, db)
+        cluster.start_scheduler()
 
         def recovered(o: bytes) -> bool:
             last = o.rfind(b"unreachable")

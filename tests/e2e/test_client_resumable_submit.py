@@ -6,7 +6,6 @@ prints every id, and no line ever becomes two jobs. Real scheduler processes, SI
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ import pytest
 
 from actors.client import AsyncClient
 from tests.e2e.test_cli import corral
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.cluster import Cluster
+from tests.helpers.procs import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -51,14 +51,13 @@ async def total_jobs(address: str) -> int:
 
 
 async def test_a_rerun_after_a_kill_prints_every_id_and_creates_no_duplicate(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
-    address, db = free_address(), tmp_path / "corral.db"
+    address = cluster.address
     path = jobs_file(tmp_path)
-    scheduler = procs.scheduler(address, db)
+    cluster.start()
     first, printed = submit_until_some_ids(path, address)
-    scheduler.send_signal(signal.SIGKILL)
-    scheduler.wait(timeout=10)
+    cluster.stop_scheduler()
     out, err = first.communicate(timeout=60)  # it notices the silence, does not hang
     printed += out.split()
     assert first.returncode == 1, err
@@ -69,7 +68,7 @@ async def test_a_rerun_after_a_kill_prints_every_id_and_creates_no_duplicate(
     assert "run the same command again" in err
     assert "no scheduler answered" not in err
 
-    procs.scheduler(address, db)
+    cluster.start_scheduler()
     again = corral("submit", "--file", str(path), "--connect", address)
     assert again.returncode == 0, again.stderr
     ids = again.stdout.split()
@@ -80,15 +79,13 @@ async def test_a_rerun_after_a_kill_prints_every_id_and_creates_no_duplicate(
 
 
 async def test_a_scheduler_restarted_during_the_submission_lets_it_finish_on_its_own(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
-    address, db = free_address(), tmp_path / "corral.db"
+    address = cluster.address
     path = jobs_file(tmp_path)
-    scheduler = procs.scheduler(address, db)
+    cluster.start()
     first, printed = submit_until_some_ids(path, address)
-    scheduler.send_signal(signal.SIGKILL)
-    scheduler.wait(timeout=10)
-    procs.scheduler(address, db)
+    cluster.restart_scheduler()
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     ids = printed + out.split()
@@ -101,10 +98,10 @@ async def test_a_scheduler_restarted_during_the_submission_lets_it_finish_on_its
 
 
 def test_an_edited_file_is_new_work_and_a_line_keeps_its_own_key(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
+    cluster.start()
+    address = cluster.address
     path = tmp_path / "few.jsonl"
     lines = [{"task": "record", "args": [1]}, {"task": "record", "idempotency_key": "mine"}]
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")

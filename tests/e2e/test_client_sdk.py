@@ -13,14 +13,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import zmq
 
 from actors.client import AsyncClient, Client, job_spec
 from actors.errors import RequestLost, RequestRefused, RequestTimedOut, SchedulerUnreachable
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.cluster import Cluster
+from tests.helpers.procs import ROOT, free_address
 from transport import protocol as wire
 
 # What the fake answers to one request: replies (possibly none).
@@ -212,11 +212,10 @@ def test_a_sync_client_that_cannot_connect_leaves_no_task_pending() -> None:
 
 @pytest.mark.slow
 def test_a_huge_payload_against_a_real_scheduler_fails_fast_and_it_keeps_serving(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    with Client(address, connect_timeout=10) as client:
+    cluster.start()
+    with Client(cluster.address, connect_timeout=10) as client:
         with pytest.raises(RequestRefused, match="too_large"):
             client.submit("tasks.add", ["x" * 10_000_000, "y"])
         assert client.submit("record", [1]) == 1

@@ -5,33 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 
 pytestmark = pytest.mark.slow
 
 
 async def test_a_wait_on_a_dead_scheduler_says_it_is_unreachable_then_goes_on(
-    procs: Procs, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    address, db = free_address(), tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
+    cluster.start()
     caplog.set_level(logging.WARNING, logger="corral.client")
-    async with AsyncClient(address, connect_timeout=10, silence_timeout=1.0) as client:
+    async with cluster.client(silence_timeout=1.0) as client:
         job = await client.submit("record", ["late"], max_retries=0)  # no worker yet
         waiting = asyncio.ensure_future(client.wait([job], timeout=60))
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
+        cluster.stop_scheduler()
         while "unreachable" not in caplog.text:
             assert not waiting.done(), "the wait goes on while the scheduler is away"
             await asyncio.sleep(0.05)
-        procs.scheduler(address, db)
-        procs.worker(address, "w", 1)
+        cluster.start_scheduler()
+        cluster.worker("w", 1)
         outcome = (await waiting)[job]
     assert outcome.status == "SUCCEEDED"
     assert caplog.text.count("unreachable") == 1

@@ -4,34 +4,29 @@ a SQLite file. Executions are counted from the workers' own ledger, not from cor
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient, job_spec
+from actors.client import job_spec
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed as read_ledger
-from tests.helpers.procs import Procs, free_address
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
 
 async def test_thousand_jobs_on_three_worker_processes_each_run_once(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    for i in range(3):
-        procs.worker(address, f"w{i}", 4)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(workers=3, slots=4)
+    async with cluster.client() as client:
         ids = await client.submit_many([job_spec("record", [i]) for i in range(1000)])
         outcomes = await client.wait(ids, timeout=60)
     assert len(set(ids)) == 1000
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
     assert [wire.unpack(outcomes[j].result) for j in ids] == list(range(1000))
-    ledger = read_ledger(str(procs.ledger))
+    ledger = read_ledger(cluster.ledger)
     runs = Counter(e["job"] for e in ledger)
     assert set(runs) == set(ids)
     assert set(runs.values()) == {1}, "each job executed exactly once"
@@ -44,18 +39,17 @@ async def test_thousand_jobs_on_three_worker_processes_each_run_once(
     [("priority", "priority order, FIFO among equals"), ("fifo", "submission order")],
 )
 async def test_single_slot_worker_drains_a_backlog_in_strategy_order(
-    procs: Procs, tmp_path: Path, strategy: str, expect: str
+    cluster: Cluster, strategy: str, expect: str
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db", "--strategy", strategy)
+    cluster.start("--strategy", strategy)
     priorities = [0, 5, 1, 5, 0, 9, 1, 9, 0, 5]
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with cluster.client() as client:
         ids = await client.submit_many(
             [job_spec("record", [i], priority=p) for i, p in enumerate(priorities)]
         )
-        procs.worker(address, "solo", 1)  # the backlog exists before any slot does
+        cluster.worker("solo", 1)  # the backlog exists before any slot does
         await client.wait(ids, timeout=30)
-    ran = [e["value"] for e in sorted(read_ledger(str(procs.ledger)), key=lambda e: e["start"])]
+    ran = [e["value"] for e in sorted(read_ledger(cluster.ledger), key=lambda e: e["start"])]
     if strategy == "priority":
         expected = sorted(range(len(priorities)), key=lambda i: (-priorities[i], i))
     else:
@@ -64,21 +58,16 @@ async def test_single_slot_worker_drains_a_backlog_in_strategy_order(
 
 
 async def test_scheduler_sigkill_keeps_succeeded_jobs_and_runs_the_rest(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
-    procs.worker(address, "w0", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(workers=1, slots=2)
+    async with cluster.client() as client:
         ids = await client.submit_many(
             [job_spec("record", [i], {"seconds": 0.05}) for i in range(60)]
         )
         first = await client.wait(ids[:10], timeout=30)
         assert {o.status for o in first.values()} == {"SUCCEEDED"}
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
-        procs.scheduler(address, db)
+        cluster.restart_scheduler()
         outcomes = await client.wait(ids, timeout=60)  # the client re-registers its wait
         assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
         for i, job_id in enumerate(ids[:10]):
@@ -86,7 +75,7 @@ async def test_scheduler_sigkill_keeps_succeeded_jobs_and_runs_the_rest(
             assert view is not None
             assert view.status == "SUCCEEDED"
             assert wire.unpack(view.result) == i
-    ledger = read_ledger(str(procs.ledger))
+    ledger = read_ledger(cluster.ledger)
     assert {e["job"] for e in ledger} == set(ids)
     # A job that ran before the kill is not re-run just because the scheduler restarted,
     # unless it was still running at the kill (at-least-once for those).
@@ -94,11 +83,9 @@ async def test_scheduler_sigkill_keeps_succeeded_jobs_and_runs_the_rest(
     assert all(runs[j] == 1 for j in ids[:10])
 
 
-async def test_status_reports_counts_and_workers(procs: Procs, tmp_path: Path) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w0", 3)
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_status_reports_counts_and_workers(cluster: Cluster) -> None:
+    cluster.start(workers=1, slots=3)
+    async with cluster.client() as client:
         ids = await client.submit_many([job_spec("record", [i]) for i in range(25)])
         await client.wait(ids, timeout=30)
         for _ in range(50):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 import zmq
 
-from actors.client import AsyncClient, job_spec
+from actors.client import job_spec
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed
-from tests.helpers.procs import Procs, free_address
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -53,28 +52,24 @@ class FakeWorker:
         self.sock.close()
 
 
-async def test_assignments_too_large_for_one_frame_together_go_in_several(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_assignments_too_large_for_one_frame_together_go_in_several(cluster: Cluster) -> None:
+    cluster.start()
+    async with cluster.client() as client:
         # Queued before any worker exists, so both are leased in one batch to one worker.
         ids = [await client.submit("record", ["x" * FIVE_MB], max_retries=0) for _ in range(2)]
-        procs.worker(address, "roomy", 2)
+        cluster.worker("roomy", 2)
         outcomes = await client.wait(ids, timeout=60)
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
-    assert sorted(r["job"] for r in completed(str(procs.ledger))) == ids
+    assert sorted(r["job"] for r in completed(cluster.ledger)) == ids
 
 
 async def test_a_step_whose_parents_results_cannot_travel_with_it_fails_clearly(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w", 1)
+    cluster.start()
+    cluster.worker("w", 1)
     half = "y" * (wire.MAX_FRAME_BYTES // 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with cluster.client() as client:
         # Each parent returns half a frame (its argument); the step after both of them
         # would need a whole frame and more to carry their results to its worker.
         left = await client.submit("record", [half], max_retries=0)
@@ -87,17 +82,16 @@ async def test_a_step_whose_parents_results_cannot_travel_with_it_fails_clearly(
     join = outcomes[steps["join"]]
     assert join.status == "FAILED"
     assert "parents' results" in (join.error or "")
-    assert steps["join"] not in {r["job"] for r in completed(str(procs.ledger))}
+    assert steps["join"] not in {r["job"] for r in completed(cluster.ledger)}
 
 
 async def test_a_granted_lease_the_worker_does_not_hold_is_requeued_at_once(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    fake = FakeWorker(address)
+    cluster.start()
+    fake = FakeWorker(cluster.address)
     try:
-        async with AsyncClient(address, connect_timeout=10) as client:
+        async with cluster.client() as client:
             job_id = await client.submit("record", ["x"], max_retries=0)
             first = fake.recv_until(wire.Assign)
             assert isinstance(first, wire.Assign)
@@ -122,13 +116,12 @@ async def test_a_granted_lease_the_worker_does_not_hold_is_requeued_at_once(
 
 
 async def test_a_lease_whose_result_is_overdue_past_its_timeout_is_reclaimed(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    fake = FakeWorker(address)
+    cluster.start()
+    fake = FakeWorker(cluster.address)
     try:
-        async with AsyncClient(address, connect_timeout=10) as client:
+        async with cluster.client() as client:
             job_id = await client.submit("record", ["x"], timeout=0.3, max_retries=0)
             assign = fake.recv_until(wire.Assign)
             assert isinstance(assign, wire.Assign)

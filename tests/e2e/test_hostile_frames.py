@@ -8,16 +8,14 @@ grace 0.4 s): a stall of more than a lease would fence or reclaim that job."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import msgspec
 import pytest
 import zmq
 
-from actors.client import AsyncClient
 from actors.errors import RequestRefused
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
-from tests.helpers.procs import Procs, free_address
 from tests.helpers.waiting import until_running
 from transport import protocol as wire
 
@@ -42,23 +40,22 @@ def _drain(sock: zmq.Socket[bytes], quiet_ms: int = 300) -> list[wire.Message]:
     return received
 
 
-def _log_lines(procs: Procs, needle: str) -> int:
-    text = next(p for p in procs.logs.iterdir() if p.name.startswith("scheduler")).read_text()
+def _log_lines(cluster: Cluster, needle: str) -> int:
+    text = cluster.logs("scheduler")[0].read_text()
     return sum(1 for line in text.splitlines() if needle in line)
 
 
 async def test_hostile_frames_cost_bounded_work_and_a_few_log_lines(
-    procs: Procs, tmp_path: Path, raw_socket: zmq.Socket[bytes]
+    cluster: Cluster, raw_socket: zmq.Socket[bytes]
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "honest", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("honest", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("record", ["kept"], {"seconds": 3.0}, max_retries=0)
         await until_running(client, job_id)
         started = time.monotonic()
 
-        raw_socket.connect(address)
+        raw_socket.connect(cluster.address)
         raw_socket.send(wire.encode(wire.WorkerHello(wire.PROTOCOL_VERSION, "hostile", 2)))
         # A heartbeat over the protocol's bound, and one within it but beyond the slots.
         too_many = msgspec.msgpack.encode(["Heartbeat", [[i, 1] for i in range(300_000)], 1.0, 0])
@@ -79,7 +76,7 @@ async def test_hostile_frames_cost_bounded_work_and_a_few_log_lines(
 
     assert view is not None
     assert (view.token, view.attempts) == (1, 1), "never reclaimed meanwhile"
-    assert len(read_ledger(str(procs.ledger))) == 1, "executed once"
+    assert len(read_ledger(cluster.ledger)) == 1, "executed once"
     stops = [m for m in replies if isinstance(m, wire.StopJob)]
     assert stops == [], "a heartbeat beyond the slots is one error, not 10,000 stops"
     errors = [m for m in replies if isinstance(m, wire.ErrorReply)]
@@ -88,16 +85,15 @@ async def test_hostile_frames_cost_bounded_work_and_a_few_log_lines(
     assert len(outcomes) == 30_001
     assert [len(o.outcomes) for o in outcomes if o.request_id == 1] == [1]
     # One summarized line a second at most, not one per frame (3000 frames above).
-    assert _log_lines(procs, "refused") <= 10 + 2 * stalled_for
-    assert "Traceback" not in procs.log_text()
+    assert _log_lines(cluster, "refused") <= 10 + 2 * stalled_for
+    assert "Traceback" not in cluster.procs.log_text()
 
 
 async def test_a_submit_too_large_for_a_frame_is_refused_at_once_with_its_request_id(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    async with cluster.client() as client:
         with pytest.raises(RequestRefused) as refused:
             await client.submit("record", ["x" * 10_000_000])
         assert refused.value.code == "too_large"

@@ -4,26 +4,22 @@ at once with the reason "worker stopped" (not after the lease plus grace)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from actors.client import AsyncClient
 from tests.e2e.test_frame_limits_and_reconciliation import FakeWorker
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
 
 async def test_a_result_that_says_do_not_retry_fails_the_job_whatever_attempts_remain(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    fake = FakeWorker(address)
+    cluster.start()
+    fake = FakeWorker(cluster.address)
     try:
-        async with AsyncClient(address, connect_timeout=10) as client:
+        async with cluster.client() as client:
             job_id = await client.submit("record", ["x"], max_retries=5)
             fake.recv_until(wire.Assign)
             error = "TypeError: record() got an unexpected keyword argument 'colour'"
@@ -38,14 +34,13 @@ async def test_a_result_that_says_do_not_retry_fails_the_job_whatever_attempts_r
 
 
 async def test_a_worker_leaving_with_jobs_releases_them_at_once_as_worker_stopped(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
     # A long lease: were the jobs released only on expiry, the test would time out first.
-    procs.scheduler(address, tmp_path / "corral.db", "--lease", "30", "--lease-grace", "5")
-    fake = FakeWorker(address)
+    cluster.start("--lease", "30", "--lease-grace", "5")
+    fake = FakeWorker(cluster.address)
     try:
-        async with AsyncClient(address, connect_timeout=10) as client:
+        async with cluster.client() as client:
             job_id = await client.submit("record", ["x"], max_retries=0)
             fake.recv_until(wire.Assign)
             fake.send(wire.Goodbye())  # second Ctrl-C: it stops without finishing the job

@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
-from tests.helpers.procs import Procs, free_address
 from tests.helpers.waiting import until_running, until_started
 from transport import protocol as wire
 
@@ -31,18 +29,17 @@ async def until(predicate, timeout: float = 20.0, every: float = 0.05):  # type:
 
 
 async def test_a_stopped_zombie_is_reclaimed_fenced_and_its_late_result_refused(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    zombie = procs.worker(address, "zombie", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    zombie = cluster.worker("zombie", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("bait", [30.0, 0.1], max_retries=5)
 
         await until_running(client, job_id, "zombie")
         await asyncio.sleep(0.3)
         zombie.send_signal(signal.SIGSTOP)
-        procs.worker(address, "rescuer", 1)
+        cluster.worker("rescuer", 1)
         outcome = (await client.wait([job_id], timeout=30))[job_id]
         assert outcome.status == "SUCCEEDED"
         assert wire.unpack(outcome.result) == 2, "the committed result is the new holder's"
@@ -56,45 +53,42 @@ async def test_a_stopped_zombie_is_reclaimed_fenced_and_its_late_result_refused(
         view = await client.job(job_id)
     assert view is not None
     assert (view.status, view.token, view.worker) == ("SUCCEEDED", 2, "rescuer")
-    runs = read_ledger(str(procs.ledger))
+    runs = read_ledger(cluster.ledger)
     zombie_runs = [r for r in runs if r["worker"] == "zombie"]
     assert len(zombie_runs) == 1
     assert zombie_runs[0]["token"] == 1
     assert zombie_runs[0]["end"] is None, "the zombie's handler was stopped by self-fencing"
     rescuer_runs = [r for r in runs if r["worker"] == "rescuer"]
     assert [r["token"] for r in rescuer_runs] == [2]
-    log = next(p for p in procs.logs.iterdir() if p.name.startswith("zombie")).read_text()
-    assert "self-fencing" in log
+    assert "self-fencing" in cluster.log("zombie")
 
 
 async def test_a_cpu_spinning_handler_keeps_its_lease_for_three_lease_times(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "spinner", 1)
-    procs.worker(address, "idle", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("spinner", 1)
+    cluster.worker("idle", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("spin", [3.0], max_retries=3)
         outcome = (await client.wait([job_id], timeout=30))[job_id]
         view = await client.job(job_id)
     assert outcome.status == "SUCCEEDED"
     assert view is not None
     assert (view.attempts, view.token) == (1, 1), "never reclaimed or reassigned"
-    assert len(read_ledger(str(procs.ledger))) == 1
+    assert len(read_ledger(cluster.ledger)) == 1
 
 
 async def test_a_cpu_bound_task_in_a_process_pool_keeps_its_lease_and_can_be_stopped(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "pool", 2, "--pool", "process")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("pool", 2, "--pool", "process")
+    async with cluster.client() as client:
         spin = await client.submit("spin", [2.5], max_retries=0)
         long = await client.submit("record", ["never"], {"seconds": 30.0}, max_retries=0)
 
-        await until_started(str(procs.ledger), long)  # its handler runs in a child now
+        await until_started(cluster.ledger, long)  # its handler runs in a child now
         stopped_at = time.monotonic()
         assert (await client.cancel([long]))[long] == "CANCELLED"
         outcomes = await client.wait([spin, long], timeout=30)
@@ -104,23 +98,20 @@ async def test_a_cpu_bound_task_in_a_process_pool_keeps_its_lease_and_can_be_sto
     assert outcomes[spin].status == "SUCCEEDED"
     assert view is not None
     assert view.attempts == 1
-    runs = read_ledger(str(procs.ledger))
+    runs = read_ledger(cluster.ledger)
     stopped = [r for r in runs if r["job"] == long]
     assert len(stopped) == 1
     assert stopped[0]["end"] is None, "the cancelled handler's process was killed"
     assert time.monotonic() - stopped_at < 30
 
 
-async def test_a_stale_fencing_token_is_refused_and_changes_nothing(
-    procs: Procs, tmp_path: Path
-) -> None:
+async def test_a_stale_fencing_token_is_refused_and_changes_nothing(cluster: Cluster) -> None:
     import zmq
 
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
+    cluster.start()
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(address)
+    sock.connect(cluster.address)
 
     def recv_until(kind: type) -> wire.Message:
         while True:
@@ -133,7 +124,7 @@ async def test_a_stale_fencing_token_is_refused_and_changes_nothing(
         # Two slots: its heartbeat below lists two leases (more than its slots is refused).
         sock.send(wire.encode(wire.WorkerHello(wire.PROTOCOL_VERSION, "fake", 2)))
         recv_until(wire.Welcome)
-        async with AsyncClient(address, connect_timeout=10) as client:
+        async with cluster.client() as client:
             job_id = await client.submit("anything")
             assign = recv_until(wire.Assign)
             [lease] = assign.assignments  # type: ignore[attr-defined]
@@ -172,17 +163,14 @@ async def test_a_stale_fencing_token_is_refused_and_changes_nothing(
         sock.close()
 
 
-async def test_a_killed_workers_job_runs_again_elsewhere_after_the_lease(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    victim = procs.worker(address, "victim", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_a_killed_workers_job_runs_again_elsewhere_after_the_lease(cluster: Cluster) -> None:
+    cluster.start()
+    victim = cluster.worker("victim", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("bait", [30.0, 0.1], max_retries=3)
 
         await until_running(client, job_id)
-        procs.worker(address, "heir", 1)
+        cluster.worker("heir", 1)
         victim.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         outcome = (await client.wait([job_id], timeout=30))[job_id]

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import zmq
@@ -22,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.client import AsyncClient, job_spec
 from tests.e2e.test_cli import corral
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.cluster import Cluster
+from tests.helpers.procs import ROOT
 from tests.helpers.waiting import until_running
 from transport import protocol as wire
 
@@ -60,14 +60,13 @@ async def collect(client: AsyncClient, until: object, timeout: float = 30.0) -> 
 
 
 async def test_a_subscriber_sees_every_transition_of_a_job_in_order_with_progress(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w0", 2)
+    cluster.start()
+    cluster.worker("w0", 2)
     async with (
-        AsyncClient(address, connect_timeout=10) as client,
-        AsyncClient(address, connect_timeout=10) as watcher,
+        cluster.client() as client,
+        cluster.client() as watcher,
     ):
         job_ids: list[int] = []
 
@@ -92,14 +91,13 @@ async def test_a_subscriber_sees_every_transition_of_a_job_in_order_with_progres
 
 
 async def test_a_killed_worker_goes_suspect_then_dead_and_its_job_is_requeued(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    victim = procs.worker(address, "victim", 1)
+    cluster.start()
+    victim = cluster.worker("victim", 1)
     async with (
-        AsyncClient(address, connect_timeout=10) as client,
-        AsyncClient(address, connect_timeout=10) as watcher,
+        cluster.client() as client,
+        cluster.client() as watcher,
     ):
         job_ids: list[int] = []
 
@@ -111,7 +109,7 @@ async def test_a_killed_worker_goes_suspect_then_dead_and_its_job_is_requeued(
         job_ids.append(await client.submit("bait", [30.0, 0.1]))
         await until_running(client, job_ids[0])
         victim.send_signal(signal.SIGKILL)
-        procs.worker(address, "heir", 1)
+        cluster.worker("heir", 1)
         events = await watching
     health = [e.status for e in events if e.kind == "worker" and e.worker == "victim"]
     assert health[:2] == ["joined", "suspect"]
@@ -132,16 +130,16 @@ async def test_a_killed_worker_goes_suspect_then_dead_and_its_job_is_requeued(
 
 
 async def test_status_json_and_once_report_the_counts_of_what_was_submitted(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w0", 2, "--queues", "default,other")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("w0", 2, "--queues", "default,other")
+    async with cluster.client() as client:
         ok = await client.submit_many([job_spec("record", [i]) for i in range(30)])
         bad = await client.submit_many([job_spec("fail_until", [9], max_retries=0)] * 5)
         await client.wait(ok + bad, timeout=30)
         await client.submit("record", ["later"], depends_on=[ok[0]], queue="nobody")
+    address = cluster.address
     done = corral("status", "--json", "--connect", address)
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
@@ -170,14 +168,11 @@ async def test_status_json_and_once_report_the_counts_of_what_was_submitted(
     assert sorted(j["job_id"] for j in jobs) == sorted(bad)
 
 
-async def test_a_prometheus_scrape_parses_and_matches_the_work_done(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
+async def test_a_prometheus_scrape_parses_and_matches_the_work_done(cluster: Cluster) -> None:
     port = free_port()
-    procs.scheduler(address, tmp_path / "corral.db", "--metrics-port", str(port))
-    procs.worker(address, "w0", 4)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start("--metrics-port", str(port))
+    cluster.worker("w0", 4)
+    async with cluster.client() as client:
         ok = await client.submit_many([job_spec("record", [i], queue="default") for i in range(40)])
         retried = await client.submit("fail_until", [1], max_retries=2, backoff=(0.05, 1, 1))
         dead = await client.submit("fail_until", [9], max_retries=0)
@@ -199,21 +194,18 @@ async def test_a_prometheus_scrape_parses_and_matches_the_work_done(
         assert samples[(f"corral_{counter}_total", ())] == 0
 
 
-async def test_a_subscriber_that_never_reads_loses_events_not_throughput(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
+async def test_a_subscriber_that_never_reads_loses_events_not_throughput(cluster: Cluster) -> None:
     port = free_port()
-    procs.scheduler(address, tmp_path / "corral.db", "--metrics-port", str(port))
-    procs.worker(address, "w0", 8)
+    cluster.start("--metrics-port", str(port))
+    cluster.worker("w0", 8)
     stuck = zmq.Context.instance().socket(zmq.DEALER)
     stuck.setsockopt(zmq.LINGER, 0)
     stuck.setsockopt(zmq.RCVHWM, 10)
-    stuck.connect(address)
+    stuck.connect(cluster.address)
     try:
         stuck.send(wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION)))
         stuck.send(wire.encode(wire.Subscribe(1)))  # ...and never acknowledges a frame
-        async with AsyncClient(address, connect_timeout=10) as client:
+        async with cluster.client() as client:
             await asyncio.sleep(0.2)
             ids = await client.submit_many([job_spec("record", [i]) for i in range(20_000)])
             outcomes = await client.wait(ids, timeout=120)
@@ -229,10 +221,10 @@ async def test_a_subscriber_that_never_reads_loses_events_not_throughput(
     assert samples[("corral_events_dropped_total", ())] > 10_000
 
 
-def test_the_live_view_renders_under_a_pseudo_terminal(procs: Procs, tmp_path: Path) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w0", 2)
+def test_the_live_view_renders_under_a_pseudo_terminal(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.worker("w0", 2)
+    address = cluster.address
     pid, fd = pty.fork()
     if pid == 0:  # the child: corral status, live, in a terminal
         os.environ.update({"COLUMNS": "120", "LINES": "40", "TERM": "xterm"})

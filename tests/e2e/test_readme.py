@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.cluster import Cluster
+from tests.helpers.procs import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -20,15 +21,15 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
-def test_readme_sdk_example_runs_against_its_tasks_module(procs: Procs, tmp_path: Path) -> None:
+def test_readme_sdk_example_runs_against_its_tasks_module(cluster: Cluster, tmp_path: Path) -> None:
     tasks_code, sdk_code = python_blocks()[:2]
     (tmp_path / "tasks.py").write_text(tasks_code)
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
+    cluster.start()
+    procs = cluster.procs
     procs.env["PYTHONPATH"] = f"{tmp_path}:{procs.env['PYTHONPATH']}"
-    procs.spawn("worker", "worker", "tasks", "--connect", address)
+    procs.spawn("worker", "worker", "tasks", "--connect", cluster.address)
     script = tmp_path / "sdk.py"
-    script.write_text(sdk_code.replace("tcp://127.0.0.1:5555", address))
+    script.write_text(sdk_code.replace("tcp://127.0.0.1:5555", cluster.address))
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
     )

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient, job_spec
+from actors.client import job_spec
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
-from tests.helpers.procs import Procs, free_address
 from tests.helpers.waiting import until_running, until_started
 from transport import protocol as wire
 
@@ -21,77 +20,63 @@ pytestmark = pytest.mark.slow
 
 
 async def test_scheduler_sigkilled_twice_mid_run_loses_and_doubles_nothing(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
-    for i in range(3):
-        procs.worker(address, f"w{i}", 4)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(workers=3, slots=4)
+    async with cluster.client() as client:
         ids = await client.submit_many([job_spec("token", [0.002]) for _ in range(3000)])
         acknowledged = set(ids)
         for fraction in (0.25, 0.6):
             while (await client.status()).jobs.get("SUCCEEDED", 0) < fraction * 3000:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)  # polling the scheduler is the point here
-            scheduler.send_signal(signal.SIGKILL)
-            scheduler.wait(timeout=10)
-            scheduler = procs.scheduler(address, db)
+            cluster.restart_scheduler()
         outcomes = await client.wait(ids, timeout=120)
         views = {v.job_id: v for v in await client.jobs("SUCCEEDED", limit=5000)}
     assert len(acknowledged) == 3000
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
     assert set(views) == acknowledged
-    runs = read_ledger(str(procs.ledger))
+    runs = read_ledger(cluster.ledger)
     max_token: dict[int, int] = {}
     for r in runs:
         max_token[r["job"]] = max(max_token.get(r["job"], 0), r["token"])
     for job_id in ids:
         # One committed result per job, and it is the one from the job's last lease.
         assert wire.unpack(outcomes[job_id].result) == views[job_id].token == max_token[job_id]
-    reruns = sum(n - 1 for n in Counter(r["job"] for r in completed(str(procs.ledger))).values())
+    reruns = sum(n - 1 for n in Counter(r["job"] for r in completed(cluster.ledger)).values())
     assert reruns <= 2 * 12, "only jobs in flight at a kill may run again"
 
 
 async def test_a_lease_held_across_a_scheduler_restart_is_kept_by_its_worker(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
     # A lease that a restart surely fits in: starting a scheduler process takes about half
     # a second here, more under load, and a restart slower than the lease must (and does)
     # end in self-fencing and a re-run, which is not what this test is about.
-    lease = ("--lease", "4", "--lease-grace", "1")
-    scheduler = procs.scheduler(address, db, *lease)
-    procs.worker(address, "steady", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start("--lease", "4", "--lease-grace", "1")
+    cluster.worker("steady", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("record", ["kept"], {"seconds": 2.0})
-        await until_started(str(procs.ledger), job_id)
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
-        procs.scheduler(address, db, *lease)  # back within the lease: the worker reconnects
+        await until_started(cluster.ledger, job_id)
+        cluster.restart_scheduler()  # back within the lease: the worker reconnects
         assert await client.result(job_id, timeout=30) == "kept"
         view = await client.job(job_id)
     assert view is not None
     assert (view.token, view.attempts) == (1, 1), "adopted, not reclaimed and re-run"
-    assert len(read_ledger(str(procs.ledger))) == 1
+    assert len(read_ledger(cluster.ledger)) == 1
 
 
 async def test_running_jobs_of_a_dead_scheduler_are_reclaimed_under_a_new_token(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
-    lost = procs.worker(address, "lost", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    lost = cluster.worker("lost", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("token", [1.5])
         await until_running(client, job_id)
-        scheduler.send_signal(signal.SIGKILL)
+        cluster.scheduler.send_signal(signal.SIGKILL)
         lost.send_signal(signal.SIGKILL)  # its lease dies with it; nobody can claim it
-        scheduler.wait(timeout=10)
-        procs.scheduler(address, db)
-        procs.worker(address, "new", 1)
+        cluster.restart_scheduler()
+        cluster.worker("new", 1)
         assert await client.result(job_id, timeout=30) == 2
         view = await client.job(job_id)
     assert view is not None
@@ -99,12 +84,10 @@ async def test_running_jobs_of_a_dead_scheduler_are_reclaimed_under_a_new_token(
 
 
 async def test_idempotency_keys_hold_under_concurrency_and_across_restarts(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
-    clients = [AsyncClient(address, connect_timeout=10) for _ in range(100)]
+    cluster.start()
+    clients = [cluster.client() for _ in range(100)]
     await asyncio.gather(*(c.connect() for c in clients))
     try:
         ids = await asyncio.gather(
@@ -115,9 +98,7 @@ async def test_idempotency_keys_hold_under_concurrency_and_across_restarts(
         assert sum(status.jobs.values()) == 1, "100 concurrent submissions made one job"
     finally:
         await asyncio.gather(*(c.close() for c in clients))
-    scheduler.send_signal(signal.SIGKILL)
-    scheduler.wait(timeout=10)
-    procs.scheduler(address, db)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.restart_scheduler()
+    async with cluster.client() as client:
         assert await client.submit("record", [0], idempotency_key="invoice-7") == ids[0]
         assert sum((await client.status()).jobs.values()) == 1

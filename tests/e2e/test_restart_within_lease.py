@@ -7,28 +7,21 @@ default), so a restart of a second or two is well within it."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import zmq
 
 from actors.client import AsyncClient
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
-from tests.helpers.procs import Procs, free_address
 from tests.helpers.waiting import until_running, until_started
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
 LEASE_5S = ("--lease", "5", "--lease-grace", "1")
-
-
-def _scheduler_log(procs: Procs, index: int) -> str:
-    logs = sorted(p for p in procs.logs.iterdir() if p.name.startswith("scheduler"))
-    return logs[index].read_text(errors="replace")
 
 
 async def _all_running(
@@ -41,96 +34,84 @@ async def _all_running(
 
 
 async def test_running_jobs_survive_a_restart_of_one_and_a_half_seconds(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db, *LEASE_5S)
-    procs.worker(address, "left", 2)
-    procs.worker(address, "right", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(*LEASE_5S)
+    cluster.worker("left", 2)
+    cluster.worker("right", 2)
+    async with cluster.client() as client:
         ids = [
             await client.submit("record", [i], {"seconds": 3.0}, max_retries=0) for i in range(4)
         ]
-        await _all_running(client, ids, str(procs.ledger))
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
+        await _all_running(client, ids, cluster.ledger)
+        cluster.stop_scheduler()
         await asyncio.sleep(1.5)  # the outage itself, not a wait for a condition
-        procs.scheduler(address, db, *LEASE_5S)
+        cluster.start_scheduler()
         outcomes = await client.wait(ids, timeout=60)
         views = [await client.job(job_id) for job_id in ids]
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}, outcomes
     for view in views:
         assert view is not None
         assert (view.token, view.attempts) == (1, 1), "kept by its worker, not reclaimed"
-    executions = Counter(r["job"] for r in read_ledger(str(procs.ledger)))
+    executions = Counter(r["job"] for r in read_ledger(cluster.ledger))
     assert executions == {job_id: 1 for job_id in ids}
-    restarted = _scheduler_log(procs, 1)
+    restarted = cluster.logs("scheduler")[1].read_text(errors="replace")
     # The frames that waited during the outage are no error: no warning per frame.
     assert "refused frame" not in restarted
     assert restarted.count("WARNING") <= 2, restarted[-3000:]
 
 
 async def test_a_sigkilled_scheduler_back_half_a_second_later_keeps_long_jobs(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db, *LEASE_5S)
-    procs.worker(address, "steady", 3)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(*LEASE_5S)
+    cluster.worker("steady", 3)
+    async with cluster.client() as client:
         ids = [
             await client.submit("record", [s], {"seconds": s}, max_retries=0)
             for s in (3.0, 5.5, 8.0)
         ]
-        await _all_running(client, ids, str(procs.ledger))
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
+        await _all_running(client, ids, cluster.ledger)
+        cluster.stop_scheduler()
         await asyncio.sleep(0.5)  # the outage itself
-        procs.scheduler(address, db, *LEASE_5S)
+        cluster.start_scheduler()
         outcomes = await client.wait(ids, timeout=60)
         views = [await client.job(job_id) for job_id in ids]
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}, outcomes
     for view in views:
         assert view is not None
         assert (view.status, view.token, view.attempts) == ("SUCCEEDED", 1, 1)
-    runs = completed(str(procs.ledger))
+    runs = completed(cluster.ledger)
     assert sorted(r["job"] for r in runs) == sorted(ids), "each executed exactly once"
     assert {r["token"] for r in runs} == {1}
 
 
 async def test_a_result_finished_while_the_scheduler_was_away_commits_when_it_is_back(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db, *LEASE_5S)
-    procs.worker(address, "steady", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(*LEASE_5S)
+    cluster.worker("steady", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("record", ["done away"], {"seconds": 0.5}, max_retries=0)
-        await until_started(str(procs.ledger), job_id)
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
+        await until_started(cluster.ledger, job_id)
+        cluster.stop_scheduler()
         deadline = time.monotonic() + 20
-        while not completed(str(procs.ledger)):
+        while not completed(cluster.ledger):
             assert time.monotonic() < deadline, "the job never finished"
             await asyncio.sleep(0.05)
-        procs.scheduler(address, db, *LEASE_5S)
+        cluster.start_scheduler()
         assert await client.result(job_id, timeout=30) == "done away"
         view = await client.job(job_id)
     assert view is not None
     assert (view.token, view.attempts) == (1, 1)
-    assert len(read_ledger(str(procs.ledger))) == 1
+    assert len(read_ledger(cluster.ledger)) == 1
 
 
-async def test_a_worker_saying_hello_many_times_keeps_its_lease(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db", *LEASE_5S)
+async def test_a_worker_saying_hello_many_times_keeps_its_lease(cluster: Cluster) -> None:
+    cluster.start(*LEASE_5S)
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(address)
+    sock.connect(cluster.address)
     received: list[wire.Message] = []
 
     def recv_until(kind: type) -> wire.Message:
@@ -144,7 +125,7 @@ async def test_a_worker_saying_hello_many_times_keeps_its_lease(
     try:
         sock.send(wire.encode(wire.WorkerHello(wire.PROTOCOL_VERSION, "chatty", 1, sent_at=1.0)))
         recv_until(wire.Welcome)
-        async with AsyncClient(address, connect_timeout=10) as client:
+        async with cluster.client() as client:
             job_id = await client.submit("anything", max_retries=0)
             assign = recv_until(wire.Assign)
             assert isinstance(assign, wire.Assign)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 from tests.helpers.waiting import until_running
 
 pytestmark = pytest.mark.slow
@@ -36,13 +35,12 @@ async def _until_logged(path: Path, text: str, timeout: float = 20.0) -> None:
 
 
 async def test_a_dropped_assignment_cancelled_before_reconciliation_gives_its_slot_back(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db", *TIMINGS)
-    worker = procs.worker(address, "single", 1)
-    [log] = [p for p in procs.logs.iterdir() if p.name.startswith("single")]
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(*TIMINGS)
+    worker = cluster.worker("single", 1)
+    [log] = cluster.logs("single")
+    async with cluster.client() as client:
         while not (await client.status()).workers:  # noqa: ASYNC110 - polls the scheduler
             await asyncio.sleep(0.05)
         os.kill(worker.pid, signal.SIGSTOP)
@@ -57,26 +55,21 @@ async def test_a_dropped_assignment_cancelled_before_reconciliation_gives_its_sl
 
 
 async def test_a_slot_stuck_in_a_timed_out_thread_is_not_offered_after_a_restart(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
     """Thread pool, one slot: a timed-out handler stuck in one C call keeps its thread. The
     restarted scheduler must not count that slot free (the worker says it is busy), so a
     new job goes to a worker that can run it instead of waiting behind the stuck call."""
-    address = free_address()
-    db = tmp_path / "corral.db"
-    lease = ("--lease", "4", "--lease-grace", "1")
-    scheduler = procs.scheduler(address, db, *lease)
-    procs.worker(address, "stuck", 1, "--pool", "thread")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start("--lease", "4", "--lease-grace", "1")
+    cluster.worker("stuck", 1, "--pool", "thread")
+    async with cluster.client() as client:
         stuck = await client.submit("nap", [8.0], timeout=0.3, max_retries=0)
         assert (await client.wait([stuck], timeout=20))[stuck].status == "FAILED"
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
-        procs.scheduler(address, db, *lease)
+        cluster.restart_scheduler()
         while not (await client.status()).workers:  # noqa: ASYNC110 - polls the scheduler
             await asyncio.sleep(0.05)
         job = await client.submit("record", ["elsewhere"], max_retries=0)
-        procs.worker(address, "free", 1, "--pool", "thread")
+        cluster.worker("free", 1, "--pool", "thread")
         assert await client.result(job, timeout=20) == "elsewhere"
         view = await client.job(job)
     assert view is not None

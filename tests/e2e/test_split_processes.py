@@ -3,28 +3,24 @@ process (`corral dag-resolver`) and the scheduler talks to it over ZeroMQ."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from actors.client import AsyncClient, job_spec
+from actors.client import job_spec
 from actors.errors import RequestRefused
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
-from tests.helpers.procs import Procs, free_address, wait_for_port
+from tests.helpers.procs import free_address, wait_for_port
 
 pytestmark = pytest.mark.slow
 
 
-async def test_workflows_run_with_the_dag_resolver_in_another_process(
-    procs: Procs, tmp_path: Path
-) -> None:
+async def test_workflows_run_with_the_dag_resolver_in_another_process(cluster: Cluster) -> None:
     resolver_address = free_address()
-    resolver = procs.spawn("resolver", "dag-resolver", "--bind", resolver_address)
+    resolver = cluster.procs.spawn("resolver", "dag-resolver", "--bind", resolver_address)
     wait_for_port(resolver_address, resolver)
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db", "--dag-resolver", resolver_address)
-    procs.worker(address, "w0", 3)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start("--dag-resolver", resolver_address)
+    cluster.worker("w0", 3)
+    async with cluster.client() as client:
         _, ids = await client.submit_workflow(
             {
                 "a": (job_spec("step", [0.1]), []),
@@ -42,7 +38,7 @@ async def test_workflows_run_with_the_dag_resolver_in_another_process(
         child = await client.submit("record", ["never"], depends_on=[bad])
         doomed = (await client.wait([child], timeout=30))[child]
     assert sorted(result["parents"]) == ["b", "c"]
-    runs = {r["job"]: r for r in read_ledger(str(procs.ledger))}
+    runs = {r["job"]: r for r in read_ledger(cluster.ledger)}
     assert runs[ids["a"]]["end"] < min(runs[ids["b"]]["start"], runs[ids["c"]]["start"])
     assert max(runs[ids["b"]]["end"], runs[ids["c"]]["end"]) < runs[ids["d"]]["start"]
     assert doomed.status == "UPSTREAM_FAILED"

@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import strategies
-from actors.client import AsyncClient, job_spec
+from actors.client import job_spec
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
-from tests.helpers.procs import Procs, free_address
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +32,11 @@ def peak_concurrency(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("strategy", sorted(strategies.STRATEGIES))
-async def test_every_strategy_runs_every_job_exactly_once(
-    procs: Procs, tmp_path: Path, strategy: str
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db", "--strategy", strategy)
-    procs.worker(address, "w0", 3)
-    procs.worker(address, "w1", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_every_strategy_runs_every_job_exactly_once(cluster: Cluster, strategy: str) -> None:
+    cluster.start("--strategy", strategy)
+    cluster.worker("w0", 3)
+    cluster.worker("w1", 2)
+    async with cluster.client() as client:
         ids = await client.submit_many(
             [job_spec("record", [i], priority=i % 3) for i in range(300)]
         )
@@ -48,19 +44,16 @@ async def test_every_strategy_runs_every_job_exactly_once(
         status = await client.status()
     assert status.strategy == strategy
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
-    runs = Counter(r["job"] for r in completed(str(procs.ledger)))
+    runs = Counter(r["job"] for r in completed(cluster.ledger))
     assert set(runs) == set(ids)
     assert set(runs.values()) == {1}
 
 
-async def test_round_robin_shares_3000_jobs_evenly_across_three_workers(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db", "--strategy", "round-robin")
+async def test_round_robin_shares_3000_jobs_evenly_across_three_workers(cluster: Cluster) -> None:
+    cluster.start("--strategy", "round-robin")
     for i in range(3):
-        procs.worker(address, f"w{i}", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+        cluster.worker(f"w{i}", 2)
+    async with cluster.client() as client:
         while len((await client.status()).workers) < 3:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # all three must be there before the backlog lands
         # Jobs that take a little time, so shares reflect the strategy rather than which
@@ -69,40 +62,36 @@ async def test_round_robin_shares_3000_jobs_evenly_across_three_workers(
             [job_spec("record", [i], {"seconds": 0.005}) for i in range(3000)]
         )
         await client.wait(ids, timeout=120)
-    shares = Counter(r["worker"] for r in completed(str(procs.ledger)))
+    shares = Counter(r["worker"] for r in completed(cluster.ledger))
     assert sum(shares.values()) == 3000
     for worker in ("w0", "w1", "w2"):
         assert abs(shares[worker] - 1000) <= 100, shares
 
 
-async def test_no_worker_exceeds_its_slots_and_sizes_share_in_proportion(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "four", 4)
-    procs.worker(address, "one", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_no_worker_exceeds_its_slots_and_sizes_share_in_proportion(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.worker("four", 4)
+    cluster.worker("one", 1)
+    async with cluster.client() as client:
         while len((await client.status()).workers) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         ids = await client.submit_many(
             [job_spec("record", [i], {"seconds": 0.02}) for i in range(500)]
         )
         await client.wait(ids, timeout=120)
-    runs = completed(str(procs.ledger))
+    runs = completed(cluster.ledger)
     assert peak_concurrency(runs) == {"four": 4, "one": 1}
     shares = Counter(r["worker"] for r in runs)
     assert 3.0 <= shares["four"] / shares["one"] <= 5.0, shares
 
 
 async def test_priority_aging_lets_a_low_job_start_within_its_bound_under_a_flood(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
     aging = 1.0  # a priority-10 flood can hold a priority-0 job back by at most 1 s
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db", "--priority-aging", str(aging))
-    procs.worker(address, "solo", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start("--priority-aging", str(aging))
+    cluster.worker("solo", 1)
+    async with cluster.client() as client:
         flood = [job_spec("record", ["high"], {"seconds": 0.01}, priority=10)] * 50
         await client.submit_many(flood)  # a backlog the worker cannot clear...
         low = await client.submit("record", ["low"], priority=0)
@@ -110,7 +99,7 @@ async def test_priority_aging_lets_a_low_job_start_within_its_bound_under_a_floo
         started = None
         for _ in range(80):  # ...kept topped up faster than it drains, for 4 s
             await client.submit_many(flood[:10])
-            low_runs = [r for r in read_ledger(str(procs.ledger)) if r["job"] == low]
+            low_runs = [r for r in read_ledger(cluster.ledger) if r["job"] == low]
             if low_runs and started is None:
                 started = low_runs[0]["start"]
             await asyncio.sleep(0.05)
@@ -124,13 +113,12 @@ async def test_priority_aging_lets_a_low_job_start_within_its_bound_under_a_floo
 
 
 async def test_a_flood_of_slow_heavy_jobs_does_not_delay_light_jobs_with_their_own_worker(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "heavy-worker", 2, "--queues", "heavy")
-    procs.worker(address, "light-worker", 2, "--queues", "light")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("heavy-worker", 2, "--queues", "heavy")
+    cluster.worker("light-worker", 2, "--queues", "light")
+    async with cluster.client() as client:
         heavy = await client.submit_many(
             [job_spec("record", ["heavy"], {"seconds": 0.1}, queue="heavy")] * 500
         )
@@ -144,19 +132,18 @@ async def test_a_flood_of_slow_heavy_jobs_does_not_delay_light_jobs_with_their_o
     assert status.jobs["QUEUED"] + status.jobs["RUNNING"] > 0, "heavy was still busy"
     assert heavy_done == 1
     assert light_seconds < 10
-    workers = {r["worker"] for r in completed(str(procs.ledger)) if r["value"] == "light"}
+    workers = {r["worker"] for r in completed(cluster.ledger) if r["value"] == "light"}
     assert workers == {"light-worker"}
 
 
 async def test_a_job_runs_only_on_a_worker_with_its_task_and_waits_for_one_without_blocking(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
     """Issue 13.13: with two workers on one queue, one with module ``tasks`` and one with
     ``etl``, ``etl.extract`` went four times to the worker without it."""
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "plain", 2)  # tests.helpers.ledger_tasks: no etl.extract
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("plain", 2)  # tests.helpers.ledger_tasks: no etl.extract
+    async with cluster.client() as client:
         while len((await client.status()).workers) < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         waiting = await client.submit("etl.extract", ["early"], priority=9)
@@ -169,14 +156,14 @@ async def test_a_job_runs_only_on_a_worker_with_its_task_and_waits_for_one_witho
         assert view is not None
         assert (view.status, view.attempts) == ("QUEUED", 0), "never tried on plain"
 
-        procs.spawn("etl", "worker", "tests.e2e.etl_tasks", "--connect", address, "--name", "etl")
+        cluster.worker("etl", tasks="tests.e2e.etl_tasks")
         mixed = await client.submit_many(
             [job_spec("etl.extract" if i % 2 else "record", [i]) for i in range(40)]
         )
         outcomes = await client.wait([waiting, *mixed], timeout=30)
         assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
         assert (await client.status()).queues["default"].waiting_for_worker == 0
-    runs = completed(str(procs.ledger))
+    runs = completed(cluster.ledger)
     workers = {r["job"]: r["worker"] for r in runs}
     assert Counter(r["job"] for r in runs)[waiting] == 1
     assert workers[waiting] == "etl"

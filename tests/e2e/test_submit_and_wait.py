@@ -6,25 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient, Client, job_spec
+from actors.client import Client, job_spec
 from actors.errors import JobFailed, RequestRefused, SchedulerUnreachable, WaitTimeout
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
 
 async def test_run_returns_the_result_and_submit_and_wait_keeps_submission_order(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w", 4)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("w", 4)
+    async with cluster.client() as client:
         assert await client.run("record", [41], timeout=30) == 41
         specs = [job_spec("record", [i], {"seconds": 0.05 * (5 - i)}) for i in range(5)]
         outcomes = await client.submit_and_wait(specs, timeout=30)
@@ -34,15 +32,12 @@ async def test_run_returns_the_result_and_submit_and_wait_keeps_submission_order
         assert client._waits == {}, "nothing left registered"
 
 
-async def test_failures_timeouts_and_refusals_reach_the_caller(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_failures_timeouts_and_refusals_reach_the_caller(cluster: Cluster) -> None:
+    cluster.start()
+    async with cluster.client() as client:
         with pytest.raises(WaitTimeout):  # no worker yet: it cannot have run
             await client.run("record", [1], timeout=0.5)
-        procs.worker(address, "w", 2)
+        cluster.worker("w", 2)
         with pytest.raises(JobFailed) as failed:
             await client.run("fail_until", [99], max_retries=0, timeout=30)
         assert failed.value.status == "FAILED"
@@ -57,21 +52,17 @@ async def test_failures_timeouts_and_refusals_reach_the_caller(
 
 
 async def test_a_known_idempotency_key_answers_with_the_existing_jobs_outcome(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
-    procs.worker(address, "w", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("w", 2)
+    async with cluster.client() as client:
         first = await client.submit_and_wait(
             [job_spec("record", ["once"], idempotency_key="k")], timeout=30
         )
     # A restarted scheduler has the finished job only in SQLite, not in memory.
-    scheduler.send_signal(signal.SIGTERM)
-    scheduler.wait(timeout=15)
-    procs.scheduler(address, db)
-    with Client(address, connect_timeout=10) as client:
+    cluster.restart_scheduler(signal.SIGTERM)
+    with Client(cluster.address, connect_timeout=10) as client:
         again = client.submit_and_wait(
             [job_spec("record", ["twice"], idempotency_key="k")] * 2, timeout=30
         )
@@ -79,31 +70,27 @@ async def test_a_known_idempotency_key_answers_with_the_existing_jobs_outcome(
     assert [wire.unpack(o.result) for o in again] == ["once", "once"]
 
 
-async def test_an_unanswered_submission_raises_scheduler_unreachable(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    scheduler = procs.scheduler(address, tmp_path / "corral.db")
-    async with AsyncClient(address, connect_timeout=10, request_timeout=0.5) as client:
-        scheduler.send_signal(signal.SIGSTOP)
+async def test_an_unanswered_submission_raises_scheduler_unreachable(cluster: Cluster) -> None:
+    cluster.start()
+    async with cluster.client(request_timeout=0.5) as client:
+        cluster.scheduler.send_signal(signal.SIGSTOP)
         try:
             with pytest.raises(SchedulerUnreachable):
                 await client.run("record", [1], timeout=30)
             assert client._waits == {}
             assert client._submit_waits == {}
         finally:
-            scheduler.send_signal(signal.SIGCONT)
+            cluster.scheduler.send_signal(signal.SIGCONT)
 
 
-async def test_every_wait_on_one_job_hears_how_it_ended(procs: Procs, tmp_path: Path) -> None:
+async def test_every_wait_on_one_job_hears_how_it_ended(cluster: Cluster) -> None:
     """Three waits on one running job (two from the same client, one from another) are
     each answered once it ends: the scheduler keeps every waiter of a job."""
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w", 2)
+    cluster.start()
+    cluster.worker("w", 2)
     async with (
-        AsyncClient(address, connect_timeout=10) as a,
-        AsyncClient(address, connect_timeout=10) as b,
+        cluster.client() as a,
+        cluster.client() as b,
     ):
         [job_id] = await a.submit_many([job_spec("record", [7], {"seconds": 1.0})])
         waits = [a.wait([job_id], timeout=30), a.wait([job_id], timeout=30)]

@@ -5,20 +5,17 @@ each worker started with a different task module."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 import zmq
 
-from actors.client import AsyncClient
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
 
-def _other_worker(procs: Procs, address: str, name: str) -> None:
-    procs.spawn(name, "worker", "tests.helpers.other_tasks", "--connect", address, "--name", name)
+OTHER_TASKS = "tests.helpers.other_tasks"  # other.where, and none of the ledger tasks
 
 
 def _submit(sock: zmq.Socket[bytes], request_id: int, task: str) -> wire.Message:
@@ -32,27 +29,23 @@ def _submit(sock: zmq.Socket[bytes], request_id: int, task: str) -> wire.Message
 
 
 async def test_a_job_runs_on_the_worker_that_has_its_task_even_when_another_is_idle(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "ledger", 4)  # idle, and without other.where
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("ledger", 4)  # idle, and without other.where
+    async with cluster.client() as client:
         await client.submit("record", [0])  # wait until the ledger worker takes jobs
-        _other_worker(procs, address, "other")
+        cluster.worker("other", tasks=OTHER_TASKS)
         ids = [await client.submit("other.where", max_retries=0) for _ in range(6)]
         outcomes = await client.wait(ids, timeout=30)
     assert {wire.unpack(o.result) for o in outcomes.values()} == {"other"}
 
 
-async def test_require_worker_refuses_a_task_no_connected_worker_has(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
+async def test_require_worker_refuses_a_task_no_connected_worker_has(cluster: Cluster) -> None:
+    cluster.start()
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(address)
+    sock.connect(cluster.address)
     try:
         sock.send(wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION)))
         assert sock.poll(5000)
@@ -61,14 +54,14 @@ async def test_require_worker_refuses_a_task_no_connected_worker_has(
         assert isinstance(none, wire.ErrorReply)
         assert none.code == "no_worker"
         assert "'other.where'" in none.message
-        procs.worker(address, "ledger", 1)
-        async with AsyncClient(address, connect_timeout=10) as client:
+        cluster.worker("ledger", 1)
+        async with cluster.client() as client:
             await client.result(await client.submit("record", [0]), timeout=20)  # it is up
             wrong = _submit(sock, 2, "other.where")
             assert isinstance(wrong, wire.ErrorReply)
             assert wrong.code == "no_worker"
             assert "record" in wrong.message, "it says which tasks the workers have"
-            _other_worker(procs, address, "other")
+            cluster.worker("other", tasks=OTHER_TASKS)
             accepted: wire.Message = wrong
             for request_id in range(3, 400):  # until the other worker has said hello
                 accepted = _submit(sock, request_id, "other.where")

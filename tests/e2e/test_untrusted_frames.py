@@ -5,14 +5,12 @@ process."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import msgspec
 import pytest
 import zmq
 
-from actors.client import AsyncClient
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -35,11 +33,10 @@ def raw_socket() -> zmq.Socket[bytes]:
 
 
 async def test_garbage_frames_get_error_replies_and_change_nothing(
-    procs: Procs, tmp_path: Path, raw_socket: zmq.Socket[bytes]
+    cluster: Cluster, raw_socket: zmq.Socket[bytes]
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    raw_socket.connect(address)
+    cluster.start()
+    raw_socket.connect(cluster.address)
     hello = wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION))
 
     rng = random.Random(2026)
@@ -72,7 +69,7 @@ async def test_garbage_frames_get_error_replies_and_change_nothing(
     unknown_parent = wire.encode(wire.Submit(10, [wire.JobSpec("t", depends_on=[12345])]))
     assert _exchange(raw_socket, [unknown_parent]).code == "unknown_parent"
 
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with cluster.client() as client:
         status = await client.status()
         assert sum(status.jobs.values()) == 0, "no refused frame created a job"
         job_id = await client.submit("record", [1])

@@ -4,25 +4,19 @@ job reported beside them, and nothing stays RUNNING."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from actors.client import AsyncClient
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("pool", ["thread", "process"])
-async def test_an_oversized_error_or_result_fails_alone(
-    procs: Procs, tmp_path: Path, pool: str
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w", 4, "--pool", pool)
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_an_oversized_error_or_result_fails_alone(cluster: Cluster, pool: str) -> None:
+    cluster.start()
+    cluster.worker("w", 4, "--pool", pool)
+    async with cluster.client() as client:
         loud = await client.submit("shout", [100_000], max_retries=0)
         big = await client.submit("hoard", [9 * 1024 * 1024], max_retries=0)
         innocent = [await client.submit("record", [i], max_retries=0) for i in range(2)]

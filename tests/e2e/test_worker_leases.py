@@ -9,14 +9,13 @@ import asyncio
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actors.client import AsyncClient
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_events, read_ledger
-from tests.helpers.procs import Procs, free_address
 from tests.helpers.waiting import until_running
 
 pytestmark = pytest.mark.slow
@@ -42,30 +41,25 @@ async def connected(client: AsyncClient, *names: str) -> None:
     await until(ready)
 
 
-def log_of(procs: Procs, label: str) -> str:
-    return "".join(p.read_text() for p in procs.logs.iterdir() if p.name.startswith(label))
-
-
-def ticks(procs: Procs, worker: str, job_id: int, token: int) -> list[float]:
+def ticks(cluster: Cluster, worker: str, job_id: int, token: int) -> list[float]:
     return sorted(
         e["at"]
-        for e in read_events(str(procs.ledger))
+        for e in read_events(cluster.ledger)
         if e["event"] == "tick" and (e["worker"], e["job"], e["token"]) == (worker, job_id, token)
     )
 
 
 async def test_an_assignment_that_waited_in_a_paused_workers_socket_never_runs(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    paused = procs.worker(address, "paused", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    paused = cluster.worker("paused", 1)
+    async with cluster.client() as client:
         await connected(client, "paused")
         paused.send_signal(signal.SIGSTOP)
         job_id = await client.submit("record", ["J"], max_retries=5)
         await until_running(client, job_id, "paused")  # its Assign went to the paused worker
-        procs.worker(address, "rescuer", 1)
+        cluster.worker("rescuer", 1)
         assert await client.result(job_id, timeout=30) == "J"
         view = await client.job(job_id)
         assert view is not None
@@ -75,25 +69,24 @@ async def test_an_assignment_that_waited_in_a_paused_workers_socket_never_runs(
         paused.send_signal(signal.SIGCONT)
 
         async def read_its_socket() -> bool:
-            ran = any(r["worker"] == "paused" for r in read_ledger(str(procs.ledger)))
-            return ran or "stale assignment" in log_of(procs, "paused")
+            ran = any(r["worker"] == "paused" for r in read_ledger(cluster.ledger))
+            return ran or "stale assignment" in cluster.log("paused")
 
         await until(read_its_socket)
-    assert [r for r in read_ledger(str(procs.ledger)) if r["worker"] == "paused"] == []
+    assert [r for r in read_ledger(cluster.ledger) if r["worker"] == "paused"] == []
 
 
 async def test_a_thread_handler_stops_as_soon_as_its_paused_worker_resumes(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    zombie = procs.worker(address, "zombie", 1, "--pool", "thread")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    zombie = cluster.worker("zombie", 1, "--pool", "thread")
+    async with cluster.client() as client:
         job_id = await client.submit("scribble", [60.0], max_retries=5)
         await until_running(client, job_id, "zombie")
 
         async def writing() -> bool:
-            return bool(ticks(procs, "zombie", job_id, 1))
+            return bool(ticks(cluster, "zombie", job_id, 1))
 
         await until(writing)
         zombie.send_signal(signal.SIGSTOP)
@@ -107,73 +100,67 @@ async def test_a_thread_handler_stops_as_soon_as_its_paused_worker_resumes(
         zombie.send_signal(signal.SIGCONT)
 
         async def fenced() -> bool:
-            return "self-fencing" in log_of(procs, "zombie")
+            return "self-fencing" in cluster.log("zombie")
 
         await until(fenced)
-    after = [t for t in ticks(procs, "zombie", job_id, 1) if t > resumed_at]
+    after = [t for t in ticks(cluster, "zombie", job_id, 1) if t > resumed_at]
     # A tick every 20 ms: five of them is the ~100 ms the fence may take after resuming.
     assert len(after) <= 5, f"{len(after)} ticks after resuming: the handler kept running"
 
 
-async def _a_child_writing(procs: Procs, tmp_path: Path) -> tuple[Any, int]:
+async def _a_child_writing(cluster: Cluster) -> tuple[Any, int]:
     """An agent on the process pool whose child runs a 60 s handler, writing ticks."""
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    agent = procs.worker(address, "agent", 1, "--pool", "process")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    agent = cluster.worker("agent", 1, "--pool", "process")
+    async with cluster.client() as client:
         job_id = await client.submit("scribble", [60.0], max_retries=5)
 
     async def writing() -> bool:
-        return bool(ticks(procs, "agent", job_id, 1))
+        return bool(ticks(cluster, "agent", job_id, 1))
 
     await until(writing)
     return agent, job_id
 
 
-async def _until_the_child_stops_writing(procs: Procs, job_id: int) -> float:
+async def _until_the_child_stops_writing(cluster: Cluster, job_id: int) -> float:
     """When the child's last tick was, once it has written none for half a second."""
 
     async def stopped_writing() -> bool:
-        return time.time() - ticks(procs, "agent", job_id, 1)[-1] > 0.5
+        return time.time() - ticks(cluster, "agent", job_id, 1)[-1] > 0.5
 
     await until(stopped_writing, timeout=10)
-    return ticks(procs, "agent", job_id, 1)[-1]
+    return ticks(cluster, "agent", job_id, 1)[-1]
 
 
-async def test_a_process_child_stops_by_itself_when_its_agent_is_paused(
-    procs: Procs, tmp_path: Path
-) -> None:
-    agent, job_id = await _a_child_writing(procs, tmp_path)
+async def test_a_process_child_stops_by_itself_when_its_agent_is_paused(cluster: Cluster) -> None:
+    agent, job_id = await _a_child_writing(cluster)
     paused_at = time.time()
     agent.send_signal(signal.SIGSTOP)
     try:
-        last = await _until_the_child_stops_writing(procs, job_id)
+        last = await _until_the_child_stops_writing(cluster, job_id)
     finally:
         agent.send_signal(signal.SIGCONT)
     assert last - paused_at <= LEASE + 0.5, "the child outlived its lease"
 
 
 async def test_a_handler_holding_the_gil_past_its_lease_keeps_it_on_the_default_pool(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "holder", 1)  # the default pool
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("holder", 1)  # the default pool
+    async with cluster.client() as client:
         job_id = await client.submit("gil_hold", [3], max_retries=2)
         assert await client.result(job_id, timeout=60) == 1, "never reclaimed: token 1"
         view = await client.job(job_id)
     assert view is not None
     assert view.attempts == 1
-    assert len(read_ledger(str(procs.ledger))) == 1
+    assert len(read_ledger(cluster.ledger)) == 1
 
 
-async def test_a_killed_agents_process_child_stops_within_its_lease(
-    procs: Procs, tmp_path: Path
-) -> None:
-    agent, job_id = await _a_child_writing(procs, tmp_path)
+async def test_a_killed_agents_process_child_stops_within_its_lease(cluster: Cluster) -> None:
+    agent, job_id = await _a_child_writing(cluster)
     killed_at = time.time()
     agent.send_signal(signal.SIGKILL)
     # Usually within tens of ms (its parent, the fork server, goes with the agent and the
     # watchdog sees that); at the latest when its lease runs out, as for a paused agent.
-    assert await _until_the_child_stops_writing(procs, job_id) - killed_at <= LEASE + 0.5
+    assert await _until_the_child_stops_writing(cluster, job_id) - killed_at <= LEASE + 0.5

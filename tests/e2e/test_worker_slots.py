@@ -4,20 +4,17 @@ handler starts) or goes to another worker; no attempt times out without having r
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from actors.client import AsyncClient
 from tests.e2e.test_worker_leases import connected
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
-from tests.helpers.procs import Procs, free_address
 
 pytestmark = pytest.mark.slow
 
 
-def attempts_that_timed_out_without_starting(procs: Procs, views: list) -> list:  # type: ignore[type-arg]
-    started = {(r["job"], r["token"]) for r in read_ledger(str(procs.ledger))}
+def attempts_that_timed_out_without_starting(cluster: Cluster, views: list) -> list:  # type: ignore[type-arg]
+    started = {(r["job"], r["token"]) for r in read_ledger(cluster.ledger)}
     return [
         (v.job_id, a.token)
         for v in views
@@ -27,12 +24,11 @@ def attempts_that_timed_out_without_starting(procs: Procs, views: list) -> list:
 
 
 async def test_a_job_behind_a_stuck_timed_out_thread_waits_for_the_slot_then_runs(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "only", 1, "--pool", "thread")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("only", 1, "--pool", "thread")
+    async with cluster.client() as client:
         await connected(client, "only")
         stuck = await client.submit("nap", [2.5], timeout=0.3, max_retries=0)
         assert (await client.wait([stuck], timeout=30))[stuck].status == "FAILED"
@@ -40,18 +36,17 @@ async def test_a_job_behind_a_stuck_timed_out_thread_waits_for_the_slot_then_run
         outcome = (await client.wait([trivial], timeout=30))[trivial]
         views = [await client.job(stuck), await client.job(trivial)]
     assert outcome.status == "SUCCEEDED", outcome.error
-    assert attempts_that_timed_out_without_starting(procs, views) == []
+    assert attempts_that_timed_out_without_starting(cluster, views) == []
 
 
 async def test_a_job_behind_a_stuck_timed_out_thread_runs_on_another_worker_at_once(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
     """Needs the scheduler side of Results.credits (a result with credits=0 frees no slot)."""
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "a", 1, "--pool", "thread")
-    procs.worker(address, "b", 1, "--pool", "thread")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    cluster.worker("a", 1, "--pool", "thread")
+    cluster.worker("b", 1, "--pool", "thread")
+    async with cluster.client() as client:
         await connected(client, "a", "b")
         stuck = await client.submit("nap", [5.0], timeout=0.3, max_retries=0)
         assert (await client.wait([stuck], timeout=30))[stuck].status == "FAILED"
@@ -62,4 +57,4 @@ async def test_a_job_behind_a_stuck_timed_out_thread_runs_on_another_worker_at_o
         views = [await client.job(j) for j in trivial]
     assert all(o.status == "SUCCEEDED" for o in outcomes.values()), outcomes
     assert all(v is not None and v.worker != stuck_view.worker for v in views)
-    assert attempts_that_timed_out_without_starting(procs, [stuck_view, *views]) == []
+    assert attempts_that_timed_out_without_starting(cluster, [stuck_view, *views]) == []

@@ -6,25 +6,19 @@ the flag (the scheduler branch)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from actors.client import AsyncClient
-from tests.helpers.procs import Procs, free_address
+from tests.helpers.cluster import Cluster
 
 pytestmark = [
     pytest.mark.slow,
 ]
 
 
-async def test_failures_a_retry_cannot_cure_end_the_job_at_once(
-    procs: Procs, tmp_path: Path
-) -> None:
-    address = free_address()
-    procs.scheduler(address, tmp_path / "corral.db")
-    procs.worker(address, "w", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_failures_a_retry_cannot_cure_end_the_job_at_once(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.worker("w", 2)
+    async with cluster.client() as client:
         bad_input = await client.submit("flaky_io", ["value"], max_retries=5)
         unbound = await client.submit("add", [1], max_retries=5)
         io = await client.submit("flaky_io", ["io"], max_retries=5)

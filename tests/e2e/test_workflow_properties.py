@@ -5,17 +5,16 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.client import AsyncClient, job_spec
+from actors.client import job_spec
 from actors.errors import RequestRefused
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
-from tests.helpers.procs import Procs, free_address
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +37,14 @@ def as_workflow(after: dict[str, list[str]]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def address(procs: Procs, tmp_path: Path) -> str:
-    addr = free_address()
-    procs.scheduler(addr, tmp_path / "corral.db")
-    for i in range(2):
-        procs.worker(addr, f"w{i}", 4)
-    return addr
+def started(cluster: Cluster) -> Cluster:
+    """The cluster, started: two workers with four slots each."""
+    cluster.start(workers=2, slots=4)
+    return cluster
 
 
 def test_random_dags_release_every_child_only_after_all_its_parents_succeeded(
-    address: str, procs: Procs
+    started: Cluster,
 ) -> None:
     tried: list[int] = []
 
@@ -55,7 +52,7 @@ def test_random_dags_release_every_child_only_after_all_its_parents_succeeded(
     @given(dags())
     def check(after: dict[str, list[str]]) -> None:
         async def run() -> dict[str, int]:
-            async with AsyncClient(address, connect_timeout=10) as client:
+            async with started.client() as client:
                 _, ids = await client.submit_workflow(as_workflow(after))
                 outcomes = await client.wait(ids.values(), timeout=30)
             assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
@@ -63,7 +60,7 @@ def test_random_dags_release_every_child_only_after_all_its_parents_succeeded(
 
         ids = asyncio.run(run())
         tried.append(len(after))
-        runs = {r["job"]: r for r in read_ledger(str(procs.ledger))}
+        runs = {r["job"]: r for r in read_ledger(started.ledger)}
         for name, parents in after.items():
             child = runs[ids[name]]
             for parent in parents:
@@ -73,7 +70,7 @@ def test_random_dags_release_every_child_only_after_all_its_parents_succeeded(
     assert len(tried) >= 20, "hypothesis ran the examples"
 
 
-def test_random_dags_with_a_back_edge_are_refused_and_create_nothing(address: str) -> None:
+def test_random_dags_with_a_back_edge_are_refused_and_create_nothing(started: Cluster) -> None:
     tried: list[int] = []
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -85,7 +82,7 @@ def test_random_dags_with_a_back_edge_are_refused_and_create_nothing(address: st
         cyclic[parent].append(child)  # parent now also runs after its own child
 
         async def run() -> None:
-            async with AsyncClient(address, connect_timeout=10) as client:
+            async with started.client() as client:
                 with pytest.raises(RequestRefused, match="cycle"):
                     await client.submit_workflow(as_workflow(cyclic))
                 assert sum((await client.status()).jobs.values()) == 0

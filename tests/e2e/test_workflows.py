@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors.client import AsyncClient, job_spec
+from actors.client import job_spec
 from actors.errors import RequestRefused
 from tests.e2e.test_cli import corral
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
-from tests.helpers.procs import Procs, free_address
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -28,25 +27,23 @@ def step(*after: str, seconds: float = 0.0, fail_below_token: int = 0, **options
 
 
 @pytest.fixture
-def address(procs: Procs, tmp_path: Path) -> str:
-    addr = free_address()
-    procs.scheduler(addr, tmp_path / "corral.db")
-    for i in range(3):
-        procs.worker(addr, f"w{i}", 3)
-    return addr
+def started(cluster: Cluster) -> Cluster:
+    """The cluster, started: three workers with three slots each."""
+    cluster.start(workers=3, slots=3)
+    return cluster
 
 
-def runs_by_step(procs: Procs) -> dict[str, list[dict[str, Any]]]:
+def runs_by_step(cluster: Cluster) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for run in read_ledger(str(procs.ledger)):
+    for run in read_ledger(cluster.ledger):
         out.setdefault(run["step"], []).append(run)
     return out
 
 
 async def test_a_diamond_runs_in_order_and_the_join_sees_both_parents_results(
-    address: str, procs: Procs
+    started: Cluster,
 ) -> None:
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with started.client() as client:
         workflow_id, ids = await client.submit_workflow(
             {"a": step(), "b": step("a", seconds=0.2), "c": step("a"), "d": step("b", "c")},
             name="diamond",
@@ -59,7 +56,7 @@ async def test_a_diamond_runs_in_order_and_the_join_sees_both_parents_results(
         "b": {"step": "b", "parents": {"a": {"step": "a", "parents": {}}}},
         "c": {"step": "c", "parents": {"a": {"step": "a", "parents": {}}}},
     }
-    runs = runs_by_step(procs)
+    runs = runs_by_step(started)
     assert runs["a"][0]["end"] < runs["b"][0]["start"]
     assert runs["a"][0]["end"] < runs["c"][0]["start"]
     assert max(runs["b"][0]["end"], runs["c"][0]["end"]) < runs["d"][0]["start"]
@@ -68,22 +65,22 @@ async def test_a_diamond_runs_in_order_and_the_join_sees_both_parents_results(
     assert [s.status for s in view.steps] == ["SUCCEEDED"] * 4
 
 
-async def test_fan_out_and_fan_in(address: str, procs: Procs) -> None:
+async def test_fan_out_and_fan_in(started: Cluster) -> None:
     fan = {"root": step()} | {f"leaf{i}": step("root") for i in range(20)}
     fan["join"] = step(*(f"leaf{i}" for i in range(20)))
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with started.client() as client:
         _, ids = await client.submit_workflow(fan)
         result = await client.result(ids["join"], timeout=30)
     assert sorted(result["parents"]) == sorted(f"leaf{i}" for i in range(20))
-    runs = runs_by_step(procs)
+    runs = runs_by_step(started)
     last_leaf = max(runs[f"leaf{i}"][0]["end"] for i in range(20))
     assert last_leaf < runs["join"][0]["start"]
 
 
 async def test_a_failing_middle_step_dooms_its_descendants_only_and_requeue_revives_them(
-    address: str, procs: Procs
+    started: Cluster,
 ) -> None:
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with started.client() as client:
         workflow_id, ids = await client.submit_workflow(
             {
                 "start": step(),
@@ -113,13 +110,13 @@ async def test_a_failing_middle_step_dooms_its_descendants_only_and_requeue_revi
     assert {name: final[i].status for name, i in ids.items()} == dict.fromkeys(ids, "SUCCEEDED")
     assert view is not None
     assert {s.name: s.status for s in view.steps}["end"] == "SUCCEEDED"
-    runs = runs_by_step(procs)
+    runs = runs_by_step(started)
     assert runs["flaky"][-1]["end"] < runs["after_flaky"][0]["start"]
     assert len(runs["end"]) == 1, "the revived descendants ran once, after the re-queue"
 
 
-async def test_malformed_workflows_are_refused_and_leave_nothing_behind(address: str) -> None:
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_malformed_workflows_are_refused_and_leave_nothing_behind(started: Cluster) -> None:
+    async with started.client() as client:
         bad = [
             ({"a": step("c"), "b": step("a"), "c": step("b")}, "cycle: a -> b -> c -> a"),
             ({"a": step("a")}, "runs after itself"),
@@ -137,8 +134,8 @@ async def test_malformed_workflows_are_refused_and_leave_nothing_behind(address:
     assert sum(status.jobs.values()) == 0
 
 
-async def test_a_workflow_with_an_idempotency_key_is_created_once(address: str) -> None:
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_a_workflow_with_an_idempotency_key_is_created_once(started: Cluster) -> None:
+    async with started.client() as client:
         shape = {"a": step(), "b": step("a")}
         first = await asyncio.gather(
             *(client.submit_workflow(shape, idempotency_key="nightly-1") for _ in range(10))
@@ -149,32 +146,28 @@ async def test_a_workflow_with_an_idempotency_key_is_created_once(address: str) 
 
 
 async def test_a_workflow_continues_in_order_after_the_scheduler_is_sigkilled(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    db = tmp_path / "corral.db"
-    scheduler = procs.scheduler(address, db)
-    procs.worker(address, "w0", 2)
+    cluster.start(workers=1, slots=2)
     chain = {
         f"s{i:02d}": step(f"s{i - 1:02d}", seconds=0.05) if i else step(seconds=0.05)
         for i in range(30)
     }
-    async with AsyncClient(address, connect_timeout=10) as client:
+    async with cluster.client() as client:
         _, ids = await client.submit_workflow(chain, name="chain")
         while (await client.status()).jobs.get("SUCCEEDED", 0) < 10:  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # polling the scheduler is the point here
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait(timeout=10)
-        procs.scheduler(address, db)
+        cluster.restart_scheduler()
         outcomes = await client.wait(ids.values(), timeout=60)
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
-    runs = runs_by_step(procs)
+    runs = runs_by_step(cluster)
     ordered = [runs[name][-1] for name in sorted(chain)]
     for before, after in itertools.pairwise(ordered):
         assert before["end"] < after["start"], (before["step"], after["step"])
 
 
-def test_submit_file_takes_a_workflow_and_dag_shows_it(address: str, tmp_path: Path) -> None:
+def test_submit_file_takes_a_workflow_and_dag_shows_it(started: Cluster, tmp_path: Path) -> None:
+    address = started.address
     document = {
         "name": "etl",
         "steps": [

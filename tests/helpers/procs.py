@@ -51,28 +51,19 @@ class Procs:
         wait_for_port(address, proc)
         return proc
 
-    def worker(
-        self, address: str, name: str, concurrency: int = 4, *extra: str
-    ) -> subprocess.Popen[bytes]:
-        return self.spawn(
-            name,
-            "worker",
-            "tests.helpers.ledger_tasks",
-            "--connect",
-            address,
-            "--concurrency",
-            str(concurrency),
-            "--name",
-            name,
-            *extra,
-        )
-
     def cleanup(self) -> None:
+        """SIGKILL every process still running (a SIGSTOPped one too), then reap them all,
+        each one even when another cannot be reaped."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
+        stuck = []
         for proc in self.procs:
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                stuck.append(proc.pid)
+        assert not stuck, f"processes {stuck} outlived SIGKILL by 10 s"
 
     def log_text(self) -> str:
         return "\n".join(
