@@ -11,17 +11,26 @@ import signal
 import time
 from collections import Counter
 
+import asyncpg
 import pytest
 
 from actors.client import AsyncClient, job_spec
 from tests.e2e.test_startup import Run, assert_one_line_failure, start_line
 from tests.helpers import postgres
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
-from tests.helpers.procs import FAST_TIMINGS, Procs, free_address
+from tests.helpers.procs import Procs, free_address
 from tests.helpers.waiting import until_started
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster(cluster: Cluster, postgres_dsn: str) -> Cluster:
+    """The e2e cluster, its scheduler on a new PostgreSQL database instead of a file."""
+    cluster.db = postgres_dsn  # type: ignore[assignment]
+    return cluster
 
 
 async def until_refused(client: AsyncClient, timeout: float = 15.0) -> None:
@@ -32,53 +41,50 @@ async def until_refused(client: AsyncClient, timeout: float = 15.0) -> None:
 
 
 async def test_jobs_run_to_succeeded_and_the_start_line_names_the_database_without_password(
-    procs: Procs, postgres_dsn: str
+    cluster: Cluster, postgres_dsn: str
 ) -> None:
-    address = free_address()
-    run = Run(procs, "scheduler", "--bind", address, "--db", postgres_dsn, *FAST_TIMINGS)
+    run = Run(cluster.procs, "scheduler", "--bind", cluster.address, "--db", postgres_dsn)
     line = start_line(run)
-    procs.worker(address, "w0", 4)
-    procs.worker(address, "w1", 4)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.worker("w0", 4)
+    cluster.worker("w1", 4)
+    async with cluster.client() as client:
         ids = await client.submit_many([job_spec("record", [i]) for i in range(300)])
         outcomes = await client.wait(ids, timeout=60)
     assert [wire.unpack(outcomes[i].result) for i in ids] == list(range(300))
-    assert Counter(r["job"] for r in completed(str(procs.ledger))) == Counter(ids)
+    assert Counter(r["job"] for r in completed(cluster.ledger)) == Counter(ids)
     assert postgres.PASSWORD not in line + run.stdout + run.stderr
     assert "postgresql://corral:***@127.0.0.1:" in line, line
     assert "new database" in line, line
 
 
 async def test_a_sigkilled_workers_job_is_reclaimed_and_runs_again_under_a_new_token(
-    procs: Procs, postgres_dsn: str
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, postgres_dsn)
-    doomed = procs.worker(address, "doomed", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    doomed = cluster.worker("doomed", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("bait", [30.0, 0.1], max_retries=2)  # long under token 1
-        await until_started(str(procs.ledger), job_id)
+        await until_started(cluster.ledger, job_id)
         doomed.send_signal(signal.SIGKILL)
-        procs.worker(address, "rescuer", 1)
+        cluster.worker("rescuer", 1)
         assert await client.result(job_id, timeout=30) == 2
         view = await client.job(job_id)
     assert view is not None
     assert (view.status, view.token, view.worker) == ("SUCCEEDED", 2, "rescuer")
-    runs = read_ledger(str(procs.ledger))
+    runs = read_ledger(cluster.ledger)
     assert [(r["worker"], r["token"]) for r in runs] == [("doomed", 1), ("rescuer", 2)]
 
 
 async def test_a_paused_workers_late_result_is_refused_and_the_new_holders_committed(
-    procs: Procs, postgres_dsn: str
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    procs.scheduler(address, postgres_dsn)
-    zombie = procs.worker(address, "zombie", 1)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    zombie = cluster.worker("zombie", 1)
+    async with cluster.client() as client:
         job_id = await client.submit("bait", [30.0, 0.1], max_retries=5)
-        await until_started(str(procs.ledger), job_id)
+        await until_started(cluster.ledger, job_id)
         zombie.send_signal(signal.SIGSTOP)
-        procs.worker(address, "rescuer", 1)
+        cluster.worker("rescuer", 1)
         outcome = (await client.wait([job_id], timeout=30))[job_id]
         zombie.send_signal(signal.SIGCONT)
         await until_refused(client)
@@ -89,40 +95,34 @@ async def test_a_paused_workers_late_result_is_refused_and_the_new_holders_commi
 
 
 async def test_a_scheduler_sigkilled_twice_mid_run_completes_every_acknowledged_job_once(
-    procs: Procs, postgres_dsn: str
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    scheduler = procs.scheduler(address, postgres_dsn)
-    for i in range(3):
-        procs.worker(address, f"w{i}", 4)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start(workers=3, slots=4)
+    async with cluster.client() as client:
         ids = await client.submit_many([job_spec("token", [0.002]) for _ in range(2000)])
         for fraction in (0.25, 0.6):
             while (await client.status()).jobs.get("SUCCEEDED", 0) < fraction * len(ids):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)  # polling the scheduler is the point here
-            scheduler.send_signal(signal.SIGKILL)
-            scheduler.wait(timeout=10)
-            scheduler = procs.scheduler(address, postgres_dsn)
+            cluster.restart_scheduler()
         outcomes = await client.wait(ids, timeout=120)
         views = {v.job_id: v for v in await client.jobs("SUCCEEDED", limit=5000)}
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
     assert set(views) == set(ids)
     last_token: dict[int, int] = {}
-    for run in read_ledger(str(procs.ledger)):
+    for run in read_ledger(cluster.ledger):
         last_token[run["job"]] = max(last_token.get(run["job"], 0), run["token"])
     for job_id in ids:
         # One committed result per job, and it is the one from the job's last lease.
         assert wire.unpack(outcomes[job_id].result) == views[job_id].token == last_token[job_id]
-    reruns = sum(n - 1 for n in Counter(r["job"] for r in completed(str(procs.ledger))).values())
+    reruns = sum(n - 1 for n in Counter(r["job"] for r in completed(cluster.ledger)).values())
     assert reruns <= 2 * 12, "only jobs in flight at a kill may run again"
 
 
 async def test_idempotent_submissions_and_a_workflow_hold_across_a_restart(
-    procs: Procs, postgres_dsn: str
+    cluster: Cluster,
 ) -> None:
-    address = free_address()
-    scheduler = procs.scheduler(address, postgres_dsn)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start()
+    async with cluster.client() as client:
         first = await asyncio.gather(
             *(client.submit("record", [i], idempotency_key="invoice-7") for i in range(20))
         )
@@ -133,11 +133,9 @@ async def test_idempotent_submissions_and_a_workflow_hold_across_a_restart(
             idempotency_key="flow-7",
         )
     assert len(set(first)) == 1
-    scheduler.send_signal(signal.SIGKILL)  # before any worker ran anything
-    scheduler.wait(timeout=10)
-    procs.scheduler(address, postgres_dsn)
-    procs.worker(address, "w", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.restart_scheduler()  # before any worker ran anything
+    cluster.worker("w", 2)
+    async with cluster.client() as client:
         assert await client.submit("record", [0], idempotency_key="invoice-7") == first[0]
         again, _ = await client.submit_workflow(
             {"a": spec}, name="diamond", idempotency_key="flow-7"
@@ -151,25 +149,20 @@ async def test_idempotent_submissions_and_a_workflow_hold_across_a_restart(
     assert view is not None
     assert [s.status for s in view.steps] == ["SUCCEEDED"] * 4
     assert sum(status.jobs.values()) == 5, "one keyed job and four steps, each made once"
-    by_step = {r["step"]: r for r in read_ledger(str(procs.ledger)) if r.get("step")}
+    by_step = {r["step"]: r for r in read_ledger(cluster.ledger) if r.get("step")}
     assert by_step["a"]["end"] < min(by_step["b"]["start"], by_step["c"]["start"])
     assert max(by_step["b"]["end"], by_step["c"]["end"]) < by_step["d"]["start"]
 
 
-async def test_retries_then_a_dead_letter_that_a_requeue_runs_again(
-    procs: Procs, postgres_dsn: str
-) -> None:
-    address = free_address()
-    scheduler = procs.scheduler(address, postgres_dsn)
-    procs.worker(address, "w", 2)
-    async with AsyncClient(address, connect_timeout=10) as client:
+async def test_retries_then_a_dead_letter_that_a_requeue_runs_again(cluster: Cluster) -> None:
+    cluster.start()
+    cluster.worker("w", 2)
+    async with cluster.client() as client:
         retried = await client.submit("fail_until", [2], max_retries=3, backoff=(0.05, 1, 1))
         dead = await client.submit("fail_below_token", [3], max_retries=2, backoff=(0.05, 1, 1))
         assert await client.result(retried, timeout=30) == 3
         assert (await client.wait([dead], timeout=30))[dead].status == "FAILED"
-        scheduler.send_signal(signal.SIGKILL)  # the dead letter is read back from PostgreSQL
-        scheduler.wait(timeout=10)
-        procs.scheduler(address, postgres_dsn)
+        cluster.restart_scheduler()  # the dead letter is read back from PostgreSQL
         assert [v.job_id for v in await client.jobs("FAILED")] == [dead]
         assert (await client.requeue([dead])).job_ids == [dead]
         assert await client.result(dead, timeout=30) == 4
@@ -220,8 +213,6 @@ def test_a_malformed_dsn_is_a_usage_error_and_a_second_scheduler_is_refused(
 async def test_a_scheduler_whose_database_session_is_ended_stops_with_one_line(
     procs: Procs, postgres_dsn: str
 ) -> None:
-    import asyncpg
-
     run = Run(procs, "scheduler", "--bind", free_address(), "--db", postgres_dsn)
     start_line(run)
     conn = await asyncpg.connect(postgres_dsn)

@@ -41,6 +41,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ENV = "CORRAL_TEST_POSTGRES"
+PREFIX = "corral-pg-"
+# A server folder this old whose postmaster is gone was left by a killed test run.
+STALE_AFTER_S = 3600.0
 USER = "corral"
 PASSWORD = "corral-test-secret"  # unlike anything else in a log, so a leak shows
 START_TIMEOUT_S = 30.0
@@ -85,7 +88,8 @@ class LocalServer:
     wrong credentials are refused as on a real one."""
 
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="corral-pg-"))
+        _sweep_stale()
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -183,6 +187,24 @@ class LocalServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _sweep_stale() -> None:
+    """Remove the folders of servers whose test run was killed before it could (the server
+    itself died with it: see ``_die_with_parent``)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime < STALE_AFTER_S:
+                continue
+            pid_file = folder / "data" / "postmaster.pid"
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text().split()[0]), 0)
+                continue  # its server still runs
+        except PermissionError:
+            continue  # someone else's live server
+        except (OSError, ValueError, IndexError):
+            pass  # no such process (or no readable pid): stale
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -267,6 +289,8 @@ def database(admin_dsn: str) -> Iterator[str]:
 
 
 def main() -> None:
+    # SIGTERM (and SIGINT, which a shell may ignore in background jobs) stop it cleanly.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with server() as dsn:
         print(dsn, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
