@@ -31,6 +31,7 @@ from actors.scheduler.messages import (
     PeerUnreachable,
     Seen,
     Send,
+    SubscriberCount,
     SubscriptionRequest,
 )
 from actors.scheduler.ratelog import AskedPeers, RateLimitedLog
@@ -169,6 +170,12 @@ class Gateway(Actor):
         elif isinstance(message, wire.Progress):
             self.dispatcher.tell(FromWorker(peer, message))
         elif isinstance(message, wire.Subscribe | wire.EventsAck | wire.Unsubscribe):
+            if isinstance(message, wire.Subscribe):
+                # The scheduler records events only while someone subscribes. Tell it now,
+                # in frame order: a Submit read after this Subscribe reaches the scheduler
+                # after this notice, so its first transitions are streamed too (the hub's
+                # own count would arrive a hop later).
+                self.scheduler.tell(SubscriberCount(1))
             self.events.tell(SubscriptionRequest(peer, message))
         else:
             self.scheduler.tell(FromClient(peer, message))

@@ -62,7 +62,9 @@ class Publish(_Msg, frozen=True):
 
 
 class SubscriberCount(_Msg, frozen=True):
-    """event hub -> scheduler: how many subscriptions exist (0: skip building events)."""
+    """event hub -> scheduler: how many subscriptions exist (0: skip building events). The
+    gateway also sends ``SubscriberCount(1)`` when it reads a Subscribe, so the scheduler
+    records events before it handles any request the same client sent after it."""
 
     count: int
 

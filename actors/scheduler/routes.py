@@ -4,7 +4,8 @@ Every arrow is a ``tell`` of the messages named (``actors.scheduler.messages``; 
 and to the network are ``transport.protocol``). ``connect`` below sets exactly these
 references and no others, so an actor can only send along a route listed here.
 
-    gateway    -> scheduler   FromClient (client requests)
+    gateway    -> scheduler   FromClient (client requests), SubscriberCount (a Subscribe:
+                              record events from now on)
     gateway    -> dispatcher  FromWorker (hello, results, heartbeats, progress, goodbye),
                               PeerUnreachable
     gateway    -> heartbeat   Seen (workers heard this turn)

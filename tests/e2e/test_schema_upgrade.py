@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient
 from actors.scheduler.store.sqlite_schema import SCHEMA_VERSION
 from tests.helpers import schema_v1 as v1
+from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
 from tests.helpers.procs import FAST_TIMINGS, ROOT, Procs, free_address
 
@@ -41,13 +41,13 @@ async def until_logged(procs: Procs, *texts: str, timeout: float = 20.0) -> None
 
 
 async def test_a_schema_1_database_is_upgraded_and_every_live_job_runs(
-    procs: Procs, tmp_path: Path
+    cluster: Cluster, procs: Procs
 ) -> None:
-    db = tmp_path / "corral.db"
+    db = cluster.db
     v1.every_state(db, task="record")
-    address = free_address()
-    scheduler = procs.scheduler(address, db, "--log-level", "INFO")
-    async with AsyncClient(address, connect_timeout=10) as client:
+    cluster.start("--log-level", "INFO")
+    scheduler = cluster.scheduler
+    async with cluster.client() as client:
         # No worker yet: what start-up recovered, before anything can run.
         before = {job_id: await client.job(job_id) for job_id in v1.STATES}
         await until_logged(
@@ -62,7 +62,7 @@ async def test_a_schema_1_database_is_upgraded_and_every_live_job_runs(
             allowed = {state} | ({"QUEUED"} if job_id in (v1.RETRYING_ID, v1.RUNNING_ID) else set())
             assert view.status in allowed, (job_id, view.status)
 
-        procs.worker(address, "w1", 4)
+        cluster.worker("w1", 4)
         outcomes = await client.wait(LIVE, timeout=60)
         assert {job_id: o.status for job_id, o in outcomes.items()} == dict.fromkeys(
             LIVE, "SUCCEEDED"
