@@ -82,7 +82,7 @@ class PostgresStore(StoreBackend):
 
     def verify(self) -> None:
         if self.conn is not None and self.conn.is_closed():
-            raise pgconn.lost(self.target, "idle")
+            raise pgconn.lost(self.target, "serving")
 
     async def _rows(self, sql: str, *args: Any) -> list[Any]:
         assert self.conn is not None, "read on a closed store"
