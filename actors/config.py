@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import urllib.parse
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
@@ -71,7 +72,10 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     ``SchedulerConfig(...)`` is for tests and skips validation."""
 
     bind: Annotated[str, Meta(min_length=1)] = DEFAULT_ADDRESS
-    db: Annotated[str, Meta(min_length=1, description="a file path")] = DEFAULT_DB
+    # An SQLite file, or a PostgreSQL database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB.
+    db: Annotated[str, Meta(min_length=1, description="a file path or a postgresql:// DSN")] = (
+        DEFAULT_DB
+    )
     strategy: str = DEFAULT_STRATEGY
     heartbeat_interval: Seconds = HEARTBEAT_INTERVAL_S
     suspect_after: Seconds = SUSPECT_AFTER_S
@@ -135,6 +139,7 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
             self.weights()
         except ValueError as exc:
             raise ConfigError(setting_name("queue_weights"), self.queue_weights, str(exc)) from None
+        self._check_db()
         for name in ("bind", "dag_resolver"):
             address = getattr(self, name)
             if address.startswith("tcp://") and not _tcp_port_ok(address):
@@ -163,6 +168,78 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
                 self.backoff_cap,
                 f"at least --backoff-base ({self.backoff_base:g} s)",
             )
+
+    def _check_db(self) -> None:
+        if not is_postgres(self.db):
+            return
+        problem = dsn_problem(self.db)
+        if problem:
+            raise ConfigError(
+                setting_name("db"),
+                redact_dsn(self.db),
+                f"postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE ({problem}), or an SQLite "
+                "file path",
+            )
+        if self.durability != "full":
+            raise ConfigError(
+                setting_name("durability"),
+                self.durability,
+                "full with PostgreSQL (every commit waits for synchronous_commit on); "
+                "normal is for SQLite",
+            )
+
+
+# ------------------------------------------------------------------ PostgreSQL DSNs
+
+_DSN_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres(db: str) -> bool:
+    """Whether ``--db`` names a PostgreSQL database (anything else is an SQLite file)."""
+    scheme, sep, _ = db.partition("://")
+    return bool(sep) and scheme.lower() in _DSN_SCHEMES
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` without its password (for messages and the start line)."""
+    if not is_postgres(dsn):
+        return dsn
+    scheme, _, rest = dsn.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    user, at, hosts = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.split(':', 1)[0]}:***@{hosts}"
+    path, mark, query = tail.partition("?")
+    if mark:  # ?password=... works too
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(f"{k}={'***' if k == 'password' else v}" for k, v in pairs)
+    return f"{scheme}://{netloc}{slash}{path}{mark}{query}"
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """What is wrong with a postgresql:// DSN, or None: hosts with valid ports (several,
+    comma-separated, are allowed), at most one database name, no fragment."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError as exc:
+        return str(exc)
+    hosts = parts.netloc.rpartition("@")[2]
+    for host in filter(None, hosts.split(",")):
+        if host.startswith("["):  # [IPv6]:port
+            name, _, after = host.partition("]")
+            port = after.removeprefix(":") if after.startswith(":") else None
+        else:
+            name, colon, port_text = host.partition(":")
+            port = port_text if colon else None
+        if not name.strip("["):
+            return f"no host before the port in {host!r}"
+        if port is not None and (not port.isdigit() or not 1 <= int(port) <= 65535):
+            return f"bad port {port!r}: a number from 1 to 65535"
+    if "/" in parts.path.lstrip("/"):
+        return f"one database name after the host, not {parts.path.lstrip('/')!r}"
+    if parts.fragment:
+        return f"unexpected #{parts.fragment}"
+    return None
 
 
 def _tcp_port_ok(address: str) -> bool:

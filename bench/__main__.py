@@ -1,8 +1,9 @@
 """``python -m bench``: measure corral end to end on real processes.
 
 Every mode starts a real scheduler on a fresh SQLite file (WAL, acknowledgements after
-commit) and real worker processes, drives them through the client SDK over ZeroMQ, counts
-every execution outside corral (``lost``, ``duplicated``), and stops all it started.
+commit), or on the PostgreSQL database ``--db`` names, and real worker processes, drives
+them through the client SDK over ZeroMQ, counts every execution outside corral (``lost``,
+``duplicated``), and stops all it started.
 
 Modes (one per run):
   --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs as fast as the
@@ -66,7 +67,7 @@ def run_once(
     scheduler_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One mode on a fresh cluster; adds the independently counted lost/duplicated."""
-    cluster = Cluster(("--strategy", args.strategy, *scheduler_args))
+    cluster = Cluster(("--strategy", args.strategy, *scheduler_args), db=args.db)
     try:
         cluster.start_scheduler()
         with progress_bar(console) as progress:
@@ -93,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
     parser.add_argument("--concurrency", type=int, default=64, help="slots per worker (64)")
     parser.add_argument("--strategy", default="priority")
+    parser.add_argument(
+        "--db",
+        metavar="DSN",
+        help="the scheduler's database: a postgresql:// DSN of an empty database "
+        "(default: a fresh SQLite file per run)",
+    )
     parser.add_argument("--timeout", type=float, default=1200.0, help="give up after S seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -249,7 +256,7 @@ def scale(args: argparse.Namespace, console: Console) -> int:
 
 
 def dag(args: argparse.Namespace, console: Console) -> int:
-    cluster = Cluster(("--strategy", args.strategy))
+    cluster = Cluster(("--strategy", args.strategy), db=args.db)
     try:
         cluster.start_scheduler()
         with console.status("running the wide workflow, then the chain"):
@@ -276,7 +283,7 @@ def dag(args: argparse.Namespace, console: Console) -> int:
 
 
 def chaos(args: argparse.Namespace, console: Console) -> int:
-    cluster = Cluster(("--strategy", args.strategy, *CHAOS_TIMINGS))
+    cluster = Cluster(("--strategy", args.strategy, *CHAOS_TIMINGS), db=args.db)
     workers = min(args.workers, 4)
     faults = Faults(args.kill_every, args.pause_every, args.pause_seconds, args.restart_every)
     try:

@@ -86,10 +86,16 @@ def histogram_percentiles(text: str) -> dict[str, dict[str, float | None]]:
 
 
 class Cluster:
-    def __init__(self, scheduler_args: tuple[str, ...] = (), directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        scheduler_args: tuple[str, ...] = (),
+        directory: Path | None = None,
+        db: str | None = None,
+    ) -> None:
+        """``db``: the scheduler's --db (a PostgreSQL DSN); default a new SQLite file."""
         self.dir = directory or Path(tempfile.mkdtemp(prefix="corral-bench-"))
         self.address = os.environ.get("CORRAL_BENCH_ADDRESS") or free_address()
-        self.db = self.dir / "corral.db"
+        self.db = db or str(self.dir / "corral.db")
         self.env = {
             **os.environ,
             "CORRAL_BENCH_DIR": str(self.dir),

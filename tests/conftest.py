@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import postgres
 from tests.helpers.cluster import Cluster
 from tests.helpers.procs import Procs
 
@@ -15,6 +16,21 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
     p = Procs(tmp_path)
     yield p
     p.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server's admin DSN: $CORRAL_TEST_POSTGRES, or one started for this
+    test process (stopped at the end). Fails, never skips, when none can be had."""
+    with postgres.server() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: str) -> Iterator[str]:
+    """The DSN of a new, empty database of its own for one test (dropped afterwards)."""
+    with postgres.database(postgres_server) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -98,7 +98,12 @@ def add_scheduler_commands(add: Add) -> None:
     p = add("scheduler", cmd_scheduler, "run the scheduler (the brain)")
     for flag, metavar, help in (
         ("--bind", "ADDR", f"address to serve (tcp://, ipc://; default {DEFAULT_ADDRESS})"),
-        ("--db", "PATH", f"SQLite file (default {DEFAULT_DB})"),
+        (
+            "--db",
+            "PATH|DSN",
+            f"SQLite file (default {DEFAULT_DB}), or a PostgreSQL database: "
+            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB",
+        ),
         (
             "--strategy",
             "NAME",
@@ -110,7 +115,8 @@ def add_scheduler_commands(add: Add) -> None:
             "LEVEL",
             "full: every commit is fsynced and survives power loss; normal: commits "
             "survive kill -9 of the scheduler but the last ones may be lost on power "
-            f"loss, faster (default {DEFAULT_DURABILITY})",
+            f"loss, faster; SQLite only: PostgreSQL commits with synchronous_commit on "
+            f"(default {DEFAULT_DURABILITY})",
         ),
         ("--metrics-port", "PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics"),
         ("--metrics-addr", "ADDR", "address for --metrics-port (default 127.0.0.1)"),

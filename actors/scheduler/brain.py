@@ -27,7 +27,7 @@ from typing import Any
 
 import strategies
 from actors import metrics
-from actors.config import SchedulerConfig
+from actors.config import SchedulerConfig, is_postgres, redact_dsn
 from actors.errors import CorralError
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem
@@ -57,12 +57,13 @@ class Brain:
     """All scheduler-side actors in one process, supervised together."""
 
     def __init__(self, config: SchedulerConfig, backend: StoreBackend | None = None) -> None:
-        """``backend`` replaces the SQLite file named by ``config.db`` (tests pass a
+        """``backend`` replaces the database named by ``config.db`` (tests pass a
         ``MemoryStore``)."""
         self.config = config
         self.system = ActorSystem()
         self.transport: ServerTransport | None = None
-        self.backend = backend or SqliteStore(config.db, config.durability)
+        self.own_backend = backend is None
+        self.backend = backend or store_for(config)
         self.store = StoreActor(self.backend)
         self.table = JobTable(config)
         self.scheduler = Scheduler(self.table)
@@ -138,7 +139,7 @@ class Brain:
                 f"recovered {live} live job(s){f' ({states})' if states else ''}, "
                 f"last commit {at:%Y-%m-%d %H:%M:%S} UTC"
             )
-        db = self.config.db if isinstance(self.backend, SqliteStore) else self.backend.where
+        db = redact_dsn(self.config.db) if self.own_backend else self.backend.where
         return (
             f"corral scheduler on {self.address} (db {db}, strategy "
             f"{self.config.strategy}, durability {self.config.durability}; {recovered})"
@@ -209,6 +210,15 @@ class Brain:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+
+def store_for(config: SchedulerConfig) -> StoreBackend:
+    """The backend ``--db`` names: PostgreSQL for a postgresql:// DSN, else an SQLite file."""
+    if is_postgres(config.db):
+        from actors.scheduler.store.postgres import PostgresStore  # asyncpg only when used
+
+        return PostgresStore(config.db)
+    return SqliteStore(config.db, config.durability)
 
 
 def serve_metrics(board: metrics.MetricsBoard, port: int, addr: str) -> Any:

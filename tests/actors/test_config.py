@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from actors.cli.demo import DEMO_TIMINGS
-from actors.config import LogConfig, SchedulerConfig
+from actors.config import LogConfig, SchedulerConfig, redact_dsn
 from actors.errors import ConfigError
 from bench.harness import FAST_TIMINGS
 
@@ -100,3 +100,72 @@ def test_a_bad_log_setting_names_what_is_allowed() -> None:
         LogConfig.from_env(log_level="loud")
     with pytest.raises(ConfigError, match="--log-format / CORRAL_LOG_FORMAT: 'xml'"):
         LogConfig.from_env(log_format="xml")
+
+
+# ------------------------------------------------------------------ --db: SQLite or PostgreSQL
+
+
+@pytest.mark.parametrize(
+    ("dsn", "problem"),
+    [
+        ("postgresql://u:hunter2@h:99999/db", "bad port '99999'"),
+        ("postgresql://u:hunter2@h:abc/db", "bad port 'abc'"),
+        ("postgres://u:hunter2@:5432/db", "no host before the port"),
+        ("postgresql://u:hunter2@h/db/more", "one database name after the host"),
+        ("postgresql://u:hunter2@h/db#frag", "unexpected #frag"),
+    ],
+)
+def test_a_malformed_postgresql_dsn_is_refused_naming_the_problem_not_the_password(
+    dsn: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        SchedulerConfig.from_env(db=dsn)
+    message = str(raised.value)
+    assert message.startswith("--db / CORRAL_DB: 'postgres"), message
+    assert problem in message, message
+    assert "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://corral:pw@db.example:5432/corral",
+        "POSTGRES://corral@10.0.0.5/corral",
+        "postgresql://corral@[::1]:5433/corral?sslmode=require",
+        "postgresql://corral@a:5432,b:5433/corral",
+        "postgresql:///corral?host=/var/run/postgresql",
+    ],
+)
+def test_a_postgresql_dsn_picks_the_postgresql_store(dsn: str) -> None:
+    from actors.scheduler.brain import store_for
+    from actors.scheduler.store.postgres import PostgresStore
+
+    store = store_for(SchedulerConfig.from_env(db=dsn))
+    assert isinstance(store, PostgresStore)
+    assert ":pw@" not in store.where
+
+
+@pytest.mark.parametrize("path", ["corral.db", "/var/lib/corral/c.db", "postgresql.db", "pg:x"])
+def test_anything_else_is_an_sqlite_file(path: str) -> None:
+    from actors.scheduler.brain import store_for
+    from actors.scheduler.store.sqlite import SqliteStore
+
+    store = store_for(SchedulerConfig.from_env(db=path))
+    assert isinstance(store, SqliteStore)
+    assert store.path == path
+
+
+def test_durability_normal_is_for_sqlite_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_DURABILITY", "normal")
+    with pytest.raises(ConfigError, match=r"--durability / CORRAL_DURABILITY: 'normal'.*SQLite"):
+        SchedulerConfig.from_env(db="postgresql://corral@h/corral")
+    assert SchedulerConfig.from_env(db="c.db").durability == "normal"
+
+
+def test_a_dsn_shown_anywhere_has_no_password() -> None:
+    assert redact_dsn("postgresql://u:p%40ss@h:1/db?password=x&sslmode=require") == (
+        "postgresql://u:***@h:1/db?password=***&sslmode=require"
+    )
+    assert redact_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact_dsn("./corral.db") == "./corral.db"

@@ -43,7 +43,8 @@ class Procs:
         self.procs.append(proc)
         return proc
 
-    def scheduler(self, address: str, db: Path, *extra: str) -> subprocess.Popen[bytes]:
+    def scheduler(self, address: str, db: Path | str, *extra: str) -> subprocess.Popen[bytes]:
+        """A scheduler on ``db`` (an SQLite file, or a postgresql:// DSN), once it listens."""
         proc = self.spawn(
             "scheduler", "scheduler", "--bind", address, "--db", str(db), *FAST_TIMINGS, *extra
         )

@@ -2,8 +2,9 @@
 
 A factory opens an empty store and "restarts" one: the storage is kept, everything held in
 the process is dropped (SQLite: close, then a new ``SqliteStore`` on the same file;
-memory: close, then open the same ``MemoryStore`` object again). A new backend (e.g.
-PostgreSQL) is one more ``StoreFactory`` subclass in ``FACTORIES``.
+memory: close, then open the same ``MemoryStore`` object again; PostgreSQL: a new database
+on the test server per storage, a new ``PostgresStore`` on it to restart). A new backend is
+one more ``StoreFactory`` subclass in ``FACTORIES``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pytest
 
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.memory import MemoryStore
+from actors.scheduler.store.postgres import PostgresStore
 from actors.scheduler.store.sqlite import SqliteStore
+from tests.helpers import postgres
 
 
 class StoreFactory(abc.ABC):
@@ -85,10 +88,35 @@ class MemoryFactory(StoreFactory):
         return store
 
 
+class PostgresFactory(StoreFactory):
+    """PostgreSQL on the test server (``postgres_server``): each storage a new database,
+    dropped after the test."""
+
+    server = ""  # the server's admin DSN, set by the fixture
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
+        self.databases: list[str] = []
+
+    def new_storage(self) -> StoreBackend:
+        self.databases.append(postgres.create_database(self.server))
+        return PostgresStore(self.databases[-1])
+
+    def same_storage(self, store: StoreBackend) -> StoreBackend:
+        assert isinstance(store, PostgresStore)
+        return PostgresStore(store.dsn)
+
+    async def close_all(self) -> None:
+        await super().close_all()
+        for dsn in self.databases:
+            postgres.drop_database(self.server, dsn)
+
+
 FACTORIES: dict[str, Callable[[Path], StoreFactory]] = {
     "sqlite": SqliteFactory,
     "sqlite-normal": SqliteNormalFactory,
     "memory": MemoryFactory,
+    "postgres": PostgresFactory,
 }
 
 
@@ -97,6 +125,8 @@ async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
     factory = FACTORIES[request.param](tmp_path)
+    if isinstance(factory, PostgresFactory):  # only then: the server starts on first use
+        factory.server = request.getfixturevalue("postgres_server")
     yield factory
     await factory.close_all()
 

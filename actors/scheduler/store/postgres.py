@@ -1,0 +1,200 @@
+"""The PostgreSQL store: the scheduler's state in a PostgreSQL database, through asyncpg
+(``corral scheduler --db postgresql://USER@HOST:PORT/DB``). Same contract as SQLite: a
+batch of operations commits in one transaction or not at all, and the store actor replies
+to the writers only after COMMIT returned (``synchronous_commit`` on).
+
+Opening it connects (``postgres_conn``: settings, the one-scheduler lock, errors that name
+the server, the user or the database), brings the schema up to date in one transaction
+(``postgres_schema``), and warns when the server runs with ``fsync`` off. A commit is a
+handful of set-based statements whatever its size (``postgres_rows``). If the connection
+drops, the scheduler stops with one line: the lock went with it, so carrying on over a new
+connection could race another scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+import asyncpg
+
+from actors.errors import StoreInconsistent
+from actors.lifecycle import JobState
+from actors.scheduler.job import Job
+from actors.scheduler.ops import Ops
+from actors.scheduler.store import postgres_conn as pgconn
+from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
+from actors.scheduler.store.postgres_schema import JOB_COLUMNS, migrate
+
+log = logging.getLogger("corral.store")
+
+_LIVE = "status IN ('PENDING', 'QUEUED', 'RUNNING')"
+
+
+class PostgresStore(StoreBackend):
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.target = pgconn.Target(dsn)
+        self.where = f"database {self.target.dsn}"
+        self.conn: asyncpg.Connection | None = None
+
+    async def open(self) -> None:
+        conn = await pgconn.connect(self.dsn, self.target)
+        try:
+            async with pgconn.translated(self.target, "lock"):
+                await pgconn.take_lock(conn, self.target)
+            async with pgconn.translated(self.target, "upgrade"):
+                upgraded = await migrate(conn, self.where)
+                fsync = await conn.fetchval("SHOW fsync")
+        except BaseException:
+            await pgconn.close_quietly(conn)
+            raise
+        self.conn = conn
+        if upgraded is not None:
+            log.warning("upgraded %s from schema %d to %d", self.where, *upgraded)
+        if fsync != "on":
+            log.warning(
+                "PostgreSQL at %s runs with fsync=%s: commits survive a crash of corral, not "
+                "of the database's machine",
+                self.target.server,
+                fsync,
+            )
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        await pgconn.close_quietly(conn)
+
+    async def commit(self, ops: Ops) -> None:
+        conn = self.conn
+        assert conn is not None, "commit on a closed store"
+        if not len(ops):
+            return  # nothing to make durable: two round trips saved
+        try:
+            await write_batch(conn, ops)
+        except asyncpg.UniqueViolationError as exc:
+            raise StoreInconsistent(
+                f"{exc.detail or exc} (a row the scheduler thought new)"
+            ) from None
+        except pgconn.ERRORS as exc:
+            raise pgconn.translate(exc, self.target, "write") from None
+
+    def verify(self) -> None:
+        if self.conn is not None and self.conn.is_closed():
+            raise pgconn.lost(self.target, "serving")
+
+    async def _rows(self, sql: str, *args: Any) -> list[Any]:
+        assert self.conn is not None, "read on a closed store"
+        async with pgconn.translated(self.target, "read"):
+            rows: list[Any] = await self.conn.fetch(sql, *args)
+        return rows
+
+    async def _jobs_where(self, clause: str, *args: Any) -> list[Job]:
+        rows = await self._rows(f"SELECT {JOB_COLUMNS} FROM jobs {clause}", *args)
+        return [job_from_record(row) for row in rows]
+
+    # ------------------------------------------------------------------ reads
+
+    async def recover(self) -> Recovered:
+        live = await self._jobs_where(f"WHERE {_LIVE} ORDER BY id")
+        counts = {
+            r[0]: r[1]
+            for r in await self._rows("SELECT status, count(*) FROM jobs GROUP BY status")
+        }
+        [totals] = await self._rows(
+            "SELECT max(id), greatest(max(created_at), max(started_at), max(finished_at)) FROM jobs"
+        )
+        [[max_workflow]] = await self._rows("SELECT max(id) FROM workflows")
+        wanted = sorted({p for job in live for p in job.depends_on} - {job.id for job in live})
+        return Recovered(
+            live=live,
+            counts=counts,
+            max_job_id=totals[0] or 0,
+            max_workflow_id=max_workflow or 0,
+            last_write=totals[1],
+            parents=await self.jobs(wanted),
+        )
+
+    async def jobs(self, ids: Collection[int]) -> list[Job]:
+        if not ids:
+            return []
+        return await self._jobs_where("WHERE id = ANY($1::bigint[])", list(set(ids)))
+
+    async def ids_by_key(self, keys: Collection[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        rows = await self._rows(
+            "SELECT idempotency_key, id FROM jobs WHERE idempotency_key = ANY($1::text[])",
+            [text_in(key) for key in set(keys)],
+        )
+        return {text_out(key): job_id for key, job_id in rows}  # type: ignore[misc]
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobState | None = None,
+        queue: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("status = ", status),
+            ("queue = ", text_in(queue)),
+            ("id < ", before),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(f"{column}${len(args)}")
+        sql = f"WHERE {' AND '.join(where)}" if where else ""
+        return await self._jobs_where(
+            f"{sql} ORDER BY id DESC LIMIT ${len(args) + 1}", *args, limit
+        )
+
+    async def job_ids(self, status: JobState) -> list[int]:
+        rows = await self._rows("SELECT id FROM jobs WHERE status = $1 ORDER BY id", status)
+        return [row[0] for row in rows]
+
+    async def attempts(self, job_id: int) -> list[AttemptRecord]:
+        rows = await self._rows(
+            "SELECT job_id, token, worker, started_at, finished_at, outcome, error "
+            "FROM attempts WHERE job_id = $1 ORDER BY token",
+            job_id,
+        )
+        return [
+            AttemptRecord(j, t, text_out(w), s, f, o, text_out(e)) for j, t, w, s, f, o, e in rows
+        ]
+
+    async def workflow(self, workflow_id: int) -> WorkflowRecord | None:
+        rows = await self._rows(
+            "SELECT id, name, idempotency_key, created_at FROM workflows WHERE id = $1",
+            workflow_id,
+        )
+        return _workflow(rows[0]) if rows else None
+
+    async def workflow_by_key(self, key: str) -> WorkflowRecord | None:
+        rows = await self._rows(
+            "SELECT id, name, idempotency_key, created_at FROM workflows "
+            "WHERE idempotency_key = $1",
+            text_in(key),
+        )
+        return _workflow(rows[0]) if rows else None
+
+    async def workflow_jobs(self, workflow_id: int) -> list[Job]:
+        return await self._jobs_where("WHERE workflow_id = $1 ORDER BY id", workflow_id)
+
+    async def children(self, parents: Collection[int]) -> list[int]:
+        if not parents:
+            return []
+        rows = await self._rows(
+            "SELECT DISTINCT child FROM edges WHERE parent = ANY($1::bigint[]) ORDER BY child",
+            list(set(parents)),
+        )
+        return [row[0] for row in rows]
+
+
+def _workflow(row: Any) -> WorkflowRecord:
+    workflow_id, name, key, created_at = row
+    return WorkflowRecord(workflow_id, text_out(name), text_out(key), created_at)  # type: ignore[arg-type]

@@ -1,0 +1,133 @@
+"""The PostgreSQL schema and its numbered upgrade steps, as in ``sqlite_schema``: the same
+tables and the same ideas, in PostgreSQL's types (``bigint``, ``double precision``,
+``bytea``, a ``bigint[]`` for a job's parents instead of a packed blob).
+
+The schema is a list of numbered steps (``STEPS[0]`` is step 1); the one row of table
+``corral_schema`` holds how many steps a database has had. ``migrate`` applies the missing
+ones at start-up, all in one transaction (PostgreSQL's DDL is transactional), and refuses a
+database newer than this code. To change the schema, append a step; never edit one that has
+shipped (databases already ran it).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from actors.errors import StoreError
+
+# Step 1: corral's schema 2 as SQLite has it, plus the version table.
+_STEP_1 = """
+CREATE TABLE corral_schema (version integer NOT NULL);
+INSERT INTO corral_schema VALUES (0);
+CREATE TABLE jobs (
+    id bigint PRIMARY KEY,
+    task text NOT NULL,
+    args bytea NOT NULL,
+    kwargs bytea NOT NULL,
+    priority bigint NOT NULL,
+    queue text NOT NULL,
+    depends_on bigint[] NOT NULL,
+    max_retries bigint NOT NULL,
+    idempotency_key text,
+    timeout double precision,
+    created_at double precision NOT NULL,
+    status text NOT NULL,
+    attempts bigint NOT NULL,
+    token bigint NOT NULL,
+    worker text,
+    started_at double precision,
+    finished_at double precision,
+    not_before double precision NOT NULL,
+    result bytea,
+    error text,
+    backoff_base double precision,
+    backoff_factor double precision,
+    backoff_cap double precision,
+    workflow_id bigint,
+    step text
+);
+-- partial: most jobs have no key, and a UNIQUE column would index every NULL too
+CREATE UNIQUE INDEX jobs_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX jobs_workflow ON jobs (workflow_id) WHERE workflow_id IS NOT NULL;
+-- what a starting scheduler loads, and the dead letters `corral requeue --all-failed` reads
+CREATE INDEX jobs_live ON jobs (id) WHERE status IN ('PENDING', 'QUEUED', 'RUNNING');
+CREATE INDEX jobs_failed ON jobs (id) WHERE status = 'FAILED';
+CREATE TABLE workflows (
+    id bigint PRIMARY KEY,
+    name text NOT NULL,
+    idempotency_key text UNIQUE,
+    created_at double precision NOT NULL
+);
+-- parent -> child, so a re-queued parent finds the descendants it revives
+CREATE TABLE edges (
+    parent bigint NOT NULL,
+    child bigint NOT NULL,
+    PRIMARY KEY (parent, child)
+);
+CREATE TABLE attempts (
+    job_id bigint NOT NULL,
+    token bigint NOT NULL,
+    worker text,
+    started_at double precision,
+    finished_at double precision,
+    outcome text NOT NULL,
+    error text,
+    PRIMARY KEY (job_id, token)
+);
+"""
+
+STEPS: list[str] = [_STEP_1]
+
+# The version a database has once every step ran.
+SCHEMA_VERSION = len(STEPS)
+
+# A job's columns, in the order ``postgres_rows.job_record`` and ``job_from_record`` use
+# (the same names and order as SQLite's).
+JOB_COLUMNS = (
+    "id, task, args, kwargs, priority, queue, depends_on, max_retries, idempotency_key, "
+    "timeout, created_at, status, attempts, token, worker, started_at, finished_at, "
+    "not_before, result, error, backoff_base, backoff_factor, backoff_cap, workflow_id, step"
+)
+
+
+async def migrate(conn: asyncpg.Connection, where: str) -> tuple[int, int] | None:
+    """Bring the database on ``conn`` up to ``len(STEPS)``, in one transaction.
+
+    Returns the versions it upgraded from and to, or None when it applied nothing (already
+    current) or built a new, empty database. Raises StoreError, naming the database and both
+    versions, for a database newer than this code and for one that has tables of its own
+    but no corral version; any PostgreSQL error rolls the whole upgrade back (the caller
+    turns it into one StoreError line). The caller holds the scheduler's lock on the
+    database, so nobody upgrades alongside."""
+    steps = list(STEPS)  # read at call time: tests append a step
+    target = len(steps)
+    async with conn.transaction():
+        version = await _version(conn)
+        if version > target:
+            raise StoreError(
+                where,
+                f"{where} was written by a newer corral: schema {version}, this corral knows "
+                f"up to {target}; upgrade corral or point --db at another database",
+            )
+        if version == 0 and await conn.fetchval(
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+        ):
+            # Tables but no version: another program's database. Not safe to build on.
+            raise StoreError(
+                where,
+                f"{where} has tables but no corral schema version: it belongs to another "
+                "program; point --db at a new, empty database",
+            )
+        for step in steps[version:]:
+            await conn.execute(step)  # no parameters: PostgreSQL runs the whole script
+        if version != target:
+            await conn.execute("UPDATE corral_schema SET version = $1", target)
+    return (version, target) if 0 < version < target else None
+
+
+async def _version(conn: asyncpg.Connection) -> int:
+    """The schema version of the database, 0 for one corral never wrote."""
+    if not await conn.fetchval("SELECT to_regclass('corral_schema') IS NOT NULL"):
+        return 0
+    rows = await conn.fetch("SELECT version FROM corral_schema")
+    return int(rows[0][0]) if len(rows) == 1 else 0

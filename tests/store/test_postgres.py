@@ -1,0 +1,190 @@
+"""What only the PostgreSQL store has to get right, on a real server: text PostgreSQL cannot
+hold, big batches with chained updates, its schema steps, the one-scheduler lock, the
+session settings, a connection lost under it, and errors that name the problem. (What every
+backend must do is in test_conformance*.py, which runs on PostgreSQL too.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+import msgspec
+import pytest
+
+from actors.errors import StoreError, StoreInconsistent
+from actors.scheduler.ops import Ops
+from actors.scheduler.store import postgres_schema
+from actors.scheduler.store.base import AttemptRecord, WorkflowRecord
+from actors.scheduler.store.postgres import PostgresStore
+from tests.store.records import F, Q, R, S, commit, job, moved
+
+ODD = "a\x00b\uffffc\uffff0\x00"  # NUL, the escape character, and what an escape looks like
+
+
+@pytest.fixture
+async def store(postgres_dsn: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(postgres_dsn)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def sql(dsn: str, statement: str) -> object:
+    """One statement on a connection of the test's own (not the store's)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(statement)
+    finally:
+        await conn.close()
+
+
+async def test_text_with_nul_and_the_escape_character_reads_back_as_written(
+    store: PostgresStore,
+) -> None:
+    queued = job(1, Q, key=ODD, step=ODD)
+    queued.task = ODD
+    await commit(store, inserts=[queued], workflows=[(1, ODD, ODD, 5.0)])
+    _, update = moved(queued, F, worker=ODD, error=ODD, token=1)
+    attempt = (1, 1, ODD, 1.0, 2.0, "error", ODD)
+    await commit(store, updates=[update], attempts=[attempt])
+    [got] = await store.jobs([1])
+    assert (got.task, got.idempotency_key, got.step, got.worker, got.error) == (ODD,) * 5
+    assert await store.ids_by_key([ODD, "a"]) == {ODD: 1}
+    assert await store.attempts(1) == [AttemptRecord(1, 1, ODD, 1.0, 2.0, "error", ODD)]
+    assert await store.workflow_by_key(ODD) == WorkflowRecord(1, ODD, ODD, 5.0)
+    assert [j.id for j in await store.list_jobs(queue=ODD)] == []
+
+
+async def test_a_big_batch_with_every_job_inserted_leased_and_finished_commits_whole(
+    store: PostgresStore,
+) -> None:
+    jobs = [job(i) for i in range(1, 5001)]
+    leases, results = [], []
+    for queued in jobs:
+        running, lease = moved(queued, R, token=1, worker="w", started_at=2.0)
+        _, result = moved(running, S, result=msgspec.Raw(b"\xc0"), finished_at=3.0)
+        leases.append(lease)
+        results.append(result)
+    await store.commit(Ops(inserts=jobs, updates=leases + results))
+    recovered = await store.recover()
+    assert recovered.counts == {"SUCCEEDED": 5000}
+    assert (recovered.max_job_id, recovered.live) == (5000, [])
+    # A second update of one job that does not expect what the first set: nothing applies.
+    more = [job(i) for i in range(5001, 5101)]
+    chain = [moved(j, R, token=1)[1] for j in more]  # each QUEUED -> RUNNING
+    chain.append(moved(more[50], S)[1])  # QUEUED -> SUCCEEDED, but it is RUNNING by now
+    with pytest.raises(
+        StoreInconsistent, match="job 5051: an update expects QUEUED after one that set RUNNING"
+    ):
+        await store.commit(Ops(inserts=more, updates=chain))
+    assert await store.jobs([5001, 5051]) == []
+
+
+async def test_a_newer_database_is_refused_naming_both_versions_and_left_untouched(
+    postgres_dsn: str, store: PostgresStore
+) -> None:
+    await store.close()
+    await sql(postgres_dsn, "UPDATE corral_schema SET version = 99")
+    with pytest.raises(StoreError, match=r"newer corral: schema 99, this corral knows up to 1"):
+        await PostgresStore(postgres_dsn).open()
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 99
+
+
+async def test_a_new_step_is_applied_once_at_start_up_and_a_failing_one_changes_nothing(
+    postgres_dsn: str,
+    store: PostgresStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await commit(store, inserts=[job(1)])
+    await store.close()
+    steps = [*postgres_schema.STEPS, "CREATE TABLE broken (x int); SELECT 1/0;"]
+    monkeypatch.setattr(postgres_schema, "STEPS", steps)
+    with pytest.raises(StoreError, match="division by zero"):
+        await PostgresStore(postgres_dsn).open()
+    assert await sql(postgres_dsn, "SELECT to_regclass('broken') IS NULL")
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 1
+
+    steps[-1] = "CREATE INDEX jobs_queue ON jobs (queue);"
+    caplog.set_level(logging.WARNING, logger="corral.store")
+    again = PostgresStore(postgres_dsn)
+    await again.open()
+    try:
+        assert [j.id for j in await again.jobs([1])] == [1]
+    finally:
+        await again.close()
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 2
+    assert [r.getMessage() for r in caplog.records if "upgraded" in r.getMessage()] == [
+        f"upgraded {again.where} from schema 1 to 2"
+    ]
+
+
+async def test_a_database_with_another_programs_tables_is_refused(postgres_dsn: str) -> None:
+    await sql(postgres_dsn, "CREATE TABLE invoices (id int)")
+    with pytest.raises(StoreError, match="tables but no corral schema version"):
+        await PostgresStore(postgres_dsn).open()
+    assert await sql(postgres_dsn, "SELECT to_regclass('jobs') IS NULL")
+
+
+async def test_a_second_store_on_the_database_is_refused_until_the_first_closes(
+    postgres_dsn: str, store: PostgresStore
+) -> None:
+    second = PostgresStore(postgres_dsn)
+    with pytest.raises(StoreError, match=r"in use by another corral scheduler \(corral sch"):
+        await second.open()
+    await store.close()
+    await second.open()
+    await second.close()
+
+
+async def test_the_session_commits_synchronously_whatever_the_database_default(
+    postgres_dsn: str,
+) -> None:
+    await sql(postgres_dsn, "SELECT 1")  # the database exists; now make its default weak
+    name = postgres_dsn.rsplit("/", 1)[1]
+    await sql(postgres_dsn, f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    store = PostgresStore(postgres_dsn)
+    await store.open()
+    try:
+        assert store.conn is not None
+        assert await store.conn.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await store.close()
+
+
+async def test_a_connection_killed_under_the_store_stops_it_with_one_line(
+    postgres_dsn: str, store: PostgresStore
+) -> None:
+    assert store.conn is not None
+    pid = store.conn.get_server_pid()
+    await sql(postgres_dsn, f"SELECT pg_terminate_backend({pid})")
+    with pytest.raises(StoreError, match=r"lost the connection to PostgreSQL at 127\.0\.0\.1:"):
+        await commit(store, inserts=[job(1)])
+    with pytest.raises(StoreError, match="lost the connection"):
+        store.verify()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda dsn, port: dsn.replace(f":{port}/", ":1/"), "127.0.0.1:1: connection refused"),
+        (lambda dsn, port: dsn.replace("corral-test", "not-the"), "refused user corral"),
+        (lambda dsn, port: dsn.rsplit("/", 1)[0] + "/nope", "database nope does not exist"),
+    ],
+    ids=["no server at the port", "wrong password", "no such database"],
+)
+async def test_a_database_it_cannot_reach_is_one_store_error_naming_the_cause(
+    postgres_dsn: str, change: object, words: str
+) -> None:
+    port = postgres_dsn.rsplit(":", 1)[1].split("/")[0]
+    dsn = change(postgres_dsn, port)  # type: ignore[operator]
+    store = PostgresStore(dsn)
+    with pytest.raises(StoreError) as raised:
+        await asyncio.wait_for(store.open(), 30)
+    message = str(raised.value)
+    assert words in message, message
+    assert "\n" not in message
+    assert "secret" not in message
+    assert store.conn is None
