@@ -250,6 +250,7 @@ class Welcome(Message, frozen=True):
     heartbeat_interval: float = 1.0
     instance: str = ""  # changes when the scheduler process restarts
     lease: float = 5.0  # a worker that hears no HeartbeatAck for this long fences itself
+    term: int = 0  # the leader's term (PostgreSQL with standbys); 0: a single scheduler
 
 
 class Submitted(Message, frozen=True):
@@ -342,6 +343,16 @@ class RequeueReply(Message, frozen=True):
     skipped: list[tuple[int, str]] = []  # (job_id, why it was not re-queued)
 
 
+class NotLeader(Message, frozen=True):
+    """The scheduler that got the frame is a standby: nothing was done. ``leader`` is the
+    address workers and clients should use instead (empty while no leader is known, e.g.
+    during an election), ``term`` the leader's term. Answers every hello and request."""
+
+    request_id: int = 0
+    leader: str = ""
+    term: int = 0
+
+
 class ErrorReply(Message, frozen=True):
     """A request was refused; nothing changed. ``code`` is stable, ``message`` is for humans."""
 
@@ -359,6 +370,7 @@ FromScheduler = (
     | Assign
     | ResultsAck
     | ErrorReply
+    | NotLeader
     | HeartbeatAck
     | StopJob
     | CancelReply
