@@ -15,6 +15,7 @@ import errno
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
 
 import aiosqlite
 
@@ -264,3 +265,19 @@ async def close_quietly(db: aiosqlite.Connection | None) -> None:
         await db.close()  # stops the thread in its finally, even when closing failed
     # The thread replies, then exits: wait for that, so nothing outlives the store.
     db._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
+    """One transaction: ``begin``, the block, COMMIT; on any failure a ROLLBACK, unless the
+    failed COMMIT already rolled back (a ROLLBACK then raises "no transaction is active"
+    and would hide the real cause), and the failure goes on."""
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise

@@ -4,7 +4,6 @@ transaction a batch of operations becomes (run in aiosqlite's thread, or inline 
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from actors.errors import StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import ATTEMPT_FIELDS, CHANGED_FIELDS, WORKFLOW_FIELDS, Ops
+from actors.scheduler.store import sqlite_file
 from actors.scheduler.store.sqlite_schema import JOB_COLUMNS
 from transport import protocol as wire
 
@@ -92,8 +92,7 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
 
 def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
     """One transaction for a whole group of writes; runs in the database thread."""
-    conn.execute("BEGIN")
-    try:
+    with sqlite_file.transaction(conn):
         if ops.workflows:
             conn.executemany(INSERT_WORKFLOW, ops.workflows)
         if ops.inserts:
@@ -113,14 +112,6 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
             conn.executemany(INSERT_ATTEMPT, ops.attempts)
         if ops.deletes:
             _delete(conn, ops.deletes)
-        conn.execute("COMMIT")
-    except BaseException:
-        # A failed COMMIT (disk full, I/O error) may already have rolled back; a ROLLBACK
-        # then raises "no transaction is active" and would hide the real cause.
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
 
 
 def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:

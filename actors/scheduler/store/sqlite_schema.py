@@ -9,13 +9,12 @@ schema, append a step; never edit one that has shipped (databases already ran it
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 from actors.errors import StoreError
-from actors.scheduler.store.sqlite_file import translate
+from actors.scheduler.store.sqlite_file import transaction, translate
 
 T = TypeVar("T")
 
@@ -132,8 +131,8 @@ def migrate(conn: sqlite3.Connection, path: str) -> int | None:
     target = len(steps)
     version: int | None = None  # known once read, inside the transaction
     try:
-        conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody upgrades alongside
-        try:
+        # The write lock first: nobody upgrades alongside.
+        with transaction(conn, "BEGIN IMMEDIATE"):
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             _refuse_unknown(conn, path, version, target)
             for step in steps[version:]:
@@ -141,14 +140,6 @@ def migrate(conn: sqlite3.Connection, path: str) -> int | None:
                     conn.execute(statement)
             if version != target:
                 conn.execute(f"PRAGMA user_version={target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            # A failed COMMIT may already have rolled back; a ROLLBACK then raises "no
-            # transaction is active" and would hide the real cause.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
     except sqlite3.Error as exc:
         error = translate(exc, path, "open")
         if type(error) is StoreError and version is not None and version < target:
