@@ -162,6 +162,18 @@ def migrate(conn: sqlite3.Connection, path: str) -> int | None:
     return version if 0 < version < target else None
 
 
+def refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """Raise StoreError, as ``migrate`` would, for a database newer than this code or one
+    with tables but no version; reads only. The store asks before it writes anything to
+    the file (WAL mode, its id), so a file it refuses is left exactly as it was found;
+    ``migrate`` asks again under its write lock."""
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _refuse_unknown(conn, path, version, len(STEPS))
+    except sqlite3.Error as exc:
+        raise translate(exc, path, "open") from None
+
+
 def _refuse_unknown(conn: sqlite3.Connection, path: str, version: int, target: int) -> None:
     if version > target:
         raise StoreError(
