@@ -29,16 +29,27 @@ def header(path: Path) -> tuple[bytes, int, int]:
     return path.read_bytes()[18:20], app_id, version
 
 
+@pytest.mark.parametrize(
+    ("user_version", "refusal"),
+    [
+        (0, "has tables but no corral schema version"),
+        # Programs number their own schemas with user_version too: 1 and 2 are corral's
+        # versions, but a corral database of any version has a jobs table.
+        (1, "not a corral database"),
+        (2, "not a corral database"),
+    ],
+)
 async def test_another_programs_database_is_refused_without_being_changed(
-    tmp_path: Path,
+    tmp_path: Path, user_version: int, refusal: str
 ) -> None:
     path = tmp_path / "notes.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (body TEXT)")
         conn.execute("INSERT INTO notes VALUES ('keep me as I am')")
+        conn.execute(f"PRAGMA user_version={user_version}")
     conn.close()
     before = header(path), path.read_bytes()
-    with pytest.raises(StoreError, match="has tables but no corral schema version"):
+    with pytest.raises(StoreError, match=refusal):
         await SqliteStore(str(path)).open()
     assert header(path) == before[0], "not switched to WAL, no application id written"
     assert path.read_bytes() == before[1], "the same bytes"
