@@ -5,7 +5,6 @@ starts, the other is refused naming the first."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -56,24 +55,42 @@ async def test_another_programs_database_is_refused_without_being_changed(
 
 
 @pytest.mark.parametrize("kind", ["new file", "schema 1 file"])
-async def test_two_schedulers_reaching_one_file_together_do_not_refuse_each_other(
+async def test_a_second_scheduler_reaching_the_file_during_the_first_ones_checks_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    """Both have read the file (its integrity check) before either writes to it: the
-    moment two schedulers started together, or a second one started while the first was
-    still checking a large file."""
+    """The first one is still checking the file (its integrity check: seconds for a large
+    one) when the second one reaches it. The first one must start; when both had read the
+    file before either wrote to it, each held the read lock the other's write lock waited
+    on, and both were refused."""
     path = tmp_path / "c.db"
     if kind == "schema 1 file":
         schema_v1.every_state(path)
-    both_checked = threading.Barrier(2, timeout=2)  # in the stores' database threads
+    meeting = threading.Condition()  # the stores' database threads meet here
+    checked: list[str] = []
+    refused_once: list[None] = []
     check = sqlite_file.quick_check
 
-    def quick_check_then_meet(conn: sqlite3.Connection, where: str) -> None:
+    def quick_check_then_wait(conn: sqlite3.Connection, where: str) -> None:
+        """The check, then hold on until the other store was refused once, or has read
+        the file too."""
         check(conn, where)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            both_checked.wait()  # unless the other never got this far: it did not share it
+        with meeting:
+            checked.append(where)
+            meeting.notify_all()
+            assert meeting.wait_for(lambda: len(checked) == 2 or refused_once, timeout=30)
 
-    monkeypatch.setattr(sqlite_file, "quick_check", quick_check_then_meet)
+    translate = sqlite_file.translate
+
+    def noting_refusals(exc: BaseException, where: str, doing: str) -> StoreError:
+        error = translate(exc, where, doing)
+        if isinstance(error, StoreLocked):
+            with meeting:
+                refused_once.append(None)
+                meeting.notify_all()
+        return error
+
+    monkeypatch.setattr(sqlite_file, "quick_check", quick_check_then_wait)
+    monkeypatch.setattr(sqlite_file, "translate", noting_refusals)
     stores = [SqliteStore(str(path)), SqliteStore(str(path))]
     try:
         outcomes = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
