@@ -17,6 +17,19 @@ from typing import Any
 class CorralError(Exception):
     """Root of every corral error."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its args and fields, rebuilt without calling __init__ (whose arguments
+        # are the fields, not the message kept in ``args``): an error then survives a trip
+        # between processes (multiprocessing, a process pool) as itself.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[CorralError], args: tuple[Any, ...], fields: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
+
 
 class IllegalTransition(CorralError):
     """Raised when a job would move between two states the lifecycle table does not link."""

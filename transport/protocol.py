@@ -24,49 +24,46 @@ import msgspec
 
 from transport.errors import BadFrame
 from transport.framing import check_size, request_id_of
-from transport.payloads import (
-    EMPTY_ARGS,
-    EMPTY_KWARGS,
-    MAX_ERROR_CHARS,
-    MAX_FRAME_BYTES,
-    MAX_JOB_PAYLOAD_BYTES,
-    MAX_SLOTS,
-    NONE_RAW,
-    PROTOCOL_VERSION,
-    Assignment,
-    Backoff,
-    JobId,
-    JobOutcome,
-    JobResult,
-    JobSpec,
-    ParentResult,
-    Priority,
-    QueueName,
-    RequestId,
-    Retries,
-    Seconds,
-    StepSpec,
-    TaskName,
-    is_msgpack_array,
-    is_msgpack_map,
-    pack,
-    truncate_error,
-    unpack,
-)
-from transport.views import (
-    AttemptView,
-    Event,
-    JobView,
-    QueueView,
-    RunningView,
-    StatusView,
-    StepView,
-    WorkerView,
-    WorkflowView,
-)
+from transport.payloads import EMPTY_ARGS as EMPTY_ARGS
+from transport.payloads import EMPTY_KWARGS as EMPTY_KWARGS
+from transport.payloads import MAX_ERROR_CHARS as MAX_ERROR_CHARS
+from transport.payloads import MAX_FRAME_BYTES as MAX_FRAME_BYTES
+from transport.payloads import MAX_JOB_PAYLOAD_BYTES as MAX_JOB_PAYLOAD_BYTES
+from transport.payloads import MAX_SLOTS as MAX_SLOTS
+from transport.payloads import NONE_RAW as NONE_RAW
+from transport.payloads import PROTOCOL_VERSION as PROTOCOL_VERSION
+from transport.payloads import Assignment as Assignment
+from transport.payloads import Backoff as Backoff
+from transport.payloads import JobId as JobId
+from transport.payloads import JobOutcome as JobOutcome
+from transport.payloads import JobResult as JobResult
+from transport.payloads import JobSpec as JobSpec
+from transport.payloads import ParentResult as ParentResult
+from transport.payloads import Priority as Priority
+from transport.payloads import QueueName as QueueName
+from transport.payloads import RequestId as RequestId
+from transport.payloads import Retries as Retries
+from transport.payloads import Seconds as Seconds
+from transport.payloads import StepSpec as StepSpec
+from transport.payloads import TaskName as TaskName
+from transport.payloads import is_msgpack_array as is_msgpack_array
+from transport.payloads import is_msgpack_map as is_msgpack_map
+from transport.payloads import pack as pack
+from transport.payloads import truncate_error as truncate_error
+from transport.payloads import unpack as unpack
+from transport.views import AttemptView as AttemptView
+from transport.views import Event as Event
+from transport.views import JobView as JobView
+from transport.views import QueueView as QueueView
+from transport.views import RunningView as RunningView
+from transport.views import StatusView as StatusView
+from transport.views import StepView as StepView
+from transport.views import WorkerView as WorkerView
+from transport.views import WorkflowView as WorkflowView
 
 # The payloads and the read models live in transport.payloads and transport.views and are
-# re-exported here: the protocol is one namespace (mypy: implicit_reexport for this module).
+# re-exported here (``X as X``: explicit, so a user's strict type checker sees them too):
+# the protocol is one namespace.
 
 
 class Message(msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defaults=False):

@@ -20,6 +20,8 @@ from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
 from transport import protocol as wire
 
+_STATES = tuple(state.value for state in JobState)  # what a listing by status may name
+
 
 async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) -> None:
     jobs = await sched.find(request.job_ids)
@@ -77,6 +79,11 @@ async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> N
 
 
 async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -> None:
+    if request.status and request.status not in _STATES:
+        states = ", ".join(_STATES)
+        message = f"unknown status {request.status!r}; one of: {states}"
+        sched.send(peer, wire.ErrorReply("invalid", message, request.request_id))
+        return
     status = JobState(request.status) if request.status else None
     stored = await read(
         sched.store,

@@ -9,9 +9,9 @@ they already have in hand (a few loop turns at most, never a timed wait), so the
 are about to make join the same transaction: a new job's insert and its lease commit
 together. Only after the commit returns does each writer get its ``Written`` reply (one per
 writer per commit), so acknowledgements always follow durability. If the backend refuses a
-compare-and-swap (StoreInconsistent) or cannot write (StoreError: a full disk, the file
-deleted under the scheduler), the store stops the scheduler with that one error and
-acknowledges nothing more.
+compare-and-swap (StoreInconsistent) or cannot write or read (StoreError: a full disk, the
+file deleted under the scheduler, a PostgreSQL session gone), the store stops the scheduler
+with that one error and acknowledges nothing more.
 
 A ``Read`` runs after the writes received before it; ``read(store, Backend.method, *args)``
 is how the scheduler asks, typed, with no SQL.
@@ -200,6 +200,15 @@ class StoreActor(Actor):
     async def _answer(self, request: Read) -> None:
         try:
             result = await request.call(self.backend)
+        except StoreError as exc:
+            if self.system is not None:
+                # The storage failed, not the question: stop as a failed commit does, with
+                # this one line. The reader is left waiting and is cancelled with the rest
+                # of the system, instead of crashing on the error with a traceback.
+                await self._stop_for(exc)
+            if not request.reply.done():
+                request.reply.set_exception(exc)
+            return
         except Exception as exc:
             if not request.reply.done():
                 request.reply.set_exception(exc)

@@ -16,7 +16,9 @@ letting SQLite do it inside a COMMIT (where its few milliseconds would hold back
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import sqlite3
 from collections.abc import Collection
 from typing import Any
@@ -31,12 +33,19 @@ from actors.scheduler.ops import Ops
 from actors.scheduler.store import sqlite_file
 from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
 from actors.scheduler.store.sqlite_rows import (
+    SESSION_PRAGMAS,
     connection_pragmas,
     in_db_thread,
     job_from_row,
     write_batch,
 )
-from actors.scheduler.store.sqlite_schema import JOB_COLUMNS, SCHEMA_VERSION, in_chunks, migrate
+from actors.scheduler.store.sqlite_schema import (
+    JOB_COLUMNS,
+    SCHEMA_VERSION,
+    in_chunks,
+    migrate,
+    refuse_foreign,
+)
 
 log = logging.getLogger("corral.store")
 
@@ -52,6 +61,10 @@ CHECKPOINT_EVERY_OPS = 20_000
 # "full" every commit waits for an fsync (0.5 ms p50, 5.6 ms p99 here), so every commit
 # goes to the thread: the loop must not stall on the disk.
 INLINE_COMMIT_OPS = 64
+
+# The pause before a second try at a file found locked at start-up: far longer than the
+# microseconds in which two schedulers' first locks can cross, short beside a start-up.
+LOCKED_RETRY_PAUSE_S = (0.05, 0.25)
 
 _LIVE = "status IN ('PENDING', 'QUEUED', 'RUNNING')"
 # The constraint failures that mean "this row exists already" (a primary key or a unique
@@ -77,25 +90,15 @@ class SqliteStore(StoreBackend):
                 f"aiosqlite {aiosqlite.__version__} lacks Connection._execute, which the group "
                 "commit uses; install aiosqlite>=0.17,<0.23"
             )
-        # Before SQLite reads the WAL (it would drop a damaged one without a word).
-        warning = sqlite_file.check_wal(self.path)  # 32 bytes and a stat: no thread needed
-        sqlite_file.check_wal_owner(self.path)  # frame headers only: no thread needed either
-        self.db = await sqlite_file.connect(self.path)
         try:
-            for pragma in connection_pragmas(self.durability):
-                await self.db.execute(pragma)
-            await in_db_thread(self.db, sqlite_file.quick_check, self.path)
-            await in_db_thread(self.db, sqlite_file.give_database_id)
-            upgraded_from = await in_db_thread(self.db, migrate, self.path)
-            # Take the write lock now and keep it (exclusive locking mode).
-            await self.db.execute("BEGIN IMMEDIATE")
-            await self.db.execute("COMMIT")
-        except BaseException as exc:
-            await sqlite_file.close_quietly(self.db)
-            self.db = None
-            if isinstance(exc, sqlite3.Error | OSError):
-                raise sqlite_file.translate(exc, self.path, "open") from None
-            raise
+            warning, upgraded_from = await self._open_file()
+        except sqlite_file.StoreLocked:
+            # Two schedulers that reach the file in the same instant can each take the read
+            # lock the other's write lock waits on, and refuse each other. One more try
+            # after a random pause lets one of them start; a scheduler that really holds
+            # the file refuses the second try as well.
+            await retry_pause()
+            warning, upgraded_from = await self._open_file()
         if warning:  # only now: a scheduler holding the file may have been mid-write
             log.warning("%s", warning)
         if upgraded_from is not None:
@@ -106,6 +109,38 @@ class SqliteStore(StoreBackend):
                 SCHEMA_VERSION,
             )
         self.identity = sqlite_file.FileIdentity(self.path)
+
+    async def _open_file(self) -> tuple[str | None, int | None]:
+        """Open, check, lock and upgrade the file: (a WAL warning, the version upgraded
+        from); closes what it opened on any failure."""
+        # Before SQLite reads the WAL (it would drop a damaged one without a word).
+        warning = sqlite_file.check_wal(self.path)  # 32 bytes and a stat: no thread needed
+        sqlite_file.check_wal_owner(self.path)  # frame headers only: no thread needed either
+        self.db = await sqlite_file.connect(self.path)
+        try:
+            pragmas = connection_pragmas(self.durability)
+            for pragma in pragmas[: len(SESSION_PRAGMAS)]:
+                await self.db.execute(pragma)
+            # The write lock is the first thing taken from the file, and kept (exclusive
+            # locking mode): a second scheduler that reached the file while this one read
+            # it would hold a read lock that neither could then upgrade. Then, before
+            # anything is written (WAL mode, the id), a file corral must not use (damaged,
+            # another program's, a newer corral's) is refused as it was found.
+            await self.db.execute("BEGIN EXCLUSIVE")
+            await in_db_thread(self.db, sqlite_file.quick_check, self.path)
+            await in_db_thread(self.db, refuse_foreign, self.path)
+            await self.db.execute("COMMIT")
+            for pragma in pragmas[len(SESSION_PRAGMAS) :]:
+                await self.db.execute(pragma)
+            await in_db_thread(self.db, sqlite_file.give_database_id)
+            upgraded_from = await in_db_thread(self.db, migrate, self.path)
+        except BaseException as exc:
+            await sqlite_file.close_quietly(self.db)
+            self.db = None
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise sqlite_file.translate(exc, self.path, "open") from None
+            raise
+        return warning, upgraded_from
 
     async def close(self) -> None:
         db, self.db = self.db, None
@@ -257,6 +292,12 @@ class SqliteStore(StoreBackend):
             rows = await self._rows(f"SELECT child FROM edges WHERE parent IN ({marks})", chunk)
             found.update(row[0] for row in rows)
         return sorted(found)
+
+
+async def retry_pause() -> None:
+    """The pause before a refused open tries once more (see ``SqliteStore.open``): random,
+    so two schedulers that collided do not collide again."""
+    await asyncio.sleep(random.uniform(*LOCKED_RETRY_PAUSE_S))
 
 
 def _checkpoint_wal(conn: sqlite3.Connection) -> None:

@@ -126,12 +126,17 @@ def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:
     conn.executemany("DELETE FROM edges WHERE child = ?", ids)
 
 
+# The pragmas that set up the session only: nothing of them reaches the file, so the store
+# runs them before it has decided the file is one it may use (``SqliteStore.open``).
+SESSION_PRAGMAS = ("PRAGMA busy_timeout=500", "PRAGMA locking_mode=EXCLUSIVE")
+
+
 def connection_pragmas(durability: str = DEFAULT_DURABILITY) -> list[str]:
-    """How the store sets up its connection, in order (bench/idle.py times the same)."""
+    """How the store sets up its connection, in order (bench/idle.py times the same): the
+    ``SESSION_PRAGMAS``, then those that change the file (WAL is kept in its header)."""
     sync = "FULL" if durability == "full" else "NORMAL"
     return [
-        "PRAGMA busy_timeout=500",
-        "PRAGMA locking_mode=EXCLUSIVE",
+        *SESSION_PRAGMAS,
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={sync}",
         # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.

@@ -153,6 +153,30 @@ def migrate(conn: sqlite3.Connection, path: str) -> int | None:
     return version if 0 < version < target else None
 
 
+def refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """Raise StoreError, as ``migrate`` would, for a database newer than this code or one
+    with tables but no version, and for a versioned one without corral's jobs table (another
+    program's); reads only. The store asks before it writes anything to the file (WAL
+    mode, its id), so a file it refuses is left exactly as it was found; ``migrate`` asks
+    again about the version inside its own transaction."""
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _refuse_unknown(conn, path, version, len(STEPS))
+        if version > 0 and not conn.execute(_JOBS_TABLE).fetchone():
+            # Every corral schema has a jobs table (step 1): this is another program that
+            # numbers its own schema with user_version.
+            raise StoreError(
+                path,
+                f"database {path} is not a corral database (schema version {version}, but no "
+                "jobs table): written by another program; point --db at a new file",
+            )
+    except sqlite3.Error as exc:
+        raise translate(exc, path, "open") from None
+
+
+_JOBS_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+
+
 def _refuse_unknown(conn: sqlite3.Connection, path: str, version: int, target: int) -> None:
     if version > target:
         raise StoreError(
