@@ -1,8 +1,9 @@
-"""One job as the scheduler holds it, and its rows in SQLite.
+"""One job as the scheduler holds it.
 
-``Job`` carries the persisted fields first (in ``store.JOB_COLUMNS`` order, which
-:meth:`Job.insert_row` and :meth:`Job.from_row` follow), then memory-only ones. Its
-state changes only through ``actors.scheduler.jobs.JobTable``.
+``Job`` carries the persisted fields first, then memory-only ones; how a store keeps them
+is the store's business (``actors.scheduler.store``). Its state changes only through
+``actors.scheduler.jobs.JobTable``, which records each change as a compare-and-swap update
+(:meth:`Job.update_row`, in ``actors.scheduler.ops.CHANGED_FIELDS`` order).
 """
 
 from __future__ import annotations
