@@ -55,10 +55,12 @@ from transport.payloads import (
 )
 from transport.views import (
     AttemptView,
+    ClusterView,
     Event,
     JobView,
     QueueView,
     RunningView,
+    SchedulerView,
     StatusView,
     StepView,
     WorkerView,

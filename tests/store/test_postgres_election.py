@@ -251,7 +251,7 @@ async def test_every_scheduler_is_listed_with_its_role_while_it_beats(elect: Ele
     await b.beat("standby")
     await c.beat("standby")
     await c.leave()
-    assert [(p.address, p.role) for p in await b.peers()] == [
+    assert [(p.address, p.role) for p in await b.peers(5.0)] == [
         ("tcp://a:5555", "leader"),
         ("tcp://b:5555", "standby"),
     ]

@@ -61,8 +61,8 @@ class Election(Protocol):
         """Write this scheduler's presence row (the leader also forgets long-gone ones)."""
         ...
 
-    async def peers(self) -> list[PeerRecord]:
-        """The schedulers seen in the last few seconds, by address."""
+    async def peers(self, seen_within: float) -> list[PeerRecord]:
+        """The schedulers seen in the last ``seen_within`` seconds, by address."""
         ...
 
     async def leave(self) -> None:

@@ -213,7 +213,7 @@ class PostgresElection:
         if role == "leader":
             await self._run("beat", "execute", FORGET, FORGET_AFTER_S)
 
-    async def peers(self, seen_within: float = 5.0) -> list[PeerRecord]:
+    async def peers(self, seen_within: float) -> list[PeerRecord]:
         rows = await self._run("read", "fetch", PEERS, seen_within)
         return [PeerRecord(*row) for row in rows]
 
