@@ -175,7 +175,7 @@ class Brain:
         db = redact_dsn(self.config.db) if self.own_backend else self.backend.where
         led = f"leader, term {self.term}; " if self.term else ""
         return (
-            f"corral scheduler on {self.address} (db {db}, strategy "
+            f"corral scheduler on {self.config.advertise or self.address} (db {db}, strategy "
             f"{self.config.strategy}, durability {self.config.durability}; {led}{recovered})"
         )
 
