@@ -250,3 +250,39 @@ async def test_a_leader_whose_database_sessions_are_ended_steps_down_then_leads_
     worker(procs, "w", address)
     async with AsyncClient(address, connect_timeout=10) as client:
         assert await client.result(await client.submit("record", ["again"]), timeout=30) == "again"
+
+
+async def test_a_leader_paused_in_the_middle_of_its_commits_is_replaced_within_5_s(
+    procs: Procs, postgres_dsn: str
+) -> None:
+    """Paused while committing back to back, the leader very likely holds the leader row's
+    share lock in an unfinished commit: the standby ends that session to take over."""
+    a, b = free_address(), free_address()
+    paused = scheduler(procs, a, postgres_dsn)
+    await until_leading([a])
+    standby = scheduler(procs, b, postgres_dsn)
+    await until_standby_names(b, a)
+    worker(procs, "wa", a, slots=8)
+    async with AsyncClient(a, connect_timeout=10) as client:
+        ids = await client.submit_many([job_spec("token") for _ in range(3000)])
+        while (await client.status()).jobs.get("SUCCEEDED", 0) < 300:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # polling the scheduler is the point here
+    paused.send_signal(signal.SIGSTOP)
+    paused_at = time.monotonic()
+    _, term, leading_at = await until_leading([b], above=1)
+    print(f"takeover after SIGSTOP of a busy leader: {leading_at - paused_at:.2f} s")
+    print(*[line for line in output(procs, standby).splitlines() if "ended" in line])
+    assert term == 2
+    assert leading_at - paused_at < TAKEOVER_BOUND_S
+    worker(procs, "wb", b, slots=8)
+    paused.send_signal(signal.SIGCONT)
+    await until_said(procs, paused, "stepped down from term 1")
+    async with AsyncClient(b, connect_timeout=10) as client:
+        outcomes = await client.wait(ids, timeout=120)
+        views = {v.job_id: v for v in await client.jobs("SUCCEEDED", limit=5000)}
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+    last_token: dict[int, int] = {}
+    for run in read_ledger(str(procs.ledger)):
+        last_token[run["job"]] = max(last_token.get(run["job"], 0), run["token"])
+    for job_id in ids:
+        assert wire.unpack(outcomes[job_id].result) == views[job_id].token == last_token[job_id]
