@@ -142,8 +142,9 @@ class Node:
             if not leading.done():
                 lost = holding.result()
                 brain.depose(lost)  # before anything else runs: no commit from here on
-                leading.cancel()
-                await asyncio.gather(leading, return_exceptions=True)
+                # Its actors stop at once and close what they hold; only a start stuck on
+                # a dead database link needs cancelling.
+                await asyncio.wait({leading}, timeout=leadership.ttl)
                 self._stepped_down(term, lost)
                 return 0.0
             holding.cancel()
