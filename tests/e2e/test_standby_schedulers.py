@@ -286,3 +286,29 @@ async def test_a_leader_paused_in_the_middle_of_its_commits_is_replaced_within_5
         last_token[run["job"]] = max(last_token.get(run["job"], 0), run["token"])
     for job_id in ids:
         assert wire.unpack(outcomes[job_id].result) == views[job_id].token == last_token[job_id]
+
+
+async def test_a_leader_stopped_with_sigterm_resigns_its_term_and_leaves_the_list(
+    procs: Procs, postgres_dsn: str
+) -> None:
+    a, b = free_address(), free_address()
+    leader = scheduler(procs, a, postgres_dsn)
+    await until_leading([a])
+    scheduler(procs, b, postgres_dsn)
+    await until_standby_names(b, a)
+    stopped_at = time.monotonic()
+    leader.send_signal(signal.SIGTERM)
+    assert leader.wait(timeout=15) == 0
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        term, resigned = await conn.fetchrow(
+            "SELECT term, expires_at = '-infinity' FROM corral_leader"
+        )
+        assert term == 2 or resigned, "the term was resigned, not left to expire"
+        names = await conn.fetch("SELECT address FROM corral_schedulers")
+        assert a not in [row[0] for row in names], "its presence row is gone"
+    finally:
+        await conn.close()
+    _, term, leading_at = await until_leading([b], above=1)
+    print(f"takeover after SIGTERM of the leader: {leading_at - stopped_at:.2f} s")
+    assert term == 2
