@@ -104,12 +104,17 @@ class Leadership:
             self._warn("standing by without the database: %s", exc or "no answer")
         return None
 
-    async def campaign(self) -> Term:
-        """Try every ``POLL_S`` until this scheduler takes a term."""
+    async def campaign(self, on_leader: Callable[[tuple[str, int]], None] | None = None) -> Term:
+        """Try every ``POLL_S`` until this scheduler takes a term; ``on_leader`` hears
+        of each change of the known leader (``known_leader``) meanwhile."""
+        shown: tuple[str, int] | None = None
         while True:
             term = await self.attempt()
             if term is not None:
                 return term
+            if on_leader is not None and self.known_leader() != shown:
+                shown = self.known_leader()
+                on_leader(shown)
             await self.sleep(POLL_S)
 
     # ------------------------------------------------------------------ leader

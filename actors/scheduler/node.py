@@ -7,7 +7,8 @@ to lead at once: a scheduler restarted on its own address takes back a term held
 by its dead predecessor (binding the address proved nobody serves there any more).
 
 Standing by: the ``Standby`` edge answers every frame NotLeader naming the leader,
-``Leadership.campaign`` polls for the term, and a line on stdout says who leads.
+``Leadership.campaign`` polls for the term, and a line on stdout says who leads (again
+whenever that changes).
 
 Leading: a ``Brain`` for the term (fresh actors, state loaded from the database as after
 a restart; its commits fenced with the term) serves on the same bound address, while
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from actors.config import SchedulerConfig, redact_dsn
 from actors.errors import NotLeaderAnymore, StoreError
 from actors.scheduler.brain import Brain
-from actors.scheduler.leadership import POLL_S, Leadership, Term
+from actors.scheduler.leadership import Leadership, Term
 from actors.scheduler.standby import Standby
 from actors.scheduler.store.postgres_leader import PostgresElection
 from transport import ServerTransport, bind
@@ -55,7 +56,6 @@ class Node:
         self.address = ""
         self.brain: Brain | None = None
         self.stopping = asyncio.Event()
-        self.leadership: Leadership | None = None
 
     def stop(self) -> None:
         """Stop serving: a leader first stops its term cleanly and resigns it."""
@@ -74,9 +74,8 @@ class Node:
             await election.close()
             raise
         self.address = election.address = config.advertise or transport.address
-        self.leadership = Leadership(election, config.leader_ttl, self.address)
         try:
-            await self._serve(transport, self.leadership)
+            await self._serve(transport, Leadership(election, config.leader_ttl, self.address))
         finally:
             await election.leave()
             await election.close()
@@ -113,16 +112,15 @@ class Node:
             await asyncio.gather(answering, stop, campaign, return_exceptions=True)
 
     async def _campaign(self, leadership: Leadership) -> Term:
-        term = await leadership.attempt()
-        if term is not None:
-            return term
-        leader, number = leadership.known_leader()
-        self.say(
-            f"corral scheduler on {self.address}: standby (db {redact_dsn(self.config.db)}; "
-            f"leader {leader or 'being elected'}, term {number})"
-        )
-        await asyncio.sleep(POLL_S)
-        return await leadership.campaign()
+        def standing_by(leader: tuple[str, int]) -> None:
+            address, number = leader
+            self.say(
+                f"corral scheduler on {self.address}: standby (db "
+                f"{redact_dsn(self.config.db)}; leader {address or 'being elected'}, "
+                f"term {number})"
+            )
+
+        return await leadership.campaign(standing_by)
 
     async def _lead(self, transport: ServerTransport, leadership: Leadership, term: Term) -> float:
         """Serve as the leader of ``term`` until it ends; the pause before campaigning

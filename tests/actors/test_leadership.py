@@ -168,9 +168,11 @@ async def test_a_standby_campaigns_through_an_outage_and_knows_the_leader_meanwh
         await real_sleep(seconds)
 
     leadership.sleep = watch
-    term = await leadership.campaign()
+    told: list[tuple[str, int]] = []
+    term = await leadership.campaign(told.append)
     assert term == Term(5, since=pytest.approx(4 * POLL_S))
     assert seen == [("tcp://a:1", 1)] * 4
+    assert told == [("tcp://a:1", 1)], "once, not at every poll"
     assert election.beats == ["standby"]  # once a second
     election.acquisitions = [None]
     election.row = LeaderRecord(5, "tcp://a:1", False)  # expired: an election is on
