@@ -55,6 +55,18 @@ RECENT_FINISHED = 100_000
 MAX_BATCH_OPS = 20_000
 
 
+# PostgreSQL with standbys: a leader's term lasts this long unless renewed (it renews every
+# quarter of it). A killed leader is replaced after about this plus a standby's poll (0.25
+# s): two seconds keeps a takeover well under the issue's 5 s bound while a leader can miss
+# three renewals in a row (a loaded machine, a slow commit) before it loses its term.
+LEADER_TTL_S = 2.0
+# Below this, a renewal (a round trip to PostgreSQL, possibly waiting behind a commit)
+# would not reliably fit in a quarter of the term.
+MIN_LEADER_TTL_S = 0.5
+
+# What a tcp:// --bind host may be that is no address another machine can use.
+WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "[::]", "")
+
 # "full" (fsync at every commit) is the default: an acknowledged job survives power loss,
 # not only a crash of the process. "normal" is the opt-in for speed (bench/README.md).
 DEFAULT_DURABILITY: Literal["full", "normal"] = "full"
@@ -94,6 +106,11 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     metrics_port: Port | None = None  # serve Prometheus /metrics on this port; None: off
     dag_resolver: str = ""  # address of a DAG resolver in its own process; "": in-process
     metrics_addr: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    # PostgreSQL: seconds a leader's term lasts without renewal.
+    leader_ttl: Seconds = LEADER_TTL_S
+    # PostgreSQL: the address workers and clients use for this scheduler ("": --bind's),
+    # which the standbys name; needed when --bind is a wildcard (tcp://*:5555).
+    advertise: str = ""
 
     def weights(self) -> dict[str, float]:
         """``queue_weights`` parsed; raises ValueError naming the bad part."""
@@ -140,6 +157,7 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
         except ValueError as exc:
             raise ConfigError(setting_name("queue_weights"), self.queue_weights, str(exc)) from None
         self._check_db()
+        self._check_leadership()
         for name in ("bind", "dag_resolver"):
             address = getattr(self, name)
             if address.startswith("tcp://") and not _tcp_port_ok(address):
@@ -167,6 +185,27 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
                 setting_name("backoff_cap"),
                 self.backoff_cap,
                 f"at least --backoff-base ({self.backoff_base:g} s)",
+            )
+
+    def _check_leadership(self) -> None:
+        if self.leader_ttl < MIN_LEADER_TTL_S:
+            raise ConfigError(
+                setting_name("leader_ttl"),
+                self.leader_ttl,
+                f"at least {MIN_LEADER_TTL_S:g} s: the leader renews its term every quarter "
+                "of it, and each renewal is a round trip to PostgreSQL",
+            )
+        if self.advertise:
+            problem = address_problem(self.advertise)
+            if problem:
+                raise ConfigError(setting_name("advertise"), self.advertise, problem)
+        elif is_postgres(self.db) and is_wildcard(self.bind):
+            raise ConfigError(
+                setting_name("bind"),
+                self.bind,
+                "a wildcard address with PostgreSQL only with --advertise / CORRAL_ADVERTISE "
+                "tcp://HOST:PORT, the address workers and clients use to reach this "
+                "scheduler (standbys send them there)",
             )
 
     def _check_db(self) -> None:
@@ -239,6 +278,25 @@ def dsn_problem(dsn: str) -> str | None:
         return f"one database name after the host, not {parts.path.lstrip('/')!r}"
     if parts.fragment:
         return f"unexpected #{parts.fragment}"
+    return None
+
+
+def is_wildcard(address: str) -> bool:
+    """Whether a tcp:// address names every interface (tcp://*:5555, tcp://0.0.0.0:5555)."""
+    if not address.startswith("tcp://"):
+        return False
+    host = address.removeprefix("tcp://").rpartition(":")[0]
+    return host in WILDCARD_HOSTS
+
+
+def address_problem(address: str) -> str | None:
+    """What keeps ``address`` from being one others connect to, or None."""
+    if address.startswith("ipc://") and len(address) > len("ipc://"):
+        return None
+    if not address.startswith("tcp://") or not _tcp_port_ok(address):
+        return "tcp://HOST:PORT (PORT 1 to 65535) or ipc://PATH, where others reach this scheduler"
+    if is_wildcard(address):
+        return "a host others can reach, not a wildcard"
     return None
 
 

@@ -81,6 +81,17 @@ class StoreDamaged(StoreError):
     check; the scheduler refuses to run on it rather than lose or invent jobs."""
 
 
+class NotLeaderAnymore(StoreError):
+    """Raised when a scheduler that led with ``term`` finds that it no longer does: a
+    commit's fencing check (its first statement) found another term or an expired one, so
+    nothing of that batch was committed; or the renewal of its term found it taken; or its
+    own clock says the term lapsed. The scheduler stops assigning and stands by."""
+
+    def __init__(self, path: str, term: int, message: str) -> None:
+        super().__init__(path, message)
+        self.term = term
+
+
 class StoreInconsistent(CorralError):
     """Raised when the store disagrees with the scheduler's memory: a compare-and-swap found
     a job in another status than expected, or an insert clashed with a stored row (the same

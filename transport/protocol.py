@@ -52,10 +52,12 @@ from transport.payloads import pack as pack
 from transport.payloads import truncate_error as truncate_error
 from transport.payloads import unpack as unpack
 from transport.views import AttemptView as AttemptView
+from transport.views import ClusterView as ClusterView
 from transport.views import Event as Event
 from transport.views import JobView as JobView
 from transport.views import QueueView as QueueView
 from transport.views import RunningView as RunningView
+from transport.views import SchedulerView as SchedulerView
 from transport.views import StatusView as StatusView
 from transport.views import StepView as StepView
 from transport.views import WorkerView as WorkerView

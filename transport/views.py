@@ -90,6 +90,22 @@ class QueueView(msgspec.Struct, frozen=True):
     waiting_for_worker: int = 0  # ready jobs no connected worker may run (task not announced)
 
 
+class SchedulerView(msgspec.Struct, frozen=True):
+    """A scheduler on the same database (PostgreSQL), the leader or a standby."""
+
+    address: str
+    role: str  # "leader" or "standby"
+    seen_s: float  # seconds since it last said it is alive
+
+
+class ClusterView(msgspec.Struct, frozen=True):
+    """Who leads, in which term, and every scheduler seen lately (PostgreSQL only)."""
+
+    leader: str  # the leader's address: the scheduler that answered
+    term: int
+    schedulers: list[SchedulerView] = []
+
+
 class StatusView(msgspec.Struct, frozen=True):
     jobs: dict[str, int]
     workers: list[WorkerView]
@@ -99,6 +115,7 @@ class StatusView(msgspec.Struct, frozen=True):
     completed_last_minute: int = 0  # jobs that ended (any final state) in the last 60 s
     throughput_per_s: float = 0.0  # SUCCEEDED per second over the last 60 s
     dead_letters: int = 0  # jobs in FAILED
+    cluster: ClusterView | None = None  # None: a single scheduler (SQLite)
 
 
 class Event(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

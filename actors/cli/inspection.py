@@ -4,19 +4,48 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from typing import Any
 
 from actors.cli.common import EXIT_FAILED, fail, print_json, run_async, with_client
 from actors.cli.output import quiet_on_closed_stdout
-from actors.errors import CorralError
+from actors.errors import CorralError, SchedulerUnreachable
 from transport import protocol as wire
 from transport.errors import TransportError
 
 # A refresh of the live view waits at most 2 x its interval for the scheduler, and never
 # less than this: a reply takes milliseconds, a loaded machine can add a second.
 MIN_REFRESH_TIMEOUT_S = 2.0
+# How long `corral status` waits for the first answer (the SDK's connect timeout).
+STATUS_CONNECT_TIMEOUT_S = 5.0
+
+
+async def standby_answer(address: str, timeout: float) -> wire.NotLeader | None:
+    """A hello to ``address``: the NotLeader a standby scheduler answers, or None (the
+    leader welcomed us). Raises SchedulerUnreachable when nothing answers in time."""
+    from transport import connect
+
+    link = connect(address)
+    try:
+        link.send(wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION)))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                frames = await asyncio.wait_for(link.recv_batch(), left)
+            except TimeoutError:
+                break
+            for frame in frames:
+                with contextlib.suppress(TransportError):
+                    reply = wire.decode_reply(frame)
+                    if isinstance(reply, wire.NotLeader):
+                        return reply
+                    if isinstance(reply, wire.Welcome):
+                        return None
+        raise SchedulerUnreachable(address, timeout)
+    finally:
+        await link.close()
 
 
 @quiet_on_closed_stdout
@@ -24,9 +53,23 @@ def cmd_status(args: argparse.Namespace) -> None:
     from rich.live import Live
 
     from actors.cli.output import make_console
-    from actors.cli.views import render_status, status_renderable, unreachable_renderable
+    from actors.cli.views import (
+        render_status,
+        standby_line,
+        status_renderable,
+        unreachable_renderable,
+    )
     from actors.client import AsyncClient
 
+    if "," not in args.connect:  # one address: say so if it is a standby (PostgreSQL)
+        standby = run_async(standby_answer(args.connect, STATUS_CONNECT_TIMEOUT_S))
+        if standby is not None:
+            if args.json:
+                role = {"standby": args.connect, "leader": standby.leader, "term": standby.term}
+                print_json(role)
+            else:
+                print(standby_line(args.connect, standby))
+            return
     out = make_console()
     live = not (args.once or args.json) and out.is_terminal
     # Each refresh waits at most this long: a dead scheduler is shown as such within a

@@ -4,7 +4,9 @@ logging flags every long-running command takes.
 Every scheduler flag is read as text and validated with its ``CORRAL_*`` variable in one
 place (``SchedulerConfig.from_env``), so a bad flag and a bad variable get the same
 one-line message and exit 2. A start-up or storage failure ends the process with one
-line and exit 1, after releasing the database and the sockets.
+line and exit 1, after releasing the database and the sockets. On PostgreSQL the process
+leads or stands by (``actors.scheduler.node``): a lost term or a failed database makes a
+leader stand by again, in-process, not exit.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from actors.config import (
     DEFAULT_DURABILITY,
     DEFAULT_STRATEGY,
     HEARTBEAT_INTERVAL_S,
+    LEADER_TTL_S,
     LEASE_GRACE_S,
     LEASE_S,
     SUSPECT_AFTER_S,
     SchedulerConfig,
+    is_postgres,
 )
 
 # Commands that run until stopped and log while they do: they take the logging flags
@@ -118,6 +122,19 @@ def add_scheduler_commands(add: Add) -> None:
             f"loss, faster; SQLite only: PostgreSQL commits with synchronous_commit on "
             f"(default {DEFAULT_DURABILITY})",
         ),
+        (
+            "--leader-ttl",
+            "S",
+            "PostgreSQL: seconds a leader's term lasts unless renewed (every quarter of "
+            "it); a standby takes over about this long after the leader dies "
+            f"(default {LEADER_TTL_S:g})",
+        ),
+        (
+            "--advertise",
+            "ADDR",
+            "PostgreSQL: the address workers and clients reach this scheduler at, which "
+            "the standbys tell them (default: --bind; needed when --bind is a wildcard)",
+        ),
         ("--metrics-port", "PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics"),
         ("--metrics-addr", "ADDR", "address for --metrics-port (default 127.0.0.1)"),
         (
@@ -153,6 +170,9 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
     from actors.scheduler.brain import Brain
 
     config = scheduler_config(args)
+    if is_postgres(config.db):
+        run_async(serve_with_standbys(config))
+        return
 
     async def serve() -> None:
         import signal
@@ -172,6 +192,19 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
             await brain.close()
 
     run_async(serve())
+
+
+async def serve_with_standbys(config: SchedulerConfig) -> None:
+    """PostgreSQL: lead or stand by, as the election decides (actors.scheduler.node)."""
+    import signal
+
+    from actors.scheduler.node import Node
+
+    node = Node(config, lambda line: print(line, flush=True))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.stop)
+    await node.run()
 
 
 def cmd_dag_resolver(args: argparse.Namespace) -> None:

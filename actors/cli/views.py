@@ -24,6 +24,9 @@ def status_renderable(status: wire.StatusView, address: str = "") -> Group:
         f"(last minute)  ·  {status.completed_last_minute} ended in the last minute  ·  ",
         (f"{status.dead_letters} dead letter(s)", "red" if status.dead_letters else ""),
     )
+    if status.cluster is not None:
+        header.append("\n")
+        header.append(cluster_line(status.cluster))
     jobs = Table(title="jobs by state", show_edge=False, title_justify="left")
     for state in JobState:
         jobs.add_column(state.value, justify="right")
@@ -73,6 +76,31 @@ def status_renderable(status: wire.StatusView, address: str = "") -> Group:
 
 
 _HEALTH_COLOURS = {"alive": "green", "suspect": "yellow", "draining": "cyan"}
+
+
+def cluster_line(cluster: wire.ClusterView) -> Text:
+    """Who leads, in which term, and the standbys (PostgreSQL with several schedulers)."""
+    standbys = [s for s in cluster.schedulers if s.role == "standby"]
+    listed = ", ".join(f"{s.address} (seen {s.seen_s:.1f}s ago)" for s in standbys)
+    return Text.assemble(
+        ("leader ", "bold"),
+        f"{cluster.leader}, term {cluster.term}  ·  ",
+        (f"{len(standbys)} standby(s)", "" if standbys else "yellow"),
+        f": {listed}" if listed else " (nobody can take over if this scheduler fails)",
+    )
+
+
+def standby_line(address: str, answer: wire.NotLeader) -> str:
+    """What `corral status` says of a standby scheduler."""
+    if answer.leader:
+        return (
+            f"{address} is a standby scheduler; the leader is {answer.leader} "
+            f"(term {answer.term}): corral status --connect {answer.leader}"
+        )
+    return (
+        f"{address} is a standby scheduler; no leader right now (term {answer.term} ended, "
+        "an election is on: a standby takes over within seconds)"
+    )
 
 
 def render_status(

@@ -14,6 +14,11 @@ address, the metrics port) closes what was opened and raises one CorralError,
 so the process exits with one line instead of hanging on a live thread or port.
 The start line and the INFO log say how many live jobs were recovered and when
 the last commit was, so a database that lost commits (a damaged WAL) shows.
+
+On PostgreSQL with standbys a Brain is one term of a leader (``actors.scheduler.node``
+runs the terms): it serves on the address the process bound (and leaves it open when it
+stops), fences every commit with its term, and is deposed (``depose``) the moment the term
+is lost: nothing is committed from then on, and its actors stop.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import errno
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import strategies
 from actors import metrics
 from actors.config import SchedulerConfig, is_postgres, redact_dsn
-from actors.errors import CorralError
+from actors.errors import CorralError, StoreError
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem
 from actors.scheduler import routes, submissions
@@ -49,6 +55,7 @@ from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.strategy import StrategyActor
 from transport import ServerTransport, bind
+from transport import protocol as wire
 
 log = logging.getLogger("corral.brain")
 
@@ -56,14 +63,30 @@ log = logging.getLogger("corral.brain")
 class Brain:
     """All scheduler-side actors in one process, supervised together."""
 
-    def __init__(self, config: SchedulerConfig, backend: StoreBackend | None = None) -> None:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        backend: StoreBackend | None = None,
+        *,
+        transport: ServerTransport | None = None,
+        term: int = 0,
+        name: str = "",
+        cluster: Callable[[], wire.ClusterView | None] | None = None,
+    ) -> None:
         """``backend`` replaces the database named by ``config.db`` (tests pass a
-        ``MemoryStore``)."""
+        ``MemoryStore``). A leader's term (``actors.scheduler.node``) passes the
+        ``transport`` the process bound (left open at the end), its ``term`` (its commits
+        are fenced with it), the scheduler's ``name`` and what the status says of the
+        ``cluster``."""
         self.config = config
         self.system = ActorSystem()
-        self.transport: ServerTransport | None = None
+        self.transport = transport
+        self.own_transport = transport is None
+        self.term = term
+        self.cluster = cluster
+        self.deposed: StoreError | None = None
         self.own_backend = backend is None
-        self.backend = backend or store_for(config)
+        self.backend = backend or store_for(config, term, name)
         self.store = StoreActor(self.backend)
         self.table = JobTable(config)
         self.scheduler = Scheduler(self.table)
@@ -93,7 +116,8 @@ class Brain:
     async def _start(self, strategy: Any) -> None:
         await self._load()
         config = self.config
-        self.transport = bind(config.bind)
+        if self.transport is None:
+            self.transport = bind(config.bind)
         if config.metrics_port:
             self.metrics_server = serve_metrics(
                 self.system.board, config.metrics_port, config.metrics_addr
@@ -115,12 +139,21 @@ class Brain:
                 self.instance,
                 config.lease,
                 config.lease_grace,
+                self.term,
             ),
             heartbeat=HeartbeatMonitor(config),
             events=EventHub(),
-            gateway=Gateway(self.transport, config.heartbeat_interval, self.instance),
+            gateway=Gateway(
+                self.transport,
+                config.heartbeat_interval,
+                self.instance,
+                self.term,
+                owns_transport=self.own_transport,
+            ),
         )
         routes.connect(actors)
+        if self.cluster is not None:
+            self.scheduler.cluster = self.cluster
         for actor in actors.all():
             self.system.add(actor)
         self._recover(dag)
@@ -140,9 +173,10 @@ class Brain:
                 f"last commit {at:%Y-%m-%d %H:%M:%S} UTC"
             )
         db = redact_dsn(self.config.db) if self.own_backend else self.backend.where
+        led = f"leader, term {self.term}; " if self.term else ""
         return (
-            f"corral scheduler on {self.address} (db {db}, strategy "
-            f"{self.config.strategy}, durability {self.config.durability}; {recovered})"
+            f"corral scheduler on {self.config.advertise or self.address} (db {db}, strategy "
+            f"{self.config.strategy}, durability {self.config.durability}; {led}{recovered})"
         )
 
     async def _load(self) -> None:
@@ -190,12 +224,20 @@ class Brain:
     def stop(self) -> None:
         self.system.request_stop()
 
+    def depose(self, why: StoreError) -> None:
+        """The term is lost: commit nothing from now on (the store refuses every batch
+        with ``why``) and stop the actors (``run`` raises ``why``). Safe at any time, also
+        while ``start`` is still loading."""
+        self.deposed = why
+        self.store.failed = why
+        self.system.fail(why)
+
     async def close(self) -> None:
         """Release everything, whether start() finished or not (idempotent)."""
         if self._running:
             await self.system.stop()
         else:
-            if self.transport is not None:
+            if self.transport is not None and self.own_transport:
                 await self.transport.close()
             await self.store.on_stop()
         if self.metrics_server is not None:
@@ -212,12 +254,13 @@ class Brain:
         await self.close()
 
 
-def store_for(config: SchedulerConfig) -> StoreBackend:
-    """The backend ``--db`` names: PostgreSQL for a postgresql:// DSN, else an SQLite file."""
+def store_for(config: SchedulerConfig, term: int = 0, name: str = "") -> StoreBackend:
+    """The backend ``--db`` names: PostgreSQL for a postgresql:// DSN (its commits fenced
+    with ``term`` when one is given), else an SQLite file."""
     if is_postgres(config.db):
         from actors.scheduler.store.postgres import PostgresStore  # asyncpg only when used
 
-        return PostgresStore(config.db)
+        return PostgresStore(config.db, name=name, term=term or None)
     return SqliteStore(config.db, config.durability)
 
 

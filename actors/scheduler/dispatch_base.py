@@ -47,9 +47,11 @@ class DispatcherBase(Actor):
         instance: str,
         lease: float,
         grace: float = 1.0,
+        term: int = 0,
     ) -> None:
         super().__init__("dispatcher")
         self.instance = instance
+        self.term = term  # the leader's term, in every Welcome (0: a single scheduler)
         self.lease = lease
         self.grace = grace
         self.strategy_name = strategy_name

@@ -64,7 +64,7 @@ STOPPED = "worker stopped: {} left while still holding the job"
 
 class Dispatcher(DispatcherBase):
     """The dispatcher actor (built as ``Dispatcher(strategy_name, heartbeat_interval,
-    instance, lease, grace)``; the brain wires its peers in)."""
+    instance, lease, grace, term)``; the brain wires its peers in)."""
 
     async def handle(self, message: Any) -> None:
         if isinstance(message, FromWorker) and isinstance(message.message, wire.Results):
@@ -142,7 +142,7 @@ class Dispatcher(DispatcherBase):
         taking = worker.state in ("alive", "suspect")  # not dead, not draining
         self.scheduler.tell(WorkerNames(peer, hello.name, tasks, available=taking))
         welcome = wire.Welcome(
-            wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease
+            wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease, self.term
         )
         self._send(peer, welcome)
         claims = hello.leases[: CLAIMS_PER_SLOT * hello.slots]

@@ -54,11 +54,22 @@ WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Pr
 
 
 class Gateway(Actor):
+    """``term``: the leader's term its Welcome carries (0: a single scheduler);
+    ``owns_transport``: close the transport on stop (False: a standby keeps serving on it
+    after this leader steps down)."""
+
     def __init__(
-        self, transport: ServerTransport, heartbeat_interval: float, instance: str
+        self,
+        transport: ServerTransport,
+        heartbeat_interval: float,
+        instance: str,
+        term: int = 0,
+        owns_transport: bool = True,
     ) -> None:
         super().__init__("gateway")
         self.instance = instance  # changes with every scheduler start
+        self.term = term
+        self.owns_transport = owns_transport
         self.transport = transport
         self.heartbeat_interval = heartbeat_interval
         self.known: OrderedDict[bytes, None] = OrderedDict()
@@ -158,7 +169,12 @@ class Gateway(Actor):
                 else:
                     self._send(
                         peer,
-                        wire.Welcome(wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance),
+                        wire.Welcome(
+                            wire.PROTOCOL_VERSION,
+                            self.heartbeat_interval,
+                            self.instance,
+                            term=self.term,
+                        ),
                     )
                 return
         if peer not in self.known:
@@ -184,4 +200,5 @@ class Gateway(Actor):
         return {"bad_frames": self.bad_frames, "unknown_peer_frames": self.unknown_peer_frames}
 
     async def on_stop(self) -> None:
-        await self.transport.close()
+        if self.owns_transport:
+            await self.transport.close()

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from actors.lifecycle import (
@@ -85,6 +86,8 @@ class Scheduler(Actor):
         self.assign_latency = Histogram()
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
+        # Who leads and who stands by, for the status (set by the brain on PostgreSQL).
+        self.cluster: Callable[[], wire.ClusterView | None] = lambda: None
         self.gateway: Actor
         self.store: Actor
         self.strategy: Actor
@@ -187,6 +190,7 @@ class Scheduler(Actor):
             "completed_last_minute": ended,
             "throughput_per_s": round(succeeded / 60.0, 2),
             "dead_letters": counts.get("FAILED", 0),
+            "cluster": self.cluster(),
         }
 
     def metrics(self) -> dict[str, Any]:

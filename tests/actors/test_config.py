@@ -169,3 +169,36 @@ def test_a_dsn_shown_anywhere_has_no_password() -> None:
     )
     assert redact_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
     assert redact_dsn("./corral.db") == "./corral.db"
+
+
+# ------------------------------------------------------------------ several schedulers
+
+PG = "postgresql://corral@h/corral"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting", "allowed"),
+    [
+        ({"leader_ttl": "0.2"}, "--leader-ttl / CORRAL_LEADER_TTL", "at least 0.5 s"),
+        ({"leader_ttl": "-1"}, "--leader-ttl / CORRAL_LEADER_TTL", "seconds > 0"),
+        ({"db": PG, "bind": "tcp://*:5555"}, "--bind / CORRAL_BIND", "--advertise"),
+        ({"db": PG, "bind": "tcp://0.0.0.0:5555"}, "--bind / CORRAL_BIND", "--advertise"),
+        ({"advertise": "tcp://0.0.0.0:5555"}, "--advertise / CORRAL_ADVERTISE", "wildcard"),
+        ({"advertise": "tcp://a:99999"}, "--advertise / CORRAL_ADVERTISE", "PORT 1 to 65535"),
+        ({"advertise": "a:5555"}, "--advertise / CORRAL_ADVERTISE", "tcp://HOST:PORT"),
+    ],
+)
+def test_a_bad_leadership_setting_names_the_setting_and_the_rule(
+    overrides: dict[str, str], setting: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        SchedulerConfig.from_env(**overrides)
+    message = str(raised.value)
+    assert message.startswith(setting), message
+    assert allowed in message, message
+
+
+def test_a_wildcard_bind_is_fine_with_an_advertised_address_or_with_sqlite() -> None:
+    config = SchedulerConfig.from_env(db=PG, bind="tcp://*:5555", advertise="tcp://b:5555")
+    assert (config.advertise, config.leader_ttl) == ("tcp://b:5555", 2.0)
+    assert SchedulerConfig.from_env(bind="tcp://*:5555").advertise == ""

@@ -2,7 +2,8 @@
 with real workers over a real server (tests/helpers/postgres.py). Jobs succeed; a killed
 worker's job is reclaimed under a new token and a paused one's late result refused; a
 scheduler SIGKILLed twice mid-run loses and doubles nothing; idempotency keys, workflows,
-retries and dead letters hold across it; a database it cannot use ends it with one line."""
+retries and dead letters hold across it; a database it cannot use ends it with one line.
+(Several schedulers on one database: test_standby_schedulers.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import signal
 import time
 from collections import Counter
 
-import asyncpg
 import pytest
 
 from actors.client import AsyncClient, job_spec
@@ -192,36 +192,21 @@ def test_a_database_it_cannot_use_ends_the_scheduler_with_one_line(
         assert "not-it" not in line, "no password in the message"
 
 
-def test_a_malformed_dsn_is_a_usage_error_and_a_second_scheduler_is_refused(
+def test_a_malformed_dsn_or_a_bad_leadership_setting_is_a_usage_error(
     procs: Procs, postgres_dsn: str
 ) -> None:
     run = Run(procs, "scheduler", "--db", "postgresql://u:secret@h:99999/db")
     assert_one_line_failure(run, "--db / CORRAL_DB", "bad port '99999'")
     assert run.proc.returncode == 2
     assert "secret" not in run.stderr
-    run = Run(procs, "scheduler", "--db", postgres_dsn, "--durability", "normal")
-    assert_one_line_failure(run, "--durability", "PostgreSQL")
-    assert run.proc.returncode == 2
-
-    first = Run(procs, "scheduler", "--bind", free_address(), "--db", postgres_dsn)
-    start_line(first)
-    second = Run(procs, "scheduler", "--bind", free_address(), "--db", postgres_dsn)
-    assert_one_line_failure(second, "in use by another corral scheduler", "corral scheduler")
-    assert first.proc.poll() is None, "the first one carries on"
-
-
-async def test_a_scheduler_whose_database_session_is_ended_stops_with_one_line(
-    procs: Procs, postgres_dsn: str
-) -> None:
-    run = Run(procs, "scheduler", "--bind", free_address(), "--db", postgres_dsn)
-    start_line(run)
-    conn = await asyncpg.connect(postgres_dsn)
-    try:  # what an administrator's pg_terminate_backend, or a server restart, does
-        ended = await conn.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = 'corral scheduler' AND datname = current_database()"
-        )
-    finally:
-        await conn.close()
-    assert ended == 1
-    assert_one_line_failure(run, "lost the connection to PostgreSQL at 127.0.0.1:")
+    for flags, words in (
+        (("--durability", "normal"), ("--durability", "PostgreSQL")),
+        (("--leader-ttl", "0.1"), ("--leader-ttl / CORRAL_LEADER_TTL", "at least 0.5 s")),
+        (("--bind", "tcp://*:5555"), ("--bind / CORRAL_BIND", "--advertise")),
+        (("--bind", "tcp://0.0.0.0:5555"), ("--bind / CORRAL_BIND", "--advertise")),
+        (("--advertise", "tcp://*:5555"), ("--advertise / CORRAL_ADVERTISE", "wildcard")),
+        (("--advertise", "localhost:5555"), ("--advertise / CORRAL_ADVERTISE", "tcp://HOST")),
+    ):
+        run = Run(procs, "scheduler", "--db", postgres_dsn, *flags)
+        assert_one_line_failure(run, *words)
+        assert run.proc.returncode == 2

@@ -1,6 +1,7 @@
 """What only the PostgreSQL store has to get right, on a real server: text PostgreSQL cannot
-hold, big batches with chained updates, its schema steps, the one-scheduler lock, the
-session settings, a connection lost under it, and errors that name the problem. (What every
+hold, big batches with chained updates, its schema steps (two schedulers upgrading one
+database together), the session settings, a connection lost under it, and errors that name
+the problem. (The election and the fencing of commits are in test_postgres_election.py.) (What every
 backend must do is in test_conformance*.py, which runs on PostgreSQL too.)"""
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ async def test_a_newer_database_is_refused_naming_both_versions_and_left_untouch
 ) -> None:
     await store.close()
     await sql(postgres_dsn, "UPDATE corral_schema SET version = 99")
-    with pytest.raises(StoreError, match=r"newer corral: schema 99, this corral knows up to 1"):
+    with pytest.raises(StoreError, match=r"newer corral: schema 99, this corral knows up to 2"):
         await PostgresStore(postgres_dsn).open()
     assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 99
 
@@ -105,7 +106,7 @@ async def test_a_new_step_is_applied_once_at_start_up_and_a_failing_one_changes_
     with pytest.raises(StoreError, match="division by zero"):
         await PostgresStore(postgres_dsn).open()
     assert await sql(postgres_dsn, "SELECT to_regclass('broken') IS NULL")
-    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 1
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 2
 
     steps[-1] = "CREATE INDEX jobs_queue ON jobs (queue);"
     caplog.set_level(logging.WARNING, logger="corral.store")
@@ -115,9 +116,9 @@ async def test_a_new_step_is_applied_once_at_start_up_and_a_failing_one_changes_
         assert [j.id for j in await again.jobs([1])] == [1]
     finally:
         await again.close()
-    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 2
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 3
     assert [r.getMessage() for r in caplog.records if "upgraded" in r.getMessage()] == [
-        f"upgraded {again.where} from schema 1 to 2"
+        f"upgraded {again.where} from schema 2 to 3"
     ]
 
 
@@ -128,15 +129,18 @@ async def test_a_database_with_another_programs_tables_is_refused(postgres_dsn: 
     assert await sql(postgres_dsn, "SELECT to_regclass('jobs') IS NULL")
 
 
-async def test_a_second_store_on_the_database_is_refused_until_the_first_closes(
-    postgres_dsn: str, store: PostgresStore
+async def test_stores_opening_a_new_database_together_build_its_schema_once(
+    postgres_dsn: str,
 ) -> None:
-    second = PostgresStore(postgres_dsn)
-    with pytest.raises(StoreError, match=r"in use by another corral scheduler \(corral sch"):
-        await second.open()
-    await store.close()
-    await second.open()
-    await second.close()
+    stores = [PostgresStore(postgres_dsn, name=f"s{i}") for i in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        await commit(stores[0], inserts=[job(1)])
+        assert [j.id for j in await stores[3].jobs([1])] == [1]
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 2
+    assert await sql(postgres_dsn, "SELECT count(*) FROM corral_leader") == 1
 
 
 async def test_the_session_commits_synchronously_whatever_the_database_default(

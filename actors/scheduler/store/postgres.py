@@ -3,12 +3,17 @@
 batch of operations commits in one transaction or not at all, and the store actor replies
 to the writers only after COMMIT returned (``synchronous_commit`` on).
 
-Opening it connects (``postgres_conn``: settings, the one-scheduler lock, errors that name
-the server, the user or the database), brings the schema up to date in one transaction
-(``postgres_schema``), and warns when the server runs with ``fsync`` off. A commit is a
-handful of set-based statements whatever its size (``postgres_rows``). If the connection
-drops, the scheduler stops with one line: the lock went with it, so carrying on over a new
-connection could race another scheduler.
+Opening it connects (``postgres_conn``: settings, errors that name the server, the user or
+the database), brings the schema up to date in one transaction (``postgres_schema``), and
+warns when the server runs with ``fsync`` off. A commit is a handful of set-based
+statements whatever its size (``postgres_rows``).
+
+Several schedulers may share the database; one leads (``postgres_leader``). A store opened
+with the leader's ``term`` fences every commit: its first statement checks, in the same
+transaction, that the term is still the current one and unexpired, and otherwise raises
+NotLeaderAnymore with nothing of the batch applied. If the connection drops, the store
+reports it (StoreError) and the scheduler steps down: whatever it had not committed is
+not acknowledged, and the next leader loads what it had.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from typing import Any
 
 import asyncpg
 
-from actors.errors import StoreInconsistent
+from actors.errors import NotLeaderAnymore, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres_conn as pgconn
 from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.postgres_leader import fence
 from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
 from actors.scheduler.store.postgres_schema import JOB_COLUMNS, migrate
 
@@ -34,17 +40,21 @@ _LIVE = "status IN ('PENDING', 'QUEUED', 'RUNNING')"
 
 
 class PostgresStore(StoreBackend):
-    def __init__(self, dsn: str) -> None:
+    """``name``: the scheduler's (its sessions are called so); ``term``: the leader's term
+    its commits are fenced with (None: not fenced, for tests of the store alone)."""
+
+    def __init__(self, dsn: str, *, name: str = "", term: int | None = None) -> None:
         self.dsn = dsn
+        self.name = name
+        self.term = term
         self.target = pgconn.Target(dsn)
         self.where = f"database {self.target.dsn}"
         self.conn: asyncpg.Connection | None = None
+        self.refused_commits = 0  # fenced out: the term had passed on
 
     async def open(self) -> None:
-        conn = await pgconn.connect(self.dsn, self.target)
+        conn = await pgconn.connect(self.dsn, self.target, self.name)
         try:
-            async with pgconn.translated(self.target, "lock"):
-                await pgconn.take_lock(conn, self.target)
             async with pgconn.translated(self.target, "upgrade"):
                 upgraded = await migrate(conn, self.where)
                 fsync = await conn.fetchval("SHOW fsync")
@@ -72,13 +82,23 @@ class PostgresStore(StoreBackend):
         if not len(ops):
             return  # nothing to make durable: two round trips saved
         try:
-            await write_batch(conn, ops)
+            await write_batch(conn, ops, self._fence if self.term is not None else None)
+        except NotLeaderAnymore:
+            self.refused_commits += 1
+            raise
         except asyncpg.UniqueViolationError as exc:
             raise StoreInconsistent(
                 f"{exc.detail or exc} (a row the scheduler thought new)"
             ) from None
         except pgconn.ERRORS as exc:
             raise pgconn.translate(exc, self.target, "write") from None
+
+    async def _fence(self, conn: asyncpg.Connection) -> None:
+        assert self.term is not None
+        await fence(conn, self.term, self.where)
+
+    def counters(self) -> dict[str, int]:
+        return {"refused_commits": self.refused_commits} if self.term is not None else {}
 
     def verify(self) -> None:
         if self.conn is not None and self.conn.is_closed():

@@ -1,32 +1,29 @@
-"""The PostgreSQL store's connection: opening it with the settings the store relies on,
-holding the one-scheduler lock, and turning asyncpg's and the network's errors into one
-clear StoreError line that names the server, the user or the database at fault.
+"""The PostgreSQL store's connections: opening one with the settings the store relies on,
+and turning asyncpg's and the network's errors into one clear StoreError line that names
+the server, the user or the database at fault.
 
-One connection carries everything: the group-commit actor in front of the store sends one
-operation at a time, and a single session is also what holds the lock. Its settings:
-``synchronous_commit`` at least ``on`` (a commit returns once PostgreSQL flushed it, so an
-acknowledgement survives a crash of the database server too); a statement that takes
-longer than ``COMMAND_TIMEOUT_S`` fails (the scheduler stops with one line instead of
-hanging on a dead link); and server-side TCP keepalives, so a scheduler whose machine died
-releases its lock in about ``KEEPALIVE_IDLE_S + 3 * KEEPALIVE_INTERVAL_S`` seconds, not the
-two hours of the operating system's default.
+A scheduler holds two sessions: the store's (the group-commit actor in front of it sends
+one operation at a time) and the election's (``postgres_leader``), so renewing the term
+never waits behind a commit in the same session. Their settings: ``synchronous_commit`` at
+least ``on`` (a commit returns once PostgreSQL flushed it, so an acknowledgement survives a
+crash of the database server too); a statement that takes longer than
+``COMMAND_TIMEOUT_S`` fails (the scheduler steps down with one line instead of hanging on
+a dead link); server-side TCP keepalives, so the session of a scheduler whose machine died
+ends in about ``KEEPALIVE_IDLE_S + 3 * KEEPALIVE_INTERVAL_S`` seconds, not the two hours of
+the operating system's default; and an ``application_name`` naming the scheduler, by
+which a new leader finds the sessions of a predecessor that still holds the leader row
+past its term (``postgres_leader``).
 
-Until the leader election of issue 15, one scheduler per database (per schema, for
-deployments that give each corral its own ``search_path``): the first holds a session
-advisory lock (``LOCK_KEY`` and the schema's hash), and a second is refused at start-up
-naming the holder, as SQLite refuses a second scheduler on its file. The lock goes with the
-session: a scheduler killed with SIGKILL releases it as soon as PostgreSQL sees the socket
-close, which ``LOCK_WAIT_S`` covers for a restart on the same machine.
+Several schedulers share a database: one leads, the others stand by (the election in
+``postgres_leader``; no session lock, which a connection pooler would not keep).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import os
 import socket
-import time
 import urllib.parse
 from collections.abc import AsyncIterator
 
@@ -44,13 +41,8 @@ COMMAND_TIMEOUT_S = 60.0
 # Server-side keepalives on the scheduler's connection (PostgreSQL lets a session set them).
 KEEPALIVE_IDLE_S = 10
 KEEPALIVE_INTERVAL_S = 3
-# How long a starting scheduler retries the lock (a killed predecessor's session ends within
-# milliseconds on the same machine) before it reports the holder.
-LOCK_WAIT_S = 3.0
-# The advisory lock every corral scheduler takes on its schema: this key ("corr" in ASCII)
-# and the hash of the schema's name.
-LOCK_KEY = 0x636F7272
-_LOCK = "$1::int4, hashtext(current_schema())"
+# What every corral session calls itself, followed by the scheduler's name.
+APPLICATION = "corral scheduler"
 
 
 class Target:
@@ -82,10 +74,19 @@ class Target:
         )
 
 
-async def connect(dsn: str, target: Target) -> asyncpg.Connection:
-    """A connection with the store's settings (see the module docstring), or StoreError."""
+def application_name(name: str) -> str:
+    """The ``application_name`` of the sessions of the scheduler called ``name``."""
+    return f"{APPLICATION} {name}" if name else APPLICATION
+
+
+async def connect(
+    dsn: str, target: Target, name: str = "", settings: dict[str, str] | None = None
+) -> asyncpg.Connection:
+    """A connection with the store's settings (see the module docstring) and ``settings``,
+    for the scheduler called ``name``; or StoreError."""
     settings = {
-        "application_name": "corral scheduler",
+        **(settings or {}),
+        "application_name": application_name(name),
         "tcp_keepalives_idle": str(KEEPALIVE_IDLE_S),
         "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL_S),
         "tcp_keepalives_count": "3",
@@ -111,36 +112,6 @@ async def connect(dsn: str, target: Target) -> asyncpg.Connection:
     return conn
 
 
-async def take_lock(conn: asyncpg.Connection, target: Target) -> None:
-    """Hold the one-scheduler lock on this database for as long as ``conn`` lives, or raise
-    StoreError naming the session that holds it."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while not await conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK})", LOCK_KEY):
-        if time.monotonic() >= deadline:
-            holder = await conn.fetchrow(
-                "SELECT a.pid, a.client_addr, a.application_name, a.backend_start "
-                "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a USING (pid) "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 "
-                "AND l.objid = hashtext(current_schema())::oid AND l.objsubid = 2 AND l.database = "
-                "(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())",
-                LOCK_KEY,
-            )
-            who = ""
-            if holder is not None:
-                since = holder["backend_start"]
-                who = (
-                    f" ({holder['application_name'] or 'a session'} from "
-                    f"{holder['client_addr'] or 'a local socket'}, PostgreSQL pid "
-                    f"{holder['pid']}{f', since {since:%Y-%m-%d %H:%M:%S %Z}' if since else ''})"
-                )
-            raise StoreError(
-                target.dsn,
-                f"database {target.database} on {target.server} is in use by another corral "
-                f"scheduler{who}; stop it first or pass another --db",
-            )
-        await asyncio.sleep(0.1)
-
-
 async def close_quietly(conn: asyncpg.Connection | None) -> None:
     """Close ``conn`` (politely for a second, then by force); never raises."""
     if conn is None or conn.is_closed():
@@ -155,12 +126,11 @@ def lost(target: Target, doing: str, why: str = "") -> StoreError:
     return StoreError(
         target.dsn,
         f"lost the connection to PostgreSQL at {target.server} while {doing}"
-        f"{f' ({why})' if why else ''}; stopping before acknowledging anything more "
-        "(restart once the database is reachable)",
+        f"{f' ({why})' if why else ''}; acknowledging nothing more",
     )
 
 
-# While reading or writing, these mean the session is gone (and with it the lock).
+# While reading or writing, these mean the session is gone.
 _GONE = (
     OSError,
     asyncpg.ConnectionDoesNotExistError,
@@ -192,7 +162,7 @@ def translate(exc: BaseException, target: Target, doing: str) -> StoreError:
     elif isinstance(exc, TimeoutError):
         message = (
             f"{at} did not answer within {COMMAND_TIMEOUT_S:g} s while trying to {doing}; "
-            "stopping before acknowledging anything more"
+            "acknowledging nothing more"
         )
     elif _gone(exc) and doing != "connect":
         return lost(target, f"trying to {doing}", text)

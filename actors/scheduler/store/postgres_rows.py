@@ -24,6 +24,7 @@ back through ``text_out``, a reversible escape that leaves every other string un
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -216,10 +217,17 @@ _ATTEMPT_TEXT = tuple(ATTEMPT_FIELDS.index(f) for f in ("worker", "error"))
 _WORKFLOW_TEXT = tuple(WORKFLOW_FIELDS.index(f) for f in ("name", "idempotency_key"))
 
 
-async def write_batch(conn: asyncpg.Connection, ops: Ops) -> None:
-    """Apply ``ops`` in one transaction: all of it, or (raising) nothing."""
+async def write_batch(
+    conn: asyncpg.Connection,
+    ops: Ops,
+    first: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+) -> None:
+    """Apply ``ops`` in one transaction: all of it, or (raising) nothing. ``first`` runs
+    as the transaction's first statement (the leader's fencing check) and may raise."""
     updates = _chained(ops.updates) if ops.updates else []
     async with conn.transaction():
+        if first is not None:
+            await first(conn)
         if ops.workflows:
             await conn.execute(INSERT_WORKFLOWS, *_columns(ops.workflows, _WORKFLOW_TEXT))
         if ops.inserts:

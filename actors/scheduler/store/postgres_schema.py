@@ -76,10 +76,37 @@ CREATE TABLE attempts (
 );
 """
 
-STEPS: list[str] = [_STEP_1]
+# Step 2: several schedulers, one leader (issue 15). The leader row: the term only grows,
+# ``holder`` is the leading scheduler's name, ``address`` where workers and clients reach
+# it, ``expires_at`` when the term ends unless renewed (the database's clock). Inserted
+# expired, so the first scheduler to start takes term 1. And the presence of every
+# scheduler, leader or standby, for `corral status`.
+_STEP_2 = """
+CREATE TABLE corral_leader (
+    id integer PRIMARY KEY CHECK (id = 1),
+    term bigint NOT NULL,
+    holder text,
+    address text,
+    expires_at timestamptz NOT NULL
+);
+INSERT INTO corral_leader VALUES (1, 0, NULL, NULL, '-infinity');
+CREATE TABLE corral_schedulers (
+    name text PRIMARY KEY,
+    address text NOT NULL,
+    role text NOT NULL,
+    seen_at timestamptz NOT NULL
+);
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2]
 
 # The version a database has once every step ran.
 SCHEMA_VERSION = len(STEPS)
+
+# Schedulers starting together upgrade one after the other: each upgrade holds this
+# transaction-level advisory lock (this key, "corr" in ASCII, and the hash of the schema's
+# name). Transaction-level, so it ends with the upgrade, also behind a connection pooler.
+UPGRADE_LOCK_KEY = 0x636F7272
 
 # A job's columns, in the order ``postgres_rows.job_record`` and ``job_from_record`` use
 # (the same names and order as SQLite's).
@@ -97,11 +124,14 @@ async def migrate(conn: asyncpg.Connection, where: str) -> tuple[int, int] | Non
     current) or built a new, empty database. Raises StoreError, naming the database and both
     versions, for a database newer than this code and for one that has tables of its own
     but no corral version; any PostgreSQL error rolls the whole upgrade back (the caller
-    turns it into one StoreError line). The caller holds the scheduler's lock on the
-    database, so nobody upgrades alongside."""
+    turns it into one StoreError line). Another scheduler upgrading the same database
+    waits for this one's transaction (``UPGRADE_LOCK_KEY``), then finds it current."""
     steps = list(STEPS)  # read at call time: tests append a step
     target = len(steps)
     async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1::int4, hashtext(current_schema()))", UPGRADE_LOCK_KEY
+        )
         version = await _version(conn)
         if version > target:
             raise StoreError(

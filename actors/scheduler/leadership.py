@@ -1,0 +1,186 @@
+"""Leadership: the loops a scheduler with standbys runs against the election
+(``store.election``; on PostgreSQL, ``store.postgres_leader``).
+
+- As a standby (``campaign``): try to take the term every ``POLL_S``; in between, read who
+  leads (what the standby's NotLeader answers say) and write its presence row.
+- As the leader (``hold``): renew the term every quarter of the TTL and write its presence
+  row, refreshing what ``corral status`` shows of the cluster. ``hold`` returns the moment
+  the term is lost: a renewal found it taken, or this scheduler's own monotonic clock says
+  the term has expired since the last renewal that succeeded (counted from before that
+  renewal was sent, so never later than the database's expiry). A leader cut off from the
+  database therefore stops within its term, before a standby can take the next one.
+
+Whatever ``hold`` misses (a pause of the whole process, say), the fencing check at the
+start of every commit catches: a lost term never commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from actors.errors import NotLeaderAnymore, StoreError
+from actors.scheduler.ratelog import RateLimitedLog
+from actors.scheduler.store.election import Election, LeaderRecord
+from transport import protocol as wire
+
+log = logging.getLogger("corral.leadership")
+
+# A standby tries to take an expired term this often: a killed leader (TTL 2 s) is
+# replaced within TTL + POLL_S. Each try is one indexed UPDATE of one row.
+POLL_S = 0.25
+# Every scheduler writes its presence row this often, for `corral status`.
+BEAT_S = 1.0
+# A scheduler whose presence row is older than this is not listed (gone, or cut off).
+SEEN_S = 5.0
+# A standby's try that takes longer is stuck on a dead link: give up, reconnect, try again
+# (a try is a few milliseconds, or ROW_LOCK_WAIT_S twice when it ends a stale leader's
+# sessions).
+ATTEMPT_TIMEOUT_S = 5.0
+
+
+class Term(msgspec.Struct, frozen=True):
+    """A term this scheduler took: its number, and this process's monotonic time just
+    before the acquiring statement was sent (the term's expiry is counted from there)."""
+
+    number: int
+    since: float
+
+
+class Leadership:
+    """One scheduler's election loops; ``address`` is where it serves."""
+
+    def __init__(
+        self,
+        election: Election,
+        ttl: float,
+        address: str,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.election = election
+        self.ttl = ttl
+        self.address = address
+        self.clock = clock
+        self.sleep = sleep
+        self.leader = LeaderRecord(0, "", False)  # as last read
+        self.view: wire.ClusterView | None = None  # while leading, for the status
+        self._beat_at = -math.inf
+        self._warn = RateLimitedLog(log, interval=10.0)
+
+    def known_leader(self) -> tuple[str, int]:
+        """Where the leader is and its term, as a standby last read them ("" while no
+        term is live: an election is on)."""
+        return (self.leader.address if self.leader.live else "", self.leader.term)
+
+    def cluster(self) -> wire.ClusterView | None:
+        return self.view
+
+    # ------------------------------------------------------------------ standby
+
+    async def attempt(self, *, reclaim: bool = False) -> Term | None:
+        """One try at the term (``reclaim``: also if held at this scheduler's own address,
+        once at start-up); on failure, read who leads and write the standby's presence."""
+        since = self.clock()
+        try:
+            number = await asyncio.wait_for(
+                self.election.acquire(reclaim=reclaim), ATTEMPT_TIMEOUT_S
+            )
+            if number is not None:
+                self.leader = LeaderRecord(number, self.address, True)
+                self.view = wire.ClusterView(
+                    self.address, number, [wire.SchedulerView(self.address, "leader", 0.0)]
+                )
+                return Term(number, since)
+            self.leader = await asyncio.wait_for(self.election.leader(), ATTEMPT_TIMEOUT_S)
+            await asyncio.wait_for(self._beat("standby"), ATTEMPT_TIMEOUT_S)
+        except (StoreError, TimeoutError) as exc:
+            self._warn("standing by without the database: %s", exc or "no answer")
+        return None
+
+    async def campaign(self, on_leader: Callable[[tuple[str, int]], None] | None = None) -> Term:
+        """Try every ``POLL_S`` until this scheduler takes a term; ``on_leader`` hears
+        of each change of the known leader (``known_leader``) meanwhile."""
+        shown: tuple[str, int] | None = None
+        while True:
+            term = await self.attempt()
+            if term is not None:
+                return term
+            if on_leader is not None and self.known_leader() != shown:
+                shown = self.known_leader()
+                on_leader(shown)
+            await self.sleep(POLL_S)
+
+    # ------------------------------------------------------------------ leader
+
+    async def hold(self, term: Term) -> NotLeaderAnymore:
+        """Renew ``term`` until it is lost; returns why (never raises StoreError)."""
+        renewed_at = term.since
+        while True:
+            deadline = renewed_at + self.ttl
+            await self.sleep(max(0.0, min(self.ttl / 4, deadline - self.clock())))
+            sent = self.clock()
+            if sent >= deadline:
+                return NotLeaderAnymore(
+                    self.election.where,
+                    term.number,
+                    f"term {term.number} lapsed by this scheduler's own clock: no renewal "
+                    f"succeeded for {self.ttl:g} s (--leader-ttl)",
+                )
+            try:
+                kept = await asyncio.wait_for(self.election.renew(term.number), deadline - sent)
+            except (StoreError, TimeoutError) as exc:
+                self._warn("could not renew term %d: %s", term.number, exc or "no answer")
+                continue
+            if not kept:
+                return NotLeaderAnymore(
+                    self.election.where, term.number, await self._taken(term.number)
+                )
+            renewed_at = sent
+            if self.clock() - self._beat_at >= BEAT_S:
+                # Bounded, so a database that stops answering here is still noticed in time.
+                left = renewed_at + self.ttl - self.clock()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._beat("leader", term.number), max(0.0, left))
+
+    async def _taken(self, number: int) -> str:
+        try:
+            self.leader = await self.election.leader()
+        except StoreError:
+            return f"term {number} was taken over or ended"
+        now = self.leader
+        if now.term == number:
+            return f"term {number} expired before it was renewed"
+        where = f" by {now.address}" if now.address and now.address != self.address else ""
+        return f"term {now.term} was taken{where}"
+
+    async def resign(self, term: Term) -> None:
+        """End ``term`` now so a standby takes over within a poll (best effort)."""
+        try:
+            await asyncio.wait_for(self.election.resign(term.number), self.ttl)
+        except (StoreError, TimeoutError) as exc:
+            log.info("could not resign term %d (it lapses by itself): %s", term.number, exc)
+
+    # ------------------------------------------------------------------ presence
+
+    async def _beat(self, role: str, term: int = 0) -> None:
+        if self.clock() - self._beat_at < BEAT_S:
+            return
+        try:
+            await self.election.beat(role)
+            self._beat_at = self.clock()
+            if role == "leader":
+                peers = await self.election.peers(SEEN_S)
+                self.view = wire.ClusterView(
+                    self.address,
+                    term,
+                    [wire.SchedulerView(p.address, p.role, round(p.seen_s, 1)) for p in peers],
+                )
+        except StoreError as exc:
+            self._warn("could not write this scheduler's presence: %s", exc)
