@@ -139,7 +139,7 @@ async def test_an_assignment_read_after_its_lease_lapsed_is_dropped_and_not_list
     await scheduler.welcome(lease=0.3)
     # No heartbeat is acknowledged: wait until the worker's own lease clock has lapsed,
     # as it would have had the worker been paused with the Assign in its socket.
-    await worker._welcomed.wait()
+    await worker.link.welcomed.wait()
     leases = worker.leases
     while time.monotonic() <= leases.renewed_at + leases.lease:  # noqa: ASYNC110 - a clock
         await asyncio.sleep(0.02)
