@@ -51,7 +51,7 @@ class Link:
         self.welcomed = asyncio.Event()
         self.unwelcomed = asyncio.Event()  # a "not welcomed" episode began: hello again
         self.hello_at = 0.0  # our first hello of this episode to the current address
-        self._unanswered_since = 0.0  # first frame sent since the last one heard
+        self._unanswered_since = 0.0  # first probe sent since the last frame heard
         self._wake = asyncio.Event()  # welcomed, moved, or a move is due: the seek loop acts
         self._move_due: float | None = None  # a move is due after this pause
         self._closing: set[asyncio.Task[None]] = set()
@@ -81,9 +81,14 @@ class Link:
         queue is full, RuntimeError before ``open``)."""
         if self.transport is None:
             raise RuntimeError("not connected")
+        self.transport.send(frame)
+
+    def probing(self) -> None:
+        """The frame about to be sent asks for an answer at once (a hello, a heartbeat):
+        the silence ``watch`` measures is from the first such frame left unanswered.
+        Frames answered later or never (a Wait, progress, an events ack) do not count."""
         if not self._unanswered_since:
             self._unanswered_since = time.monotonic()
-        self.transport.send(frame)
 
     async def batch(self) -> list[bytes]:
         """The next frames from the current scheduler. A caller that acts on them stops
@@ -143,7 +148,7 @@ class Link:
             self._wake.set()
 
     def silent(self, after: float) -> bool:
-        """Whether what we sent is unanswered after ``after`` seconds."""
+        """Whether a probe we sent is unanswered after ``after`` seconds."""
         since = self._unanswered_since
         return bool(since) and time.monotonic() - since > after
 
@@ -177,6 +182,7 @@ class Link:
     def _say_hello(self) -> None:
         if not self.hello_at:
             self.hello_at = time.monotonic()
+        self.probing()
         # A hello that cannot even be queued is a hello not answered: the wait below
         # moves on; the loop itself must never die.
         with contextlib.suppress(TransportError):
@@ -224,9 +230,10 @@ class Link:
             self._move_due = 0.0
 
     async def watch(self, silence: Callable[[], float]) -> None:
-        """With several addresses: leave a welcomed scheduler that leaves what we send
-        unanswered for ``silence()`` seconds. A pause of our own (a stalled event loop)
-        is not the scheduler's silence: what was sent before it gets a fresh chance."""
+        """With several addresses: leave a welcomed scheduler that leaves our probes
+        (``probing``) unanswered for ``silence()`` seconds. A pause of our own (a stalled
+        event loop) is not the scheduler's silence: a probe sent before it gets a fresh
+        chance."""
         if not self.follower.several:
             return
         last = time.monotonic()

@@ -137,6 +137,7 @@ class Connection:
 
     def _say_hello(self) -> None:
         self._last_hello = time.monotonic()
+        self.link.probing()  # a live scheduler answers a hello at once
         self._send(wire.ClientHello(wire.PROTOCOL_VERSION))
 
     def _track(self, rid: int, message: wire.Message, fail: Callable[[Exception], None]) -> None:

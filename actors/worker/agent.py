@@ -230,6 +230,7 @@ class Worker:
     def _heartbeat(self) -> None:
         self._fence()  # a lapsed lease must not be listed, so renewed, before it is stopped
         leases = self.leases
+        self.link.probing()  # acknowledged at once by a live scheduler
         self.send(wire.Heartbeat(leases.listed(), time.monotonic(), leases.assign_seq))
 
     # ---------------------------------------------------------- self-fencing

@@ -112,3 +112,23 @@ async def test_no_scheduler_answering_is_unreachable_naming_every_address() -> N
 def test_a_bad_address_is_refused_before_anything_starts() -> None:
     with pytest.raises(ConfigError, match="'ftp://x' is not allowed: a scheduler address"):
         AsyncClient("tcp://a:1, ftp://x")
+
+
+async def test_frames_that_get_no_answer_do_not_make_a_live_leader_look_silent(
+    fakes: tuple[FakeScheduler, FakeScheduler],
+) -> None:
+    a, b = fakes
+    # Moves after 0.2 s of an unanswered probe; an events ack and an unsubscribe get no
+    # answer at all, and an idle client probes nothing.
+    async with serving(a, b), AsyncClient([a.address, b.address], silence_timeout=0.4) as client:
+        stream = client.watch(5)
+        reading = asyncio.create_task(anext(stream))
+        subscribe = await a.until(wire.Subscribe)
+        await a.send(wire.Events(subscribe.request_id, [wire.Event(1, 0.0, "job", 5)]))
+        assert (await reading).job_id == 5
+        await stream.aclose()  # sends the events ack's successor: Unsubscribe
+        await a.until(wire.Unsubscribe)
+        epoch = client.link.epoch
+        with pytest.raises(TimeoutError):  # five times the move-after time, idle
+            await asyncio.wait_for(b.until(wire.ClientHello), 1.0)
+        assert (client.link.epoch, client.address) == (epoch, a.address)
