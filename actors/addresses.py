@@ -27,10 +27,14 @@ ALLOWED = (
 
 # A live scheduler answers a hello in milliseconds, leader (Welcome) or standby (NotLeader),
 # even while it commits: one second without an answer means nobody is there, so the next
-# address is tried. The wait doubles after each round of the list with no Welcome, up to
-# 8 s, so a fleet of workers facing dead schedulers sends few hellos.
+# address is tried. The wait doubles after each round of the list with no Welcome, so a
+# fleet of workers facing dead schedulers sends few hellos: up to 8 s with one address
+# (its socket stays, and ZeroMQ delivers the waiting hello the moment a scheduler starts
+# there, so a long wait costs nothing), up to 2 s per address with several (a move closes
+# the socket: a scheduler that starts is found only when the round comes back to it).
 ANSWER_WAIT_S = 1.0
 ANSWER_WAIT_MAX_S = 8.0
+ANSWER_WAIT_MAX_SEVERAL_S = 2.0
 # A standby that names no usable leader (an election is under way) is asked again, or the
 # next address tried, after this pause: the election polls every 0.25 s, and a fleet must
 # not spin through the list meanwhile.
@@ -100,7 +104,8 @@ class Follower:
     def answer_wait(self) -> float:
         """How long a hello waits for an answer at the current address."""
         rounds = self._tries // len(self.addresses)
-        return min(ANSWER_WAIT_S * 2.0**rounds, ANSWER_WAIT_MAX_S)
+        cap = ANSWER_WAIT_MAX_SEVERAL_S if self.several else ANSWER_WAIT_MAX_S
+        return min(ANSWER_WAIT_S * 2.0**rounds, cap)
 
     def welcomed(self, term: int) -> None:
         self._tries = 0
