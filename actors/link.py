@@ -141,8 +141,9 @@ class Link:
                 target,
                 term,
             )
+            before = self.address
             self.follower.follow(target)
-            self._move()
+            self._move(before)
         elif self._move_due is None:  # once per move, however many frames it refused
             self._move_due = REFUSED_PAUSE_S
             self._wake.set()
@@ -160,9 +161,19 @@ class Link:
         self._move_due = 0.0
         self._wake.set()
 
-    def _move(self) -> None:
-        """Connect to ``follower.current`` instead of the transport we have."""
-        old, self.transport = self.transport, connect(self.address)
+    def _move(self, before: str) -> None:
+        """Connect to ``follower.current`` instead of the transport we have (to
+        ``before``); if that cannot even start, stay and try the next address soon."""
+        try:
+            new = connect(self.address)
+        except TransportError as exc:
+            self._log.error("%s: cannot connect to %s: %s", self._who, self.address, exc)
+            self.follower.suspect(self.address)
+            self.follower.follow(before)
+            self._move_due = REFUSED_PAUSE_S
+            self._wake.set()
+            return
+        old, self.transport = self.transport, new
         self.epoch += 1
         self.hello_at = self._unanswered_since = 0.0
         self._move_due = None
@@ -177,7 +188,7 @@ class Link:
         """To the next address (or stay, with one) and say hello again."""
         before = self.address
         if self.follower.next() != before:
-            self._move()
+            self._move(before)
 
     def _say_hello(self) -> None:
         if not self.hello_at:
