@@ -12,12 +12,13 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from actors.client import AsyncClient
-from actors.errors import SchedulerUnreachable
+from actors.client import AsyncClient, Client
+from actors.errors import ConfigError, SchedulerUnreachable
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
 from tests.helpers.procs import ROOT, free_address
@@ -71,6 +72,16 @@ async def test_a_leader_named_outside_the_list_is_followed(cluster: Cluster) -> 
         async with AsyncClient(fake.address, connect_timeout=10) as client:
             await until_workers(client, {"follower"})
             assert await client.run("record", [3], timeout=30) == 3
+
+
+def test_the_blocking_client_takes_a_list_and_follows_the_leader(cluster: Cluster) -> None:
+    cluster.start(workers=1)
+    with standby(cluster.address) as fake, Client([fake.address, cluster.address]) as client:
+        assert client.run("record", ["sync"], timeout=30) == "sync"
+    threads = threading.active_count()
+    with pytest.raises(ConfigError, match="'nope' is not allowed"):
+        Client([cluster.address, "nope"])
+    assert threading.active_count() == threads, "no event-loop thread left behind"
 
 
 def test_the_command_line_takes_a_list_and_follows_the_leader(cluster: Cluster) -> None:
