@@ -79,7 +79,9 @@ class Connection:
         self._waits: dict[int, Waiting] = {}
         self._watches: dict[int, tuple[int | None, asyncio.Queue[wire.Events]]] = {}
         self._instance = ""
-        self._moved_since_welcome = False
+        # The leader changed since the last Welcome (we moved, or the scheduler stood
+        # down): its next Welcome is a restart for us, whatever its instance.
+        self._leader_changed = False
         self._last_heard = 0.0
         self._silence_told = False  # "scheduler unreachable" said for this silence
         self._last_hello = 0.0
@@ -213,16 +215,17 @@ class Connection:
     def _moved(self) -> None:
         """The link moved to another scheduler: its next Welcome is a restart for us, and
         what was resent to the old one after a hello_first did not reach the new one."""
-        self._moved_since_welcome = True
+        self._leader_changed = True
         for entry in self._inflight.values():
             entry.resent = False
 
-    def _restarted(self, moved: bool) -> None:
+    def _restarted(self, leader_changed: bool) -> None:
         """A new scheduler process answered: what the old one had not answered is lost."""
         now = time.monotonic()
-        what = f"the client moved to the leader at {self.address}" if moved else (
-            f"the scheduler at {self.address} restarted"
-        )  # fmt: skip
+        if leader_changed:
+            what = f"the leader changed (this client now talks to {self.address})"
+        else:
+            what = f"the scheduler at {self.address} restarted"
         for rid, entry in list(self._inflight.items()):
             if entry.resent:  # sent again to this very scheduler after its hello_first
                 entry.resent = False
@@ -283,15 +286,16 @@ class Connection:
                     watch[1].put_nowait(reply)
             case wire.Welcome(instance=instance, term=term):
                 self.link.welcome(term)
-                moved, self._moved_since_welcome = self._moved_since_welcome, False
-                if self._instance and (moved or instance != self._instance):
+                changed, self._leader_changed = self._leader_changed, False
+                if self._instance and (changed or instance != self._instance):
                     self._instance = instance
-                    self._restarted(moved)
+                    self._restarted(changed)
                 self._instance = instance
             case wire.NotLeader(request_id=rid, leader=leader, term=term):
                 entry = self._inflight.get(rid) if rid else None
                 if entry is not None:
                     entry.refused = True
+                self._leader_changed = True  # whoever welcomes us next leads anew
                 self.link.not_leader(leader, term)
             case wire.ErrorReply(code="hello_first", request_id=rid):
                 # The scheduler restarted and does not know us: it did not act on
