@@ -30,7 +30,8 @@ from actors.addresses import REFUSED_PAUSE_S, Follower, spoken
 from transport import ClientTransport, connect
 from transport.errors import Closed, TransportError
 
-# Say so (once per search) when no scheduler has welcomed us for this long.
+# A worker says so (once per search) when no scheduler has welcomed it for this long. A
+# client does not: its connect timeout, or its watchdog's silence warning, speaks for it.
 UNANSWERED_WARNING_S = 5.0
 
 
@@ -41,11 +42,13 @@ class Link:
         hello: Callable[[], None],
         log: logging.Logger,
         who: str,
+        warn_after: float | None = UNANSWERED_WARNING_S,
     ) -> None:
         self.follower = Follower(addresses)
         self._hello = hello  # sends our hello through ``send``
         self._log = log
         self._who = who  # "worker NAME", "client": who is speaking in log lines
+        self.warn_after = warn_after  # a search this long is logged (once); None: never
         self.transport: ClientTransport | None = None
         self.epoch = 0  # moves so far: frames read before a move are from the old address
         self.welcomed = asyncio.Event()
@@ -55,6 +58,7 @@ class Link:
         self._wake = asyncio.Event()  # welcomed, moved, or a move is due: the seek loop acts
         self._move_due: float | None = None  # a move is due after this pause
         self._closing: set[asyncio.Task[None]] = set()
+        self.standbys: list[str] = []  # addresses that said NotLeader since the last Welcome
         self.on_move: Callable[[], None] = lambda: None
 
     @property
@@ -115,6 +119,7 @@ class Link:
         if self.welcomed.is_set():
             return None
         hello_at, self.hello_at = self.hello_at, 0.0
+        self.standbys.clear()
         self._move_due = None
         self.unwelcomed.clear()
         self.welcomed.set()
@@ -131,6 +136,8 @@ class Link:
         was_leader = self.welcomed.is_set()
         if was_leader:
             self.unwelcome()
+        if self.address not in self.standbys:
+            self.standbys.append(self.address)
         target = self.follower.leader_named(leader, term)
         if target is not None:
             self._log.warning(
@@ -211,12 +218,16 @@ class Link:
         current address does not answer or refuses. ZeroMQ queues frames for an address
         that does not answer yet and delivers them when a scheduler starts there, so each
         retry is one more hello it will answer; hence the growing pause."""
-        waited = 0.0
+        since = time.monotonic()  # when this search began; 0.0: told already
         while True:
             if self.welcomed.is_set():
-                waited = 0.0
                 await self.unwelcomed.wait()
+                since = time.monotonic()
                 continue
+            warn = self.warn_after
+            if warn is not None and since and time.monotonic() - since >= warn:
+                since = 0.0
+                self._still_trying()
             self._wake.clear()
             pause = self._move_due
             if pause is not None:
@@ -226,19 +237,26 @@ class Link:
                 self._step()
                 self._wake.clear()
             self._say_hello()
-            wait = self.follower.answer_wait()
-            if await self._woken(wait):
+            if await self._woken(self.follower.answer_wait()):
                 continue
-            waited += wait
-            if waited >= UNANSWERED_WARNING_S > waited - wait:
-                self._log.warning(
-                    "%s: no scheduler has answered at %s yet; still trying",
-                    self._who,
-                    spoken(self.addresses),
-                )
             if self.follower.several:
                 self.follower.suspect(self.address)
             self._move_due = 0.0
+
+    def _still_trying(self) -> None:
+        if self.standbys:
+            self._log.warning(
+                "%s: no leader yet: %s answer as standby, naming no leader that answers; "
+                "still trying",
+                self._who,
+                spoken(self.standbys),
+            )
+        else:
+            self._log.warning(
+                "%s: no scheduler has answered at %s yet; still trying",
+                self._who,
+                spoken(self.addresses),
+            )
 
     async def watch(self, silence: Callable[[], float]) -> None:
         """With several addresses: leave a welcomed scheduler that leaves our probes

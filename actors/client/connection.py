@@ -67,7 +67,7 @@ class Connection:
     ) -> None:
         # One scheduler at a time; with several, the leader is followed (actors.link). A bad
         # address raises ConfigError here.
-        self.link = Link(parse(address or env_address()), self._say_hello, log, "client")
+        self.link = Link(parse(address or env_address()), self._say_hello, log, "client", None)
         self.link.on_move = self._moved
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
@@ -105,9 +105,9 @@ class Connection:
             try:
                 await asyncio.wait_for(self.link.welcomed.wait(), self.connect_timeout)
             except TimeoutError:
-                raise SchedulerUnreachable(
-                    spoken(self.link.addresses), self.connect_timeout
-                ) from None
+                standbys = spoken(self.link.standbys)
+                addresses = spoken(self.link.addresses)
+                raise SchedulerUnreachable(addresses, self.connect_timeout, standbys) from None
         except BaseException:
             await self.close()  # no task left pending, no socket left open
             raise

@@ -148,3 +148,14 @@ async def test_a_scheduler_that_stands_down_and_leads_again_gets_the_refused_req
         a.standby = None  # the same process leads again: the same instance
         assert await submitting == [7], "refused (nothing done), so sent again"
     assert a.count(wire.Submit) == 2
+
+
+async def test_standbys_naming_no_leader_are_told_apart_from_nobody_answering() -> None:
+    dead = free_address()
+    with standby("") as fake, pytest.raises(SchedulerUnreachable) as caught:
+        async with AsyncClient([fake.address, dead], connect_timeout=1.5):
+            pass
+    assert str(caught.value).startswith(
+        f"no leader answered at {fake.address} or {dead} within 1.5s: {fake.address} "
+        "answered as standby, naming no leader that answered"
+    )

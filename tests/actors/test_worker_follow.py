@@ -195,3 +195,18 @@ def test_a_bad_address_is_refused_before_anything_starts() -> None:
 @pytest.fixture(autouse=True)
 def _logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "corral.worker")
+
+
+async def test_a_worker_among_standbys_that_name_no_leader_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with standby("") as first, standby("") as second:
+        async with running([first.address, second.address]) as worker:
+            worker.link.warn_after = 0.5  # the 5 s of a real worker, shortened
+            await until(lambda: "no leader yet" in caplog.text)
+            await until(lambda: second.count(wire.WorkerHello) >= 2)
+    assert (
+        f"no leader yet: {first.address} or {second.address} answer as standby" in (caplog.text)
+        or f"no leader yet: {second.address} or {first.address} answer as standby" in caplog.text
+    )
+    assert caplog.text.count("no leader yet") == 1
