@@ -7,9 +7,9 @@ which) and whether that scheduler has welcomed us. It moves on when:
   (listed or not; one log line naming both), or, when it names none we can use, to the
   next listed address after a short pause;
 - a hello goes unanswered for ``Follower.answer_wait()`` (``seek``);
-- a welcomed scheduler leaves what we sent unanswered past ``silence`` seconds (``watch``,
-  only with several addresses: with one there is nowhere else to go, and ZeroMQ
-  reconnects by itself when that scheduler comes back).
+- a welcomed scheduler leaves our probes (hellos, heartbeats) unanswered past ``silence``
+  seconds (``watch``, only with several addresses: with one there is nowhere else to go,
+  and ZeroMQ reconnects by itself when that scheduler comes back).
 
 A move is a scheduler restart for the owner: a new transport (so a new peer for the
 scheduler), not welcomed, the owner's ``on_move`` called; frames still being read from
