@@ -392,5 +392,7 @@ def _description(tp: Any) -> str | None:
 
 
 def env_address(default: str = DEFAULT_ADDRESS) -> str:
-    """The scheduler address clients and workers connect to: CORRAL_ADDRESS or the default."""
-    return os.environ.get("CORRAL_ADDRESS", default)
+    """The scheduler address(es) clients and workers connect to: CORRAL_CONNECT (named
+    after the flag, as every other setting), else CORRAL_ADDRESS, else the default; several
+    are separated by commas (``actors.addresses.parse``). An empty variable counts as unset."""
+    return os.environ.get("CORRAL_CONNECT") or os.environ.get("CORRAL_ADDRESS") or default

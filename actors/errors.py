@@ -100,13 +100,22 @@ class StoreInconsistent(CorralError):
 
 
 class SchedulerUnreachable(CorralError):
-    """Raised by the SDK when no scheduler answered at the address within the timeout."""
+    """Raised by the SDK when no scheduler answered at the address(es) within the timeout,
+    or (``standbys``) only standbys did, naming no leader that answered."""
 
-    def __init__(self, address: str, timeout: float) -> None:
-        super().__init__(
-            f"no scheduler answered at {address} within {timeout:g}s "
-            "(start one with `corral scheduler`, or pass --connect / CORRAL_ADDRESS)"
-        )
+    def __init__(self, address: str, timeout: float, standbys: str = "") -> None:
+        if standbys:
+            text = (
+                f"no leader answered at {address} within {timeout:g}s: {standbys} answered "
+                "as standby, naming no leader that answered (an election under way, or no "
+                "scheduler can lead: see its log)"
+            )
+        else:
+            text = (
+                f"no scheduler answered at {address} within {timeout:g}s "
+                "(start one with `corral scheduler`, or pass --connect / CORRAL_ADDRESS)"
+            )
+        super().__init__(text)
         self.address, self.timeout = address, timeout
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from actors.addresses import parse as parse_addresses
 from actors.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -45,6 +46,8 @@ from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
 from actors.errors import ConfigError, CorralError, PoolStartFailed
 from actors.logs import setup_logging
 from transport.errors import TransportError
+
+CONNECT_SETTING = "--connect / CORRAL_CONNECT / CORRAL_ADDRESS"
 
 # ------------------------------------------------------------------- worker
 
@@ -128,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--connect",
             default=env_address(),
             metavar="ADDR",
-            help=f"scheduler address (env CORRAL_ADDRESS; default {DEFAULT_ADDRESS})",
+            help="scheduler address, or several separated by commas (one leads, the others "
+            f"stand by: the leader is followed); env CORRAL_CONNECT or CORRAL_ADDRESS; default "
+            f"{DEFAULT_ADDRESS}",
         )
 
     add_scheduler_commands(add)
@@ -272,9 +277,17 @@ def setup_logs(args: argparse.Namespace) -> None:
     setup_logging(config.log_level, config.log_format)
 
 
+def check_connect(args: argparse.Namespace) -> None:
+    """Every --connect address is one a worker or client can use (ConfigError otherwise),
+    before anything starts; kept as given, comma-separated."""
+    if isinstance(getattr(args, "connect", None), str):
+        args.connect = ",".join(parse_addresses(args.connect, CONNECT_SETTING))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        check_connect(args)
         setup_logs(args)
         # Every command, the long-running ones too: a closed stdout ends it quietly (141).
         quiet_on_closed_stdout(args.fn)(args)

@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from actors.client.connection import Connection, _Waiting
+from actors.client.connection import Connection
+from actors.client.pending import Waiting
 from actors.client.specs import frames_of, job_spec
 from actors.errors import JobFailed, WaitTimeout
 from transport import protocol as wire
@@ -119,7 +120,7 @@ class AsyncClient(Connection):
         # Sent before the bookkeeping below: no reply is read before this coroutine
         # yields, and the frame leaves a few microseconds sooner.
         self._send(message)
-        waiting = _Waiting(set(), armed=False)
+        waiting = Waiting(set(), armed=False)
         self._waits[wait_rid] = waiting
         self._track(rid, message, waiting.fail)  # until Submitted arrives
         self._submit_waits[rid] = wait_rid
@@ -236,12 +237,12 @@ class AsyncClient(Connection):
     ) -> dict[int, wire.JobOutcome]:
         """Wait until every job has ended; outcomes by job id. Raises WaitTimeout."""
         ids = list(dict.fromkeys(job_ids))
-        waits: list[tuple[int, _Waiting]] = []
+        waits: list[tuple[int, Waiting]] = []
         try:
             for start in range(0, len(ids), WAIT_CHUNK):
                 chunk = ids[start : start + WAIT_CHUNK]
                 rid = next(self._ids)
-                waiting = _Waiting(set(chunk))
+                waiting = Waiting(set(chunk))
                 self._waits[rid] = waiting
                 waits.append((rid, waiting))
                 self._send(wire.Wait(rid, chunk))

@@ -9,10 +9,13 @@ What a caller is promised:
   sooner, after ``silence_timeout``, once the scheduler stopped answering the hellos the
   watchdog sends while requests are in flight (a live scheduler answers them in
   milliseconds, even while it commits a large submission);
-- when the scheduler restarted (its Welcome carries a new instance id), requests that are
-  safe to repeat (reads, cancels, submissions whose every job has an idempotency key) are
-  sent again; any other in-flight request fails with RequestLost, since it may or may not
-  have been applied; waits and subscriptions are registered again.
+- when the scheduler restarted (its Welcome carries a new instance id), or the client
+  moved to another scheduler (several addresses: a standby named the leader, or the one
+  it talked to stopped answering; see ``actors.link``), requests that are safe to repeat
+  (reads, cancels, submissions whose every job has an idempotency key) are sent again, and
+  so are those a standby answered with NotLeader (it did nothing with them); any other
+  in-flight request fails with RequestLost, since it may or may not have been applied;
+  waits and subscriptions are registered again.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Self
 
+from actors.addresses import parse, spoken
+from actors.client.pending import InFlight, Waiting, describe, repeatable
 from actors.config import env_address
 from actors.errors import RequestLost, RequestRefused, RequestTimedOut, SchedulerUnreachable
-from transport import ClientTransport, connect
+from actors.link import Link
 from transport import protocol as wire
 from transport.errors import BadFrame, TransportError
 
@@ -43,64 +47,11 @@ RECHECK_S = 2.0
 # A live scheduler's gateway answers a hello at once (commits run in the store's thread),
 # so 10 s leaves room for a loaded machine's pauses and still fails well before 60 s.
 SILENCE_S = 10.0
-
-
-@dataclass
-class _Waiting:
-    remaining: set[int]
-    outcomes: dict[int, wire.JobOutcome] = field(default_factory=dict)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    error: Exception | None = None
-    # False while the job ids are still unknown (a wait riding on a Submit): outcomes
-    # may be recorded, but the wait cannot be complete before the Submitted reply.
-    armed: bool = True
-    job_ids: list[int] = field(default_factory=list)  # the Submitted reply's, once armed
-
-    def add(self, outcomes: Iterable[wire.JobOutcome]) -> None:
-        for outcome in outcomes:
-            self.outcomes[outcome.job_id] = outcome
-            self.remaining.discard(outcome.job_id)
-        if self.armed and not self.remaining:
-            self.done.set()
-
-    def arm(self, job_ids: list[int]) -> None:
-        self.job_ids = job_ids
-        self.remaining = set(job_ids) - self.outcomes.keys()
-        self.armed = True
-        self.add(())
-
-    def fail(self, error: Exception) -> None:
-        self.error = error
-        self.done.set()
-
-
-@dataclass
-class _InFlight:
-    """A request sent and not yet answered."""
-
-    message: wire.Message
-    sent_at: float
-    fail: Callable[[Exception], None]
-    # Sent again after a hello_first reply: it reached the scheduler that sent that reply.
-    resent: bool = False
-
-
-def repeatable(message: wire.Message) -> bool:
-    """Whether sending ``message`` twice has the effect of sending it once."""
-    match message:
-        case wire.Submit(jobs=jobs):
-            return all(spec.idempotency_key for spec in jobs)
-        case wire.SubmitWorkflow(idempotency_key=key):
-            return key is not None
-        case wire.GetStatus() | wire.GetJob() | wire.ListJobs() | wire.GetWorkflow():
-            return True
-        case wire.CancelJobs():
-            return True
-    return False
-
-
-def describe(rid: int, message: wire.Message) -> str:
-    return f"request {rid} ({type(message).__name__})"
+# With several schedulers: the one talked to left our probes unanswered this long (or
+# half the silence timeout, if shorter): try another. Probes go every PROBE_S while
+# requests are in flight, and a live scheduler answers in milliseconds; 3 s leaves room
+# for a loaded machine's pauses and moves well before the silence timeout fails requests.
+MOVE_AFTER_S = 3.0
 
 
 class Connection:
@@ -108,40 +59,58 @@ class Connection:
 
     def __init__(
         self,
-        address: str | None = None,
+        address: str | Sequence[str] | None = None,
         *,
         connect_timeout: float = 5.0,
         request_timeout: float = 60.0,
         silence_timeout: float = SILENCE_S,
     ) -> None:
-        self.address = address or env_address()
+        # One scheduler at a time; with several, the leader is followed (actors.link). A bad
+        # address raises ConfigError here.
+        self.link = Link(parse(address or env_address()), self._say_hello, log, "client", None)
+        self.link.on_move = self._moved
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.silence_timeout = silence_timeout
-        self._transport: ClientTransport | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._inflight: dict[int, _InFlight] = {}
+        self._inflight: dict[int, InFlight] = {}
         self._submit_waits: dict[int, int] = {}  # Submit request id -> its Wait's request id
-        self._waits: dict[int, _Waiting] = {}
+        self._waits: dict[int, Waiting] = {}
         self._watches: dict[int, tuple[int | None, asyncio.Queue[wire.Events]]] = {}
-        self._welcome: asyncio.Future[wire.Welcome] | None = None
         self._instance = ""
+        # The leader changed since the last Welcome (we moved, or the scheduler stood
+        # down): its next Welcome is a restart for us, whatever its instance.
+        self._leader_changed = False
         self._last_heard = 0.0
         self._silence_told = False  # "scheduler unreachable" said for this silence
         self._last_hello = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def address(self) -> str:
+        """The scheduler talked to now (one of ``link.addresses``, or the leader one named)."""
+        return self.link.address
+
     async def connect(self) -> Self:
-        self._transport = connect(self.address)
+        self.link.open()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read_loop()), loop.create_task(self._watchdog())]
+        self._tasks = [
+            loop.create_task(self._read_loop()),
+            loop.create_task(self._watchdog()),
+            loop.create_task(self.link.seek()),  # hellos until a leader welcomes us
+            loop.create_task(self.link.watch(self._move_after)),
+        ]
         try:
-            welcome = await self._hello(self.connect_timeout)
+            try:
+                await asyncio.wait_for(self.link.welcomed.wait(), self.connect_timeout)
+            except TimeoutError:
+                standbys = spoken(self.link.standbys)
+                addresses = spoken(self.link.addresses)
+                raise SchedulerUnreachable(addresses, self.connect_timeout, standbys) from None
         except BaseException:
             await self.close()  # no task left pending, no socket left open
             raise
-        self._instance = welcome.instance
         return self
 
     async def close(self) -> None:
@@ -149,14 +118,15 @@ class Connection:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._transport is not None:
-            await self._transport.close()
-            self._transport = None
+        await self.link.close()
+
+    def _move_after(self) -> float:
+        return min(MOVE_AFTER_S, self.silence_timeout / 2)
 
     # ---------------------------------------------------------------- sending
 
     def _send(self, message: wire.Message) -> None:
-        if self._transport is None:
+        if self.link.transport is None:
             raise RuntimeError("client is not connected; use `async with AsyncClient(...)`")
         frame = wire.encode(message)
         if len(frame) > wire.MAX_FRAME_BYTES:
@@ -165,22 +135,15 @@ class Connection:
                 f"{type(message).__name__} of {len(frame):,} bytes exceeds the frame limit of "
                 f"{wire.MAX_FRAME_BYTES:,} bytes (MAX_FRAME_BYTES); nothing was sent",
             )
-        self._transport.send(frame)
+        self.link.send(frame)
 
     def _say_hello(self) -> None:
         self._last_hello = time.monotonic()
+        self.link.probing()  # a live scheduler answers a hello at once
         self._send(wire.ClientHello(wire.PROTOCOL_VERSION))
 
-    async def _hello(self, timeout: float) -> wire.Welcome:
-        self._welcome = asyncio.get_running_loop().create_future()
-        self._say_hello()
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._welcome), timeout)
-        except TimeoutError:
-            raise SchedulerUnreachable(self.address, timeout) from None
-
     def _track(self, rid: int, message: wire.Message, fail: Callable[[Exception], None]) -> None:
-        self._inflight[rid] = _InFlight(message, time.monotonic(), fail)
+        self._inflight[rid] = InFlight(message, time.monotonic(), fail)
 
     async def _request(self, build: Callable[[int], wire.Message]) -> Any:
         """Send one request and return its reply; raises what the watchdog or the reply
@@ -249,23 +212,34 @@ class Connection:
             del self._inflight[rid]
             entry.fail(RequestTimedOut(self.address, timeout, describe(rid, entry.message), why))
 
-    def _restarted(self) -> None:
+    def _moved(self) -> None:
+        """The link moved to another scheduler: its next Welcome is a restart for us, and
+        what was resent to the old one after a hello_first did not reach the new one."""
+        self._leader_changed = True
+        for entry in self._inflight.values():
+            entry.resent = False
+
+    def _restarted(self, leader_changed: bool) -> None:
         """A new scheduler process answered: what the old one had not answered is lost."""
         now = time.monotonic()
+        if leader_changed:
+            what = f"the leader changed (this client now talks to {self.address})"
+        else:
+            what = f"the scheduler at {self.address} restarted"
         for rid, entry in list(self._inflight.items()):
             if entry.resent:  # sent again to this very scheduler after its hello_first
                 entry.resent = False
-            elif repeatable(entry.message):
-                entry.sent_at = now
+            elif entry.refused or repeatable(entry.message):
+                entry.sent_at, entry.refused = now, False
                 self._send(entry.message)
             else:
                 del self._inflight[rid]
                 entry.fail(
                     RequestLost(
-                        f"the scheduler at {self.address} restarted while "
-                        f"{describe(rid, entry.message)} was in flight: it may or may not "
-                        "have been committed; check (`corral jobs`) before submitting again, "
-                        "or give jobs idempotency keys so that repeating is safe"
+                        f"{what} while {describe(rid, entry.message)} was in flight: it may "
+                        "or may not have been committed; check (`corral jobs`) before "
+                        "submitting again, or give jobs idempotency keys so that repeating "
+                        "is safe"
                     )
                 )
         for rid, waiting in self._waits.items():
@@ -277,20 +251,28 @@ class Connection:
     # ---------------------------------------------------------------- receiving
 
     async def _read_loop(self) -> None:
-        assert self._transport is not None
+        link = self.link
         while True:
-            frames = await self._transport.recv_batch()
-            self._last_heard = time.monotonic()
-            if self._silence_told:
-                self._silence_told = False
-                log.warning("scheduler at %s answers again", self.address)
+            frames = await link.batch()
+            epoch = link.epoch
             for frame in frames:
+                if link.epoch != epoch:
+                    break  # moved to another scheduler: the rest is from the old one
                 try:
-                    self._on_reply(wire.decode_reply(frame))
+                    reply = wire.decode_reply(frame)
+                    if not isinstance(reply, wire.NotLeader):  # a standby is no answer
+                        self._heard()
+                    self._on_reply(reply)
                 except BadFrame:
                     continue
                 except TransportError:  # a resend that could not be queued: the
                     continue  # watchdog fails that request in time; keep reading
+
+    def _heard(self) -> None:
+        self._last_heard = time.monotonic()
+        if self._silence_told:
+            self._silence_told = False
+            log.warning("scheduler at %s answers again", self.address)
 
     def _on_reply(self, reply: wire.FromScheduler) -> None:
         match reply:
@@ -302,12 +284,19 @@ class Connection:
                 watch = self._watches.get(rid)
                 if watch is not None:
                     watch[1].put_nowait(reply)
-            case wire.Welcome():
-                if self._welcome is not None and not self._welcome.done():
-                    self._welcome.set_result(reply)
-                if reply.instance != self._instance and self._instance:
-                    self._instance = reply.instance
-                    self._restarted()
+            case wire.Welcome(instance=instance, term=term):
+                self.link.welcome(term)
+                changed, self._leader_changed = self._leader_changed, False
+                if self._instance and (changed or instance != self._instance):
+                    self._instance = instance
+                    self._restarted(changed)
+                self._instance = instance
+            case wire.NotLeader(request_id=rid, leader=leader, term=term):
+                entry = self._inflight.get(rid) if rid else None
+                if entry is not None:
+                    entry.refused = True
+                self._leader_changed = True  # whoever welcomes us next leads anew
+                self.link.not_leader(leader, term)
             case wire.ErrorReply(code="hello_first", request_id=rid):
                 # The scheduler restarted and does not know us: it did not act on
                 # the request, so say hello and send it again.
@@ -368,6 +357,6 @@ class Connection:
                     yield event
         finally:
             self._watches.pop(rid, None)
-            if self._transport is not None:
-                with contextlib.suppress(RuntimeError):
+            if self.link.transport is not None:
+                with contextlib.suppress(RuntimeError, TransportError):
                     self._send(wire.Unsubscribe(rid))

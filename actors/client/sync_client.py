@@ -19,7 +19,7 @@ class Client:
 
     def __init__(
         self,
-        address: str | None = None,
+        address: str | Sequence[str] | None = None,
         *,
         connect_timeout: float = 5.0,
         request_timeout: float = 60.0,
@@ -29,10 +29,12 @@ class Client:
             target=self._loop.run_forever, daemon=True, name="corral-client"
         )
         self._thread.start()
-        self._async = AsyncClient(
-            address, connect_timeout=connect_timeout, request_timeout=request_timeout
-        )
         try:
+            # "a,b" or a list: several schedulers, the leader followed. A bad address
+            # raises ConfigError here, and the loop thread stops with it.
+            self._async = AsyncClient(
+                address, connect_timeout=connect_timeout, request_timeout=request_timeout
+            )
             self._run(self._async.connect())  # on failure it has closed itself
         except BaseException:
             self._stop_loop()

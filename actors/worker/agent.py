@@ -36,10 +36,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from actors.addresses import parse
 from actors.errors import LeaseLapsed
+from actors.link import Link
 from actors.worker.executors import Run
 from actors.worker.leases import Leases
 from actors.worker.outbox import Outbox, ProgressRelay
@@ -48,7 +50,6 @@ from actors.worker.runners import Runners
 from actors.worker.stop import drain, serve
 from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, retryable, task
 from actors.worker.tasks import task_options as task_options
-from transport import ClientTransport, connect
 from transport import protocol as wire
 from transport.errors import BadFrame
 
@@ -56,12 +57,6 @@ __all__ = ["REGISTRY", "JobContext", "Worker", "context", "serve", "task", "task
 
 log = logging.getLogger("corral.worker")
 
-# A worker that hears no Welcome re-sends its hello after this long, so it finds a
-# scheduler that starts (or restarts) after it.
-HELLO_RETRY_S = 1.0
-HELLO_RETRY_MAX_S = 8.0  # the pause doubles up to this: a long outage queues few hellos
-# Say so (once) when no scheduler has answered for this long.
-UNANSWERED_WARNING_S = 5.0
 DRAIN_TIMEOUT_S = 30.0  # a drain longer than this is stuck: stop what is left
 
 
@@ -72,7 +67,7 @@ def default_name() -> str:
 class Worker:
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         name: str | None = None,
         concurrency: int = 4,
@@ -82,8 +77,10 @@ class Worker:
         modules: list[str] | None = None,
         drain_timeout: float = DRAIN_TIMEOUT_S,
     ) -> None:
-        self.address = address
         self.name = name or default_name()
+        # Hellos until welcomed, and the move to the leader among several schedulers
+        # (actors.link); a bad address raises ConfigError here, before anything starts.
+        self.link = Link(parse(address), self._hello, log, f"worker {self.name}")
         self.concurrency = concurrency
         self.queues = queues
         self.registry = REGISTRY if registry is None else registry
@@ -93,7 +90,6 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.heartbeat_interval = 1.0
         self.leases = Leases()
-        self._welcomed = asyncio.Event()
         self.running: dict[int, asyncio.Task[None]] = {}
         self.executed = 0
         self.fenced = 0  # handlers this worker stopped itself because their lease lapsed
@@ -103,11 +99,8 @@ class Worker:
         self._stop_futures: dict[int, asyncio.Future[None]] = {}
         self._busy: set[int] = set()  # jobs whose slot cannot run another handler yet
         self.outbox = Outbox(self.send)
-        self._progress = ProgressRelay(self.send, self.leases.held, self._welcomed.is_set)
-        self._transport: ClientTransport | None = None
+        self._progress = ProgressRelay(self.send, self.leases.held, self.link.welcomed.is_set)
         self._runners = Runners(self.registry, concurrency, self.pool, self.modules)
-        self._unwelcomed = asyncio.Event()  # a "not welcomed" episode began: hello again
-        self._episode_hello_at = 0.0  # the first hello of the current episode
         self._stop_requested = asyncio.Event()
         self.abandon = asyncio.Event()
         self._stops = 0
@@ -120,31 +113,33 @@ class Worker:
         unacked = [(r.job_id, r.token) for r in self.outbox.unacked.values()]
         return self.leases.listed() + unacked
 
+    @property
+    def address(self) -> str:
+        """The scheduler talked to now (one of ``link.addresses``, or the leader one named)."""
+        return self.link.address
+
     def send(self, message: wire.Message) -> None:
-        assert self._transport is not None
-        self._transport.send(wire.encode(message))
+        self.link.send(wire.encode(message))
 
     def _hello(self) -> None:
-        now = time.monotonic()
-        if not self._episode_hello_at:
-            self._episode_hello_at = now
         busy = len(self._busy.difference(self.leases.held, self.outbox.unacked))  # stuck threads
         hello = wire.WorkerHello(
             wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
-            sorted(self.registry), self._claims(), now, busy,
+            sorted(self.registry), self._claims(), time.monotonic(), busy,
         )  # fmt: skip
         self.send(hello)
 
     async def run(self) -> None:
         """Serve until ``stop()``; then drain (see the module docstring) and say goodbye."""
-        self._transport = connect(self.address)
+        self.link.open()
         await self._runners.prepare()  # before the hello: the first job must not wait
         loop = asyncio.get_running_loop()
         loops = [
             loop.create_task(self._read_loop(), name="worker.read"),
-            loop.create_task(self._hello_loop(), name="worker.hello"),
+            loop.create_task(self.link.seek(), name="worker.hello"),
             loop.create_task(self._heartbeat_loop(), name="worker.heartbeat"),
             loop.create_task(self._fence_loop(), name="worker.fence"),
+            loop.create_task(self.link.watch(self._silence), name="worker.watch"),
         ]
         try:
             await self._stop_requested.wait()
@@ -154,7 +149,7 @@ class Worker:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             self._runners.close()
-            await self._transport.close()
+            await self.link.close()
 
     def stop(self) -> None:
         """First call: drain. Second call: stop at once (handlers stopped, leases left)."""
@@ -164,31 +159,14 @@ class Worker:
         else:
             self.abandon.set()
 
-    async def _hello_loop(self) -> None:
-        """One hello per "not welcomed" episode, repeated with a growing pause while no
-        Welcome comes: ZeroMQ queues frames while the scheduler is away and delivers them
-        all when it is back, so every retry is one more hello it will answer."""
-        while True:
-            if self._welcomed.is_set():
-                await self._unwelcomed.wait()
-                continue
-            pause, waited = HELLO_RETRY_S, 0.0
-            while not self._welcomed.is_set():
-                self._hello()
-                try:
-                    await asyncio.wait_for(self._welcomed.wait(), pause)
-                except TimeoutError:
-                    waited += pause
-                    if waited >= UNANSWERED_WARNING_S and waited - pause < UNANSWERED_WARNING_S:
-                        log.warning(
-                            "no scheduler has answered at %s yet; still trying", self.address
-                        )
-                    pause = min(pause * 2, HELLO_RETRY_MAX_S)
-
     async def _read_loop(self) -> None:
-        assert self._transport is not None
+        link = self.link
         while True:
-            for frame in await self._transport.recv_batch():
+            frames = await link.batch()
+            epoch = link.epoch
+            for frame in frames:
+                if link.epoch != epoch:
+                    break  # we moved to another scheduler: the rest is from the old one
                 try:
                     message = wire.decode_reply(frame)
                 except BadFrame as exc:
@@ -214,20 +192,19 @@ class Worker:
             case wire.Welcome(heartbeat_interval=interval, lease=lease, instance=instance):
                 self.heartbeat_interval = interval
                 self.leases.welcome(lease, instance)
-                if not self._welcomed.is_set():
-                    self._renewed(self._episode_hello_at)
-                    self._episode_hello_at = 0.0
+                hello_at = self.link.welcome(message.term)
+                if hello_at is not None:  # a new episode: we were not welcomed
+                    self._renewed(hello_at)
                     log.info("worker %s connected to %s", self.name, self.address)
-                    self._unwelcomed.clear()
-                    self._welcomed.set()
                     self.outbox.resend()  # results a restarted scheduler may not have
                     self._heartbeat()  # renew at once: held leases may be near expiry
             case wire.ErrorReply(code="hello_first"):
                 # Once per episode: every frame sent meanwhile earns one of these.
-                if self._welcomed.is_set():
+                if self.link.welcomed.is_set():
                     log.warning("the scheduler does not know us (restarted?); saying hello")
-                    self._welcomed.clear()
-                    self._unwelcomed.set()
+                    self.link.unwelcome()
+            case wire.NotLeader(leader=leader, term=term):
+                self.link.not_leader(leader, term)
             case wire.ErrorReply(code=code, message=text):
                 log.error("scheduler refused a frame: %s: %s", code, text)
             case _:
@@ -237,15 +214,23 @@ class Worker:
         self.leases.renewed(sent_at)
         self._runners.renewed()
 
+    def _silence(self) -> float:
+        """With several schedulers: unanswered this long, the one we talk to is gone. Two
+        heartbeats (a live one acknowledges each in milliseconds), and at least half a
+        lease, so the other half is left to reach the new leader before our leases
+        lapse and we stop our own jobs."""
+        return max(2 * self.heartbeat_interval, self.leases.lease / 2)
+
     async def _heartbeat_loop(self) -> None:
         while True:
-            await self._welcomed.wait()  # the interval and lease come with the Welcome
+            await self.link.welcomed.wait()  # the interval and lease come with the Welcome
             self._heartbeat()
             await asyncio.sleep(self.heartbeat_interval)
 
     def _heartbeat(self) -> None:
         self._fence()  # a lapsed lease must not be listed, so renewed, before it is stopped
         leases = self.leases
+        self.link.probing()  # acknowledged at once by a live scheduler
         self.send(wire.Heartbeat(leases.listed(), time.monotonic(), leases.assign_seq))
 
     # ---------------------------------------------------------- self-fencing

@@ -12,13 +12,12 @@ from typing import Any
 
 import msgspec
 import pytest
-import zmq
-import zmq.asyncio
 
 import tests.helpers.ledger_tasks  # noqa: F401 - registers the tasks the pool children run
 from actors.worker.agent import Worker
 from actors.worker.results import pack
 from actors.worker.tasks import task
+from tests.helpers.fake_scheduler import FakeScheduler
 from tests.helpers.procs import free_address
 from transport import protocol as wire
 
@@ -64,51 +63,6 @@ TASKS: dict[str, Callable[..., Any]] = {
 }
 
 
-class FakeScheduler:
-    def __init__(self, address: str) -> None:
-        self.sock = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind(address)
-        self.peer = b""
-        self.seq = 0
-        self.frames: list[wire.Message] = []
-
-    async def recv(self, kind: type, timeout: float = 10.0) -> Any:
-        """The next frame of type ``kind`` (earlier ones are kept in ``frames``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not await self.sock.poll(int(left * 1000)):
-                raise TimeoutError(f"no {kind.__name__} from the worker")
-            self.peer, frame = await self.sock.recv_multipart()
-            assert len(frame) <= wire.MAX_FRAME_BYTES
-            message = wire.decode_request(frame)
-            self.frames.append(message)
-            if isinstance(message, kind):
-                return message
-
-    async def send(self, message: wire.Message) -> None:
-        await self.sock.send_multipart([self.peer, wire.encode(message)])
-
-    async def welcome(self, lease: float = 5.0, interval: float = 0.1) -> wire.WorkerHello:
-        hello = await self.recv(wire.WorkerHello)
-        await self.send(wire.Welcome(wire.PROTOCOL_VERSION, interval, "fake", lease))
-        return hello  # type: ignore[no-any-return]
-
-    async def assign(self, *assignments: wire.Assignment, basis: float | None = None) -> int:
-        self.seq += 1
-        sent_at = time.monotonic() if basis is None else basis
-        await self.send(wire.Assign(list(assignments), self.seq, sent_at))
-        return self.seq
-
-    async def results(self, count: int, timeout: float = 10.0) -> list[wire.JobResult]:
-        got: list[wire.JobResult] = []
-        while len(got) < count:
-            frame = await self.recv(wire.Results, timeout)
-            got += frame.results
-        return got
-
-
 def job(job_id: int, task_name: str, *args: Any, attempt: int = 1, **kw: Any) -> wire.Assignment:
     timeout = kw.pop("timeout", None)
     return wire.Assignment(
@@ -139,7 +93,7 @@ async def test_an_assignment_read_after_its_lease_lapsed_is_dropped_and_not_list
     await scheduler.welcome(lease=0.3)
     # No heartbeat is acknowledged: wait until the worker's own lease clock has lapsed,
     # as it would have had the worker been paused with the Assign in its socket.
-    await worker._welcomed.wait()
+    await worker.link.welcomed.wait()
     leases = worker.leases
     while time.monotonic() <= leases.renewed_at + leases.lease:  # noqa: ASYNC110 - a clock
         await asyncio.sleep(0.02)

@@ -63,16 +63,22 @@ class Cluster:
         return self.start_scheduler()
 
     def worker(
-        self, name: str, slots: int = 4, *extra: str, tasks: str = LEDGER_TASKS
+        self,
+        name: str,
+        slots: int = 4,
+        *extra: str,
+        tasks: str = LEDGER_TASKS,
+        connect: str | None = None,
     ) -> subprocess.Popen[bytes]:
         """A worker process named ``name`` running the task module ``tasks`` (not waited
-        for: a test that needs it connected waits for the scheduler to report it)."""
+        for: a test that needs it connected waits for the scheduler to report it), given
+        ``connect`` as its scheduler address(es), this cluster's by default."""
         proc = self.procs.spawn(
             name,
             "worker",
             tasks,
             "--connect",
-            self.address,
+            connect or self.address,
             "--concurrency",
             str(slots),
             "--name",
