@@ -11,6 +11,13 @@ which) and whether that scheduler has welcomed us. It moves on when:
   seconds (``watch``, only with several addresses: with one there is nowhere else to go,
   and ZeroMQ reconnects by itself when that scheduler comes back).
 
+Every scheduler names the database it serves (an id made when the database was created):
+job ids and fencing tokens mean something only within one. The link keeps the first one
+it was welcomed with. With several addresses, a scheduler serving another database is a
+mistake in the list (a scheduler on its own SQLite file beside PostgreSQL ones, say): it
+is passed over, with one error line naming both. With one address, its scheduler was
+started on another database: the owner decides (``other_database``).
+
 A move is a scheduler restart for the owner: a new transport (so a new peer for the
 scheduler), not welcomed, the owner's ``on_move`` called; frames still being read from
 the old transport are dropped (``epoch`` tells the read loop). The owner decides what a
@@ -25,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from actors.addresses import REFUSED_PAUSE_S, Follower, spoken
 from transport import ClientTransport, connect
@@ -33,6 +41,9 @@ from transport.errors import Closed, TransportError
 # A worker says so (once per search) when no scheduler has welcomed it for this long. A
 # client does not: its connect timeout, or its watchdog's silence warning, speaks for it.
 UNANSWERED_WARNING_S = 5.0
+
+# What a scheduler's database means for the link's owner (``Link.check_database``).
+Verdict = Literal["same", "passed", "changed"]
 
 
 class Link:
@@ -59,6 +70,10 @@ class Link:
         self._move_due: float | None = None  # a move is due after this pause
         self._closing: set[asyncio.Task[None]] = set()
         self.standbys: list[str] = []  # addresses that said NotLeader since the last Welcome
+        self.database_id = ""  # the database of the schedulers we follow ("" before any)
+        self._database_at = ""  # where we first found it, and how it was named
+        self._database = ""
+        self._told_other: set[str] = set()  # addresses already named as another database's
         self.on_move: Callable[[], None] = lambda: None
 
     @property
@@ -126,13 +141,71 @@ class Link:
         self._wake.set()
         return hello_at
 
+    def check_database(self, database_id: str, database: str = "") -> Verdict:
+        """Check the database the scheduler at the current address serves, as it named it
+        answering (a Welcome's or a NotLeader's ``database_id``; "" from one that names
+        none). The first one named is ours. "passed": with several addresses, another
+        database's scheduler is passed over (see the module docstring); "changed": our
+        only address now serves another database, which becomes ours, and the owner must
+        drop what it held from the old one."""
+        if not database_id or database_id == self.database_id:
+            return "same"
+        if self.database_id and self.follower.several:
+            self.pass_over(database or database_id)
+            return "passed"
+        changed = bool(self.database_id)
+        if changed:
+            self._log.warning(
+                "%s: the scheduler at %s now serves another database (%s; before: %s)",
+                self._who,
+                self.address,
+                database or database_id,
+                self._database,
+            )
+        self.database_id, self._database_at = database_id, self.address
+        self._database = database or database_id
+        return "changed" if changed else "same"
+
+    def refused_database(self, why: str) -> Verdict:
+        """The scheduler refused our hello: it serves another database than the leases
+        it listed (``why``, its words). "passed" as in ``check_database``; "changed": our
+        only address, so we forget ours (the owner drops what it held) and join it."""
+        if self.follower.several:
+            self.pass_over(why)
+            return "passed"
+        self.database_id = ""
+        return "changed"
+
+    def pass_over(self, theirs: str) -> None:
+        """Leave the current address at once: it serves another database (``theirs``
+        says which) than the schedulers we follow."""
+        if self.address not in self._told_other:
+            self._told_other.add(self.address)
+            self._log.error(
+                "%s: the scheduler at %s serves another database than the one at %s (%s): "
+                "every address given must be a scheduler of one database; passing it over "
+                "(it says: %s)",
+                self._who,
+                self.address,
+                self._database_at,
+                self._database,
+                theirs,
+            )
+        self.follower.suspect(self.address)
+        self.unwelcome()
+        self._step()
+
     def unwelcome(self) -> None:
         """Not welcomed any more (the scheduler forgot us, stepped down, or went silent)."""
         self.welcomed.clear()
         self.unwelcomed.set()
 
-    def not_leader(self, leader: str, term: int) -> None:
+    def not_leader(self, leader: str, term: int, database_id: str = "") -> None:
         """The current scheduler is a standby: nothing we sent was acted on."""
+        other = database_id and self.database_id and database_id != self.database_id
+        if other and self.follower.several:
+            self.pass_over(f"database {database_id}, as a standby")
+            return
         was_leader = self.welcomed.is_set()
         if was_leader:
             self.unwelcome()

@@ -94,6 +94,9 @@ class WorkerHello(Message, frozen=True):
     # Slots taken by handlers it holds no lease or unacknowledged result for (a stopped
     # thread stuck in a C call): not free, though nothing in ``leases`` says so.
     busy: Annotated[int, msgspec.Meta(ge=0, le=MAX_SLOTS)] = 0
+    # The database the claimed leases come from (a Welcome's ``database_id``; "" before
+    # any): a scheduler serving another database does not adopt them.
+    database_id: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 
 class Submit(Message, frozen=True):
@@ -250,6 +253,10 @@ class Welcome(Message, frozen=True):
     instance: str = ""  # changes when the scheduler process restarts
     lease: float = 5.0  # a worker that hears no HeartbeatAck for this long fences itself
     term: int = 0  # the leader's term (PostgreSQL with standbys); 0: a single scheduler
+    # Which database it serves: an id made when the database was created (job ids and
+    # fencing tokens mean something only within one), and how the scheduler names it.
+    database_id: str = ""
+    database: str = ""
 
 
 class Submitted(Message, frozen=True):
@@ -350,6 +357,7 @@ class NotLeader(Message, frozen=True):
     request_id: int = 0
     leader: str = ""
     term: int = 0
+    database_id: str = ""  # the database the standby shares with the leader (as Welcome's)
 
 
 class ErrorReply(Message, frozen=True):

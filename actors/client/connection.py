@@ -248,6 +248,22 @@ class Connection:
         for rid, (job_id, _) in self._watches.items():
             self._send(wire.Subscribe(rid, job_id))
 
+    def _other_database(self, database: str) -> None:
+        """Our only scheduler now serves another database: every job id we wait for,
+        watch or asked about means another job there. All of it fails."""
+        error = RequestLost(
+            f"the scheduler at {self.address} now serves another database ({database}): "
+            "the jobs this client was waiting for or asking about are not there"
+        )
+        for entry in self._inflight.values():
+            entry.fail(error)
+        self._inflight.clear()
+        for waiting in self._waits.values():
+            waiting.fail(error)
+        self._waits.clear()  # their owners pop them too; nothing to register again
+        # Watches are subscribed again, as after any restart: a watch of every event goes
+        # on with the new database's; one of a job sees that id's events there (a limit).
+
     # ---------------------------------------------------------------- receiving
 
     async def _read_loop(self) -> None:
@@ -285,18 +301,23 @@ class Connection:
                 if watch is not None:
                     watch[1].put_nowait(reply)
             case wire.Welcome(instance=instance, term=term):
+                verdict = self.link.check_database(reply.database_id, reply.database)
+                if verdict == "passed":
+                    return
+                if verdict == "changed":
+                    self._other_database(reply.database)
                 self.link.welcome(term)
                 changed, self._leader_changed = self._leader_changed, False
                 if self._instance and (changed or instance != self._instance):
                     self._instance = instance
                     self._restarted(changed)
                 self._instance = instance
-            case wire.NotLeader(request_id=rid, leader=leader, term=term):
+            case wire.NotLeader(request_id=rid, leader=leader, term=term, database_id=db):
                 entry = self._inflight.get(rid) if rid else None
                 if entry is not None:
                     entry.refused = True
                 self._leader_changed = True  # whoever welcomes us next leads anew
-                self.link.not_leader(leader, term)
+                self.link.not_leader(leader, term, db)
             case wire.ErrorReply(code="hello_first", request_id=rid):
                 # The scheduler restarted and does not know us: it did not act on
                 # the request, so say hello and send it again.

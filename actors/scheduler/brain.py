@@ -93,6 +93,7 @@ class Brain:
         self.instance = uuid.uuid4().hex
         self.metrics_server: Any = None
         self.recovered: dict[str, int] = {}
+        self.database_id = ""  # the store's identity, read at start-up
         self.last_commit: float | None = None  # wall-clock time, None for a new database
         self._running = False  # the actors run, and close their own resources on stop
 
@@ -152,6 +153,11 @@ class Brain:
             ),
         )
         routes.connect(actors)
+        for edge in (actors.dispatcher, actors.gateway):
+            edge.database_id = self.database_id
+            edge.database = (
+                self.database() if is_postgres(config.db) else f"SQLite file {config.db}"
+            )
         if self.cluster is not None:
             self.scheduler.cluster = self.cluster
         for actor in actors.all():
@@ -172,12 +178,16 @@ class Brain:
                 f"recovered {live} live job(s){f' ({states})' if states else ''}, "
                 f"last commit {at:%Y-%m-%d %H:%M:%S} UTC"
             )
-        db = redact_dsn(self.config.db) if self.own_backend else self.backend.where
+        db = self.database()
         led = f"leader, term {self.term}; " if self.term else ""
         return (
             f"corral scheduler on {self.config.advertise or self.address} (db {db}, strategy "
             f"{self.config.strategy}, durability {self.config.durability}; {led}{recovered})"
         )
+
+    def database(self) -> str:
+        """How the start line, and every Welcome, name the database (no password)."""
+        return redact_dsn(self.config.db) if self.own_backend else self.backend.where
 
     async def _load(self) -> None:
         recovered = await self.backend.recover()
@@ -185,6 +195,7 @@ class Brain:
         self.recovered = {s: recovered.counts.get(s, 0) for s in ("PENDING", "QUEUED", "RUNNING")}
         # The newest time any job records: what a lost WAL would have taken with it.
         self.last_commit = recovered.last_write
+        self.database_id = recovered.database_id
         self.table.next_workflow_id = recovered.max_workflow_id + 1
         # Finished parents of live jobs: their states decide the children's fate, and
         # their results go to the children's handlers.

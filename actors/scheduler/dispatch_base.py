@@ -52,6 +52,9 @@ class DispatcherBase(Actor):
         super().__init__("dispatcher")
         self.instance = instance
         self.term = term  # the leader's term, in every Welcome (0: a single scheduler)
+        # The database served (Welcome's fields; the brain sets them from the store).
+        self.database_id = ""
+        self.database = ""
         self.lease = lease
         self.grace = grace
         self.strategy_name = strategy_name
@@ -60,6 +63,7 @@ class DispatcherBase(Actor):
         self.asked = AskedPeers()  # told hello_first, no hello yet
         self.refused_leases = 0  # heartbeats claiming a lease the worker does not hold
         self.refused_progress = 0  # progress reports under a stale token
+        self.refused_hellos = 0  # workers from another database
         self.refused_heartbeats = 0  # heartbeats listing more leases than the worker's slots
         self.unheld_leases = 0  # granted leases a worker's heartbeats proved it never held
         self.dropped_progress = 0

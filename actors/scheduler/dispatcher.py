@@ -116,6 +116,9 @@ class Dispatcher(DispatcherBase):
     def _hello(self, peer: bytes, hello: wire.WorkerHello) -> None:
         """Connect a worker, or update one already connected (idempotent: never drops it,
         never reclaims its jobs, adopts only claimed leases it does not hold yet)."""
+        if hello.database_id and self.database_id and hello.database_id != self.database_id:
+            self._other_database(peer, hello)
+            return
         queues = tuple(dict.fromkeys(hello.queues)) or ("default",)
         tasks = frozenset(hello.tasks)
         self.asked.said_hello(peer)
@@ -142,8 +145,9 @@ class Dispatcher(DispatcherBase):
         taking = worker.state in ("alive", "suspect")  # not dead, not draining
         self.scheduler.tell(WorkerNames(peer, hello.name, tasks, available=taking))
         welcome = wire.Welcome(
-            wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease, self.term
-        )
+            wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease,
+            self.term, self.database_id, self.database,
+        )  # fmt: skip
         self._send(peer, welcome)
         claims = hello.leases[: CLAIMS_PER_SLOT * hello.slots]
         if len(claims) < len(hello.leases):
@@ -174,6 +178,23 @@ class Dispatcher(DispatcherBase):
             self.strategy.tell(
                 credit or WorkerCredit(peer, worker.name, queues, worker.slots, 0, tasks)
             )
+
+    def _other_database(self, peer: bytes, hello: wire.WorkerHello) -> None:
+        """Refuse a worker whose leases and results come from another database: the same
+        job ids and tokens here are other jobs. It is not connected: it finds the
+        schedulers of its own database, or, told this, forgets its old work and joins."""
+        self.refused_hellos += 1
+        self._warn(
+            "refused worker %s: it comes from another database (%s) than this one (%s)",
+            hello.name,
+            hello.database_id,
+            self.database_id,
+        )
+        text = (
+            f"this scheduler serves {self.database} (database {self.database_id}); the "
+            f"worker's leases and results are from database {hello.database_id}"
+        )
+        self._send(peer, wire.ErrorReply("other_database", text))
 
     def _adopted(self, verdict: Adopted) -> None:
         worker = self.workers.get(verdict.peer)

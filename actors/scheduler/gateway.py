@@ -69,6 +69,8 @@ class Gateway(Actor):
         super().__init__("gateway")
         self.instance = instance  # changes with every scheduler start
         self.term = term
+        self.database_id = ""  # the database served, as the dispatcher's
+        self.database = ""
         self.owns_transport = owns_transport
         self.transport = transport
         self.heartbeat_interval = heartbeat_interval
@@ -174,6 +176,8 @@ class Gateway(Actor):
                             self.heartbeat_interval,
                             self.instance,
                             term=self.term,
+                            database_id=self.database_id,
+                            database=self.database,
                         ),
                     )
                 return

@@ -55,6 +55,7 @@ class Node:
         self.name = uuid.uuid4().hex[:16]  # this process, in the leader row and its sessions
         self.address = ""
         self.brain: Brain | None = None
+        self.database_id = ""  # the database's identity, once open
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -75,6 +76,7 @@ class Node:
             raise
         self.address = election.address = config.advertise or transport.address
         try:
+            self.database_id = election.database_id
             await self._serve(transport, Leadership(election, config.leader_ttl, self.address))
         finally:
             await election.leave()
@@ -96,7 +98,9 @@ class Node:
 
     async def _stand_by(self, transport: ServerTransport, leadership: Leadership) -> Term | None:
         """Answer NotLeader until this scheduler takes a term (None: asked to stop)."""
-        answering = asyncio.ensure_future(Standby(transport, leadership.known_leader).serve())
+        answering = asyncio.ensure_future(
+            Standby(transport, leadership.known_leader, self.database_id).serve()
+        )
         stop = asyncio.ensure_future(self.stopping.wait())
         campaign = asyncio.ensure_future(self._campaign(leadership))
         try:

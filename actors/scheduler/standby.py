@@ -25,9 +25,15 @@ log = logging.getLogger("corral.standby")
 class Standby:
     """Answers every frame on ``transport`` with NotLeader(``leader()``)."""
 
-    def __init__(self, transport: ServerTransport, leader: Callable[[], tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        transport: ServerTransport,
+        leader: Callable[[], tuple[str, int]],
+        database_id: str = "",
+    ) -> None:
         self.transport = transport
         self.leader = leader  # (address, term) of the leader as last known
+        self.database_id = database_id  # the database it shares with the leader
         self.answered = 0
         self.bad_frames = 0
         self._warn = RateLimitedLog(log)
@@ -54,7 +60,8 @@ class Standby:
             return
         address, term = self.leader()
         self.answered += 1
-        self._send(peer, wire.NotLeader(getattr(message, "request_id", 0), address, term))
+        request_id = getattr(message, "request_id", 0)
+        self._send(peer, wire.NotLeader(request_id, address, term, self.database_id))
 
     def _send(self, peer: bytes, message: wire.Message) -> None:
         try:

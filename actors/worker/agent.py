@@ -31,6 +31,7 @@ says Goodbye while still holding their leases (the scheduler records those attem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -47,11 +48,11 @@ from actors.worker.leases import Leases
 from actors.worker.outbox import Outbox, ProgressRelay
 from actors.worker.results import Attempt, failed, outcome
 from actors.worker.runners import Runners
-from actors.worker.stop import drain, serve
+from actors.worker.stop import drain, held_work, leave_old_work, serve
 from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, retryable, task
 from actors.worker.tasks import task_options as task_options
 from transport import protocol as wire
-from transport.errors import BadFrame
+from transport.errors import BadFrame, TransportError
 
 __all__ = ["REGISTRY", "JobContext", "Worker", "context", "serve", "task", "task_options"]
 
@@ -126,6 +127,7 @@ class Worker:
         hello = wire.WorkerHello(
             wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
             sorted(self.registry), self._claims(), time.monotonic(), busy,
+            self.link.database_id,
         )  # fmt: skip
         self.send(hello)
 
@@ -190,6 +192,12 @@ class Worker:
                 if held is not None and held.token == token:
                     self.stop_job(job_id, reason)
             case wire.Welcome(heartbeat_interval=interval, lease=lease, instance=instance):
+                verdict = self.link.check_database(message.database_id, message.database)
+                if verdict == "passed":
+                    return
+                if verdict == "changed" and held_work(self):
+                    leave_old_work(self, f"{self.address} now serves {message.database}")
+                    return
                 self.heartbeat_interval = interval
                 self.leases.welcome(lease, instance)
                 hello_at = self.link.welcome(message.term)
@@ -203,8 +211,17 @@ class Worker:
                 if self.link.welcomed.is_set():
                     log.warning("the scheduler does not know us (restarted?); saying hello")
                     self.link.unwelcome()
-            case wire.NotLeader(leader=leader, term=term):
-                self.link.not_leader(leader, term)
+            case wire.NotLeader(leader=leader, term=term, database_id=database_id):
+                self.link.not_leader(leader, term, database_id)
+            case wire.ErrorReply(code="other_database", message=text):
+                if self.link.refused_database(text) != "changed":
+                    pass  # passed over: another address serves our database
+                elif held_work(self):
+                    leave_old_work(self, text)
+                else:
+                    log.warning("worker %s: %s; joining it (held nothing)", self.name, text)
+                    with contextlib.suppress(TransportError):
+                        self._hello()
             case wire.ErrorReply(code=code, message=text):
                 log.error("scheduler refused a frame: %s: %s", code, text)
             case _:

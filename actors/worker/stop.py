@@ -6,6 +6,9 @@ second signal, or the timeout, stops the handlers that are left without reportin
 (their results would be fake: a stopped handler did not fail) and says Goodbye while
 still holding their leases, so the scheduler records those attempts as "worker stopped"
 and runs the jobs again elsewhere. ``Worker.abandoned`` lists them (the CLI exits 1).
+
+A worker whose only scheduler now serves another database (``leave_old_work``) leaves
+the same way at once: what it holds means other jobs there.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class Worker(Protocol):
     abandon: asyncio.Event
 
     def send(self, message: wire.Message) -> None: ...
+
+    @property
+    def name(self) -> str: ...
 
     def stop_job(self, job_id: int, reason: str) -> None: ...
 
@@ -74,6 +80,29 @@ async def drain(w: Worker) -> None:
     w.outbox.flush()  # finished results first: the Goodbye must follow them
     w.send(wire.Goodbye(w.leases.listed()))
     await asyncio.sleep(0.05)  # let the frame leave before the socket closes
+
+
+def held_work(w: Worker) -> list[int]:
+    """Jobs the worker runs, and jobs whose results are not acknowledged yet."""
+    return sorted({*w.leases.held, *w.outbox.unacked})
+
+
+def leave_old_work(w: Worker, why: str) -> None:
+    """The worker's only scheduler now serves another database (``why``): the jobs it
+    holds from the old one are other jobs there. They are stopped, their results dropped,
+    and the worker exits (1) for its supervisor to start it afresh."""
+    held = held_work(w)
+    log.error(
+        "worker %s: %s; stopping job(s) %s from the database served before and exiting "
+        "(start the worker again to work for this one)",
+        w.name,
+        why,
+        ", ".join(map(str, held)),
+    )
+    w.outbox.closed = True  # their results would go to other jobs
+    w.abandoned = held
+    w.stop()
+    w.stop()
 
 
 async def serve(worker: Worker) -> None:

@@ -52,7 +52,7 @@ def file_state(path: Path) -> tuple[bytes, int, bool]:
 def test_step_1_is_the_schema_the_release_before_migrations_shipped() -> None:
     """A shipped step never changes: new files and upgraded ones must end up alike."""
     assert STEPS[0] == schema_v1.V1_DDL
-    assert SCHEMA_VERSION == len(STEPS) == 2
+    assert SCHEMA_VERSION == len(STEPS) == 3
 
 
 def test_a_new_file_gets_every_step_and_reports_no_upgrade(tmp_path: Path) -> None:
@@ -72,9 +72,11 @@ def test_a_schema_1_database_is_upgraded_in_place_with_every_row_kept(tmp_path: 
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, str(path)) == 1
     conn.close()
-    assert version(path) == 2
+    assert version(path) == SCHEMA_VERSION
     assert contents(path) == before
     assert ("index", "jobs_failed") in {(kind, name) for kind, name, _ in schema_of(path)}
+    [[database_id]] = read(path, "SELECT value FROM corral_meta WHERE key = 'database_id'")
+    assert len(database_id) == 32, "an upgraded database gets its identity too"
 
 
 def test_dead_letters_are_found_through_their_partial_index(tmp_path: Path) -> None:
@@ -111,8 +113,8 @@ async def test_the_store_logs_one_line_for_an_upgrade_and_none_when_current(
         await store.open()
         await store.close()
     upgrades = [r.getMessage() for r in caplog.records if "upgraded" in r.getMessage()]
-    assert upgrades == [f"upgraded database {path} from schema 1 to 2"]
-    assert version(path) == 2
+    assert upgrades == [f"upgraded database {path} from schema 1 to {SCHEMA_VERSION}"]
+    assert version(path) == SCHEMA_VERSION
 
 
 async def test_a_database_newer_than_the_code_is_refused_and_left_untouched(
@@ -152,7 +154,7 @@ async def test_a_step_that_fails_midway_leaves_the_file_at_its_old_version(
     with pytest.raises(StoreError) as refused:
         await Store(str(path)).open()
     message = str(refused.value)
-    assert "from schema 1 to 3" in message, message
+    assert f"from schema 1 to {SCHEMA_VERSION + 1}" in message, message
     assert "no_such_table" in message, message
     assert "left unchanged at schema 1" in message, message
     assert version(path) == 1

@@ -15,6 +15,7 @@ from actors.errors import StoreError
 from actors.scheduler.store import sqlite, sqlite_file
 from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.store.sqlite_file import StoreLocked
+from actors.scheduler.store.sqlite_schema import SCHEMA_VERSION
 from tests.helpers import schema_v1
 
 
@@ -32,10 +33,11 @@ def header(path: Path) -> tuple[bytes, int, int]:
     ("user_version", "refusal"),
     [
         (0, "has tables but no corral schema version"),
-        # Programs number their own schemas with user_version too: 1 and 2 are corral's
+        # Programs number their own schemas with user_version too: 1 to 3 are corral's
         # versions, but a corral database of any version has a jobs table.
         (1, "not a corral database"),
         (2, "not a corral database"),
+        (3, "not a corral database"),
     ],
 )
 async def test_another_programs_database_is_refused_without_being_changed(
@@ -101,7 +103,7 @@ async def test_a_second_scheduler_reaching_the_file_during_the_first_ones_checks
         for store in stores:
             await store.close()
     if kind == "schema 1 file":
-        assert header(path)[2] == 2, "upgraded once"
+        assert header(path)[2] == SCHEMA_VERSION, "upgraded once"
 
 
 async def test_a_scheduler_refused_in_a_collision_tries_once_more_and_starts(

@@ -26,6 +26,7 @@ from tests.helpers.cluster import LEDGER_TASKS
 from tests.helpers.leaders import (
     TAKEOVER_BOUND_S,
     ask,
+    database_id,
     hello,
     leader_row,
     until_leading,
@@ -95,11 +96,13 @@ async def test_standbys_answer_not_leader_naming_the_leader_and_status_shows_who
     await until_leading([a])
     scheduler(procs, b, postgres_dsn)
     scheduler(procs, c, postgres_dsn)
+    db = await database_id(postgres_dsn)
     for standby in (b, c):
-        assert await until_standby_names(standby, advertised) == wire.NotLeader(0, advertised, 1)
+        named = await until_standby_names(standby, advertised)
+        assert named == wire.NotLeader(0, advertised, 1, db)
         # Every request too, under its own id: nothing is served.
         reply = await ask(standby, wire.GetStatus(request_id=7))
-        assert reply == wire.NotLeader(7, advertised, 1)
+        assert reply == wire.NotLeader(7, advertised, 1, db)
     welcome = await hello(a)
     assert isinstance(welcome, wire.Welcome)
     assert welcome.term == 1
@@ -203,11 +206,12 @@ async def test_a_paused_leader_loses_its_term_commits_nothing_when_it_wakes_and_
     paused.send_signal(signal.SIGCONT)
     line = await until_said(procs, paused, "stepped down from term 1")
     print(line)
-    assert await until_standby_names(a, b) == wire.NotLeader(0, b, 2)
+    db = await database_id(postgres_dsn)
+    assert await until_standby_names(a, b) == wire.NotLeader(0, b, 2, db)
     replies = []
     try:  # everything sent before this request was handled before its answer
         ghost.send(wire.encode(wire.GetStatus(99)))
-        while wire.NotLeader(99, b, 2) not in replies:
+        while wire.NotLeader(99, b, 2, db) not in replies:
             frames = await asyncio.wait_for(ghost.recv_batch(), 15)
             replies += [wire.decode_reply(frame) for frame in frames]
     finally:

@@ -32,6 +32,9 @@ class FakeScheduler:
         self.standby: str | None = None
         self.term = 1
         self.instance = "fake"
+        # The database it serves: in its Welcome and NotLeader; a worker hello from
+        # another one is refused, as the real dispatcher refuses it ("": names none).
+        self.database_id = ""
         self.answer: Callable[[wire.Message], wire.Message | None] = lambda message: None
 
     async def recv(self, kind: type, timeout: float = 10.0) -> Any:
@@ -62,14 +65,19 @@ class FakeScheduler:
                 continue
             if self.standby is not None:
                 rid = getattr(message, "request_id", 0)
-                await self.send(wire.NotLeader(rid, self.standby, self.term))
+                await self.send(wire.NotLeader(rid, self.standby, self.term, self.database_id))
                 continue
             reply: wire.Message | None
             match message:
+                case wire.WorkerHello(database_id=theirs) if (
+                    theirs and self.database_id and theirs != self.database_id
+                ):
+                    reply = wire.ErrorReply("other_database", f"this one serves {self.database_id}")
                 case wire.WorkerHello() | wire.ClientHello():
                     reply = wire.Welcome(
-                        wire.PROTOCOL_VERSION, interval, self.instance, lease, self.term
-                    )
+                        wire.PROTOCOL_VERSION, interval, self.instance, lease, self.term,
+                        self.database_id, f"database at {self.address}",
+                    )  # fmt: skip
                 case wire.Heartbeat(sent_at=sent_at):
                     reply = wire.HeartbeatAck(sent_at)
                 case wire.Results(results=results):

@@ -93,3 +93,13 @@ async def leader_row(dsn: str) -> tuple[int, str, bool]:
         await conn.close()
     assert row is not None
     return row[0], row[1], row[2]
+
+
+async def database_id(dsn: str) -> str:
+    """The database's identity, which its schedulers name in Welcome and NotLeader."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        value: str = await conn.fetchval("SELECT value FROM corral_meta WHERE key = 'database_id'")
+    finally:
+        await conn.close()
+    return value

@@ -32,8 +32,9 @@ from tests.store.records import (
 
 async def test_an_empty_store_answers_every_read_with_nothing(store_factory: StoreFactory) -> None:
     store = await store_factory.open()
+    database_id = (await store.recover()).database_id
     for _ in range(2):
-        assert await store.recover() == Recovered([], {}, 0, 0, None, [])
+        assert await store.recover() == Recovered([], {}, 0, 0, None, [], database_id)
         assert await store.jobs([1, 2]) == []
         assert await store.jobs([]) == []
         assert await store.ids_by_key(["k"]) == {}
@@ -238,3 +239,18 @@ async def test_reads_by_thousands_of_ids_find_every_one(store_factory: StoreFact
         assert await store.children(range(1, LARGE + 1)) == list(range(2, LARGE + 1))
         assert len(await store.job_ids(S)) == LARGE
         store = await store_factory.restart(store)
+
+
+async def test_a_database_keeps_its_identity_and_another_one_has_its_own(
+    store_factory: StoreFactory,
+) -> None:
+    """Job ids and fencing tokens mean something only within one database: the id that
+    workers and clients check is made once per database and survives restarts."""
+    store = await store_factory.open()
+    database_id = (await store.recover()).database_id
+    assert len(database_id) == 32, database_id
+    assert int(database_id, 16) >= 0, "hexadecimal"
+    store = await store_factory.restart(store)
+    assert (await store.recover()).database_id == database_id
+    other = await store_factory.open()
+    assert (await other.recover()).database_id not in ("", database_id)

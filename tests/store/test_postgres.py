@@ -21,6 +21,8 @@ from actors.scheduler.store.base import AttemptRecord, WorkflowRecord
 from actors.scheduler.store.postgres import PostgresStore
 from tests.store.records import F, Q, R, S, commit, job, moved
 
+CURRENT = postgres_schema.SCHEMA_VERSION
+
 ODD = "a\x00b\uffffc\uffff0\x00"  # NUL, the escape character, and what an escape looks like
 
 
@@ -88,7 +90,9 @@ async def test_a_newer_database_is_refused_naming_both_versions_and_left_untouch
 ) -> None:
     await store.close()
     await sql(postgres_dsn, "UPDATE corral_schema SET version = 99")
-    with pytest.raises(StoreError, match=r"newer corral: schema 99, this corral knows up to 2"):
+    with pytest.raises(
+        StoreError, match=rf"newer corral: schema 99, this corral knows up to {CURRENT}"
+    ):
         await PostgresStore(postgres_dsn).open()
     assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 99
 
@@ -106,7 +110,7 @@ async def test_a_new_step_is_applied_once_at_start_up_and_a_failing_one_changes_
     with pytest.raises(StoreError, match="division by zero"):
         await PostgresStore(postgres_dsn).open()
     assert await sql(postgres_dsn, "SELECT to_regclass('broken') IS NULL")
-    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 2
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == CURRENT
 
     steps[-1] = "CREATE INDEX jobs_queue ON jobs (queue);"
     caplog.set_level(logging.WARNING, logger="corral.store")
@@ -116,9 +120,9 @@ async def test_a_new_step_is_applied_once_at_start_up_and_a_failing_one_changes_
         assert [j.id for j in await again.jobs([1])] == [1]
     finally:
         await again.close()
-    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 3
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == CURRENT + 1
     assert [r.getMessage() for r in caplog.records if "upgraded" in r.getMessage()] == [
-        f"upgraded {again.where} from schema 2 to 3"
+        f"upgraded {again.where} from schema {CURRENT} to {CURRENT + 1}"
     ]
 
 
@@ -139,7 +143,7 @@ async def test_stores_opening_a_new_database_together_build_its_schema_once(
         assert [j.id for j in await stores[3].jobs([1])] == [1]
     finally:
         await asyncio.gather(*(store.close() for store in stores))
-    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == 2
+    assert await sql(postgres_dsn, "SELECT version FROM corral_schema") == CURRENT
     assert await sql(postgres_dsn, "SELECT count(*) FROM corral_leader") == 1
 
 

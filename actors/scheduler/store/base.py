@@ -73,6 +73,9 @@ class Recovered(msgspec.Struct):
     # Settled (terminal) parents of live jobs, by id: their states and results decide the
     # children. Parents that are live themselves are in ``live``; missing ones are absent.
     parents: list[Job]
+    # Made when the database was created, never changed: job ids and fencing tokens mean
+    # something only within one database (see ``wire.Welcome.database_id``).
+    database_id: str = ""
 
 
 class StoreBackend(abc.ABC):

@@ -7,6 +7,7 @@ again): what was committed is still there, nothing else is.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Collection
 
@@ -30,6 +31,7 @@ def _fresh(job: Job) -> Job:
 class MemoryStore(StoreBackend):
     def __init__(self) -> None:
         self.where = "in-memory store"
+        self.database_id = uuid.uuid4().hex
         self.rows: dict[int, Job] = {}
         self.attempt_rows: dict[tuple[int, int], AttemptRecord] = {}
         self.workflow_rows: dict[int, WorkflowRecord] = {}
@@ -117,6 +119,7 @@ class MemoryStore(StoreBackend):
             max_workflow_id=max(self.workflow_rows, default=0),
             last_write=max(times, default=0.0) if self.rows else None,
             parents=await self.jobs(sorted(wanted)),
+            database_id=self.database_id,
         )
 
     async def jobs(self, ids: Collection[int]) -> list[Job]:

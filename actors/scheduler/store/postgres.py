@@ -32,7 +32,7 @@ from actors.scheduler.store import postgres_conn as pgconn
 from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
 from actors.scheduler.store.postgres_leader import fence
 from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
-from actors.scheduler.store.postgres_schema import JOB_COLUMNS, migrate
+from actors.scheduler.store.postgres_schema import DATABASE_ID, JOB_COLUMNS, migrate
 
 log = logging.getLogger("corral.store")
 
@@ -134,6 +134,7 @@ class PostgresStore(StoreBackend):
             max_workflow_id=max_workflow or 0,
             last_write=totals[1],
             parents=await self.jobs(wanted),
+            database_id=(await self._rows(DATABASE_ID))[0][0],
         )
 
     async def jobs(self, ids: Collection[int]) -> list[Job]:

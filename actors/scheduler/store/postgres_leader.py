@@ -34,7 +34,7 @@ import asyncpg
 from actors.errors import NotLeaderAnymore, StoreError
 from actors.scheduler.store import postgres_conn as pgconn
 from actors.scheduler.store.election import LeaderRecord, PeerRecord
-from actors.scheduler.store.postgres_schema import migrate
+from actors.scheduler.store.postgres_schema import DATABASE_ID, migrate
 
 log = logging.getLogger("corral.election")
 
@@ -129,12 +129,14 @@ class PostgresElection:
         self.target = pgconn.Target(dsn)
         self.where = f"database {self.target.dsn}"
         self._conn: asyncpg.Connection | None = None
+        self.database_id = ""  # the database's identity, read by ``open``
 
     async def open(self) -> None:
         """Connect and upgrade the schema; StoreError (one line) on failure."""
         conn = await self._connection()
         async with pgconn.translated(self.target, "upgrade"):
             upgraded = await migrate(conn, self.where)
+            self.database_id = await conn.fetchval(DATABASE_ID)
         if upgraded is not None:
             log.warning("upgraded %s from schema %d to %d", self.where, *upgraded)
 

@@ -98,7 +98,19 @@ CREATE TABLE corral_schedulers (
 );
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2]
+# Step 3: the database's identity, as SQLite's step 3.
+_STEP_3 = """
+CREATE TABLE corral_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+INSERT INTO corral_meta VALUES ('database_id', replace(gen_random_uuid()::text, '-', ''));
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3]
+
+# The database's identity (step 3).
+DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"
 
 # The version a database has once every step ran.
 SCHEMA_VERSION = len(STEPS)

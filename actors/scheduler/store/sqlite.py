@@ -40,6 +40,7 @@ from actors.scheduler.store.sqlite_rows import (
     write_batch,
 )
 from actors.scheduler.store.sqlite_schema import (
+    DATABASE_ID,
     JOB_COLUMNS,
     SCHEMA_VERSION,
     in_chunks,
@@ -221,6 +222,7 @@ class SqliteStore(StoreBackend):
             max_workflow_id=max_workflow,
             last_write=newest[0][0] if max_id else None,
             parents=sorted(await self.jobs(wanted), key=_job_id),
+            database_id=(await self._rows(DATABASE_ID))[0][0],
         )
 
     async def jobs(self, ids: Collection[int]) -> list[Job]:

@@ -85,7 +85,21 @@ _STEP_2 = """
 CREATE INDEX jobs_failed ON jobs(id) WHERE status = 'FAILED';
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2]
+# Step 3: the database's identity (issue 15), made once, when the step runs: job ids and
+# fencing tokens mean something only within one database, so workers and clients check
+# that a scheduler they move to serves the database they came from.
+_STEP_3 = """
+CREATE TABLE corral_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO corral_meta VALUES ('database_id', lower(hex(randomblob(16))));
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3]
+
+# The database's identity (step 3).
+DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"
 
 # The version a database has once every step ran (PRAGMA user_version).
 SCHEMA_VERSION = len(STEPS)
