@@ -7,6 +7,7 @@ client's. Actors never know which implementation they run on.
 from __future__ import annotations
 
 from transport.base import ClientTransport, Peer, ServerTransport
+from transport.curve import ClientKeys, Identity, ServerKeys, identity
 from transport.errors import UnknownAddress
 from transport.memory import MemoryClient, MemoryServer
 from transport.zeromq import ZmqClient, ZmqServer
@@ -32,14 +33,25 @@ def _scheme(address: str) -> str:
     return scheme
 
 
-def bind(address: str) -> ServerTransport:
-    """Bind the scheduler's end of the transport at ``address``."""
-    return _SERVERS[_scheme(address)](address)  # type: ignore[call-arg]
+def bind(address: str, keys: ServerKeys | None = None) -> ServerTransport:
+    """Bind the scheduler's end of the transport at ``address`` (with ``keys``: every
+    peer authenticated and its frames encrypted, see ``transport.curve``)."""
+    return _SERVERS[_scheme(address)](address, keys)  # type: ignore[call-arg]
 
 
-def connect(address: str) -> ClientTransport:
+def connect(address: str, keys: ClientKeys | None = None) -> ClientTransport:
     """Connect a worker's or client's end to the scheduler at ``address``."""
-    return _CLIENTS[_scheme(address)](address)  # type: ignore[call-arg]
+    return _CLIENTS[_scheme(address)](address, keys)  # type: ignore[call-arg]
 
 
-__all__ = ["ClientTransport", "Peer", "ServerTransport", "bind", "connect"]
+__all__ = [
+    "ClientKeys",
+    "ClientTransport",
+    "Identity",
+    "Peer",
+    "ServerKeys",
+    "ServerTransport",
+    "bind",
+    "connect",
+    "identity",
+]

@@ -15,6 +15,9 @@ detected with ``ZMQ_EVENTS`` (1.5 µs) instead of a raised ``zmq.Again`` (4-5 µ
 
 ROUTER_MANDATORY is on: a reply to a vanished peer raises instead of being
 dropped silently (libzmq drops by default).
+
+With keys (``transport.curve``) every connection is CURVE-encrypted and authenticated;
+the server reads each frame's ``User-Id`` and puts it in front of the peer id.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from collections.abc import Callable
 
 import zmq
 
+from transport import curve
 from transport.base import ClientTransport, Peer, ServerTransport
+from transport.curve import ClientKeys, ServerKeys
 from transport.errors import AddressInUse, Closed, PeerGone, TransportError
 from transport.protocol import MAX_FRAME_BYTES
 
@@ -65,6 +70,7 @@ class _Socket:
         self.sock.setsockopt(zmq.MAXMSGSIZE, HARD_MESSAGE_LIMIT)
         self._readable = asyncio.Event()
         self._closed = False
+        self.user_ids = False  # prefix the first part with the second's User-Id (CURVE)
         self._loop = asyncio.get_running_loop()
         self._fd: int = self.sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         # EVENTS and RCVMORE are integer options (pyzmq types every option as int | bytes).
@@ -93,6 +99,11 @@ class _Socket:
         try:
             while len(batch) < max_frames and get(_EVENTS) & _POLLIN:
                 parts = [recv(_NOBLOCK)]
+                if self.user_ids and get(_RCVMORE):
+                    # Who sent it, as the CURVE handshake proved: read from every frame.
+                    frame = recv(_NOBLOCK, copy=False)
+                    user = str(frame.get("User-Id")).encode("ascii")
+                    parts = [user + curve.SEPARATOR + parts[0], frame.bytes]
                 while get(_RCVMORE):  # the parts of one message arrive together
                     parts.append(recv(_NOBLOCK))
                 batch.append(parts)
@@ -141,15 +152,22 @@ def _ipc_in_use(address: str) -> bool:
 
 
 class ZmqServer(ServerTransport):
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, keys: ServerKeys | None = None) -> None:
         if _ipc_in_use(address):
             raise AddressInUse(address, "another process is listening on that socket file")
         self._s = _Socket(zmq.ROUTER)
         self._s.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._domain = ""
         try:
+            if keys is not None:
+                self._domain = curve.configure_server(self._s.sock, keys)
+                self._s.user_ids = True
             self._s.sock.bind(_bindable(address))
-        except zmq.ZMQError as exc:
+        except (zmq.ZMQError, TransportError) as exc:
             self._s.close()
+            curve.release(self._domain)
+            if isinstance(exc, TransportError):
+                raise
             if exc.errno == zmq.EADDRINUSE:
                 raise AddressInUse(address, str(exc)) from None
             raise TransportError(f"cannot bind {address}: {exc}") from None
@@ -166,7 +184,7 @@ class ZmqServer(ServerTransport):
 
     def send(self, peer: Peer, frame: bytes) -> None:
         try:
-            self._s.send([peer, frame])
+            self._s.send([curve.routing_id(peer) if self._domain else peer, frame])
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 raise PeerGone(f"peer {peer.hex()} disconnected") from None
@@ -176,13 +194,18 @@ class ZmqServer(ServerTransport):
 
     async def close(self) -> None:
         self._s.close()
+        if self._domain:
+            curve.release(self._domain)
+            self._domain = ""
 
 
 class ZmqClient(ClientTransport):
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, keys: ClientKeys | None = None) -> None:
         self.address = address
         self._s = _Socket(zmq.DEALER)
         try:
+            if keys is not None:
+                curve.configure_client(self._s.sock, keys)
             self._s.sock.connect(address)
         except zmq.ZMQError as exc:
             self._s.close()
