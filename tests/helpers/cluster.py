@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from actors.client import AsyncClient
@@ -69,10 +70,12 @@ class Cluster:
         *extra: str,
         tasks: str = LEDGER_TASKS,
         connect: str | None = None,
+        wrap: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         """A worker process named ``name`` running the task module ``tasks`` (not waited
         for: a test that needs it connected waits for the scheduler to report it), given
-        ``connect`` as its scheduler address(es), this cluster's by default."""
+        ``connect`` as its scheduler address(es), this cluster's by default, started
+        through ``wrap`` if given (``Procs.spawn``: e.g. in a network namespace)."""
         proc = self.procs.spawn(
             name,
             "worker",
@@ -84,6 +87,7 @@ class Cluster:
             "--name",
             name,
             *extra,
+            wrap=wrap,
         )
         self.workers[name] = proc
         return proc

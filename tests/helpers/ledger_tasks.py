@@ -194,3 +194,18 @@ def gil_hold(seconds: int) -> int:
     ctypes.PyDLL(None).sleep(int(seconds))
     _event("end")
     return context().token
+
+
+@task(name="held")
+def held(release: str, first_seconds: float = 60.0, later_seconds: float = 0.1) -> int:
+    """Under token 1, writes a "tick" every 20 ms until the file ``release`` exists (at most
+    ``first_seconds``); under a later token, for ``later_seconds``. Returns the token."""
+    ctx = context()
+    _event("start")
+    first = ctx.token == 1
+    deadline = time.monotonic() + (first_seconds if first else later_seconds)
+    while time.monotonic() < deadline and not (first and os.path.exists(release)):
+        _event("tick")
+        time.sleep(0.02)
+    _event("end")
+    return ctx.token

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 # FAST_TIMINGS: second-scale lease timings, so fault tests finish fast
@@ -31,10 +32,12 @@ class Procs:
             "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         }
 
-    def spawn(self, label: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, label: str, *args: str, wrap: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        """``corral ARGS`` as a process, run through the command ``wrap`` when given (e.g.
+        ``ip netns exec NAME``, which execs it: the process is corral's, signals and all)."""
         with open(self.logs / f"{label}-{len(self.procs)}.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "actors.cli", *args],
+                [*wrap, sys.executable, "-m", "actors.cli", *args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
