@@ -111,6 +111,11 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     # PostgreSQL: the address workers and clients use for this scheduler ("": --bind's),
     # which the standbys name; needed when --bind is a wildcard (tcp://*:5555).
     advertise: str = ""
+    # CURVE (actors.keys): a folder with the scheduler's key pair and the public keys it
+    # accepts, by role; "": no keys, any peer that reaches the address is trusted.
+    keys: str = ""
+    # Serve an address other hosts can reach without keys (refused unless set).
+    insecure: bool = False
 
     def weights(self) -> dict[str, float]:
         """``queue_weights`` parsed; raises ValueError naming the bad part."""
@@ -158,6 +163,14 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
             raise ConfigError(setting_name("queue_weights"), self.queue_weights, str(exc)) from None
         self._check_db()
         self._check_leadership()
+        if not self.keys and not self.insecure and not is_loopback(self.bind):
+            raise ConfigError(
+                setting_name("bind"),
+                self.bind,
+                "a loopback address (127.0.0.1, localhost, ::1) without keys: to serve other "
+                "hosts give --keys DIR / CORRAL_KEYS (see `corral keygen`), or --insecure / "
+                "CORRAL_INSECURE=1 to trust anyone who reaches the port",
+            )
         for name in ("bind", "dag_resolver"):
             address = getattr(self, name)
             if address.startswith("tcp://") and not _tcp_port_ok(address):
@@ -279,6 +292,18 @@ def dsn_problem(dsn: str) -> str | None:
     if parts.fragment:
         return f"unexpected #{parts.fragment}"
     return None
+
+
+LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether only this machine can reach ``address`` (loopback tcp://, ipc://, inproc://,
+    mem://)."""
+    if not address.startswith("tcp://"):
+        return True
+    host = address.removeprefix("tcp://").rpartition(":")[0]
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def is_wildcard(address: str) -> bool:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from actors.addresses import REFUSED_PAUSE_S, Follower, spoken
-from transport import ClientTransport, connect
+from transport import ClientKeys, ClientTransport, connect
 from transport.errors import Closed, TransportError
 
 # A worker says so (once per search) when no scheduler has welcomed it for this long. A
@@ -54,8 +54,10 @@ class Link:
         log: logging.Logger,
         who: str,
         warn_after: float | None = UNANSWERED_WARNING_S,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.follower = Follower(addresses)
+        self.keys = keys  # CURVE: our key pair and the schedulers' public key
         self._hello = hello  # sends our hello through ``send``
         self._log = log
         self._who = who  # "worker NAME", "client": who is speaking in log lines
@@ -85,7 +87,7 @@ class Link:
         return self.follower.addresses
 
     def open(self) -> None:
-        self.transport = connect(self.address)
+        self.transport = connect(self.address, self.keys)
 
     async def close(self) -> None:
         transport, self.transport = self.transport, None
@@ -245,7 +247,7 @@ class Link:
         """Connect to ``follower.current`` instead of the transport we have (to
         ``before``); if that cannot even start, stay and try the next address soon."""
         try:
-            new = connect(self.address)
+            new = connect(self.address, self.keys)
         except TransportError as exc:
             self._log.error("%s: cannot connect to %s: %s", self._who, self.address, exc)
             self.follower.suspect(self.address)

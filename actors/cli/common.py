@@ -36,11 +36,16 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run(coro)
 
 
-def with_client(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+def client_of(args: argparse.Namespace) -> Any:
+    """An AsyncClient of ``--connect`` with ``--key`` / ``--server-key`` (CURVE)."""
     from actors.client import AsyncClient
 
+    return AsyncClient(args.connect, key=args.key, server_key=args.server_key)
+
+
+def with_client(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     async def go() -> Any:
-        async with AsyncClient(args.connect) as client:
+        async with client_of(args) as client:
             return await work(client)
 
     return run_async(go())

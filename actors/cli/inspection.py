@@ -9,9 +9,18 @@ import sys
 import time
 from typing import Any
 
-from actors.cli.common import EXIT_FAILED, fail, print_json, run_async, with_client
+from actors.cli.common import (
+    EXIT_FAILED,
+    client_of,
+    fail,
+    print_json,
+    run_async,
+    with_client,
+)
 from actors.cli.output import quiet_on_closed_stdout
 from actors.errors import CorralError, SchedulerUnreachable
+from actors.keys import client_keys
+from transport import ClientKeys
 from transport import protocol as wire
 from transport.errors import TransportError
 
@@ -22,12 +31,14 @@ MIN_REFRESH_TIMEOUT_S = 2.0
 STATUS_CONNECT_TIMEOUT_S = 5.0
 
 
-async def standby_answer(address: str, timeout: float) -> wire.NotLeader | None:
+async def standby_answer(
+    address: str, timeout: float, keys: ClientKeys | None = None
+) -> wire.NotLeader | None:
     """A hello to ``address``: the NotLeader a standby scheduler answers, or None (the
     leader welcomed us). Raises SchedulerUnreachable when nothing answers in time."""
     from transport import connect
 
-    link = connect(address)
+    link = connect(address, keys)
     try:
         link.send(wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION)))
         deadline = time.monotonic() + timeout
@@ -59,10 +70,13 @@ def cmd_status(args: argparse.Namespace) -> None:
         status_renderable,
         unreachable_renderable,
     )
-    from actors.client import AsyncClient
 
     if "," not in args.connect:  # one address: say so if it is a standby (PostgreSQL)
-        standby = run_async(standby_answer(args.connect, STATUS_CONNECT_TIMEOUT_S))
+        standby = run_async(
+            standby_answer(
+                args.connect, STATUS_CONNECT_TIMEOUT_S, client_keys(args.key, args.server_key)
+            )
+        )
         if standby is not None:
             if args.json:
                 role = {"standby": args.connect, "leader": standby.leader, "term": standby.term}
@@ -77,7 +91,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     patience = max(MIN_REFRESH_TIMEOUT_S, 2 * args.interval)
 
     async def go() -> Any:
-        async with AsyncClient(args.connect) as client:
+        async with client_of(args) as client:
             if not live:
                 return await client.status()
             status = await client.status()
@@ -137,13 +151,12 @@ def cmd_jobs(args: argparse.Namespace) -> None:
 @quiet_on_closed_stdout
 def cmd_watch(args: argparse.Namespace) -> None:
     from actors.cli.views import event_line, final_event
-    from actors.client import AsyncClient
 
     def show(event: wire.Event) -> None:
         print(print_json_line(event) if args.json else event_line(event), flush=True)
 
     async def go() -> int:
-        async with AsyncClient(args.connect) as client:
+        async with client_of(args) as client:
             subscribed = asyncio.Event()
             events = client.watch(args.job, subscribed=subscribed)
             following: asyncio.Future[wire.Event] = asyncio.ensure_future(anext(events))

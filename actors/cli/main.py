@@ -14,6 +14,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 
@@ -44,6 +45,7 @@ from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_comman
 from actors.cli.submit import add_submit_parser
 from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
 from actors.errors import ConfigError, CorralError, PoolStartFailed
+from actors.keys import client_keys, keygen
 from actors.logs import setup_logging
 from transport.errors import TransportError
 
@@ -69,6 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
             "@task (from actors import task)"
         )
     queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
+    keys = client_keys(args.key, args.server_key)
     worker = Worker(
         args.connect,
         name=args.name,
@@ -77,6 +80,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
         pool=args.pool,
         modules=[args.module],
         drain_timeout=args.drain_timeout,
+        keys=keys,
     )
     print(
         f"corral worker {worker.name}: {args.concurrency} slot(s), queues {','.join(queues)}, "
@@ -101,6 +105,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------- demo
+
+
+def cmd_keygen(args: argparse.Namespace) -> None:
+    public, secret = keygen(args.name, Path(args.dir))
+    print(f"public key {public} (for the scheduler's workers/, clients/ or admins/ folder)")
+    print(f"secret key {secret} (keep it on this host only)")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -134,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
             help="scheduler address, or several separated by commas (one leads, the others "
             f"stand by: the leader is followed); env CORRAL_CONNECT or CORRAL_ADDRESS; default "
             f"{DEFAULT_ADDRESS}",
+        )
+        p.add_argument(
+            "--key",
+            default=os.environ.get("CORRAL_KEY", ""),
+            metavar="FILE",
+            help="CURVE: this process's NAME.key_secret (`corral keygen`), with --server-key; "
+            "env CORRAL_KEY",
+        )
+        p.add_argument(
+            "--server-key",
+            default=os.environ.get("CORRAL_SERVER_KEY", ""),
+            metavar="FILE",
+            help="CURVE: the scheduler's public scheduler.key; env CORRAL_SERVER_KEY",
         )
 
     add_scheduler_commands(add)
@@ -257,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="table (default), a Mermaid flowchart, Graphviz dot, or JSON",
     )
     connect_flag(p)
+
+    p = add("keygen", cmd_keygen, "write a CURVE key pair: DIR/NAME.key and DIR/NAME.key_secret")
+    p.add_argument("name", metavar="NAME", help="the key's name: scheduler, or a worker's")
+    p.add_argument("--dir", default=".", metavar="DIR", help="where to write it (default .)")
 
     p = add(
         "demo", cmd_demo, "run a scheduler, workers and a sample workload, printing what happens"

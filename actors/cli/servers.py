@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import sys
 from collections.abc import Callable
 
 import msgspec
@@ -34,6 +35,7 @@ from actors.config import (
     LEASE_S,
     SUSPECT_AFTER_S,
     SchedulerConfig,
+    is_loopback,
     is_postgres,
 )
 
@@ -135,6 +137,13 @@ def add_scheduler_commands(add: Add) -> None:
             "PostgreSQL: the address workers and clients reach this scheduler at, which "
             "the standbys tell them (default: --bind; needed when --bind is a wildcard)",
         ),
+        (
+            "--keys",
+            "DIR",
+            "CURVE: a folder with scheduler.key_secret and the public keys accepted, in "
+            "workers/, clients/ and admins/ (see `corral keygen`); needed to serve an "
+            "address other hosts can reach",
+        ),
         ("--metrics-port", "PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics"),
         ("--metrics-addr", "ADDR", "address for --metrics-port (default 127.0.0.1)"),
         (
@@ -151,6 +160,14 @@ def add_scheduler_commands(add: Add) -> None:
     ):
         env = "CORRAL_" + flag.removeprefix("--").replace("-", "_").upper()
         p.add_argument(flag, default=None, metavar=metavar, help=f"{help}; env {env}")
+
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve an address other hosts can reach without --keys: anyone who reaches it "
+        "is trusted with everything (a warning says so); env CORRAL_INSECURE=1",
+    )
 
     p = add(
         "dag-resolver",
@@ -170,6 +187,13 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
     from actors.scheduler.brain import Brain
 
     config = scheduler_config(args)
+    if config.insecure and not config.keys and not is_loopback(config.bind):
+        print(
+            f"corral scheduler: WARNING: serving {config.bind} without keys (--insecure): "
+            "anyone who reaches it can act as a worker or a client",
+            file=sys.stderr,
+            flush=True,
+        )
     if is_postgres(config.db):
         run_async(serve_with_standbys(config))
         return

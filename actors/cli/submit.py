@@ -21,6 +21,7 @@ import msgspec
 from actors.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
+    client_of,
     id_arg,
     positive_float,
     run_async,
@@ -186,7 +187,6 @@ def _specs_from_flags(args: argparse.Namespace) -> list[Any]:
 
 @quiet_on_closed_stdout
 def cmd_submit(args: argparse.Namespace) -> None:
-    from actors.client import AsyncClient
     from transport import protocol as wire
 
     workflow = None
@@ -217,7 +217,7 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
     async def go() -> int:
         nonlocal problem, shown
-        async with AsyncClient(args.connect) as client:
+        async with client_of(args) as client:
             labels: dict[int, str] = {}
             if workflow is not None:
                 name, key, steps = workflow

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Self
@@ -32,6 +33,7 @@ from actors.addresses import parse, spoken
 from actors.client.pending import InFlight, Waiting, describe, repeatable
 from actors.config import env_address
 from actors.errors import RequestLost, RequestRefused, RequestTimedOut, SchedulerUnreachable
+from actors.keys import client_keys
 from actors.link import Link
 from transport import protocol as wire
 from transport.errors import BadFrame, TransportError
@@ -64,10 +66,15 @@ class Connection:
         connect_timeout: float = 5.0,
         request_timeout: float = 60.0,
         silence_timeout: float = SILENCE_S,
+        key: str | os.PathLike[str] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
     ) -> None:
         # One scheduler at a time; with several, the leader is followed (actors.link). A bad
-        # address raises ConfigError here.
-        self.link = Link(parse(address or env_address()), self._say_hello, log, "client", None)
+        # address, or key files that cannot be used, raise ConfigError here. ``key`` is our
+        # .key_secret file, ``server_key`` the scheduler's .key (both or neither).
+        keys = client_keys(os.fspath(key or ""), os.fspath(server_key or ""))
+        addresses = parse(address or env_address())
+        self.link = Link(addresses, self._say_hello, log, "client", None, keys)
         self.link.on_move = self._moved
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout

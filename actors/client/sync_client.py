@@ -4,6 +4,7 @@ private event-loop thread; every method is the async one's, waited for."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ class Client:
         *,
         connect_timeout: float = 5.0,
         request_timeout: float = 60.0,
+        key: str | os.PathLike[str] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -33,7 +36,11 @@ class Client:
             # "a,b" or a list: several schedulers, the leader followed. A bad address
             # raises ConfigError here, and the loop thread stops with it.
             self._async = AsyncClient(
-                address, connect_timeout=connect_timeout, request_timeout=request_timeout
+                address,
+                connect_timeout=connect_timeout,
+                request_timeout=request_timeout,
+                key=key,
+                server_key=server_key,
             )
             self._run(self._async.connect())  # on failure it has closed itself
         except BaseException:

@@ -35,6 +35,7 @@ import strategies
 from actors import metrics
 from actors.config import SchedulerConfig, is_postgres, redact_dsn
 from actors.errors import CorralError, StoreError
+from actors.keys import scheduler_keys
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem
 from actors.scheduler import routes, submissions
@@ -54,7 +55,7 @@ from actors.scheduler.store.actor import StoreActor
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.strategy import StrategyActor
-from transport import ServerTransport, bind
+from transport import ServerKeys, ServerTransport, bind
 from transport import protocol as wire
 
 log = logging.getLogger("corral.brain")
@@ -106,19 +107,20 @@ class Brain:
         strategy = strategies.create(  # fails fast on a bad name or weight
             self.config.strategy, self.config.weights(), aging=self.config.priority_aging
         )
+        keys = scheduler_keys(self.config.keys)  # ConfigError before the database is opened
         await self.store.open()  # raises StoreError and closes itself on failure
         try:
-            await self._start(strategy)
+            await self._start(strategy, keys)
         except BaseException:
             await self.close()
             raise
         log.info("%s", self.summary())
 
-    async def _start(self, strategy: Any) -> None:
+    async def _start(self, strategy: Any, keys: ServerKeys | None) -> None:
         await self._load()
         config = self.config
         if self.transport is None:
-            self.transport = bind(config.bind)
+            self.transport = bind(config.bind, keys)
         if config.metrics_port:
             self.metrics_server = serve_metrics(
                 self.system.board, config.metrics_port, config.metrics_addr

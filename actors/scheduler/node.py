@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from actors.config import SchedulerConfig, redact_dsn
 from actors.errors import NotLeaderAnymore, StoreError
+from actors.keys import scheduler_keys
 from actors.scheduler.brain import Brain
 from actors.scheduler.leadership import Leadership, Term
 from actors.scheduler.standby import Standby
@@ -67,10 +68,11 @@ class Node:
     async def run(self) -> None:
         """Serve until stopped; raises CorralError (one line) if start-up fails."""
         config = self.config
+        keys = scheduler_keys(config.keys)  # ConfigError before anything is opened
         election = PostgresElection(config.db, self.name, "", config.leader_ttl)
         try:
             await election.open()
-            transport = bind(config.bind)
+            transport = bind(config.bind, keys)
         except BaseException:
             await election.close()
             raise

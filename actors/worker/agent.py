@@ -51,6 +51,7 @@ from actors.worker.runners import Runners
 from actors.worker.stop import drain, held_work, leave_old_work, serve
 from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, retryable, task
 from actors.worker.tasks import task_options as task_options
+from transport import ClientKeys
 from transport import protocol as wire
 from transport.errors import BadFrame, TransportError
 
@@ -77,11 +78,13 @@ class Worker:
         pool: str | None = None,
         modules: list[str] | None = None,
         drain_timeout: float = DRAIN_TIMEOUT_S,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.name = name or default_name()
         # Hellos until welcomed, and the move to the leader among several schedulers
         # (actors.link); a bad address raises ConfigError here, before anything starts.
-        self.link = Link(parse(address), self._hello, log, f"worker {self.name}")
+        # ``keys``: CURVE (``actors.keys.client_keys``).
+        self.link = Link(parse(address), self._hello, log, f"worker {self.name}", keys=keys)
         self.concurrency = concurrency
         self.queues = queues
         self.registry = REGISTRY if registry is None else registry

@@ -199,6 +199,34 @@ def test_a_bad_leadership_setting_names_the_setting_and_the_rule(
 
 
 def test_a_wildcard_bind_is_fine_with_an_advertised_address_or_with_sqlite() -> None:
-    config = SchedulerConfig.from_env(db=PG, bind="tcp://*:5555", advertise="tcp://b:5555")
+    config = SchedulerConfig.from_env(
+        db=PG, bind="tcp://*:5555", advertise="tcp://b:5555", insecure=True
+    )
     assert (config.advertise, config.leader_ttl) == ("tcp://b:5555", 2.0)
-    assert SchedulerConfig.from_env(bind="tcp://*:5555").advertise == ""
+    assert SchedulerConfig.from_env(bind="tcp://*:5555", keys="/k").advertise == ""
+
+
+@pytest.mark.parametrize(
+    "bind", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.1.2.3:5555", "tcp://db.example:1"]
+)
+def test_an_address_other_hosts_reach_needs_keys_or_insecure(bind: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        SchedulerConfig.from_env(bind=bind)
+    message = str(raised.value)
+    assert message.startswith("--bind / CORRAL_BIND"), message
+    assert "--keys DIR" in message, message
+    assert "--insecure" in message, message
+    assert SchedulerConfig.from_env(bind=bind, keys="/etc/corral/keys").keys
+    assert SchedulerConfig.from_env(bind=bind, insecure=True).insecure
+
+
+@pytest.mark.parametrize(
+    "bind", ["tcp://127.0.0.1:5555", "tcp://127.1.2.3:1", "tcp://localhost:1", "ipc:///tmp/s"]
+)
+def test_loopback_needs_no_keys(bind: str) -> None:
+    assert SchedulerConfig.from_env(bind=bind).keys == ""
+
+
+def test_insecure_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_INSECURE", "1")
+    assert SchedulerConfig.from_env(bind="tcp://0.0.0.0:5555").insecure

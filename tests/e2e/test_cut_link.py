@@ -86,8 +86,10 @@ async def start_remote_job(cluster: Cluster, remote: Namespace, client: AsyncCli
 
 
 def remote_cluster(cluster: Cluster, remote: Namespace, *scheduler_args: str) -> None:
-    """The scheduler on this side's end of the cable, one worker ("remote") beyond it."""
+    """The scheduler on this side's end of the cable, one worker ("remote") beyond it,
+    every process with a CURVE key of its own, as across machines."""
     cluster.address = remote.free_address()
+    cluster.use_keys()
     cluster.start(*scheduler_args)
     cluster.worker("remote", 1, wrap=remote.prefix())
 

@@ -1,7 +1,11 @@
 """A corral cluster for one end-to-end test: a scheduler process on a free address with its
 own SQLite file, worker processes the test names, clients of that scheduler, and restarts
 of the scheduler on the same file. The processes are started and reaped by ``Procs``: the
-``procs`` fixture SIGKILLs whatever still runs after the test, passed or failed."""
+``procs`` fixture SIGKILLs whatever still runs after the test, passed or failed.
+
+``use_keys()`` makes it a CURVE cluster: the scheduler gets a key folder, each worker a
+key of its own in the ``workers/`` role (made when it starts), and the test's clients
+an ``admins/`` key."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from actors.client import AsyncClient
+from actors.keys import keygen
 from tests.helpers.procs import Procs, free_address
 
 # The task module workers run unless a test says otherwise: its tasks write the ledger.
@@ -33,6 +38,29 @@ class Cluster:
         self.scheduler_args: tuple[str, ...] = ()
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self._scheduler: subprocess.Popen[bytes] | None = None
+        self.keys: Path | None = None  # the scheduler's key folder (use_keys)
+        self.secrets = procs.tmp / "secrets"  # every other process's secret key
+
+    def use_keys(self) -> None:
+        """CURVE from now on (call before ``start``)."""
+        self.keys = self.procs.tmp / "keys"
+        keygen("scheduler", self.keys)
+        self.key("admin", "admins")
+
+    def key(self, name: str, role: str) -> list[str]:
+        """A new key pair ``name``, its public key accepted in ``role`` (workers, clients,
+        admins); the flags a process uses it with."""
+        assert self.keys is not None, "use_keys() first"
+        public, _ = keygen(name, self.secrets)
+        (self.keys / role).mkdir(exist_ok=True)
+        public.rename(self.keys / role / public.name)
+        return self.key_flags(name)
+
+    def key_flags(self, name: str) -> list[str]:
+        if self.keys is None:
+            return []
+        secret = self.secrets / f"{name}.key_secret"
+        return ["--key", str(secret), "--server-key", str(self.keys / "scheduler.key")]
 
     def start(self, *scheduler_args: str, workers: int = 0, slots: int = 4) -> None:
         """A scheduler with these flags (after the fast test timings, so they win), and
@@ -50,7 +78,8 @@ class Cluster:
 
     def start_scheduler(self) -> subprocess.Popen[bytes]:
         """A new scheduler process on the address and database; returns once it listens."""
-        self._scheduler = self.procs.scheduler(self.address, self.db, *self.scheduler_args)
+        keys = ("--keys", str(self.keys)) if self.keys else ()
+        self._scheduler = self.procs.scheduler(self.address, self.db, *keys, *self.scheduler_args)
         return self._scheduler
 
     def stop_scheduler(self, how: signal.Signals = signal.SIGKILL) -> None:
@@ -75,7 +104,12 @@ class Cluster:
         """A worker process named ``name`` running the task module ``tasks`` (not waited
         for: a test that needs it connected waits for the scheduler to report it), given
         ``connect`` as its scheduler address(es), this cluster's by default, started
-        through ``wrap`` if given (``Procs.spawn``: e.g. in a network namespace)."""
+        through ``wrap`` if given (``Procs.spawn``: e.g. in a network namespace). With
+        keys, it gets a worker key of its own (the same one again under the same name)."""
+        keys: list[str] = []
+        if self.keys is not None:
+            made = (self.secrets / f"{name}.key_secret").exists()
+            keys = self.key_flags(name) if made else self.key(name, "workers")
         proc = self.procs.spawn(
             name,
             "worker",
@@ -86,6 +120,7 @@ class Cluster:
             str(slots),
             "--name",
             name,
+            *keys,
             *extra,
             wrap=wrap,
         )
@@ -94,8 +129,15 @@ class Cluster:
 
     def client(self, **timeouts: float) -> AsyncClient:
         """A client of this scheduler (use it in ``async with``); a 10 s connect timeout
-        unless given, since a scheduler process may start slowly on a busy machine."""
-        return AsyncClient(self.address, **{"connect_timeout": 10.0, **timeouts})
+        unless given, since a scheduler process may start slowly on a busy machine. With
+        keys, it uses the admin key."""
+        keys: dict[str, Path] = {}
+        if self.keys is not None:
+            keys = {
+                "key": self.secrets / "admin.key_secret",
+                "server_key": self.keys / "scheduler.key",
+            }
+        return AsyncClient(self.address, **{"connect_timeout": 10.0, **timeouts}, **keys)
 
     def logs(self, label: str) -> list[Path]:
         """The log files of the processes started as ``label`` ("scheduler", a worker's

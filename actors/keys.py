@@ -1,0 +1,152 @@
+"""Key files and roles (issue 16): ``corral keygen``, the scheduler's key folder, and the
+key pair a worker or client presents.
+
+Files are ZeroMQ's certificate format, as ``zmq.auth.create_certificates`` writes them:
+``NAME.key`` holds a public key, ``NAME.key_secret`` the pair (readable by its owner
+only). The scheduler's folder (``--keys DIR``) holds its own pair,
+``scheduler.key_secret``, and the public keys it accepts, one folder per role:
+
+    DIR/workers/*.key   may say hello as a worker and report on the leases granted to it
+    DIR/clients/*.key   may submit, and read, wait for and cancel the jobs it submitted
+    DIR/admins/*.key    may do everything
+
+The role folders are read again whenever one of them changes (checked at each new
+connection's handshake), so adding or removing a key needs no restart. A key listed under
+two roles is refused at start-up; appearing later, it keeps the roles read before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import zmq.auth
+
+from actors.errors import ConfigError
+from transport import ClientKeys, ServerKeys
+
+log = logging.getLogger("corral.keys")
+
+ROLES = {"workers": "worker", "clients": "client", "admins": "admin"}
+SCHEDULER_KEY = "scheduler"
+
+
+def keygen(name: str, folder: Path) -> tuple[Path, Path]:
+    """Write ``folder/name.key`` and ``folder/name.key_secret`` (mode 0600); refuses to
+    replace existing files. ConfigError (one line) on any problem."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError("NAME", name, "a file name: no '/', not starting with '.'")
+    public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
+    for path in (public, secret):
+        if path.exists():
+            raise ConfigError("NAME", name, f"a new name: {path} exists already (not replaced)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _private_files():
+            zmq.auth.create_certificates(folder, name)
+        os.chmod(secret, 0o600)
+        os.chmod(public, 0o644)
+    except OSError as exc:
+        raise ConfigError("--dir", str(folder), f"a folder corral can write ({exc})") from None
+    return public, secret
+
+
+@contextlib.contextmanager
+def _private_files() -> Iterator[None]:
+    """Files created inside are never readable by others, not even for a moment."""
+    before = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def _load(path: Path, setting: str, secret: bool) -> tuple[bytes, bytes | None]:
+    if not path.is_file():
+        raise ConfigError(setting, str(path), "an existing key file (see `corral keygen`)")
+    try:
+        public, private = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(setting, str(path), f"a key file of `corral keygen` ({exc})") from None
+    if secret and private is None:
+        raise ConfigError(setting, str(path), "a secret key file (NAME.key_secret)")
+    if secret and path.stat().st_mode & 0o077:
+        raise ConfigError(setting, str(path), "readable by its owner only (chmod 600)")
+    return public, private
+
+
+class KeyRing:
+    """The scheduler's key folder: its pair and the accepted public keys by role."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        if not folder.is_dir():
+            raise ConfigError("--keys", str(folder), "a folder of keys (see `corral keygen`)")
+        public, secret = _load(folder / f"{SCHEDULER_KEY}.key_secret", "--keys", secret=True)
+        assert secret is not None
+        self.public, self.secret = public, secret
+        self._stamp: tuple[float, ...] = ()
+        self.roles: dict[str, str] = {}
+        conflict = self.reload()
+        if conflict:
+            raise ConfigError("--keys", str(folder), f"one role per key ({conflict})")
+
+    def server_keys(self) -> ServerKeys:
+        return ServerKeys(self.public, self.secret, self.authorize)
+
+    def authorize(self, key: str) -> str | None:
+        """The role of a public key (Z85), None for a key it does not know."""
+        if self._stamp != self._stamps():
+            conflict = self.reload()
+            if conflict:
+                log.error("keys in %s not reloaded: %s", self.folder, conflict)
+        return self.roles.get(key)
+
+    def _stamps(self) -> tuple[float, ...]:
+        stamps = []
+        for sub in ROLES:
+            try:
+                stamps.append((self.folder / sub).stat().st_mtime)
+            except OSError:
+                stamps.append(0.0)
+        return tuple(stamps)
+
+    def reload(self) -> str:
+        """Read the role folders; a description of a conflict (nothing changed) or ""."""
+        stamp = self._stamps()
+        roles: dict[str, str] = {}
+        for sub, role in ROLES.items():
+            for path in sorted((self.folder / sub).glob("*.key")):
+                try:
+                    public, _ = zmq.auth.load_certificate(path)
+                except (OSError, ValueError) as exc:
+                    log.error("ignoring key file %s: %s", path, exc)
+                    continue
+                key = public.decode("ascii")
+                if roles.get(key, role) != role:
+                    return f"{path.name} is listed both as {roles[key]} and as {role}"
+                roles[key] = role
+        self.roles, self._stamp = roles, stamp
+        return ""
+
+
+def scheduler_keys(folder: str) -> ServerKeys | None:
+    """The scheduler's CURVE keys from ``--keys DIR`` ("": none)."""
+    return KeyRing(Path(folder)).server_keys() if folder else None
+
+
+def client_keys(key: str, server_key: str) -> ClientKeys | None:
+    """A worker's or client's keys from ``--key FILE`` (its .key_secret) and
+    ``--server-key FILE`` (the scheduler's .key): both or neither."""
+    if not key and not server_key:
+        return None
+    if not key or not server_key:
+        missing = "--key / CORRAL_KEY" if not key else "--server-key / CORRAL_SERVER_KEY"
+        raise ConfigError(missing, "", "given too: --key and --server-key go together")
+    public, secret = _load(Path(key), "--key / CORRAL_KEY", secret=True)
+    assert secret is not None
+    server, _ = _load(Path(server_key), "--server-key / CORRAL_SERVER_KEY", secret=False)
+    return ClientKeys(public, secret, server)

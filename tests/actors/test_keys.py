@@ -1,0 +1,125 @@
+"""Key files (``corral keygen``), the scheduler's key folder with its roles, and a worker's
+or client's --key / --server-key: every mistake is one ConfigError line."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import zmq.auth
+
+from actors.errors import ConfigError
+from actors.keys import KeyRing, client_keys, keygen
+
+
+def role_key(folder: Path, role: str, name: str, secrets: Path) -> str:
+    public, _ = keygen(name, secrets)
+    (folder / role).mkdir(exist_ok=True)
+    target = folder / role / public.name
+    public.rename(target)
+    return _public(target)
+
+
+def _public(path: Path) -> str:
+    key, _ = zmq.auth.load_certificate(path)
+    return key.decode()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    keygen("scheduler", tmp_path / "keys")
+    return tmp_path / "keys"
+
+
+def test_keygen_writes_a_pair_the_secret_readable_by_its_owner_only(tmp_path: Path) -> None:
+    public, secret = keygen("w1", tmp_path / "new")
+    assert (public.name, secret.name) == ("w1.key", "w1.key_secret")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(public.stat().st_mode) == 0o644
+    assert "secret-key" in secret.read_text()
+    assert "secret-key" not in public.read_text()
+
+
+def test_keygen_never_replaces_a_key(tmp_path: Path) -> None:
+    keygen("w1", tmp_path)
+    before = (tmp_path / "w1.key_secret").read_bytes()
+    with pytest.raises(ConfigError, match="exists already"):
+        keygen("w1", tmp_path)
+    assert (tmp_path / "w1.key_secret").read_bytes() == before
+    with pytest.raises(ConfigError, match="a file name"):
+        keygen("../evil", tmp_path)
+
+
+def test_the_folder_gives_each_key_its_role_and_refuses_unknown_ones(
+    folder: Path, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    worker = role_key(folder, "workers", "w1", secrets)
+    client = role_key(folder, "clients", "c1", secrets)
+    admin = role_key(folder, "admins", "a1", secrets)
+    stranger, _ = keygen("x", secrets)
+    ring = KeyRing(folder)
+    assert ring.authorize(worker) == "worker"
+    assert ring.authorize(client) == "client"
+    assert ring.authorize(admin) == "admin"
+    assert ring.authorize(_public(stranger)) is None
+
+
+def test_a_key_added_or_removed_while_it_runs_takes_effect_without_a_restart(
+    folder: Path, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    first = role_key(folder, "workers", "w1", secrets)
+    ring = KeyRing(folder)
+    second = role_key(folder, "workers", "w2", secrets)
+    os.utime(folder / "workers", (1, 1))  # a folder change the clock cannot hide
+    assert ring.authorize(second) == "worker"
+    (folder / "workers" / "w1.key").unlink()
+    os.utime(folder / "workers", (2, 2))
+    assert ring.authorize(first) is None
+
+
+def test_a_key_in_two_roles_is_refused_at_start_up(folder: Path, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    role_key(folder, "workers", "w1", secrets)
+    (folder / "admins").mkdir()
+    (folder / "admins" / "w1.key").write_bytes((folder / "workers" / "w1.key").read_bytes())
+    with pytest.raises(ConfigError, match=r"w1\.key is listed both as worker and as admin"):
+        KeyRing(folder)
+
+
+def test_a_folder_without_the_schedulers_secret_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="a folder of keys"):
+        KeyRing(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="an existing key file"):
+        KeyRing(tmp_path / "empty")
+
+
+def test_a_secret_key_others_can_read_is_refused(folder: Path) -> None:
+    os.chmod(folder / "scheduler.key_secret", 0o644)
+    with pytest.raises(ConfigError, match="readable by its owner only"):
+        KeyRing(folder)
+
+
+def test_client_keys_come_in_pairs_and_must_be_the_right_files(
+    folder: Path, tmp_path: Path
+) -> None:
+    _, secret = keygen("c1", tmp_path)
+    server = str(folder / "scheduler.key")
+    assert client_keys("", "") is None
+    keys = client_keys(str(secret), server)
+    assert keys is not None
+    assert keys.server == _public(folder / "scheduler.key").encode()
+    with pytest.raises(ConfigError, match="--key and --server-key go together"):
+        client_keys(str(secret), "")
+    with pytest.raises(ConfigError, match="a secret key file"):
+        client_keys(str(tmp_path / "c1.key"), server)  # the public half given as --key
+    with pytest.raises(ConfigError, match="an existing key file"):
+        client_keys(str(tmp_path / "nope.key_secret"), server)
+    (tmp_path / "garbage.key_secret").write_text("not a key")
+    os.chmod(tmp_path / "garbage.key_secret", 0o600)
+    with pytest.raises(ConfigError, match="key file"):
+        client_keys(str(tmp_path / "garbage.key_secret"), server)

@@ -1,0 +1,130 @@
+"""CURVE with real processes: a scheduler with a key folder serves only the keys in it.
+Workers and the `corral` command with their keys work as without; a worker or client
+without keys, or with a key the folder does not list, gets nothing at all; `corral
+keygen` writes what the folder needs; binding an address other hosts reach without keys
+is refused with one line, and --insecure starts with a warning."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from actors.client import AsyncClient
+from actors.errors import SchedulerUnreachable
+from actors.keys import keygen
+from tests.e2e.test_startup import Run, assert_one_line_failure, start_line
+from tests.helpers.cluster import Cluster
+from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.waiting import until_workers
+
+pytestmark = pytest.mark.slow
+
+
+def corral(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actors.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+async def test_only_the_keys_in_the_folder_are_served(cluster: Cluster) -> None:
+    cluster.use_keys()
+    cluster.start(workers=1)
+    async with cluster.client() as client:  # the admin key
+        await until_workers(client, {"w0"})
+        job_id = await client.submit("record", ["with keys"])
+        assert await client.result(job_id, timeout=30) == "with keys"
+    keygen("stranger", cluster.secrets)  # a key pair the folder does not list
+    assert cluster.keys is not None
+    server = cluster.keys / "scheduler.key"
+    for key in (None, cluster.secrets / "stranger.key_secret"):
+        kwargs = {} if key is None else {"key": key, "server_key": server}
+        with pytest.raises(SchedulerUnreachable):
+            async with AsyncClient(cluster.address, connect_timeout=1.0, **kwargs):
+                pass
+    # A worker without keys never joins (and runs nothing).
+    intruder = cluster.procs.spawn(
+        "intruder", "worker", "tests.helpers.ledger_tasks", "--connect", cluster.address,
+        "--name", "intruder",
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while "no scheduler has answered" not in cluster.log("intruder"):  # it tried for 5 s
+        assert time.monotonic() < deadline, cluster.log("intruder")
+        await asyncio.sleep(0.1)
+    async with cluster.client() as client:
+        job_id = await client.submit("record", ["second"])
+        assert await client.result(job_id, timeout=30) == "second"
+        names = {w.name for w in (await client.status()).workers}
+    assert "intruder" not in names
+    assert intruder.poll() is None, "it keeps trying, as against a dead address"
+
+
+def test_the_command_line_uses_its_keys(cluster: Cluster) -> None:
+    cluster.use_keys()
+    cluster.start(workers=1)
+    flags = cluster.key_flags("admin")
+    done = corral("submit", "record", "[3]", "--wait", "--connect", cluster.address, *flags)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1:] == ["SUCCEEDED", "3"]
+    env = {
+        **os.environ,
+        "CORRAL_KEY": flags[1],
+        "CORRAL_SERVER_KEY": flags[3],
+        "CORRAL_ADDRESS": cluster.address,
+    }
+    listed = subprocess.run(
+        [sys.executable, "-m", "actors.cli", "jobs", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert '"SUCCEEDED"' in listed.stdout
+    keyless = corral("status", "--once", "--connect", cluster.address)
+    assert keyless.returncode == 1
+    assert "no scheduler answered" in keyless.stderr
+
+
+def test_keygen_prints_where_it_wrote_and_refuses_to_overwrite(tmp_path: os.PathLike[str]) -> None:
+    done = corral("keygen", "w1", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"public key {tmp_path}/w1.key" in done.stdout
+    assert f"secret key {tmp_path}/w1.key_secret" in done.stdout
+    again = corral("keygen", "w1", "--dir", str(tmp_path))
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_bad_key_settings_are_one_line(procs: Procs, tmp_path: os.PathLike[str]) -> None:
+    run = Run(procs, "scheduler", "--bind", free_address(), "--keys", f"{tmp_path}/none")
+    assert_one_line_failure(run, "--keys", "a folder of keys")
+    worker = corral("worker", "tests.helpers.ledger_tasks", "--key", f"{tmp_path}/x.key_secret")
+    assert worker.returncode == 2
+    assert "--key and --server-key go together" in worker.stderr
+
+
+def test_serving_other_hosts_needs_keys_or_insecure_with_a_warning(procs: Procs) -> None:
+    port = free_address().rsplit(":", 1)[1]
+    run = Run(procs, "scheduler", "--bind", f"tcp://0.0.0.0:{port}", "--db", f"{procs.tmp}/a.db")
+    assert_one_line_failure(run, "--bind", "--keys DIR", "--insecure")
+    assert run.proc.returncode == 2
+    run = Run(
+        procs, "scheduler", "--bind", f"tcp://0.0.0.0:{port}", "--insecure",
+        "--db", f"{procs.tmp}/b.db",
+    )  # fmt: skip
+    assert "corral scheduler on" in start_line(run)
+    assert "WARNING: serving tcp://0.0.0.0:" in run.stderr
+    assert "without keys (--insecure)" in run.stderr
