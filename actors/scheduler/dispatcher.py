@@ -50,6 +50,7 @@ from actors.scheduler.messages import (
     WorkerNames,
 )
 from actors.scheduler.workerconn import WorkerConn
+from transport import identity
 from transport import protocol as wire
 
 log = logging.getLogger("corral.dispatcher")
@@ -119,6 +120,8 @@ class Dispatcher(DispatcherBase):
         if hello.database_id and self.database_id and hello.database_id != self.database_id:
             self._other_database(peer, hello)
             return
+        if self._name_taken(peer, hello.name):
+            return
         queues = tuple(dict.fromkeys(hello.queues)) or ("default",)
         tasks = frozenset(hello.tasks)
         self.asked.said_hello(peer)
@@ -178,6 +181,22 @@ class Dispatcher(DispatcherBase):
             self.strategy.tell(
                 credit or WorkerCredit(peer, worker.name, queues, worker.slots, 0, tasks)
             )
+
+    def _name_taken(self, peer: bytes, name: str) -> bool:
+        """Whether a connected worker of another key holds ``name`` (then refused): a
+        worker's name is bound to its key, so no other key can take over its leases."""
+        who = identity(peer)
+        if who is None:
+            return False
+        for other in self.workers.values():
+            theirs = identity(other.peer)
+            if other.name == name and theirs is not None and theirs.key != who.key:
+                self.refused_hellos += 1
+                self._warn("refused a hello as worker %s from another key (%s)", name, who.key)
+                text = f"worker name {name!r} is held by another key"
+                self._send(peer, wire.ErrorReply("name_taken", text))
+                return True
+        return False
 
     def _other_database(self, peer: bytes, hello: wire.WorkerHello) -> None:
         """Refuse a worker whose leases and results come from another database: the same

@@ -35,7 +35,8 @@ from actors.scheduler.messages import (
     SubscriptionRequest,
 )
 from actors.scheduler.ratelog import AskedPeers, RateLimitedLog
-from transport import ServerTransport
+from actors.scheduler.roles import refusal
+from transport import ServerTransport, identity
 from transport import protocol as wire
 from transport.errors import BadFrame, PeerGone
 
@@ -78,6 +79,7 @@ class Gateway(Actor):
         self.asked = AskedPeers()  # told hello_first, no hello yet
         self.bad_frames = 0
         self.unknown_peer_frames = 0  # frames before hello: normal after a restart
+        self.forbidden_frames = 0  # frames a key's role does not allow (actors.scheduler.roles)
         self._warn = RateLimitedLog(log)
         self._replies: list[Send] = []
         self.scheduler: Actor
@@ -152,6 +154,13 @@ class Gateway(Actor):
             self._warn("unexpected error decoding a frame from %s", peer.hex(), exc_info=exc)
             self._send(peer, wire.ErrorReply("bad_frame", f"frame could not be decoded: {exc!r}"))
             return
+        forbidden = refusal(identity(peer), message)
+        if forbidden is not None:
+            self.forbidden_frames += 1
+            self._warn("refused frame from %s: forbidden: %s", peer.hex(), forbidden)
+            rid = getattr(message, "request_id", 0)
+            self._send(peer, wire.ErrorReply("forbidden", forbidden, rid))
+            return
         match message:
             case wire.ClientHello(protocol=version) | wire.WorkerHello(protocol=version):
                 if version != wire.PROTOCOL_VERSION:
@@ -201,7 +210,11 @@ class Gateway(Actor):
             self.scheduler.tell(FromClient(peer, message))
 
     def metrics(self) -> dict[str, Any]:
-        return {"bad_frames": self.bad_frames, "unknown_peer_frames": self.unknown_peer_frames}
+        return {
+            "bad_frames": self.bad_frames,
+            "unknown_peer_frames": self.unknown_peer_frames,
+            "forbidden_frames": self.forbidden_frames,
+        }
 
     async def on_stop(self) -> None:
         if self.owns_transport:

@@ -314,9 +314,13 @@ class JobTable:
 
     def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
         """After a scheduler restart, a reconnecting worker still holds this lease: keep it.
-        Idempotent: the same worker claiming it again (a repeated hello) is accepted again."""
+        Idempotent: the same worker claiming it again (a repeated hello) is accepted again.
+        Only the worker the lease was granted to, by name (bound to its key while it is
+        connected), may claim it."""
         job = self.jobs.get(job_id)
         if job is None or job.status is not RUNNING or job.token != token:
+            return False
+        if job.worker and job.worker != worker:
             return False
         if job.peer is not None and job.peer != peer:
             return False

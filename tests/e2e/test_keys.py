@@ -7,6 +7,7 @@ is refused with one line, and --insecure starts with a warning."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,13 +15,15 @@ import time
 
 import pytest
 
-from actors.client import AsyncClient
+from actors.client import AsyncClient, job_spec
 from actors.errors import SchedulerUnreachable
-from actors.keys import keygen
+from actors.keys import client_keys, keygen
 from tests.e2e.test_startup import Run, assert_one_line_failure, start_line
 from tests.helpers.cluster import Cluster
 from tests.helpers.procs import ROOT, Procs, free_address
 from tests.helpers.waiting import until_workers
+from transport import connect
+from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
@@ -128,3 +131,77 @@ def test_serving_other_hosts_needs_keys_or_insecure_with_a_warning(procs: Procs)
     assert "corral scheduler on" in start_line(run)
     assert "WARNING: serving tcp://0.0.0.0:" in run.stderr
     assert "without keys (--insecure)" in run.stderr
+
+
+async def ask_as(
+    cluster: Cluster, name: str, *messages: wire.Message, timeout: float = 10.0
+) -> list[wire.FromScheduler]:
+    """Send ``messages`` with the key ``name`` on a raw connection; every reply until one
+    per message came (or the timeout)."""
+    assert cluster.keys is not None
+    keys = client_keys(
+        str(cluster.secrets / f"{name}.key_secret"), str(cluster.keys / "scheduler.key")
+    )
+    link = connect(cluster.address, keys)
+    replies: list[wire.FromScheduler] = []
+    try:
+        for message in messages:
+            link.send(wire.encode(message))
+        deadline = time.monotonic() + timeout
+        while len(replies) < len(messages) and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                for frame in await asyncio.wait_for(link.recv_batch(), left):
+                    replies.append(wire.decode_reply(frame))
+    finally:
+        await link.close()
+    return replies
+
+
+def forbidden(replies: list[wire.FromScheduler]) -> list[str]:
+    return [r.message for r in replies if isinstance(r, wire.ErrorReply) and r.code == "forbidden"]
+
+
+async def test_each_key_may_send_only_what_its_role_allows(cluster: Cluster) -> None:
+    cluster.use_keys()
+    cluster.key("client", "clients")
+    cluster.key("robot", "workers")
+    cluster.start()
+    hello = wire.ClientHello(wire.PROTOCOL_VERSION)
+    submit = wire.Submit(1, [job_spec("record", ["from a worker key"])])
+    as_worker = await ask_as(cluster, "robot", hello, submit)
+    assert forbidden(as_worker) == [
+        "a worker key may not send ClientHello",
+        "a worker key may not send Submit",
+    ]
+    worker_hello = wire.WorkerHello(wire.PROTOCOL_VERSION, "fake", 4, ["default"], ["record"])
+    requeue = wire.Requeue(2, [], all_failed=True)
+    as_client = await ask_as(cluster, "client", worker_hello, hello, requeue)
+    assert forbidden(as_client) == [
+        "a client key may not send WorkerHello",
+        "a client key may not send Requeue",
+    ]
+    as_admin = await ask_as(cluster, "admin", hello, requeue)
+    assert forbidden(as_admin) == []
+    assert any(isinstance(r, wire.RequeueReply) for r in as_admin), as_admin
+    async with cluster.client() as client:
+        assert await client.jobs() == [], "nothing was submitted by the worker key"
+        status = await client.status()
+        assert "fake" not in {w.name for w in status.workers}
+
+
+async def test_a_workers_name_cannot_be_taken_by_another_key(cluster: Cluster) -> None:
+    cluster.use_keys()
+    cluster.key("impostor", "workers")
+    cluster.start(workers=1)
+    async with cluster.client() as client:
+        await until_workers(client, {"w0"})
+        hello = wire.WorkerHello(wire.PROTOCOL_VERSION, "w0", 4, ["default"], ["record"])
+        replies = await ask_as(cluster, "impostor", hello)
+        assert [(r.code, r.message) for r in replies if isinstance(r, wire.ErrorReply)] == [
+            ("name_taken", "worker name 'w0' is held by another key")
+        ]
+        job_id = await client.submit("record", ["still w0's"])
+        assert await client.result(job_id, timeout=30) == "still w0's"
+        view = await client.job(job_id)
+        assert view is not None
+        assert view.history[-1].worker == "w0"
