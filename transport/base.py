@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import abc
 
+from transport.curve import Identity
+from transport.curve import identity as identity_of
+
 Peer = bytes
 
 
@@ -30,6 +33,13 @@ class ServerTransport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop serving; pending receivers get Closed."""
+
+    keyed = False  # bound with keys: every peer id carries the identity it proved
+
+    def identity(self, peer: Peer) -> Identity | None:
+        """Who ``peer`` is, as its CURVE handshake proved (None without keys: a peer id
+        is then only a routing id, whatever bytes it holds)."""
+        return identity_of(peer) if self.keyed else None
 
 
 class ClientTransport(abc.ABC):

@@ -4,8 +4,9 @@ A scheduler bound with ``ServerKeys`` encrypts every connection with its key pai
 lets a connection through only if ZeroMQ's ZAP handler accepts the client's public key:
 ``ServerKeys.authorize`` maps a key (Z85 text) to its role, or None for a key it does not
 know, whose handshake then fails (the peer gets no reply at all). The ZAP handler runs on
-the event loop of the scheduler (pyzmq's ``AsyncioAuthenticator``), one per process,
-shared by every server bound with keys, each under its own ZAP domain.
+the event loop of the scheduler (pyzmq's ``Authenticator``, its socket read with
+``zmq.asyncio``), one per process, shared by every server bound with keys, each under its
+own ZAP domain.
 
 Every frame from an authenticated connection carries the ``User-Id`` ZeroMQ attached to
 it at the handshake: ``ROLE:KEY``. The server transport prefixes the peer id with it
@@ -22,14 +23,14 @@ complete the handshake).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
-from zmq.auth.asyncio import AsyncioAuthenticator
+import zmq.asyncio
+from zmq.auth.base import Authenticator
 from zmq.utils import z85
 
 from transport.errors import TransportError
@@ -88,14 +89,38 @@ def configure_client(sock: zmq.Socket[bytes], keys: ClientKeys) -> None:
     sock.curve_serverkey = keys.server
 
 
-class _Authenticator(AsyncioAuthenticator):
-    """Accepts a key if some server's ``authorize`` knows it, under that server's domain;
-    its User-Id is ``ROLE:KEY``."""
+class _Authenticator(Authenticator):
+    """pyzmq's ZAP handler, its requests read on the current event loop. Accepts a key if
+    some server's ``authorize`` knows it, under that server's domain; its User-Id is
+    ``ROLE:KEY``. Its socket is bound once per process and kept (closing it unbinds the
+    ZAP endpoint only later, in libzmq's own thread, so binding it again at once fails);
+    a new event loop (a test's) only gets a new reader."""
 
     def __init__(self, context: zmq.Context[zmq.Socket[bytes]]) -> None:
         super().__init__(context)
         self.servers: dict[str, ServerKeys] = {}
-        self.loop = asyncio.get_running_loop()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def serve_on_this_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is loop:
+            return
+        if self.zap_socket is None:
+            self.start()  # binds inproc://zeromq.zap.01
+        if self._task is not None and not self._task.get_loop().is_closed():
+            self._task.cancel()
+        self.loop = loop
+        self._task = loop.create_task(self._serve(), name="corral.zap")
+
+    async def _serve(self) -> None:
+        poller = zmq.asyncio.Poller()
+        assert self.zap_socket is not None
+        poller.register(self.zap_socket, zmq.POLLIN)
+        while True:
+            await poller.poll()
+            while int(self.zap_socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                await self.handle_zap_message(self.zap_socket.recv_multipart())
 
     def callback(self, domain: str, key: bytes) -> bool:
         server = self.servers.get(domain)
@@ -123,19 +148,13 @@ def configure_server(sock: zmq.Socket[bytes], keys: ServerKeys) -> str:
     """Make ``sock`` (before it binds) a CURVE server whose clients ZAP checks against
     ``keys.authorize``; returns its ZAP domain, for ``release``."""
     global _authenticator
-    context = sock.context
-    loop = asyncio.get_running_loop()
+    if _authenticator is None:
+        _authenticator = _Authenticator(sock.context)
     auth = _authenticator
-    if auth is not None and auth.loop is not loop:  # a test's earlier event loop
-        release_all()
-        auth = None
-    if auth is None:
-        try:
-            auth = _Authenticator(context)
-            auth.start()
-        except zmq.ZMQError as exc:
-            raise TransportError(f"cannot start the ZAP handler: {exc}") from None
-        _authenticator = auth
+    try:
+        auth.serve_on_this_loop()
+    except zmq.ZMQError as exc:
+        raise TransportError(f"cannot start the ZAP handler: {exc}") from None
     domain = f"corral-{next(_domains)}"
     auth.servers[domain] = keys
     auth.configure_curve_callback(domain, auth)
@@ -147,19 +166,8 @@ def configure_server(sock: zmq.Socket[bytes], keys: ServerKeys) -> str:
 
 
 def release(domain: str) -> None:
-    """A server bound with keys closed: forget its domain; the last one stops ZAP."""
+    """A server bound with keys closed: forget its domain (the handler stays)."""
     auth = _authenticator
-    if auth is None:
-        return
-    auth.servers.pop(domain, None)
-    auth.credentials_providers.pop(domain, None)
-    if not auth.servers:
-        release_all()
-
-
-def release_all() -> None:
-    global _authenticator
-    auth, _authenticator = _authenticator, None
     if auth is not None:
-        with contextlib.suppress(Exception):  # its loop may be closed (a finished test)
-            auth.stop()
+        auth.servers.pop(domain, None)
+        auth.credentials_providers.pop(domain, None)

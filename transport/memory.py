@@ -46,6 +46,7 @@ class MemoryServer(ServerTransport):
             raise AddressInUse(address)
         self.address = address
         self.keys = keys
+        self.keyed = keys is not None
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._clients: dict[Peer, MemoryClient] = {}
         _servers[address] = self

@@ -161,7 +161,7 @@ class ZmqServer(ServerTransport):
         try:
             if keys is not None:
                 self._domain = curve.configure_server(self._s.sock, keys)
-                self._s.user_ids = True
+                self._s.user_ids = self.keyed = True
             self._s.sock.bind(_bindable(address))
         except (zmq.ZMQError, TransportError) as exc:
             self._s.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actors.runtime import Actor
@@ -32,6 +33,7 @@ from actors.scheduler.messages import (
 )
 from actors.scheduler.ratelog import AskedPeers, RateLimitedLog
 from actors.scheduler.workerconn import WorkerConn, worker_views
+from transport import Identity
 from transport import protocol as wire
 
 log = logging.getLogger("corral.dispatcher")
@@ -55,6 +57,8 @@ class DispatcherBase(Actor):
         # The database served (Welcome's fields; the brain sets them from the store).
         self.database_id = ""
         self.database = ""
+        # Who a peer is, as its transport proved (the brain sets the transport's).
+        self.identity: Callable[[bytes], Identity | None] = lambda peer: None
         self.lease = lease
         self.grace = grace
         self.strategy_name = strategy_name

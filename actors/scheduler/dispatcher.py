@@ -50,7 +50,6 @@ from actors.scheduler.messages import (
     WorkerNames,
 )
 from actors.scheduler.workerconn import WorkerConn
-from transport import identity
 from transport import protocol as wire
 
 log = logging.getLogger("corral.dispatcher")
@@ -185,11 +184,11 @@ class Dispatcher(DispatcherBase):
     def _name_taken(self, peer: bytes, name: str) -> bool:
         """Whether a connected worker of another key holds ``name`` (then refused): a
         worker's name is bound to its key, so no other key can take over its leases."""
-        who = identity(peer)
+        who = self.identity(peer)
         if who is None:
             return False
         for other in self.workers.values():
-            theirs = identity(other.peer)
+            theirs = self.identity(other.peer)
             if other.name == name and theirs is not None and theirs.key != who.key:
                 self.refused_hellos += 1
                 self._warn("refused a hello as worker %s from another key (%s)", name, who.key)

@@ -36,7 +36,7 @@ from actors.scheduler.messages import (
 )
 from actors.scheduler.ratelog import AskedPeers, RateLimitedLog
 from actors.scheduler.roles import refusal
-from transport import ServerTransport, identity
+from transport import ServerTransport
 from transport import protocol as wire
 from transport.errors import BadFrame, PeerGone
 
@@ -154,7 +154,7 @@ class Gateway(Actor):
             self._warn("unexpected error decoding a frame from %s", peer.hex(), exc_info=exc)
             self._send(peer, wire.ErrorReply("bad_frame", f"frame could not be decoded: {exc!r}"))
             return
-        forbidden = refusal(identity(peer), message)
+        forbidden = refusal(self.transport.identity(peer), message)
         if forbidden is not None:
             self.forbidden_frames += 1
             self._warn("refused frame from %s: forbidden: %s", peer.hex(), forbidden)
