@@ -104,14 +104,20 @@ async def test_the_same_worker_claiming_a_lease_twice_is_accepted_twice() -> Non
 async def test_adoption_answers_the_dispatcher_with_the_verdicts() -> None:
     scheduler, log = scheduler_with_log()
     job_id = await running_job(scheduler, log)
-    scheduler.table.jobs[job_id].peer = None
+    job = scheduler.table.jobs[job_id]
+    job.peer, job.worker = None, "w"  # as loaded after a restart: leased to worker w
     log.clear()
     from actors.scheduler.messages import Adopt
 
+    await scheduler.handle(Adopt(b"other", "impostor", [(job_id, 1)]))
     await scheduler.handle(Adopt(PEER, "w", [(job_id, 1), (999, 1)]))
     await scheduler.handle(Adopt(PEER, "w", [(job_id, 1)]))
     verdicts = [(m.accepted, m.refused) for _, m in log if isinstance(m, Adopted)]
-    assert verdicts == [([(job_id, 1)], [(999, 1)]), ([(job_id, 1)], [])]
+    assert verdicts == [
+        ([], [(job_id, 1)]),  # another worker's name: refused, even with the right token
+        ([(job_id, 1)], [(999, 1)]),
+        ([(job_id, 1)], []),
+    ]
 
 
 async def test_a_job_whose_arguments_could_never_be_sent_is_refused_at_submit() -> None:
