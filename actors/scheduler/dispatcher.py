@@ -119,8 +119,6 @@ class Dispatcher(DispatcherBase):
         if hello.database_id and self.database_id and hello.database_id != self.database_id:
             self._other_database(peer, hello)
             return
-        if self._name_taken(peer, hello.name):
-            return
         queues = tuple(dict.fromkeys(hello.queues)) or ("default",)
         tasks = frozenset(hello.tasks)
         self.asked.said_hello(peer)
@@ -145,7 +143,8 @@ class Dispatcher(DispatcherBase):
         worker.lease_basis = max(worker.lease_basis, hello.sent_at)
         worker.last_seen = time.monotonic()
         taking = worker.state in ("alive", "suspect")  # not dead, not draining
-        self.scheduler.tell(WorkerNames(peer, hello.name, tasks, available=taking))
+        leased_as = self._leased_as(peer, hello.name)
+        self.scheduler.tell(WorkerNames(peer, leased_as, tasks, available=taking))
         welcome = wire.Welcome(
             wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease,
             self.term, self.database_id, self.database,
@@ -172,7 +171,7 @@ class Dispatcher(DispatcherBase):
             # reconnect or a scheduler restart: held provisionally while the scheduler
             # decides which are still its own; their slots stay taken.
             worker.claim(new)
-            self.scheduler.tell(Adopt(peer, hello.name, new))
+            self.scheduler.tell(Adopt(peer, leased_as, new))
         if taking:
             # A first hello offers every slot not taken; a repeated one adds nothing (its
             # credits are with the strategy already) unless it announces more slots.
@@ -181,21 +180,14 @@ class Dispatcher(DispatcherBase):
                 credit or WorkerCredit(peer, worker.name, queues, worker.slots, 0, tasks)
             )
 
-    def _name_taken(self, peer: bytes, name: str) -> bool:
-        """Whether a connected worker of another key holds ``name`` (then refused): a
-        worker's name is bound to its key, so no other key can take over its leases."""
+    def _leased_as(self, peer: bytes, name: str) -> str:
+        """The worker name its leases record (jobs' ``worker``, attempts' history): with
+        keys, ``NAME@KEY``. A name is bound to its key this way: another key saying hello
+        under the same name is another worker, and claims none of this one's leases, now
+        or after a restart (``JobTable.adopt`` compares these names), whoever says hello
+        first (refusing the second key would let a squatter lock the real worker out)."""
         who = self.identity(peer)
-        if who is None:
-            return False
-        for other in self.workers.values():
-            theirs = self.identity(other.peer)
-            if other.name == name and theirs is not None and theirs.key != who.key:
-                self.refused_hellos += 1
-                self._warn("refused a hello as worker %s from another key (%s)", name, who.key)
-                text = f"worker name {name!r} is held by another key"
-                self._send(peer, wire.ErrorReply("name_taken", text))
-                return True
-        return False
+        return name if who is None else f"{name}@{who.key}"
 
     def _other_database(self, peer: bytes, hello: wire.WorkerHello) -> None:
         """Refuse a worker whose leases and results come from another database: the same

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,8 +21,9 @@ from actors.errors import SchedulerUnreachable
 from actors.keys import client_keys, keygen
 from tests.e2e.test_startup import Run, assert_one_line_failure, start_line
 from tests.helpers.cluster import Cluster
+from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.procs import ROOT, Procs, free_address
-from tests.helpers.waiting import until_workers
+from tests.helpers.waiting import until_running, until_started, until_workers
 from transport import connect
 from transport import protocol as wire
 
@@ -189,19 +191,53 @@ async def test_each_key_may_send_only_what_its_role_allows(cluster: Cluster) -> 
         assert "fake" not in {w.name for w in status.workers}
 
 
-async def test_a_workers_name_cannot_be_taken_by_another_key(cluster: Cluster) -> None:
+async def test_another_key_under_a_workers_name_claims_none_of_its_leases(cluster: Cluster) -> None:
     cluster.use_keys()
     cluster.key("impostor", "workers")
     cluster.start(workers=1)
     async with cluster.client() as client:
         await until_workers(client, {"w0"})
-        hello = wire.WorkerHello(wire.PROTOCOL_VERSION, "w0", 4, ["default"], ["record"])
-        replies = await ask_as(cluster, "impostor", hello)
-        assert [(r.code, r.message) for r in replies if isinstance(r, wire.ErrorReply)] == [
-            ("name_taken", "worker name 'w0' is held by another key")
-        ]
-        job_id = await client.submit("record", ["still w0's"])
+        job_id = await client.submit("record", ["still w0's"], {"seconds": 1.0})
+        await until_running(client, job_id)
+        claim = wire.WorkerHello(
+            wire.PROTOCOL_VERSION, "w0", 4, ["default"], ["record"], [(job_id, 1)]
+        )
+        replies = await ask_as(cluster, "impostor", claim, claim)
+        stops = [(r.job_id, r.token) for r in replies if isinstance(r, wire.StopJob)]
+        assert stops == [(job_id, 1)], replies
         assert await client.result(job_id, timeout=30) == "still w0's"
         view = await client.job(job_id)
         assert view is not None
-        assert view.history[-1].worker == "w0"
+        assert (view.token, view.attempts) == (1, 1)
+        assert view.history[-1].worker.startswith("w0@"), "the lease records name and key"
+
+
+async def test_after_a_restart_only_the_key_a_lease_was_granted_to_can_claim_it(
+    cluster: Cluster,
+) -> None:
+    cluster.use_keys()
+    cluster.key("impostor", "workers")
+    cluster.start("--lease", "5", "--lease-grace", "1", workers=1)
+    async with cluster.client() as client:
+        await until_workers(client, {"w0"})
+        job_id = await client.submit("record", ["once"], {"seconds": 3.0})
+        await until_running(client, job_id)
+        await until_started(cluster.ledger, job_id)
+    w0 = cluster.workers["w0"]
+    w0.send_signal(signal.SIGSTOP)  # so the impostor speaks first to the new scheduler
+    try:
+        cluster.restart_scheduler()
+        claim = wire.WorkerHello(
+            wire.PROTOCOL_VERSION, "w0", 4, ["default"], ["record"], [(job_id, 1)]
+        )
+        replies = await ask_as(cluster, "impostor", claim, claim)
+    finally:
+        w0.send_signal(signal.SIGCONT)
+    stops = [r for r in replies if isinstance(r, wire.StopJob)]
+    assert [(s.job_id, s.token) for s in stops] == [(job_id, 1)], replies
+    async with cluster.client() as client:
+        assert await client.result(job_id, timeout=30) == "once"
+        view = await client.job(job_id)
+    assert view is not None
+    assert (view.token, view.attempts) == (1, 1), "adopted by w0, run once"
+    assert [r["token"] for r in read_ledger(cluster.ledger)] == [1]
