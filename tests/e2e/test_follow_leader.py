@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,7 +19,7 @@ from actors.client import AsyncClient, Client
 from actors.errors import ConfigError, SchedulerUnreachable
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
-from tests.helpers.procs import ROOT, free_address
+from tests.helpers.procs import corral, free_address
 from tests.helpers.standby import standby
 from tests.helpers.waiting import until_running, until_started, until_workers
 from transport import protocol as wire
@@ -29,17 +27,6 @@ from transport import protocol as wire
 pytestmark = pytest.mark.slow
 
 LEASE_5S = ("--lease", "5", "--lease-grace", "1")
-
-
-def corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actors.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=env,
-    )
 
 
 async def until_logged(cluster: Cluster, label: str, text: str, timeout: float = 30.0) -> None:

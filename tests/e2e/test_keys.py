@@ -10,9 +10,8 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -22,23 +21,12 @@ from actors.keys import client_keys, keygen
 from tests.e2e.test_startup import Run, assert_one_line_failure, start_line
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.procs import Procs, corral, free_address
 from tests.helpers.waiting import until_running, until_started, until_workers
 from transport import connect
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
-
-
-def corral(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actors.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 async def test_only_the_keys_in_the_folder_are_served(cluster: Cluster) -> None:
@@ -86,15 +74,7 @@ def test_the_command_line_uses_its_keys(cluster: Cluster) -> None:
         "CORRAL_SERVER_KEY": flags[3],
         "CORRAL_ADDRESS": cluster.address,
     }
-    listed = subprocess.run(
-        [sys.executable, "-m", "actors.cli", "jobs", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=env,
-        check=False,
-    )
+    listed = corral("jobs", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert '"SUCCEEDED"' in listed.stdout
     keyless = corral("status", "--once", "--connect", cluster.address)
@@ -136,10 +116,15 @@ def test_serving_other_hosts_needs_keys_or_insecure_with_a_warning(procs: Procs)
 
 
 async def ask_as(
-    cluster: Cluster, name: str, *messages: wire.Message, timeout: float = 10.0
+    cluster: Cluster,
+    name: str,
+    *messages: wire.Message,
+    timeout: float = 30.0,
+    until: Callable[[list[wire.FromScheduler]], bool] | None = None,
 ) -> list[wire.FromScheduler]:
-    """Send ``messages`` with the key ``name`` on a raw connection; every reply until one
-    per message came (or the timeout)."""
+    """Send ``messages`` with the key ``name`` on a raw connection; every reply until
+    ``until(replies)`` holds (by default: one reply per message), or the timeout."""
+    done = until or (lambda replies: len(replies) >= len(messages))
     assert cluster.keys is not None
     keys = client_keys(
         str(cluster.secrets / f"{name}.key_secret"), str(cluster.keys / "scheduler.key")
@@ -150,13 +135,18 @@ async def ask_as(
         for message in messages:
             link.send(wire.encode(message))
         deadline = time.monotonic() + timeout
-        while len(replies) < len(messages) and (left := deadline - time.monotonic()) > 0:
+        while not done(replies) and (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
                 for frame in await asyncio.wait_for(link.recv_batch(), left):
                     replies.append(wire.decode_reply(frame))
     finally:
         await link.close()
     return replies
+
+
+def stopped(replies: list[wire.FromScheduler]) -> bool:
+    """A StopJob came: the claim was refused."""
+    return any(isinstance(r, wire.StopJob) for r in replies)
 
 
 def forbidden(replies: list[wire.FromScheduler]) -> list[str]:
@@ -202,7 +192,7 @@ async def test_another_key_under_a_workers_name_claims_none_of_its_leases(cluste
         claim = wire.WorkerHello(
             wire.PROTOCOL_VERSION, "w0", 4, ["default"], ["record"], [(job_id, 1)]
         )
-        replies = await ask_as(cluster, "impostor", claim, claim)
+        replies = await ask_as(cluster, "impostor", claim, until=stopped)
         stops = [(r.job_id, r.token) for r in replies if isinstance(r, wire.StopJob)]
         assert stops == [(job_id, 1)], replies
         assert await client.result(job_id, timeout=30) == "still w0's"
@@ -230,7 +220,7 @@ async def test_after_a_restart_only_the_key_a_lease_was_granted_to_can_claim_it(
         claim = wire.WorkerHello(
             wire.PROTOCOL_VERSION, "w0", 4, ["default"], ["record"], [(job_id, 1)]
         )
-        replies = await ask_as(cluster, "impostor", claim, claim)
+        replies = await ask_as(cluster, "impostor", claim, until=stopped)
     finally:
         w0.send_signal(signal.SIGCONT)
     stops = [r for r in replies if isinstance(r, wire.StopJob)]
