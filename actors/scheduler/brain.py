@@ -155,7 +155,7 @@ class Brain:
             ),
         )
         routes.connect(actors)
-        actors.dispatcher.identity = self.transport.identity
+        actors.dispatcher.identity = self.scheduler.identity = self.transport.identity
         for edge in (actors.dispatcher, actors.gateway):
             edge.database_id = self.database_id
             edge.database = (

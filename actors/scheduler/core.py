@@ -19,6 +19,7 @@ from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
 from actors.scheduler.ops import Ops
 from actors.scheduler.ratelog import RateLimitedLog
+from transport import Identity
 from transport import protocol as wire
 
 Waiters = tuple[tuple[bytes, int]] | list[tuple[bytes, int]]
@@ -36,6 +37,11 @@ class SchedulerCore(Protocol):
     dispatcher: Actor
     dag: Actor
     store: Actor  # reads go through it: actors.scheduler.store.actor.read
+    events: Actor
+
+    def identity(self, peer: bytes) -> Identity | None:
+        """Who ``peer`` is, as the transport proved it (None without keys)."""
+        ...
 
     def send(self, peer: bytes, message: wire.Message) -> None: ...
 

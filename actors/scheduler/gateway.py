@@ -198,6 +198,8 @@ class Gateway(Actor):
             self.dispatcher.tell(FromWorker(peer, message))
         elif isinstance(message, wire.Progress):
             self.dispatcher.tell(FromWorker(peer, message))
+        elif isinstance(message, wire.Subscribe) and self._owner_only(peer):
+            self.scheduler.tell(FromClient(peer, message))  # to check the job is its own
         elif isinstance(message, wire.Subscribe | wire.EventsAck | wire.Unsubscribe):
             if isinstance(message, wire.Subscribe):
                 # The scheduler records events only while someone subscribes. Tell it now,
@@ -208,6 +210,11 @@ class Gateway(Actor):
             self.events.tell(SubscriptionRequest(peer, message))
         else:
             self.scheduler.tell(FromClient(peer, message))
+
+    def _owner_only(self, peer: bytes) -> bool:
+        """A client key: it watches only its own jobs (``actors.scheduler.owners``)."""
+        who = self.transport.identity(peer)
+        return who is not None and who.role == "client"
 
     def metrics(self) -> dict[str, Any]:
         return {

@@ -42,6 +42,7 @@ class Job(msgspec.Struct, gc=False):
     backoff: wire.Backoff | None = None
     workflow_id: int | None = None
     step: str | None = None
+    owner: str = ""  # the public key of the client that submitted it ("": no keys)
     # memory only
     parent_results: list[wire.ParentResult] | None = None
     queued_at: float = 0.0  # monotonic time it last became QUEUED (assignment latency)

@@ -197,7 +197,12 @@ class JobTable:
         )
 
     def create(
-        self, spec: wire.JobSpec, ops: Ops, workflow_id: int | None = None, step: str | None = None
+        self,
+        spec: wire.JobSpec,
+        ops: Ops,
+        workflow_id: int | None = None,
+        step: str | None = None,
+        owner: str = "",
     ) -> Job:
         """A new job in PENDING; the caller queues or dooms it after looking at its parents."""
         job_id = self.next_id
@@ -218,6 +223,7 @@ class JobTable:
             backoff=spec.backoff,
             workflow_id=workflow_id,
             step=step,
+            owner=owner,
             seq=job_id,
         )
         self.jobs[job_id] = job

@@ -31,6 +31,7 @@ ClientRequest = (
     | wire.Requeue
     | wire.SubmitWorkflow
     | wire.GetWorkflow
+    | wire.Subscribe  # a client key's, checked against its jobs first (owners)
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from actors.lifecycle import LIVE, JobState
-from actors.scheduler import workflows
+from actors.scheduler import owners, workflows
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
@@ -24,7 +24,7 @@ _STATES = tuple(state.value for state in JobState)  # what a listing by status m
 
 
 async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) -> None:
-    jobs = await sched.find(request.job_ids)
+    jobs = owners.visible(sched, peer, await sched.find(request.job_ids))
     ops, effects = Ops(), Effects()
     statuses: list[tuple[int, str]] = []
     for job_id in request.job_ids:
@@ -91,6 +91,7 @@ async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -
         status=status,
         queue=request.queue or None,
         limit=request.limit,
+        owner=owners.limited_to(sched, peer),
     )
     views = [(sched.table.jobs.get(job.id) or job).view() for job in stored]
     sched.send(peer, wire.JobList(request.request_id, views))

@@ -31,7 +31,7 @@ from actors.lifecycle import (
 )
 from actors.metrics import Histogram
 from actors.runtime import Actor
-from actors.scheduler import leases, requests, submissions, waits, workflows
+from actors.scheduler import leases, owners, requests, submissions, waits, workflows
 from actors.scheduler.core import Waiters
 from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
@@ -51,6 +51,7 @@ from actors.scheduler.messages import (
     Send,
     StatusPart,
     SubscriberCount,
+    SubscriptionRequest,
     Tick,
     WorkerLost,
     WorkerNames,
@@ -64,6 +65,7 @@ from actors.scheduler.ratelog import RateLimitedLog
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.throughput import Throughput
+from transport import Identity
 from transport import protocol as wire
 
 log = logging.getLogger("corral.scheduler")
@@ -88,6 +90,8 @@ class Scheduler(Actor):
         self._retry_at: float | None = None
         # Who leads and who stands by, for the status (set by the brain on PostgreSQL).
         self.cluster: Callable[[], wire.ClusterView | None] = lambda: None
+        # Who a peer is, as the transport proved it (the brain sets the transport's).
+        self.identity: Callable[[bytes], Identity | None] = lambda peer: None
         self.gateway: Actor
         self.store: Actor
         self.strategy: Actor
@@ -161,7 +165,7 @@ class Scheduler(Actor):
             case wire.Wait():
                 await waits.wait(self, peer, request)
             case wire.GetJob(request_id=rid, job_id=job_id):
-                found = (await self.find([job_id])).get(job_id)
+                found = owners.visible(self, peer, await self.find([job_id])).get(job_id)
                 view = await requests.view_with_history(self, found) if found else None
                 self.send(peer, wire.JobReply(rid, view))
             case wire.GetStatus(request_id=rid):
@@ -174,8 +178,20 @@ class Scheduler(Actor):
                 await requests.list_jobs(self, peer, request)
             case wire.SubmitWorkflow():
                 await workflows.submit_workflow(self, peer, request)
+            case wire.Subscribe(request_id=rid, job_id=job_id):  # a client key's: its own job?
+                if job_id is not None and owners.visible(self, peer, await self.find([job_id])):
+                    if self.table.events is None:  # as SubscriberCount(1) does
+                        self.table.events = []
+                    self.events.tell(SubscriptionRequest(peer, request))
+                else:
+                    text = f"no such job: {job_id}" if job_id else "a client key watches one job"
+                    self.send(peer, wire.ErrorReply("not_found", text, rid))
             case wire.GetWorkflow(request_id=rid, workflow_id=workflow_id):
                 workflow = await workflows.workflow_view(self, workflow_id)
+                if workflow is not None and owners.limited_to(self, peer) is not None:
+                    steps = await self.find([s.job_id for s in workflow.steps])
+                    if len(owners.visible(self, peer, steps)) < len(steps):
+                        workflow = None  # another client's: as if it did not exist
                 self.send(peer, wire.WorkflowReply(rid, workflow))
 
     def send(self, peer: bytes, message: wire.Message) -> None:

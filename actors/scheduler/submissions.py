@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from actors.lifecycle import FAILED, PENDING, QUEUED, SUCCEEDED, UPSTREAM_FAILED
-from actors.scheduler import waits
+from actors.scheduler import owners, waits
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
@@ -39,7 +39,7 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
             return
     await load_keys(sched, [s.idempotency_key for s in request.jobs if s.idempotency_key])
     parent_ids = {p for spec in request.jobs for p in spec.depends_on}
-    parents = await sched.find(parent_ids)
+    parents = owners.visible(sched, peer, await sched.find(parent_ids))
     unknown = sorted(parent_ids - parents.keys())
     if unknown:
         shown = ", ".join(map(str, unknown[:10]))
@@ -51,6 +51,12 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
         )
         return
 
+    owner = owners.owner_of(sched, peer)
+    taken = await keys_of_others(sched, peer, request.jobs)
+    if taken:
+        text = f"idempotency key {taken!r} is another client's: choose keys of your own"
+        sched.send(peer, wire.ErrorReply("key_taken", text, rid))
+        return
     ops, effects = Ops(), Effects()
     ids: list[int] = []
     existing: list[bool] = []
@@ -60,7 +66,7 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
             ids.append(known)
             existing.append(True)
             continue
-        job = table.create(spec, ops)
+        job = table.create(spec, ops, owner=owner)
         ids.append(job.id)
         existing.append(False)
         place_new(sched, job, parents, ops, effects)
@@ -113,6 +119,19 @@ def queue_child(
         job.parent_results = results
     sched.table.move(job, QUEUED, ops)
     effects.ready.append(job)
+
+
+async def keys_of_others(sched: SchedulerCore, peer: bytes, specs: list[wire.JobSpec]) -> str:
+    """An idempotency key among ``specs`` that names a job ``peer`` may not see ("" if
+    none): one client's key must not hand it another client's job."""
+    if owners.limited_to(sched, peer) is None:
+        return ""
+    by_key = sched.table.by_key
+    known = {k: by_key[k] for s in specs if (k := s.idempotency_key) and k in by_key}
+    if not known:
+        return ""
+    mine = owners.visible(sched, peer, await sched.find(known.values()))
+    return next((key for key, job_id in known.items() if job_id not in mine), "")
 
 
 async def load_keys(sched: SchedulerCore, keys: list[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from actors.scheduler import owners
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.job import Job
 from transport import protocol as wire
@@ -15,7 +16,7 @@ from transport import protocol as wire
 async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
     # A job named twice is waited for once: the work per frame follows the distinct jobs.
     job_ids = list(dict.fromkeys(request.job_ids))
-    jobs = await sched.find(job_ids)
+    jobs = owners.visible(sched, peer, await sched.find(job_ids))
     unknown = [i for i in job_ids if i not in jobs]
     if unknown:
         sched.send(

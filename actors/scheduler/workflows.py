@@ -15,7 +15,7 @@ from collections import deque
 import msgspec
 
 from actors.lifecycle import JobState
-from actors.scheduler import submissions
+from actors.scheduler import owners, submissions
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
@@ -41,6 +41,11 @@ async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.Submi
         existing = await _workflow_by_key(sched, key)
         if existing is not None:
             workflow_id, step_ids = existing
+            steps = await sched.find(step_ids.values())
+            if len(owners.visible(sched, peer, steps)) < len(steps):
+                text = f"idempotency key {key!r} is another client's: choose keys of your own"
+                _refuse(sched, peer, "key_taken", text, rid)
+                return
             sched.send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids, existing=True))
             return
     for step in request.steps:
@@ -58,7 +63,7 @@ async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.Submi
             )
             return
     external = {p for step in request.steps for p in step.job.depends_on}
-    unknown = sorted(external - (await sched.find(external)).keys())
+    unknown = sorted(external - owners.visible(sched, peer, await sched.find(external)).keys())
     if unknown:
         shown = ", ".join(map(str, unknown[:10]))
         _refuse(
@@ -93,7 +98,7 @@ async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> Non
             step = request.steps[i]
             depends_on = [*step.job.depends_on, *(step_ids[name] for name in step.after)]
             spec = msgspec.structs.replace(step.job, depends_on=depends_on)
-            job = table.create(spec, ops, workflow_id, step.name)
+            job = table.create(spec, ops, workflow_id, step.name, owners.owner_of(sched, peer))
             step_ids[step.name] = job.id
             parents[job.id] = job  # later steps wait on it: it is not settled
             submissions.place_new(sched, job, parents, ops, effects)

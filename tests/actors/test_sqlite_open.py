@@ -33,11 +33,12 @@ def header(path: Path) -> tuple[bytes, int, int]:
     ("user_version", "refusal"),
     [
         (0, "has tables but no corral schema version"),
-        # Programs number their own schemas with user_version too: 1 to 3 are corral's
+        # Programs number their own schemas with user_version too: 1 to 4 are corral's
         # versions, but a corral database of any version has a jobs table.
         (1, "not a corral database"),
         (2, "not a corral database"),
         (3, "not a corral database"),
+        (4, "not a corral database"),
     ],
 )
 async def test_another_programs_database_is_refused_without_being_changed(

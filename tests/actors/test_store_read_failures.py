@@ -31,6 +31,7 @@ class LosesItsSession(MemoryStore):
         queue: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        owner: str | None = None,
     ) -> list[Job]:
         raise StoreLost(self.where, "the database session ended while reading")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from actors.client import AsyncClient, job_spec
-from actors.errors import SchedulerUnreachable
+from actors.errors import RequestRefused, SchedulerUnreachable
 from actors.keys import client_keys, keygen
 from tests.e2e.test_startup import Run, assert_one_line_failure, start_line
 from tests.helpers.cluster import Cluster
@@ -231,3 +231,45 @@ async def test_after_a_restart_only_the_key_a_lease_was_granted_to_can_claim_it(
     assert view is not None
     assert (view.token, view.attempts) == (1, 1), "adopted by w0, run once"
     assert [r["token"] for r in read_ledger(cluster.ledger)] == [1]
+
+
+def client_as(cluster: Cluster, name: str) -> AsyncClient:
+    assert cluster.keys is not None
+    return AsyncClient(
+        cluster.address,
+        connect_timeout=10.0,
+        key=cluster.secrets / f"{name}.key_secret",
+        server_key=cluster.keys / "scheduler.key",
+    )
+
+
+async def test_a_client_key_sees_and_touches_only_the_jobs_it_submitted(cluster: Cluster) -> None:
+    cluster.use_keys()
+    cluster.key("alice", "clients")
+    cluster.key("bob", "clients")
+    cluster.start()  # no workers: the jobs stay QUEUED
+    async with client_as(cluster, "alice") as alice, client_as(cluster, "bob") as bob:
+        mine = await alice.submit("record", ["alice's"], idempotency_key="alice-1")
+        theirs = await bob.submit("record", ["bob's"])
+        assert await bob.job(mine) is None, "another client's job is as if it did not exist"
+        assert [j.job_id for j in await bob.jobs()] == [theirs]
+        assert await bob.cancel([mine]) == {mine: "NOT_FOUND"}
+        with pytest.raises(RequestRefused, match="no such job"):
+            await bob.wait([mine], timeout=5)
+        with pytest.raises(RequestRefused, match="is another client's"):
+            await bob.submit("record", ["x"], idempotency_key="alice-1")
+        with pytest.raises(RequestRefused, match="do not exist"):
+            await bob.submit("record", ["x"], depends_on=[mine])
+        hello = wire.ClientHello(wire.PROTOCOL_VERSION)
+        watches = await ask_as(
+            cluster, "bob", hello, wire.Subscribe(8, mine), wire.Subscribe(9, None)
+        )
+        refused = sorted((r.request_id, r.code) for r in watches if isinstance(r, wire.ErrorReply))
+        assert refused == [(8, "not_found"), (9, "not_found")], watches
+        view = await alice.job(mine)
+        assert view is not None
+        assert view.status == "QUEUED", "untouched by bob"
+        assert [j.job_id for j in await alice.jobs()] == [mine]
+        assert await alice.cancel([mine]) == {mine: "CANCELLED"}
+    async with cluster.client() as admin:  # an admin key sees every job
+        assert sorted(j.job_id for j in await admin.jobs()) == sorted([mine, theirs])

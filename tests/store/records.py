@@ -83,6 +83,7 @@ def full_job(job_id: int) -> Job:
         backoff=wire.Backoff(0.5, 3.0, 120.0),
         workflow_id=42,
         step="fetch",
+        owner="rq:8>client-key-in-z85.........0123456789",
         parent_results=[wire.ParentResult(1, "s", msgspec.Raw(_pack(1)))],
         queued_at=123.0,
         peer=b"peer-id",

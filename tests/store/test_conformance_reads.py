@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from actors.lifecycle import JobState
@@ -254,3 +255,21 @@ async def test_a_database_keeps_its_identity_and_another_one_has_its_own(
     assert (await store.recover()).database_id == database_id
     other = await store_factory.open()
     assert (await other.recover()).database_id not in ("", database_id)
+
+
+async def test_list_jobs_by_owner_shows_only_that_submitters_jobs(
+    store_factory: StoreFactory,
+) -> None:
+    store = await store_factory.open()
+    owners = ["", "alice", "bob", "alice", "bob", "alice"]
+    await commit(
+        store,
+        inserts=[msgspec.structs.replace(job(i + 1, Q), owner=o) for i, o in enumerate(owners)],
+    )
+    for _ in range(2):
+        alice = await store.list_jobs(owner="alice")
+        assert [(j.id, j.owner) for j in alice] == [(6, "alice"), (4, "alice"), (2, "alice")]
+        assert [j.id for j in await store.list_jobs(owner="bob", before=5)] == [3]
+        assert [j.id for j in await store.list_jobs(owner="")] == [1]
+        assert len(await store.list_jobs()) == 6
+        store = await store_factory.restart(store)

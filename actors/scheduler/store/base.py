@@ -133,9 +133,11 @@ class StoreBackend(abc.ABC):
         queue: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        owner: str | None = None,
     ) -> list[Job]:
-        """Newest first (by id): the jobs matching every filter given, with an id below
-        ``before`` when given (keyset paging), at most ``limit`` (>= 0; 0 gives none)."""
+        """Newest first (by id): the jobs matching every filter given (``owner``: the
+        submitter's key), with an id below ``before`` when given (keyset paging), at most
+        ``limit`` (>= 0; 0 gives none)."""
 
     @abc.abstractmethod
     async def job_ids(self, status: JobState) -> list[int]:

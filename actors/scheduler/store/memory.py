@@ -140,6 +140,7 @@ class MemoryStore(StoreBackend):
         queue: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        owner: str | None = None,
     ) -> list[Job]:
         found: list[Job] = []
         if limit <= 0:
@@ -150,6 +151,7 @@ class MemoryStore(StoreBackend):
                 (status is None or job.status == status)
                 and (queue is None or job.queue == queue)
                 and (before is None or job_id < before)
+                and (owner is None or job.owner == owner)
             ):
                 found.append(_fresh(job))
                 if len(found) >= limit:

@@ -158,6 +158,7 @@ class PostgresStore(StoreBackend):
         queue: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        owner: str | None = None,
     ) -> list[Job]:
         where: list[str] = []
         args: list[Any] = []
@@ -165,6 +166,7 @@ class PostgresStore(StoreBackend):
             ("status = ", status),
             ("queue = ", text_in(queue)),
             ("id < ", before),
+            ("owner = ", owner),
         ):
             if value is not None:
                 args.append(value)

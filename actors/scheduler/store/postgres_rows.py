@@ -149,6 +149,7 @@ def job_record(job: Job) -> tuple[Any, ...]:
         backoff.cap if backoff else None,
         job.workflow_id,
         text_in(job.step),
+        job.owner,
     )
 
 
@@ -156,7 +157,7 @@ def job_from_record(row: Any) -> Job:
     """Rebuild a job from a ``JOB_COLUMNS`` row."""
     (job_id, task, args, kwargs, priority, queue, depends_on, max_retries, key, timeout,
      created_at, status, attempts, token, worker, started_at, finished_at, not_before,
-     result, error, base, factor, cap, workflow_id, step) = row  # fmt: skip
+     result, error, base, factor, cap, workflow_id, step, owner) = row  # fmt: skip
     return Job(
         id=job_id,
         task=text_out(task),  # type: ignore[arg-type]
@@ -181,6 +182,7 @@ def job_from_record(row: Any) -> Job:
         backoff=wire.Backoff(base, factor, cap) if base is not None else None,
         workflow_id=workflow_id,
         step=text_out(step),
+        owner=owner,
         seq=job_id,
     )
 

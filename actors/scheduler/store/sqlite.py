@@ -249,10 +249,16 @@ class SqliteStore(StoreBackend):
         queue: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        owner: str | None = None,
     ) -> list[Job]:
         where: list[str] = []
         params: list[Any] = []
-        for clause, value in (("status = ?", status), ("queue = ?", queue), ("id < ?", before)):
+        for clause, value in (
+            ("status = ?", status),
+            ("queue = ?", queue),
+            ("id < ?", before),
+            ("owner = ?", owner),
+        ):
             if value is not None:
                 where.append(clause)
                 params.append(value)

@@ -72,6 +72,7 @@ def job_params(job: Job) -> tuple[Any, ...]:
         backoff.cap if backoff else None,
         job.workflow_id,
         job.step,
+        job.owner,
     )
 
 

@@ -96,7 +96,13 @@ CREATE TABLE corral_meta (
 INSERT INTO corral_meta VALUES ('database_id', lower(hex(randomblob(16))));
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3]
+# Step 4: who submitted a job (issue 16): the public key of its client, so a client key
+# reads, waits for and cancels only its own jobs ("": submitted without keys).
+_STEP_4 = """
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4]
 
 # The database's identity (step 3).
 DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"
@@ -112,7 +118,8 @@ SCHEMA = "".join(STEPS)
 JOB_COLUMNS = (
     "id, task, args, kwargs, priority, queue, depends_on, max_retries, idempotency_key, "
     "timeout, created_at, status, attempts, token, worker, started_at, finished_at, "
-    "not_before, result, error, backoff_base, backoff_factor, backoff_cap, workflow_id, step"
+    "not_before, result, error, backoff_base, backoff_factor, backoff_cap, workflow_id, step, "
+    "owner"
 )
 # The statements that write rows are built from these names in ``sqlite_rows``.
 
