@@ -25,6 +25,10 @@ Modes (one per run):
                                              versions of the hot path
   --floor --rate R --duration S              no corral: two ZeroMQ hops through a forwarder,
                                              the floor under --rate's submit->start
+  --ceiling [--jobs N] [--workers W]         no corral: the throughput mode's work through a
+                                             stripped batch pipeline (bench/ceiling.py)
+  --jobs N --with-ceiling                    throughput, then the ceiling on the same --db,
+                                             side by side with the ratio
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import modes
+from bench import ceiling, modes
 from bench.chaos import CHAOS_TIMINGS, Faults, run_chaos
 from bench.dag import run_dag
 from bench.floor import run_floor
@@ -165,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dag", action="store_true", help="DAG mode (see above)")
     parser.add_argument("--inproc", action="store_true", help="in-process mode (see above)")
     parser.add_argument("--floor", action="store_true", help="transport floor (see above)")
+    parser.add_argument("--ceiling", action="store_true", help="stripped pipeline (see above)")
+    parser.add_argument(
+        "--with-ceiling", action="store_true", help="throughput: the ceiling's figure beside"
+    )
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
@@ -177,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         return report(uvloop.run(run_inproc(args.jobs, args.concurrency)), args, console)
     if args.floor:
         return report(run_floor(args.rate or 200.0, args.duration), args, console)
+    if args.ceiling:
+        return report(
+            ceiling.run_ceiling(args.jobs, args.workers, args.concurrency, args.db, args.timeout),
+            args,
+            console,
+        )
     if args.chaos:
         return chaos(args, console)
     if args.dag:
@@ -207,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                 c, args.jobs, args.workers, args.concurrency, p, args.status_every, args.timeout
             ),
         )
+        if args.with_ceiling:
+            with console.status("the ceiling: the same jobs through the stripped pipeline"):
+                stripped = ceiling.run_ceiling(
+                    args.jobs, args.workers, args.concurrency, args.db, args.timeout
+                )
+            result = ceiling.beside(result, stripped)
     return report(result, args, console)
 
 

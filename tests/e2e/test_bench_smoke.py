@@ -88,3 +88,25 @@ def test_scaling_chaos_and_dag_modes_complete() -> None:
     assert dag["wide"]["succeeded"] == 150
     assert dag["chain"]["succeeded"] == 20
     assert dag["wide"]["lost"] == dag["chain"]["duplicated"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_ceiling_runs_every_job_once_and_its_database_holds_each_as_succeeded(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    db = ["--db", request.getfixturevalue("postgres_dsn")] if backend == "postgresql" else []
+    result = bench("--ceiling", "--jobs", "600", "--workers", "2", "--concurrency", "8", *db)
+    assert set(result) >= KEYS
+    assert (result["mode"], result["backend"]) == ("ceiling", backend)
+    assert result["completed"] == result["stored_succeeded"] == 600
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    assert result["commits"] >= 2  # the jobs' inserts, then their results
+
+
+def test_a_throughput_run_with_the_ceiling_prints_both_figures_and_their_ratio() -> None:
+    result = bench("--jobs", "500", "--workers", "1", "--with-ceiling")
+    assert result["mode"] == "throughput"
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    assert (result["ceiling_lost"], result["ceiling_duplicated"]) == (0, 0)
+    ratio = result["jobs_per_s"] / result["ceiling_jobs_per_s"]
+    assert result["ratio_to_ceiling"] == pytest.approx(ratio, abs=0.001)
