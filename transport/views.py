@@ -116,6 +116,9 @@ class StatusView(msgspec.Struct, frozen=True):
     throughput_per_s: float = 0.0  # SUCCEEDED per second over the last 60 s
     dead_letters: int = 0  # jobs in FAILED
     cluster: ClusterView | None = None  # None: a single scheduler (SQLite)
+    # "keys": CURVE with a key folder; "insecure": another host may reach it without keys;
+    # "": loopback without keys (only this machine reaches it).
+    security: str = ""
 
 
 class Event(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

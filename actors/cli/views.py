@@ -27,6 +27,13 @@ def status_renderable(status: wire.StatusView, address: str = "") -> Group:
     if status.cluster is not None:
         header.append("\n")
         header.append(cluster_line(status.cluster))
+    if status.security == "insecure":
+        header.append("\n")
+        header.append(
+            "WARNING: this scheduler runs --insecure: anyone who reaches it can act as a "
+            "worker or a client",
+            "bold red",
+        )
     jobs = Table(title="jobs by state", show_edge=False, title_justify="left")
     for state in JobState:
         jobs.add_column(state.value, justify="right")

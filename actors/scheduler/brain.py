@@ -33,7 +33,7 @@ from typing import Any
 
 import strategies
 from actors import metrics
-from actors.config import SchedulerConfig, is_postgres, redact_dsn
+from actors.config import SchedulerConfig, is_loopback, is_postgres, redact_dsn
 from actors.errors import CorralError, StoreError
 from actors.keys import scheduler_keys
 from actors.lifecycle import JobState
@@ -156,6 +156,7 @@ class Brain:
         )
         routes.connect(actors)
         actors.dispatcher.identity = self.scheduler.identity = self.transport.identity
+        self.scheduler.security = security_of(config)
         for edge in (actors.dispatcher, actors.gateway):
             edge.database_id = self.database_id
             edge.database = (
@@ -266,6 +267,13 @@ class Brain:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+
+def security_of(config: SchedulerConfig) -> str:
+    """What the status says of who may talk to this scheduler (``StatusView.security``)."""
+    if config.keys:
+        return "keys"
+    return "" if is_loopback(config.bind) else "insecure"
 
 
 def store_for(config: SchedulerConfig, term: int = 0, name: str = "") -> StoreBackend:

@@ -92,6 +92,7 @@ class Scheduler(Actor):
         self.cluster: Callable[[], wire.ClusterView | None] = lambda: None
         # Who a peer is, as the transport proved it (the brain sets the transport's).
         self.identity: Callable[[bytes], Identity | None] = lambda peer: None
+        self.security = ""  # what the status says of it (wire.StatusView.security)
         self.gateway: Actor
         self.store: Actor
         self.strategy: Actor
@@ -207,6 +208,7 @@ class Scheduler(Actor):
             "throughput_per_s": round(succeeded / 60.0, 2),
             "dead_letters": counts.get("FAILED", 0),
             "cluster": self.cluster(),
+            "security": self.security,
         }
 
     def metrics(self) -> dict[str, Any]:

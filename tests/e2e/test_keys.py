@@ -113,6 +113,9 @@ def test_serving_other_hosts_needs_keys_or_insecure_with_a_warning(procs: Procs)
     assert "corral scheduler on" in start_line(run)
     assert "WARNING: serving tcp://0.0.0.0:" in run.stderr
     assert "without keys (--insecure)" in run.stderr
+    status = corral("status", "--once", "--connect", f"tcp://127.0.0.1:{port}")
+    assert status.returncode == 0, status.stderr
+    assert "WARNING: this scheduler runs --insecure" in " ".join(status.stdout.split())
 
 
 async def ask_as(
