@@ -196,6 +196,25 @@ async def test_a_commit_holding_the_row_finishes_before_the_new_term_and_the_new
     assert await b.peers(seen_within=3600) != []  # the commit of term 1 is there for term 2
 
 
+async def test_the_leaders_renewals_never_wait_behind_its_own_commits(
+    elect: Elect, store: Open
+) -> None:
+    """A commit in flight holds the fence's row lock; a renewal of the same term, on the
+    election's own session, must not wait for it (it did with FOR SHARE: a long commit on
+    a loaded machine made a lone leader miss its renewals and lose its own term)."""
+    a = await elect("a", ttl=30.0)
+    assert await a.acquire() == 1
+    own = await store("a", 1)
+    assert own.conn is not None
+    transaction = own.conn.transaction()
+    await transaction.start()  # a commit that passed its fence, still writing
+    try:
+        assert tuple(await own.conn.fetchrow(FENCE)) == (1, True)
+        assert await asyncio.wait_for(a.renew(1), 5.0), "renewed while the commit runs"
+    finally:
+        await transaction.rollback()
+
+
 async def test_a_leader_stuck_in_a_commit_past_its_term_has_its_sessions_ended(
     elect: Elect, store: Open
 ) -> None:

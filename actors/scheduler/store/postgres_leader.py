@@ -10,11 +10,15 @@ the database's clock (``clock_timestamp()``), never a scheduler's: no clock skew
   At start-up a scheduler may also take a term held at its own address (a predecessor
   that died there: binding the address proved nobody listens on it any more).
 - Renew (the leader): only its own, unexpired term; 0 rows means it lost it.
-- Fence: the first statement of every commit of the leader reads the row ``FOR SHARE``
-  and refuses the commit (``NotLeaderAnymore``, nothing of it applied) unless the term is
-  still its own and unexpired. ``FOR SHARE`` conflicts with the acquiring ``UPDATE``: a
-  new term starts only after every commit of the old one is done or refused, so the new
-  leader loads everything the old one committed.
+- Fence: the first statement of every commit of the leader reads the row ``FOR KEY
+  SHARE`` and refuses the commit (``NotLeaderAnymore``, nothing of it applied) unless the
+  term is still its own and unexpired. An acquire locks the row ``FOR UPDATE`` first,
+  which conflicts with ``FOR KEY SHARE``: a new term starts only after every commit of the
+  old one is done or refused, so the new leader loads everything the old one committed.
+  A renewal is a plain ``UPDATE`` of a column that is not a key (``FOR NO KEY UPDATE``),
+  which does not conflict with ``FOR KEY SHARE``: the leader's renewals never wait behind
+  its own commits (with ``FOR SHARE`` they did, and a long commit on a loaded machine made
+  a lone leader miss its renewals and lose its own term).
 - A predecessor paused or cut off in the middle of a commit keeps its share lock until
   its session ends, which could be never (a stopped process's kernel still answers TCP).
   An acquire that waits on the row longer than ``ROW_LOCK_WAIT_S`` for an expired holder
@@ -47,9 +51,11 @@ FORGET_AFTER_S = 60.0
 
 _SECONDS = "make_interval(secs => $3::float8)"
 ACQUIRE = f"""
+WITH locked AS (SELECT id FROM corral_leader WHERE id = 1 FOR UPDATE)
 UPDATE corral_leader SET term = term + 1, holder = $1, address = $2,
     expires_at = clock_timestamp() + {_SECONDS}
-WHERE id = 1 AND (expires_at < clock_timestamp() OR ($4::bool AND address = $2))
+WHERE id = (SELECT id FROM locked)
+    AND (expires_at < clock_timestamp() OR ($4::bool AND address = $2))
 RETURNING term
 """
 RENEW = f"""
@@ -64,7 +70,7 @@ LEADER = """
 SELECT term, coalesce(address, ''), expires_at > clock_timestamp() FROM corral_leader
 WHERE id = 1
 """
-FENCE = "SELECT term, expires_at > clock_timestamp() FROM corral_leader WHERE id = 1 FOR SHARE"
+FENCE = "SELECT term, expires_at > clock_timestamp() FROM corral_leader WHERE id = 1 FOR KEY SHARE"
 # Who holds a term an acquire may take (as ACQUIRE's condition): the sessions to end.
 STALE_HOLDER = """
 SELECT holder, term FROM corral_leader
