@@ -8,12 +8,22 @@ is the store's business (``actors.scheduler.store``). Its state changes only thr
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
 from actors.lifecycle import JobState
 from transport import protocol as wire
+
+# A lease records its worker as NAME@KEY when keys are on (the dispatcher's
+# ``_leased_as``): views show NAME; the key stays in the database, for adoption.
+_KEYED_NAME = re.compile(r"@[0-9A-Za-z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+
+
+def shown_worker(name: str | None) -> str | None:
+    """A lease's worker as views show it: its name without the key it is bound to."""
+    return _KEYED_NAME.sub("", name) if name else name
 
 
 class Job(msgspec.Struct, gc=False):
@@ -83,7 +93,7 @@ class Job(msgspec.Struct, gc=False):
             self.attempts,
             self.max_retries,
             self.token,
-            self.worker,
+            shown_worker(self.worker),
             list(self.depends_on),
             self.idempotency_key,
             self.created_at,

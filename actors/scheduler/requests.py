@@ -13,7 +13,7 @@ from actors.lifecycle import LIVE, JobState
 from actors.scheduler import owners, workflows
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
-from actors.scheduler.job import Job
+from actors.scheduler.job import Job, shown_worker
 from actors.scheduler.messages import RevokeLease, Send
 from actors.scheduler.ops import Ops
 from actors.scheduler.store.actor import read
@@ -100,13 +100,18 @@ async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -
 async def view_with_history(sched: SchedulerCore, job: Job) -> wire.JobView:
     attempts = await read(sched.store, StoreBackend.attempts, job.id)
     history = [
-        wire.AttemptView(a.token, a.worker, a.started_at, a.finished_at, a.outcome, a.error)
+        wire.AttemptView(
+            a.token, shown_worker(a.worker), a.started_at, a.finished_at, a.outcome, a.error
+        )
         for a in attempts
     ]
     if job.status is JobState.SUCCEEDED:
         history.append(
-            wire.AttemptView(job.token, job.worker, job.started_at, job.finished_at, "succeeded")
+            wire.AttemptView(
+                job.token, shown_worker(job.worker), job.started_at, job.finished_at, "succeeded"
+            )
         )
     elif job.status is JobState.RUNNING:
-        history.append(wire.AttemptView(job.token, job.worker, job.started_at, None, "running"))
+        worker = shown_worker(job.worker)
+        history.append(wire.AttemptView(job.token, worker, job.started_at, None, "running"))
     return msgspec.structs.replace(job.view(), history=history)

@@ -8,10 +8,12 @@ import stat
 from pathlib import Path
 
 import pytest
+import zmq
 import zmq.auth
 
 from actors.errors import ConfigError
 from actors.keys import KeyRing, client_keys, keygen
+from actors.scheduler.job import shown_worker
 
 
 def role_key(folder: Path, role: str, name: str, secrets: Path) -> str:
@@ -123,3 +125,11 @@ def test_client_keys_come_in_pairs_and_must_be_the_right_files(
     os.chmod(tmp_path / "garbage.key_secret", 0o600)
     with pytest.raises(ConfigError, match="key file"):
         client_keys(str(tmp_path / "garbage.key_secret"), server)
+
+
+def test_a_lease_bound_to_a_key_is_shown_by_its_workers_name() -> None:
+    key = zmq.curve_keypair()[0].decode()
+    assert shown_worker(f"w0@{key}") == "w0"
+    assert shown_worker(f"me@host@{key}") == "me@host"
+    assert shown_worker("me@host") == "me@host", "a name with @ and no key stays whole"
+    assert shown_worker(None) is None
