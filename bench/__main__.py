@@ -44,7 +44,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import ceiling, modes
+from bench import ceiling, curve, modes
 from bench.chaos import CHAOS_TIMINGS, Faults, run_chaos
 from bench.dag import run_dag
 from bench.floor import run_floor
@@ -69,9 +69,11 @@ def run_once(
     console: Console,
     mode: Callable[[Cluster, Progress], Coroutine[Any, Any, dict[str, Any]]],
     scheduler_args: tuple[str, ...] = (),
+    curve: bool = False,
 ) -> dict[str, Any]:
-    """One mode on a fresh cluster; adds the independently counted lost/duplicated."""
-    cluster = Cluster(("--strategy", args.strategy, *scheduler_args), db=args.db)
+    """One mode on a fresh cluster (``curve``: every process with a key); adds the
+    independently counted lost/duplicated."""
+    cluster = Cluster(("--strategy", args.strategy, *scheduler_args), db=args.db, curve=curve)
     try:
         cluster.start_scheduler()
         with progress_bar(console) as progress:
@@ -173,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--with-ceiling", action="store_true", help="throughput: the ceiling's figure beside"
     )
+    parser.add_argument(
+        "--curve", action="store_true", help="throughput or --rate without and with CURVE keys"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--curve: interleaved rounds (2)")
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
@@ -197,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         return dag(args, console)
     if args.scale:
         return scale(args, console)
+    if args.curve:
+        compared = curve.compare(args.rounds, lambda keyed: one_mode(args, console, keyed), console)
+        return report(compared, args, console)
     if args.rate:
         result = run_once(
             args,
@@ -228,6 +237,27 @@ def main(argv: list[str] | None = None) -> int:
                 )
             result = ceiling.beside(result, stripped)
     return report(result, args, console)
+
+
+def one_mode(args: argparse.Namespace, console: Console, keyed: bool) -> dict[str, Any]:
+    """One run of throughput, or of --rate when given, with CURVE keys or not."""
+    if args.rate:
+        return run_once(
+            args,
+            console,
+            lambda c, p: modes.steady_rate(
+                c, args.rate, args.duration, args.workers, args.concurrency, p
+            ),
+            curve=keyed,
+        )
+    return run_once(
+        args,
+        console,
+        lambda c, p: modes.throughput(
+            c, args.jobs, args.workers, args.concurrency, p, 0.0, args.timeout
+        ),
+        curve=keyed,
+    )
 
 
 def report(result: dict[str, Any], args: argparse.Namespace, console: Console) -> int:

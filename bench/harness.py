@@ -91,8 +91,11 @@ class Cluster:
         scheduler_args: tuple[str, ...] = (),
         directory: Path | None = None,
         db: str | None = None,
+        curve: bool = False,
     ) -> None:
-        """``db``: the scheduler's --db (a PostgreSQL DSN); default a new SQLite file."""
+        """``db``: the scheduler's --db (a PostgreSQL DSN); default a new SQLite file.
+        ``curve``: every process with a CURVE key (the scheduler's folder, one worker key
+        shared by the workers, an admin key for the bench's clients)."""
         self.dir = directory or Path(tempfile.mkdtemp(prefix="corral-bench-"))
         self.address = os.environ.get("CORRAL_BENCH_ADDRESS") or free_address()
         self.db = db or str(self.dir / "corral.db")
@@ -104,6 +107,29 @@ class Cluster:
         self.scheduler_args = scheduler_args
         self.scheduler: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.keys = self.dir / "keys" if curve else None
+        if self.keys is not None:
+            from actors.keys import keygen
+
+            keygen("scheduler", self.keys)
+            for name, role in (("bench-worker", "workers"), ("bench-client", "admins")):
+                public, _ = keygen(name, self.dir / "secrets")
+                (self.keys / role).mkdir()
+                public.rename(self.keys / role / public.name)
+
+    def key_flags(self, name: str) -> list[str]:
+        """--key/--server-key for a process using key ``name`` ([] without CURVE)."""
+        if self.keys is None:
+            return []
+        secret = self.dir / "secrets" / f"{name}.key_secret"
+        return ["--key", str(secret), "--server-key", str(self.keys / "scheduler.key")]
+
+    def client_options(self) -> dict[str, Path]:
+        """AsyncClient's key= and server_key= for the bench's clients ({} without CURVE)."""
+        if self.keys is None:
+            return {}
+        secret = self.dir / "secrets" / "bench-client.key_secret"
+        return {"key": secret, "server_key": self.keys / "scheduler.key"}
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with open(self.dir / f"{name}.log", "ab") as log:
@@ -128,6 +154,7 @@ class Cluster:
             str(self.db),
             "--metrics-port",
             str(self.metrics_port),
+            *(("--keys", str(self.keys)) if self.keys else ()),
             *self.scheduler_args,
         )
         wait_for_port(self.address, self.scheduler, 20, self.dir / "scheduler.log")
@@ -140,7 +167,7 @@ class Cluster:
         for _ in range(n):
             i = len(self.workers)
             args = ["worker", module, "--connect", self.address, "--concurrency", str(concurrency)]
-            args += ["--pool", pool]
+            args += ["--pool", pool, *self.key_flags("bench-worker")]
             self.workers.append(self._spawn(f"worker-{i}", *args, "--name", f"bench-{i}"))
 
     def scheduler_histograms(self) -> dict[str, dict[str, float | None]]:

@@ -77,7 +77,9 @@ async def throughput(
     cluster.start_workers(workers, concurrency)
     bar = progress.add_task(f"{jobs:,} jobs on {workers} worker(s)", total=jobs)
     polls = 0
-    async with AsyncClient(cluster.address, connect_timeout=20, request_timeout=timeout) as client:
+    async with AsyncClient(
+        cluster.address, connect_timeout=20, request_timeout=timeout, **cluster.client_options()
+    ) as client:
         await wait_for_workers(client, workers)
         poller = None
         if status_every:
@@ -130,7 +132,9 @@ async def steady_rate(
     submitted_at: dict[int, float] = {}
     noop = job_spec("bench.noop")
     done_at: dict[int, float] = {}
-    async with AsyncClient(cluster.address, connect_timeout=20) as client:
+    async with AsyncClient(
+        cluster.address, connect_timeout=20, **cluster.client_options()
+    ) as client:
         await wait_for_workers(client, workers)
 
         async def one() -> None:
@@ -180,7 +184,9 @@ async def backlog(
 ) -> dict[str, Any]:
     """Enqueue ``jobs`` with no worker connected, then start workers and time the drain."""
     bar = progress.add_task(f"enqueue {jobs:,} with no workers", total=jobs)
-    async with AsyncClient(cluster.address, connect_timeout=20, request_timeout=timeout) as client:
+    async with AsyncClient(
+        cluster.address, connect_timeout=20, request_timeout=timeout, **cluster.client_options()
+    ) as client:
         started = time.perf_counter()
         ids = await submit_all(client, jobs, lambda chunk: progress.advance(bar, len(chunk)))
         enqueue_seconds = time.perf_counter() - started

@@ -110,3 +110,17 @@ def test_a_throughput_run_with_the_ceiling_prints_both_figures_and_their_ratio()
     assert (result["ceiling_lost"], result["ceiling_duplicated"]) == (0, 0)
     ratio = result["jobs_per_s"] / result["ceiling_jobs_per_s"]
     assert result["ratio_to_ceiling"] == pytest.approx(ratio, abs=0.001)
+
+
+def test_the_curve_comparison_runs_both_ways_and_loses_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--curve", "--jobs", "300", "--workers", "1",
+         "--rounds", "1", "--json"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["mode"] == "curve"
+    assert result["jobs_per_s_plain"] > 0
+    assert result["jobs_per_s_curve"] > 0
+    assert (result["lost"], result["duplicated"]) == (0, 0)
