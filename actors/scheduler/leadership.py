@@ -76,8 +76,11 @@ class Leadership:
 
     def known_leader(self) -> tuple[str, int]:
         """Where the leader is and its term, as a standby last read them ("" while no
-        term is live: an election is on)."""
-        return (self.leader.address if self.leader.live else "", self.leader.term)
+        term is live: an election is on). Never this scheduler's own address: a standby
+        that last read itself as the leader is one that has just lost its term without
+        reading the row since (cut off from the database), so it knows of no leader."""
+        live = self.leader.live and self.leader.address != self.address
+        return (self.leader.address if live else "", self.leader.term)
 
     def cluster(self) -> wire.ClusterView | None:
         return self.view
@@ -101,7 +104,7 @@ class Leadership:
             self.leader = await asyncio.wait_for(self.election.leader(), ATTEMPT_TIMEOUT_S)
             await asyncio.wait_for(self._beat("standby"), ATTEMPT_TIMEOUT_S)
         except (StoreError, TimeoutError) as exc:
-            self._warn("standing by without the database: %s", exc or "no answer")
+            self._warn("standing by without the database: %s", str(exc) or "no answer")
         return None
 
     async def campaign(self, on_leader: Callable[[tuple[str, int]], None] | None = None) -> Term:
@@ -136,7 +139,7 @@ class Leadership:
             try:
                 kept = await asyncio.wait_for(self.election.renew(term.number), deadline - sent)
             except (StoreError, TimeoutError) as exc:
-                self._warn("could not renew term %d: %s", term.number, exc or "no answer")
+                self._warn("could not renew term %d: %s", term.number, str(exc) or "no answer")
                 continue
             if not kept:
                 return NotLeaderAnymore(

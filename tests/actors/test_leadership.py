@@ -116,6 +116,21 @@ async def test_a_leader_that_cannot_renew_gives_up_its_term_when_its_own_clock_s
     assert election.sent == pytest.approx([0.5, 1.0, 1.5]), "a try every quarter of the TTL"
 
 
+async def test_a_leader_cut_off_from_the_database_stands_by_naming_no_leader_not_itself(
+    leadership: Leadership, election: Scripted, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    election.then = TimeoutError()  # what a renewal on a silent link ends with
+    election.acquisitions = [None, 2]
+    assert await leadership.attempt() is None  # the row says another leads (term 1)
+    assert await leadership.attempt() == Term(2, since=clock.now)
+    lost = await leadership.hold(Term(2, since=clock.now))
+    assert "term 2 lapsed by this scheduler's own clock" in str(lost)
+    # Its last reading of the row is its own term: as a standby it names no leader until
+    # it reads the row again, never itself (workers asking it try the next address).
+    assert leadership.known_leader() == ("", 2)
+    assert "could not renew term 2: no answer" in caplog.text
+
+
 async def test_the_term_is_counted_from_before_the_last_good_renewal_was_sent(
     leadership: Leadership, election: Scripted, clock: Clock
 ) -> None:
