@@ -314,11 +314,13 @@ class JobTable:
 
     def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
         """After a scheduler restart, a reconnecting worker still holds this lease: keep it.
-        Idempotent: the same worker claiming it again (a repeated hello) is accepted again."""
+        Idempotent: the same worker claiming it again (a repeated hello) is accepted again,
+        also from another connection, which then holds it (a worker searching for a new
+        leader may leave a hello on a connection it gives up and come back on another)."""
         job = self.jobs.get(job_id)
         if job is None or job.status is not RUNNING or job.token != token:
             return False
-        if job.peer is not None and job.peer != peer:
+        if job.peer is not None and job.peer != peer and job.worker != worker:
             return False
         job.peer = peer
         job.worker = worker
