@@ -23,6 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 
@@ -51,6 +52,17 @@ STEP_DOWN_EARLY = 1 / 8
 # (a try is a few milliseconds, or ROW_LOCK_WAIT_S twice when it ends a stale leader's
 # sessions).
 ATTEMPT_TIMEOUT_S = 5.0
+
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or TimeoutError after ``seconds``. Not ``asyncio.wait_for``:
+    on Python 3.11 that swallows a cancellation that arrives as the awaitable finishes, and
+    a cancelled ``hold`` would then renew a term nobody serves, forever."""
+    async with asyncio.timeout(max(0.0, seconds)):
+        return await awaitable
 
 
 class Term(msgspec.Struct, frozen=True):
@@ -100,17 +112,15 @@ class Leadership:
         once at start-up); on failure, read who leads and write the standby's presence."""
         since = self.clock()
         try:
-            number = await asyncio.wait_for(
-                self.election.acquire(reclaim=reclaim), ATTEMPT_TIMEOUT_S
-            )
+            number = await within(ATTEMPT_TIMEOUT_S, self.election.acquire(reclaim=reclaim))
             if number is not None:
                 self.leader = LeaderRecord(number, self.address, True)
                 self.view = wire.ClusterView(
                     self.address, number, [wire.SchedulerView(self.address, "leader", 0.0)]
                 )
                 return Term(number, since)
-            self.leader = await asyncio.wait_for(self.election.leader(), ATTEMPT_TIMEOUT_S)
-            await asyncio.wait_for(self._beat("standby"), ATTEMPT_TIMEOUT_S)
+            self.leader = await within(ATTEMPT_TIMEOUT_S, self.election.leader())
+            await within(ATTEMPT_TIMEOUT_S, self._beat("standby"))
         except (StoreError, TimeoutError) as exc:
             self._warn("standing by without the database: %s", str(exc) or "no answer")
         return None
@@ -146,7 +156,7 @@ class Leadership:
                     f"succeeded for {held_for:g} s of its {self.ttl:g} s (--leader-ttl)",
                 )
             try:
-                kept = await asyncio.wait_for(self.election.renew(term.number), deadline - sent)
+                kept = await within(deadline - sent, self.election.renew(term.number))
             except (StoreError, TimeoutError) as exc:
                 self._warn("could not renew term %d: %s", term.number, str(exc) or "no answer")
                 continue
@@ -159,7 +169,7 @@ class Leadership:
                 # Bounded, so a database that stops answering here is still noticed in time.
                 left = renewed_at + held_for - self.clock()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._beat("leader", term.number), max(0.0, left))
+                    await within(left, self._beat("leader", term.number))
 
     async def _taken(self, number: int) -> str:
         try:
@@ -175,7 +185,7 @@ class Leadership:
     async def resign(self, term: Term) -> None:
         """End ``term`` now so a standby takes over within a poll (best effort)."""
         try:
-            await asyncio.wait_for(self.election.resign(term.number), self.ttl)
+            await within(self.ttl, self.election.resign(term.number))
         except (StoreError, TimeoutError) as exc:
             log.info("could not resign term %d (it lapses by itself): %s", term.number, exc)
 

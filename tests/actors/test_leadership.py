@@ -147,6 +147,30 @@ async def test_the_term_is_counted_from_before_the_last_good_renewal_was_sent(
     assert clock.now == pytest.approx(1.25 + TTL * (1 - STEP_DOWN_EARLY))
 
 
+async def test_a_leader_told_to_stop_holding_stops_even_as_a_renewal_answers(
+    leadership: Leadership, election: Scripted
+) -> None:
+    """The node cancels ``hold`` when its term ends; a renewal answering at that very
+    moment must not swallow the cancellation (Python 3.11's ``asyncio.wait_for`` does),
+    or ``hold`` would renew a term nobody serves, forever, while the node waits for it."""
+    answers: list[asyncio.Future[bool]] = []
+    asked = asyncio.Event()
+
+    async def renew(term: int) -> bool:
+        answers.append(asyncio.get_running_loop().create_future())
+        asked.set()
+        return await answers[-1]
+
+    election.renew = renew  # type: ignore[method-assign]
+    holding = asyncio.ensure_future(leadership.hold(Term(1, since=0.0)))
+    await asked.wait()
+    answers[0].set_result(True)
+    holding.cancel()  # in the same turn: the renewal's answer and the cancellation race
+    done, _ = await asyncio.wait({holding}, timeout=2)
+    assert holding in done, "hold went on renewing after it was cancelled"
+    assert holding.cancelled()
+
+
 async def test_a_renewal_that_finds_the_term_taken_ends_it_at_once_naming_the_taker(
     leadership: Leadership, election: Scripted, clock: Clock
 ) -> None:
