@@ -224,6 +224,10 @@ class TcpProxy:
             self._directions.update(ways)
             try:
                 await asyncio.gather(*(way.pump() for way in ways))
+            except asyncio.CancelledError:
+                # close(): this task is the server's, which would log a cancelled one
+                # as an error. Nothing waits on it but close().
+                pass
             finally:
                 self._directions.difference_update(ways)
                 for w in (writer, up_writer):
