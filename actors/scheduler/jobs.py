@@ -320,15 +320,17 @@ class JobTable:
 
     def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
         """After a scheduler restart, a reconnecting worker still holds this lease: keep it.
-        Idempotent: the same worker claiming it again (a repeated hello) is accepted again.
-        Only the worker the lease was granted to, by name (bound to its key while it is
-        connected), may claim it."""
+        Idempotent: the same worker claiming it again (a repeated hello) is accepted again,
+        also from another connection, which then holds it (a worker searching for a new
+        leader may leave a hello on a connection it gives up and come back on another).
+        Only the worker the lease was granted to may claim it, by name (``NAME@KEY`` with
+        keys: the key it was granted to)."""
         job = self.jobs.get(job_id)
         if job is None or job.status is not RUNNING or job.token != token:
             return False
         if job.worker and job.worker != worker:
             return False
-        if job.peer is not None and job.peer != peer:
+        if not job.worker and job.peer is not None and job.peer != peer:
             return False
         job.peer = peer
         job.worker = worker

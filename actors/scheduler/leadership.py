@@ -6,9 +6,10 @@
 - As the leader (``hold``): renew the term every quarter of the TTL and write its presence
   row, refreshing what ``corral status`` shows of the cluster. ``hold`` returns the moment
   the term is lost: a renewal found it taken, or this scheduler's own monotonic clock says
-  the term has expired since the last renewal that succeeded (counted from before that
-  renewal was sent, so never later than the database's expiry). A leader cut off from the
-  database therefore stops within its term, before a standby can take the next one.
+  the term is about to expire (``STEP_DOWN_EARLY``) since the last renewal that succeeded
+  (counted from before that renewal was sent, so never later than the database's expiry).
+  A leader cut off from the database therefore stops within its term, before a standby
+  can take the next one.
 
 Whatever ``hold`` misses (a pause of the whole process, say), the fencing check at the
 start of every commit catches: a lost term never commits.
@@ -22,6 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 
@@ -39,10 +41,28 @@ POLL_S = 0.25
 BEAT_S = 1.0
 # A scheduler whose presence row is older than this is not listed (gone, or cut off).
 SEEN_S = 5.0
+# The leader stands down by its own clock this fraction of the TTL before its term would
+# expire in the database (0.25 s of the default 2 s), not at the very end: between its
+# clock saying so and its brain being deposed are a few turns of a busy event loop, and a
+# loaded leader cut off from the database was seen welcoming a client 11 ms past the
+# database's expiry without this margin. The renewals at 1/4, 2/4 and 3/4 of the TTL
+# still all get their try.
+STEP_DOWN_EARLY = 1 / 8
 # A standby's try that takes longer is stuck on a dead link: give up, reconnect, try again
 # (a try is a few milliseconds, or ROW_LOCK_WAIT_S twice when it ends a stale leader's
 # sessions).
 ATTEMPT_TIMEOUT_S = 5.0
+
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or TimeoutError after ``seconds``. Not ``asyncio.wait_for``:
+    on Python 3.11 that swallows a cancellation that arrives as the awaitable finishes, and
+    a cancelled ``hold`` would then renew a term nobody serves, forever."""
+    async with asyncio.timeout(max(0.0, seconds)):
+        return await awaitable
 
 
 class Term(msgspec.Struct, frozen=True):
@@ -76,8 +96,11 @@ class Leadership:
 
     def known_leader(self) -> tuple[str, int]:
         """Where the leader is and its term, as a standby last read them ("" while no
-        term is live: an election is on)."""
-        return (self.leader.address if self.leader.live else "", self.leader.term)
+        term is live: an election is on). Never this scheduler's own address: a standby
+        that last read itself as the leader is one that has just lost its term without
+        reading the row since (cut off from the database), so it knows of no leader."""
+        live = self.leader.live and self.leader.address != self.address
+        return (self.leader.address if live else "", self.leader.term)
 
     def cluster(self) -> wire.ClusterView | None:
         return self.view
@@ -89,19 +112,17 @@ class Leadership:
         once at start-up); on failure, read who leads and write the standby's presence."""
         since = self.clock()
         try:
-            number = await asyncio.wait_for(
-                self.election.acquire(reclaim=reclaim), ATTEMPT_TIMEOUT_S
-            )
+            number = await within(ATTEMPT_TIMEOUT_S, self.election.acquire(reclaim=reclaim))
             if number is not None:
                 self.leader = LeaderRecord(number, self.address, True)
                 self.view = wire.ClusterView(
                     self.address, number, [wire.SchedulerView(self.address, "leader", 0.0)]
                 )
                 return Term(number, since)
-            self.leader = await asyncio.wait_for(self.election.leader(), ATTEMPT_TIMEOUT_S)
-            await asyncio.wait_for(self._beat("standby"), ATTEMPT_TIMEOUT_S)
+            self.leader = await within(ATTEMPT_TIMEOUT_S, self.election.leader())
+            await within(ATTEMPT_TIMEOUT_S, self._beat("standby"))
         except (StoreError, TimeoutError) as exc:
-            self._warn("standing by without the database: %s", exc or "no answer")
+            self._warn("standing by without the database: %s", str(exc) or "no answer")
         return None
 
     async def campaign(self, on_leader: Callable[[tuple[str, int]], None] | None = None) -> Term:
@@ -122,8 +143,9 @@ class Leadership:
     async def hold(self, term: Term) -> NotLeaderAnymore:
         """Renew ``term`` until it is lost; returns why (never raises StoreError)."""
         renewed_at = term.since
+        held_for = self.ttl * (1 - STEP_DOWN_EARLY)  # without a renewal
         while True:
-            deadline = renewed_at + self.ttl
+            deadline = renewed_at + held_for
             await self.sleep(max(0.0, min(self.ttl / 4, deadline - self.clock())))
             sent = self.clock()
             if sent >= deadline:
@@ -131,12 +153,12 @@ class Leadership:
                     self.election.where,
                     term.number,
                     f"term {term.number} lapsed by this scheduler's own clock: no renewal "
-                    f"succeeded for {self.ttl:g} s (--leader-ttl)",
+                    f"succeeded for {held_for:g} s of its {self.ttl:g} s (--leader-ttl)",
                 )
             try:
-                kept = await asyncio.wait_for(self.election.renew(term.number), deadline - sent)
+                kept = await within(deadline - sent, self.election.renew(term.number))
             except (StoreError, TimeoutError) as exc:
-                self._warn("could not renew term %d: %s", term.number, exc or "no answer")
+                self._warn("could not renew term %d: %s", term.number, str(exc) or "no answer")
                 continue
             if not kept:
                 return NotLeaderAnymore(
@@ -145,9 +167,9 @@ class Leadership:
             renewed_at = sent
             if self.clock() - self._beat_at >= BEAT_S:
                 # Bounded, so a database that stops answering here is still noticed in time.
-                left = renewed_at + self.ttl - self.clock()
+                left = renewed_at + held_for - self.clock()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._beat("leader", term.number), max(0.0, left))
+                    await within(left, self._beat("leader", term.number))
 
     async def _taken(self, number: int) -> str:
         try:
@@ -163,7 +185,7 @@ class Leadership:
     async def resign(self, term: Term) -> None:
         """End ``term`` now so a standby takes over within a poll (best effort)."""
         try:
-            await asyncio.wait_for(self.election.resign(term.number), self.ttl)
+            await within(self.ttl, self.election.resign(term.number))
         except (StoreError, TimeoutError) as exc:
             log.info("could not resign term %d (it lapses by itself): %s", term.number, exc)
 

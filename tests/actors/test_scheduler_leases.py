@@ -101,6 +101,24 @@ async def test_the_same_worker_claiming_a_lease_twice_is_accepted_twice() -> Non
     assert not table.adopt(job.id, 2, PEER, "w")
 
 
+async def test_a_worker_claiming_again_on_a_new_connection_takes_its_lease_over() -> None:
+    """After a takeover a worker searching for the leader may leave a hello behind on a
+    connection it then gives up (the new leader was still loading), and come back on
+    another: that stale hello must not keep the lease from the live connection, or the
+    worker's result is refused and the job runs again."""
+    table = JobTable(SchedulerConfig())
+    ops = Ops()
+    job = table.create(wire.JobSpec("t"), ops)
+    table.move(job, JobState.QUEUED, ops)
+    table.lease(job.id, PEER, "w", ops)
+    job.peer = None  # as recovered after a takeover
+    assert table.adopt(job.id, 1, PEER, "w"), "the hello left on the abandoned connection"
+    assert table.adopt(job.id, 1, b"again", "w"), "the same worker, reconnected"
+    assert table.holder_of(job.id, 1, b"again") is job
+    assert table.holder_of(job.id, 1, PEER) is None
+    assert not table.adopt(job.id, 1, b"other", "o"), "another worker still cannot take it"
+
+
 async def test_adoption_answers_the_dispatcher_with_the_verdicts() -> None:
     scheduler, log = scheduler_with_log()
     job_id = await running_job(scheduler, log)
