@@ -44,7 +44,8 @@ async def standby_answer(
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                frames = await asyncio.wait_for(link.recv_batch(), left)
+                async with asyncio.timeout(left):
+                    frames = await link.recv_batch()
             except TimeoutError:
                 break
             for frame in frames:
@@ -105,7 +106,8 @@ def cmd_status(args: argparse.Namespace) -> None:
                 while True:
                     await asyncio.sleep(args.interval)
                     try:
-                        status = await asyncio.wait_for(client.status(), patience)
+                        async with asyncio.timeout(patience):
+                            status = await client.status()
                     except (TimeoutError, CorralError, TransportError) as exc:
                         silent = time.monotonic() - answered
                         view.update(unreachable_renderable(status, args.connect, silent, exc))

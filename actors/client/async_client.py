@@ -126,7 +126,8 @@ class AsyncClient(Connection):
         self._submit_waits[rid] = wait_rid
         try:
             try:
-                await asyncio.wait_for(waiting.done.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see Link._woken
+                    await waiting.done.wait()
             except TimeoutError:
                 raise WaitTimeout(sorted(waiting.remaining), timeout or 0.0) from None
             if waiting.error is not None:
@@ -247,7 +248,8 @@ class AsyncClient(Connection):
                 waits.append((rid, waiting))
                 self._send(wire.Wait(rid, chunk))
             try:
-                await asyncio.wait_for(asyncio.gather(*(w.done.wait() for _, w in waits)), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see Link._woken
+                    await asyncio.gather(*(w.done.wait() for _, w in waits))
             except TimeoutError:
                 left = sorted(i for _, w in waits for i in w.remaining)
                 raise WaitTimeout(left, timeout or 0.0) from None

@@ -110,7 +110,8 @@ class Connection:
         ]
         try:
             try:
-                await asyncio.wait_for(self.link.welcomed.wait(), self.connect_timeout)
+                async with asyncio.timeout(self.connect_timeout):  # see Link._woken
+                    await self.link.welcomed.wait()
             except TimeoutError:
                 standbys = spoken(self.link.standbys)
                 addresses = spoken(self.link.addresses)

@@ -96,7 +96,8 @@ class Node:
             term = None
             if pause and not self.stopping.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), pause)
+                    async with asyncio.timeout(pause):  # not wait_for: see Link._woken
+                        await self.stopping.wait()
 
     async def _stand_by(self, transport: ServerTransport, leadership: Leadership) -> Term | None:
         """Answer NotLeader until this scheduler takes a term (None: asked to stop)."""
