@@ -19,6 +19,11 @@ Modes (one per run):
         [--restart-every S]                  checks no double commit, results from the last
                                              token, no overlapping runs, no stale starts, no
                                              late finishes (see bench/chaos.py)
+  --chaos --db postgresql://... --schedulers N --kill-leader-every S
+                                             N schedulers on one database (workers and the
+                                             client follow the leader); the leader SIGKILLed
+                                             every S s and restarted as a standby, instead of
+                                             --restart-every; takeover times (bench/leaders.py)
   --dag [--layers L --width W --chain N]     a wide workflow (L x W steps) and a chain of N
   --inproc [--jobs N]                        everything in one process (in-memory transport,
                                              real SQLite): CPU time per job, for comparing
@@ -50,6 +55,7 @@ from bench.dag import run_dag
 from bench.floor import run_floor
 from bench.harness import Cluster
 from bench.inproc import run_inproc
+from bench.leaders import LeaderKiller, Schedulers
 from bench.report import show, show_rows
 
 
@@ -168,6 +174,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="chaos: how long each job works (default 0.005)",
     )
+    parser.add_argument(
+        "--schedulers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="chaos on PostgreSQL: N schedulers on the --db database, one leading",
+    )
+    parser.add_argument(
+        "--kill-leader-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="chaos with --schedulers N: SIGKILL the leader this often, then restart it",
+    )
     parser.add_argument("--dag", action="store_true", help="DAG mode (see above)")
     parser.add_argument("--inproc", action="store_true", help="in-process mode (see above)")
     parser.add_argument("--floor", action="store_true", help="transport floor (see above)")
@@ -183,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
     args = parser.parse_args(argv)
+    if args.schedulers > 1 and not (args.chaos and (args.db or "").startswith("postgresql")):
+        parser.error("--schedulers N runs with --chaos on a --db postgresql://... database")
+    if args.kill_leader_every and args.schedulers < 2:
+        parser.error("--kill-leader-every needs --schedulers 2 or more")
     console = Console(stderr=args.json)
 
     if args.inproc:
@@ -333,9 +357,15 @@ def dag(args: argparse.Namespace, console: Console) -> int:
 
 
 def chaos(args: argparse.Namespace, console: Console) -> int:
-    cluster = Cluster(("--strategy", args.strategy, *CHAOS_TIMINGS), db=args.db)
+    scheduler_args = ("--strategy", args.strategy, *CHAOS_TIMINGS)
+    cluster = Cluster(scheduler_args, db=args.db)
     workers = min(args.workers, 4)
     faults = Faults(args.kill_every, args.pause_every, args.pause_seconds, args.restart_every)
+    killer = None
+    if args.schedulers > 1:  # leaders are killed instead of the one scheduler restarted
+        cluster = Schedulers(scheduler_args, args.db, args.schedulers)
+        killer = LeaderKiller(cluster, args.kill_leader_every)
+        faults.restart_every = 0
     try:
         cluster.start_scheduler()
         with progress_bar(console) as progress:
@@ -351,10 +381,13 @@ def chaos(args: argparse.Namespace, console: Console) -> int:
                     progress=lambda done, _: progress.update(bar, completed=done),
                     pool=args.pool,
                     long_every=args.long_every,
+                    also=killer.run_until if killer and args.kill_leader_every else None,
                 )
             )
     finally:
         cluster.stop()
+    leaders = killer.measure() if killer else None
+    ok = report.ok and (leaders is None or leaders.ok)
     if args.json:
         print(
             json.dumps(
@@ -372,18 +405,20 @@ def chaos(args: argparse.Namespace, console: Console) -> int:
                     "overlaps": len(report.overlaps),
                     "stale_starts": len(report.stale_starts),
                     "late_finishes": len(report.late_finishes),
+                    "committed_twice": len(report.committed_twice),
                     "lost": len(report.not_succeeded),
                     "duplicated": 0,
-                    "ok": report.ok,
+                    **(leaders.figures() if leaders else {}),
+                    "ok": ok,
                 }
             )
         )
     else:
         console.print("[bold]corral bench: chaos[/] — what it checked:")
-        for line in report.lines():
+        for line in report.lines() + (leaders.lines() if leaders else []):
             console.print(f"  {line}")
-        console.print("[green]PASS[/]" if report.ok else "[red]FAIL[/]")
-    return 0 if report.ok else 1
+        console.print("[green]PASS[/]" if ok else "[red]FAIL[/]")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

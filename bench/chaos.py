@@ -6,7 +6,8 @@ line every 10 ms while it works, and an ``end`` line, or an ``exit`` line when t
 stopped it, each with the process id and its parent's). Afterwards it checks, independently
 of the scheduler's bookkeeping:
 
-- every job ended SUCCEEDED, exactly once (one committed result per job);
+- every job ended SUCCEEDED, exactly once: one committed result per job (its stored history
+  holds one success, under a token no other attempt of it ended with);
 - the committed result is the one from the job's last fencing token that ran;
 - no two executions of one job were *active* at the same time. A SIGSTOPped process does
   nothing, so the time a worker agent was paused is not active time of the handlers it runs
@@ -29,6 +30,7 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,17 +89,12 @@ class ChaosReport:
     stale_starts: list[int] = field(default_factory=list)
     late_finishes: list[int] = field(default_factory=list)
     not_succeeded: list[int] = field(default_factory=list)
+    committed_twice: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return (
-            self.succeeded == self.jobs
-            and not self.wrong_token
-            and not self.overlaps
-            and not self.stale_starts
-            and not self.late_finishes
-            and not self.not_succeeded
-        )
+        bad = (self.wrong_token, self.overlaps, self.stale_starts, self.late_finishes)
+        return self.succeeded == self.jobs and not any(bad) and not self.committed_twice
 
     def lines(self) -> list[str]:
         return [
@@ -106,6 +103,7 @@ class ChaosReport:
             f"every job SUCCEEDED exactly once: {self.succeeded}/{self.jobs}"
             + (f" (not: {self.not_succeeded[:10]})" if self.not_succeeded else ""),
             f"executions recorded: {self.executions} ({self.executions - self.jobs} re-runs)",
+            f"no result committed twice: {_verdict(self.committed_twice)}",
             f"committed result is the last token's: {_verdict(self.wrong_token)}",
             f"no overlapping executions of a job: {_verdict(self.overlaps)}",
             f"no stale starts (a handler started after its lease lapsed): "
@@ -280,7 +278,8 @@ class _Chaos:
         self.report.pauses += 1
 
         def resume() -> None:
-            stopped = self.paused.pop(victim.pid)
+            if (stopped := self.paused.pop(victim.pid, None)) is None:
+                return  # the end of the run resumed it already
             with contextlib.suppress(ProcessLookupError):
                 victim.send_signal(signal.SIGCONT)
                 self.pauses.append(Pause(victim.pid, stopped, time.time()))
@@ -292,8 +291,7 @@ class _Chaos:
         assert scheduler is not None
         scheduler.send_signal(signal.SIGKILL)
         scheduler.wait()
-        # In a thread: waiting for the new process to listen must not hold back the
-        # timers that end pauses.
+        # In a thread: waiting for it to listen must not hold back the pause timers.
         await asyncio.to_thread(self.cluster.start_scheduler)
         self.report.restarts += 1
 
@@ -333,6 +331,18 @@ async def _count_finished(address: str) -> int | None:
     return sum(status.jobs.get(s, 0) for s in ("SUCCEEDED", "FAILED", "CANCELLED"))
 
 
+async def _committed_twice(client: AsyncClient, ids: list[int]) -> list[int]:
+    """Jobs whose stored history is not one success under a token no other attempt ended."""
+    twice = []
+    for i in range(0, len(ids), 500):  # a few hundred requests in flight at a time
+        views = await asyncio.gather(*(client.job(j) for j in ids[i : i + 500]))
+        for view in filter(None, views):
+            tokens = [a.token for a in view.history]
+            wins = sum(a.outcome == "succeeded" for a in view.history)
+            twice += [view.job_id] if wins != 1 or len(set(tokens)) != len(tokens) else []
+    return twice
+
+
 async def run_chaos(
     cluster: Cluster,
     jobs: int,
@@ -345,12 +355,14 @@ async def run_chaos(
     progress: Any = None,
     timeout: float = 600.0,
     pool: str = "process",
+    also: Callable[[asyncio.Event], Awaitable[None]] | None = None,
 ) -> ChaosReport:
     """Drive a started scheduler (with CHAOS_TIMINGS) through a chaos run; the caller owns
     ``cluster``. One job in ``long_every`` works ``long_seconds``, longer than lease + grace,
     so pauses catch jobs mid-flight and their leases lapse while they run. ``pool`` is the
     workers' pool for these sync jobs: a paused agent's process-pool children must stop by
-    themselves, its threads are paused with it."""
+    themselves, its threads are paused with it. ``also``: another fault injector, run
+    alongside until every job finished (bench.leaders kills leaders)."""
     report = ChaosReport(jobs)
     chaos = _Chaos(cluster, faults, concurrency, report, pool)
     cluster.start_workers(workers, concurrency, module="bench.tasks", pool=pool)
@@ -367,7 +379,7 @@ async def run_chaos(
             ]
         )
     done = asyncio.Event()
-    injecting = asyncio.ensure_future(chaos.run_until(done))
+    injecting = asyncio.gather(chaos.run_until(done), *([also(done)] if also else []))
     try:
         while time.monotonic() - started < timeout:
             finished = await _count_finished(cluster.address)
@@ -381,6 +393,7 @@ async def run_chaos(
         await injecting
     async with AsyncClient(cluster.address, connect_timeout=20) as client:
         outcomes = await client.wait(ids, timeout=60)
-    report.seconds = time.monotonic() - started
+        report.seconds = time.monotonic() - started
+        report.committed_twice = await _committed_twice(client, ids)
     check(report, outcomes, read_ledger(cluster), chaos.killed_at, chaos.pauses)
     return report

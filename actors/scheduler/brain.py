@@ -37,7 +37,7 @@ from actors.config import SchedulerConfig, is_loopback, is_postgres, redact_dsn
 from actors.errors import CorralError, StoreError
 from actors.keys import scheduler_keys
 from actors.lifecycle import JobState
-from actors.runtime import Actor, ActorSystem
+from actors.runtime import Actor, ActorSystem, gc_paused, in_slices
 from actors.scheduler import routes, submissions
 from actors.scheduler.dag import DagResolver
 from actors.scheduler.dispatcher import Dispatcher
@@ -110,7 +110,8 @@ class Brain:
         keys = scheduler_keys(self.config.keys)  # ConfigError before the database is opened
         await self.store.open()  # raises StoreError and closes itself on failure
         try:
-            await self._start(strategy, keys)
+            with gc_paused():  # the live jobs are loaded, to stay: see gc_paused
+                await self._start(strategy, keys)
         except BaseException:
             await self.close()
             raise
@@ -166,7 +167,7 @@ class Brain:
             self.scheduler.cluster = self.cluster
         for actor in actors.all():
             self.system.add(actor)
-        self._recover(dag)
+        await self._recover(dag)
         self._running = True
         await self.system.start()
 
@@ -195,7 +196,10 @@ class Brain:
 
     async def _load(self) -> None:
         recovered = await self.backend.recover()
-        self.table.load(recovered.live, recovered.counts, recovered.max_job_id)
+        self.table.load((), recovered.counts, recovered.max_job_id)
+        # A new leader's whole backlog, while the same loop renews its term: in slices.
+        async for part in in_slices(recovered.live):
+            self.table.admit(part)
         self.recovered = {s: recovered.counts.get(s, 0) for s in ("PENDING", "QUEUED", "RUNNING")}
         # The newest time any job records: what a lost WAL would have taken with it.
         self.last_commit = recovered.last_write
@@ -208,20 +212,21 @@ class Brain:
             parent.settled = True
             self._settled_parents[parent.id] = parent
 
-    def _recover(self, dag: Actor) -> None:
+    async def _recover(self, dag: Actor) -> None:
         """Re-queue and re-track what the previous process left live. Jobs it left RUNNING
         stay RUNNING: their workers may claim them back, and the scheduler reclaims the
         rest once lease + grace has passed (see Scheduler.on_start)."""
         table, ops, effects = self.table, Ops(), Effects()
-        for job in list(table.jobs.values()):
-            if job.status is JobState.QUEUED:
-                if job.depends_on:
-                    job.parent_results = [
-                        self._settled_parents[p].parent_result() for p in job.depends_on
-                    ]
-                effects.ready.append(job)
-            elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
-                self._recover_waiting(job, dag, ops, effects)
+        async for part in in_slices(list(table.jobs.values())):
+            for job in part:
+                if job.status is JobState.QUEUED:
+                    if job.depends_on:
+                        job.parent_results = [
+                            self._settled_parents[p].parent_result() for p in job.depends_on
+                        ]
+                    effects.ready.append(job)
+                elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
+                    self._recover_waiting(job, dag, ops, effects)
         if len(ops) or effects.ready or effects.finished:
             self.store.tell(Write(ops.seal(), self.scheduler, effects))
 

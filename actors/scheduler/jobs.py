@@ -95,6 +95,10 @@ class JobTable:
         """Rebuild memory from the store at start-up: live jobs, totals, the next id."""
         self.counts.update(counts)
         self.next_id = max_id + 1
+        self.admit(live)
+
+    def admit(self, live: Iterable[Job]) -> None:
+        """Live jobs read from the store at start-up (``load`` without the totals)."""
         for job in live:
             self.jobs[job.id] = job
             if job.idempotency_key is not None:

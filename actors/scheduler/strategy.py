@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.runtime import Actor
+from actors.runtime import SLICE, Actor, in_slices
 from actors.scheduler.messages import (
     Enqueue,
     Picked,
@@ -37,10 +37,15 @@ class StrategyActor(Actor):
 
     async def handle(self, message: Any) -> None:
         match message:
-            case Enqueue(jobs=jobs):
+            case Enqueue(jobs=jobs) if len(jobs) <= SLICE:
                 push = self.strategy.push
                 for job in jobs:
                     push(job)
+            case Enqueue(jobs=jobs):  # a new leader's whole backlog: see runtime.SLICE
+                push = self.strategy.push
+                async for part in in_slices(jobs):
+                    for job in part:
+                        push(job)
             case WorkerCredits(grants=grants):
                 for grant in grants:
                     self._credit(grant)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import strategies
-from actors.runtime import PUBLISH, Actor
+from actors.runtime import PUBLISH, SLICE, Actor
 from actors.scheduler.messages import (
     Enqueue,
     Picked,
@@ -22,6 +22,7 @@ from actors.scheduler.messages import (
     WorkerGone,
 )
 from actors.scheduler.strategy import StrategyActor
+from tests.helpers.turns import Turns
 
 
 class Recorder(Actor):
@@ -193,3 +194,23 @@ async def test_idle_workers_on_another_queue_are_not_looked_at_for_each_job(
         await send(actor, ReturnCredit(b"busy", 1), jobs(1, "main", start=job_id))
         assert recorder.picks() == [(job_id, b"busy")]
     assert looked[0] <= 3 * 200, f"{looked[0] / 200:.0f} job look-ups per assignment"
+
+
+async def test_a_new_leaders_whole_backlog_is_queued_a_slice_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One Enqueue larger than a slice (a new leader's backlog: it renews its term on the
+    same loop) lets other tasks run between slices; a smaller one is queued in one go."""
+    actor, _ = await make("priority")
+    seen: list[int] = []
+    push = actor.strategy.push
+    async with Turns() as turns:
+        monkeypatch.setattr(
+            actor.strategy, "push", lambda job: (seen.append(turns.count), push(job))
+        )
+        await actor.handle(jobs(2 * SLICE + 1))
+        assert len(seen) == 2 * SLICE + 1
+        assert len(set(seen)) == 3, "three slices, the other task ran between each two"
+        seen.clear()
+        await actor.handle(jobs(SLICE, start=10 * SLICE))
+        assert len(set(seen)) == 1

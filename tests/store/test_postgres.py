@@ -15,10 +15,12 @@ import msgspec
 import pytest
 
 from actors.errors import StoreError, StoreInconsistent
+from actors.runtime import SLICE
 from actors.scheduler.ops import Ops
-from actors.scheduler.store import postgres_schema
+from actors.scheduler.store import postgres, postgres_schema
 from actors.scheduler.store.base import AttemptRecord, WorkflowRecord
 from actors.scheduler.store.postgres import PostgresStore
+from tests.helpers.turns import Turns
 from tests.store.records import F, Q, R, S, commit, job, moved
 
 CURRENT = postgres_schema.SCHEMA_VERSION
@@ -196,3 +198,25 @@ async def test_a_database_it_cannot_reach_is_one_store_error_naming_the_cause(
     assert "\n" not in message
     assert "secret" not in message
     assert store.conn is None
+
+
+async def test_a_big_read_becomes_jobs_a_slice_at_a_time_letting_other_tasks_run(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new leader reads its whole backlog on the loop that renews its term: the rows
+    become jobs a slice at a time, other tasks running in between. (In one go, 400,000 of
+    them held the loop past the term: tests/e2e/test_takeover_backlog.py.)"""
+    n = 2 * SLICE + 1
+    await commit(store, inserts=[job(i, Q) for i in range(1, n + 1)])
+    seen: list[int] = []
+    convert = postgres.job_from_record
+    async with Turns() as turns:
+
+        def spy(row: asyncpg.Record) -> object:
+            seen.append(turns.count)
+            return convert(row)
+
+        monkeypatch.setattr(postgres, "job_from_record", spy)
+        recovered = await store.recover()
+    assert len(recovered.live) == len(seen) == n
+    assert len(set(seen)) == 3, "three slices, the other task ran between each two"

@@ -26,6 +26,7 @@ import asyncpg
 
 from actors.errors import NotLeaderAnymore, StoreInconsistent
 from actors.lifecycle import JobState
+from actors.runtime import in_slices
 from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres_conn as pgconn
@@ -112,7 +113,10 @@ class PostgresStore(StoreBackend):
 
     async def _jobs_where(self, clause: str, *args: Any) -> list[Job]:
         rows = await self._rows(f"SELECT {JOB_COLUMNS} FROM jobs {clause}", *args)
-        return [job_from_record(row) for row in rows]
+        jobs: list[Job] = []
+        async for part in in_slices(rows):  # a leader's whole backlog: see in_slices
+            jobs += [job_from_record(row) for row in part]
+        return jobs
 
     # ------------------------------------------------------------------ reads
 
