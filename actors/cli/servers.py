@@ -202,14 +202,21 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         import signal
 
         brain = Brain(config)
+        # A signal during start-up (the port may already be bound) stops it once started,
+        # cleanly, instead of killing the process with the default action.
+        loop = asyncio.get_running_loop()
+        early = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, early.set)
         await brain.start()  # on failure it has released everything it opened
         try:
             # Everything allocated so far lives as long as the process: move it out of the
             # cyclic GC's way, so full collections scan only what the work allocates.
             gc.freeze()
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, brain.stop)
+            if early.is_set():
+                brain.stop()
             print(brain.summary(), flush=True)
             await brain.run()
         finally:
