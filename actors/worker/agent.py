@@ -236,10 +236,12 @@ class Worker:
 
     def _silence(self) -> float:
         """With several schedulers: unanswered this long, the one we talk to is gone. Two
-        heartbeats (a live one acknowledges each in milliseconds), and at least half a
-        lease, so the other half is left to reach the new leader before our leases
-        lapse and we stop our own jobs."""
-        return max(2 * self.heartbeat_interval, self.leases.lease / 2)
+        heartbeats (a live one acknowledges each in milliseconds), and at most half a
+        lease, so at least the other half is left to reach the new leader before our
+        leases lapse and we stop our own jobs. Leaving a leader that was only slow costs
+        a round trip: a standby names it, and our hello from the new connection claims our
+        leases back (``JobTable.adopt``)."""
+        return min(2 * self.heartbeat_interval, self.leases.lease / 2)
 
     async def _heartbeat_loop(self) -> None:
         while True:
