@@ -207,8 +207,12 @@ class Link:
             self._hello()
 
     async def _woken(self, timeout: float) -> bool:
+        # Not asyncio.wait_for: on Python 3.11 it returns instead of raising when the task
+        # is cancelled in the turn the event is set, and this loop then never ends (the
+        # owner's close() waited for it forever).
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         except TimeoutError:
             return False
         return True

@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 
@@ -31,6 +32,8 @@ from actors.scheduler.store.election import Election, LeaderRecord
 from transport import protocol as wire
 
 log = logging.getLogger("corral.leadership")
+
+T = TypeVar("T")
 
 # A standby tries to take an expired term this often: a killed leader (TTL 2 s) is
 # replaced within TTL + POLL_S. Each try is one indexed UPDATE of one row.
@@ -43,6 +46,15 @@ SEEN_S = 5.0
 # (a try is a few milliseconds, or ROW_LOCK_WAIT_S twice when it ends a stale leader's
 # sessions).
 ATTEMPT_TIMEOUT_S = 5.0
+
+
+async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or TimeoutError after ``seconds``. Not asyncio.wait_for:
+    on Python 3.11 it returns the result instead of raising when the task is cancelled in
+    the turn the result arrives, so a renewal loop cancelled as a renewal succeeded went
+    on renewing the term of a scheduler that had stopped leading."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class Term(msgspec.Struct, frozen=True):
@@ -89,17 +101,15 @@ class Leadership:
         once at start-up); on failure, read who leads and write the standby's presence."""
         since = self.clock()
         try:
-            number = await asyncio.wait_for(
-                self.election.acquire(reclaim=reclaim), ATTEMPT_TIMEOUT_S
-            )
+            number = await _within(ATTEMPT_TIMEOUT_S, self.election.acquire(reclaim=reclaim))
             if number is not None:
                 self.leader = LeaderRecord(number, self.address, True)
                 self.view = wire.ClusterView(
                     self.address, number, [wire.SchedulerView(self.address, "leader", 0.0)]
                 )
                 return Term(number, since)
-            self.leader = await asyncio.wait_for(self.election.leader(), ATTEMPT_TIMEOUT_S)
-            await asyncio.wait_for(self._beat("standby"), ATTEMPT_TIMEOUT_S)
+            self.leader = await _within(ATTEMPT_TIMEOUT_S, self.election.leader())
+            await _within(ATTEMPT_TIMEOUT_S, self._beat("standby"))
         except (StoreError, TimeoutError) as exc:
             self._warn("standing by without the database: %s", exc or "no answer")
         return None
@@ -134,7 +144,7 @@ class Leadership:
                     f"succeeded for {self.ttl:g} s (--leader-ttl)",
                 )
             try:
-                kept = await asyncio.wait_for(self.election.renew(term.number), deadline - sent)
+                kept = await _within(deadline - sent, self.election.renew(term.number))
             except (StoreError, TimeoutError) as exc:
                 self._warn("could not renew term %d: %s", term.number, exc or "no answer")
                 continue
@@ -147,7 +157,7 @@ class Leadership:
                 # Bounded, so a database that stops answering here is still noticed in time.
                 left = renewed_at + self.ttl - self.clock()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._beat("leader", term.number), max(0.0, left))
+                    await _within(max(0.0, left), self._beat("leader", term.number))
 
     async def _taken(self, number: int) -> str:
         try:
@@ -163,7 +173,7 @@ class Leadership:
     async def resign(self, term: Term) -> None:
         """End ``term`` now so a standby takes over within a poll (best effort)."""
         try:
-            await asyncio.wait_for(self.election.resign(term.number), self.ttl)
+            await _within(self.ttl, self.election.resign(term.number))
         except (StoreError, TimeoutError) as exc:
             log.info("could not resign term %d (it lapses by itself): %s", term.number, exc)
 
