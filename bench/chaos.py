@@ -367,17 +367,16 @@ async def run_chaos(
     chaos = _Chaos(cluster, faults, concurrency, report, pool)
     cluster.start_workers(workers, concurrency, module="bench.tasks", pool=pool)
     started = time.monotonic()
+    seconds = [
+        long_seconds if long_every and i % long_every == 0 else job_seconds for i in range(jobs)
+    ]
     async with AsyncClient(cluster.address, connect_timeout=20) as client:
-        ids = await client.submit_many(
-            [
-                job_spec(
-                    "bench.ledgered",
-                    [long_seconds if long_every and i % long_every == 0 else job_seconds],
-                    max_retries=1000,
-                )
-                for i in range(jobs)
-            ]
-        )
+        # Keyed: a frame in flight when the leader changes is sent again, not lost.
+        specs = [
+            job_spec("bench.ledgered", [s], max_retries=1000, idempotency_key=f"chaos-{i}")
+            for i, s in enumerate(seconds)
+        ]
+        ids = await client.submit_many(specs)
     done = asyncio.Event()
     injecting = asyncio.gather(chaos.run_until(done), *([also(done)] if also else []))
     try:

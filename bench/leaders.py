@@ -4,9 +4,10 @@ SIGKILLed every few seconds while the worker faults of ``bench.chaos`` go on.
 ``Schedulers`` starts N ``corral scheduler`` processes on the database, each on an address
 of its own; workers and the load-generating client are given the whole list (``address``,
 comma-separated) and follow whichever leads. ``LeaderKiller`` finds the leader (a hello
-answered Welcome with a term; a standby answers NotLeader), SIGKILLs it, waits until
-another scheduler welcomes a client with a larger term, then starts the killed one again
-on its address, where it stands by.
+answered Welcome with a term; a standby answers NotLeader), SIGKILLs it while at least
+UNDER_LOAD jobs wait (otherwise it spares it, and counts that), waits until another
+scheduler welcomes a client with a larger term, then starts the killed one again on its
+address, where it stands by.
 
 Each takeover is measured from the SIGKILL to (a) the first Welcome with a larger term (a
 hello every 20 ms, timed when the hello that found it was sent) and (b) the first job
