@@ -15,11 +15,9 @@ Needs root (skipped with the reason without it; failed in CI, where nothing may 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,7 +25,7 @@ from actors.client import AsyncClient
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_events, read_ledger
 from tests.helpers.netns import Namespace, namespace
-from tests.helpers.waiting import until_workers
+from tests.helpers.waiting import until, until_workers
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -40,16 +38,6 @@ def remote() -> Iterator[Namespace]:
     """Another "host": a network namespace and the cable to it; removed after the test."""
     with namespace() as ns:
         yield ns
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise TimeoutError("condition not met in time")
 
 
 def ticks(cluster: Cluster, job_id: int, worker: str, token: int) -> list[float]:
@@ -79,7 +67,7 @@ async def start_remote_job(cluster: Cluster, remote: Namespace, client: AsyncCli
     async def ticking() -> bool:
         return bool(ticks(cluster, job_id, "remote", 1))
 
-    await until(ticking)  # its handler runs over there
+    await until(ticking, timeout=30.0)  # its handler runs over there
     cluster.worker("local", 1)
     await until_workers(client, {"remote", "local"})
     return job_id
@@ -113,7 +101,9 @@ async def test_a_worker_cut_off_fences_itself_and_its_late_result_is_refused(
         async def refused() -> bool:
             return (await client.status()).counters.get("refused_results", 0) >= 1
 
-        await until(refused)  # its result under token 1, sent during the cut, came late
+        await until(
+            refused, timeout=30.0
+        )  # its result under token 1, sent during the cut, came late
         await until_workers(client, {"remote"})  # connected again
         view = await client.job(job_id)
         status = await client.status()
@@ -162,7 +152,7 @@ async def test_a_link_back_within_the_lease_leaves_the_job_where_it_runs(
             workers = {w.name: w.state for w in (await client.status()).workers}
             return workers.get("remote") not in (None, "alive")
 
-        await until(unheard)  # the scheduler noticed the silence
+        await until(unheard, timeout=30.0)  # the scheduler noticed the silence
         remote.restore()
         cut_for = time.monotonic() - cut_at
         restored_wall = time.time()

@@ -16,7 +16,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -35,7 +34,7 @@ from tests.helpers.leaders import (
     until_standby_names,
 )
 from tests.helpers.ledger_tasks import completed, read_ledger
-from tests.helpers.procs import ROOT, Procs, free_address
+from tests.helpers.procs import Procs, corral, free_address
 from transport import connect
 from transport import protocol as wire
 
@@ -69,17 +68,6 @@ async def until_said(procs: Procs, proc: subprocess.Popen[bytes], words: str) ->
                 return line
         await asyncio.sleep(0.05)
     raise AssertionError(f"no line with {words!r}:\n{output(procs, proc)}")
-
-
-def corral(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actors.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 def exactly_once(ledger: str, ids: list[int]) -> None:

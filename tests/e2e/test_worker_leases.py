@@ -5,10 +5,8 @@ process-pool child stops on its own when its agent is paused. Fast timings: hear
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,21 +14,11 @@ import pytest
 from actors.client import AsyncClient
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_events, read_ledger
-from tests.helpers.waiting import until_running
+from tests.helpers.waiting import until, until_running
 
 pytestmark = pytest.mark.slow
 
 LEASE = 1.0  # FAST_TIMINGS
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise TimeoutError("condition not met in time")
 
 
 async def connected(client: AsyncClient, *names: str) -> None:

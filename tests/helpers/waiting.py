@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from actors.client import AsyncClient
 from transport import protocol as wire
@@ -48,3 +50,15 @@ async def until_workers(client: AsyncClient, names: set[str], timeout: float = 3
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"workers {sorted(names)} did not all connect in time")
+
+
+async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    """Poll the async ``predicate`` every 50 ms until it returns something true; that value.
+    TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise TimeoutError("condition not met in time")
