@@ -170,5 +170,6 @@ class DispatcherBase(Actor):
             "refused_leases": self.refused_leases,
             "refused_progress": self.refused_progress,
             "refused_heartbeats": self.refused_heartbeats,
+            "refused_hellos": self.refused_hellos,
             "unheld_leases": self.unheld_leases,
         }

@@ -217,14 +217,14 @@ class Worker:
             case wire.NotLeader(leader=leader, term=term, database_id=database_id):
                 self.link.not_leader(leader, term, database_id)
             case wire.ErrorReply(code="other_database", message=text):
-                if self.link.refused_database(text) != "changed":
-                    pass  # passed over: another address serves our database
-                elif held_work(self):
+                if self.link.refused_database(text) == "passed":
+                    return  # another of our addresses serves our database
+                if held_work(self):
                     leave_old_work(self, text)
-                else:
-                    log.warning("worker %s: %s; joining it (held nothing)", self.name, text)
-                    with contextlib.suppress(TransportError):
-                        self._hello()
+                    return
+                log.warning("worker %s: %s; joining it (held nothing)", self.name, text)
+                with contextlib.suppress(TransportError):
+                    self._hello()
             case wire.ErrorReply(code=code, message=text):
                 log.error("scheduler refused a frame: %s: %s", code, text)
             case _:
