@@ -116,6 +116,13 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     keys: str = ""
     # Serve an address other hosts can reach without keys (refused unless set).
     insecure: bool = False
+    # Per-client allowances (actors.scheduler.quotas): per client key, or for all peers
+    # together on a scheduler without keys; far above what one user meets.
+    max_jobs_in_flight: Annotated[int, Meta(ge=1, description="a number of jobs >= 1")] = 2_000_000
+    max_bytes_in_flight: Annotated[int, Meta(ge=1, description="a number of bytes >= 1")] = 1 << 30
+    max_submit_rate: Annotated[float, Meta(gt=0, description="jobs per second > 0")] = 100_000.0
+    max_waits: Annotated[int, Meta(ge=1, description="a number of waits >= 1")] = 1_000_000
+    max_subscriptions: Annotated[int, Meta(ge=1, description="a number >= 1")] = 64
 
     def weights(self) -> dict[str, float]:
         """``queue_weights`` parsed; raises ValueError naming the bad part."""

@@ -10,9 +10,11 @@ only). The scheduler's folder (``--keys DIR``) holds its own pair,
     DIR/clients/*.key   may submit, and read, wait for and cancel the jobs it submitted
     DIR/admins/*.key    may do everything
 
-The role folders are read again whenever one of them changes (checked at each new
-connection's handshake), so adding or removing a key needs no restart. A key listed under
-two roles is refused at start-up; appearing later, it keeps the roles read before.
+The role folders are read again whenever a key file in them changes: checked at each new
+connection's handshake, at most a second late for the frames of connections already made
+(``current_role``: a removed key's connections are refused from then on), and at once on
+SIGHUP (``reload_all``). Adding or removing a key needs no restart. A key listed under two
+roles is refused at start-up; appearing later, it keeps the roles read before.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +36,16 @@ log = logging.getLogger("corral.keys")
 
 ROLES = {"workers": "worker", "clients": "client", "admins": "admin"}
 SCHEDULER_KEY = "scheduler"
+# How stale ``KeyRing.current_role`` may be: the folders are looked at once a second at most.
+RECHECK_SECONDS = 1.0
+
+_rings: weakref.WeakSet[KeyRing] = weakref.WeakSet()
+
+
+def reload_all() -> None:
+    """Read every key folder of this process again now (the scheduler's SIGHUP)."""
+    for ring in list(_rings):
+        ring.refresh()
 
 
 def keygen(name: str, folder: Path) -> tuple[Path, Path]:
@@ -88,31 +102,52 @@ class KeyRing:
         public, secret = _load(folder / f"{SCHEDULER_KEY}.key_secret", "--keys", secret=True)
         assert secret is not None
         self.public, self.secret = public, secret
-        self._stamp: tuple[float, ...] = ()
+        self._stamp: tuple[tuple[str, float], ...] = ()
+        self._checked = time.monotonic()
         self.roles: dict[str, str] = {}
         conflict = self.reload()
         if conflict:
             raise ConfigError("--keys", str(folder), f"one role per key ({conflict})")
+        _rings.add(self)
 
     def server_keys(self) -> ServerKeys:
-        return ServerKeys(self.public, self.secret, self.authorize)
+        return ServerKeys(self.public, self.secret, self.authorize, self.current_role)
 
     def authorize(self, key: str) -> str | None:
         """The role of a public key (Z85), None for a key it does not know."""
+        self.refresh()
+        return self.roles.get(key)
+
+    def current_role(self, key: str) -> str | None:
+        """``authorize``, looking at the folders at most once a second (every frame asks)."""
+        now = time.monotonic()
+        if now - self._checked >= RECHECK_SECONDS:
+            self.refresh()
+        return self.roles.get(key)
+
+    def refresh(self) -> None:
+        """Read the role folders again if a key file in them changed."""
+        self._checked = time.monotonic()
         if self._stamp != self._stamps():
             conflict = self.reload()
             if conflict:
                 log.error("keys in %s not reloaded: %s", self.folder, conflict)
-        return self.roles.get(key)
 
-    def _stamps(self) -> tuple[float, ...]:
-        stamps = []
+    def _stamps(self) -> tuple[tuple[str, float], ...]:
+        """Every role folder's and key file's modification time: a key copied over an
+        existing file changes the file, not its folder."""
+        stamps: list[tuple[str, float]] = []
         for sub in ROLES:
+            folder = self.folder / sub
             try:
-                stamps.append((self.folder / sub).stat().st_mtime)
+                stamps.append((sub, folder.stat().st_mtime))
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(".key"):
+                            stamps.append((entry.path, entry.stat().st_mtime))
             except OSError:
-                stamps.append(0.0)
-        return tuple(stamps)
+                stamps.append((sub, 0.0))
+        return tuple(sorted(stamps))
 
     def reload(self) -> str:
         """Read the role folders; a description of a conflict (nothing changed) or ""."""

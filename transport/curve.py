@@ -51,11 +51,14 @@ class Identity:
 @dataclass(frozen=True)
 class ServerKeys:
     """A scheduler's key pair (Z85 bytes) and its allow-list: ``authorize(key)`` is the
-    role of a client's public key (Z85 text), None to refuse it."""
+    role of a client's public key (Z85 text), None to refuse it, checked at each handshake;
+    ``current_role(key)`` the same answer, cheap enough to ask on every frame (it may be a
+    second late), so a key removed while connected is refused from then on."""
 
     public: bytes
     secret: bytes
     authorize: Callable[[str], str | None]
+    current_role: Callable[[str], str | None] | None = None
 
 
 @dataclass(frozen=True)

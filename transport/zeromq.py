@@ -45,6 +45,11 @@ HIGH_WATER_MARK = 100_000
 # guard set well above the protocol limit, so a merely oversized frame still
 # reaches the gateway and gets a readable error reply.
 HARD_MESSAGE_LIMIT = 4 * MAX_FRAME_BYTES
+# Frames queued on the server for one peer that does not read them (its replies): a peer
+# that sends requests and never reads costs the server at most this many frames; past it
+# a send to that peer fails as if the peer were gone (its frame is dropped). Replies are
+# one per request and events four frames per subscription, so a reading peer never nears it.
+SERVER_SEND_QUEUE = 10_000
 
 
 # Plain ints: pyzmq's flag enums build a new enum object on every | and &.
@@ -157,6 +162,7 @@ class ZmqServer(ServerTransport):
             raise AddressInUse(address, "another process is listening on that socket file")
         self._s = _Socket(zmq.ROUTER)
         self._s.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._s.sock.setsockopt(zmq.SNDHWM, SERVER_SEND_QUEUE)
         self._domain = ""
         try:
             if keys is not None:

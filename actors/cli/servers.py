@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import logging
 import sys
 from collections.abc import Callable
 
@@ -42,6 +43,8 @@ from actors.config import (
 # Commands that run until stopped and log while they do: they take the logging flags
 # after their name too (`corral scheduler --log-level info`).
 LONG_RUNNING = ("scheduler", "worker", "dag-resolver", "demo")
+
+log = logging.getLogger("corral.scheduler")
 
 Add = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
 
@@ -73,6 +76,37 @@ TIMINGS = (
         "priority strategy: a job ready this many seconds is promoted above every "
         "priority and served in arrival order, so higher-priority work holds it back at "
         "most this long (default 30)",
+    ),
+)
+
+# (flag, metavar, help) for the per-client allowances (actors.scheduler.quotas).
+QUOTAS = (
+    (
+        "--max-jobs-in-flight",
+        "N",
+        "jobs not finished one client key may have (all clients together without keys); "
+        "beyond it a submission is refused, code quota (default 2000000)",
+    ),
+    (
+        "--max-bytes-in-flight",
+        "BYTES",
+        "bytes of arguments those jobs may hold, per client key (default 1073741824)",
+    ),
+    (
+        "--max-submit-rate",
+        "JOBS_PER_S",
+        "jobs one client key may submit per second, a burst of one second's worth (default 100000)",
+    ),
+    (
+        "--max-waits",
+        "N",
+        "job outcomes one client key (one connection without keys) may wait for at once "
+        "(default 1000000)",
+    ),
+    (
+        "--max-subscriptions",
+        "N",
+        "event subscriptions one client key (one connection without keys) may hold (default 64)",
     ),
 )
 
@@ -157,6 +191,7 @@ def add_scheduler_commands(add: Add) -> None:
             "shares of queues served by the same workers, e.g. heavy=1,light=3",
         ),
         *((flag, "S", help) for flag, help in TIMINGS),
+        *QUOTAS,
     ):
         env = "CORRAL_" + flag.removeprefix("--").replace("-", "_").upper()
         p.add_argument(flag, default=None, metavar=metavar, help=f"{help}; env {env}")
@@ -208,6 +243,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         early = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, early.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_keys)  # not the default: exit
         await brain.start()  # on failure it has released everything it opened
         try:
             # Everything allocated so far lives as long as the process: move it out of the
@@ -235,7 +271,16 @@ async def serve_with_standbys(config: SchedulerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop)
+    loop.add_signal_handler(signal.SIGHUP, reload_keys)
     await node.run()
+
+
+def reload_keys() -> None:
+    """SIGHUP: read the key folders again now (they are also re-read when they change)."""
+    from actors.keys import reload_all
+
+    reload_all()
+    log.info("SIGHUP: key folders read again")
 
 
 def cmd_dag_resolver(args: argparse.Namespace) -> None:

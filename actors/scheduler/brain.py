@@ -38,7 +38,7 @@ from actors.errors import CorralError, StoreError
 from actors.keys import scheduler_keys
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem, gc_paused, in_slices
-from actors.scheduler import routes, submissions
+from actors.scheduler import quotas, routes, submissions
 from actors.scheduler.dag import DagResolver
 from actors.scheduler.dispatcher import Dispatcher
 from actors.scheduler.effects import Effects
@@ -156,7 +156,11 @@ class Brain:
             ),
         )
         routes.connect(actors)
-        actors.dispatcher.identity = self.scheduler.identity = self.transport.identity
+        identity = self.transport.identity
+        actors.dispatcher.identity = self.scheduler.identity = identity
+        actors.events.subject = lambda peer: quotas.subject(identity(peer), peer)
+        actors.events.max_per_subject = config.max_subscriptions
+        actors.gateway.role_of = keys.current_role if keys is not None else None
         self.scheduler.security = security_of(config)
         for edge in (actors.dispatcher, actors.gateway):
             edge.database_id = self.database_id

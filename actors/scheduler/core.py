@@ -18,6 +18,7 @@ from actors.runtime import Actor
 from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
 from actors.scheduler.ops import Ops
+from actors.scheduler.quotas import Quotas
 from actors.scheduler.ratelog import RateLimitedLog
 from transport import Identity
 from transport import protocol as wire
@@ -32,6 +33,7 @@ class SchedulerCore(Protocol):
     worker_tasks: dict[bytes, frozenset[str]]
     workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]]
     assign_latency: Histogram
+    quotas: Quotas
     warn: RateLimitedLog
     strategy: Actor
     dispatcher: Actor

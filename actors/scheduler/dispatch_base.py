@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from actors.runtime import Actor
 from actors.scheduler.messages import (
     Forget,
@@ -151,6 +153,8 @@ class DispatcherBase(Actor):
 
     def status(self, fields: dict[str, Any]) -> wire.StatusView:
         workers = worker_views(self.workers.values(), time.monotonic())
+        if fields.pop("running_hidden", False):
+            workers = [msgspec.structs.replace(w, jobs=[]) for w in workers]
         counters = {
             **fields.pop("counters", {}),
             "refused_leases": self.refused_leases,

@@ -22,9 +22,11 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from actors.runtime import Actor
+from actors.scheduler import quotas
 from actors.scheduler.messages import (
     FromClient,
     FromWorker,
@@ -53,6 +55,14 @@ MAX_KNOWN_PEERS = 100_000
 
 WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Progress)
 
+# A peer refused over its quota (actors.scheduler.quotas) this many times within
+# STRIKE_WINDOW seconds is not listened to for BAN_SECONDS: its frames are dropped unread
+# (ZeroMQ gives a server no way to close one peer's connection). Without keys a peer is a
+# connection, which a new one evades; with keys, the key and all its connections.
+STRIKES = 20
+STRIKE_WINDOW = 10.0
+BAN_SECONDS = 30.0
+
 
 class Gateway(Actor):
     """``term``: the leader's term its Welcome carries (0: a single scheduler);
@@ -80,6 +90,11 @@ class Gateway(Actor):
         self.bad_frames = 0
         self.unknown_peer_frames = 0  # frames before hello: normal after a restart
         self.forbidden_frames = 0  # frames a key's role does not allow (actors.scheduler.roles)
+        self.banned_frames = 0  # frames dropped from a peer not listened to (STRIKES)
+        self._strikes: dict[bytes, tuple[int, float]] = {}  # subject -> (refusals, since)
+        self.banned: dict[bytes, float] = {}  # subject -> monotonic time the ban ends
+        # The role the key folder gives a key now (None: removed); None without keys.
+        self.role_of: Callable[[str], str | None] | None = None
         self._warn = RateLimitedLog(log)
         self._replies: list[Send] = []
         self.scheduler: Actor
@@ -108,6 +123,8 @@ class Gateway(Actor):
             self._send(send.peer, send.message)
 
     def _send(self, peer: bytes, message: wire.Message) -> None:
+        if type(message) is wire.ErrorReply and message.code == "quota":
+            self._strike(peer)
         try:
             self.transport.send(peer, wire.encode(message))
         except PeerGone as exc:
@@ -115,6 +132,32 @@ class Gateway(Actor):
             self.known.pop(peer, None)
             self.dispatcher.tell(PeerUnreachable(peer))
             self.events.tell(PeerUnreachable(peer))
+
+    def _strike(self, peer: bytes) -> None:
+        """One more refusal over a quota; too many in a row and the peer is not heard."""
+        subject = quotas.subject(self.transport.identity(peer), peer)
+        now = time.monotonic()
+        count, since = self._strikes.get(subject, (0, now))
+        if now - since > STRIKE_WINDOW:
+            count, since = 0, now
+        count += 1
+        if count < STRIKES:
+            self._strikes[subject] = (count, since)
+            if len(self._strikes) > MAX_KNOWN_PEERS:
+                self._strikes.clear()
+            return
+        self._strikes.pop(subject, None)
+        self.banned = {s: end for s, end in self.banned.items() if end > now}
+        self.banned[subject] = now + BAN_SECONDS
+        self.known.pop(peer, None)
+        self.events.tell(PeerUnreachable(peer))
+        log.warning(
+            "not listening to %s for %g s: refused over its quota %d times within %g s",
+            peer.hex(),
+            BAN_SECONDS,
+            STRIKES,
+            STRIKE_WINDOW,
+        )
 
     def _refuse(self, peer: bytes, code: str, text: str, request_id: int = 0) -> None:
         self.bad_frames += 1
@@ -144,6 +187,10 @@ class Gateway(Actor):
             await asyncio.sleep(0)
 
     def _route(self, peer: bytes, frame: bytes, workers_seen: list[bytes]) -> None:
+        who = self.transport.identity(peer)
+        if self.banned and self._banned(quotas.subject(who, peer)):
+            self.banned_frames += 1
+            return
         try:
             message = wire.decode_request(frame)
         except BadFrame as exc:
@@ -154,7 +201,10 @@ class Gateway(Actor):
             self._warn("unexpected error decoding a frame from %s", peer.hex(), exc_info=exc)
             self._send(peer, wire.ErrorReply("bad_frame", f"frame could not be decoded: {exc!r}"))
             return
-        forbidden = refusal(self.transport.identity(peer), message)
+        forbidden = refusal(who, message)
+        if who is not None and self.role_of is not None and self.role_of(who.key) != who.role:
+            forbidden = f"this {who.role} key is no longer accepted by the scheduler"
+            self.known.pop(peer, None)
         if forbidden is not None:
             self.forbidden_frames += 1
             self._warn("refused frame from %s: forbidden: %s", peer.hex(), forbidden)
@@ -211,6 +261,15 @@ class Gateway(Actor):
         else:
             self.scheduler.tell(FromClient(peer, message))
 
+    def _banned(self, subject: bytes) -> bool:
+        end = self.banned.get(subject)
+        if end is None:
+            return False
+        if end > time.monotonic():
+            return True
+        del self.banned[subject]
+        return False
+
     def _owner_only(self, peer: bytes) -> bool:
         """A client key: it watches only its own jobs (``actors.scheduler.owners``)."""
         who = self.transport.identity(peer)
@@ -221,6 +280,8 @@ class Gateway(Actor):
             "bad_frames": self.bad_frames,
             "unknown_peer_frames": self.unknown_peer_frames,
             "forbidden_frames": self.forbidden_frames,
+            "banned_frames": self.banned_frames,
+            "banned_peers": len(self.banned),
         }
 
     async def on_stop(self) -> None:

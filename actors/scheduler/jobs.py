@@ -37,6 +37,7 @@ from actors.lifecycle import (
 )
 from actors.scheduler.job import Job as Job  # re-exported: callers import it from here
 from actors.scheduler.ops import Ops
+from actors.scheduler.quotas import HeldJobs
 from transport import protocol as wire
 
 _METRIC_OF = {
@@ -88,6 +89,7 @@ class JobTable:
         self.events: list[tuple[Any, ...]] | None = None
         self._retry_heap: list[tuple[float, int]] = []
         self.refused_results = 0
+        self.held = HeldJobs()  # jobs in flight per owner, for actors.scheduler.quotas
 
     # ------------------------------------------------------------------ recovery
 
@@ -99,8 +101,10 @@ class JobTable:
 
     def admit(self, live: Iterable[Job]) -> None:
         """Live jobs read from the store at start-up (``load`` without the totals)."""
+        held = self.held
         for job in live:
             self.jobs[job.id] = job
+            held.add(job.owner, 1, len(job.args) + len(job.kwargs))
             if job.idempotency_key is not None:
                 self.by_key[job.idempotency_key] = job.id
             if job.status is PENDING and job.not_before > 0:
@@ -231,6 +235,7 @@ class JobTable:
             seq=job_id,
         )
         self.jobs[job_id] = job
+        self.held.add(owner, 1, len(spec.args) + len(spec.kwargs))
         self.counts[PENDING.value] += 1
         self.by_queue[(job.queue, "submitted")] += 1
         if self.events is not None:
@@ -359,13 +364,13 @@ class JobTable:
         """Dead-letter re-queue: FAILED -> QUEUED with a fresh allowance of attempts."""
         job.attempts = 0
         job.not_before = 0.0
-        job.settled = False
+        self._unsettle(job)
         job.finished_at = None
         self.move(job, QUEUED, ops)
 
     def revive(self, job: Job, ops: Ops) -> None:
         """UPSTREAM_FAILED -> PENDING: a re-queued ancestor gives it another chance."""
-        job.settled = False
+        self._unsettle(job)
         job.error = None
         job.finished_at = None
         self.move(job, PENDING, ops)
@@ -393,6 +398,8 @@ class JobTable:
 
     def settle(self, job: Job) -> None:
         """The job's terminal state is committed: keep it in the recent window only."""
+        if not job.settled:
+            self.held.remove(job.owner, len(job.args) + len(job.kwargs))
         job.settled = True
         job.peer = None
         self._recent[job.id] = None
@@ -403,6 +410,12 @@ class JobTable:
                 del self.jobs[old_id]
                 if old.idempotency_key is not None:
                     self.by_key.pop(old.idempotency_key, None)
+
+    def _unsettle(self, job: Job) -> None:
+        """A finished job given another chance is in flight again."""
+        if job.settled:
+            self.held.add(job.owner, 1, len(job.args) + len(job.kwargs))
+        job.settled = False
 
     def is_live(self, job: Job) -> bool:
         return job.status in LIVE

@@ -6,6 +6,7 @@ keys, and every peer of a scheduler without keys, see every job.
 
 from __future__ import annotations
 
+from actors.scheduler import quotas
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.job import Job
 
@@ -14,6 +15,11 @@ def owner_of(sched: SchedulerCore, peer: bytes) -> str:
     """The owner recorded on the jobs ``peer`` submits ("": a scheduler without keys)."""
     who = sched.identity(peer)
     return who.key if who is not None else ""
+
+
+def subject(sched: SchedulerCore, peer: bytes) -> bytes:
+    """Whom ``peer``'s allowances count against (``actors.scheduler.quotas.subject``)."""
+    return quotas.subject(sched.identity(peer), peer)
 
 
 def limited_to(sched: SchedulerCore, peer: bytes) -> str | None:

@@ -61,6 +61,7 @@ from actors.scheduler.messages import (
     Written,
 )
 from actors.scheduler.ops import Ops
+from actors.scheduler.quotas import Quotas, limits_of
 from actors.scheduler.ratelog import RateLimitedLog
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
@@ -85,6 +86,7 @@ class Scheduler(Actor):
         # workflow idempotency keys being created; later submissions wait for the first
         self.workflow_keys_in_flight: dict[str, list[tuple[bytes, wire.SubmitWorkflow]]] = {}
         self.throughput = Throughput()
+        self.quotas = Quotas(limits_of(table.config), table.held)
         self.assign_latency = Histogram()
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
@@ -170,7 +172,10 @@ class Scheduler(Actor):
                 view = await requests.view_with_history(self, found) if found else None
                 self.send(peer, wire.JobReply(rid, view))
             case wire.GetStatus(request_id=rid):
-                self.strategy.tell(StatusPart(peer, rid, self._status_fields()))
+                fields = self._status_fields()
+                # A client key sees the workers, not which jobs (others') they run.
+                fields["running_hidden"] = owners.limited_to(self, peer) is not None
+                self.strategy.tell(StatusPart(peer, rid, fields))
             case wire.CancelJobs():
                 await requests.cancel(self, peer, request)
             case wire.Requeue():
@@ -217,6 +222,7 @@ class Scheduler(Actor):
             "by_queue": dict(self.table.by_queue),
             "assign_latency": self.assign_latency.snapshot(),
             "refused_results": self.table.refused_results,
+            **self.quotas.metrics(),
         }
 
     def write(self, ops: Ops, effects: Effects) -> None:
@@ -255,8 +261,12 @@ class Scheduler(Actor):
         for job in finished:
             for waiter in self.waiters.pop(job.id, ()):
                 batches[waiter].append(job.outcome())
+        answered: defaultdict[bytes, int] = defaultdict(int)
         for (peer, rid), outcomes in batches.items():
             self.send(peer, wire.Outcomes(rid, outcomes))
+            answered[peer] += len(outcomes)
+        for peer, count in answered.items():
+            self.quotas.answered(owners.subject(self, peer), count)
 
     # ---------------------------------------------------------- after a commit
 

@@ -32,6 +32,12 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
         if refusal is not None:
             sched.send(peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid))
             return
+    over = quota_refusal(sched, peer, request.jobs)
+    if over is None and request.wait_request_id:
+        over = sched.quotas.wait_refusal(owners.subject(sched, peer), len(request.jobs))
+    if over is not None:
+        sched.send(peer, wire.ErrorReply("quota", over, rid))
+        return
     if request.require_worker:
         refused = table.no_worker(request.jobs, set().union(*sched.worker_tasks.values()))
         if refused is not None:
@@ -119,6 +125,12 @@ def queue_child(
         job.parent_results = results
     sched.table.move(job, QUEUED, ops)
     effects.ready.append(job)
+
+
+def quota_refusal(sched: SchedulerCore, peer: bytes, specs: list[wire.JobSpec]) -> str | None:
+    """Why ``peer`` may not submit ``specs`` now (``actors.scheduler.quotas``), or None."""
+    nbytes = sum(len(spec.args) + len(spec.kwargs) for spec in specs)
+    return sched.quotas.submit_refusal(owners.owner_of(sched, peer), len(specs), nbytes)
 
 
 async def keys_of_others(sched: SchedulerCore, peer: bytes, specs: list[wire.JobSpec]) -> str:

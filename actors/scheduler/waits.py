@@ -28,6 +28,10 @@ async def wait(sched: SchedulerCore, peer: bytes, request: wire.Wait) -> None:
             ),
         )
         return
+    over = sched.quotas.wait_refusal(owners.subject(sched, peer), len(job_ids))
+    if over is not None:
+        sched.send(peer, wire.ErrorReply("quota", over, request.request_id))
+        return
     done = register_waits(sched, peer, request.request_id, jobs.values())
     if done is not None:
         sched.send(peer, done)
@@ -39,10 +43,12 @@ def register_waits(
     """Have ``peer`` told when each job ends; the outcomes of those already ended, if any."""
     done: list[wire.JobOutcome] = []
     waiters, waiter = sched.waiters, (peer, request_id)
+    named = 0
     # A wait may name 50,000 jobs: one shared key, and a 1-tuple in the usual case (tuples
     # of atoms are untracked by the cyclic GC). A second waiter turns it into a list, so
     # 30,000 waits on one job cost 30,000 appends, not a quadratic series of tuple copies.
     for job in jobs:
+        named += 1
         if job.settled:
             done.append(job.outcome())
         elif (others := waiters.get(job.id)) is None:
@@ -51,4 +57,5 @@ def register_waits(
             others.append(waiter)
         else:
             waiters[job.id] = [*others, waiter]
+    sched.quotas.waited(owners.subject(sched, peer), named - len(done))
     return wire.Outcomes(request_id, done) if done else None

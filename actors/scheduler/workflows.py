@@ -74,6 +74,10 @@ async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.Submi
             rid,
         )
         return
+    over = submissions.quota_refusal(sched, peer, [step.job for step in request.steps])
+    if over is not None:
+        _refuse(sched, peer, "quota", over, rid)
+        return
     if key is not None:
         sched.workflow_keys_in_flight[key] = []
     sched.dag.tell(CheckWorkflow(peer, request))

@@ -276,3 +276,25 @@ async def test_a_client_key_sees_and_touches_only_the_jobs_it_submitted(cluster:
         assert await alice.cancel([mine]) == {mine: "CANCELLED"}
     async with cluster.client() as admin:  # an admin key sees every job
         assert sorted(j.job_id for j in await admin.jobs()) == sorted([mine, theirs])
+
+
+async def test_a_client_key_sees_the_workers_but_not_the_jobs_they_run(cluster: Cluster) -> None:
+    cluster.use_keys()
+    cluster.key("alice", "clients")
+    cluster.key("bob", "clients")
+    cluster.start(workers=1)
+    async with client_as(cluster, "alice") as alice, client_as(cluster, "bob") as bob:
+        job_id = await alice.submit("spin", [60.0])
+        await until_running(alice, job_id)
+        admin_view = [w for w in (await cluster_status(cluster)).workers if w.name == "w0"]
+        assert [j.job_id for j in admin_view[0].jobs] == [job_id], "an admin sees it"
+        for client in (alice, bob):
+            workers = [w for w in (await client.status()).workers if w.name == "w0"]
+            assert workers[0].running == 1
+            assert workers[0].jobs == [], "which job, and whose, is not a client's to see"
+        await alice.cancel([job_id])
+
+
+async def cluster_status(cluster: Cluster) -> wire.StatusView:
+    async with cluster.client() as admin:
+        return await admin.status()
