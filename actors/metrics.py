@@ -2,10 +2,10 @@
 
 Each actor keeps its own counters and, once a second, publishes an immutable
 snapshot of them to the ``MetricsBoard`` (a message to itself, handled between
-other messages, so no actor's state is read from outside its task). The HTTP
-thread that prometheus-client runs reads only those snapshots. Nothing here
-touches SQLite, so a scrape costs the scheduler nothing, and figures are at
-most one second old.
+other messages, so no actor's state is read from outside its task). A scrape
+reads only those snapshots: ``actors.http.server`` serves them at /metrics from
+the scheduler's own event loop. Nothing here touches SQLite, so a scrape costs
+the scheduler next to nothing, and figures are at most one second old.
 """
 
 from __future__ import annotations
@@ -173,7 +173,9 @@ def registry_for(board: MetricsBoard) -> CollectorRegistry:
 
 
 def serve(board: MetricsBoard, port: int, addr: str = "127.0.0.1") -> Any:
-    """Serve /metrics on ``addr:port`` from a daemon thread; returns (server, thread)."""
+    """Serve /metrics on ``addr:port`` from a daemon thread; returns (server, thread).
+    Only a Brain built with ``metrics_port`` set uses it (no token, no check of the
+    address); ``corral scheduler`` serves HTTP with ``actors.http.server`` instead."""
     from prometheus_client import start_http_server
 
     return start_http_server(port, addr=addr, registry=registry_for(board))

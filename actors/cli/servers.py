@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import gc
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -38,6 +39,11 @@ from actors.config import (
     is_loopback,
     is_postgres,
 )
+
+if TYPE_CHECKING:
+    from actors.http.server import HttpSettings
+    from actors.metrics import MetricsBoard
+    from actors.scheduler.brain import Brain
 
 # Commands that run until stopped and log while they do: they take the logging flags
 # after their name too (`corral scheduler --log-level info`).
@@ -144,8 +150,26 @@ def add_scheduler_commands(add: Add) -> None:
             "workers/, clients/ and admins/ (see `corral keygen`); needed to serve an "
             "address other hosts can reach",
         ),
-        ("--metrics-port", "PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics"),
-        ("--metrics-addr", "ADDR", "address for --metrics-port (default 127.0.0.1)"),
+        (
+            "--http-port",
+            "PORT",
+            "serve HTTP on this port from the scheduler's own loop: Prometheus metrics at "
+            "/metrics (default: off)",
+        ),
+        (
+            "--http-bind",
+            "ADDR",
+            "IP address for --http-port (default 127.0.0.1); any but loopback needs "
+            "--http-token-file",
+        ),
+        (
+            "--http-token-file",
+            "FILE",
+            "a file (chmod 600) holding one line, a token every HTTP request must carry "
+            "(Authorization: Bearer TOKEN), on loopback too",
+        ),
+        ("--metrics-port", "PORT", "the older name of --http-port"),
+        ("--metrics-addr", "ADDR", "the older name of --http-bind"),
         (
             "--dag-resolver",
             "ADDR",
@@ -184,9 +208,13 @@ def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
+    from actors.http.server import http_settings
     from actors.scheduler.brain import Brain
 
     config = scheduler_config(args)
+    http = http_settings(config)  # ConfigError before anything is opened
+    # The process serves HTTP (actors.http.server), across terms; the Brain serves none.
+    config = msgspec.structs.replace(config, metrics_port=None)
     if config.insecure and not config.keys and not is_loopback(config.bind):
         print(
             f"corral scheduler: WARNING: serving {config.bind} without keys (--insecure): "
@@ -195,7 +223,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
             flush=True,
         )
     if is_postgres(config.db):
-        run_async(serve_with_standbys(config))
+        run_async(serve_with_standbys(config, http))
         return
 
     async def serve() -> None:
@@ -208,25 +236,36 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         early = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, early.set)
-        await brain.start()  # on failure it has released everything it opened
-        try:
-            # Everything allocated so far lives as long as the process: move it out of the
-            # cyclic GC's way, so full collections scan only what the work allocates.
-            gc.freeze()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, brain.stop)
-            if early.is_set():
-                brain.stop()
-            print(brain.summary(), flush=True)
-            await brain.run()
-        finally:
-            await brain.close()
+        async with serving_http(http, lambda: brain.system.board):
+            await serve_brain(brain, early)
 
     run_async(serve())
 
 
-async def serve_with_standbys(config: SchedulerConfig) -> None:
-    """PostgreSQL: lead or stand by, as the election decides (actors.scheduler.node)."""
+async def serve_brain(brain: Brain, early: asyncio.Event) -> None:
+    """Start ``brain`` (on failure it has released everything it opened), serve until
+    stopped (at once if ``early`` is set by then), close it."""
+    import signal
+
+    await brain.start()
+    try:
+        # Everything allocated so far lives as long as the process: move it out of the
+        # cyclic GC's way, so full collections scan only what the work allocates.
+        gc.freeze()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, brain.stop)
+        if early.is_set():
+            brain.stop()
+        print(brain.summary(), flush=True)
+        await brain.run()
+    finally:
+        await brain.close()
+
+
+async def serve_with_standbys(config: SchedulerConfig, http: HttpSettings | None) -> None:
+    """PostgreSQL: lead or stand by, as the election decides (actors.scheduler.node); HTTP
+    is served throughout, with the metrics of the term led, none while standing by."""
     import signal
 
     from actors.scheduler.node import Node
@@ -235,7 +274,28 @@ async def serve_with_standbys(config: SchedulerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop)
-    await node.run()
+    async with serving_http(http, lambda: node.brain.system.board if node.brain else None):
+        await node.run()
+
+
+@contextlib.asynccontextmanager
+async def serving_http(
+    settings: HttpSettings | None, board: Callable[[], MetricsBoard | None]
+) -> AsyncIterator[None]:
+    """The HTTP server (none without a port) for as long as the block runs; started
+    first, so a port in use ends the process (ConfigError, exit 2) before the database
+    or the scheduler's address is opened."""
+    if settings is None:
+        yield
+        return
+    from actors.http.server import HttpServer
+
+    server = HttpServer(settings, board)
+    await server.start()
+    try:
+        yield
+    finally:
+        await server.stop()
 
 
 def cmd_dag_resolver(args: argparse.Namespace) -> None:
