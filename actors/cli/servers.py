@@ -6,7 +6,9 @@ place (``SchedulerConfig.from_env``), so a bad flag and a bad variable get the s
 one-line message and exit 2. A start-up or storage failure ends the process with one
 line and exit 1, after releasing the database and the sockets. On PostgreSQL the process
 leads or stands by (``actors.scheduler.node``): a lost term or a failed database makes a
-leader stand by again, in-process, not exit.
+leader stand by again, in-process, not exit. HTTP (``--http-port``, ``actors.http.server``)
+is the process's, not a term's: started before anything else is opened, served while
+standing by too, stopped last.
 """
 
 from __future__ import annotations
