@@ -103,8 +103,17 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     # A job ready this long is promoted above every priority (strategies/priority.py).
     priority_aging: Seconds = 30.0
     queue_weights: str = ""  # "heavy=1,light=3": shares of queues that share workers
-    metrics_port: Port | None = None  # serve Prometheus /metrics on this port; None: off
     dag_resolver: str = ""  # address of a DAG resolver in its own process; "": in-process
+    # HTTP (actors.http.server): Prometheus /metrics, and the dashboard later, served from
+    # the scheduler's own event loop; None: no HTTP server. Checked by http_settings there.
+    http_port: Port | None = None
+    # An IP address to listen on; "": --metrics-addr's, 127.0.0.1 by default. Any address
+    # but loopback needs http_token_file.
+    http_bind: str = ""
+    # A file (mode 0600) holding the bearer token every HTTP request must carry; "": none.
+    http_token_file: str = ""
+    # The older names of http_port and http_bind, kept so existing set-ups still start.
+    metrics_port: Port | None = None
     metrics_addr: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
     # PostgreSQL: seconds a leader's term lasts without renewal.
     leader_ttl: Seconds = LEADER_TTL_S

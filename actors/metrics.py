@@ -2,10 +2,10 @@
 
 Each actor keeps its own counters and, once a second, publishes an immutable
 snapshot of them to the ``MetricsBoard`` (a message to itself, handled between
-other messages, so no actor's state is read from outside its task). The HTTP
-thread that prometheus-client runs reads only those snapshots. Nothing here
-touches SQLite, so a scrape costs the scheduler nothing, and figures are at
-most one second old.
+other messages, so no actor's state is read from outside its task). A scrape
+reads only those snapshots: ``actors.http.server`` serves them at /metrics from
+the scheduler's own event loop. Nothing here touches SQLite, so a scrape costs
+the scheduler next to nothing, and figures are at most one second old.
 """
 
 from __future__ import annotations
@@ -132,6 +132,14 @@ class MetricsBoard:
             if key in part:
                 buckets, total = part[key]
                 yield HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)
+        quota = CounterMetricFamily(
+            "corral_quota_refused",
+            "Requests refused over a client's allowance, by limit (jobs, bytes, rate, waits).",
+            labels=["limit"],
+        )
+        for limit in ("jobs", "bytes", "rate", "waits"):
+            quota.add_metric([limit], scheduler.get(f"quota_refused_{limit}", 0))
+        yield quota
         for name, part, key, doc in (
             ("corral_refused_results", scheduler, "refused_results", "Stale-token results."),
             ("corral_refused_leases", dispatcher, "refused_leases", "Stale lease claims."),
@@ -160,6 +168,24 @@ class MetricsBoard:
                 "dropped",
                 "Events dropped because a subscriber fell behind.",
             ),
+            (
+                "corral_forbidden_frames",
+                self.part("gateway"),
+                "forbidden_frames",
+                "Frames a key's role does not allow, or from a key no longer accepted.",
+            ),
+            (
+                "corral_banned_frames",
+                self.part("gateway"),
+                "banned_frames",
+                "Frames dropped unread from a client not listened to after going over its quota.",
+            ),
+            (
+                "corral_refused_subscriptions",
+                self.part("events"),
+                "refused_subscriptions",
+                "Subscriptions refused over --max-subscriptions.",
+            ),
             ("corral_store_commits", store, "commits", "SQLite transactions committed."),
             ("corral_store_checkpoints", store, "checkpoints", "WAL checkpoints run."),
         ):
@@ -170,10 +196,3 @@ def registry_for(board: MetricsBoard) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(board)
     return registry
-
-
-def serve(board: MetricsBoard, port: int, addr: str = "127.0.0.1") -> Any:
-    """Serve /metrics on ``addr:port`` from a daemon thread; returns (server, thread)."""
-    from prometheus_client import start_http_server
-
-    return start_http_server(port, addr=addr, registry=registry_for(board))

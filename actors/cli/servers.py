@@ -6,7 +6,9 @@ place (``SchedulerConfig.from_env``), so a bad flag and a bad variable get the s
 one-line message and exit 2. A start-up or storage failure ends the process with one
 line and exit 1, after releasing the database and the sockets. On PostgreSQL the process
 leads or stands by (``actors.scheduler.node``): a lost term or a failed database makes a
-leader stand by again, in-process, not exit.
+leader stand by again, in-process, not exit. HTTP (``--http-port``, ``actors.http.server``)
+is the process's, not a term's: started before anything else is opened, served while
+standing by too, stopped last.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import contextlib
 import gc
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -39,6 +42,11 @@ from actors.config import (
     is_loopback,
     is_postgres,
 )
+
+if TYPE_CHECKING:
+    from actors.http.server import HttpSettings
+    from actors.metrics import MetricsBoard
+    from actors.scheduler.brain import Brain
 
 # Commands that run until stopped and log while they do: they take the logging flags
 # after their name too (`corral scheduler --log-level info`).
@@ -178,8 +186,26 @@ def add_scheduler_commands(add: Add) -> None:
             "workers/, clients/ and admins/ (see `corral keygen`); needed to serve an "
             "address other hosts can reach",
         ),
-        ("--metrics-port", "PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics"),
-        ("--metrics-addr", "ADDR", "address for --metrics-port (default 127.0.0.1)"),
+        (
+            "--http-port",
+            "PORT",
+            "serve HTTP on this port from the scheduler's own loop: Prometheus metrics at "
+            "/metrics (default: off)",
+        ),
+        (
+            "--http-bind",
+            "ADDR",
+            "IP address for --http-port (default 127.0.0.1); any but loopback needs "
+            "--http-token-file",
+        ),
+        (
+            "--http-token-file",
+            "FILE",
+            "a file (chmod 600) holding one line, a token every HTTP request must carry "
+            "(Authorization: Bearer TOKEN), on loopback too",
+        ),
+        ("--metrics-port", "PORT", "the older name of --http-port"),
+        ("--metrics-addr", "ADDR", "the older name of --http-bind"),
         (
             "--dag-resolver",
             "ADDR",
@@ -219,9 +245,13 @@ def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
+    from actors.http.server import http_settings
     from actors.scheduler.brain import Brain
 
     config = scheduler_config(args)
+    http = http_settings(config)  # ConfigError before anything is opened
+    # The process serves HTTP (actors.http.server), across terms; the Brain serves none.
+    config = msgspec.structs.replace(config, metrics_port=None)
     if config.insecure and not config.keys and not is_loopback(config.bind):
         print(
             f"corral scheduler: WARNING: serving {config.bind} without keys (--insecure): "
@@ -230,7 +260,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
             flush=True,
         )
     if is_postgres(config.db):
-        run_async(serve_with_standbys(config))
+        run_async(serve_with_standbys(config, http))
         return
 
     async def serve() -> None:
@@ -244,25 +274,36 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, early.set)
         loop.add_signal_handler(signal.SIGHUP, reload_keys)  # not the default: exit
-        await brain.start()  # on failure it has released everything it opened
-        try:
-            # Everything allocated so far lives as long as the process: move it out of the
-            # cyclic GC's way, so full collections scan only what the work allocates.
-            gc.freeze()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, brain.stop)
-            if early.is_set():
-                brain.stop()
-            print(brain.summary(), flush=True)
-            await brain.run()
-        finally:
-            await brain.close()
+        async with serving_http(http, lambda: brain.system.board):
+            await serve_brain(brain, early)
 
     run_async(serve())
 
 
-async def serve_with_standbys(config: SchedulerConfig) -> None:
-    """PostgreSQL: lead or stand by, as the election decides (actors.scheduler.node)."""
+async def serve_brain(brain: Brain, early: asyncio.Event) -> None:
+    """Start ``brain`` (on failure it has released everything it opened), serve until
+    stopped (at once if ``early`` is set by then), close it."""
+    import signal
+
+    await brain.start()
+    try:
+        # Everything allocated so far lives as long as the process: move it out of the
+        # cyclic GC's way, so full collections scan only what the work allocates.
+        gc.freeze()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, brain.stop)
+        if early.is_set():
+            brain.stop()
+        print(brain.summary(), flush=True)
+        await brain.run()
+    finally:
+        await brain.close()
+
+
+async def serve_with_standbys(config: SchedulerConfig, http: HttpSettings | None) -> None:
+    """PostgreSQL: lead or stand by, as the election decides (actors.scheduler.node); HTTP
+    is served throughout, with the metrics of the term led, none while standing by."""
     import signal
 
     from actors.scheduler.node import Node
@@ -272,7 +313,28 @@ async def serve_with_standbys(config: SchedulerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop)
     loop.add_signal_handler(signal.SIGHUP, reload_keys)
-    await node.run()
+    async with serving_http(http, lambda: node.brain.system.board if node.brain else None):
+        await node.run()
+
+
+@contextlib.asynccontextmanager
+async def serving_http(
+    settings: HttpSettings | None, board: Callable[[], MetricsBoard | None]
+) -> AsyncIterator[None]:
+    """The HTTP server (none without a port) for as long as the block runs; started
+    first, so a port in use ends the process (ConfigError, exit 2) before the database
+    or the scheduler's address is opened."""
+    if settings is None:
+        yield
+        return
+    from actors.http.server import HttpServer
+
+    server = HttpServer(settings, board)
+    await server.start()
+    try:
+        yield
+    finally:
+        await server.stop()
 
 
 def reload_keys() -> None:

@@ -24,17 +24,14 @@ is lost: nothing is committed from then on, and its actors stop.
 from __future__ import annotations
 
 import datetime
-import errno
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import strategies
-from actors import metrics
 from actors.config import SchedulerConfig, is_loopback, is_postgres, redact_dsn
-from actors.errors import CorralError, StoreError
+from actors.errors import StoreError
 from actors.keys import scheduler_keys
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem, gc_paused, in_slices
@@ -92,7 +89,6 @@ class Brain:
         self.table = JobTable(config)
         self.scheduler = Scheduler(self.table)
         self.instance = uuid.uuid4().hex
-        self.metrics_server: Any = None
         self.recovered: dict[str, int] = {}
         self.database_id = ""  # the store's identity, read at start-up
         self.last_commit: float | None = None  # wall-clock time, None for a new database
@@ -122,10 +118,6 @@ class Brain:
         config = self.config
         if self.transport is None:
             self.transport = bind(config.bind, keys)
-        if config.metrics_port:
-            self.metrics_server = serve_metrics(
-                self.system.board, config.metrics_port, config.metrics_addr
-            )
         dag: Actor
         if config.dag_resolver:  # the DAG resolver runs in its own process
             dag = RemoteActor("dag", config.dag_resolver)
@@ -264,11 +256,6 @@ class Brain:
             if self.transport is not None and self.own_transport:
                 await self.transport.close()
             await self.store.on_stop()
-        if self.metrics_server is not None:
-            server, _thread = self.metrics_server
-            server.shutdown()
-            server.server_close()
-            self.metrics_server = None
 
     async def __aenter__(self) -> Brain:
         await self.start()
@@ -293,15 +280,3 @@ def store_for(config: SchedulerConfig, term: int = 0, name: str = "") -> StoreBa
 
         return PostgresStore(config.db, name=name, term=term or None)
     return SqliteStore(config.db, config.durability)
-
-
-def serve_metrics(board: metrics.MetricsBoard, port: int, addr: str) -> Any:
-    """Start the metrics server, or raise CorralError naming the port and the cause."""
-    try:
-        return metrics.serve(board, port, addr)
-    except OSError as exc:
-        why = "already in use" if exc.errno == errno.EADDRINUSE else os.strerror(exc.errno or 0)
-        raise CorralError(
-            f"cannot serve metrics on {addr}:{port}: {why} "
-            "(--metrics-port / CORRAL_METRICS_PORT, --metrics-addr)"
-        ) from None

@@ -295,3 +295,20 @@ def test_a_key_removed_while_connected_is_refused_from_then_on() -> None:
     roles["K"] = "admin"  # moved to another role: its connections must come again
     gw._route(b"client:K|1", wire.encode(wire.GetStatus(3)), [])
     assert transport.sent[-1][1].code == "forbidden"  # type: ignore[attr-defined]
+
+
+def test_refusals_are_in_the_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    from actors.metrics import MetricsBoard, registry_for
+
+    board = MetricsBoard()
+    board.publish("scheduler", quotas(jobs=1).metrics() | {"quota_refused_rate": 2})
+    board.publish("gateway", {"forbidden_frames": 3, "banned_frames": 4})
+    board.publish("events", {"refused_subscriptions": 5})
+    text = generate_latest(registry_for(board)).decode()
+    assert 'corral_quota_refused_total{limit="rate"} 2.0' in text
+    assert 'corral_quota_refused_total{limit="jobs"} 0.0' in text
+    assert "corral_forbidden_frames_total 3.0" in text
+    assert "corral_banned_frames_total 4.0" in text
+    assert "corral_refused_subscriptions_total 5.0" in text

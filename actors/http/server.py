@@ -1,0 +1,259 @@
+"""The scheduler process's HTTP server: ``/metrics`` today, the dashboard's pages later,
+served by aiohttp from the scheduler's own event loop (no thread, no second process).
+
+It owns the HTTP settings as the process uses them (``http_settings``: ``--http-port``
+or its older name ``--metrics-port``, ``--http-bind`` or ``--metrics-addr``,
+``--http-token-file``), the bearer-token check every request passes, and the server's
+start and stop. What it promises:
+
+- Loopback (127.0.0.1) by default. Any other address refuses to start without
+  ``--http-token-file`` (ConfigError: one line, exit 2), as ``--bind`` does without
+  ``--keys``; the same loopback test decides (``actors.config.is_loopback``).
+- With a token file, every request, on loopback too, must carry ``Authorization: Bearer
+  TOKEN`` (compared in constant time). Anything else gets 401 with ``WWW-Authenticate:
+  Bearer``, whatever the path (a 404 would tell a stranger which pages exist), counted
+  in ``corral_http_refused_total`` and logged at most once a second.
+- ``start`` serves or raises ConfigError naming the setting and the cause (the port in
+  use, an address not on this host), leaving nothing open; ``stop`` closes it all.
+- A scrape reads the snapshots the actors publish (``actors.metrics``), never the
+  store. The board is the current term's: a standby (PostgreSQL) has none, and serves
+  ``corral_leader 0`` alone.
+
+Pages are routes added to ``HttpServer.app`` before ``start``; they pass the same check.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from actors.config import SchedulerConfig, is_loopback, setting_name
+from actors.errors import ConfigError
+from actors.metrics import MetricsBoard
+from actors.scheduler.ratelog import RateLimitedLog
+
+log = logging.getLogger("corral.http")
+
+DEFAULT_BIND = "127.0.0.1"
+# A scrape answers in milliseconds; on stop, a request still running after this long
+# (a dashboard's event stream, later) is cut rather than holding the process.
+SHUTDOWN_S = 1.0
+# What a 401 says: the scheme (RFC 6750), and the realm naming what asks.
+CHALLENGE = 'Bearer realm="corral"'
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Where to serve and the token to require (None: no token), checked."""
+
+    host: str
+    port: int
+    token: bytes | None
+    port_setting: str = "http_port"  # the field the port came from, for messages
+    bind_setting: str = "http_bind"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def http_settings(config: SchedulerConfig) -> HttpSettings | None:
+    """The HTTP settings of ``config`` (None: no HTTP server), the token read; raises
+    ConfigError, before anything is opened, for a bad address, a non-loopback address
+    without a token file, or a token file that is unreadable, empty or readable by others."""
+    if config.http_port and config.metrics_port and config.http_port != config.metrics_port:
+        raise ConfigError(
+            setting_name("metrics_port"),
+            config.metrics_port,
+            f"unset, or --http-port's value ({config.http_port}): it is --http-port's older name",
+        )
+    port_setting = "http_port" if config.http_port else "metrics_port"
+    port = config.http_port or config.metrics_port
+    if port is None:
+        return None
+    older = not config.http_bind and config.metrics_addr != DEFAULT_BIND
+    bind_setting = "metrics_addr" if older else "http_bind"
+    if config.http_bind and config.metrics_addr not in (DEFAULT_BIND, config.http_bind):
+        raise ConfigError(
+            setting_name("metrics_addr"),
+            config.metrics_addr,
+            f"unset, or --http-bind's value ({config.http_bind!r}): it is --http-bind's older name",
+        )
+    given = config.http_bind or config.metrics_addr
+    host = _host(given, bind_setting)
+    token = None
+    if config.http_token_file:
+        token = read_token(config.http_token_file)
+    elif not is_loopback(f"tcp://{host}:{port}"):
+        raise ConfigError(
+            setting_name(bind_setting),
+            given,
+            "a loopback address (127.0.0.1, ::1, localhost) without --http-token-file / "
+            "CORRAL_HTTP_TOKEN_FILE: to serve HTTP to other hosts, give a file holding a "
+            "bearer token (one line, chmod 600) that every request must carry",
+        )
+    return HttpSettings(host, port, token, port_setting, bind_setting)
+
+
+def _host(text: str, setting: str) -> str:
+    """An IP address (or ``localhost``) to listen on, without IPv6 brackets; no names
+    looked up in DNS, which could hang the start or bind where nobody expects."""
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if host == "localhost":
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            setting_name(setting),
+            text,
+            "an IP address of this host to listen on (default 127.0.0.1; 0.0.0.0 or :: for "
+            "every interface, with --http-token-file)",
+        ) from None
+    return host
+
+
+def read_token(path: str) -> bytes:
+    """The bearer token in ``path``: one line of printable ASCII without spaces, in a file
+    only its owner may read (the rule of ``scheduler.key_secret``); ConfigError otherwise."""
+    setting = setting_name("http_token_file")
+    try:
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            data = file.read(4096)
+    except OSError as exc:
+        raise ConfigError(
+            setting, path, f"a file corral can read ({exc.strerror or exc})"
+        ) from None
+    if mode & 0o077:
+        raise ConfigError(setting, path, "readable by its owner only (chmod 600)")
+    token = data.strip()
+    if not token:
+        raise ConfigError(setting, path, "a file holding a token (this one is empty)")
+    if not all(0x21 <= byte <= 0x7E for byte in token):
+        raise ConfigError(setting, path, "one line holding the token: printable ASCII, no spaces")
+    return token
+
+
+def bearer_auth(token: bytes, refused: Callable[[web.Request, str], None]) -> Middleware:
+    """A middleware letting through only requests with ``Authorization: Bearer TOKEN``;
+    the others get 401, after ``refused(request, why)``."""
+
+    @web.middleware
+    async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+        scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8", "replace"), token
+        ):
+            return await handler(request)
+        refused(request, "a wrong token" if scheme else "no token")
+        raise web.HTTPUnauthorized(
+            headers={hdrs.WWW_AUTHENTICATE: CHALLENGE},
+            text="401: this needs Authorization: Bearer TOKEN (--http-token-file)\n",
+        )
+
+    return authorize
+
+
+class HttpServer(Collector):
+    """The process's HTTP server; ``board()`` is the current term's metrics board, None
+    while standing by. Also the collector of its own figures (refused requests, role)."""
+
+    def __init__(self, settings: HttpSettings, board: Callable[[], MetricsBoard | None]) -> None:
+        self.settings = settings
+        self.board = board
+        self.refused = 0
+        self._refused_log = RateLimitedLog(log)
+        middlewares = [bearer_auth(settings.token, self._refuse)] if settings.token else []
+        self.app = web.Application(middlewares=middlewares)
+        self.app.router.add_get("/metrics", self._metrics)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Listen; raises ConfigError (nothing left open) if the address cannot be bound."""
+        settings = self.settings
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.host, settings.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{settings.host}:{settings.port}"
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                why = "already in use" if exc.errno == errno.EADDRINUSE else "not allowed"
+                allowed = f"a port free to listen on ({where} is {why})"
+                raise ConfigError(
+                    setting_name(settings.port_setting), settings.port, allowed
+                ) from None
+            raise ConfigError(
+                setting_name(settings.bind_setting),
+                settings.host,
+                f"an address of this host to listen on ({where}: {_reason(exc)})",
+            ) from None
+        self._runner = runner
+        log.info(
+            "serving HTTP on %s (/metrics)%s",
+            settings.url,
+            "; a bearer token is required" if settings.token else "",
+        )
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        # OpenMetrics when the scraper asks for it, gzip when it accepts it: as
+        # prometheus-client's own server answers.
+        encoder, content_type = choose_encoder(request.headers.get(hdrs.ACCEPT, ""))
+        response = web.Response(
+            body=encoder(self.registry), headers={hdrs.CONTENT_TYPE: content_type}
+        )
+        response.enable_compression()
+        return response
+
+    def _refuse(self, request: web.Request, why: str) -> None:
+        self.refused += 1
+        self._refused_log(
+            "HTTP request refused (%s; 401): %s %s from %s",
+            why,
+            request.method,
+            request.path,
+            request.remote,
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        board = self.board()
+        if board is not None:
+            yield from board.collect()
+        yield GaugeMetricFamily(
+            "corral_leader",
+            "1 while this scheduler serves (always on SQLite), 0 while it stands by.",
+            value=0 if board is None else 1,
+        )
+        yield CounterMetricFamily(
+            "corral_http_refused",
+            "HTTP requests refused for a missing or wrong bearer token.",
+            value=self.refused,
+        )
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words for ``exc`` (asyncio wraps them in a sentence of its own)."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
