@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import urllib.parse
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from actors.errors import ConfigError
+from actors.settings import load_settings as load_settings
+from actors.settings import setting_name as setting_name
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 DEFAULT_DB = "./corral.db"
@@ -358,78 +359,6 @@ class LogConfig(msgspec.Struct, kw_only=True):
     @classmethod
     def from_env(cls, **overrides: object) -> LogConfig:
         return load_settings(cls, overrides, normalize={"log_level": str.upper})
-
-
-S = TypeVar("S", bound=msgspec.Struct)
-
-_MSGSPEC_ERROR = re.compile(r"^(?P<what>.*?)(?: - at `\$\.(?P<field>\w+)`)?$", re.S)
-
-
-def setting_name(field: str) -> str:
-    """How users spell a setting: its flag and its environment variable."""
-    return f"--{field.replace('_', '-')} / CORRAL_{field.upper()}"
-
-
-def load_settings(
-    cls: type[S],
-    overrides: dict[str, object],
-    normalize: dict[str, Any] | None = None,
-) -> S:
-    """``cls`` from its defaults, the ``CORRAL_<FIELD>`` variables and the non-None
-    ``overrides``, in rising precedence; strings are converted by msgspec (so "5" is a
-    float for a float field). A value that fails a field's type or constraint raises
-    ConfigError with the setting's names, the value as given, and what is allowed."""
-    normalize = normalize or {}
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(cls):
-        raw = os.environ.get(f"CORRAL_{field.name.upper()}")
-        if raw:  # an empty variable counts as unset
-            values[field.name] = raw
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    for key, fix in normalize.items():
-        if isinstance(values.get(key), str):
-            values[key] = fix(values[key])
-    try:
-        return msgspec.convert(values, cls, strict=False)
-    except msgspec.ValidationError as exc:
-        match = _MSGSPEC_ERROR.match(str(exc))
-        name = match.group("field") if match else None
-        if name is None:
-            raise ConfigError("settings", values, str(exc)) from None
-        raise ConfigError(
-            setting_name(name), values.get(name), _allowed(cls, name, str(exc))
-        ) from None
-
-
-def _allowed(cls: type[msgspec.Struct], field: str, error: str) -> str:
-    """What a field allows, in words, from its type and its ``Meta`` description."""
-    for info in msgspec.structs.fields(cls):
-        if info.name != field:
-            continue
-        choices = _literal_choices(info.type)
-        if choices:
-            return "one of " + ", ".join(choices) + (" (any case)" if field == "log_level" else "")
-        described = _description(info.type)
-        if described:
-            return described + (" (or unset: off)" if field == "metrics_port" else "")
-    return error.split(" - at ")[0].replace("Expected", "expected")
-
-
-def _literal_choices(tp: Any) -> list[str]:
-    args = get_args(tp)
-    if args and all(isinstance(a, str) for a in args):
-        return list(args)
-    return []
-
-
-def _description(tp: Any) -> str | None:
-    for arg in get_args(tp):
-        if isinstance(arg, Meta) and arg.description:
-            return arg.description
-        nested = _description(arg)
-        if nested:
-            return nested
-    return None
 
 
 def env_address(default: str = DEFAULT_ADDRESS) -> str:

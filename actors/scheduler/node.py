@@ -21,7 +21,7 @@ a restart; its commits fenced with the term) serves on the same bound address, w
   healthier standby gets the term first;
 - asked to stop (SIGTERM, SIGINT): the Brain stops cleanly, the term is resigned so a
   standby takes over within a poll, and the process exits 0.
-Any other failure (an actor crashed, the metrics port is taken) resigns and ends the
+Any other failure (an actor crashed, the database refuses the schema) resigns and ends the
 process with one line, non-zero, for its supervisor to restart it as a standby.
 """
 
