@@ -37,6 +37,10 @@ JobId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 Retries = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
+# A job may wait up to a year to start: ``delay`` seconds from its submission (by the
+# scheduler's clock), or until ``run_at`` (a Unix time, before 2100).
+Delay = Annotated[float, msgspec.Meta(ge=0, le=366 * 24 * 3600)]
+UnixTime = Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
 
 
 # ---------------------------------------------------------------- payload types
@@ -63,6 +67,9 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
     timeout: Seconds | None = None
     backoff: Backoff | None = None  # None: the scheduler's default
+    # Not before: the later of submission + delay and run_at (0: at once).
+    delay: Delay = 0.0
+    run_at: UnixTime = 0.0
 
 
 class StepSpec(msgspec.Struct, frozen=True, array_like=True):

@@ -41,6 +41,9 @@ class JobView(msgspec.Struct, frozen=True):
     result: msgspec.Raw = NONE_RAW
     error: str | None = None
     history: list[AttemptView] = []
+    # PENDING: the Unix time before which it is not handed to a worker (a delayed job, or
+    # a retry's backoff); 0: none.
+    not_before: float = 0.0
 
 
 class StepView(msgspec.Struct, frozen=True):

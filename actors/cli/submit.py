@@ -28,6 +28,7 @@ from actors.cli.common import (
 )
 from actors.cli.fields import field_problem
 from actors.cli.output import quiet_on_closed_stdout
+from actors.cli.times import parse_duration, parse_time
 from actors.errors import CorralError
 
 # Jobs per Submit frame for a file: an id is printed once its chunk commits, so a smaller
@@ -47,6 +48,8 @@ FIELDS = (
     "idempotency_key",
     "timeout",
     "backoff",
+    "delay",
+    "run_at",
 )
 
 
@@ -72,6 +75,7 @@ def _spec_from_fields(fields: dict[str, Any], where: str, flags: bool = False) -
         usage(f"{where}: 'args' must be a JSON array")
     if not isinstance(fields.get("kwargs", {}), dict):
         usage(f"{where}: 'kwargs' must be a JSON object")
+    _read_times(fields, where, flags)
     for name, value in fields.items():
         if name in ("args", "kwargs"):
             continue
@@ -90,6 +94,19 @@ def _spec_from_fields(fields: dict[str, Any], where: str, flags: bool = False) -
     except (TypeError, msgspec.ValidationError, CorralError) as exc:
         usage(f"{where}: {exc}")
     return spec
+
+
+def _read_times(fields: dict[str, Any], where: str, flags: bool) -> None:
+    """``delay`` and ``run_at`` as a person writes them ("30s", "2026-12-01T09:00:00Z")
+    turned into seconds and a Unix time, in place; numbers stay as they are."""
+    for name, parse in (("delay", parse_duration), ("run_at", parse_time)):
+        value = fields.get(name)
+        if isinstance(value, str):
+            try:
+                fields[name] = parse(value)
+            except ValueError as exc:
+                label = ("--at" if name == "run_at" else "--delay") if flags else f"{where}: {name}"
+                usage(f"{label}: {exc}")
 
 
 def _read_file(path: str) -> bytes:
@@ -180,6 +197,10 @@ def _specs_from_flags(args: argparse.Namespace) -> list[Any]:
     for name in ("priority", "queue", "max_retries", "idempotency_key", "timeout", "backoff"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
+    if args.delay is not None:
+        fields["delay"] = args.delay
+    if args.at is not None:
+        fields["run_at"] = args.at
     if args.depends_on:
         fields["depends_on"] = args.depends_on
     return [_spec_from_fields(fields, "job", flags=True)]
@@ -343,6 +364,20 @@ def add_submit_parser(
         metavar=("BASE", "FACTOR", "CAP"),
         help="retry delays for this job: BASE*FACTOR^(n-1) capped at CAP seconds, "
         "with jitter (default: the scheduler's)",
+    )
+    p.add_argument(
+        "--delay",
+        default=None,
+        metavar="DURATION",
+        help="start no sooner than this long after the scheduler accepts it: 30, 30s, 5m, "
+        "1h30m, 2d (the job is PENDING until then; cancel it like any other)",
+    )
+    p.add_argument(
+        "--at",
+        default=None,
+        metavar="TIME",
+        help="start no sooner than this ISO 8601 time, e.g. 2026-12-01T09:00:00Z "
+        "(no time zone: this machine's local time)",
     )
     p.add_argument(
         "--require-worker",

@@ -187,6 +187,10 @@ def _when(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
 def _first_line(text: str | None, width: int = 70) -> str:
     if not text:
         return ""
@@ -237,6 +241,11 @@ def render_job(job: wire.JobView, console: Console | None = None) -> None:
         console.print(f"  depends on {', '.join(map(str, job.depends_on))}")
     if job.idempotency_key:
         console.print(f"  idempotency key {job.idempotency_key}")
+    if job.not_before:
+        why = "to retry" if job.attempts else "to start"
+        console.print(
+            f"  waits {why} until {_utc(job.not_before)} (in {job.not_before - time.time():.1f} s)"
+        )
     if job.status == "SUCCEEDED":
         console.print(f"  result {wire.unpack(job.result)!r}")
     table = Table(title="attempts", show_edge=False)

@@ -7,6 +7,7 @@ locally with the size and the limit named, instead of travelling to the schedule
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -44,13 +45,18 @@ def job_spec(
     idempotency_key: str | None = None,
     timeout: float | None = None,
     backoff: wire.Backoff | tuple[float, float, float] | None = None,
+    delay: float | datetime.timedelta | None = None,
+    run_at: float | datetime.datetime | None = None,
 ) -> wire.JobSpec:
     """Build one job description for ``submit_many``.
 
     ``priority`` (default 0), ``queue`` ("default"), ``max_retries`` (3) and ``timeout``
     (none) not given here take the task's own declared defaults when the task is registered
     in this process. ``backoff`` is ``(base, factor, cap)`` in seconds for this job's
-    retries; by default the scheduler's (1 s, x2, 300 s). Raises RequestRefused (code
+    retries; by default the scheduler's (1 s, x2, 300 s). ``delay`` (seconds or a
+    ``timedelta``, counted by the scheduler's clock from when it accepts the job) and
+    ``run_at`` (a ``datetime``, naive meaning this machine's local time, or a Unix time)
+    hold the job PENDING until then; given both, the later. Raises RequestRefused (code
     ``too_large``) when the arguments could never fit in a frame."""
     if backoff is not None and not isinstance(backoff, wire.Backoff):
         backoff = wire.Backoff(*backoff)
@@ -76,9 +82,23 @@ def job_spec(
         idempotency_key,
         given["timeout"],
         backoff,
+        seconds_of(delay),
+        unix_time_of(run_at),
     )
     check_payload(spec)
     return spec
+
+
+def seconds_of(delay: float | datetime.timedelta | None) -> float:
+    if isinstance(delay, datetime.timedelta):
+        return delay.total_seconds()
+    return float(delay or 0.0)
+
+
+def unix_time_of(when: float | datetime.datetime | None) -> float:
+    if isinstance(when, datetime.datetime):
+        return when.timestamp()  # a naive datetime is local time, as datetime.now() gives
+    return float(when or 0.0)
 
 
 def payload_bytes(spec: wire.JobSpec) -> int:

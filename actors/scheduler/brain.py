@@ -215,14 +215,17 @@ class Brain:
         table, ops, effects = self.table, Ops(), Effects()
         async for part in in_slices(list(table.jobs.values())):
             for job in part:
-                if job.status is JobState.QUEUED:
-                    if job.depends_on:
-                        job.parent_results = [
-                            self._settled_parents[p].parent_result() for p in job.depends_on
-                        ]
-                    effects.ready.append(job)
-                elif job.status is JobState.PENDING and job.depends_on and job.not_before == 0:
+                if job.status is JobState.PENDING and table.may_wait_on_parents(job):
                     self._recover_waiting(job, dag, ops, effects)
+                    continue
+                if job.depends_on and all(p in self._settled_parents for p in job.depends_on):
+                    # QUEUED, RUNNING (reclaimed later) or waiting to retry: its parents
+                    # all succeeded, and their results go with each new attempt.
+                    job.parent_results = [
+                        self._settled_parents[p].parent_result() for p in job.depends_on
+                    ]
+                if job.status is JobState.QUEUED:
+                    effects.ready.append(job)
         if len(ops) or effects.ready or effects.finished:
             self.store.tell(Write(ops.seal(), self.scheduler, effects))
 

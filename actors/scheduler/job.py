@@ -101,4 +101,5 @@ class Job(msgspec.Struct, gc=False):
             self.finished_at,
             self.result or wire.NONE_RAW,
             self.error,
+            not_before=self.not_before if self.status is JobState.PENDING else 0.0,
         )

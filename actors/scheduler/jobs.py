@@ -107,8 +107,14 @@ class JobTable:
             held.add(job.owner, 1, len(job.args) + len(job.kwargs))
             if job.idempotency_key is not None:
                 self.by_key[job.idempotency_key] = job.id
-            if job.status is PENDING and job.not_before > 0:
+            if job.status is PENDING and job.not_before > 0 and not self.may_wait_on_parents(job):
                 heapq.heappush(self._retry_heap, (job.not_before, job.id))
+
+    @staticmethod
+    def may_wait_on_parents(job: Job) -> bool:
+        """A PENDING job that never ran and has parents: it waits for them (the DAG
+        resolver decides), however long its own delay; the others wait only for a time."""
+        return bool(job.depends_on) and job.attempts == 0
 
     def reload(self, job: Job) -> None:
         """Bring a job read back from SQLite (finished long ago) into memory."""
@@ -215,6 +221,7 @@ class JobTable:
         """A new job in PENDING; the caller queues or dooms it after looking at its parents."""
         job_id = self.next_id
         self.next_id += 1
+        now = self.clock()
         job = Job(
             job_id,
             spec.task,
@@ -226,7 +233,7 @@ class JobTable:
             spec.max_retries,
             spec.idempotency_key,
             spec.timeout,
-            self.clock(),
+            now,
             PENDING,
             backoff=spec.backoff,
             workflow_id=workflow_id,
@@ -234,6 +241,10 @@ class JobTable:
             owner=owner,
             seq=job_id,
         )
+        if spec.delay or spec.run_at:
+            ready_at = max(spec.run_at, now + spec.delay)
+            if ready_at > now:
+                job.not_before = ready_at  # queued by ``defer`` once its parents are done
         self.jobs[job_id] = job
         self.held.add(owner, 1, len(spec.args) + len(spec.kwargs))
         self.counts[PENDING.value] += 1
@@ -390,6 +401,14 @@ class JobTable:
             self.move(job, QUEUED, ops)
             due.append(job)
         return due
+
+    def defer(self, job: Job) -> bool:
+        """Keep a PENDING job ready to run waiting until its ``not_before`` (a delayed job):
+        True if it must wait; ``due_retries`` queues it then, one timer for the earliest."""
+        if job.not_before <= self.clock():
+            return False
+        heapq.heappush(self._retry_heap, (job.not_before, job.id))
+        return True
 
     def next_retry_at(self) -> float | None:
         return self._retry_heap[0][0] if self._retry_heap else None

@@ -123,6 +123,8 @@ def queue_child(
             effects.finished.append(job)
             return
         job.parent_results = results
+    if sched.table.defer(job):
+        return  # a delayed job: PENDING until its time (JobTable.due_retries)
     sched.table.move(job, QUEUED, ops)
     effects.ready.append(job)
 
