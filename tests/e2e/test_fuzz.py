@@ -1,0 +1,94 @@
+"""Fuzzing a live scheduler (issue 16), the suite's bounded share of ``python -m bench
+--fuzz``: six raw DEALER peers (strangers, clients, fuzz workers) send a few thousand
+hostile frames (``bench.garbage``) while a real worker runs an honest client's jobs. The
+scheduler stays up and answers every window of frames; every honest job runs exactly once
+(the ledger) and is the only job in the store, never moved; the gateway's bad_frames
+counts exactly the frames it had to refuse; its memory stays bounded. With keys, peers
+without one get no reply at all and are counted nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+
+import pytest
+
+from bench.frames import VALID_QUEUE
+from bench.fuzz import bad_frames_settled, fuzz_peers, honest_work, store_changes, vm_kb
+from tests.helpers.cluster import Cluster
+from tests.helpers.ledger_tasks import completed
+from tests.helpers.waiting import until_workers
+
+pytestmark = pytest.mark.slow
+
+JOBS = 60
+# Resident memory the run may add: the fuzz peers keep at most a window of 50 frames each in
+# flight, of which a few are large (a 1 MiB wait list, a size-limit frame of 8 MiB: one in
+# two thousand); allocators keep some of what such frames used. 64 MiB is ~3x what was seen
+# (tens of MiB); a leak per frame (3000 frames) or per peer state kept would pass it.
+RSS_GROWTH_KB = 64 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_hostile_frames_from_six_peers_change_nothing_while_honest_work_is_served(
+    cluster: Cluster,
+) -> None:
+    port = free_port()
+    cluster.start("--metrics-port", str(port))
+    cluster.worker("w0", 8, "--queues", VALID_QUEUE)
+    pid = cluster.scheduler.pid
+    async with cluster.client(request_timeout=60) as client:
+        await until_workers(client, {"w0"})
+        rss_before = vm_kb(pid, "VmRSS")
+        fuzzing = asyncio.ensure_future(fuzz_peers(cluster.address, 3000, 16, known_ids=JOBS))
+        ids = await honest_work(client, "record", JOBS, fuzzing)
+        tally = await fuzzing
+        changes = await store_changes(client, ids, "record")
+        counted = await bad_frames_settled(port, tally.expected_bad)
+    rss_after = vm_kb(pid, "VmRSS")
+
+    assert cluster.scheduler.poll() is None, "the scheduler is alive"
+    assert tally.frames >= 3000
+    assert tally.stalls == 0, "every window of frames was answered"
+    assert tally.unreadable == 0, "every reply decodes"
+    assert changes == {"foreign_jobs": 0, "moved_jobs": 0, "workflows": 0}
+    runs = Counter(r["job"] for r in completed(cluster.ledger))
+    assert sorted(runs) == ids
+    assert set(runs.values()) == {1}, "each honest job ran once"
+    assert counted == tally.expected_bad > 1000, (counted, tally.expected_bad)
+    assert rss_after - rss_before < RSS_GROWTH_KB, (rss_before, rss_after)
+    assert "Traceback" not in cluster.log("scheduler")
+
+
+async def test_with_keys_peers_without_one_get_no_reply_and_are_counted_nowhere(
+    cluster: Cluster,
+) -> None:
+    port = free_port()
+    cluster.use_keys()
+    cluster.start("--metrics-port", str(port))
+    cluster.worker("w0", 8, "--queues", VALID_QUEUE)
+    async with cluster.client(request_timeout=60) as client:
+        await until_workers(client, {"w0"})
+        fuzzing = asyncio.ensure_future(
+            fuzz_peers(cluster.address, 1000, 17, known_ids=20, big=False, answer=False)
+        )
+        ids = await honest_work(client, "record", 20, fuzzing)
+        tally = await fuzzing
+        changes = await store_changes(client, ids, "record")
+        await asyncio.sleep(1.2)  # one more metrics snapshot: nothing may arrive to count
+        counted = await bad_frames_settled(port, 0)
+
+    assert cluster.scheduler.poll() is None
+    assert tally.frames >= 1000
+    assert (sum(tally.replies.values()), tally.unreadable) == (0, 0), tally.replies
+    assert counted == 0
+    assert changes == {"foreign_jobs": 0, "moved_jobs": 0, "workflows": 0}
+    runs = Counter(r["job"] for r in completed(cluster.ledger))
+    assert sorted(runs) == ids
+    assert set(runs.values()) == {1}
