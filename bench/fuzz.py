@@ -53,6 +53,7 @@ class Tally:
     stalls: int = 0  # sentinels not answered within ANSWER_S
     redrawn: int = 0  # mutants dropped because they could have changed state
     unsent: int = 0  # answer=False: frames ZeroMQ had no connection to queue on
+    results_taken: int = 0  # forged results a ResultsAck acknowledged: must stay 0
 
     def count(self, frame: bytes) -> None:
         try:
@@ -61,6 +62,8 @@ class Tally:
             self.unreadable += 1
             return
         name = type(reply).__name__
+        if isinstance(reply, wire.ResultsAck):
+            self.results_taken += len(reply.job_ids)
         self.replies[f"error:{reply.code}" if isinstance(reply, wire.ErrorReply) else name] += 1
 
 
@@ -206,12 +209,16 @@ async def bad_frames_settled(metrics_port: int, expected: int, timeout: float = 
     return counted
 
 
-async def store_changes(client: AsyncClient, ids: list[int], task: str) -> dict[str, int]:
+async def store_changes(
+    client: AsyncClient, ids: list[int], task: str, numbered: bool = True
+) -> dict[str, int]:
     """What the store shows beyond the honest jobs, each run once to success: jobs not
-    among ``ids``, honest jobs moved (another token, attempt or queue), workflows."""
+    among ``ids``, honest jobs moved (another token, attempt or queue) or with a result
+    they did not return (their number if ``numbered``, else None), workflows."""
     status = await client.status()
     jobs = await client.jobs(limit=100_000)
     honest = set(ids)
+    number = {job_id: i for i, job_id in enumerate(ids)}
     return {
         "foreign_jobs": sum(1 for j in jobs if j.job_id not in honest)
         + max(0, sum(status.jobs.values()) - len(jobs)),
@@ -221,6 +228,12 @@ async def store_changes(client: AsyncClient, ids: list[int], task: str) -> dict[
             if j.job_id in honest
             and (j.status, j.token, j.attempts, j.queue, j.task)
             != ("SUCCEEDED", 1, 1, VALID_QUEUE, task)
+        ),
+        "wrong_results": sum(
+            1
+            for j in jobs
+            if j.job_id in honest
+            and wire.unpack(j.result) != (number[j.job_id] if numbered else None)
         ),
         "workflows": int(await client.workflow(1) is not None),
     }

@@ -244,7 +244,7 @@ async def fuzz(
         ids = await honest_work(client, "bench.noop", jobs, fuzzing, numbered=False)
         tally = await fuzzing
         seconds = time.perf_counter() - started
-        changes = await store_changes(client, ids, "bench.noop")
+        changes = await store_changes(client, ids, "bench.noop", numbered=False)
         counted = await bad_frames_settled(cluster.metrics_port, tally.expected_bad)
     alive = cluster.scheduler.poll() is None
     return {
@@ -266,6 +266,7 @@ async def fuzz(
         "bad_frames_expected": tally.expected_bad,
         "bad_frames_counted": int(counted),
         "mutants_redrawn": tally.redrawn,
+        "forged_results_taken": tally.results_taken,
         **changes,
         "scheduler_rss_mb": vm_kb(pid, "VmRSS") / 1024,
         "rss_before_mb": rss_before / 1024,
@@ -278,5 +279,6 @@ def fuzz_failures(result: dict[str, Any]) -> int:
     """What a fuzz run must not show: a crash, a wedge, an unreadable reply, a job or a
     move the honest client did not make, a refused frame not counted."""
     bad = ("crashes", "stalls", "unreadable_replies", "foreign_jobs", "moved_jobs", "workflows")
+    bad += ("wrong_results", "forged_results_taken")
     miscounted = result["bad_frames_counted"] != result["bad_frames_expected"]
     return sum(result[k] for k in bad) + int(miscounted)
