@@ -34,6 +34,8 @@ Modes (one per run):
                                              stripped batch pipeline (bench/ceiling.py)
   --jobs N --with-ceiling                    throughput, then the ceiling on the same --db,
                                              side by side with the ratio
+  --fuzz [--frames N --seed S --peers P]     hostile frames from P raw sockets while a worker
+                                             runs honest jobs; replies, RSS, store changes
 """
 
 from __future__ import annotations
@@ -199,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         "--curve", action="store_true", help="throughput or --rate without and with CURVE keys"
     )
     parser.add_argument("--rounds", type=int, default=2, help="--curve: interleaved rounds (2)")
+    parser.add_argument("--fuzz", action="store_true", help="fuzz mode (see above)")
+    parser.add_argument("--frames", type=int, default=100_000, help="--fuzz: frames (100,000)")
+    parser.add_argument("--seed", type=int, default=1, help="--fuzz: the generator's seed (1)")
+    parser.add_argument("--peers", type=int, default=6, help="--fuzz: fuzzing sockets (6)")
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
@@ -223,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.chaos:
         return chaos(args, console)
+    if args.fuzz:
+        fuzzed = run_once(
+            args, console, lambda c, p: modes.fuzz(c, args.frames, args.seed, args.peers, p)
+        )
+        return report(fuzzed, args, console, modes.fuzz_failures(fuzzed))
     if args.dag:
         return dag(args, console)
     if args.scale:
@@ -284,11 +295,13 @@ def one_mode(args: argparse.Namespace, console: Console, keyed: bool) -> dict[st
     )
 
 
-def report(result: dict[str, Any], args: argparse.Namespace, console: Console) -> int:
+def report(
+    result: dict[str, Any], args: argparse.Namespace, console: Console, failures: int = 0
+) -> int:
     """Print one mode's result (JSON or a table); exit status 1 if a job was lost or
-    ran twice."""
+    ran twice, or the mode counted other ``failures``."""
     print(json.dumps(result)) if args.json else show(result, console)
-    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 and not failures else 1
 
 
 def scale(args: argparse.Namespace, console: Console) -> int:

@@ -160,14 +160,20 @@ class Cluster:
         wait_for_port(self.address, self.scheduler, 20, self.dir / "scheduler.log")
 
     def start_workers(
-        self, n: int, concurrency: int, module: str = "bench.tasks", pool: str = "thread"
+        self,
+        n: int,
+        concurrency: int,
+        module: str = "bench.tasks",
+        pool: str = "thread",
+        queues: str = "default",
     ) -> None:
-        """Start ``n`` workers. Threads by default, as in every figure measured before the
-        process pool became the workers' default (the bench's no-op tasks are async anyway)."""
+        """Start ``n`` workers on ``queues``. Threads by default, as in every figure measured
+        before the process pool became the workers' default (the bench's no-op tasks are
+        async anyway)."""
         for _ in range(n):
             i = len(self.workers)
             args = ["worker", module, "--connect", self.address, "--concurrency", str(concurrency)]
-            args += ["--pool", pool, *self.key_flags("bench-worker")]
+            args += ["--pool", pool, "--queues", queues, *self.key_flags("bench-worker")]
             self.workers.append(self._spawn(f"worker-{i}", *args, "--name", f"bench-{i}"))
 
     def scheduler_histograms(self) -> dict[str, dict[str, float | None]]:

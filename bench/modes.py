@@ -209,3 +209,76 @@ async def backlog(
         "enqueue_per_s": jobs / enqueue_seconds,
         "ids": ids,
     }
+
+
+async def fuzz(
+    cluster: Cluster, frames: int, seed: int, peers: int, progress: Progress
+) -> dict[str, Any]:
+    """Hostile frames from ``peers`` raw sockets (``bench.fuzz``) while one worker runs an
+    honest client's no-op jobs (one per 50 frames) on the valid queue; what the scheduler
+    answered, its memory, and whether the store holds anything but the honest jobs."""
+    from bench.frames import VALID_QUEUE
+    from bench.fuzz import bad_frames_settled, fuzz_peers, honest_work, store_changes, vm_kb
+
+    jobs = max(10, frames // 50)
+    cluster.start_workers(1, 16, queues=VALID_QUEUE)
+    assert cluster.scheduler is not None
+    pid = cluster.scheduler.pid
+    bar = progress.add_task(f"{frames:,} hostile frames from {peers} peers", total=frames)
+    async with AsyncClient(
+        cluster.address, connect_timeout=20, request_timeout=120, **cluster.client_options()
+    ) as client:
+        await wait_for_workers(client, 1)
+        rss_before = vm_kb(pid, "VmRSS")
+        started = time.perf_counter()
+        fuzzing = asyncio.ensure_future(
+            fuzz_peers(
+                cluster.address,
+                frames,
+                seed,
+                peers,
+                jobs,
+                on_frames=lambda n: progress.advance(bar, n),
+            )
+        )
+        ids = await honest_work(client, "bench.noop", jobs, fuzzing, numbered=False)
+        tally = await fuzzing
+        seconds = time.perf_counter() - started
+        changes = await store_changes(client, ids, "bench.noop", numbered=False)
+        counted = await bad_frames_settled(cluster.metrics_port, tally.expected_bad)
+    alive = cluster.scheduler.poll() is None
+    return {
+        "mode": "fuzz",
+        "jobs": jobs,
+        "completed": len(ids),
+        "seconds": seconds,
+        "jobs_per_s": jobs / seconds,
+        "latency_ms": percentiles([]),
+        "frames": tally.frames,
+        "frames_per_s": tally.frames / seconds,
+        "peers": peers,
+        "seed": seed,
+        "sent_by_kind": dict(tally.sent.most_common()),
+        "replies": dict(tally.replies.most_common()),
+        "unreadable_replies": tally.unreadable,
+        "crashes": int(not alive),
+        "stalls": tally.stalls,
+        "bad_frames_expected": tally.expected_bad,
+        "bad_frames_counted": int(counted),
+        "mutants_redrawn": tally.redrawn,
+        "forged_results_taken": tally.results_taken,
+        **changes,
+        "scheduler_rss_mb": vm_kb(pid, "VmRSS") / 1024,
+        "rss_before_mb": rss_before / 1024,
+        "rss_peak_mb": vm_kb(pid, "VmHWM") / 1024,
+        "ids": ids,
+    }
+
+
+def fuzz_failures(result: dict[str, Any]) -> int:
+    """What a fuzz run must not show: a crash, a wedge, an unreadable reply, a job or a
+    move the honest client did not make, a refused frame not counted."""
+    bad = ("crashes", "stalls", "unreadable_replies", "foreign_jobs", "moved_jobs", "workflows")
+    bad += ("wrong_results", "forged_results_taken")
+    miscounted = result["bad_frames_counted"] != result["bad_frames_expected"]
+    return sum(result[k] for k in bad) + int(miscounted)

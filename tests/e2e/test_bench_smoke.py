@@ -47,6 +47,7 @@ def bench(*args: str, exit_status: tuple[int, ...] = (0,)) -> dict:  # type: ign
         (["--backlog", "2000", "--workers", "2"], "backlog"),
         (["--inproc", "--jobs", "2000"], "inproc"),
         (["--floor", "--rate", "200", "--duration", "1"], "floor"),
+        (["--fuzz", "--frames", "600"], "fuzz"),
     ],
 )
 def test_each_load_mode_completes_with_nothing_lost_or_duplicated(
