@@ -2,7 +2,8 @@
 
 ``from actors import task, context, Client`` covers a task module and a submitter:
 ``task`` and ``context`` (register a handler, read the running job's ``JobContext``),
-``Client`` and ``AsyncClient`` with ``job_spec``, every error a user can meet (all under
+``Client`` and ``AsyncClient`` with ``job_spec`` (and ``configure``, the default client
+that ``@task`` objects submit through), every error a user can meet (all under
 ``CorralError``), and the views and outcomes the client's methods return.
 
 Each name is imported from its home module on first use (PEP 562 ``__getattr__``), so
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors.client import AsyncClient, Client, job_spec
+    from actors.client.default import configure
     from actors.errors import (
         ActorCrashed,
         ConfigError,
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
         WaitTimeout,
         WorkflowRejected,
     )
-    from actors.worker.tasks import JobContext, context, task
+    from actors.worker.tasks import JobContext, Task, context, task
     from transport.errors import (
         AddressInUse,
         BadFrame,
@@ -70,8 +72,9 @@ if TYPE_CHECKING:
 
 # Each public name and the module that defines it (the same lists as the imports above).
 _HOMES: dict[str, tuple[str, ...]] = {
-    "actors.worker.tasks": ("task", "context", "JobContext"),
+    "actors.worker.tasks": ("task", "context", "JobContext", "Task"),
     "actors.client": ("Client", "AsyncClient", "job_spec"),
+    "actors.client.default": ("configure",),
     "actors.errors": (
         "CorralError",
         "ConfigError",
@@ -153,6 +156,7 @@ __all__ = [
     "StoreFull",
     "StoreInconsistent",
     "StoreLost",
+    "Task",
     "TransportError",
     "UnknownAddress",
     "UnknownStrategy",
@@ -160,6 +164,7 @@ __all__ = [
     "WorkerView",
     "WorkflowRejected",
     "WorkflowView",
+    "configure",
     "context",
     "job_spec",
     "task",

@@ -17,7 +17,13 @@ from transport import protocol as wire
 
 # Defaults of a job's fields when neither the caller nor the task's declaration sets them
 # (the same as wire.JobSpec's, which the scheduler applies to frames built by hand).
-DEFAULTS: dict[str, Any] = {"priority": 0, "queue": "default", "max_retries": 3, "timeout": None}
+DEFAULTS: dict[str, Any] = {
+    "priority": 0,
+    "queue": "default",
+    "max_retries": 3,
+    "timeout": None,
+    "backoff": None,
+}
 # Room kept free in every Submit frame for the frame's own fields and the msgpack headers
 # of each job (a few dozen bytes each): 64 KiB covers 5,000 jobs' headers with margin.
 FRAME_MARGIN = 64 * 1024
@@ -58,19 +64,21 @@ def job_spec(
     ``run_at`` (a ``datetime``, naive meaning this machine's local time, or a Unix time)
     hold the job PENDING until then; given both, the later. Raises RequestRefused (code
     ``too_large``) when the arguments could never fit in a frame."""
-    if backoff is not None and not isinstance(backoff, wire.Backoff):
-        backoff = wire.Backoff(*backoff)
     given: dict[str, Any] = {
         "priority": priority,
         "queue": queue,
         "max_retries": max_retries,
         "timeout": timeout,
+        "backoff": backoff,
     }
     if None in given.values():
         declared = task_defaults(task)
         for name, value in given.items():
             if value is None:
                 given[name] = declared.get(name, DEFAULTS[name])
+    backoff = given["backoff"]
+    if backoff is not None and not isinstance(backoff, wire.Backoff):
+        backoff = wire.Backoff(*backoff)
     spec = wire.JobSpec(
         task,
         wire.pack(list(args)),

@@ -13,12 +13,14 @@ a client that has the task registered in its own process).
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 REGISTRY: dict[str, Callable[..., Any]] = {}
 
@@ -32,6 +34,73 @@ class TaskOptions:
     timeout: float | None = None
     queue: str | None = None
     priority: int | None = None
+    backoff: tuple[float, float, float] | None = None  # (base, factor, cap) seconds
+
+
+# Keyword arguments of ``Task.submit``/``run`` that are job options, not the handler's.
+JOB_OPTIONS = frozenset(
+    {"priority", "queue", "depends_on", "max_retries", "idempotency_key", "timeout",
+     "backoff", "delay", "run_at"}
+)  # fmt: skip
+
+
+class Task(Generic[P, R]):
+    """What ``@task`` returns: the function itself when called (``add(2, 3)`` runs it
+    here), and a job when submitted, through the default client (``actors.configure``, or
+    ``CORRAL_CONNECT``): ``add.submit(2, 3, priority=5, delay=10)`` returns the job id,
+    ``await add.submit_async(...)`` the same from async code, ``add.run(2, 3)`` (and
+    ``await add.run_async(...)``) submits, waits and returns the result, raising
+    ``JobFailed`` if it did not succeed. Keyword arguments named like a job option
+    (``JOB_OPTIONS``) are job options; a handler whose own parameters have such names is
+    submitted with ``submit_with(args, kwargs, **options)``."""
+
+    def __init__(self, fn: Callable[P, R], name: str) -> None:
+        self.fn = fn
+        self.name = name
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<corral task {self.name}>"
+
+    def submit(self, *args: Any, **kwargs: Any) -> int:
+        fields, options = _split(kwargs)
+        return self.submit_with(args, fields, **options)
+
+    def submit_with(
+        self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> int:
+        from actors.client import default
+
+        return default.client().submit(self.name, list(args), kwargs, **options)
+
+    async def submit_async(self, *args: Any, **kwargs: Any) -> int:
+        from actors.client import default
+
+        fields, options = _split(kwargs)
+        client = await default.async_client()
+        return await client.submit(self.name, list(args), fields, **options)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        from actors.client import default
+
+        fields, options = _split(kwargs)
+        return default.client().run(self.name, list(args), fields, **options)
+
+    async def run_async(self, *args: Any, **kwargs: Any) -> Any:
+        from actors.client import default
+
+        fields, options = _split(kwargs)
+        client = await default.async_client()
+        return await client.run(self.name, list(args), fields, **options)
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The handler's keyword arguments, and the job's options (incl. run's ``timeout``)."""
+    options = {k: v for k, v in kwargs.items() if k in JOB_OPTIONS or k == "require_worker"}
+    return {k: v for k, v in kwargs.items() if k not in options}, options
 
 
 OPTIONS: dict[str, TaskOptions] = {}
@@ -39,7 +108,7 @@ _DEFAULT = TaskOptions()
 
 
 @overload
-def task(fn: F, /) -> F: ...
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
 def task(
     *,
@@ -49,7 +118,8 @@ def task(
     timeout: float | None = None,
     queue: str | None = None,
     priority: int | None = None,
-) -> Callable[[F], F]: ...
+    backoff: tuple[float, float, float] | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(
@@ -62,15 +132,18 @@ def task(
     timeout: float | None = None,
     queue: str | None = None,
     priority: int | None = None,
+    backoff: tuple[float, float, float] | None = None,
 ) -> Any:
     """Register a function as a corral task: ``@task`` or ``@task(name="billing.invoice",
-    retry_on=(IOError,), max_retries=5, timeout=30)``.
+    retry_on=(IOError,), max_retries=5, timeout=30)``; returns a ``Task`` (call it to run
+    the function here, ``.submit(...)`` to run it as a job).
 
     ``retry_on``: only these exceptions are worth a retry; any other fails the job at once.
     ``max_retries``: a failure of attempt ``max_retries + 1`` (or later) is final, whatever
     the job asked. ``timeout``: seconds an attempt may run when the job gives none.
-    ``queue``, ``priority``, and ``max_retries`` and ``timeout`` again: what a client that
-    has the task registered puts in a job spec for the fields its caller leaves out."""
+    ``queue``, ``priority``, ``backoff`` (base, factor, cap), and ``max_retries`` and
+    ``timeout`` again: what a client that has the task registered puts in a job spec for
+    the fields its caller leaves out (``Task.submit`` always has it registered)."""
     if max_retries is not None and max_retries < 0:
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
     if timeout is not None and timeout <= 0:
@@ -80,16 +153,20 @@ def task(
         for kind in retry_on:
             if not (isinstance(kind, type) and issubclass(kind, BaseException)):
                 raise TypeError(f"retry_on must hold exception classes, got {kind!r}")
+    if backoff is not None:
+        backoff = (float(backoff[0]), float(backoff[1]), float(backoff[2]))
 
-    def register(func: F) -> F:
+    def register(func: Callable[P, R]) -> Task[P, R]:
+        if isinstance(func, Task):
+            func = func.fn
         key = name or f"{func.__module__}.{func.__qualname__}"
         REGISTRY[key] = func
-        options = TaskOptions(retry_on, max_retries, timeout, queue, priority)
+        options = TaskOptions(retry_on, max_retries, timeout, queue, priority, backoff)
         if options != _DEFAULT:
             OPTIONS[key] = options
         else:
             OPTIONS.pop(key, None)
-        return func
+        return Task(func, key)
 
     return register(fn) if fn is not None else register
 

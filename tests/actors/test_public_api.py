@@ -69,7 +69,10 @@ def test_task_context_and_job_spec_work_from_the_face() -> None:
         return a + b
 
     try:
-        assert REGISTRY["tests.public.add"] is add
+        assert REGISTRY["tests.public.add"] is add.fn
+        assert add(2, 3) == 5, "a task called directly runs here"
+        assert add.name == "tests.public.add"
+        assert add.__name__ == "add"
         spec = job_spec("tests.public.add", [1, 2])
         assert isinstance(spec, JobSpec)
         assert spec.queue == "math"

@@ -209,3 +209,11 @@ def held(release: str, first_seconds: float = 60.0, later_seconds: float = 0.1) 
         time.sleep(0.02)
     _event("end")
     return ctx.token
+
+
+@task(name="slow_defaults", priority=7, max_retries=1, backoff=(0.5, 2.0, 5.0))
+def slow_defaults() -> str:
+    """A task with declared defaults (priority, retries, backoff) for its jobs."""
+    _event("start")
+    _event("end")
+    return "done"
