@@ -5,6 +5,7 @@ refused or evicted says so instead of hanging. In-process actors, memory transpo
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -14,6 +15,7 @@ from actors.client import AsyncClient, job_spec
 from actors.config import SchedulerConfig
 from actors.errors import RequestRefused
 from actors.scheduler.brain import Brain
+from actors.scheduler.gateway import STRIKES, Gateway
 from actors.scheduler.store.memory import MemoryStore
 
 _n = itertools.count()
@@ -48,3 +50,19 @@ async def test_a_submission_repeated_in_rate_debt_is_answered() -> None:
         assert await client.submit_many(specs) == first
         with pytest.raises(RequestRefused, match="rate"):
             await client.submit("t", queue="nobody")
+
+
+async def test_without_keys_a_peer_refused_over_the_shared_allowance_is_not_banned() -> None:
+    """Without keys all peers share the jobs in flight (a peer cannot be told apart): one
+    that fills them gets every other refused, which must not get those others banned
+    (their waits and status unanswered for BAN_SECONDS) for what they did not do."""
+    brain = Brain(config(max_jobs_in_flight=1), MemoryStore())
+    async with brain, AsyncClient(brain.address) as hog, AsyncClient(brain.address) as victim:
+        mine = await hog.submit("t", queue="nobody")
+        for _ in range(STRIKES + 5):
+            with pytest.raises(RequestRefused, match="quota"):
+                await victim.submit("t", queue="nobody")
+        gateway = brain.scheduler.gateway
+        assert isinstance(gateway, Gateway)
+        assert not gateway.banned
+        assert (await asyncio.wait_for(victim.job(mine), 10)) is not None, "still heard"
