@@ -14,9 +14,14 @@ import pytest
 from actors.client import AsyncClient, job_spec
 from actors.config import SchedulerConfig
 from actors.errors import RequestRefused
+from actors.scheduler import events as hub_module
 from actors.scheduler.brain import Brain
+from actors.scheduler.events import EventHub
 from actors.scheduler.gateway import STRIKES, Gateway
+from actors.scheduler.messages import Send, SubscriptionRequest
 from actors.scheduler.store.memory import MemoryStore
+from tests.helpers.recorder import Recorder
+from transport import protocol as wire
 
 _n = itertools.count()
 
@@ -66,3 +71,56 @@ async def test_without_keys_a_peer_refused_over_the_shared_allowance_is_not_bann
         assert isinstance(gateway, Gateway)
         assert not gateway.banned
         assert (await asyncio.wait_for(victim.job(mine), 10)) is not None, "still heard"
+
+
+def hub() -> tuple[EventHub, list[tuple[str, Any]]]:
+    log: list[tuple[str, Any]] = []
+    events = EventHub()
+    events.gateway = Recorder("gateway", log)
+    events.scheduler = Recorder("scheduler", log)
+    events.subject = lambda peer: peer.split(b"|")[0]
+    return events, log
+
+
+def subscribe(peer: bytes, rid: int) -> SubscriptionRequest:
+    return SubscriptionRequest(peer, wire.Subscribe(rid, None))
+
+
+async def test_a_subscription_made_again_at_a_full_hub_evicts_nobody(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "MAX_SUBSCRIBERS", 3)
+    events, _log = hub()
+    for peer, rid in ((b"bob|c", 1), (b"bob|c", 2), (b"mallory|c", 1)):
+        await events.handle(subscribe(peer, rid))
+    for _ in range(3):
+        await events.handle(subscribe(b"mallory|c", 1))  # the same one, again
+    assert list(events.subscriptions) == [(b"bob|c", 1), (b"bob|c", 2), (b"mallory|c", 1)]
+
+
+async def test_an_evicted_subscriber_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "MAX_SUBSCRIBERS", 2)
+    events, log = hub()
+    await events.handle(subscribe(b"bob|c", 1))
+    await events.handle(subscribe(b"bob|c", 2))
+    await events.handle(subscribe(b"carol|c", 7))
+    told = [m for name, m in log if name == "gateway" and isinstance(m, Send)]
+    assert [(s.peer, s.message.code, s.message.request_id) for s in told] == [
+        (b"bob|c", "evicted", 1)
+    ]
+    assert "quota" not in told[0].message.code, "no strike for what another did"
+
+
+async def test_a_watch_refused_over_its_quota_raises_instead_of_waiting_forever() -> None:
+    brain = Brain(config(max_subscriptions=1), MemoryStore())
+    async with brain, AsyncClient(brain.address) as client:
+        subscribed = asyncio.Event()
+        first = client.watch(subscribed=subscribed)
+        second = client.watch()
+        reading = asyncio.create_task(anext(first))
+        await subscribed.wait()
+        await client.submit("t", queue="nobody")  # an event for the first
+        assert (await asyncio.wait_for(reading, 10)).kind == "job"
+        with pytest.raises(RequestRefused, match="quota"):
+            await asyncio.wait_for(anext(second), 10)
+        await first.aclose()
