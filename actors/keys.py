@@ -103,6 +103,7 @@ class KeyRing:
         assert secret is not None
         self.public, self.secret = public, secret
         self._stamp: tuple[tuple[str, float], ...] = ()
+        self._folders: tuple[float, ...] = ()
         self._checked = time.monotonic()
         self.roles: dict[str, str] = {}
         conflict = self.reload()
@@ -114,9 +115,13 @@ class KeyRing:
         return ServerKeys(self.public, self.secret, self.authorize, self.current_role)
 
     def authorize(self, key: str) -> str | None:
-        """The role of a public key (Z85), None for a key it does not know."""
-        self.refresh()
-        return self.roles.get(key)
+        """The role of a public key (Z85), None for a key it does not know; asked at every
+        handshake, also by peers with no key of ours, so it costs three stats: a key file
+        added or removed changes its folder's time and is seen at once, one rewritten in
+        place within a second (``current_role``'s look at every file)."""
+        if self._folders != self._folder_stamps():
+            self.refresh()
+        return self.current_role(key)
 
     def current_role(self, key: str) -> str | None:
         """``authorize``, looking at the folders at most once a second (every frame asks)."""
@@ -128,10 +133,22 @@ class KeyRing:
     def refresh(self) -> None:
         """Read the role folders again if a key file in them changed."""
         self._checked = time.monotonic()
-        if self._stamp != self._stamps():
+        stamp = self._stamps()
+        if self._stamp != stamp:
             conflict = self.reload()
             if conflict:
+                # Not read again until something changes (not at every handshake).
+                self._stamp, self._folders = stamp, self._folder_stamps()
                 log.error("keys in %s not reloaded: %s", self.folder, conflict)
+
+    def _folder_stamps(self) -> tuple[float, ...]:
+        stamps: list[float] = []
+        for sub in ROLES:
+            try:
+                stamps.append((self.folder / sub).stat().st_mtime)
+            except OSError:
+                stamps.append(0.0)
+        return tuple(stamps)
 
     def _stamps(self) -> tuple[tuple[str, float], ...]:
         """Every role folder's and key file's modification time: a key copied over an
@@ -151,7 +168,7 @@ class KeyRing:
 
     def reload(self) -> str:
         """Read the role folders; a description of a conflict (nothing changed) or ""."""
-        stamp = self._stamps()
+        stamp, folders = self._stamps(), self._folder_stamps()
         roles: dict[str, str] = {}
         for sub, role in ROLES.items():
             for path in sorted((self.folder / sub).glob("*.key")):
@@ -164,7 +181,7 @@ class KeyRing:
                 if roles.get(key, role) != role:
                     return f"{path.name} is listed both as {roles[key]} and as {role}"
                 roles[key] = role
-        self.roles, self._stamp = roles, stamp
+        self.roles, self._stamp, self._folders = roles, stamp, folders
         return ""
 
 

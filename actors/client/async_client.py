@@ -196,7 +196,10 @@ class AsyncClient(Connection):
         If this client falls behind, the scheduler drops the oldest events rather than slow
         down; the stream then yields an Event of kind ``"dropped"`` whose ``token`` is how
         many were lost. ``subscribed`` is set once the subscription is sent (events
-        committed after the scheduler reads it are all streamed)."""
+        committed after the scheduler reads it are all streamed). Raises RequestRefused when
+        the scheduler refuses the subscription (code ``quota``: ``--max-subscriptions``;
+        ``not_found``: another client's job) or later evicts it (``evicted``: its 1,000
+        subscriptions are taken, this key held the most)."""
         return self._stream(job_id, subscribed)
 
     async def status(self) -> wire.StatusView:

@@ -55,6 +55,9 @@ SILENCE_S = 10.0
 # for a loaded machine's pauses and moves well before the silence timeout fails requests.
 MOVE_AFTER_S = 3.0
 
+# What a watch's queue holds: its frames, or the refusal (or eviction) that ends it.
+Watched = wire.Events | wire.ErrorReply
+
 
 class Connection:
     """One DEALER connection to the scheduler and the bookkeeping of its requests."""
@@ -84,7 +87,8 @@ class Connection:
         self._inflight: dict[int, InFlight] = {}
         self._submit_waits: dict[int, int] = {}  # Submit request id -> its Wait's request id
         self._waits: dict[int, Waiting] = {}
-        self._watches: dict[int, tuple[int | None, asyncio.Queue[wire.Events]]] = {}
+        # A watch's frames; an ErrorReply (subscription refused or evicted) ends it.
+        self._watches: dict[int, tuple[int | None, asyncio.Queue[Watched]]] = {}
         self._instance = ""
         # The leader changed since the last Welcome (we moved, or the scheduler stood
         # down): its next Welcome is a restart for us, whatever its instance.
@@ -341,6 +345,8 @@ class Connection:
                     entry.fail(error)
                 elif rid in self._waits:
                     self._waits[rid].fail(error)
+                elif rid in self._watches:
+                    self._watches[rid][1].put_nowait(reply)
             case (
                 wire.Submitted()
                 | wire.StatusReply()
@@ -365,7 +371,7 @@ class Connection:
         self, job_id: int | None, subscribed: asyncio.Event | None = None
     ) -> AsyncGenerator[wire.Event, None]:
         rid = next(self._ids)
-        frames: asyncio.Queue[wire.Events] = asyncio.Queue()
+        frames: asyncio.Queue[Watched] = asyncio.Queue()
         self._watches[rid] = (job_id, frames)
         self._send(wire.Subscribe(rid, job_id))
         if subscribed is not None:
@@ -373,6 +379,8 @@ class Connection:
         try:
             while True:
                 frame = await frames.get()
+                if isinstance(frame, wire.ErrorReply):
+                    raise RequestRefused(frame.code, frame.message)
                 self._send(wire.EventsAck(rid))
                 if frame.dropped:
                     yield wire.Event(

@@ -14,7 +14,9 @@ thousand of them cost no more than the budget and their windows.
 A key (a connection, without keys) holds at most ``max_per_subject`` subscriptions
 (``--max-subscriptions``; beyond: ``ErrorReply("quota")``); past ``MAX_SUBSCRIBERS`` in
 all, a new subscription evicts the oldest one of whoever holds the most, so one peer's
-flood cannot push out everyone else's.
+flood cannot push out everyone else's; the evicted subscriber is told
+(``ErrorReply("evicted")``, its watch ends). A subscription made again (same connection
+and request id) replaces itself and evicts nobody.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class EventHub(Actor):
         self.dropped = 0
         self.published = 0
         self.refused = 0
+        self.evicted = 0
         self.max_per_subject = 64  # --max-subscriptions (the brain sets the config's)
         # Whom a connection's subscriptions count against: its key, shared by all of its
         # connections; without keys (the default here) the connection itself.
@@ -103,8 +106,9 @@ class EventHub(Actor):
 
     def _subscribe(self, peer: bytes, rid: int, job_id: int | None) -> None:
         subject = self.subject(peer)
+        again = (peer, rid) in self.subscriptions  # made again: replaces itself, takes no room
         held = Counter(sub.subject for sub in self.subscriptions.values())
-        if (peer, rid) not in self.subscriptions and held[subject] >= self.max_per_subject:
+        if not again and held[subject] >= self.max_per_subject:
             self.refused += 1
             text = (
                 f"subscriptions: {held[subject]} held, the limit is {self.max_per_subject} "
@@ -113,10 +117,17 @@ class EventHub(Actor):
             self.gateway.tell(Send(peer, wire.ErrorReply("quota", text, rid)))
             self._count_changed()  # the gateway counted this Subscribe in already
             return
-        if len(self.subscriptions) >= MAX_SUBSCRIBERS:
+        if not again and len(self.subscriptions) >= MAX_SUBSCRIBERS:
             hog = max(held, key=held.__getitem__)
             oldest = next(k for k, sub in self.subscriptions.items() if sub.subject == hog)
-            del self.subscriptions[oldest]
+            evicted = self.subscriptions.pop(oldest)
+            self.evicted += 1
+            text = (
+                f"subscription evicted: the scheduler holds at most {MAX_SUBSCRIBERS:,} and "
+                f"yours held the most ({held[hog]}); subscribe again to go on"
+            )
+            # Told, not silenced; not "quota": no strike for what another peer did.
+            self.gateway.tell(Send(evicted.peer, wire.ErrorReply("evicted", text, oldest[1])))
         self.subscriptions[(peer, rid)] = Subscription(peer, rid, job_id, subject=subject)
         self._count_changed()
 
@@ -168,4 +179,5 @@ class EventHub(Actor):
             "published": self.published,
             "subscribers": len(self.subscriptions),
             "refused_subscriptions": self.refused,
+            "evicted_subscriptions": self.evicted,
         }

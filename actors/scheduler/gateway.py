@@ -57,8 +57,10 @@ WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Pr
 
 # A peer refused over its quota (actors.scheduler.quotas) this many times within
 # STRIKE_WINDOW seconds is not listened to for BAN_SECONDS: its frames are dropped unread
-# (ZeroMQ gives a server no way to close one peer's connection). Without keys a peer is a
-# connection, which a new one evades; with keys, the key and all its connections.
+# (ZeroMQ gives a server no way to close one peer's connection): the key and all its
+# connections. Only keys are struck: without keys the jobs, bytes and rate allowances are
+# all peers' together, so a refusal may be another peer's doing, and a ban of a connection
+# would silence the innocent while the guilty evade it with a new one.
 STRIKES = 20
 STRIKE_WINDOW = 10.0
 BAN_SECONDS = 30.0
@@ -134,8 +136,11 @@ class Gateway(Actor):
             self.events.tell(PeerUnreachable(peer))
 
     def _strike(self, peer: bytes) -> None:
-        """One more refusal over a quota; too many in a row and the peer is not heard."""
-        subject = quotas.subject(self.transport.identity(peer), peer)
+        """One more refusal over a quota; too many in a row and the key is not heard."""
+        who = self.transport.identity(peer)
+        if who is None:
+            return  # no key: see STRIKES
+        subject = quotas.subject(who, peer)
         now = time.monotonic()
         count, since = self._strikes.get(subject, (0, now))
         if now - since > STRIKE_WINDOW:

@@ -32,7 +32,11 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
         if refusal is not None:
             sched.send(peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid))
             return
-    over = quota_refusal(sched, peer, request.jobs)
+    # Only the jobs it would create count: a submission repeated with its idempotency keys
+    # (its reply was lost) holds nothing more than it did, and must get its ids back. Keys
+    # in memory only (no store read before the check): a key of a job evicted long ago
+    # counts as new, when its owner holds less anyway.
+    over = quota_refusal(sched, peer, new_specs(sched, request.jobs))
     if over is None and request.wait_request_id:
         over = sched.quotas.wait_refusal(owners.subject(sched, peer), len(request.jobs))
     if over is not None:
@@ -129,8 +133,27 @@ def queue_child(
     effects.ready.append(job)
 
 
+def new_specs(sched: SchedulerCore, specs: list[wire.JobSpec]) -> list[wire.JobSpec]:
+    """The specs of ``specs`` that would create a job: no idempotency key, or one that
+    names no job in memory (and is not repeated earlier in ``specs``)."""
+    by_key, seen = sched.table.by_key, set()
+    fresh: list[wire.JobSpec] = []
+    for spec in specs:
+        key = spec.idempotency_key
+        if key is not None:
+            if key in by_key or key in seen:
+                continue
+            seen.add(key)
+        fresh.append(spec)
+    return fresh
+
+
 def quota_refusal(sched: SchedulerCore, peer: bytes, specs: list[wire.JobSpec]) -> str | None:
-    """Why ``peer`` may not submit ``specs`` now (``actors.scheduler.quotas``), or None."""
+    """Why ``peer`` may not submit ``specs`` now (``actors.scheduler.quotas``), or None.
+    Nothing to create is never refused (not even in rate debt, or past a limit that a
+    re-queue by an admin pushed it over)."""
+    if not specs:
+        return None
     nbytes = sum(len(spec.args) + len(spec.kwargs) for spec in specs)
     return sched.quotas.submit_refusal(owners.owner_of(sched, peer), len(specs), nbytes)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 import zmq
 import zmq.auth
 
+from actors import keys as keys_module
 from actors.errors import ConfigError
 from actors.keys import KeyRing, client_keys, keygen
 from actors.scheduler.job import shown_worker
@@ -133,3 +135,41 @@ def test_a_lease_bound_to_a_key_is_shown_by_its_workers_name() -> None:
     assert shown_worker(f"me@host@{key}") == "me@host"
     assert shown_worker("me@host") == "me@host", "a name with @ and no key stays whole"
     assert shown_worker(None) is None
+
+
+def test_a_handshake_costs_three_stats_not_a_look_at_every_key_file(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any peer that has the scheduler's public key may start handshakes, each asking
+    ``authorize`` (twice); with 1,000 key files a look at every file cost ~6 ms of the
+    scheduler's loop. It looks at the three folders' times; every file, once a second."""
+    secrets = tmp_path / "secrets"
+    first = role_key(folder, "clients", "c1", secrets)
+    ring = KeyRing(folder)
+    looks = 0
+    stamps = KeyRing._stamps
+
+    def counted(self: KeyRing) -> tuple[tuple[str, float], ...]:
+        nonlocal looks
+        looks += 1
+        return stamps(self)
+
+    monkeypatch.setattr(KeyRing, "_stamps", counted)
+    for _ in range(100):
+        assert ring.authorize("an unknown key of forty characters.....") is None
+    assert ring.authorize(first) == "client"
+    assert looks <= 1, "at most the once-a-second look"
+    second = role_key(folder, "clients", "c2", secrets)
+    os.utime(folder / "clients", (1, 1))
+    assert ring.authorize(second) == "client", "a key added is seen at the next handshake"
+    os.unlink(folder / "clients" / "c1.key")
+    os.utime(folder / "clients", (2, 2))
+    assert ring.authorize(first) is None, "a key removed too"
+    # Rewritten in place (the folder's time does not change): seen within a second.
+    third, _ = keygen("c3", secrets)
+    (folder / "clients" / "c2.key").write_bytes(third.read_bytes())
+    os.utime(folder / "clients", (2, 2))
+    now = time.monotonic() + keys_module.RECHECK_SECONDS
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: now)
+    assert ring.authorize(_public(third)) == "client"
+    assert ring.authorize(second) is None
