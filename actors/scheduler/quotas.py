@@ -59,12 +59,16 @@ class HeldJobs:
         self.by_owner: dict[str, list[int]] = {}  # owner -> [jobs, bytes]
 
     def add(self, owner: str, jobs: int, nbytes: int) -> None:
+        """Count ``jobs`` more (fewer, if negative: a reservation given back)."""
         held = self.by_owner.get(owner)
         if held is None:
-            self.by_owner[owner] = [jobs, nbytes]
-        else:
-            held[0] += jobs
-            held[1] += nbytes
+            if jobs > 0:
+                self.by_owner[owner] = [jobs, nbytes]
+            return
+        held[0] += jobs
+        held[1] += nbytes
+        if held[0] <= 0:
+            del self.by_owner[owner]
 
     def remove(self, owner: str, nbytes: int) -> None:
         held = self.by_owner.get(owner)

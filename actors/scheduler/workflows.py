@@ -78,6 +78,9 @@ async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.Submi
     if over is not None:
         _refuse(sched, peer, "quota", over, rid)
         return
+    # Held from now, not from creation (after the resolver's answer): workflows sent at
+    # once must not all pass the same check. create_workflow gives the reservation back.
+    _reserve(sched, peer, request, +1)
     if key is not None:
         sched.workflow_keys_in_flight[key] = []
     sched.dag.tell(CheckWorkflow(peer, request))
@@ -87,6 +90,7 @@ async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> Non
     """The resolver accepted (or rejected) the shape: create every step in one transaction."""
     request, peer, rid = checked.request, checked.peer, checked.request.request_id
     deferred = sched.workflow_keys_in_flight.pop(request.idempotency_key or "", [])
+    _reserve(sched, peer, request, -1)  # its steps count for themselves once created
     try:
         if checked.rejection is not None:
             _refuse(sched, peer, checked.rejection.code, checked.rejection.message, rid)
@@ -111,6 +115,13 @@ async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> Non
     finally:
         for later_peer, later in deferred:  # same key: they now find this workflow
             await submit_workflow(sched, later_peer, later)
+
+
+def _reserve(sched: SchedulerCore, peer: bytes, request: wire.SubmitWorkflow, sign: int) -> None:
+    """Hold (+1) or give back (-1) a workflow's steps against its owner's allowance."""
+    jobs = [step.job for step in request.steps]
+    nbytes = sum(len(job.args) + len(job.kwargs) for job in jobs)
+    sched.table.held.add(owners.owner_of(sched, peer), sign * len(jobs), sign * nbytes)
 
 
 async def _workflow_by_key(sched: SchedulerCore, key: str) -> tuple[int, dict[str, int]] | None:

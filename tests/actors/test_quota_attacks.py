@@ -124,3 +124,25 @@ async def test_a_watch_refused_over_its_quota_raises_instead_of_waiting_forever(
         with pytest.raises(RequestRefused, match="quota"):
             await asyncio.wait_for(anext(second), 10)
         await first.aclose()
+
+
+async def test_workflows_sent_at_once_cannot_all_pass_the_jobs_limit() -> None:
+    """A workflow's steps are created only once the DAG resolver has answered; until then
+    they are held against the allowance, or twenty 10-step workflows sent together all
+    pass a limit of 10 (found by the review of the quotas: 200 jobs held)."""
+    brain = Brain(config(max_jobs_in_flight=10), MemoryStore())
+    async with brain, AsyncClient(brain.address) as client:
+        steps = {f"s{i}": (job_spec("t", queue="nobody"), []) for i in range(10)}
+        sent = [client.submit_workflow(steps) for _ in range(20)]
+        results = await asyncio.gather(*sent, return_exceptions=True)
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, RequestRefused)]
+        assert len(accepted) == 1
+        assert len(refused) == 19
+        assert all(r.code == "quota" for r in refused)
+        assert brain.table.held.of("")[0] == 10, "no reservation left behind"
+        cyclic = {"a": (job_spec("t", queue="nobody"), ["b"]), "b": (job_spec("t"), ["a"])}
+        await client.cancel(list(accepted[0][1].values()))
+        with pytest.raises(RequestRefused):
+            await client.submit_workflow(cyclic)
+    assert brain.table.held.of("")[0] == 0, "a rejected shape gives its reservation back"
