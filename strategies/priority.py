@@ -87,3 +87,6 @@ class PriorityStrategy(Strategy):
 
     def now(self) -> float:
         return self.clock()
+
+    def held_rank(self, job: ReadyJob) -> int:
+        return -job.priority
