@@ -104,6 +104,7 @@ class Strategy(abc.ABC):
         self._in_busy: set[str] = set()
         self._size = 0
         self._order = 0  # pushes so far
+        self._seq_hi = 0  # the largest seq pushed or given to a released job
         self._turns = 0  # worker turns so far (round-robin's clock)
         self._dirty: set[Kind] = set()  # kinds whose arrival woke a worker since the match
         self.gates = Gates(self.held_rank)  # concurrency keys and rate limits
@@ -126,14 +127,22 @@ class Strategy(abc.ABC):
     def push(self, job: ReadyJob) -> None:
         self._order += 1
         job.order = self._order
+        if job.seq > self._seq_hi:
+            self._seq_hi = job.seq
         gates = self.gates
         if (job.concurrency_key or gates.rated) and gates.hold_new(job):
             return  # held at its key or limit: released into the queues in its place
         self._add(job)
 
     def release(self, jobs: list[ReadyJob]) -> None:
-        """Jobs a gate held go back to the ready queues, at the place they had."""
+        """Jobs a gate held go back to the ready queues as new arrivals (behind the jobs
+        waiting there, within their priority): a key at its cap cannot take each slot its
+        own jobs free ahead of other keys' jobs. Among one gate's jobs, the order held."""
         for job in jobs:
+            self._order += 1
+            job.order = self._order
+            self._seq_hi += 1
+            job.seq = self._seq_hi  # the tie-break among equal priorities (see priority)
             self._add(job)
 
     def _add(self, job: ReadyJob) -> None:

@@ -7,8 +7,8 @@ when it is about to hand a job out: yes takes a slot of the key and a token of e
 bucket; no *holds* the job in the gate that refused it, in its own heap, out of the ready
 queues, so it blocks nothing behind it. ``freed`` (a keyed job left RUNNING, or its
 assignment did not happen) and ``due`` (a bucket has tokens again) release held jobs, in
-the strategy's order, back into the ready queues with the place (``ReadyJob.order``) they
-had: they run before the jobs that arrived after them.
+the strategy's order (priority, then arrival), back into the ready queues, where they
+join as new arrivals: fair across keys (see ``Strategy.release``).
 
 The running count is the jobs this strategy picked that have not been reported freed,
 plus those a starting scheduler reports RUNNING (``running``): a restart recounts them
@@ -61,24 +61,29 @@ class Bucket:
 class Gate:
     """One name's gate and the jobs held at it, in the strategy's order."""
 
-    __slots__ = ("bucket", "held", "max", "max_seq", "name", "running")
+    __slots__ = ("bucket", "held", "max", "max_seq", "name", "queued", "running")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.max = 0  # 0: no cap on running jobs
-        self.max_seq = -1  # the submission (seq) whose max_concurrent applies
+        self.max_seq = -1  # the submission (job id) whose max_concurrent applies
         self.running = 0
+        self.queued = 0  # its jobs in the ready queues (a capped key lets max - running in)
         self.bucket: Bucket | None = None
         self.held: list[tuple[int, int, ReadyJob]] = []  # (rank, order, job)
 
     def full(self) -> bool:
         return 0 < self.max <= self.running
 
+    def crowded(self) -> bool:
+        """As many of its jobs running or ready to as the key may run: hold the next."""
+        return 0 < self.max <= self.running + self.queued
+
     def closed(self, now: float) -> bool:
         return self.full() or (self.bucket is not None and self.bucket.wait(now) > EPS)
 
     def idle(self) -> bool:
-        return not self.running and not self.held and self.bucket is None
+        return not (self.running or self.queued or self.held or self.bucket is not None)
 
 
 class Gates:
@@ -106,8 +111,8 @@ class Gates:
             gate = self.gates.get(key)
             if gate is None:
                 gate = self.gates[key] = Gate(key)
-            if job.seq > gate.max_seq:  # the latest submission's N applies to the key
-                gate.max, gate.max_seq = job.max_concurrent, job.seq
+            if job.job_id > gate.max_seq:  # the latest submission's N applies to the key
+                gate.max, gate.max_seq = job.max_concurrent, job.job_id
             found.append(gate)
         if self.rated and job.task != key:
             rated = self.rated.get(job.task)
@@ -119,10 +124,13 @@ class Gates:
         """A job just became ready: hold it if a gate of its is closed or already holds
         jobs (it may not overtake them); False: it goes to the ready queues."""
         now = self.clock()
-        for gate in self._gates_of(job):
-            if gate.held or gate.closed(now):
+        gates = self._gates_of(job)
+        for gate in gates:
+            if gate.held or gate.closed(now) or gate.crowded():
                 self._hold(gate, job)
                 return True
+        if job.concurrency_key:
+            gates[0].queued += 1
         return False
 
     def admit(self, job: ReadyJob) -> bool:
@@ -130,6 +138,8 @@ class Gates:
         each bucket, or hold it at the first gate that is closed and say False."""
         now = self.clock()
         gates = self._gates_of(job)
+        if job.concurrency_key:
+            gates[0].queued -= 1  # out of the ready queues, admitted or held
         for gate in gates:
             if gate.closed(now):
                 self._hold(gate, job)
@@ -191,12 +201,18 @@ class Gates:
         (another gate of theirs, or a job ahead of them took the slot): never lost."""
         room = len(gate.held)
         if gate.max:
-            room = min(room, gate.max - gate.running)
+            room = min(room, gate.max - gate.running - gate.queued)
         if gate.bucket is not None:
             room = min(room, gate.bucket.tokens(now))
         for _ in range(max(0, room)):
-            out.append(heapq.heappop(gate.held)[2])
-        self.held -= max(0, room)
+            job = heapq.heappop(gate.held)[2]
+            out.append(job)
+            self.held -= 1
+            if job.concurrency_key:  # back in the ready queues
+                key = self.gates.get(job.concurrency_key)
+                if key is None:
+                    key = self.gates[job.concurrency_key] = Gate(job.concurrency_key)
+                key.queued += 1
 
     def next_due(self) -> float | None:
         """Seconds until the earliest held job that waits for a token may have one."""

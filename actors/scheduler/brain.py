@@ -219,7 +219,7 @@ class Brain:
         strategy = self.scheduler.strategy
         strategy.tell(limits.recovered(self.scheduler, self._limits))
         keyed = [
-            (j.id, j.concurrency_key, j.max_concurrent, j.seq)
+            (j.id, j.concurrency_key, j.max_concurrent, j.id)
             for j in table.jobs.values()
             if j.status is JobState.RUNNING and j.concurrency_key
         ]
