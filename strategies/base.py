@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
 from actors.scheduler.messages import ReadyJob
+from strategies.gates import Gates
 from strategies.index import Kind, Worker, WorkerIndex, wakers_of
 
 
@@ -103,8 +104,10 @@ class Strategy(abc.ABC):
         self._in_busy: set[str] = set()
         self._size = 0
         self._order = 0  # pushes so far
+        self._seq_hi = 0  # the largest seq pushed or given to a released job
         self._turns = 0  # worker turns so far (round-robin's clock)
         self._dirty: set[Kind] = set()  # kinds whose arrival woke a worker since the match
+        self.gates = Gates(self.held_rank)  # concurrency keys and rate limits
 
     @abc.abstractmethod
     def new_queue(self) -> ReadyQueue:
@@ -114,9 +117,35 @@ class Strategy(abc.ABC):
         """The time the containers rank by (priority aging); others need none."""
         return 0.0
 
+    def held_rank(self, job: ReadyJob) -> int:
+        """Where a job held at a gate stands among the others held there, before its
+        arrival order (``ReadyJob.order``): FIFO goes by arrival alone."""
+        return 0
+
     # ---------------------------------------------------------------- jobs
 
     def push(self, job: ReadyJob) -> None:
+        self._order += 1
+        job.order = self._order
+        if job.seq > self._seq_hi:
+            self._seq_hi = job.seq
+        gates = self.gates
+        if (job.concurrency_key or gates.rated) and gates.hold_new(job):
+            return  # held at its key or limit: released into the queues in its place
+        self._add(job)
+
+    def release(self, jobs: list[ReadyJob]) -> None:
+        """Jobs a gate held go back to the ready queues as new arrivals (behind the jobs
+        waiting there, within their priority): a key at its cap cannot take each slot its
+        own jobs free ahead of other keys' jobs. Among one gate's jobs, the order held."""
+        for job in jobs:
+            self._order += 1
+            job.order = self._order
+            self._seq_hi += 1
+            job.seq = self._seq_hi  # the tie-break among equal priorities (see priority)
+            self._add(job)
+
+    def _add(self, job: ReadyJob) -> None:
         queue = self._queues.get(job.queue)
         if queue is None:
             queue = self._queues[job.queue] = QueueJobs(job.queue)
@@ -125,8 +154,7 @@ class Strategy(abc.ABC):
         jobs = queue.waiting.get(job.task)
         if jobs is None:  # (an empty one is dropped: task names come from clients)
             jobs = queue.waiting[job.task] = self.new_queue()
-        self._order += 1
-        jobs.push(job, self._order)
+        jobs.push(job, job.order)
         queue.size += 1
         queue.bands[_band_of(job.priority)] += 1
         self._size += 1
@@ -257,10 +285,13 @@ class Strategy(abc.ABC):
     def _turn(self, worker: Worker, picks: list[tuple[int, bytes]]) -> None:
         wanted = max(1, min(worker.credit, self.per_turn(worker)))
         got = 0
+        gates = self.gates
         while got < wanted:
             job = self.pop(worker.queues, worker.tasks)
             if job is None:
                 break
+            if (job.concurrency_key or gates.rated) and not gates.admit(job):
+                continue  # held at its key or limit; the next job may go
             picks.append((job.job_id, worker.peer))
             got += 1
         if got:

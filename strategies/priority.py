@@ -32,13 +32,14 @@ DEFAULT_AGING_S = 30.0
 class PriorityQueue:
     def __init__(self, aging: float) -> None:
         self.aging = aging
-        self._heap: list[tuple[int, int, ReadyJob]] = []
+        self._heap: list[tuple[int, int, int, ReadyJob]] = []
         self._arrivals: deque[tuple[int, ReadyJob]] = deque()
         self._size = 0
 
     def push(self, job: ReadyJob, order: int) -> None:
         job.taken = False
-        heapq.heappush(self._heap, (-job.priority, job.seq, job))
+        # ``order`` is unique: a released job's seq (Strategy.release) may equal another's.
+        heapq.heappush(self._heap, (-job.priority, job.seq, order, job))
         self._arrivals.append((order, job))
         self._size += 1
 
@@ -47,7 +48,7 @@ class PriorityQueue:
         arrivals, heap = self._arrivals, self._heap
         while arrivals[0][1].taken:
             arrivals.popleft()
-        while heap[0][2].taken:
+        while heap[0][3].taken:
             heapq.heappop(heap)
         return now - arrivals[0][1].enqueued_at >= self.aging
 
@@ -60,7 +61,7 @@ class PriorityQueue:
 
     def pop(self, now: float) -> ReadyJob:
         # A promoted job (waited long enough) goes first, else the highest priority.
-        job = self._arrivals.popleft()[1] if self._promoted(now) else heapq.heappop(self._heap)[2]
+        job = self._arrivals.popleft()[1] if self._promoted(now) else heapq.heappop(self._heap)[3]
         job.taken = True
         self._size -= 1
         return job
@@ -87,3 +88,6 @@ class PriorityStrategy(Strategy):
 
     def now(self) -> float:
         return self.clock()
+
+    def held_rank(self, job: ReadyJob) -> int:
+        return -job.priority

@@ -70,6 +70,10 @@ class JobSpec(msgspec.Struct, frozen=True, array_like=True):
     # Not before: the later of submission + delay and run_at (0: at once).
     delay: Delay = 0.0
     run_at: UnixTime = 0.0
+    # At most ``max_concurrent`` jobs of one key run at once (None: no cap; the key may
+    # still name a rate limit). See README "Concurrency keys and rate limits".
+    concurrency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
 class StepSpec(msgspec.Struct, frozen=True, array_like=True):

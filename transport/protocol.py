@@ -24,6 +24,13 @@ import msgspec
 
 from transport.errors import BadFrame
 from transport.framing import check_size, request_id_of
+from transport.limits import GateView as GateView
+from transport.limits import LimitsReply as LimitsReply
+from transport.limits import LimitView as LimitView
+from transport.limits import ListLimits as ListLimits
+from transport.limits import RemoveLimit as RemoveLimit
+from transport.limits import SetLimit as SetLimit
+from transport.message import Message as Message
 from transport.payloads import EMPTY_ARGS as EMPTY_ARGS
 from transport.payloads import EMPTY_KWARGS as EMPTY_KWARGS
 from transport.payloads import MAX_ERROR_CHARS as MAX_ERROR_CHARS
@@ -66,10 +73,6 @@ from transport.views import WorkflowView as WorkflowView
 # The payloads and the read models live in transport.payloads and transport.views and are
 # re-exported here (``X as X``: explicit, so a user's strict type checker sees them too):
 # the protocol is one namespace.
-
-
-class Message(msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defaults=False):
-    """Base of every wire message; the class name is the tag."""
 
 
 # ---------------------------------------------------------- to the scheduler
@@ -242,6 +245,9 @@ ToScheduler = (
     | Subscribe
     | EventsAck
     | Unsubscribe
+    | SetLimit
+    | RemoveLimit
+    | ListLimits
 )
 
 # ---------------------------------------------------------- from the scheduler
@@ -386,6 +392,7 @@ FromScheduler = (
     | WorkflowSubmitted
     | WorkflowReply
     | Events
+    | LimitsReply
 )
 
 # ------------------------------------------------------------ codecs, built once

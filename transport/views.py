@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
+from transport.limits import GateView, LimitView
 from transport.payloads import NONE_RAW
 
 
@@ -122,6 +123,9 @@ class StatusView(msgspec.Struct, frozen=True):
     # "keys": CURVE with a key folder; "insecure": another host may reach it without keys;
     # "": loopback without keys (only this machine reaches it).
     security: str = ""
+    # Concurrency keys at their limit, and rate limits with the ready jobs waiting on them.
+    keys: list[GateView] = []
+    limits: list[LimitView] = []
 
 
 class Event(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

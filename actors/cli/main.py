@@ -40,6 +40,7 @@ from actors.cli.inspection import (
     cmd_watch,
     cmd_workers,
 )
+from actors.cli.limit import add_limit_parser
 from actors.cli.output import quiet_on_closed_stdout
 from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_commands
 from actors.cli.submit import add_submit_parser
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("keygen", cmd_keygen, "write a CURVE key pair: DIR/NAME.key and DIR/NAME.key_secret")
     p.add_argument("name", metavar="NAME", help="the key's name: scheduler, or a worker's")
     p.add_argument("--dir", default=".", metavar="DIR", help="where to write it (default .)")
+
+    add_limit_parser(add, connect_flag, Parser)
 
     p = add(
         "demo", cmd_demo, "run a scheduler, workers and a sample workload, printing what happens"

@@ -38,19 +38,10 @@ FILE_CHUNK = 1_000
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 FIELDS = (
-    "task",
-    "args",
-    "kwargs",
-    "priority",
-    "queue",
-    "depends_on",
-    "max_retries",
-    "idempotency_key",
-    "timeout",
-    "backoff",
-    "delay",
-    "run_at",
-)
+    "task", "args", "kwargs", "priority", "queue", "depends_on", "max_retries",
+    "idempotency_key", "timeout", "backoff", "delay", "run_at", "concurrency_key",
+    "max_concurrent",
+)  # fmt: skip
 
 
 def usage(message: str) -> NoReturn:
@@ -194,7 +185,8 @@ def _specs_from_flags(args: argparse.Namespace) -> list[Any]:
             fields["kwargs"] = value
         else:
             usage("ARGS_JSON must be a JSON array (positional args) or object (keyword args)")
-    for name in ("priority", "queue", "max_retries", "idempotency_key", "timeout", "backoff"):
+    for name in ("priority", "queue", "max_retries", "idempotency_key", "timeout", "backoff",
+                 "concurrency_key", "max_concurrent"):  # fmt: skip
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.delay is not None:
@@ -379,6 +371,13 @@ def add_submit_parser(
         help="start no sooner than this ISO 8601 time, e.g. 2026-12-01T09:00:00Z "
         "(no time zone: this machine's local time)",
     )
+    p.add_argument(
+        "--concurrency-key",
+        default=None,
+        metavar="KEY",
+        help="with --max-concurrent N: at most N jobs of KEY run at once, on all workers",
+    )
+    p.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="see above")
     p.add_argument(
         "--require-worker",
         action="store_true",

@@ -77,9 +77,21 @@ def status_renderable(status: wire.StatusView, address: str = "") -> Group:
     if not status.workers:
         workers.add_row("(none connected)", "", "", "", "")
     parts: list[Any] = [header, "", jobs, "", queues, "", workers]
+    parts += limits_lines(status)
     if running.row_count:
         parts += ["", running]
     return Group(*parts)
+
+
+def limits_lines(status: wire.StatusView) -> list[Any]:
+    """Concurrency keys at their limit and rate limits with the jobs waiting on them."""
+    lines: list[Any] = []
+    for k in status.keys:
+        lines.append(f"key {k.key}: {k.running}/{k.max_concurrent} running, {k.waiting} waiting")
+    for x in status.limits:
+        per = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(x.period, f"{x.period:g}s")
+        lines.append(f"limit {x.name}: {x.count}/{per} burst {x.burst}, {x.waiting} waiting")
+    return ["", *lines] if lines else []
 
 
 _HEALTH_COLOURS = {"alive": "green", "suspect": "yellow", "draining": "cyan"}

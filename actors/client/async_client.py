@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from actors.client.connection import Connection
+from actors.client.limits import set_limit_request
 from actors.client.pending import Waiting
 from actors.client.specs import frames_of, job_spec
 from actors.errors import JobFailed, WaitTimeout
@@ -226,6 +227,31 @@ class AsyncClient(Connection):
             lambda rid: wire.Requeue(rid, ids, all_failed)
         )
         return reply
+
+    # ------------------------------------------------------------- rate limits
+
+    async def set_limit(
+        self, name: str, rate: str | tuple[int, float], *, burst: int | None = None
+    ) -> list[wire.LimitView]:
+        """Create or change the rate limit of the jobs whose task or concurrency key is
+        ``name``: ``rate`` "100/s", "30/m", "1000/h" (or (count, period seconds)), at most
+        ``burst`` at once (default: one second's worth, at least 1). Needs the admin role
+        with keys. Returns every limit. Raises RequestRefused (``invalid``)."""
+        build = functools.partial(set_limit_request, name=name, rate=rate, burst=burst)
+        build(0)  # refuse a bad rate here, before anything is sent
+        reply = await self._request(build)
+        return reply.limits  # type: ignore[no-any-return]
+
+    async def limits(self) -> list[wire.LimitView]:
+        """Every rate limit, by name."""
+        reply = await self._request(lambda rid: wire.ListLimits(rid))
+        return reply.limits  # type: ignore[no-any-return]
+
+    async def remove_limit(self, name: str) -> list[wire.LimitView]:
+        """Remove a rate limit (RequestRefused ``not_found`` if there is none by that
+        name); its waiting jobs may start. Returns the limits left."""
+        reply = await self._request(lambda rid: wire.RemoveLimit(rid, name))
+        return reply.limits  # type: ignore[no-any-return]
 
     async def jobs(
         self, status: str | None = None, queue: str | None = None, limit: int = 100

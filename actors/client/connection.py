@@ -356,6 +356,7 @@ class Connection:
                 | wire.RequeueReply()
                 | wire.WorkflowSubmitted()
                 | wire.WorkflowReply()
+                | wire.LimitsReply()
             ):
                 rid = reply.request_id
                 future = self._pending.get(rid)

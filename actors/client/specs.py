@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "max_retries": 3,
     "timeout": None,
     "backoff": None,
+    "concurrency_key": None,
+    "max_concurrent": None,
 }
 # Room kept free in every Submit frame for the frame's own fields and the msgpack headers
 # of each job (a few dozen bytes each): 64 KiB covers 5,000 jobs' headers with margin.
@@ -53,6 +55,8 @@ def job_spec(
     backoff: wire.Backoff | tuple[float, float, float] | None = None,
     delay: float | datetime.timedelta | None = None,
     run_at: float | datetime.datetime | None = None,
+    concurrency_key: str | None = None,
+    max_concurrent: int | None = None,
 ) -> wire.JobSpec:
     """Build one job description for ``submit_many``.
 
@@ -62,14 +66,18 @@ def job_spec(
     retries; by default the scheduler's (1 s, x2, 300 s). ``delay`` (seconds or a
     ``timedelta``, counted by the scheduler's clock from when it accepts the job) and
     ``run_at`` (a ``datetime``, naive meaning this machine's local time, or a Unix time)
-    hold the job PENDING until then; given both, the later. Raises RequestRefused (code
-    ``too_large``) when the arguments could never fit in a frame."""
+    hold the job PENDING until then; given both, the later. ``concurrency_key`` with
+    ``max_concurrent`` N: at most N jobs of the key run at once (the latest submission's N
+    applies to the key); the key may also name a rate limit (``set_limit``). Raises
+    RequestRefused (code ``too_large``) when the arguments could never fit in a frame."""
     given: dict[str, Any] = {
         "priority": priority,
         "queue": queue,
         "max_retries": max_retries,
         "timeout": timeout,
         "backoff": backoff,
+        "concurrency_key": concurrency_key,
+        "max_concurrent": max_concurrent,
     }
     if None in given.values():
         declared = task_defaults(task)
@@ -92,6 +100,8 @@ def job_spec(
         backoff,
         seconds_of(delay),
         unix_time_of(run_at),
+        given["concurrency_key"],
+        given["max_concurrent"],
     )
     check_payload(spec)
     return spec

@@ -68,6 +68,17 @@ class Client:
     ) -> list[int]:
         return self._run(self._async.submit_many(specs, require_worker=require_worker))
 
+    def set_limit(
+        self, name: str, rate: str | tuple[int, float], *, burst: int | None = None
+    ) -> list[wire.LimitView]:
+        return self._run(self._async.set_limit(name, rate, burst=burst))
+
+    def limits(self) -> list[wire.LimitView]:
+        return self._run(self._async.limits())
+
+    def remove_limit(self, name: str) -> list[wire.LimitView]:
+        return self._run(self._async.remove_limit(name))
+
     def wait(
         self, job_ids: Iterable[int], timeout: float | None = None
     ) -> dict[int, wire.JobOutcome]:

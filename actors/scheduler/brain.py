@@ -35,7 +35,7 @@ from actors.errors import StoreError
 from actors.keys import scheduler_keys
 from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem, gc_paused, in_slices
-from actors.scheduler import quotas, routes, submissions
+from actors.scheduler import limits, quotas, routes, submissions
 from actors.scheduler.dag import DagResolver
 from actors.scheduler.dispatcher import Dispatcher
 from actors.scheduler.effects import Effects
@@ -43,7 +43,7 @@ from actors.scheduler.events import EventHub
 from actors.scheduler.gateway import Gateway
 from actors.scheduler.heartbeat import HeartbeatMonitor
 from actors.scheduler.jobs import Job, JobTable
-from actors.scheduler.messages import Write
+from actors.scheduler.messages import RunningKeyed, Write
 from actors.scheduler.ops import Ops
 from actors.scheduler.remote import RemoteActor
 from actors.scheduler.routes import Actors
@@ -201,6 +201,7 @@ class Brain:
         self.last_commit = recovered.last_write
         self.database_id = recovered.database_id
         self.table.next_workflow_id = recovered.max_workflow_id + 1
+        self._limits = await self.backend.limits()
         # Finished parents of live jobs: their states decide the children's fate, and
         # their results go to the children's handlers.
         self._settled_parents: dict[int, Job] = {}
@@ -213,6 +214,17 @@ class Brain:
         stay RUNNING: their workers may claim them back, and the scheduler reclaims the
         rest once lease + grace has passed (see Scheduler.on_start)."""
         table, ops, effects = self.table, Ops(), Effects()
+        # Before any ready job: the rate limits' buckets as last committed, and the slots
+        # of each concurrency key its RUNNING jobs hold (counted from the database).
+        strategy = self.scheduler.strategy
+        strategy.tell(limits.recovered(self.scheduler, self._limits))
+        keyed = [
+            (j.id, j.concurrency_key, j.max_concurrent, j.id)
+            for j in table.jobs.values()
+            if j.status is JobState.RUNNING and j.concurrency_key
+        ]
+        if keyed:
+            strategy.tell(RunningKeyed(keyed))
         async for part in in_slices(list(table.jobs.values())):
             for job in part:
                 if job.status is JobState.PENDING and table.may_wait_on_parents(job):

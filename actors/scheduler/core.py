@@ -40,6 +40,7 @@ class SchedulerCore(Protocol):
     dag: Actor
     store: Actor  # reads go through it: actors.scheduler.store.actor.read
     events: Actor
+    limits: dict[str, wire.LimitView]  # rate limits by name (actors.scheduler.limits)
 
     def identity(self, peer: bytes) -> Identity | None:
         """Who ``peer`` is, as the transport proved it (None without keys)."""

@@ -53,6 +53,8 @@ class Job(msgspec.Struct, gc=False):
     workflow_id: int | None = None
     step: str | None = None
     owner: str = ""  # the public key of the client that submitted it ("": no keys)
+    concurrency_key: str = ""  # "": none; at most max_concurrent of a key run at once
+    max_concurrent: int = 0  # 0: no cap (the key may still name a rate limit)
     # memory only
     parent_results: list[wire.ParentResult] | None = None
     queued_at: float = 0.0  # monotonic time it last became QUEUED (assignment latency)

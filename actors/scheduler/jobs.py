@@ -90,6 +90,7 @@ class JobTable:
         self._retry_heap: list[tuple[float, int]] = []
         self.refused_results = 0
         self.held = HeldJobs()  # jobs in flight per owner, for actors.scheduler.quotas
+        self.keys_freed: list[int] = []  # keyed jobs that left RUNNING, for the strategy
 
     # ------------------------------------------------------------------ recovery
 
@@ -134,6 +135,8 @@ class JobTable:
         self.counts[new] += 1
         if job.id not in ops.new_ids:  # a job created in this same write is inserted as it is
             ops.updates.append(job.update_row(old))
+        if old is RUNNING and job.concurrency_key:
+            self.keys_freed.append(job.id)
         retried = old is RUNNING and new is PENDING
         metric = "retried" if retried else _METRIC_OF.get(new)
         if metric is not None:
@@ -169,6 +172,8 @@ class JobTable:
             return Refusal(index, "invalid", "args must be a list (positional arguments)")
         if not wire.is_msgpack_map(spec.kwargs):
             return Refusal(index, "invalid", "kwargs must be a map of keyword arguments")
+        if spec.max_concurrent is not None and spec.concurrency_key is None:
+            return Refusal(index, "invalid", "max_concurrent needs a concurrency_key")
         if len(set(spec.depends_on)) != len(spec.depends_on):
             return Refusal(index, "invalid", "depends_on lists a job twice")
         size = len(spec.args) + len(spec.kwargs)
@@ -239,6 +244,8 @@ class JobTable:
             workflow_id=workflow_id,
             step=step,
             owner=owner,
+            concurrency_key=spec.concurrency_key or "",
+            max_concurrent=spec.max_concurrent or 0,
             seq=job_id,
         )
         if spec.delay or spec.run_at:

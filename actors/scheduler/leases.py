@@ -35,21 +35,29 @@ from transport import protocol as wire
 log = logging.getLogger("corral.scheduler")
 
 
-def lease(sched: SchedulerCore, picks: list[tuple[int, bytes]]) -> None:
-    """Make the strategy's picks real: compare-and-swap QUEUED -> RUNNING under new tokens."""
+def lease(
+    sched: SchedulerCore,
+    picks: list[tuple[int, bytes]],
+    limit_states: list[tuple[str, float]] | None = None,
+) -> None:
+    """Make the strategy's picks real: compare-and-swap QUEUED -> RUNNING under new tokens.
+    ``limit_states``: the rate limits' buckets these picks took from, committed with them,
+    so no job starts on a token a restart would give out again."""
     ops, effects = Ops(), Effects()
-    returned: defaultdict[bytes, int] = defaultdict(int)
+    returned: defaultdict[bytes, list[int]] = defaultdict(list)
     now = time.monotonic()
     table = sched.table
     for job_id, peer in picks:
         assignment = table.lease(job_id, peer, sched.worker_names.get(peer, "?"), ops)
         if assignment is None:
-            returned[peer] += 1
+            returned[peer].append(job_id)
         else:
             effects.leases.append((peer, assignment))
             sched.assign_latency.observe(now - table.jobs[job_id].queued_at)
-    for peer, credit in returned.items():
-        sched.strategy.tell(ReturnCredit(peer, credit))
+    for peer, lost in returned.items():
+        sched.strategy.tell(ReturnCredit(peer, len(lost), tuple(lost)))
+    if limit_states:
+        ops.limit_states += limit_states
     sched.write(ops, effects)
 
 

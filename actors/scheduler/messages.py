@@ -32,6 +32,9 @@ ClientRequest = (
     | wire.SubmitWorkflow
     | wire.GetWorkflow
     | wire.Subscribe  # a client key's, checked against its jobs first (owners)
+    | wire.SetLimit
+    | wire.RemoveLimit
+    | wire.ListLimits
 )
 
 
@@ -91,10 +94,39 @@ class ReadyJob(msgspec.Struct, gc=False, array_like=True):
     enqueued_at: float  # monotonic seconds; priority aging uses it
     taken: bool = False  # handed out already (lets two indexes share one job)
     task: str = ""  # only a worker that has this task may be given the job
+    concurrency_key: str = ""  # "": none (strategies.gates)
+    max_concurrent: int = 0  # 0: no cap on the key's running jobs
+    order: int = 0  # the strategy's arrival count at its push (kept when held and released)
 
 
 class Enqueue(_Msg, frozen=True):
     jobs: list[ReadyJob]
+
+
+class KeysFreed(_Msg, frozen=True):
+    """scheduler -> strategy: these jobs with a concurrency key left RUNNING (their slots
+    of the key are free)."""
+
+    job_ids: list[int]
+
+
+class RunningKeyed(_Msg, frozen=True):
+    """scheduler -> strategy, at start-up: the RUNNING jobs with a concurrency key, as
+    (job id, key, max_concurrent, seq): they hold their key's slots until they end."""
+
+    jobs: list[tuple[int, str, int, int]]
+
+
+class SetLimits(_Msg, frozen=True):
+    """scheduler -> strategy: rate limits set, as (name, count, period, burst, tat or None
+    to keep the bucket's state), and names removed."""
+
+    limits: list[tuple[str, int, float, int, float | None]] = []
+    removed: list[str] = []
+
+
+class GateTick(_Msg, frozen=True):
+    """The strategy's one timer: a held job's bucket has a token again."""
 
 
 # dispatcher -> strategy: worker capacity changes (credits are free slots)
@@ -120,12 +152,15 @@ class WorkerGone(_Msg, frozen=True):
 # strategy -> scheduler: proposed assignments, still to be compare-and-swapped
 class Picked(_Msg, frozen=True):
     picks: list[tuple[int, Peer]]
+    # (name, tat) of the rate limits these picks took tokens from: persisted with the leases
+    limits: list[tuple[str, float]] = []
 
 
 # scheduler -> strategy: a pick that lost its compare-and-swap gives its slot back
 class ReturnCredit(_Msg, frozen=True):
     peer: Peer
     credit: int
+    job_ids: tuple[int, ...] = ()  # the picks that lost: a key's slot they took is free
 
 
 # scheduler -> dispatcher: committed assignments, to be sent to the workers

@@ -51,6 +51,11 @@ class Ops(msgspec.Struct):
     workflows: list[tuple[Any, ...]] = []
     edges: list[tuple[int, int]] = []
     deletes: list[tuple[int, str]] = []
+    # Rate limits: (name, (count, period, burst) to create or change it, keeping its
+    # bucket's state, or None to delete it), in order; then (name, tat): a bucket's state,
+    # written only if the limit still exists (a late pick never brings a removed one back).
+    limits: list[tuple[str, tuple[int, float, int] | None]] = []
+    limit_states: list[tuple[str, float]] = []
     new_jobs: list[Any] = []
     new_ids: set[int] = set()
 
@@ -69,6 +74,8 @@ class Ops(msgspec.Struct):
         self.workflows += other.workflows
         self.edges += other.edges
         self.deletes += other.deletes
+        self.limits += other.limits
+        self.limit_states += other.limit_states
 
     def __len__(self) -> int:
         return (
@@ -79,4 +86,6 @@ class Ops(msgspec.Struct):
             + len(self.workflows)
             + len(self.edges)
             + len(self.deletes)
+            + len(self.limits)
+            + len(self.limit_states)
         )

@@ -5,7 +5,8 @@ identity ZeroMQ authenticated (``transport.identity``), never by a name the peer
   goodbye); its results and progress count only for leases granted to that key (a lease
   is held by a peer, and a peer id carries its key);
 - a client key: the client's requests: submit, wait, watch, read, cancel;
-- an admin key: everything, also requeueing dead letters.
+- an admin key: everything, also requeueing dead letters and setting or removing rate
+  limits (``corral limit set | remove``).
 
 A peer of a scheduler without keys has no identity and may send anything, as before.
 Still to come: a client reading, waiting for and cancelling only the jobs it submitted
@@ -31,11 +32,12 @@ CLIENT = (
     wire.Subscribe,
     wire.EventsAck,
     wire.Unsubscribe,
+    wire.ListLimits,
 )
 ALLOWED: dict[str, tuple[type[wire.Message], ...]] = {
     "worker": WORKER,
     "client": CLIENT,
-    "admin": (*WORKER, *CLIENT, wire.Requeue),
+    "admin": (*WORKER, *CLIENT, wire.Requeue, wire.SetLimit, wire.RemoveLimit),
 }
 
 

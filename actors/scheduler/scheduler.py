@@ -31,7 +31,7 @@ from actors.lifecycle import (
 )
 from actors.metrics import Histogram
 from actors.runtime import Actor
-from actors.scheduler import leases, owners, requests, submissions, waits, workflows
+from actors.scheduler import leases, limits, owners, requests, submissions, waits, workflows
 from actors.scheduler.core import Waiters
 from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
@@ -41,6 +41,7 @@ from actors.scheduler.messages import (
     Enqueue,
     Finished,
     FromClient,
+    KeysFreed,
     Leased,
     LeasesEnded,
     Picked,
@@ -90,6 +91,7 @@ class Scheduler(Actor):
         self.assign_latency = Histogram()
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
+        self.limits: dict[str, wire.LimitView] = {}  # rate limits by name (actors...limits)
         # Who leads and who stands by, for the status (set by the brain on PostgreSQL).
         self.cluster: Callable[[], wire.ClusterView | None] = lambda: None
         # Who a peer is, as the transport proved it (the brain sets the transport's).
@@ -125,8 +127,8 @@ class Scheduler(Actor):
         match message:
             case Written(tags=committed):
                 self._after_commit(committed)
-            case Picked(picks=picks):
-                leases.lease(self, picks)
+            case Picked(picks=picks, limits=states):
+                leases.lease(self, picks, states)
             case WorkerResults():
                 leases.results(self, message)
             case FromClient(peer=peer, message=request):
@@ -192,6 +194,8 @@ class Scheduler(Actor):
                 else:
                     text = f"no such job: {job_id}" if job_id else "a client key watches one job"
                     self.send(peer, wire.ErrorReply("not_found", text, rid))
+            case wire.SetLimit() | wire.RemoveLimit() | wire.ListLimits():
+                limits.handle(self, peer, request)
             case wire.GetWorkflow(request_id=rid, workflow_id=workflow_id):
                 workflow = await workflows.workflow_view(self, workflow_id)
                 if workflow is not None and owners.limited_to(self, peer) is not None:
@@ -227,6 +231,9 @@ class Scheduler(Actor):
 
     def write(self, ops: Ops, effects: Effects) -> None:
         effects.events = self.table.take_events()
+        if self.table.keys_freed:  # before any ready job: a freed slot may be its
+            self.strategy.tell(KeysFreed(self.table.keys_freed))
+            self.table.keys_freed = []
         if effects.ready:
             # Ready jobs go to the strategy now, not after this commit: the store commits
             # in order, so a lease on one of them commits after (or with) this write, and
@@ -316,7 +323,19 @@ class Scheduler(Actor):
     def _enqueue(self, jobs: list[Job]) -> None:
         now = time.monotonic()
         ready = [
-            ReadyJob(j.id, j.priority, j.queue, j.seq, now, task=j.task)
+            ReadyJob(j.id, j.priority, j.queue, j.seq, now, False, j.task)
+            if not j.concurrency_key
+            else ReadyJob(
+                j.id,
+                j.priority,
+                j.queue,
+                j.seq,
+                now,
+                False,
+                j.task,
+                j.concurrency_key,
+                j.max_concurrent,
+            )
             for j in jobs
             if j.status is QUEUED
         ]

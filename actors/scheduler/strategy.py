@@ -8,23 +8,33 @@ longer QUEUED. A worker is never proposed more jobs than its credit, nor a job
 whose task it did not announce (a worker that announced no tasks may get any).
 Which job and which worker is the pluggable ``strategies.Strategy``'s decision,
 and its indexes keep each assignment O(log n) however many workers and queues exist.
+
+Concurrency keys and rate limits (``strategies.gates``) hold the jobs that may not start
+yet: the scheduler reports keyed jobs that left RUNNING (``KeysFreed``) and the limits
+(``SetLimits``); this actor keeps ONE timer, for the earliest token a held job waits for.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from actors.runtime import SLICE, Actor, in_slices
 from actors.scheduler.messages import (
     Enqueue,
+    GateTick,
+    KeysFreed,
     Picked,
     ReturnCredit,
+    RunningKeyed,
+    SetLimits,
     StatusPart,
     WorkerCredit,
     WorkerCredits,
     WorkerGone,
 )
 from strategies import Strategy
+from strategies.gates import Gates
 from transport import protocol as wire
 
 
@@ -34,6 +44,8 @@ class StrategyActor(Actor):
         self.strategy = strategy
         self.scheduler: Actor
         self.dispatcher: Actor
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # loop time it fires at
 
     async def handle(self, message: Any) -> None:
         match message:
@@ -51,12 +63,30 @@ class StrategyActor(Actor):
                     self._credit(grant)
             case WorkerCredit():
                 self._credit(message)
-            case ReturnCredit(peer=peer, credit=credit):
+            case ReturnCredit(peer=peer, credit=credit, job_ids=ids):
                 self.strategy.give_back(peer, credit)
+                if ids:
+                    self.strategy.release(self.strategy.gates.freed(ids))
+            case KeysFreed(job_ids=ids):
+                self.strategy.release(self.strategy.gates.freed(ids))
+            case GateTick():
+                self._timer = None
+                self.strategy.release(self.strategy.gates.due())
+            case RunningKeyed(jobs=jobs):
+                self.strategy.gates.running(jobs)
+            case SetLimits(limits=limits, removed=removed):
+                gates = self.strategy.gates
+                for name in removed:
+                    self.strategy.release(gates.remove_limit(name))
+                for name, count, period, burst, tat in limits:
+                    gates.set_limit(name, count, period, burst, tat)
             case WorkerGone(peer=peer):
                 self.strategy.remove_worker(peer)
             case StatusPart(peer=peer, request_id=rid, fields=fields):
-                self.dispatcher.tell(StatusPart(peer, rid, {**fields, "queues": self.queues()}))
+                shown = limits_status(self.strategy.gates)
+                self.dispatcher.tell(
+                    StatusPart(peer, rid, {**fields, "queues": self.queues(), **shown})
+                )
             case _:
                 raise TypeError(f"strategy got an unexpected message: {message!r}")
 
@@ -76,12 +106,52 @@ class StrategyActor(Actor):
     def on_idle(self) -> None:
         # Match once per burst of messages, when the runtime has emptied the mailbox,
         # whatever came last (a metrics tick included), so no wake-up can be lost.
-        picks = self.strategy.match()
-        if picks:
+        strategy = self.strategy
+        picks = strategy.match()
+        gates = strategy.gates
+        if gates.held or gates.changed:
+            states = gates.take_changed()
+            if picks or states:
+                self.scheduler.tell(Picked(picks, states))
+            self._arm_timer()
+        elif picks:
             self.scheduler.tell(Picked(picks))
+
+    def _arm_timer(self) -> None:
+        """ONE timer, for the earliest token a held job waits for, never one per job."""
+        wait = self.strategy.gates.next_due()
+        if wait is None:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + wait
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = loop.call_later(wait, self.tell, GateTick())
 
     def metrics(self) -> dict[str, Any]:
         return {
             "depth": self.strategy.depth(),
+            "held_at_limits": self.strategy.gates.held,
             "workers_with_free_slots": self.strategy.workers.hungry(),
         }
+
+
+def limits_status(gates: Gates) -> dict[str, Any]:
+    """The status's concurrency keys at their limit (or holding jobs) and rate limits."""
+    keys = [
+        wire.GateView(g.name, g.running, g.max, len(g.held))
+        for g in gates.gates.values()
+        if g.max and (g.full() or g.held)
+    ]
+    limits = [
+        wire.LimitView(g.name, g.bucket.count, g.bucket.period, g.bucket.burst, len(g.held))
+        for g in gates.rated.values()
+        if g.bucket is not None
+    ]
+    return {
+        "keys": sorted(keys, key=lambda k: k.key),
+        "limits": sorted(limits, key=lambda x: x.name),
+    }

@@ -35,12 +35,14 @@ class TaskOptions:
     queue: str | None = None
     priority: int | None = None
     backoff: tuple[float, float, float] | None = None  # (base, factor, cap) seconds
+    concurrency_key: str | None = None  # every job of the task shares this key...
+    max_concurrent: int | None = None  # ...and at most this many of them run at once
 
 
 # Keyword arguments of ``Task.submit``/``run`` that are job options, not the handler's.
 JOB_OPTIONS = frozenset(
     {"priority", "queue", "depends_on", "max_retries", "idempotency_key", "timeout",
-     "backoff", "delay", "run_at"}
+     "backoff", "delay", "run_at", "concurrency_key", "max_concurrent"}
 )  # fmt: skip
 
 
@@ -119,6 +121,8 @@ def task(
     queue: str | None = None,
     priority: int | None = None,
     backoff: tuple[float, float, float] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrent: int | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -133,6 +137,8 @@ def task(
     queue: str | None = None,
     priority: int | None = None,
     backoff: tuple[float, float, float] | None = None,
+    concurrency_key: str | None = None,
+    max_concurrent: int | None = None,
 ) -> Any:
     """Register a function as a corral task: ``@task`` or ``@task(name="billing.invoice",
     retry_on=(IOError,), max_retries=5, timeout=30)``; returns a ``Task`` (call it to run
@@ -143,7 +149,12 @@ def task(
     the job asked. ``timeout``: seconds an attempt may run when the job gives none.
     ``queue``, ``priority``, ``backoff`` (base, factor, cap), and ``max_retries`` and
     ``timeout`` again: what a client that has the task registered puts in a job spec for
-    the fields its caller leaves out (``Task.submit`` always has it registered)."""
+    the fields its caller leaves out (``Task.submit`` always has it registered), as are
+    ``concurrency_key`` and ``max_concurrent`` (at most N of the key's jobs run at once)."""
+    if max_concurrent is not None and (max_concurrent < 1 or concurrency_key is None):
+        raise ValueError(
+            f"max_concurrent must be 1 or more, with a concurrency_key, got {max_concurrent}"
+        )
     if max_retries is not None and max_retries < 0:
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
     if timeout is not None and timeout <= 0:
@@ -161,7 +172,10 @@ def task(
             func = func.fn
         key = name or f"{func.__module__}.{func.__qualname__}"
         REGISTRY[key] = func
-        options = TaskOptions(retry_on, max_retries, timeout, queue, priority, backoff)
+        options = TaskOptions(
+            retry_on, max_retries, timeout, queue, priority, backoff, concurrency_key,
+            max_concurrent,
+        )  # fmt: skip
         if options != _DEFAULT:
             OPTIONS[key] = options
         else:

@@ -22,6 +22,10 @@ failure to reach durable storage raises ``StoreError`` (one clear line). A commi
 returned is durable to the backend's promise (SQLite: synchronous FULL or NORMAL, as
 configured). Edges are a set (adding one twice keeps one); an attempt replaces the one
 with the same (job id, token). Attempts and edges may name jobs the store does not hold.
+Rate limits (``Ops.limits``, then ``Ops.limit_states``) apply after the jobs, in list
+order: a set creates a limit or changes its rate and keeps its bucket's state (``tat``, 0
+for a new one), None deletes it; a state update of a limit that does not exist does
+nothing.
 
 Reads give back jobs as a committed insert and the updates after it left them: every
 persisted field equal (``status`` a ``JobState``), the memory-only ones reset (``seq`` is
@@ -59,6 +63,17 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     name: str
     idempotency_key: str | None
     created_at: float
+
+
+class LimitRecord(msgspec.Struct, frozen=True):
+    """One rate limit as stored: ``count`` jobs per ``period`` seconds, ``burst`` at once,
+    and its bucket's state (``strategies.gates.Bucket.tat``, a Unix time)."""
+
+    name: str
+    count: int
+    period: float
+    burst: int
+    tat: float = 0.0
 
 
 class Recovered(msgspec.Struct):
@@ -160,3 +175,7 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def children(self, parents: Collection[int]) -> list[int]:
         """Ids of the jobs that depend on any of ``parents`` (each once, ascending)."""
+
+    @abc.abstractmethod
+    async def limits(self) -> list[LimitRecord]:
+        """Every rate limit, by name."""

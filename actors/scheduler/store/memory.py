@@ -17,7 +17,13 @@ from actors.errors import StoreInconsistent
 from actors.lifecycle import LIVE, JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import CHANGED_FIELDS, Ops
-from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.base import (
+    AttemptRecord,
+    LimitRecord,
+    Recovered,
+    StoreBackend,
+    WorkflowRecord,
+)
 
 
 def _fresh(job: Job) -> Job:
@@ -36,6 +42,7 @@ class MemoryStore(StoreBackend):
         self.attempt_rows: dict[tuple[int, int], AttemptRecord] = {}
         self.workflow_rows: dict[int, WorkflowRecord] = {}
         self.edges: set[tuple[int, int]] = set()
+        self.limit_rows: dict[str, LimitRecord] = {}
         self.is_open = False
         self.commits = 0
 
@@ -103,6 +110,13 @@ class MemoryStore(StoreBackend):
             for key in [k for k in self.attempt_rows if k[0] == job_id]:
                 del self.attempt_rows[key]
             self.edges = {e for e in self.edges if job_id not in e}
+        for name, rate in ops.limits:
+            old = self.limit_rows.pop(name, None)
+            if rate is not None:
+                self.limit_rows[name] = LimitRecord(name, *rate, tat=old.tat if old else 0.0)
+        for name, tat in ops.limit_states:
+            if name in self.limit_rows:
+                self.limit_rows[name] = msgspec.structs.replace(self.limit_rows[name], tat=tat)
 
     # ------------------------------------------------------------------ reads
 
@@ -179,6 +193,9 @@ class MemoryStore(StoreBackend):
     async def children(self, parents: Collection[int]) -> list[int]:
         wanted = set(parents)
         return sorted({child for parent, child in self.edges if parent in wanted})
+
+    async def limits(self) -> list[LimitRecord]:
+        return [self.limit_rows[name] for name in sorted(self.limit_rows)]
 
 
 def _id(job: Job) -> int:

@@ -30,7 +30,13 @@ from actors.runtime import in_slices
 from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres_conn as pgconn
-from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.base import (
+    AttemptRecord,
+    LimitRecord,
+    Recovered,
+    StoreBackend,
+    WorkflowRecord,
+)
 from actors.scheduler.store.postgres_leader import fence
 from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
 from actors.scheduler.store.postgres_schema import DATABASE_ID, JOB_COLUMNS, migrate
@@ -220,6 +226,10 @@ class PostgresStore(StoreBackend):
             list(set(parents)),
         )
         return [row[0] for row in rows]
+
+    async def limits(self) -> list[LimitRecord]:
+        rows = await self._rows("SELECT name, count, period, burst, tat FROM limits ORDER BY name")
+        return [LimitRecord(text_out(r[0]) or "", r[1], r[2], r[3], r[4]) for r in rows]
 
 
 def _workflow(row: Any) -> WorkflowRecord:

@@ -87,6 +87,12 @@ INSERT_EDGES = (
     f"INSERT INTO edges (parent, child) SELECT parent, child FROM {_unnest(('parent', 'child'))} "
     "ON CONFLICT DO NOTHING"
 )
+# A rate limit created, or changed keeping its bucket's state (Ops.limits).
+SET_LIMIT = (
+    "INSERT INTO limits (name, count, period, burst, tat) VALUES ($1, $2, $3, $4, 0) "
+    "ON CONFLICT (name) DO UPDATE SET count = excluded.count, period = excluded.period, "
+    "burst = excluded.burst"
+)
 DELETE_JOBS = (
     f"DELETE FROM jobs AS j USING {_unnest(('id', 'expected'))} "
     "WHERE j.id = u.id AND j.status = u.expected"
@@ -150,6 +156,8 @@ def job_record(job: Job) -> tuple[Any, ...]:
         job.workflow_id,
         text_in(job.step),
         job.owner,
+        text_in(job.concurrency_key),
+        job.max_concurrent,
     )
 
 
@@ -157,7 +165,8 @@ def job_from_record(row: Any) -> Job:
     """Rebuild a job from a ``JOB_COLUMNS`` row."""
     (job_id, task, args, kwargs, priority, queue, depends_on, max_retries, key, timeout,
      created_at, status, attempts, token, worker, started_at, finished_at, not_before,
-     result, error, base, factor, cap, workflow_id, step, owner) = row  # fmt: skip
+     result, error, base, factor, cap, workflow_id, step, owner, concurrency_key,
+     max_concurrent) = row  # fmt: skip
     return Job(
         id=job_id,
         task=text_out(task),  # type: ignore[arg-type]
@@ -183,6 +192,8 @@ def job_from_record(row: Any) -> Job:
         workflow_id=workflow_id,
         step=text_out(step),
         owner=owner,
+        concurrency_key=text_out(concurrency_key) or "",
+        max_concurrent=max_concurrent,
         seq=job_id,
     )
 
@@ -250,6 +261,13 @@ async def write_batch(
             await conn.execute(INSERT_ATTEMPTS, *_columns(list(last.values()), _ATTEMPT_TEXT))
         if ops.deletes:
             await _delete(conn, ops.deletes)
+        for name, rate in ops.limits:
+            if rate is None:
+                await conn.execute("DELETE FROM limits WHERE name = $1", text_in(name))
+            else:
+                await conn.execute(SET_LIMIT, text_in(name), *rate)
+        for name, tat in ops.limit_states:
+            await conn.execute("UPDATE limits SET tat = $1 WHERE name = $2", tat, text_in(name))
 
 
 async def _delete(conn: asyncpg.Connection, deletes: list[tuple[int, str]]) -> None:

@@ -31,7 +31,13 @@ from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import sqlite_file
-from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.base import (
+    AttemptRecord,
+    LimitRecord,
+    Recovered,
+    StoreBackend,
+    WorkflowRecord,
+)
 from actors.scheduler.store.sqlite_rows import (
     SESSION_PRAGMAS,
     connection_pragmas,
@@ -300,6 +306,10 @@ class SqliteStore(StoreBackend):
             rows = await self._rows(f"SELECT child FROM edges WHERE parent IN ({marks})", chunk)
             found.update(row[0] for row in rows)
         return sorted(found)
+
+    async def limits(self) -> list[LimitRecord]:
+        rows = await self._rows("SELECT name, count, period, burst, tat FROM limits ORDER BY name")
+        return [LimitRecord(*row) for row in rows]
 
 
 async def retry_pause() -> None:

@@ -41,6 +41,16 @@ INSERT_WORKFLOW = (
 )
 INSERT_EDGE = "INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)"
 _DELETE_JOB = "DELETE FROM jobs WHERE id = ? AND status = ?"
+# A rate limit created, or changed keeping its bucket's state (Ops.limits).
+SET_LIMIT = (
+    "INSERT INTO limits (name, count, period, burst, tat) VALUES (?, ?, ?, ?, 0) "
+    "ON CONFLICT (name) DO UPDATE SET count = excluded.count, period = excluded.period, "
+    "burst = excluded.burst"
+)
+
+
+def _swap(states: list[tuple[str, float]]) -> list[tuple[float, str]]:
+    return [(tat, name) for name, tat in states]
 
 
 def job_params(job: Job) -> tuple[Any, ...]:
@@ -73,6 +83,8 @@ def job_params(job: Job) -> tuple[Any, ...]:
         job.workflow_id,
         job.step,
         job.owner,
+        job.concurrency_key,
+        job.max_concurrent,
     )
 
 
@@ -113,6 +125,13 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
             conn.executemany(INSERT_ATTEMPT, ops.attempts)
         if ops.deletes:
             _delete(conn, ops.deletes)
+        for name, rate in ops.limits:
+            if rate is None:
+                conn.execute("DELETE FROM limits WHERE name = ?", (name,))
+            else:
+                conn.execute(SET_LIMIT, (name, *rate))
+        if ops.limit_states:
+            conn.executemany("UPDATE limits SET tat = ? WHERE name = ?", _swap(ops.limit_states))
 
 
 def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:

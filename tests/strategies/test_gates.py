@@ -1,0 +1,119 @@
+"""Concurrency keys and rate limits in the strategy (``strategies.gates``), on a fake clock:
+a key's running jobs never exceed its cap, a held job blocks nobody behind it, released
+jobs come back in their key's order, a bucket gives out no more than its rate and burst, and
+the state a restart reads back resumes it."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.scheduler.messages import ReadyJob
+from strategies import create
+from strategies.base import Strategy
+from strategies.gates import Bucket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def job(job_id: int, key: str = "", cap: int = 0, task: str = "t", priority: int = 0) -> ReadyJob:
+    return ReadyJob(job_id, priority, "default", job_id, 0.0, False, task, key, cap)
+
+
+def strategy(name: str = "fifo") -> tuple[Strategy, Clock]:
+    s = create(name)
+    clock = Clock()
+    s.gates.clock = clock
+    s.credit(b"w", "w", ("default",), frozenset(), 100, 100)
+    return s, clock
+
+
+@pytest.mark.parametrize("name", ["fifo", "priority", "round-robin", "least-loaded"])
+def test_a_key_runs_at_most_its_cap_and_blocks_no_other_job(name: str) -> None:
+    s, _ = strategy(name)
+    for i in range(1, 7):
+        s.push(job(i, "acme", 2))
+    s.push(job(7))
+    s.push(job(8, "globex", 5))
+    picked = [job_id for job_id, _ in s.match()]
+    assert sorted(picked) == [1, 2, 7, 8]
+    assert s.gates.held == 4
+    s.release(s.gates.freed([1]))
+    assert [job_id for job_id, _ in s.match()] == [3], "the next of the key, in its order"
+    s.release(s.gates.freed([7, 8]))  # not acme's: nothing of acme is released
+    assert s.match() == []
+
+
+def test_the_latest_submission_sets_the_keys_cap() -> None:
+    s, _ = strategy()
+    s.push(job(1, "k", 1))
+    s.push(job(2, "k", 3))
+    s.push(job(3, "k", 3))
+    assert len(s.match()) == 3
+
+
+def test_a_lost_pick_frees_its_keys_slot() -> None:
+    s, _ = strategy()
+    s.push(job(1, "k", 1))
+    s.push(job(2, "k", 1))
+    assert [j for j, _ in s.match()] == [1]
+    s.release(s.gates.freed([1]))  # e.g. its compare-and-swap failed: ReturnCredit's ids
+    assert [j for j, _ in s.match()] == [2]
+
+
+def test_running_jobs_a_restart_reports_hold_their_slots() -> None:
+    s, _ = strategy()
+    s.gates.running([(1, "k", 2, 1), (2, "k", 2, 2)])
+    s.push(job(3, "k", 2))
+    assert s.match() == []
+    s.release(s.gates.freed([2]))
+    assert [j for j, _ in s.match()] == [3]
+
+
+def test_a_rate_limit_gives_its_burst_then_one_per_interval() -> None:
+    s, clock = strategy()
+    s.gates.set_limit("t", 10, 1.0, 3)
+    for i in range(1, 11):
+        s.push(job(i))
+    assert [j for j, _ in s.match()] == [1, 2, 3]
+    assert s.gates.next_due() == pytest.approx(0.1)
+    clock.now += 0.1
+    s.release(s.gates.due())
+    assert [j for j, _ in s.match()] == [4]
+    clock.now += 0.25
+    s.release(s.gates.due())
+    assert [j for j, _ in s.match()] == [5, 6]
+    states = s.gates.take_changed()
+    assert [name for name, _ in states] == ["t"]
+    restarted, clock2 = strategy()
+    clock2.now = clock.now
+    restarted.gates.set_limit("t", 10, 1.0, 3, states[0][1])
+    restarted.push(job(7))
+    assert restarted.match() == [], "no free burst after a restart"
+
+
+def test_removing_a_limit_releases_its_jobs() -> None:
+    s, _ = strategy()
+    s.gates.set_limit("t", 1, 3600.0, 1)
+    s.push(job(1))
+    s.push(job(2))
+    assert [j for j, _ in s.match()] == [1]
+    s.release(s.gates.remove_limit("t"))
+    assert [j for j, _ in s.match()] == [2]
+    assert s.gates.gates == {}
+
+
+def test_a_bucket_never_gives_more_than_rate_times_time_plus_burst() -> None:
+    bucket = Bucket(100, 1.0, 10)
+    taken = 0
+    now = 0.0
+    while now < 30.0:
+        while bucket.take(now):
+            taken += 1
+        now += 0.0037
+    assert 100 * 30 <= taken <= 100 * 30 + 10
