@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from actors.errors import RequestRefused
-from actors.worker.tasks import task_options
+from actors.worker.options import task_options
 from transport import protocol as wire
 
 # Defaults of a job's fields when neither the caller nor the task's declaration sets them

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from actors.lifecycle import LIVE, JobState
-from actors.scheduler import owners, workflows
+from actors.scheduler import admission, owners, workflows
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job, shown_worker
@@ -62,7 +62,7 @@ async def requeue(sched: SchedulerCore, peer: bytes, request: wire.Requeue) -> N
             if job.depends_on:  # its parents succeeded; their results go with it again
                 parents = await sched.find(job.depends_on)
                 results = [parents[p].parent_result() for p in job.depends_on]
-                too_large = sched.table.parents_too_large(job, results)
+                too_large = admission.parents_too_large(job, results)
                 if too_large is not None:
                     skipped.append((job_id, f"cannot be sent to a worker: {too_large}"))
                     continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from actors.lifecycle import FAILED, PENDING, QUEUED, SUCCEEDED, UPSTREAM_FAILED
-from actors.scheduler import owners, waits
+from actors.scheduler import admission, owners, waits
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
@@ -28,7 +28,7 @@ from transport import protocol as wire
 async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> None:
     table, rid = sched.table, request.request_id
     for index, spec in enumerate(request.jobs):
-        refusal = table.refusal(index, spec)
+        refusal = admission.refusal(index, spec)
         if refusal is not None:
             sched.send(peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid))
             return
@@ -43,7 +43,7 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
         sched.send(peer, wire.ErrorReply("quota", over, rid))
         return
     if request.require_worker:
-        refused = table.no_worker(request.jobs, set().union(*sched.worker_tasks.values()))
+        refused = admission.no_worker(request.jobs, set().union(*sched.worker_tasks.values()))
         if refused is not None:
             sched.send(peer, wire.ErrorReply("no_worker", refused, rid))
             return
@@ -119,7 +119,7 @@ def queue_child(
     fail it, when those results are too large to send with it to any worker."""
     if job.depends_on:
         results = [parents[p].parent_result() for p in job.depends_on]
-        too_large = sched.table.parents_too_large(job, results)
+        too_large = admission.parents_too_large(job, results)
         if too_large is not None:
             job.error = f"cannot be sent to a worker: {too_large}"
             job.finished_at = time.time()

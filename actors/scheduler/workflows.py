@@ -15,7 +15,7 @@ from collections import deque
 import msgspec
 
 from actors.lifecycle import JobState
-from actors.scheduler import owners, submissions
+from actors.scheduler import admission, owners, submissions
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
@@ -49,7 +49,7 @@ async def submit_workflow(sched: SchedulerCore, peer: bytes, request: wire.Submi
             sched.send(peer, wire.WorkflowSubmitted(rid, workflow_id, step_ids, existing=True))
             return
     for step in request.steps:
-        refusal = sched.table.refusal(0, step.job)
+        refusal = admission.refusal(0, step.job)
         if refusal is not None:
             _refuse(sched, peer, refusal.code, f"step {step.name!r}: {refusal.message}", rid)
             return

@@ -19,24 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from actors.worker.options import OPTIONS as OPTIONS
+from actors.worker.options import TaskOptions as TaskOptions
+from actors.worker.options import task_options as task_options
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 REGISTRY: dict[str, Callable[..., Any]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOptions:
-    """What ``@task(...)`` said about a task; None means "no opinion" (the job decides)."""
-
-    retry_on: tuple[type[BaseException], ...] | None = None  # None: every Exception
-    max_retries: int | None = None
-    timeout: float | None = None
-    queue: str | None = None
-    priority: int | None = None
-    backoff: tuple[float, float, float] | None = None  # (base, factor, cap) seconds
-    concurrency_key: str | None = None  # every job of the task shares this key...
-    max_concurrent: int | None = None  # ...and at most this many of them run at once
 
 
 # Keyword arguments of ``Task.submit``/``run`` that are job options, not the handler's.
@@ -103,10 +93,6 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The handler's keyword arguments, and the job's options (incl. run's ``timeout``)."""
     options = {k: v for k, v in kwargs.items() if k in JOB_OPTIONS or k == "require_worker"}
     return {k: v for k, v in kwargs.items() if k not in options}, options
-
-
-OPTIONS: dict[str, TaskOptions] = {}
-_DEFAULT = TaskOptions()
 
 
 @overload
@@ -176,18 +162,13 @@ def task(
             retry_on, max_retries, timeout, queue, priority, backoff, concurrency_key,
             max_concurrent,
         )  # fmt: skip
-        if options != _DEFAULT:
+        if options != TaskOptions():
             OPTIONS[key] = options
         else:
             OPTIONS.pop(key, None)
         return Task(func, key)
 
     return register(fn) if fn is not None else register
-
-
-def task_options(name: str) -> TaskOptions:
-    """The options ``@task`` registered for ``name`` (defaults if it gave none)."""
-    return OPTIONS.get(name, _DEFAULT)
 
 
 def retryable(options: TaskOptions, exc: BaseException | None, attempt: int) -> bool:

@@ -52,7 +52,7 @@ def file_state(path: Path) -> tuple[bytes, int, bool]:
 def test_step_1_is_the_schema_the_release_before_migrations_shipped() -> None:
     """A shipped step never changes: new files and upgraded ones must end up alike."""
     assert STEPS[0] == schema_v1.V1_DDL
-    assert SCHEMA_VERSION == len(STEPS) == 7
+    assert SCHEMA_VERSION == len(STEPS) == 5
 
 
 def test_a_new_file_gets_every_step_and_reports_no_upgrade(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_a_schema_1_database_is_upgraded_in_place_with_every_row_kept(tmp_path: 
     conn.close()
     assert version(path) == SCHEMA_VERSION
     after = contents(path)
-    # Step 4 adds the submitter's key to every job, empty for jobs from before keys; step 7
+    # Step 4 adds the submitter's key to every job, empty for jobs from before keys; step 5
     # its concurrency key (none) and cap (0), and an empty table of rate limits.
     assert after["jobs"] == [(*row, "", "", 0) for row in before.pop("jobs")]
     assert after.pop("limits", []) == []

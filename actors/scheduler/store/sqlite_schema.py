@@ -102,16 +102,11 @@ _STEP_4 = """
 ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 """
 
-# Steps 5 and 6 belong to other parts of issue 17 (schedules, retention), merged from their
-# own branches; until then they are no-ops here, so this branch's step keeps its number.
-_STEP_5 = "SELECT 1;"
-_STEP_6 = "SELECT 1;"
-
-# Step 7: concurrency keys and rate limits (issue 17). A job's key and the cap it named,
+# Step 5: concurrency keys and rate limits (issue 17). A job's key and the cap it named,
 # so a restart recounts the running jobs of each key; and the rate limits, each with its
 # token bucket's state (``tat``, a Unix time: strategies.gates.Bucket), so a restart or a
 # failover resumes every bucket where the last commit left it.
-_STEP_7 = """
+_STEP_5 = """
 ALTER TABLE jobs ADD COLUMN concurrency_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN max_concurrent INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE limits (
@@ -123,7 +118,7 @@ CREATE TABLE limits (
 );
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6, _STEP_7]
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5]
 
 # The database's identity (step 3).
 DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"

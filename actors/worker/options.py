@@ -1,0 +1,33 @@
+"""What ``@task(...)`` declared about each task (``TaskOptions``), by task name.
+
+Apart from ``actors.worker.tasks`` (which registers tasks and makes ``Task`` objects that
+submit through the client) so the client can read a task's declared defaults without
+importing what imports the client back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """What ``@task(...)`` said about a task; None means "no opinion" (the job decides)."""
+
+    retry_on: tuple[type[BaseException], ...] | None = None  # None: every Exception
+    max_retries: int | None = None
+    timeout: float | None = None
+    queue: str | None = None
+    priority: int | None = None
+    backoff: tuple[float, float, float] | None = None  # (base, factor, cap) seconds
+    concurrency_key: str | None = None  # every job of the task shares this key...
+    max_concurrent: int | None = None  # ...and at most this many of them run at once
+
+
+OPTIONS: dict[str, TaskOptions] = {}
+_DEFAULT = TaskOptions()
+
+
+def task_options(name: str) -> TaskOptions:
+    """The options ``@task`` registered for ``name`` (defaults if it gave none)."""
+    return OPTIONS.get(name, _DEFAULT)
