@@ -84,6 +84,8 @@ def full_job(job_id: int) -> Job:
         workflow_id=42,
         step="fetch",
         owner="rq:8>client-key-in-z85.........0123456789",
+        concurrency_key="customer-42",
+        max_concurrent=3,
         parent_results=[wire.ParentResult(1, "s", msgspec.Raw(_pack(1)))],
         queued_at=123.0,
         peer=b"peer-id",
