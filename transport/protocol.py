@@ -24,6 +24,7 @@ import msgspec
 
 from transport.errors import BadFrame
 from transport.framing import check_size, request_id_of
+from transport.message import Message as Message
 from transport.payloads import EMPTY_ARGS as EMPTY_ARGS
 from transport.payloads import EMPTY_KWARGS as EMPTY_KWARGS
 from transport.payloads import MAX_ERROR_CHARS as MAX_ERROR_CHARS
@@ -51,6 +52,12 @@ from transport.payloads import is_msgpack_map as is_msgpack_map
 from transport.payloads import pack as pack
 from transport.payloads import truncate_error as truncate_error
 from transport.payloads import unpack as unpack
+from transport.schedules import AddSchedule as AddSchedule
+from transport.schedules import ChangeSchedule as ChangeSchedule
+from transport.schedules import ListSchedules as ListSchedules
+from transport.schedules import ScheduleReply as ScheduleReply
+from transport.schedules import ScheduleSpec as ScheduleSpec
+from transport.schedules import ScheduleView as ScheduleView
 from transport.views import AttemptView as AttemptView
 from transport.views import ClusterView as ClusterView
 from transport.views import Event as Event
@@ -66,10 +73,6 @@ from transport.views import WorkflowView as WorkflowView
 # The payloads and the read models live in transport.payloads and transport.views and are
 # re-exported here (``X as X``: explicit, so a user's strict type checker sees them too):
 # the protocol is one namespace.
-
-
-class Message(msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defaults=False):
-    """Base of every wire message; the class name is the tag."""
 
 
 # ---------------------------------------------------------- to the scheduler
@@ -242,6 +245,9 @@ ToScheduler = (
     | Subscribe
     | EventsAck
     | Unsubscribe
+    | AddSchedule
+    | ListSchedules
+    | ChangeSchedule
 )
 
 # ---------------------------------------------------------- from the scheduler
@@ -386,6 +392,7 @@ FromScheduler = (
     | WorkflowSubmitted
     | WorkflowReply
     | Events
+    | ScheduleReply
 )
 
 # ------------------------------------------------------------ codecs, built once

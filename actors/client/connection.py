@@ -350,6 +350,7 @@ class Connection:
                 | wire.RequeueReply()
                 | wire.WorkflowSubmitted()
                 | wire.WorkflowReply()
+                | wire.ScheduleReply()
             ):
                 rid = reply.request_id
                 future = self._pending.get(rid)

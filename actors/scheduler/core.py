@@ -20,6 +20,7 @@ from actors.scheduler.jobs import Job, JobTable
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import Quotas
 from actors.scheduler.ratelog import RateLimitedLog
+from actors.scheduler.schedule_book import ScheduleBook
 from transport import Identity
 from transport import protocol as wire
 
@@ -40,6 +41,7 @@ class SchedulerCore(Protocol):
     dag: Actor
     store: Actor  # reads go through it: actors.scheduler.store.actor.read
     events: Actor
+    schedules: ScheduleBook  # actors.scheduler.schedules
 
     def identity(self, peer: bytes) -> Identity | None:
         """Who ``peer`` is, as the transport proved it (None without keys)."""

@@ -32,6 +32,9 @@ ClientRequest = (
     | wire.SubmitWorkflow
     | wire.GetWorkflow
     | wire.Subscribe  # a client key's, checked against its jobs first (owners)
+    | wire.AddSchedule
+    | wire.ListSchedules
+    | wire.ChangeSchedule
 )
 
 

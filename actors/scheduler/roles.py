@@ -31,11 +31,12 @@ CLIENT = (
     wire.Subscribe,
     wire.EventsAck,
     wire.Unsubscribe,
+    wire.ListSchedules,  # a client key sees the schedules, not their (the admin's) jobs
 )
 ALLOWED: dict[str, tuple[type[wire.Message], ...]] = {
     "worker": WORKER,
     "client": CLIENT,
-    "admin": (*WORKER, *CLIENT, wire.Requeue),
+    "admin": (*WORKER, *CLIENT, wire.Requeue, wire.AddSchedule, wire.ChangeSchedule),
 }
 
 

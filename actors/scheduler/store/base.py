@@ -22,6 +22,9 @@ failure to reach durable storage raises ``StoreError`` (one clear line). A commi
 returned is durable to the backend's promise (SQLite: synchronous FULL or NORMAL, as
 configured). Edges are a set (adding one twice keeps one); an attempt replaces the one
 with the same (job id, token). Attempts and edges may name jobs the store does not hold.
+Schedules (``Ops.schedules``) are written whole or deleted by name, in list order, after
+the jobs: no compare-and-swap (a leader's commits are fenced, and each fire time's job
+carries a unique idempotency key, which is what refuses a second job for it).
 
 Reads give back jobs as a committed insert and the updates after it left them: every
 persisted field equal (``status`` a ``JobState``), the memory-only ones reset (``seq`` is
@@ -59,6 +62,20 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
     name: str
     idempotency_key: str | None
     created_at: float
+
+
+class ScheduleRecord(msgspec.Struct, frozen=True):
+    """One schedule as stored (``SCHEDULE_FIELDS``); ``spec`` is its msgpack."""
+
+    name: str
+    spec: bytes
+    owner: str
+    created_at: float
+    next_fire: float | None
+    last_fire: float | None
+    last_job: int | None
+    skipped: int
+    paused: bool
 
 
 class Recovered(msgspec.Struct):
@@ -160,3 +177,7 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def children(self, parents: Collection[int]) -> list[int]:
         """Ids of the jobs that depend on any of ``parents`` (each once, ascending)."""
+
+    @abc.abstractmethod
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""

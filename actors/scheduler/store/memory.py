@@ -17,7 +17,13 @@ from actors.errors import StoreInconsistent
 from actors.lifecycle import LIVE, JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import CHANGED_FIELDS, Ops
-from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.base import (
+    AttemptRecord,
+    Recovered,
+    ScheduleRecord,
+    StoreBackend,
+    WorkflowRecord,
+)
 
 
 def _fresh(job: Job) -> Job:
@@ -36,6 +42,7 @@ class MemoryStore(StoreBackend):
         self.attempt_rows: dict[tuple[int, int], AttemptRecord] = {}
         self.workflow_rows: dict[int, WorkflowRecord] = {}
         self.edges: set[tuple[int, int]] = set()
+        self.schedule_rows: dict[str, ScheduleRecord] = {}
         self.is_open = False
         self.commits = 0
 
@@ -103,6 +110,11 @@ class MemoryStore(StoreBackend):
             for key in [k for k in self.attempt_rows if k[0] == job_id]:
                 del self.attempt_rows[key]
             self.edges = {e for e in self.edges if job_id not in e}
+        for name, row in ops.schedules:
+            if row is None:
+                self.schedule_rows.pop(name, None)
+            else:
+                self.schedule_rows[name] = ScheduleRecord(*row)
 
     # ------------------------------------------------------------------ reads
 
@@ -179,6 +191,9 @@ class MemoryStore(StoreBackend):
     async def children(self, parents: Collection[int]) -> list[int]:
         wanted = set(parents)
         return sorted({child for parent, child in self.edges if parent in wanted})
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        return [self.schedule_rows[name] for name in sorted(self.schedule_rows)]
 
 
 def _id(job: Job) -> int:

@@ -28,9 +28,15 @@ from actors.errors import NotLeaderAnymore, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.runtime import in_slices
 from actors.scheduler.job import Job
-from actors.scheduler.ops import Ops
+from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
 from actors.scheduler.store import postgres_conn as pgconn
-from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.base import (
+    AttemptRecord,
+    Recovered,
+    ScheduleRecord,
+    StoreBackend,
+    WorkflowRecord,
+)
 from actors.scheduler.store.postgres_leader import fence
 from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
 from actors.scheduler.store.postgres_schema import DATABASE_ID, JOB_COLUMNS, migrate
@@ -220,6 +226,10 @@ class PostgresStore(StoreBackend):
             list(set(parents)),
         )
         return [row[0] for row in rows]
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")
+        return [ScheduleRecord(*row) for row in rows]
 
 
 def _workflow(row: Any) -> WorkflowRecord:

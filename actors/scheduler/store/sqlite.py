@@ -24,14 +24,21 @@ from collections.abc import Collection
 from typing import Any
 
 import aiosqlite
+import msgspec
 
 from actors.config import DEFAULT_DURABILITY
 from actors.errors import CorralError, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
-from actors.scheduler.ops import Ops
+from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
 from actors.scheduler.store import sqlite_file
-from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store.base import (
+    AttemptRecord,
+    Recovered,
+    ScheduleRecord,
+    StoreBackend,
+    WorkflowRecord,
+)
 from actors.scheduler.store.sqlite_rows import (
     SESSION_PRAGMAS,
     connection_pragmas,
@@ -300,6 +307,11 @@ class SqliteStore(StoreBackend):
             rows = await self._rows(f"SELECT child FROM edges WHERE parent IN ({marks})", chunk)
             found.update(row[0] for row in rows)
         return sorted(found)
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")
+        # SQLite has no booleans: paused reads back as 0 or 1
+        return [msgspec.structs.replace(ScheduleRecord(*r), paused=bool(r[-1])) for r in rows]
 
 
 async def retry_pause() -> None:

@@ -15,7 +15,13 @@ from actors.config import DEFAULT_DURABILITY
 from actors.errors import StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
-from actors.scheduler.ops import ATTEMPT_FIELDS, CHANGED_FIELDS, WORKFLOW_FIELDS, Ops
+from actors.scheduler.ops import (
+    ATTEMPT_FIELDS,
+    CHANGED_FIELDS,
+    SCHEDULE_FIELDS,
+    WORKFLOW_FIELDS,
+    Ops,
+)
 from actors.scheduler.store import sqlite_file
 from actors.scheduler.store.sqlite_schema import JOB_COLUMNS
 from transport import protocol as wire
@@ -41,6 +47,11 @@ INSERT_WORKFLOW = (
 )
 INSERT_EDGE = "INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)"
 _DELETE_JOB = "DELETE FROM jobs WHERE id = ? AND status = ?"
+WRITE_SCHEDULE = (
+    f"INSERT OR REPLACE INTO schedules ({', '.join(SCHEDULE_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(SCHEDULE_FIELDS))})"
+)
+_DELETE_SCHEDULE = "DELETE FROM schedules WHERE name = ?"
 
 
 def job_params(job: Job) -> tuple[Any, ...]:
@@ -113,6 +124,11 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
             conn.executemany(INSERT_ATTEMPT, ops.attempts)
         if ops.deletes:
             _delete(conn, ops.deletes)
+        for name, row in ops.schedules:  # a few per batch at most: in order, one by one
+            if row is None:
+                conn.execute(_DELETE_SCHEDULE, (name,))
+            else:
+                conn.execute(WRITE_SCHEDULE, row)
 
 
 def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:
