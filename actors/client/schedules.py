@@ -6,6 +6,7 @@ locally with one clear line (RequestRefused, code ``invalid``), as the scheduler
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,9 @@ from actors.client.specs import job_spec
 from actors.errors import RequestRefused
 from actors.firetimes import problem
 from transport import protocol as wire
+
+# wire.ScheduleName's rule, checked here to say it in words.
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def schedule_spec(
@@ -37,13 +41,16 @@ def schedule_spec(
     "skip" (see the README's Schedules section); ``no_overlap``: skip a fire time while
     the previous one's job has not ended. ``options`` are ``job_spec``'s (priority,
     queue, max_retries, timeout, backoff). Raises RequestRefused (``invalid``)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise RequestRefused(
+            "invalid", f"schedule name {name!r}: give 1 to 128 letters, digits, _ . or -"
+        )
     seconds: int | None = None
     if every is not None:
         value = every.total_seconds() if isinstance(every, datetime.timedelta) else every
         if value != int(value) or value < 1:
-            raise RequestRefused(
-                "invalid", f"every must be a whole number of seconds >= 1, not {value}"
-            )
+            why = f"every must be a whole number of seconds, 1 or more, not {value}"
+            raise RequestRefused("invalid", f"schedule {name}: {why}")
         seconds = int(value)
     try:
         job = job_spec(task, args, kwargs, **options)
@@ -52,7 +59,7 @@ def schedule_spec(
         msgspec.msgpack.decode(msgspec.msgpack.encode(spec), type=wire.ScheduleSpec)
     except (TypeError, msgspec.ValidationError) as exc:
         raise RequestRefused("invalid", f"schedule {name}: {exc}") from None
-    why = problem(spec, time.time())
-    if why is not None:
-        raise RequestRefused("invalid", f"schedule {name}: {why}")
+    trouble = problem(spec, time.time())
+    if trouble is not None:
+        raise RequestRefused("invalid", f"schedule {name}: {trouble}")
     return spec

@@ -209,3 +209,16 @@ def held(release: str, first_seconds: float = 60.0, later_seconds: float = 0.1) 
         time.sleep(0.02)
     _event("end")
     return ctx.token
+
+
+@task(name="stamp")
+def stamp(seconds: float = 0.0) -> str | None:
+    """Records the idempotency key it runs under (a schedule's job: schedule:NAME:FIRE_TIME)
+    at its start and end, ``seconds`` apart."""
+    key = context().idempotency_key
+    _event("start", key=key)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+    _event("end", key=key)
+    return key
