@@ -213,3 +213,33 @@ async def test_no_overlap_never_runs_two_at_once_and_counts_the_skipped(cluster:
 
 async def _ended(ledger: str, n: int) -> bool:
     return sum(1 for r in read_ledger(ledger) if r.get("key") and r["end"]) >= n
+
+
+async def test_with_keys_only_an_admin_changes_schedules_and_owns_their_jobs(
+    cluster: Cluster,
+) -> None:
+    cluster.use_keys()
+    alice = cluster.key("alice", "clients")
+    cluster.start(workers=1)
+    admin = cluster.key_flags("admin")
+    refused = sched(cluster, "add", "tick", "stamp", "--every", "1s", *alice)
+    assert refused.returncode == 1
+    assert "a client key may not send AddSchedule" in refused.stderr
+    added = sched(cluster, "add", "tick", "stamp", "--every", "1s", *admin)
+    assert added.returncode == 0, added.stderr
+    first = await until(lambda: _first_fire(cluster.ledger, "tick"))
+    assert sched(cluster, "pause", "tick", *alice).returncode == 1
+    as_admin = json.loads(sched(cluster, "list", "--json", *admin).stdout)[0]
+    as_alice = json.loads(sched(cluster, "list", "--json", *alice).stdout)[0]
+    assert as_admin["last_fire"] >= first
+    assert as_admin["last_job_id"] is not None
+    assert (as_alice["name"], as_alice["last_job_id"], as_alice["last_job_state"]) == (
+        "tick",
+        None,
+        None,
+    ), "a client key lists schedules, not the admin's jobs"
+    async with cluster.client() as client:  # the admin's
+        job = await client.job(as_admin["last_job_id"])
+    assert job is not None
+    assert job.idempotency_key == f"schedule:tick:{int(as_admin['last_fire'])}"
+    assert sched(cluster, "remove", "tick", *admin).returncode == 0
