@@ -58,6 +58,12 @@ from transport.payloads import is_msgpack_map as is_msgpack_map
 from transport.payloads import pack as pack
 from transport.payloads import truncate_error as truncate_error
 from transport.payloads import unpack as unpack
+from transport.schedules import AddSchedule as AddSchedule
+from transport.schedules import ChangeSchedule as ChangeSchedule
+from transport.schedules import ListSchedules as ListSchedules
+from transport.schedules import ScheduleReply as ScheduleReply
+from transport.schedules import ScheduleSpec as ScheduleSpec
+from transport.schedules import ScheduleView as ScheduleView
 from transport.views import AttemptView as AttemptView
 from transport.views import ClusterView as ClusterView
 from transport.views import Event as Event
@@ -248,6 +254,9 @@ ToScheduler = (
     | SetLimit
     | RemoveLimit
     | ListLimits
+    | AddSchedule
+    | ListSchedules
+    | ChangeSchedule
 )
 
 # ---------------------------------------------------------- from the scheduler
@@ -393,6 +402,7 @@ FromScheduler = (
     | WorkflowReply
     | Events
     | LimitsReply
+    | ScheduleReply
 )
 
 # ------------------------------------------------------------ codecs, built once

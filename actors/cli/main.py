@@ -42,6 +42,7 @@ from actors.cli.inspection import (
 )
 from actors.cli.limit import add_limit_parser
 from actors.cli.output import quiet_on_closed_stdout
+from actors.cli.schedule import add_schedule_parser
 from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_commands
 from actors.cli.submit import add_submit_parser
 from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
@@ -281,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="table (default), a Mermaid flowchart, Graphviz dot, or JSON",
     )
     connect_flag(p)
+
+    add_schedule_parser(add, connect_flag, Parser)
 
     p = add("keygen", cmd_keygen, "write a CURVE key pair: DIR/NAME.key and DIR/NAME.key_secret")
     p.add_argument("name", metavar="NAME", help="the key's name: scheduler, or a worker's")

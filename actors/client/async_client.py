@@ -13,11 +13,12 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from actors.client.connection import Connection
 from actors.client.limits import set_limit_request
 from actors.client.pending import Waiting
+from actors.client.schedules import schedule_spec
 from actors.client.specs import frames_of, job_spec
 from actors.errors import JobFailed, WaitTimeout
 from transport import protocol as wire
@@ -259,6 +260,47 @@ class AsyncClient(Connection):
         """Jobs, newest first, optionally only those in ``status`` and/or ``queue``."""
         reply = await self._request(lambda rid: wire.ListJobs(rid, status, queue, limit))
         return reply.jobs  # type: ignore[no-any-return]
+
+    # -------------------------------------------------------------- schedules
+
+    async def add_schedule(
+        self,
+        name: str,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> wire.ScheduleView:
+        """Add a schedule (``schedule_spec``'s arguments: ``cron=`` or ``every=``, ``tz``,
+        ``missed``, ``no_overlap``, job options); adding the same one again changes
+        nothing. Needs the admin role with keys. Raises RequestRefused: ``invalid``,
+        ``exists`` (the name has another spec: remove it first)."""
+        spec = schedule_spec(name, task, args, kwargs, **options)
+        reply = await self._request(lambda rid: wire.AddSchedule(rid, spec))
+        return reply.schedules[0]  # type: ignore[no-any-return]
+
+    async def schedules(self) -> list[wire.ScheduleView]:
+        """Every schedule, by name."""
+        reply = await self._request(lambda rid: wire.ListSchedules(rid))
+        return reply.schedules  # type: ignore[no-any-return]
+
+    async def pause_schedule(self, name: str) -> wire.ScheduleView:
+        """Stop firing ``name`` until resumed (RequestRefused ``not_found`` if unknown)."""
+        return await self._change_schedule(name, "pause")
+
+    async def resume_schedule(self, name: str) -> wire.ScheduleView:
+        """Fire ``name`` again, from its next fire time after now."""
+        return await self._change_schedule(name, "resume")
+
+    async def remove_schedule(self, name: str) -> wire.ScheduleView:
+        """Delete ``name`` (its jobs stay); returns it as it was."""
+        return await self._change_schedule(name, "remove")
+
+    async def _change_schedule(
+        self, name: str, action: Literal["pause", "resume", "remove"]
+    ) -> wire.ScheduleView:
+        reply = await self._request(lambda rid: wire.ChangeSchedule(rid, name, action))
+        return reply.schedules[0]  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- waiting
 

@@ -357,6 +357,7 @@ class Connection:
                 | wire.WorkflowSubmitted()
                 | wire.WorkflowReply()
                 | wire.LimitsReply()
+                | wire.ScheduleReply()
             ):
                 rid = reply.request_id
                 future = self._pending.get(rid)

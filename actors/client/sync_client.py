@@ -161,6 +161,28 @@ class Client:
     ) -> list[wire.JobView]:
         return self._run(self._async.jobs(status, queue, limit))
 
+    def add_schedule(
+        self,
+        name: str,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> wire.ScheduleView:
+        return self._run(self._async.add_schedule(name, task, args, kwargs, **options))
+
+    def schedules(self) -> list[wire.ScheduleView]:
+        return self._run(self._async.schedules())
+
+    def pause_schedule(self, name: str) -> wire.ScheduleView:
+        return self._run(self._async.pause_schedule(name))
+
+    def resume_schedule(self, name: str) -> wire.ScheduleView:
+        return self._run(self._async.resume_schedule(name))
+
+    def remove_schedule(self, name: str) -> wire.ScheduleView:
+        return self._run(self._async.remove_schedule(name))
+
     def close(self) -> None:
         try:
             self._run(self._async.close())

@@ -202,6 +202,8 @@ class Brain:
         self.database_id = recovered.database_id
         self.table.next_workflow_id = recovered.max_workflow_id + 1
         self._limits = await self.backend.limits()
+        # Due fire times fire, per each schedule's missed policy, when its timer first runs.
+        self.scheduler.schedules.load(await self.backend.schedules())
         # Finished parents of live jobs: their states decide the children's fate, and
         # their results go to the children's handlers.
         self._settled_parents: dict[int, Job] = {}

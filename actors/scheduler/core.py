@@ -20,6 +20,7 @@ from actors.scheduler.jobs import Job, JobTable
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import Quotas
 from actors.scheduler.ratelog import RateLimitedLog
+from actors.scheduler.schedule_book import ScheduleBook
 from transport import Identity
 from transport import protocol as wire
 
@@ -41,6 +42,7 @@ class SchedulerCore(Protocol):
     store: Actor  # reads go through it: actors.scheduler.store.actor.read
     events: Actor
     limits: dict[str, wire.LimitView]  # rate limits by name (actors.scheduler.limits)
+    schedules: ScheduleBook  # actors.scheduler.schedules
 
     def identity(self, peer: bytes) -> Identity | None:
         """Who ``peer`` is, as the transport proved it (None without keys)."""

@@ -35,6 +35,9 @@ ClientRequest = (
     | wire.SetLimit
     | wire.RemoveLimit
     | wire.ListLimits
+    | wire.AddSchedule
+    | wire.ListSchedules
+    | wire.ChangeSchedule
 )
 
 

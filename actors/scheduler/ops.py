@@ -31,6 +31,20 @@ CHANGED_FIELDS = (
 ATTEMPT_FIELDS = ("job_id", "token", "worker", "started_at", "finished_at", "outcome", "error")
 # One new workflow: its id, name, idempotency key (or None) and creation time.
 WORKFLOW_FIELDS = ("id", "name", "idempotency_key", "created_at")
+# One schedule, whole (``actors.scheduler.schedule_book.Schedule.row``): its name, its spec
+# (msgpack), who added it, when, its next and last fire times, the last job it created,
+# the fire times it skipped, and whether it is paused.
+SCHEDULE_FIELDS = (
+    "name",
+    "spec",
+    "owner",
+    "created_at",
+    "next_fire",
+    "last_fire",
+    "last_job",
+    "skipped",
+    "paused",
+)
 
 
 class Ops(msgspec.Struct):
@@ -56,6 +70,9 @@ class Ops(msgspec.Struct):
     # written only if the limit still exists (a late pick never brings a removed one back).
     limits: list[tuple[str, tuple[int, float, int] | None]] = []
     limit_states: list[tuple[str, float]] = []
+    # (name, a SCHEDULE_FIELDS row to write whole, or None to delete it), applied in order
+    # after the jobs: the job a fire time creates commits with the schedule's advance.
+    schedules: list[tuple[str, tuple[Any, ...] | None]] = []
     new_jobs: list[Any] = []
     new_ids: set[int] = set()
 
@@ -76,6 +93,7 @@ class Ops(msgspec.Struct):
         self.deletes += other.deletes
         self.limits += other.limits
         self.limit_states += other.limit_states
+        self.schedules += other.schedules
 
     def __len__(self) -> int:
         return (
@@ -88,4 +106,5 @@ class Ops(msgspec.Struct):
             + len(self.deletes)
             + len(self.limits)
             + len(self.limit_states)
+            + len(self.schedules)
         )

@@ -33,11 +33,20 @@ CLIENT = (
     wire.EventsAck,
     wire.Unsubscribe,
     wire.ListLimits,
+    wire.ListSchedules,  # a client key sees the schedules, not their (the admin's) jobs
 )
 ALLOWED: dict[str, tuple[type[wire.Message], ...]] = {
     "worker": WORKER,
     "client": CLIENT,
-    "admin": (*WORKER, *CLIENT, wire.Requeue, wire.SetLimit, wire.RemoveLimit),
+    "admin": (
+        *WORKER,
+        *CLIENT,
+        wire.Requeue,
+        wire.SetLimit,
+        wire.RemoveLimit,
+        wire.AddSchedule,
+        wire.ChangeSchedule,
+    ),
 }
 
 

@@ -11,8 +11,9 @@ acknowledgement or an assignment that SQLite does not have.
 Its handlers live in modules by concept: ``submissions`` (new jobs, and what the DAG
 resolver releases or dooms), ``leases`` (assignment, results, leases that end without
 one, adoption across restarts), ``requests`` (wait, cancel, re-queue, list),
-``workflows``. This module routes messages to them and carries out what each commit
-makes true (replies, leases, ready jobs, outcomes, events), and keeps the one retry timer.
+``workflows``, ``schedules``. This module routes messages to them and carries out what
+each commit makes true (replies, leases, ready jobs, outcomes, events), and keeps the one
+timer (retries, delayed jobs, fire times).
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ from actors.lifecycle import (
 )
 from actors.metrics import Histogram
 from actors.runtime import Actor
-from actors.scheduler import leases, limits, owners, requests, submissions, waits, workflows
+from actors.scheduler import (
+    leases,
+    limits,
+    owners,
+    requests,
+    schedules,
+    submissions,
+    waits,
+    workflows,
+)
 from actors.scheduler.core import Waiters
 from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
@@ -64,6 +74,7 @@ from actors.scheduler.messages import (
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import Quotas, limits_of
 from actors.scheduler.ratelog import RateLimitedLog
+from actors.scheduler.schedule_book import ScheduleBook
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.throughput import Throughput
@@ -89,6 +100,7 @@ class Scheduler(Actor):
         self.throughput = Throughput()
         self.quotas = Quotas(limits_of(table.config), table.held)
         self.assign_latency = Histogram()
+        self.schedules = ScheduleBook(table.clock)  # fired by the same one timer
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
         self.limits: dict[str, wire.LimitView] = {}  # rate limits by name (actors...limits)
@@ -156,6 +168,7 @@ class Scheduler(Actor):
                     self.table.events = None
             case Tick():
                 self._retry_due()
+                await schedules.fire_due(self)
             case Adopt(peer=peer, name=name, leases=claims):
                 leases.adopt(self, peer, name, claims)
             case ReclaimOrphans():
@@ -196,6 +209,12 @@ class Scheduler(Actor):
                     self.send(peer, wire.ErrorReply("not_found", text, rid))
             case wire.SetLimit() | wire.RemoveLimit() | wire.ListLimits():
                 limits.handle(self, peer, request)
+            case wire.AddSchedule():
+                await schedules.add(self, peer, request)
+            case wire.ListSchedules():
+                await schedules.list_schedules(self, peer, request)
+            case wire.ChangeSchedule():
+                await schedules.change(self, peer, request)
             case wire.GetWorkflow(request_id=rid, workflow_id=workflow_id):
                 workflow = await workflows.workflow_view(self, workflow_id)
                 if workflow is not None and owners.limited_to(self, peer) is not None:
@@ -351,8 +370,12 @@ class Scheduler(Actor):
         self.write(ops, effects)
 
     def _arm_retry_timer(self) -> None:
-        """One timer for the earliest backoff deadline, never one per job."""
-        due = self.table.next_retry_at()
+        """One timer for the earliest backoff deadline or fire time, never one per job or
+        per schedule."""
+        due = min(
+            (t for t in (self.table.next_retry_at(), self.schedules.next_at()) if t is not None),
+            default=None,
+        )
         if due is None or (self._retry_at is not None and self._retry_at <= due):
             return
         if self._retry_timer is not None:

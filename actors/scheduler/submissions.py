@@ -20,6 +20,7 @@ from actors.scheduler.effects import Effects
 from actors.scheduler.job import Job
 from actors.scheduler.messages import Send, Track
 from actors.scheduler.ops import Ops
+from actors.scheduler.schedule_book import RESERVED_KEY_PREFIX
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
 from transport import protocol as wire
@@ -31,6 +32,10 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
         refusal = admission.refusal(index, spec)
         if refusal is not None:
             sched.send(peer, wire.ErrorReply(refusal.code, f"job #{index}: {refusal.message}", rid))
+            return
+        if (spec.idempotency_key or "").startswith(RESERVED_KEY_PREFIX):  # schedules' keys
+            text = f"job #{index}: idempotency keys starting {RESERVED_KEY_PREFIX!r} are reserved"
+            sched.send(peer, wire.ErrorReply("invalid", f"{text} for schedules' jobs", rid))
             return
     # Only the jobs it would create count: a submission repeated with its idempotency keys
     # (its reply was lost) holds nothing more than it did, and must get its ids back. Keys

@@ -217,3 +217,16 @@ def slow_defaults() -> str:
     _event("start")
     _event("end")
     return "done"
+
+
+@task(name="stamp")
+def stamp(seconds: float = 0.0) -> str | None:
+    """Records the idempotency key it runs under (a schedule's job: schedule:NAME:FIRE_TIME)
+    at its start and end, ``seconds`` apart."""
+    key = context().idempotency_key
+    _event("start", key=key)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+    _event("end", key=key)
+    return key

@@ -27,6 +27,10 @@ order: a set creates a limit or changes its rate and keeps its bucket's state (`
 for a new one), None deletes it; a state update of a limit that does not exist does
 nothing.
 
+Schedules (``Ops.schedules``) are written whole or deleted by name, in list order, after
+the jobs: no compare-and-swap (a leader's commits are fenced, and each fire time's job
+carries a unique idempotency key, which is what refuses a second job for it).
+
 Reads give back jobs as a committed insert and the updates after it left them: every
 persisted field equal (``status`` a ``JobState``), the memory-only ones reset (``seq`` is
 the id, ``settled`` False, ``peer``, ``parent_results`` None, ``queued_at`` 0).
@@ -74,6 +78,20 @@ class LimitRecord(msgspec.Struct, frozen=True):
     period: float
     burst: int
     tat: float = 0.0
+
+
+class ScheduleRecord(msgspec.Struct, frozen=True):
+    """One schedule as stored (``SCHEDULE_FIELDS``); ``spec`` is its msgpack."""
+
+    name: str
+    spec: bytes
+    owner: str
+    created_at: float
+    next_fire: float | None
+    last_fire: float | None
+    last_job: int | None
+    skipped: int
+    paused: bool
 
 
 class Recovered(msgspec.Struct):
@@ -179,3 +197,7 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def limits(self) -> list[LimitRecord]:
         """Every rate limit, by name."""
+
+    @abc.abstractmethod
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""

@@ -21,6 +21,7 @@ from actors.scheduler.store.base import (
     AttemptRecord,
     LimitRecord,
     Recovered,
+    ScheduleRecord,
     StoreBackend,
     WorkflowRecord,
 )
@@ -43,6 +44,7 @@ class MemoryStore(StoreBackend):
         self.workflow_rows: dict[int, WorkflowRecord] = {}
         self.edges: set[tuple[int, int]] = set()
         self.limit_rows: dict[str, LimitRecord] = {}
+        self.schedule_rows: dict[str, ScheduleRecord] = {}
         self.is_open = False
         self.commits = 0
 
@@ -117,6 +119,11 @@ class MemoryStore(StoreBackend):
         for name, tat in ops.limit_states:
             if name in self.limit_rows:
                 self.limit_rows[name] = msgspec.structs.replace(self.limit_rows[name], tat=tat)
+        for name, row in ops.schedules:
+            if row is None:
+                self.schedule_rows.pop(name, None)
+            else:
+                self.schedule_rows[name] = ScheduleRecord(*row)
 
     # ------------------------------------------------------------------ reads
 
@@ -196,6 +203,9 @@ class MemoryStore(StoreBackend):
 
     async def limits(self) -> list[LimitRecord]:
         return [self.limit_rows[name] for name in sorted(self.limit_rows)]
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        return [self.schedule_rows[name] for name in sorted(self.schedule_rows)]
 
 
 def _id(job: Job) -> int:

@@ -28,12 +28,13 @@ from actors.errors import NotLeaderAnymore, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.runtime import in_slices
 from actors.scheduler.job import Job
-from actors.scheduler.ops import Ops
+from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
 from actors.scheduler.store import postgres_conn as pgconn
 from actors.scheduler.store.base import (
     AttemptRecord,
     LimitRecord,
     Recovered,
+    ScheduleRecord,
     StoreBackend,
     WorkflowRecord,
 )
@@ -230,6 +231,10 @@ class PostgresStore(StoreBackend):
     async def limits(self) -> list[LimitRecord]:
         rows = await self._rows("SELECT name, count, period, burst, tat FROM limits ORDER BY name")
         return [LimitRecord(text_out(r[0]) or "", r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")
+        return [ScheduleRecord(*row) for row in rows]
 
 
 def _workflow(row: Any) -> WorkflowRecord:

@@ -33,7 +33,13 @@ import msgspec
 from actors.errors import StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
-from actors.scheduler.ops import ATTEMPT_FIELDS, CHANGED_FIELDS, WORKFLOW_FIELDS, Ops
+from actors.scheduler.ops import (
+    ATTEMPT_FIELDS,
+    CHANGED_FIELDS,
+    SCHEDULE_FIELDS,
+    WORKFLOW_FIELDS,
+    Ops,
+)
 from actors.scheduler.store.postgres_schema import JOB_COLUMNS
 from transport import protocol as wire
 
@@ -102,6 +108,13 @@ DELETE_HISTORY = (
     "a AS (DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)) "
     "DELETE FROM edges WHERE parent IN (SELECT id FROM gone) OR child IN (SELECT id FROM gone)"
 )
+WRITE_SCHEDULE = (
+    f"INSERT INTO schedules ({', '.join(SCHEDULE_FIELDS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(SCHEDULE_FIELDS) + 1))}) "
+    "ON CONFLICT (name) DO UPDATE SET "
+    + ", ".join(f"{f} = excluded.{f}" for f in SCHEDULE_FIELDS[1:])
+)
+DELETE_SCHEDULE = "DELETE FROM schedules WHERE name = $1"
 
 # ------------------------------------------------------------------ NUL in text
 
@@ -268,6 +281,11 @@ async def write_batch(
                 await conn.execute(SET_LIMIT, text_in(name), *rate)
         for name, tat in ops.limit_states:
             await conn.execute("UPDATE limits SET tat = $1 WHERE name = $2", tat, text_in(name))
+        for name, row in ops.schedules:  # a few per batch at most: in order, one by one
+            if row is None:
+                await conn.execute(DELETE_SCHEDULE, name)
+            else:
+                await conn.execute(WRITE_SCHEDULE, *row)
 
 
 async def _delete(conn: asyncpg.Connection, deletes: list[tuple[int, str]]) -> None:

@@ -129,7 +129,22 @@ CREATE TABLE limits (
 );
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5]
+# Step 6: schedules (issue 17), as SQLite's step 6.
+_STEP_6 = """
+CREATE TABLE schedules (
+    name text PRIMARY KEY,
+    spec bytea NOT NULL,
+    owner text NOT NULL,
+    created_at double precision NOT NULL,
+    next_fire double precision,
+    last_fire double precision,
+    last_job bigint,
+    skipped bigint NOT NULL,
+    paused boolean NOT NULL
+);
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6]
 
 # The database's identity (step 3).
 DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"

@@ -24,17 +24,19 @@ from collections.abc import Collection
 from typing import Any
 
 import aiosqlite
+import msgspec
 
 from actors.config import DEFAULT_DURABILITY
 from actors.errors import CorralError, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
-from actors.scheduler.ops import Ops
+from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
 from actors.scheduler.store import sqlite_file
 from actors.scheduler.store.base import (
     AttemptRecord,
     LimitRecord,
     Recovered,
+    ScheduleRecord,
     StoreBackend,
     WorkflowRecord,
 )
@@ -310,6 +312,11 @@ class SqliteStore(StoreBackend):
     async def limits(self) -> list[LimitRecord]:
         rows = await self._rows("SELECT name, count, period, burst, tat FROM limits ORDER BY name")
         return [LimitRecord(*row) for row in rows]
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")
+        # SQLite has no booleans: paused reads back as 0 or 1
+        return [msgspec.structs.replace(ScheduleRecord(*r), paused=bool(r[-1])) for r in rows]
 
 
 async def retry_pause() -> None:

@@ -15,7 +15,13 @@ from actors.config import DEFAULT_DURABILITY
 from actors.errors import StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
-from actors.scheduler.ops import ATTEMPT_FIELDS, CHANGED_FIELDS, WORKFLOW_FIELDS, Ops
+from actors.scheduler.ops import (
+    ATTEMPT_FIELDS,
+    CHANGED_FIELDS,
+    SCHEDULE_FIELDS,
+    WORKFLOW_FIELDS,
+    Ops,
+)
 from actors.scheduler.store import sqlite_file
 from actors.scheduler.store.sqlite_schema import JOB_COLUMNS
 from transport import protocol as wire
@@ -51,6 +57,13 @@ SET_LIMIT = (
 
 def _swap(states: list[tuple[str, float]]) -> list[tuple[float, str]]:
     return [(tat, name) for name, tat in states]
+
+
+WRITE_SCHEDULE = (
+    f"INSERT OR REPLACE INTO schedules ({', '.join(SCHEDULE_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(SCHEDULE_FIELDS))})"
+)
+_DELETE_SCHEDULE = "DELETE FROM schedules WHERE name = ?"
 
 
 def job_params(job: Job) -> tuple[Any, ...]:
@@ -132,6 +145,11 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
                 conn.execute(SET_LIMIT, (name, *rate))
         if ops.limit_states:
             conn.executemany("UPDATE limits SET tat = ? WHERE name = ?", _swap(ops.limit_states))
+        for name, row in ops.schedules:  # a few per batch at most: in order, one by one
+            if row is None:
+                conn.execute(_DELETE_SCHEDULE, (name,))
+            else:
+                conn.execute(WRITE_SCHEDULE, row)
 
 
 def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:

@@ -118,7 +118,24 @@ CREATE TABLE limits (
 );
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5]
+# Step 6: schedules (issue 17), one row each, written whole whenever one changes: the spec
+# as msgpack (``transport.schedules.ScheduleSpec``), who added it, when it fires next, the
+# last fire time that created a job and that job, the fire times skipped, paused or not.
+_STEP_6 = """
+CREATE TABLE schedules (
+    name TEXT PRIMARY KEY,
+    spec BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_fire REAL,
+    last_fire REAL,
+    last_job INTEGER,
+    skipped INTEGER NOT NULL,
+    paused INTEGER NOT NULL
+);
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6]
 
 # The database's identity (step 3).
 DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"
