@@ -20,6 +20,10 @@ After every step, read back through the store actor's typed reads:
    came from the key the lease was granted to, under that token;
 3. every job whose submission was acknowledged is in the store;
 4. a stranger never hears anything, and frames that must change nothing change nothing.
+
+A failure prints the run's steps unshrunk (shrinking takes minutes here). To shrink one,
+run the machine with ``settings(SETTINGS, phases=list(Phase))`` outside the suite's
+timeout, e.g. ``pytest -p no:timeout`` after changing ``SETTINGS`` locally.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -73,6 +77,10 @@ SETTINGS = settings(
     deadline=None,
     derandomize=True,  # the same sequences on every run: CI is reproducible
     database=None,
+    # No shrinking here: it may take minutes (each step runs the real actors), past the
+    # test's timeout, and a failing run of at most 50 steps prints readably as it is. (How to
+    # shrink one: the module docstring.)
+    phases=(Phase.explicit, Phase.generate),
     suppress_health_check=[HealthCheck.too_slow],
 )
 
