@@ -105,7 +105,11 @@ class SecurityMachine(RuleBasedStateMachine):
         self.ledger.peers = self.peers
         self.acked: set[int] = set()  # jobs whose submission was acknowledged
         self.requests = itertools.count(1)
-        self._run(self._open())
+        try:
+            self._run(self._open())
+        except BaseException:
+            self.teardown()  # hypothesis tears down only what it finished building
+            raise
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -126,9 +130,11 @@ class SecurityMachine(RuleBasedStateMachine):
             self.loop.close()
 
     async def _close(self) -> None:
-        for peer in self.peers.values():
-            await peer.close()
-        await self.sched.stop()
+        try:
+            for peer in self.peers.values():
+                await peer.close()
+        finally:
+            await self.sched.stop()  # the store's thread must not outlive the test
 
     # ----------------------------------------------------------- the model
 
@@ -241,13 +247,24 @@ class SecurityMachine(RuleBasedStateMachine):
         sender=st.sampled_from(("C", "admin", "client", STRANGER)),
         name=st.sampled_from(("A", "B", "C")),
         picks=st.lists(st.integers(0, 63), max_size=3),
+        report=st.booleans(),
     )
-    def forge_hello(self, sender: str, name: str, picks: list[int]) -> None:
-        """A hello under another worker's name, claiming leases of other keys."""
+    def forge_hello(self, sender: str, name: str, picks: list[int], report: bool) -> None:
+        """A hello under another worker's name, claiming leases of other keys (and, as
+        in the issue's attack after a restart, reporting results for them at once)."""
         peer = self.peers[sender]
-        if peer.alive:
-            claims = [self.ledger.lease(p) for p in picks]
-            self._inert(sender, lambda: peer.hello(name, claims))
+        if not peer.alive:
+            return
+        claims = [self.ledger.lease(p) for p in picks]
+
+        def send() -> None:
+            peer.hello(name, claims)
+            for job_id, token in claims if report else ():
+                held = peer.held.get(job_id)
+                if held is None or held.token != token:
+                    peer.report(job_id, token, True, "forged", forged=True)
+
+        self._inert(sender, send)
 
     @rule(sender=st.sampled_from(PEERS), picks=st.lists(st.integers(0, 63), max_size=2))
     def forge_heartbeat(self, sender: str, picks: list[int]) -> None:

@@ -34,9 +34,18 @@ class LeaseLedger:
         self.violations: list[str] = []  # found while peers read frames; raised after
 
     def lease(self, pick: int) -> tuple[int, int]:
-        """One of the leases ever granted (job 1, token 1 before any)."""
-        leases = sorted(self.grants)
-        return leases[pick % len(leases)] if leases else (1, 1)
+        """One of the leases ever granted (job 1, token 1 before any); an even ``pick``
+        one that a peer holds now, if any: a forgery of a live lease is the one that would
+        do harm if it were accepted."""
+        live = sorted(
+            (job_id, held.token)
+            for peer in self.peers.values()
+            if peer.conn is not None
+            for job_id, held in peer.held.items()
+            if peer.valid(job_id)
+        )
+        leases = live if live and pick % 2 == 0 else sorted(self.grants)
+        return leases[pick // 2 % len(leases)] if leases else (1, 1)
 
     def granted(self, peer: ModelPeer, a: wire.Assignment, fresh: bool) -> None:
         """A peer read an Assign: a lease (job, token) is granted to one key only; and as
