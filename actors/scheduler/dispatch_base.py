@@ -107,11 +107,27 @@ class DispatcherBase(Actor):
         if credit is not None:
             self._credits_out.append(credit)
 
+    def _leased_as(self, peer: bytes, name: str) -> str:
+        """The worker name its leases record (jobs' ``worker``, attempts' history): with
+        keys, ``NAME@KEY``. A name is bound to its key this way: another key saying hello
+        under the same name is another worker, and claims none of this one's leases, now
+        or after a restart (``JobTable.adopt`` compares these names), whoever says hello
+        first (refusing the second key would let a squatter lock the real worker out)."""
+        who = self.identity(peer)
+        return name if who is None else f"{name}@{who.key}"
+
+    def _names(self, worker: WorkerConn, available: bool) -> None:
+        """Tell the scheduler the name this worker's leases record, and whether it takes
+        new jobs. Always ``_leased_as``: a bare name here would be stored with the next
+        lease, and the worker's own claim of it after a restart refused."""
+        name = self._leased_as(worker.peer, worker.name)
+        self.scheduler.tell(WorkerNames(worker.peer, name, worker.tasks, available=available))
+
     def _unavailable(self, worker: WorkerConn) -> None:
         """No new jobs for this worker (dead, draining): the strategy forgets its credits."""
         worker.withdraw()
         self.strategy.tell(WorkerGone(worker.peer))
-        self.scheduler.tell(WorkerNames(worker.peer, worker.name, worker.tasks, available=False))
+        self._names(worker, available=False)
 
     def _end(self, worker: WorkerConn, leases: list[tuple[int, int]], how: str, why: str) -> None:
         ended = sum(worker.end(job_id, token) for job_id, token in leases)
@@ -139,7 +155,7 @@ class DispatcherBase(Actor):
             self._worker_event(worker, "left")
         self.strategy.tell(WorkerGone(peer))
         self.heartbeat.tell(Forget(peer))
-        self.scheduler.tell(WorkerNames(peer, worker.name, worker.tasks, available=False))
+        self._names(worker, available=False)
         if worker.running:
             lost = WorkerLost(peer, worker.name, list(worker.running), reason.format(worker.name))
             self.scheduler.tell(lost)

@@ -47,7 +47,6 @@ from actors.scheduler.messages import (
     StatusPart,
     WorkerCredit,
     WorkerCredits,
-    WorkerNames,
 )
 from actors.scheduler.workerconn import WorkerConn
 from transport import protocol as wire
@@ -144,7 +143,7 @@ class Dispatcher(DispatcherBase):
         worker.last_seen = time.monotonic()
         taking = worker.state in ("alive", "suspect")  # not dead, not draining
         leased_as = self._leased_as(peer, hello.name)
-        self.scheduler.tell(WorkerNames(peer, leased_as, tasks, available=taking))
+        self._names(worker, available=taking)
         welcome = wire.Welcome(
             wire.PROTOCOL_VERSION, self.heartbeat_interval, self.instance, self.lease,
             self.term, self.database_id, self.database,
@@ -179,15 +178,6 @@ class Dispatcher(DispatcherBase):
             self.strategy.tell(
                 credit or WorkerCredit(peer, worker.name, queues, worker.slots, 0, tasks)
             )
-
-    def _leased_as(self, peer: bytes, name: str) -> str:
-        """The worker name its leases record (jobs' ``worker``, attempts' history): with
-        keys, ``NAME@KEY``. A name is bound to its key this way: another key saying hello
-        under the same name is another worker, and claims none of this one's leases, now
-        or after a restart (``JobTable.adopt`` compares these names), whoever says hello
-        first (refusing the second key would let a squatter lock the real worker out)."""
-        who = self.identity(peer)
-        return name if who is None else f"{name}@{who.key}"
 
     def _other_database(self, peer: bytes, hello: wire.WorkerHello) -> None:
         """Refuse a worker whose leases and results come from another database: the same
@@ -344,7 +334,7 @@ class Dispatcher(DispatcherBase):
                 credit
                 or WorkerCredit(peer, worker.name, worker.queues, worker.slots, 0, worker.tasks)
             )
-            self.scheduler.tell(WorkerNames(peer, worker.name, worker.tasks))
+            self._names(worker, available=True)
 
     def _progress(self, peer: bytes, updates: list[tuple[int, int, float, str]]) -> None:
         """Keep the latest progress of running jobs; a stale token's report is refused."""

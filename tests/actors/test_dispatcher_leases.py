@@ -15,6 +15,7 @@ from actors.scheduler.messages import (
     Leased,
     LeasesEnded,
     Send,
+    Silent,
     WorkerCredit,
     WorkerCredits,
     WorkerGone,
@@ -22,6 +23,7 @@ from actors.scheduler.messages import (
     WorkerNames,
 )
 from tests.actors.test_dispatcher_batching import dispatcher_with_log, turn
+from transport import Identity
 from transport import protocol as wire
 
 
@@ -176,3 +178,20 @@ async def test_an_adopted_lease_with_a_timeout_is_watched_by_the_backstop_too() 
     await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([(1, 3)], 1.0)))
     [ended] = told(log, "scheduler", LeasesEnded)
     assert (ended.leases, ended.how) == ([(1, 3)], "lost")
+
+
+async def test_a_keyed_worker_is_named_with_its_key_in_every_word_to_the_scheduler() -> None:
+    """Found by tests/actors/test_security_state_machine.py: a keyed worker silent for a
+    lease (dead) and heard again (alive) was named to the scheduler by its bare name, so
+    its next leases were stored without its key, and after a restart its own claim of
+    them (``NAME@KEY``) was refused: the job ran again."""
+    dispatcher, log = dispatcher_with_log()
+    dispatcher.identity = lambda peer: Identity("worker", "KEY")
+    await turn(dispatcher, hello(2))
+    await turn(dispatcher, Silent(b"w", "dead", 6.0))
+    await turn(dispatcher, Silent(b"w", "alive", 0.0))
+    await turn(dispatcher, FromWorker(b"w", wire.Drain()))
+    await turn(dispatcher, FromWorker(b"w", wire.Goodbye()))
+    names = told(log, "scheduler", WorkerNames)
+    assert [n.available for n in names] == [True, False, True, False, False]
+    assert {n.name for n in names} == {"w@KEY"}
