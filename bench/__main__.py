@@ -30,6 +30,8 @@ Modes (one per run):
                                              versions of the hot path
   --floor --rate R --duration S              no corral: two ZeroMQ hops through a forwarder,
                                              the floor under --rate's submit->start
+  --curve [--rate R | --floor] [--rounds N]  the mode without and with CURVE keys, N
+                                             interleaved pairs (bench/curve.py)
   --ceiling [--jobs N] [--workers W]         no corral: the throughput mode's work through a
                                              stripped batch pipeline (bench/ceiling.py)
   --jobs N --with-ceiling                    throughput, then the ceiling on the same --db,
@@ -196,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         "--with-ceiling", action="store_true", help="throughput: the ceiling's figure beside"
     )
     parser.add_argument(
-        "--curve", action="store_true", help="throughput or --rate without and with CURVE keys"
+        "--curve",
+        action="store_true",
+        help="throughput, --rate or --floor without and with CURVE keys (bench/curve.py)",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="--curve: interleaved rounds (2)")
+    parser.add_argument("--rounds", type=int, default=6, help="--curve: interleaved rounds (6)")
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
@@ -213,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         return report(uvloop.run(run_inproc(args.jobs, args.concurrency)), args, console)
+    if args.floor and args.curve:
+        rate = args.rate or 200.0
+        floors = curve.compare(
+            args.rounds, lambda keyed: run_floor(rate, args.duration, keyed, True), console
+        )
+        return report(floors, args, console)
     if args.floor:
         return report(run_floor(args.rate or 200.0, args.duration), args, console)
     if args.ceiling:
@@ -270,7 +280,7 @@ def one_mode(args: argparse.Namespace, console: Console, keyed: bool) -> dict[st
             args,
             console,
             lambda c, p: modes.steady_rate(
-                c, args.rate, args.duration, args.workers, args.concurrency, p
+                c, args.rate, args.duration, args.workers, args.concurrency, p, samples=True
             ),
             curve=keyed,
         )
