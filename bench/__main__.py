@@ -30,6 +30,10 @@ Modes (one per run):
                                              versions of the hot path
   --floor --rate R --duration S              no corral: two ZeroMQ hops through a forwarder,
                                              the floor under --rate's submit->start
+  --curve [--rate R | --floor] [--rounds N]  the mode without and with CURVE keys, N rounds
+                                             of a pair (bench/curve.py); with --rate both
+                                             clusters at once, the jobs alternating between
+                                             them each second (bench/curve_rate.py)
   --ceiling [--jobs N] [--workers W]         no corral: the throughput mode's work through a
                                              stripped batch pipeline (bench/ceiling.py)
   --jobs N --with-ceiling                    throughput, then the ceiling on the same --db,
@@ -53,6 +57,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench import ceiling, curve, modes, options
 from bench.chaos import CHAOS_TIMINGS, Faults, run_chaos
+from bench.curve_rate import side_by_side
 from bench.dag import run_dag
 from bench.floor import run_floor
 from bench.harness import Cluster
@@ -111,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         return report(uvloop.run(run_inproc(args.jobs, args.concurrency)), args, console)
+    if args.floor and args.curve:
+        rate = args.rate or 200.0
+        floors = curve.one_after_the_other(
+            lambda keyed: run_floor(rate, args.duration, keyed, True)
+        )
+        return report(curve.compare(args.rounds, floors, console), args, console)
     if args.floor:
         return report(run_floor(args.rate or 200.0, args.duration), args, console)
     if args.ceiling:
@@ -131,8 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale:
         return scale(args, console)
     if args.curve:
-        compared = curve.compare(args.rounds, lambda keyed: one_mode(args, console, keyed), console)
-        return report(compared, args, console)
+        if args.rate and not args.db:  # interleaved by the second (bench/curve_rate.py)
+            pair = side_by_side(
+                args.strategy, args.rate, args.duration, args.workers, args.concurrency
+            )
+        else:
+            pair = curve.one_after_the_other(lambda keyed: one_mode(args, console, keyed))
+        return report(curve.compare(args.rounds, pair, console), args, console)
     if args.rate:
         result = run_once(
             args,
@@ -173,7 +189,7 @@ def one_mode(args: argparse.Namespace, console: Console, keyed: bool) -> dict[st
             args,
             console,
             lambda c, p: modes.steady_rate(
-                c, args.rate, args.duration, args.workers, args.concurrency, p
+                c, args.rate, args.duration, args.workers, args.concurrency, p, samples=True
             ),
             curve=keyed,
         )

@@ -6,13 +6,19 @@ to a sink process (corral's client transport) that notes when it arrived. The pe
 are the floor under ``--rate``'s submit->start, which crosses the same two hops
 (client -> scheduler -> worker) plus everything the scheduler does in between.
 
+With ``curve=True`` (``python -m bench --floor --curve``) the three processes use CURVE keys,
+as corral's do with ``--keys``: the forwarder a server pair that accepts the two clients'
+keys (User-Id read per frame, as the scheduler does), the others client pairs; so the
+difference to a plain floor run is what CURVE costs two hops, with no scheduler around it.
+
 Run as ``python -m bench --floor --rate R --duration S``; the forwarder and the sink are
-``python -m bench.floor forward|sink ADDRESS [FILE]``.
+``python -m bench.floor forward|sink ADDRESS [FILE]`` (keys, if any, in ``CORRAL_FLOOR_KEYS``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 import subprocess
 import sys
@@ -23,22 +29,44 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+import zmq
 
 from bench.harness import ROOT, free_address
 from bench.report import percentiles
-from transport import bind, connect
+from transport import ClientKeys, ServerKeys, bind, connect
 
 HELLO, DRIVER, READY, STOP, STOPPED = b"sink", b"driver", b"ready", b"stop", b"stopped"
 # Nothing here waits a fixed time: the driver starts once the forwarder says the sink is
 # there, and stops once the forwarder says it passed STOP on (sockets close with linger 0,
 # so a frame still queued at close would be lost).
 HANDSHAKE_S = 30.0
+KEYS_VARIABLE = "CORRAL_FLOOR_KEYS"  # "SERVER_PUBLIC SERVER_SECRET CLIENT_PUBLIC CLIENT_SECRET"
 
 
-async def forward(address: str) -> None:
+def new_keys() -> str:
+    """Two fresh CURVE pairs, the server's and the clients', as KEYS_VARIABLE's value."""
+    pairs = (zmq.curve_keypair(), zmq.curve_keypair())
+    return " ".join(key.decode("ascii") for pair in pairs for key in pair)
+
+
+def server_keys(keys: str) -> ServerKeys | None:
+    if not keys:
+        return None
+    public, secret, client, _ = (key.encode("ascii") for key in keys.split())
+    return ServerKeys(public, secret, lambda key: "admin" if key.encode() == client else None)
+
+
+def client_keys(keys: str) -> ClientKeys | None:
+    if not keys:
+        return None
+    server, _, public, secret = (key.encode("ascii") for key in keys.split())
+    return ClientKeys(public, secret, server)
+
+
+async def forward(address: str, keys: str = "") -> None:
     """Pass every frame to the sink; answer the driver READY once the sink has said hello,
     and STOPPED once STOP is on its way to the sink. Runs until killed."""
-    server = bind(address)
+    server = bind(address, server_keys(keys))
     sink: bytes | None = None
     driver: bytes | None = None
     while True:
@@ -55,8 +83,8 @@ async def forward(address: str) -> None:
                 server.send(driver, READY)
 
 
-async def collect(address: str) -> array[float]:
-    client = connect(address)
+async def collect(address: str, keys: str = "") -> array[float]:
+    client = connect(address, client_keys(keys))
     client.send(HELLO)
     delays = array("d")
     while True:
@@ -72,8 +100,8 @@ async def _expect(client: Any, wanted: bytes) -> None:
             pass
 
 
-async def drive(address: str, rate: float, duration: float) -> None:
-    client = connect(address)
+async def drive(address: str, rate: float, duration: float, keys: str = "") -> None:
+    client = connect(address, client_keys(keys))
     client.send(DRIVER)
     await _expect(client, READY)  # the sink is connected: nothing sent now is dropped
     total = int(rate * duration)
@@ -88,17 +116,23 @@ async def drive(address: str, rate: float, duration: float) -> None:
     await client.close()
 
 
-def run_floor(rate: float, duration: float) -> dict[str, Any]:
+def run_floor(
+    rate: float, duration: float, curve: bool = False, samples: bool = False
+) -> dict[str, Any]:
+    """One floor run (``curve``: all three processes with CURVE keys; ``samples``: every
+    frame's delay too, as ``samples_ms``)."""
     address = free_address()
     out = Path(tempfile.mkdtemp(prefix="corral-floor-")) / "floor.delays"
     command = [sys.executable, "-m", "bench.floor"]
+    keys = new_keys() if curve else ""
+    env = {**os.environ, KEYS_VARIABLE: keys}
     procs = [
-        subprocess.Popen([*command, "forward", address], cwd=ROOT),
-        subprocess.Popen([*command, "sink", address, str(out)], cwd=ROOT),
+        subprocess.Popen([*command, "forward", address], cwd=ROOT, env=env),
+        subprocess.Popen([*command, "sink", address, str(out)], cwd=ROOT, env=env),
     ]
     sink = procs[1]
     try:
-        asyncio.run(drive(address, rate, duration))  # the rate mode's client loop, too
+        asyncio.run(drive(address, rate, duration, keys))  # the rate mode's client loop, too
         sink.wait(timeout=HANDSHAKE_S)  # it has STOP: every frame before it has arrived
     finally:
         for proc in procs:
@@ -106,6 +140,7 @@ def run_floor(rate: float, duration: float) -> dict[str, Any]:
                 proc.kill()
     delays = array("d")
     delays.frombytes(out.read_bytes())
+    delays_ms = [d * 1000 for d in delays]
     return {
         "mode": "floor",
         "jobs": int(rate * duration),
@@ -113,19 +148,21 @@ def run_floor(rate: float, duration: float) -> dict[str, Any]:
         "seconds": duration,
         "jobs_per_s": rate,
         "rate": rate,
-        "latency_ms": percentiles([d * 1000 for d in delays]),
+        "latency_ms": percentiles(delays_ms),
         "scheduler_rss_mb": 0.0,
         "lost": int(rate * duration) - len(delays),
         "duplicated": 0,
+        **({"samples_ms": delays_ms} if samples else {}),
     }
 
 
 def main(argv: list[str]) -> None:
     role, address = argv[0], argv[1]
+    keys = os.environ.get(KEYS_VARIABLE, "")
     if role == "forward":
-        uvloop.run(forward(address))
+        uvloop.run(forward(address, keys))
     else:
-        Path(argv[2]).write_bytes(uvloop.run(collect(address)).tobytes())
+        Path(argv[2]).write_bytes(uvloop.run(collect(address, keys)).tobytes())
 
 
 if __name__ == "__main__":

@@ -122,10 +122,12 @@ async def steady_rate(
     workers: int,
     concurrency: int,
     progress: Progress,
+    samples: bool = False,
 ) -> dict[str, Any]:
     """Submit one job at a time at ``rate`` per second, each as one submit-and-wait request
     (what ``AsyncClient.run`` sends); measure submit->start and submit->done for each (start
-    by the worker's clock, same machine)."""
+    by the worker's clock, same machine). ``samples``: every job's submit->start too, as
+    ``samples_ms``."""
     cluster.start_workers(workers, concurrency)
     total = int(rate * duration)
     bar = progress.add_task(f"{rate:g} jobs/s for {duration:g}s", total=total)
@@ -171,6 +173,7 @@ async def steady_rate(
         "scheduler_cpu_ms_per_job": round(cpu * 1000 / max(1, len(done_at)), 3),
         "scheduler_rss_mb": cluster.rss_mb(),
         "ids": list(submitted_at),
+        **({"samples_ms": to_start} if samples else {}),
     }
 
 

@@ -106,9 +106,11 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--with-ceiling", action="store_true", help="throughput: the ceiling's figure beside"
     )
     parser.add_argument(
-        "--curve", action="store_true", help="throughput or --rate without and with CURVE keys"
+        "--curve",
+        action="store_true",
+        help="throughput, --rate or --floor without and with CURVE keys (bench/curve.py)",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="--curve: interleaved rounds (2)")
+    parser.add_argument("--rounds", type=int, default=6, help="--curve: interleaved rounds (6)")
     parser.add_argument("--fuzz", action="store_true", help="fuzz mode (see above)")
     parser.add_argument("--frames", type=int, default=100_000, help="--fuzz: frames (100,000)")
     parser.add_argument("--seed", type=int, default=1, help="--fuzz: the generator's seed (1)")

@@ -127,6 +127,33 @@ def test_the_curve_comparison_runs_both_ways_and_loses_nothing() -> None:
     assert (result["lost"], result["duplicated"]) == (0, 0)
 
 
+@pytest.mark.parametrize(
+    "mode", [["--floor"], ["--rate", "100", "--workers", "1"]], ids=["floor", "rate"]
+)
+def test_the_curve_comparison_at_a_rate_pairs_the_rounds_and_pools_their_jobs(
+    mode: list[str],
+) -> None:
+    result = bench("--curve", *mode, "--duration", "1", "--rounds", "2")
+    assert result["mode"] == "curve"
+    assert result["rounds"] == 2
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    low, high = result["p99_added_ms_range"]
+    assert low <= result["p99_added_ms"] <= high
+    assert 0 <= result["rounds_curve_p99_higher"] <= 2
+    assert min(result["pooled_p50_ms"] + result["pooled_p99_ms"]) > 0
+
+
+def test_the_paired_hop_bench_prints_each_kind_of_connection() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.curve_hop", "20", "2"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    for kind in ("plain", "keyed", "keyed, User-Id not read"):
+        assert any(line.strip().startswith(f"{kind} ") and "p99" in line for line in lines)
+
+
 def test_chaos_with_standby_schedulers_kills_the_leader_and_measures_the_takeover(
     postgres_dsn: str,
 ) -> None:
