@@ -45,6 +45,7 @@ from actors.scheduler.messages import (
     LeasesEnded,
     Picked,
     Publish,
+    PurgeTick,
     ReadyJob,
     ReclaimOrphans,
     Release,
@@ -63,6 +64,7 @@ from actors.scheduler.messages import (
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import Quotas, limits_of
 from actors.scheduler.ratelog import RateLimitedLog
+from actors.scheduler.retention import PURGE_BATCH, Retention
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.throughput import Throughput
@@ -90,6 +92,7 @@ class Scheduler(Actor):
         self.assign_latency = Histogram()
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
+        self.retention = Retention(table.config)
         # Who leads and who stands by, for the status (set by the brain on PostgreSQL).
         self.cluster: Callable[[], wire.ClusterView | None] = lambda: None
         # Who a peer is, as the transport proved it (the brain sets the transport's).
@@ -110,6 +113,7 @@ class Scheduler(Actor):
 
     async def on_start(self) -> None:
         self._arm_retry_timer()
+        self.retention.arm(self.tell)
         if self.table.orphans():
             # Jobs that were RUNNING when the previous process died. Their workers may
             # still run them and reconnect to claim them (Adopt); whatever is unclaimed
@@ -154,6 +158,8 @@ class Scheduler(Actor):
                     self.table.events = None
             case Tick():
                 self._retry_due()
+            case PurgeTick():
+                await self._purge()
             case Adopt(peer=peer, name=name, leases=claims):
                 leases.adopt(self, peer, name, claims)
             case ReclaimOrphans():
@@ -223,6 +229,7 @@ class Scheduler(Actor):
             "assign_latency": self.assign_latency.snapshot(),
             "refused_results": self.table.refused_results,
             **self.quotas.metrics(),
+            **self.retention.metrics(),
         }
 
     def write(self, ops: Ops, effects: Effects) -> None:
@@ -341,3 +348,15 @@ class Scheduler(Actor):
         self._retry_at = due
         delay = max(0.0, due - time.time())
         self._retry_timer = asyncio.get_running_loop().call_later(delay, self.tell, Tick(due))
+
+    async def _purge(self) -> None:
+        """One retention batch (actors.scheduler.retention), awaited: no other handler
+        runs meanwhile, so none holds a job read from the store that the batch deletes."""
+        started = time.perf_counter()
+        cutoffs = self.retention.cutoffs()
+        purged = await read(self.store, StoreBackend.purge, *cutoffs, PURGE_BATCH)
+        self.retention.forget(self.table, purged)
+        if purged.jobs:
+            log.debug("retention: deleted %d jobs", len(purged.jobs))
+        took = time.perf_counter() - started
+        self.retention.arm(self.tell, self.retention.next_delay(purged, took))

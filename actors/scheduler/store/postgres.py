@@ -30,7 +30,14 @@ from actors.runtime import in_slices
 from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres_conn as pgconn
-from actors.scheduler.store.base import AttemptRecord, Recovered, StoreBackend, WorkflowRecord
+from actors.scheduler.store import postgres_purge
+from actors.scheduler.store.base import (
+    AttemptRecord,
+    Purged,
+    Recovered,
+    StoreBackend,
+    WorkflowRecord,
+)
 from actors.scheduler.store.postgres_leader import fence
 from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
 from actors.scheduler.store.postgres_schema import DATABASE_ID, JOB_COLUMNS, migrate
@@ -220,6 +227,18 @@ class PostgresStore(StoreBackend):
             list(set(parents)),
         )
         return [row[0] for row in rows]
+
+    async def purge(self, done_before: float, failed_before: float, limit: int) -> Purged:
+        conn = self.conn
+        assert conn is not None, "purge on a closed store"
+        fenced = self._fence if self.term is not None else None
+        try:
+            return await postgres_purge.purge(conn, done_before, failed_before, limit, fenced)
+        except NotLeaderAnymore:
+            self.refused_commits += 1
+            raise
+        except pgconn.ERRORS as exc:
+            raise pgconn.translate(exc, self.target, "purge") from None
 
 
 def _workflow(row: Any) -> WorkflowRecord:

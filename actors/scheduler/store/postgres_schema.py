@@ -113,7 +113,21 @@ _STEP_4 = """
 ALTER TABLE jobs ADD COLUMN owner text NOT NULL DEFAULT '';
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4]
+# Step 5: reserved for schedules (issue 17, another branch); a no-op here, so that the
+# retention index below is step 6 on every branch. Merging: the schedules' step replaces it.
+_STEP_5 = """
+SELECT 1;
+"""
+
+# Step 6: finished jobs by status and finish time (issue 17, retention): the purge reads
+# the oldest ones of each status from here instead of scanning the table. Partial, so a
+# job is in it only once it has finished: the moves of running jobs never touch it.
+_STEP_6 = """
+CREATE INDEX jobs_finished ON jobs (status, finished_at)
+    WHERE status IN ('SUCCEEDED', 'CANCELLED', 'UPSTREAM_FAILED', 'FAILED');
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6]
 
 # The database's identity (step 3).
 DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"
