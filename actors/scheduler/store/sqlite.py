@@ -10,7 +10,9 @@ start-up by an ``flock`` on the file (``sqlite_file.FileLock``) instead of becom
 writer; ``PRAGMA quick_check`` runs first and a damaged file is refused. By default every
 commit is fsynced (``synchronous=FULL``: an acknowledged job survives power loss);
 ``durability="normal"`` trades that for speed. Every job update is a compare-and-swap on
-the expected status; if than the scheduler expected, the commit raises StoreInconsistent, as it does when an insert names an id or idempotency key the file holds already.
+the expected status; if SQLite matches fewer rows than the scheduler expected, the commit
+raises StoreInconsistent, as it does when an insert names an id or idempotency key the file
+holds already.
 The store checkpoints the WAL itself, after a commit's replies have gone out, instead of
 letting SQLite do it inside a COMMIT (where its few milliseconds would hold back leases).
 """
