@@ -52,7 +52,8 @@ async def test_a_backup_taken_while_jobs_are_submitted_holds_a_consistent_set(
         stop.set()
         await feeder
         assert done.returncode == 0, done.stderr
-        assert str(copy) in done.stdout and "bytes" in done.stdout
+        assert str(copy) in done.stdout
+        assert "bytes" in done.stdout
         await client.wait(acknowledged, timeout=60)
     assert read(copy, "PRAGMA integrity_check") == [("ok",)]
     ids = [row[0] for row in read(copy, "SELECT id FROM jobs ORDER BY id")]
@@ -79,13 +80,17 @@ def test_a_backup_refuses_an_existing_file_and_points_postgresql_to_pg_dump(
     existing.write_bytes(b"keep me")
     refused = corral("backup", str(existing), "--db", str(tmp_path / "c.db"))
     assert refused.returncode == 2
-    assert "exists already" in refused.stderr and refused.stderr.count("\n") == 1
+    assert "exists already" in refused.stderr
+    assert refused.stderr.count("\n") == 1
     assert existing.read_bytes() == b"keep me"
     pg = corral("backup", str(tmp_path / "new.db"), "--db", "postgresql://u:secret@h/corral")
     assert pg.returncode == 2
-    assert "pg_dump" in pg.stderr and "secret" not in pg.stderr
+    assert "pg_dump" in pg.stderr
+    assert "secret" not in pg.stderr
     assert pg.stderr.count("\n") == 1
     assert not (tmp_path / "new.db").exists()
     missing = corral("backup", str(tmp_path / "new.db"), "--db", str(tmp_path / "none.db"))
-    assert missing.returncode == 1 and "no database" in missing.stderr
-    assert not (tmp_path / "new.db").exists() and not (tmp_path / "none.db").exists()
+    assert missing.returncode == 1
+    assert "no database" in missing.stderr
+    assert not (tmp_path / "new.db").exists()
+    assert not (tmp_path / "none.db").exists()
