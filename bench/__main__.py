@@ -34,6 +34,10 @@ Modes (one per run):
                                              stripped batch pipeline (bench/ceiling.py)
   --jobs N --with-ceiling                    throughput, then the ceiling on the same --db,
                                              side by side with the ratio
+  --retention [--per-day N --days D]         a database that ran N jobs a day for D days
+        [--keep 1d --rate R --duration S]    (1M, 7; backdated rows), then commit latency
+                                             before, during and after a purge down to
+                                             --keep; file size, purge time (bench/retention.py)
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from bench.harness import Cluster
 from bench.inproc import run_inproc
 from bench.leaders import LeaderKiller, Schedulers
 from bench.report import show, show_rows
+from bench.retention import run_retention
 
 
 def progress_bar(console: Console) -> Progress:
@@ -202,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
+    parser.add_argument("--retention", action="store_true", help="retention mode (see above)")
+    parser.add_argument("--per-day", type=int, default=1_000_000, help="retention: jobs a day")
+    parser.add_argument("--days", type=float, default=7.0, help="retention: days of history")
+    parser.add_argument("--keep", default="1d", help="retention: what the purge keeps (1d)")
     args = parser.parse_args(argv)
     if args.schedulers > 1 and not (args.chaos and (args.db or "").startswith("postgresql")):
         parser.error("--schedulers N runs with --chaos on a --db postgresql://... database")
@@ -213,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         return report(uvloop.run(run_inproc(args.jobs, args.concurrency)), args, console)
+    if args.retention:
+        figures = run_retention(
+            args.per_day, args.days, args.keep, args.rate or 200.0, args.duration
+        )
+        return report(figures, args, console)
     if args.floor:
         return report(run_floor(args.rate or 200.0, args.duration), args, console)
     if args.ceiling:

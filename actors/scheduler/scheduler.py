@@ -64,7 +64,7 @@ from actors.scheduler.messages import (
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import Quotas, limits_of
 from actors.scheduler.ratelog import RateLimitedLog
-from actors.scheduler.retention import PURGE_BATCH, Retention
+from actors.scheduler.retention import PURGE_BATCH, SWEEP_MIN_S, Retention
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.throughput import Throughput
@@ -113,7 +113,7 @@ class Scheduler(Actor):
 
     async def on_start(self) -> None:
         self._arm_retry_timer()
-        self.retention.arm(self.tell)
+        self.retention.arm(self.tell, SWEEP_MIN_S)  # at once: a restart may find a backlog
         if self.table.orphans():
             # Jobs that were RUNNING when the previous process died. Their workers may
             # still run them and reconnect to claim them (Adopt); whatever is unclaimed
