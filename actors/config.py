@@ -47,6 +47,12 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_FACTOR = 2.0
 BACKOFF_CAP_S = 300.0
 
+# Retention (actors.scheduler.retention): finished jobs (SUCCEEDED, CANCELLED,
+# UPSTREAM_FAILED) are deleted a week after they finished, FAILED ones (dead letters,
+# which someone may still inspect and re-queue) after 30 days; 0 ("off") keeps them.
+RETENTION_S = 7 * 86_400.0
+FAILED_RETENTION_S = 30 * 86_400.0
+
 # Terminal jobs kept in memory for fast status/wait answers; older ones are
 # read back from SQLite on demand. 100k jobs is about 60 MB.
 RECENT_FINISHED = 100_000
@@ -78,6 +84,22 @@ MIN_LEASE_HEARTBEATS = 2.0
 
 Seconds = Annotated[float, Meta(gt=0, description="a number of seconds > 0")]
 Port = Annotated[int, Meta(ge=1, le=65535, description="a TCP port, 1 to 65535")]
+
+
+_RETENTION = "a duration (30s, 12h, 7d) or off"
+
+
+def retention_seconds(text: str) -> float | str:
+    """A retention as typed ("7d", "90", "off") in seconds (off: 0); what is not one is
+    returned as it was, for the setting's own error."""
+    from actors.cli.times import parse_duration  # the one duration syntax (no cycle: lazy)
+
+    if text.strip().lower() in ("off", "never", "forever", "none"):
+        return 0.0
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return text
 
 
 class SchedulerConfig(msgspec.Struct, kw_only=True):
@@ -133,6 +155,10 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     max_submit_rate: Annotated[float, Meta(gt=0, description="jobs per second > 0")] = 100_000.0
     max_waits: Annotated[int, Meta(ge=1, description="a number of waits >= 1")] = 1_000_000
     max_subscriptions: Annotated[int, Meta(ge=1, description="a number >= 1")] = 64
+    # Retention: seconds after which a finished (FAILED: failed_retention) job is deleted;
+    # 0 keeps them forever. CORRAL_RETENTION may say "7d", "12h", "off" (normalized below).
+    retention: Annotated[float, Meta(ge=0, description=_RETENTION)] = RETENTION_S
+    failed_retention: Annotated[float, Meta(ge=0, description=_RETENTION)] = FAILED_RETENTION_S
 
     def weights(self) -> dict[str, float]:
         """``queue_weights`` parsed; raises ValueError naming the bad part."""
@@ -155,7 +181,8 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     def from_env(cls, **overrides: object) -> SchedulerConfig:
         """Defaults, overridden by CORRAL_* variables, overridden by non-None ``overrides``
         (the flags); raises ConfigError for any value that is not allowed."""
-        config = load_settings(cls, overrides)
+        durations = {"retention": retention_seconds, "failed_retention": retention_seconds}
+        config = load_settings(cls, overrides, durations)
         config.check()
         return config
 

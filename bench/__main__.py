@@ -40,6 +40,10 @@ Modes (one per run):
                                              side by side with the ratio
   --fuzz [--frames N --seed S --peers P]     hostile frames from P raw sockets while a worker
                                              runs honest jobs; replies, RSS, store changes
+  --retention [--per-day N --days D]         a database that ran N jobs a day for D days
+        [--keep 1d --rate R --duration S]    (1M, 7; backdated rows), then commit latency
+                                             before, during and after a purge down to
+                                             --keep; file size, purge time (bench/retention.py)
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from bench.harness import Cluster
 from bench.inproc import run_inproc
 from bench.leaders import LeaderKiller, Schedulers
 from bench.report import show, show_rows
+from bench.retention import run_retention
 
 
 def progress_bar(console: Console) -> Progress:
@@ -122,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             lambda keyed: run_floor(rate, args.duration, keyed, True)
         )
         return report(curve.compare(args.rounds, floors, console), args, console)
+    if args.retention:
+        figures = run_retention(
+            args.per_day, args.days, args.keep, args.rate or 200.0, args.duration
+        )
+        return report(figures, args, console)
     if args.floor:
         return report(run_floor(args.rate or 200.0, args.duration), args, console)
     if args.ceiling:

@@ -118,4 +118,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int, default=10, help="dag: layers of the wide workflow")
     parser.add_argument("--width", type=int, default=1000, help="dag: steps per layer")
     parser.add_argument("--chain", type=int, default=1000, help="dag: length of the chain")
+    parser.add_argument("--retention", action="store_true", help="retention mode (see above)")
+    parser.add_argument("--per-day", type=int, default=1_000_000, help="retention: jobs a day")
+    parser.add_argument("--days", type=float, default=7.0, help="retention: days of history")
+    parser.add_argument("--keep", default="1d", help="retention: what the purge keeps (1d)")
     return parser

@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from actors.addresses import parse as parse_addresses
+from actors.cli.backup import add_backup_parser
 from actors.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -284,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     connect_flag(p)
 
     add_schedule_parser(add, connect_flag, Parser)
+    add_backup_parser(add)
 
     p = add("keygen", cmd_keygen, "write a CURVE key pair: DIR/NAME.key and DIR/NAME.key_secret")
     p.add_argument("name", metavar="NAME", help="the key's name: scheduler, or a worker's")

@@ -119,6 +119,23 @@ QUOTAS = (
 )
 
 
+# (flag, metavar, help) for retention (actors.scheduler.retention).
+RETENTION = (
+    (
+        "--retention",
+        "DURATION",
+        "delete SUCCEEDED, CANCELLED and UPSTREAM_FAILED jobs this long after they finished, "
+        "with their history, and their idempotency keys with them (30s, 12h, 7d; off: keep "
+        "forever; default 7d)",
+    ),
+    (
+        "--failed-retention",
+        "DURATION",
+        "the same for FAILED jobs (dead letters) not re-queued (off: keep; default 30d)",
+    ),
+)
+
+
 def add_log_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``--log-level`` and ``--log-format``. On the top parser they default to None; on a
     command they are left out of the namespace unless given (SUPPRESS), so the flag
@@ -218,6 +235,7 @@ def add_scheduler_commands(add: Add) -> None:
         ),
         *((flag, "S", help) for flag, help in TIMINGS),
         *QUOTAS,
+        *RETENTION,
     ):
         env = "CORRAL_" + flag.removeprefix("--").replace("-", "_").upper()
         p.add_argument(flag, default=None, metavar=metavar, help=f"{help}; env {env}")

@@ -337,3 +337,7 @@ class Tick(_Msg, frozen=True):
 
 class ReclaimOrphans(_Msg, frozen=True):
     """The lease + grace after start-up has passed: reclaim RUNNING jobs nobody claimed."""
+
+
+class PurgeTick(_Msg, frozen=True):
+    """The retention timer (actors.scheduler.retention): time for the next purge batch."""

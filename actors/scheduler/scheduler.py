@@ -56,6 +56,7 @@ from actors.scheduler.messages import (
     LeasesEnded,
     Picked,
     Publish,
+    PurgeTick,
     ReadyJob,
     ReclaimOrphans,
     Release,
@@ -74,6 +75,7 @@ from actors.scheduler.messages import (
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import Quotas, limits_of
 from actors.scheduler.ratelog import RateLimitedLog
+from actors.scheduler.retention import PURGE_BATCH, SWEEP_MIN_S, Retention
 from actors.scheduler.schedule_book import ScheduleBook
 from actors.scheduler.store.actor import read
 from actors.scheduler.store.base import StoreBackend
@@ -104,6 +106,7 @@ class Scheduler(Actor):
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at: float | None = None
         self.limits: dict[str, wire.LimitView] = {}  # rate limits by name (actors...limits)
+        self.retention = Retention(table.config)
         # Who leads and who stands by, for the status (set by the brain on PostgreSQL).
         self.cluster: Callable[[], wire.ClusterView | None] = lambda: None
         # Who a peer is, as the transport proved it (the brain sets the transport's).
@@ -124,6 +127,7 @@ class Scheduler(Actor):
 
     async def on_start(self) -> None:
         self._arm_retry_timer()
+        self.retention.arm(self.tell, SWEEP_MIN_S)  # at once: a restart may find a backlog
         if self.table.orphans():
             # Jobs that were RUNNING when the previous process died. Their workers may
             # still run them and reconnect to claim them (Adopt); whatever is unclaimed
@@ -169,6 +173,8 @@ class Scheduler(Actor):
             case Tick():
                 self._retry_due()
                 await schedules.fire_due(self)
+            case PurgeTick():
+                await self._purge()
             case Adopt(peer=peer, name=name, leases=claims):
                 leases.adopt(self, peer, name, claims)
             case ReclaimOrphans():
@@ -246,6 +252,7 @@ class Scheduler(Actor):
             "assign_latency": self.assign_latency.snapshot(),
             "refused_results": self.table.refused_results,
             **self.quotas.metrics(),
+            **self.retention.metrics(),
         }
 
     def write(self, ops: Ops, effects: Effects) -> None:
@@ -383,3 +390,15 @@ class Scheduler(Actor):
         self._retry_at = due
         delay = max(0.0, due - time.time())
         self._retry_timer = asyncio.get_running_loop().call_later(delay, self.tell, Tick(due))
+
+    async def _purge(self) -> None:
+        """One retention batch (actors.scheduler.retention), awaited: no other handler
+        runs meanwhile, so none holds a job read from the store that the batch deletes."""
+        started = time.perf_counter()
+        cutoffs = self.retention.cutoffs()
+        purged = await read(self.store, StoreBackend.purge, *cutoffs, PURGE_BATCH)
+        self.retention.forget(self.table, purged)
+        if purged.jobs:
+            log.debug("retention: deleted %d jobs", len(purged.jobs))
+        took = time.perf_counter() - started
+        self.retention.arm(self.tell, self.retention.next_delay(purged, took))

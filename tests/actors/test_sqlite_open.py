@@ -92,8 +92,19 @@ async def test_a_second_scheduler_reaching_the_file_during_the_first_ones_checks
                 meeting.notify_all()
         return error
 
+    acquire = sqlite_file.FileLock.acquire
+
+    def noting_lock_refusals(lock: sqlite_file.FileLock) -> None:
+        """The file lock refuses the second one before it reads the file (no SQLite error)."""
+        try:
+            acquire(lock)
+        except StoreLocked:
+            noting_refusals(sqlite3.OperationalError("database is locked"), lock.path, "open")
+            raise
+
     monkeypatch.setattr(sqlite_file, "quick_check", quick_check_then_wait)
     monkeypatch.setattr(sqlite_file, "translate", noting_refusals)
+    monkeypatch.setattr(sqlite_file.FileLock, "acquire", noting_lock_refusals)
     stores = [SqliteStore(str(path)), SqliteStore(str(path))]
     try:
         outcomes = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)

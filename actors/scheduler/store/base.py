@@ -111,6 +111,23 @@ class Recovered(msgspec.Struct):
     database_id: str = ""
 
 
+class Purged(msgspec.Struct, frozen=True):
+    """What one ``StoreBackend.purge`` deleted: each job as (id, status, idempotency key),
+    so the scheduler forgets it and its key, and how many workflow records went with them."""
+
+    jobs: list[tuple[int, str, str | None]]
+    workflows: int = 0
+
+
+# Children that keep their parents: jobs that may still run (live ones, and FAILED and
+# UPSTREAM_FAILED ones, which a re-queue runs again), and which then need their parents'
+# results. A SUCCEEDED or CANCELLED child never runs again: it keeps nothing.
+MAY_RUN_AGAIN = ("PENDING", "QUEUED", "RUNNING", "FAILED", "UPSTREAM_FAILED")
+# What retention deletes, and after which of its two periods.
+PURGED_AFTER_DONE = ("SUCCEEDED", "CANCELLED", "UPSTREAM_FAILED")
+PURGED_AFTER_FAILED = ("FAILED",)
+
+
 class StoreBackend(abc.ABC):
     """Where the scheduler's jobs live. Every read returns fresh ``Job`` objects the caller
     may change; the store changes only through ``commit``."""
@@ -201,3 +218,15 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def schedules(self) -> list[ScheduleRecord]:
         """Every schedule, by name."""
+
+    # ------------------------------------------------------------- retention
+
+    @abc.abstractmethod
+    async def purge(self, done_before: float, failed_before: float, limit: int) -> Purged:
+        """Delete, in one transaction, up to ``limit`` finished jobs, oldest finish first:
+        SUCCEEDED, CANCELLED and UPSTREAM_FAILED ones finished before ``done_before``,
+        FAILED ones before ``failed_before``; with them their attempts, their edges (both
+        ways) and the workflows left without a step. Never deleted: a parent of a job that
+        may run again (``MAY_RUN_AGAIN``: it needs the parent's result), and the newest job
+        and the newest workflow (their ids seed the next ones at start-up: an id is never
+        given twice). A time of 0 or less deletes nothing of that kind."""

@@ -18,8 +18,11 @@ from actors.lifecycle import LIVE, JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import CHANGED_FIELDS, Ops
 from actors.scheduler.store.base import (
+    MAY_RUN_AGAIN,
+    PURGED_AFTER_DONE,
     AttemptRecord,
     LimitRecord,
+    Purged,
     Recovered,
     ScheduleRecord,
     StoreBackend,
@@ -206,6 +209,36 @@ class MemoryStore(StoreBackend):
 
     async def schedules(self) -> list[ScheduleRecord]:
         return [self.schedule_rows[name] for name in sorted(self.schedule_rows)]
+
+    async def purge(self, done_before: float, failed_before: float, limit: int) -> Purged:
+        assert self.is_open, "purge on a closed store"
+        newest = max(self.rows, default=0)
+        kept = {
+            parent
+            for parent, child in self.edges
+            if child in self.rows and self.rows[child].status.value in MAY_RUN_AGAIN
+        }
+
+        def due(job: Job) -> bool:
+            before = done_before if job.status.value in PURGED_AFTER_DONE else failed_before
+            if job.status.value not in PURGED_AFTER_DONE and job.status is not JobState.FAILED:
+                return False
+            return before > 0 and job.finished_at is not None and job.finished_at < before
+
+        found = sorted(
+            (j for j in self.rows.values() if due(j) and j.id < newest and j.id not in kept),
+            key=lambda j: (j.finished_at or 0.0, j.id),
+        )[: max(0, limit)]
+        gone = {job.id for job in found}
+        for job_id in gone:
+            del self.rows[job_id]
+        self.attempt_rows = {k: a for k, a in self.attempt_rows.items() if k[0] not in gone}
+        self.edges = {(p, c) for p, c in self.edges if p not in gone and c not in gone}
+        flows = {job.workflow_id for job in found if job.workflow_id is not None}
+        flows -= {job.workflow_id for job in self.rows.values()}
+        flows.discard(max(self.workflow_rows, default=0))
+        dropped = [flow for flow in flows if self.workflow_rows.pop(flow, None) is not None]
+        return Purged([(j.id, j.status.value, j.idempotency_key) for j in found], len(dropped))
 
 
 def _id(job: Job) -> int:

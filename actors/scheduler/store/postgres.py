@@ -30,9 +30,11 @@ from actors.runtime import in_slices
 from actors.scheduler.job import Job
 from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
 from actors.scheduler.store import postgres_conn as pgconn
+from actors.scheduler.store import postgres_purge
 from actors.scheduler.store.base import (
     AttemptRecord,
     LimitRecord,
+    Purged,
     Recovered,
     ScheduleRecord,
     StoreBackend,
@@ -235,6 +237,18 @@ class PostgresStore(StoreBackend):
     async def schedules(self) -> list[ScheduleRecord]:
         rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")
         return [ScheduleRecord(*row) for row in rows]
+
+    async def purge(self, done_before: float, failed_before: float, limit: int) -> Purged:
+        conn = self.conn
+        assert conn is not None, "purge on a closed store"
+        fenced = self._fence if self.term is not None else None
+        try:
+            return await postgres_purge.purge(conn, done_before, failed_before, limit, fenced)
+        except NotLeaderAnymore:
+            self.refused_commits += 1
+            raise
+        except pgconn.ERRORS as exc:
+            raise pgconn.translate(exc, self.target, "purge") from None
 
 
 def _workflow(row: Any) -> WorkflowRecord:

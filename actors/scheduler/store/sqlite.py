@@ -3,13 +3,16 @@ answers the scheduler's reads (the row mapping and the batch transaction are in
 ``sqlite_rows``, the tables and their migrations in ``sqlite_schema``, the file's own
 failures in ``sqlite_file``).
 
-The file is opened in WAL mode with an exclusive lock, so a second scheduler on the same
-file is refused at start-up instead of becoming a second writer; ``PRAGMA quick_check``
-runs first and a damaged file is refused. By default every commit is fsynced
-(``synchronous=FULL``: an acknowledged job survives power loss); ``durability="normal"``
-trades that for speed. Every job update is a compare-and-swap on the expected status; if
-SQLite matches fewer rows than the scheduler expected, the commit raises StoreInconsistent,
-as it does when an insert names an id or idempotency key the file holds already.
+The file is opened in WAL mode with SQLite's normal locking, so other programs can read it
+while the scheduler runs (``sqlite3 corral.db``, ``corral backup``: WAL readers see the last
+commit and never block a commit); a second scheduler on the same file is refused at
+start-up by an ``flock`` on the file (``sqlite_file.FileLock``) instead of becoming a second
+writer; ``PRAGMA quick_check`` runs first and a damaged file is refused. By default every
+commit is fsynced (``synchronous=FULL``: an acknowledged job survives power loss);
+``durability="normal"`` trades that for speed. Every job update is a compare-and-swap on
+the expected status; if SQLite matches fewer rows than the scheduler expected, the commit
+raises StoreInconsistent, as it does when an insert names an id or idempotency key the file
+holds already.
 The store checkpoints the WAL itself, after a commit's replies have gone out, instead of
 letting SQLite do it inside a COMMIT (where its few milliseconds would hold back leases).
 """
@@ -31,10 +34,11 @@ from actors.errors import CorralError, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
-from actors.scheduler.store import sqlite_file
+from actors.scheduler.store import sqlite_file, sqlite_purge
 from actors.scheduler.store.base import (
     AttemptRecord,
     LimitRecord,
+    Purged,
     Recovered,
     ScheduleRecord,
     StoreBackend,
@@ -88,6 +92,7 @@ class SqliteStore(StoreBackend):
         self.durability = durability
         self.db: aiosqlite.Connection | None = None
         self.identity: sqlite_file.FileIdentity | None = None
+        self.lock = sqlite_file.FileLock(path)
         self.inline_ops = INLINE_COMMIT_OPS if durability == "normal" else -1
         self.checkpoints = 0
         self._commits_since_checkpoint = 0
@@ -125,16 +130,19 @@ class SqliteStore(StoreBackend):
         # Before SQLite reads the WAL (it would drop a damaged one without a word).
         warning = sqlite_file.check_wal(self.path)  # 32 bytes and a stat: no thread needed
         sqlite_file.check_wal_owner(self.path)  # frame headers only: no thread needed either
-        self.db = await sqlite_file.connect(self.path)
+        self.lock.acquire()  # before SQLite reads a byte: one scheduler per file
+        try:
+            self.db = await sqlite_file.connect(self.path)
+        except BaseException:
+            self.lock.release()
+            raise
         try:
             pragmas = connection_pragmas(self.durability)
             for pragma in pragmas[: len(SESSION_PRAGMAS)]:
                 await self.db.execute(pragma)
-            # The write lock is the first thing taken from the file, and kept (exclusive
-            # locking mode): a second scheduler that reached the file while this one read
-            # it would hold a read lock that neither could then upgrade. Then, before
-            # anything is written (WAL mode, the id), a file corral must not use (damaged,
-            # another program's, a newer corral's) is refused as it was found.
+            # Before anything is written (WAL mode, the id), a file corral must not use
+            # (damaged, another program's, a newer corral's) is refused as it was found;
+            # under SQLite's write lock, so a reader cannot see a half-checked file change.
             await self.db.execute("BEGIN EXCLUSIVE")
             await in_db_thread(self.db, sqlite_file.quick_check, self.path)
             await in_db_thread(self.db, refuse_foreign, self.path)
@@ -146,6 +154,7 @@ class SqliteStore(StoreBackend):
         except BaseException as exc:
             await sqlite_file.close_quietly(self.db)
             self.db = None
+            self.lock.release()
             if isinstance(exc, sqlite3.Error | OSError):
                 raise sqlite_file.translate(exc, self.path, "open") from None
             raise
@@ -154,6 +163,7 @@ class SqliteStore(StoreBackend):
     async def close(self) -> None:
         db, self.db = self.db, None
         await sqlite_file.close_quietly(db)
+        self.lock.release()  # after SQLite let go of the file (see FileLock)
 
     async def commit(self, ops: Ops) -> None:
         db = self.db
@@ -317,6 +327,18 @@ class SqliteStore(StoreBackend):
         rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")
         # SQLite has no booleans: paused reads back as 0 or 1
         return [msgspec.structs.replace(ScheduleRecord(*r), paused=bool(r[-1])) for r in rows]
+
+    async def purge(self, done_before: float, failed_before: float, limit: int) -> Purged:
+        assert self.db is not None
+        try:
+            purged = await in_db_thread(
+                self.db, sqlite_purge.purge, done_before, failed_before, limit
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise sqlite_file.translate(exc, self.path, "purge") from None
+        if purged.jobs:
+            await self.after_commit(len(purged.jobs))  # it wrote: checkpoint as commits do
+        return purged
 
 
 async def retry_pause() -> None:

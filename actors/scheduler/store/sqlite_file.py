@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import sqlite3
@@ -32,6 +33,48 @@ class StoreLocked(StoreError):
         )
 
 
+class FileLock:
+    """The one-scheduler-per-file guard: an ``flock`` on the database file itself, held
+    from before SQLite opens the file until after it closed it.
+
+    SQLite's own locks cannot be this guard any more: the store opens the file in WAL mode
+    with normal locking, so that other programs (``sqlite3 corral.db``, ``corral backup``)
+    may read it while the scheduler runs, and SQLite then lets a second writer in too.
+    ``flock`` locks are independent of the POSIX record locks SQLite takes (Linux, BSD,
+    macOS), and this descriptor is closed only after SQLite closed the file, so closing it
+    cannot drop SQLite's locks (POSIX drops a process's record locks on any close)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise StoreLocked (another scheduler holds it) or StoreError."""
+        _check_folder(self.path)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                self.path, f"cannot open database {self.path}: {exc.strerror}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreLocked(self.path) from None
+            raise StoreError(
+                self.path, f"cannot lock database {self.path}: {exc.strerror}"
+            ) from None
+        self.fd = fd
+
+    def release(self) -> None:
+        """Let go (idempotent); only after SQLite closed the file."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -47,8 +90,9 @@ class FileIdentity:
         self.path = path
         self.wal = path + "-wal"
         self.db_id = _identity(path)
-        # In WAL mode with an exclusive lock SQLite keeps the -wal file while it runs
-        # (it resets it after a checkpoint, it does not unlink it).
+        # In WAL mode SQLite keeps the -wal file while the scheduler's connection is open
+        # (it resets it after a checkpoint, it does not unlink it; a reader that closes is
+        # not the last connection, so it does not remove it either).
         self.wal_id = _identity(self.wal)
 
     def check(self) -> None:

@@ -166,7 +166,11 @@ def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:
 
 # The pragmas that set up the session only: nothing of them reaches the file, so the store
 # runs them before it has decided the file is one it may use (``SqliteStore.open``).
-SESSION_PRAGMAS = ("PRAGMA busy_timeout=500", "PRAGMA locking_mode=EXCLUSIVE")
+# Normal locking mode (SQLite's default), not EXCLUSIVE: other programs may then read the
+# file while the scheduler runs (WAL readers); ``sqlite_file.FileLock`` keeps out a second
+# scheduler. The busy timeout covers the moments a reader's connection holds a lock a
+# commit needs (rebuilding the shared WAL index when it opens first): milliseconds.
+SESSION_PRAGMAS = ("PRAGMA busy_timeout=500",)
 
 
 def connection_pragmas(durability: str = DEFAULT_DURABILITY) -> list[str]:
