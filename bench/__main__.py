@@ -44,6 +44,10 @@ Modes (one per run):
         [--keep 1d --rate R --duration S]    (1M, 7; backdated rows), then commit latency
                                              before, during and after a purge down to
                                              --keep; file size, purge time (bench/retention.py)
+  --delayed [--jobs N --spacing MS]          N delayed jobs due MS apart: how late each starts
+                                             after its time, and none early (bench/timing.py)
+  --rate-limit R [--duration S]              a limit of R/s on a backlog 1.2 x what it lets
+                                             through in S s: starts per second in the window
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import ceiling, curve, modes, options
+from bench import ceiling, curve, modes, options, timing
 from bench.chaos import CHAOS_TIMINGS, Faults, run_chaos
 from bench.curve_rate import side_by_side
 from bench.dag import run_dag
@@ -127,6 +131,20 @@ def main(argv: list[str] | None = None) -> int:
             lambda keyed: run_floor(rate, args.duration, keyed, True)
         )
         return report(curve.compare(args.rounds, floors, console), args, console)
+    if args.delayed:
+        spacing, jobs = args.spacing, args.jobs
+        return report(
+            run_once(args, console, lambda c, p: timing.delayed(c, jobs, spacing, 2, 16, p)),
+            args,
+            console,
+        )
+    if args.rate_limit:
+        rate, seconds = args.rate_limit, args.duration
+        return report(
+            run_once(args, console, lambda c, p: timing.rate_limited(c, rate, seconds, 2, 64, p)),
+            args,
+            console,
+        )
     if args.retention:
         figures = run_retention(
             args.per_day, args.days, args.keep, args.rate or 200.0, args.duration

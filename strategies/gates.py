@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterable
 
 from actors.scheduler.messages import ReadyJob
 
-# Float slack when comparing bucket times: a token due "now" is not missed by rounding.
-EPS = 1e-9
+# Slack when comparing bucket times, in seconds: a token due "now" is not missed by
+# rounding. Unix times near 1.8e9 carry about 2.4e-7 s of precision, so every comparison
+# subtracts the two times first (exact when they are close) and allows a microsecond.
+EPS = 1e-6
 
 
 class Bucket:
@@ -44,12 +46,14 @@ class Bucket:
 
     def wait(self, now: float) -> float:
         """Seconds until a token is free (0: one is free now)."""
-        return max(0.0, self.tat - (self.burst - 1) * self.interval - now)
+        return max(0.0, (self.tat - now) - (self.burst - 1) * self.interval)
 
     def tokens(self, now: float) -> int:
-        """Tokens free now (0 to ``burst``)."""
-        free = (now + self.burst * self.interval - max(self.tat, now)) / self.interval
-        return max(0, min(self.burst, math.floor(free + EPS)))
+        """Tokens free now (0 to ``burst``): the burst less the intervals the bucket is
+        ahead of ``now``. (Not ``now + burst * interval - tat``: at Unix-time magnitudes
+        that sum loses the bits a 50 ms interval needs, and a due token read as 0.)"""
+        ahead = max(0.0, self.tat - now) / self.interval
+        return max(0, min(self.burst, math.floor(self.burst - ahead + EPS / self.interval)))
 
     def take(self, now: float) -> bool:
         if self.wait(now) > EPS:

@@ -38,6 +38,9 @@ from strategies.gates import Gates
 from transport import protocol as wire
 
 
+MIN_GATE_WAIT_S = 0.001
+
+
 class StrategyActor(Actor):
     def __init__(self, strategy: Strategy) -> None:
         super().__init__("strategy")
@@ -122,6 +125,9 @@ class StrategyActor(Actor):
         wait = self.strategy.gates.next_due()
         if wait is None:
             return
+        # Never a timer of 0: had the gates ever said a token is due without releasing a
+        # job for it, a zero timer would spin the loop; a millisecond costs nothing.
+        wait = max(wait, MIN_GATE_WAIT_S)
         loop = asyncio.get_running_loop()
         at = loop.time() + wait
         if self._timer is not None:

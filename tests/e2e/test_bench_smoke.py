@@ -177,3 +177,15 @@ def test_chaos_with_standby_schedulers_kills_the_leader_and_measures_the_takeove
         assert leading is not None
         assert started is not None
         assert leading <= started < 5.0
+
+
+def test_the_delayed_and_rate_limit_modes_measure_and_lose_nothing() -> None:
+    delayed = bench("--delayed", "--jobs", "40", "--spacing", "5")
+    assert delayed["mode"] == "delayed"
+    assert delayed["started_early"] == 0, "never handed to a worker before its time"
+    assert (delayed["lost"], delayed["duplicated"]) == (0, 0)
+    assert set(delayed["started_late_ms"]) == {"p50", "p95", "p99", "max"}
+    limited = bench("--rate-limit", "40", "--duration", "2")
+    assert limited["mode"] == "rate-limit"
+    assert (limited["lost"], limited["duplicated"]) == (0, 0)
+    assert limited["started_in_window"] <= 40 * 2 + 1, "never over the rate"

@@ -117,3 +117,26 @@ def test_a_bucket_never_gives_more_than_rate_times_time_plus_burst() -> None:
             taken += 1
         now += 0.0037
     assert 100 * 30 <= taken <= 100 * 30 + 10
+
+
+@pytest.mark.parametrize("burst", [1, 5])
+def test_a_bucket_at_unix_time_magnitudes_gives_its_token_when_due(burst: int) -> None:
+    """Found by the --rate-limit bench: with burst 1 at 20/s, every held job waited forever
+    and the strategy's timer spun at 0 s, because ``now + interval - tat`` lost the bits of
+    a 50 ms interval at Unix times near 1.8e9 and read a due token as none (the tests' fake
+    clock started at 1000, where it did not)."""
+    s, clock = strategy("priority")
+    clock.now = 1_796_100_876.4107947
+    s.gates.set_limit("t", 20, 1.0, burst)
+    for i in range(1, 31):
+        s.push(job(i))
+    started = [job_id for job_id, _ in s.match()]
+    for _ in range(100):
+        wait = s.gates.next_due()
+        if wait is None:
+            break
+        clock.now += wait
+        s.release(s.gates.due())
+        started += [job_id for job_id, _ in s.match()]
+    assert sorted(started) == list(range(1, 31))
+    assert clock.now - 1_796_100_876.4107947 == pytest.approx((30 - burst) / 20, abs=0.01)

@@ -1,0 +1,81 @@
+"""Issue 17's timing figures on a real cluster: how precisely delayed jobs start at their
+time (``--delayed``), and how exactly a rate limit holds over a window (``--rate-limit``).
+Start times come from the workers' own records (bench/tasks.py), not from corral.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.progress import Progress
+
+from actors.client import AsyncClient, job_spec
+from bench.harness import Cluster
+from bench.modes import wait_for_workers
+from bench.report import percentiles
+
+# Delayed jobs are due from this long after the submission, so all are in the heap first.
+LEAD_S = 2.0
+# The rate-limit window opens this long after the submission: the initial burst is spent.
+SETTLE_S = 3.0
+
+
+async def delayed(
+    cluster: Cluster, jobs: int, spacing_ms: float, workers: int, concurrency: int, _: Progress
+) -> dict[str, Any]:
+    """``jobs`` no-op jobs, each due ``spacing_ms`` after the one before (slots always
+    free): how late each starts after its time (never early), by the workers' clocks."""
+    cluster.start_workers(workers, concurrency)
+    async with AsyncClient(
+        cluster.address, connect_timeout=20, **cluster.client_options()
+    ) as client:
+        await wait_for_workers(client, workers)
+        first = time.time() + LEAD_S
+        due = [first + i * spacing_ms / 1000 for i in range(jobs)]
+        ids = await client.submit_many([job_spec("bench.noop", run_at=at) for at in due])
+        await client.wait(ids, timeout=LEAD_S + jobs * spacing_ms / 1000 + 120)
+    cluster.stop_workers()
+    starts = cluster.start_times()
+    late = [(starts[j] - at) * 1000 for j, at in zip(ids, due, strict=True) if j in starts]
+    return {
+        "mode": "delayed",
+        "jobs": jobs,
+        "spacing_ms": spacing_ms,
+        "started_late_ms": percentiles(late),
+        "started_early": sum(1 for ms in late if ms < 0),
+        "ids": ids,
+    }
+
+
+async def rate_limited(
+    cluster: Cluster, rate: float, seconds: float, workers: int, concurrency: int, _: Progress
+) -> dict[str, Any]:
+    """A limit of ``rate``/s (its default burst, one second's worth) on the no-op task,
+    with more jobs queued than it lets through: the starts per second over a window of
+    ``seconds`` that begins once the burst is spent (``SETTLE_S`` in), against the rate."""
+    cluster.start_workers(workers, concurrency)
+    async with AsyncClient(
+        cluster.address, connect_timeout=20, **cluster.client_options()
+    ) as client:
+        await wait_for_workers(client, workers)
+        await client.set_limit("bench.noop", (max(1, round(rate)), 1.0))
+        total = int(rate * (seconds + SETTLE_S) * 1.1 + rate)
+        ids = await client.submit_many([job_spec("bench.noop") for _ in range(total)])
+        began = time.time()
+        await client.wait(ids, timeout=total / rate + 120)
+    cluster.stop_workers()
+    mine = set(ids)
+    starts = sorted(t for j, t in cluster.start_times().items() if j in mine)
+    opens = began + SETTLE_S
+    window = [t for t in starts if opens <= t < opens + seconds]
+    achieved = len(window) / seconds
+    return {
+        "mode": "rate-limit",
+        "limit_per_s": rate,
+        "window_s": seconds,
+        "started_in_window": len(window),
+        "achieved_per_s": round(achieved, 2),
+        "off_by_pct": round(100 * (achieved - rate) / rate, 2),
+        "ids": ids,
+    }
