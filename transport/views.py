@@ -45,6 +45,8 @@ class JobView(msgspec.Struct, frozen=True):
     # PENDING: the Unix time before which it is not handed to a worker (a delayed job, or
     # a retry's backoff); 0: none.
     not_before: float = 0.0
+    concurrency_key: str = ""  # "": none; at most max_concurrent of the key's jobs run
+    max_concurrent: int = 0
 
 
 class StepView(msgspec.Struct, frozen=True):

@@ -104,4 +104,6 @@ class Job(msgspec.Struct, gc=False):
             self.result or wire.NONE_RAW,
             self.error,
             not_before=self.not_before if self.status is JobState.PENDING else 0.0,
+            concurrency_key=self.concurrency_key,
+            max_concurrent=self.max_concurrent,
         )

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actors.client import job_spec
 from actors.errors import RequestRefused
+from tests.e2e.test_keys import client_as
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.procs import corral
@@ -158,3 +160,33 @@ async def test_bad_limits_get_one_clear_line_and_change_nothing(cluster: Cluster
     async with cluster.client() as client:
         with pytest.raises(RequestRefused, match="max_concurrent needs a concurrency_key"):
             await client.submit_many([job_spec("add", [1, 2], max_concurrent=2)])
+
+
+async def test_with_keys_only_an_admin_sets_limits_and_file_lines_carry_keys(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.use_keys()
+    alice = cluster.key("alice", "clients")
+    cluster.start(workers=1)
+    args = ("--connect", cluster.address)
+    refused = corral("limit", "set", "add", "5/s", *args, *alice)
+    assert refused.returncode == 1
+    assert "a client key may not send SetLimit" in refused.stderr
+    admin = cluster.key_flags("admin")
+    assert corral("limit", "set", "add", "5/s", *args, *admin).returncode == 0
+    assert corral("limit", "remove", "add", *args, *alice).returncode == 1
+    listed = corral("limit", "list", *args, *alice)
+    assert listed.returncode == 0, listed.stderr
+    assert "add" in listed.stdout, "a client key may read the limits"
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text(
+        '{"task": "add", "args": [1, 2], "concurrency_key": "acme", "max_concurrent": 1}\n'
+    )
+    submitted = corral("submit", "--file", str(lines), *args, *alice)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = int(submitted.stdout.split()[0])
+    async with client_as(cluster, "alice") as client:
+        assert await client.result(job_id, timeout=30) == 3
+        view = await client.job(job_id)
+    assert view is not None
+    assert (view.concurrency_key, view.max_concurrent) == ("acme", 1), "the file's fields"
