@@ -37,7 +37,6 @@ from strategies import Strategy
 from strategies.gates import Gates
 from transport import protocol as wire
 
-
 MIN_GATE_WAIT_S = 0.001
 
 
