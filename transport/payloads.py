@@ -6,7 +6,7 @@ all of it; import from there.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
 
@@ -41,6 +41,19 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 24 * 3600)]
 # scheduler's clock), or until ``run_at`` (a Unix time, before 2100).
 Delay = Annotated[float, msgspec.Meta(ge=0, le=366 * 24 * 3600)]
 UnixTime = Annotated[float, msgspec.Meta(ge=0, le=4_102_444_800)]
+
+
+class _CarriesPayload(Protocol):
+    @property
+    def args(self) -> msgspec.Raw: ...
+    @property
+    def kwargs(self) -> msgspec.Raw: ...
+
+
+def payload_bytes(job: _CarriesPayload) -> int:
+    """The bytes of a job's arguments (its encoded args and kwargs): what the payload limit
+    and the per-client allowance of bytes count, for a spec and a held job alike."""
+    return len(job.args) + len(job.kwargs)
 
 
 # ---------------------------------------------------------------- payload types

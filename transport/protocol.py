@@ -56,6 +56,7 @@ from transport.payloads import TaskName as TaskName
 from transport.payloads import is_msgpack_array as is_msgpack_array
 from transport.payloads import is_msgpack_map as is_msgpack_map
 from transport.payloads import pack as pack
+from transport.payloads import payload_bytes as payload_bytes
 from transport.payloads import truncate_error as truncate_error
 from transport.payloads import unpack as unpack
 from transport.schedules import AddSchedule as AddSchedule

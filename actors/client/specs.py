@@ -119,13 +119,9 @@ def unix_time_of(when: float | datetime.datetime | None) -> float:
     return float(when or 0.0)
 
 
-def payload_bytes(spec: wire.JobSpec) -> int:
-    return len(spec.args) + len(spec.kwargs)
-
-
 def check_payload(spec: wire.JobSpec, where: str = "job") -> None:
     """Refuse a job whose arguments are larger than one job may carry."""
-    size = payload_bytes(spec)
+    size = wire.payload_bytes(spec)
     if size > wire.MAX_JOB_PAYLOAD_BYTES:
         raise RequestRefused(
             "too_large",
@@ -138,7 +134,7 @@ def check_payload(spec: wire.JobSpec, where: str = "job") -> None:
 def spec_bytes(spec: wire.JobSpec) -> int:
     """An upper estimate of a job's encoded size, without encoding it."""
     return (
-        payload_bytes(spec)
+        wire.payload_bytes(spec)
         + len(spec.task)
         + len(spec.queue)
         + len(spec.idempotency_key or "")

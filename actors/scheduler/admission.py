@@ -31,7 +31,7 @@ def refusal(index: int, spec: wire.JobSpec) -> Refusal | None:
         return Refusal(index, "invalid", "max_concurrent needs a concurrency_key")
     if len(set(spec.depends_on)) != len(spec.depends_on):
         return Refusal(index, "invalid", "depends_on lists a job twice")
-    size = len(spec.args) + len(spec.kwargs)
+    size = wire.payload_bytes(spec)
     if size > wire.MAX_JOB_PAYLOAD_BYTES:
         # It could never be sent to a worker: refuse it now, not strand it RUNNING.
         return Refusal(
@@ -61,7 +61,7 @@ def no_worker(specs: list[wire.JobSpec], available: set[str]) -> str | None:
 def parents_too_large(job: Job, parents: list[wire.ParentResult]) -> str | None:
     """Why ``job`` cannot be sent with its parents' results (together they exceed what
     one Assign frame can carry), or None when it can."""
-    size = len(job.args) + len(job.kwargs) + sum(len(p.result) for p in parents)
+    size = wire.payload_bytes(job) + sum(len(p.result) for p in parents)
     if size <= wire.MAX_JOB_PAYLOAD_BYTES:
         return None
     return (

@@ -253,7 +253,8 @@ class Gateway(Actor):
             self.dispatcher.tell(FromWorker(peer, message))
         elif isinstance(message, wire.Progress):
             self.dispatcher.tell(FromWorker(peer, message))
-        elif isinstance(message, wire.Subscribe) and self._owner_only(peer):
+        elif isinstance(message, wire.Subscribe) and who is not None and who.role == "client":
+            # A client key watches only its own jobs (actors.scheduler.owners).
             self.scheduler.tell(FromClient(peer, message))  # to check the job is its own
         elif isinstance(message, wire.Subscribe | wire.EventsAck | wire.Unsubscribe):
             if isinstance(message, wire.Subscribe):
@@ -274,11 +275,6 @@ class Gateway(Actor):
             return True
         del self.banned[subject]
         return False
-
-    def _owner_only(self, peer: bytes) -> bool:
-        """A client key: it watches only its own jobs (``actors.scheduler.owners``)."""
-        who = self.transport.identity(peer)
-        return who is not None and who.role == "client"
 
     def metrics(self) -> dict[str, Any]:
         return {

@@ -97,7 +97,7 @@ class JobTable:
         held = self.held
         for job in live:
             self.jobs[job.id] = job
-            held.add(job.owner, 1, len(job.args) + len(job.kwargs))
+            held.add(job.owner, 1, wire.payload_bytes(job))
             if job.idempotency_key is not None:
                 self.by_key[job.idempotency_key] = job.id
             if job.status is PENDING and job.not_before > 0 and not self.may_wait_on_parents(job):
@@ -196,7 +196,7 @@ class JobTable:
             if ready_at > now:
                 job.not_before = ready_at  # queued by ``defer`` once its parents are done
         self.jobs[job_id] = job
-        self.held.add(owner, 1, len(spec.args) + len(spec.kwargs))
+        self.held.add(owner, 1, wire.payload_bytes(spec))
         self.counts[PENDING.value] += 1
         self.by_queue[(job.queue, "submitted")] += 1
         if self.events is not None:
@@ -368,7 +368,7 @@ class JobTable:
     def settle(self, job: Job) -> None:
         """The job's terminal state is committed: keep it in the recent window only."""
         if not job.settled:
-            self.held.remove(job.owner, len(job.args) + len(job.kwargs))
+            self.held.add(job.owner, -1, -wire.payload_bytes(job))
         job.settled = True
         job.peer = None
         self._recent[job.id] = None
@@ -383,7 +383,7 @@ class JobTable:
     def _unsettle(self, job: Job) -> None:
         """A finished job given another chance is in flight again."""
         if job.settled:
-            self.held.add(job.owner, 1, len(job.args) + len(job.kwargs))
+            self.held.add(job.owner, 1, wire.payload_bytes(job))
         job.settled = False
 
     def is_live(self, job: Job) -> bool:

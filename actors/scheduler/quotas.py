@@ -32,7 +32,6 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     bytes: int = 1 << 30  # bytes of arguments those jobs hold, per owner
     rate: float = 100_000.0  # jobs submitted per second per owner (burst: one second's)
     waits: int = 1_000_000  # job outcomes waited for, per key (per connection without keys)
-    subscriptions: int = 64  # event subscriptions per key (per connection without keys)
 
 
 def subject(who: Identity | None, peer: bytes) -> bytes:
@@ -47,7 +46,6 @@ def limits_of(config: SchedulerConfig) -> Limits:
         bytes=config.max_bytes_in_flight,
         rate=config.max_submit_rate,
         waits=config.max_waits,
-        subscriptions=config.max_subscriptions,
     )
 
 
@@ -59,7 +57,8 @@ class HeldJobs:
         self.by_owner: dict[str, list[int]] = {}  # owner -> [jobs, bytes]
 
     def add(self, owner: str, jobs: int, nbytes: int) -> None:
-        """Count ``jobs`` more (fewer, if negative: a reservation given back)."""
+        """Count ``jobs`` more (fewer, if negative: a job settled, a reservation given
+        back); an owner left with none is forgotten."""
         held = self.by_owner.get(owner)
         if held is None:
             if jobs > 0:
@@ -67,15 +66,6 @@ class HeldJobs:
             return
         held[0] += jobs
         held[1] += nbytes
-        if held[0] <= 0:
-            del self.by_owner[owner]
-
-    def remove(self, owner: str, nbytes: int) -> None:
-        held = self.by_owner.get(owner)
-        if held is None:
-            return
-        held[0] -= 1
-        held[1] -= nbytes
         if held[0] <= 0:
             del self.by_owner[owner]
 

@@ -159,7 +159,7 @@ def quota_refusal(sched: SchedulerCore, peer: bytes, specs: list[wire.JobSpec]) 
     re-queue by an admin pushed it over)."""
     if not specs:
         return None
-    nbytes = sum(len(spec.args) + len(spec.kwargs) for spec in specs)
+    nbytes = sum(map(wire.payload_bytes, specs))
     return sched.quotas.submit_refusal(owners.owner_of(sched, peer), len(specs), nbytes)
 
 

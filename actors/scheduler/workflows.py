@@ -120,7 +120,7 @@ async def create_workflow(sched: SchedulerCore, checked: WorkflowChecked) -> Non
 def _reserve(sched: SchedulerCore, peer: bytes, request: wire.SubmitWorkflow, sign: int) -> None:
     """Hold (+1) or give back (-1) a workflow's steps against its owner's allowance."""
     jobs = [step.job for step in request.steps]
-    nbytes = sum(len(job.args) + len(job.kwargs) for job in jobs)
+    nbytes = sum(map(wire.payload_bytes, jobs))
     sched.table.held.add(owners.owner_of(sched, peer), sign * len(jobs), sign * nbytes)
 
 

@@ -33,9 +33,8 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NoReturn
 
-import pytest
+from tests.helpers.procs import give_up
 
 _counter = itertools.count()
 _OURS = re.compile(r"^(?:corral|cr)(\d+)[hn]\d+$")  # the names below, with their pid
@@ -126,15 +125,6 @@ def _free_subnet(first: int) -> ipaddress.IPv4Network:
         if all(line.startswith("default") for line in routes.splitlines() if line.strip()):
             return net
     raise RuntimeError("no free /30 in 10.0.0.0/8 after 64 tries")
-
-
-def give_up(reason: str) -> NoReturn:
-    """Fail the test in CI, skip it elsewhere, saying why."""
-    # CI (CORRAL_TEST_EVERYTHING=1, set by .ci/run) runs as root and must run these tests;
-    # only a developer's machine without root may skip them.
-    if os.environ.get("CORRAL_TEST_EVERYTHING"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def require_root_networking() -> None:
