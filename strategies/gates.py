@@ -65,7 +65,7 @@ class Bucket:
 class Gate:
     """One name's gate and the jobs held at it, in the strategy's order."""
 
-    __slots__ = ("bucket", "held", "max", "max_seq", "name", "queued", "running")
+    __slots__ = ("bucket", "declared", "held", "max", "max_seq", "name", "queued", "running")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -74,6 +74,7 @@ class Gate:
         self.running = 0
         self.queued = 0  # its jobs in the ready queues (a capped key lets max - running in)
         self.bucket: Bucket | None = None
+        self.declared = False  # its bucket is a task's declared limit, not an admin's
         self.held: list[tuple[int, int, ReadyJob]] = []  # (rank, order, job)
 
     def full(self) -> bool:
@@ -231,7 +232,13 @@ class Gates:
     # ------------------------------------------------------------------ limits
 
     def set_limit(
-        self, name: str, count: int, period: float, burst: int, tat: float | None = None
+        self,
+        name: str,
+        count: int,
+        period: float,
+        burst: int,
+        tat: float | None = None,
+        declared: bool = False,
     ) -> None:
         """Create or change a rate limit; ``tat`` None keeps the bucket's state (a new
         bucket starts full: a new limit does not hold back what ran unlimited so far)."""
@@ -241,7 +248,23 @@ class Gates:
         old = gate.bucket
         keep = old.tat if old is not None and tat is None else tat or 0.0
         gate.bucket = Bucket(count, period, burst, keep)
+        gate.declared = declared
         self.rated[name] = gate
+
+    def declare(self, name: str, count: int, period: float, burst: int) -> bool:
+        """A task's own limit, as a worker declares it: applied (True) unless an admin's
+        limit of that name exists or the same one is in force already."""
+        gate = self.rated.get(name)
+        if gate is not None and gate.bucket is not None:
+            bucket = gate.bucket
+            if not gate.declared or (bucket.count, bucket.period, bucket.burst) == (
+                count,
+                period,
+                burst,
+            ):
+                return False
+        self.set_limit(name, count, period, burst, declared=True)
+        return True
 
     def remove_limit(self, name: str) -> list[ReadyJob]:
         """Drop a rate limit; the jobs held only by it are released."""

@@ -23,13 +23,15 @@ Period = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 
 
 class LimitView(msgspec.Struct, frozen=True):
-    """One rate limit, and (in a status) the ready jobs waiting for its next token."""
+    """One rate limit, and (in a status) the ready jobs waiting for its next token.
+    ``declared``: the task's own (``@task(rate_limit=...)``), not set by an admin."""
 
     name: str
     count: int
     period: float
     burst: int
     waiting: int = 0
+    declared: bool = False
 
 
 class GateView(msgspec.Struct, frozen=True):
@@ -39,6 +41,10 @@ class GateView(msgspec.Struct, frozen=True):
     running: int
     max_concurrent: int
     waiting: int = 0
+
+
+# A task's own rate limit, as its workers declare it at hello: (task, count, period, burst).
+DeclaredLimit = tuple[LimitName, Count, Period, Count]
 
 
 class SetLimit(Message, frozen=True):

@@ -24,6 +24,7 @@ import msgspec
 
 from transport.errors import BadFrame
 from transport.framing import check_size, request_id_of
+from transport.limits import DeclaredLimit as DeclaredLimit
 from transport.limits import GateView as GateView
 from transport.limits import LimitsReply as LimitsReply
 from transport.limits import LimitView as LimitView
@@ -107,6 +108,9 @@ class WorkerHello(Message, frozen=True):
     # The database the claimed leases come from (a Welcome's ``database_id``; "" before
     # any): a scheduler serving another database does not adopt them.
     database_id: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    # The rate limits its tasks declare (``@task(rate_limit=...)``), applied by the
+    # scheduler to the tasks of ``tasks`` unless an admin set one of its own.
+    limits: Annotated[list[DeclaredLimit], msgspec.Meta(max_length=MAX_SLOTS)] = []
 
 
 class Submit(Message, frozen=True):

@@ -30,7 +30,8 @@ def _show(limits: list[Any], as_json: bool) -> None:
     width = max(len(limit.name) for limit in limits)
     for limit in limits:
         rate = f"{limit.count}/{_period(limit.period)}"
-        print(f"{limit.name:<{width}}  {rate:>10}  burst {limit.burst}")
+        source = "  (declared by the task)" if limit.declared else ""
+        print(f"{limit.name:<{width}}  {rate:>10}  burst {limit.burst}{source}")
 
 
 def cmd_limit(args: argparse.Namespace) -> None:

@@ -37,6 +37,7 @@ from actors.scheduler.dispatch_base import DispatcherBase
 from actors.scheduler.messages import (
     Adopt,
     Adopted,
+    DeclaredLimits,
     FromWorker,
     Leased,
     LeasesEnded,
@@ -171,6 +172,9 @@ class Dispatcher(DispatcherBase):
             # decides which are still its own; their slots stay taken.
             worker.claim(new)
             self.scheduler.tell(Adopt(peer, leased_as, new))
+        declared = [limit for limit in hello.limits if limit[0] in tasks]
+        if declared:  # ahead of its credit: no job of those tasks starts unlimited
+            self.strategy.tell(DeclaredLimits(declared))
         if taking:
             # A first hello offers every slot not taken; a repeated one adds nothing (its
             # credits are with the strategy already) unless it announces more slots.

@@ -122,10 +122,20 @@ class RunningKeyed(_Msg, frozen=True):
 
 class SetLimits(_Msg, frozen=True):
     """scheduler -> strategy: rate limits set, as (name, count, period, burst, tat or None
-    to keep the bucket's state), and names removed."""
+    to keep the bucket's state), and names removed. ``declared``: the names among
+    ``limits`` that tasks declared (a start-up's recovered ones); an admin set the others."""
 
     limits: list[tuple[str, int, float, int, float | None]] = []
     removed: list[str] = []
+    declared: list[str] = []
+
+
+class DeclaredLimits(_Msg, frozen=True):
+    """The rate limits a worker's tasks declare, (task, count, period, burst): dispatcher ->
+    strategy at its hello, before its credit (so no job of the task starts unlimited);
+    then strategy -> scheduler, those it applied (no admin limit of that name), to keep."""
+
+    limits: list[tuple[str, int, float, int]]
 
 
 class GateTick(_Msg, frozen=True):

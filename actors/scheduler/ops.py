@@ -65,10 +65,11 @@ class Ops(msgspec.Struct):
     workflows: list[tuple[Any, ...]] = []
     edges: list[tuple[int, int]] = []
     deletes: list[tuple[int, str]] = []
-    # Rate limits: (name, (count, period, burst) to create or change it, keeping its
-    # bucket's state, or None to delete it), in order; then (name, tat): a bucket's state,
-    # written only if the limit still exists (a late pick never brings a removed one back).
-    limits: list[tuple[str, tuple[int, float, int] | None]] = []
+    # Rate limits: (name, (count, period, burst, declared) to create or change it, keeping
+    # its bucket's state, or None to delete it), in order; then (name, tat): a bucket's
+    # state, written only if the limit still exists (a late pick never brings a removed one
+    # back). ``declared``: a task's own limit (``@task(rate_limit=...)``), not an admin's.
+    limits: list[tuple[str, tuple[int, float, int, bool] | None]] = []
     limit_states: list[tuple[str, float]] = []
     # (name, a SCHEDULE_FIELDS row to write whole, or None to delete it), applied in order
     # after the jobs: the job a fire time creates commits with the schedule's advance.

@@ -47,6 +47,7 @@ from actors.scheduler.effects import Effects
 from actors.scheduler.jobs import Job, JobTable
 from actors.scheduler.messages import (
     Adopt,
+    DeclaredLimits,
     Doom,
     Enqueue,
     Finished,
@@ -145,6 +146,8 @@ class Scheduler(Actor):
                 self._after_commit(committed)
             case Picked(picks=picks, limits=states):
                 leases.lease(self, picks, states)
+            case DeclaredLimits(limits=declared):
+                limits.keep_declared(self, declared)
             case WorkerResults():
                 leases.results(self, message)
             case FromClient(peer=peer, message=request):

@@ -21,6 +21,7 @@ from typing import Any
 
 from actors.runtime import SLICE, Actor, in_slices
 from actors.scheduler.messages import (
+    DeclaredLimits,
     Enqueue,
     GateTick,
     KeysFreed,
@@ -76,12 +77,17 @@ class StrategyActor(Actor):
                 self.strategy.release(self.strategy.gates.due())
             case RunningKeyed(jobs=jobs):
                 self.strategy.gates.running(jobs)
-            case SetLimits(limits=limits, removed=removed):
+            case SetLimits(limits=limits, removed=removed, declared=declared):
                 gates = self.strategy.gates
                 for name in removed:
                     self.strategy.release(gates.remove_limit(name))
                 for name, count, period, burst, tat in limits:
-                    gates.set_limit(name, count, period, burst, tat)
+                    gates.set_limit(name, count, period, burst, tat, name in declared)
+            case DeclaredLimits(limits=limits):
+                gates = self.strategy.gates
+                applied = [limit for limit in limits if gates.declare(*limit)]
+                if applied:  # before any pick they gate: the scheduler keeps them
+                    self.scheduler.tell(DeclaredLimits(applied))
             case WorkerGone(peer=peer):
                 self.strategy.remove_worker(peer)
             case StatusPart(peer=peer, request_id=rid, fields=fields):
@@ -152,7 +158,9 @@ def limits_status(gates: Gates) -> dict[str, Any]:
         if g.max and (g.full() or g.held)
     ]
     limits = [
-        wire.LimitView(g.name, g.bucket.count, g.bucket.period, g.bucket.burst, len(g.held))
+        wire.LimitView(
+            g.name, g.bucket.count, g.bucket.period, g.bucket.burst, len(g.held), g.declared
+        )
         for g in gates.rated.values()
         if g.bucket is not None
     ]

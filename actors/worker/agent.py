@@ -45,6 +45,7 @@ from actors.errors import LeaseLapsed
 from actors.link import Link
 from actors.worker.executors import Run
 from actors.worker.leases import Leases
+from actors.worker.options import declared_limits
 from actors.worker.outbox import Outbox, ProgressRelay
 from actors.worker.results import Attempt, failed, outcome
 from actors.worker.runners import Runners
@@ -130,7 +131,7 @@ class Worker:
         hello = wire.WorkerHello(
             wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
             sorted(self.registry), self._claims(), time.monotonic(), busy,
-            self.link.database_id,
+            self.link.database_id, declared_limits(self.registry),
         )  # fmt: skip
         self.send(hello)
 

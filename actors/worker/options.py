@@ -7,6 +7,7 @@ importing what imports the client back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -22,6 +23,9 @@ class TaskOptions:
     backoff: tuple[float, float, float] | None = None  # (base, factor, cap) seconds
     concurrency_key: str | None = None  # every job of the task shares this key...
     max_concurrent: int | None = None  # ...and at most this many of them run at once
+    # (count, period in seconds, burst): at most this many jobs of the task start, across
+    # every worker; its workers declare it to the scheduler (``WorkerHello.limits``).
+    rate_limit: tuple[int, float, int] | None = None
 
 
 OPTIONS: dict[str, TaskOptions] = {}
@@ -31,3 +35,12 @@ _DEFAULT = TaskOptions()
 def task_options(name: str) -> TaskOptions:
     """The options ``@task`` registered for ``name`` (defaults if it gave none)."""
     return OPTIONS.get(name, _DEFAULT)
+
+
+def declared_limits(names: Iterable[str]) -> list[tuple[str, int, float, int]]:
+    """The rate limits these tasks declare, as a worker's hello tells the scheduler."""
+    return [
+        (name, *limit)
+        for name in sorted(names)
+        if (limit := OPTIONS.get(name, _DEFAULT).rate_limit) is not None
+    ]

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from actors.errors import RequestRefused
+from actors.rates import MAX_COUNT, default_burst, parse_rate
 from actors.worker.options import OPTIONS as OPTIONS
 from actors.worker.options import TaskOptions as TaskOptions
 from actors.worker.options import task_options as task_options
@@ -109,6 +111,8 @@ def task(
     backoff: tuple[float, float, float] | None = None,
     concurrency_key: str | None = None,
     max_concurrent: int | None = None,
+    rate_limit: str | None = None,
+    rate_burst: int | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -125,6 +129,8 @@ def task(
     backoff: tuple[float, float, float] | None = None,
     concurrency_key: str | None = None,
     max_concurrent: int | None = None,
+    rate_limit: str | None = None,
+    rate_burst: int | None = None,
 ) -> Any:
     """Register a function as a corral task: ``@task`` or ``@task(name="billing.invoice",
     retry_on=(IOError,), max_retries=5, timeout=30)``; returns a ``Task`` (call it to run
@@ -136,7 +142,13 @@ def task(
     ``queue``, ``priority``, ``backoff`` (base, factor, cap), and ``max_retries`` and
     ``timeout`` again: what a client that has the task registered puts in a job spec for
     the fields its caller leaves out (``Task.submit`` always has it registered), as are
-    ``concurrency_key`` and ``max_concurrent`` (at most N of the key's jobs run at once)."""
+    ``concurrency_key`` and ``max_concurrent`` (at most N of the key's jobs run at once).
+    ``rate_limit`` ("100/s", "30/m", "1000/h") and ``rate_burst`` (how many may start at
+    once; default one second's worth): at most that many of the task's jobs start, across
+    every worker, whoever submits them. Its workers declare it to the scheduler, which
+    holds it like ``corral limit set TASK RATE`` does, except that an admin's limit of the
+    same name wins over it."""
+    limit = _rate_limit(rate_limit, rate_burst)
     if max_concurrent is not None and (max_concurrent < 1 or concurrency_key is None):
         raise ValueError(
             f"max_concurrent must be 1 or more, with a concurrency_key, got {max_concurrent}"
@@ -160,7 +172,7 @@ def task(
         REGISTRY[key] = func
         options = TaskOptions(
             retry_on, max_retries, timeout, queue, priority, backoff, concurrency_key,
-            max_concurrent,
+            max_concurrent, limit,
         )  # fmt: skip
         if options != TaskOptions():
             OPTIONS[key] = options
@@ -169,6 +181,26 @@ def task(
         return Task(func, key)
 
     return register(fn) if fn is not None else register
+
+
+def _rate_limit(rate: str | None, burst: int | None) -> tuple[int, float, int] | None:
+    """``@task``'s ``rate_limit`` and ``rate_burst`` as (count, period, burst), checked:
+    ValueError or TypeError at import time, not a surprise at the scheduler."""
+    if rate is None:
+        if burst is not None:
+            raise ValueError("rate_burst needs a rate_limit")
+        return None
+    if not isinstance(rate, str):
+        raise TypeError(f"rate_limit must be a string like '100/s', got {rate!r}")
+    try:
+        count, period = parse_rate(rate)
+    except RequestRefused as exc:
+        raise ValueError(exc.message) from None
+    if burst is None:
+        burst = default_burst(count, period)
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_COUNT:
+        raise ValueError(f"rate_burst must be a whole number, 1 to {MAX_COUNT:,}: {burst!r}")
+    return count, period, burst
 
 
 def retryable(options: TaskOptions, exc: BaseException | None, attempt: int) -> bool:

@@ -321,16 +321,19 @@ async def test_rate_limits_are_set_changed_spent_and_removed_across_restarts(
     from actors.scheduler.store.base import LimitRecord
 
     store = await store_factory.open()
-    await commit(store, limits=[("tasks.mail", (100, 1.0, 100)), ("customer-1", (5, 60.0, 2))])
+    await commit(
+        store, limits=[("tasks.mail", (100, 1.0, 100, True)), ("customer-1", (5, 60.0, 2, False))]
+    )
     await commit(store, limit_states=[("tasks.mail", 1_700_000_000.5)])
     store = await store_factory.restart(store)
     assert await store.limits() == [
-        LimitRecord("customer-1", 5, 60.0, 2, 0.0),
-        LimitRecord("tasks.mail", 100, 1.0, 100, 1_700_000_000.5),
+        LimitRecord("customer-1", 5, 60.0, 2, 0.0, declared=False),
+        LimitRecord("tasks.mail", 100, 1.0, 100, 1_700_000_000.5, declared=True),
     ]
-    # A new rate keeps the bucket's state; a removed limit is gone, and a late state
-    # update (a pick committed after the remove) does not bring it back.
-    await commit(store, limits=[("tasks.mail", (10, 1.0, 5)), ("customer-1", None)])
+    # A new rate keeps the bucket's state (an admin's replacing a task's declared one
+    # too); a removed limit is gone, and a late state update (a pick committed after the
+    # remove) does not bring it back.
+    await commit(store, limits=[("tasks.mail", (10, 1.0, 5, False)), ("customer-1", None)])
     await commit(store, limit_states=[("customer-1", 1_700_000_001.0)])
     store = await store_factory.restart(store)
     assert await store.limits() == [LimitRecord("tasks.mail", 10, 1.0, 5, 1_700_000_000.5)]

@@ -97,6 +97,37 @@ def test_a_rate_limit_gives_its_burst_then_one_per_interval() -> None:
     assert restarted.match() == [], "no free burst after a restart"
 
 
+def test_a_declared_limit_applies_unless_an_admins_is_in_force() -> None:
+    s, clock = strategy()
+    gates = s.gates
+    assert gates.declare("t", 10, 1.0, 2), "no limit yet: the task's own applies"
+    assert not gates.declare("t", 10, 1.0, 2), "the same again: nothing to keep"
+    for i in range(1, 5):
+        s.push(job(i))
+    assert [j for j, _ in s.match()] == [1, 2]
+
+    def bucket() -> Bucket:
+        found = gates.rated["t"].bucket
+        assert found is not None
+        return found
+
+    tat = bucket().tat
+    assert gates.declare("t", 20, 1.0, 2), "a changed declaration replaces the old one"
+    assert (bucket().count, bucket().tat) == (20, tat), "its bucket's state kept"
+    gates.set_limit("t", 1, 60.0, 1)  # an admin's
+    assert not gates.declare("t", 50, 1.0, 50), "an admin's limit is never replaced"
+    assert bucket().count == 1
+    assert not gates.rated["t"].declared
+    clock.now += 0.5
+    s.release(gates.due())
+    assert [j for j, _ in s.match()] == [3], "its one token"
+    clock.now += 1.0
+    s.release(gates.due())
+    assert s.match() == [], "then the admin's 1/m holds"
+    s.release(gates.remove_limit("t"))
+    assert gates.declare("t", 10, 1.0, 2), "removed: the next declaration applies again"
+
+
 def test_removing_a_limit_releases_its_jobs() -> None:
     s, _ = strategy()
     s.gates.set_limit("t", 1, 3600.0, 1)

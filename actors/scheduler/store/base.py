@@ -71,13 +71,15 @@ class WorkflowRecord(msgspec.Struct, frozen=True):
 
 class LimitRecord(msgspec.Struct, frozen=True):
     """One rate limit as stored: ``count`` jobs per ``period`` seconds, ``burst`` at once,
-    and its bucket's state (``strategies.gates.Bucket.tat``, a Unix time)."""
+    and its bucket's state (``strategies.gates.Bucket.tat``, a Unix time).
+    ``declared``: a task's own (``@task(rate_limit=...)``), which an admin's replaces."""
 
     name: str
     count: int
     period: float
     burst: int
     tat: float = 0.0
+    declared: bool = False  # declared by ``@task(rate_limit=...)``, not set by an admin
 
 
 class ScheduleRecord(msgspec.Struct, frozen=True):

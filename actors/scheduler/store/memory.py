@@ -118,7 +118,9 @@ class MemoryStore(StoreBackend):
         for name, rate in ops.limits:
             old = self.limit_rows.pop(name, None)
             if rate is not None:
-                self.limit_rows[name] = LimitRecord(name, *rate, tat=old.tat if old else 0.0)
+                count, period, burst, declared = rate
+                tat = old.tat if old else 0.0
+                self.limit_rows[name] = LimitRecord(name, count, period, burst, tat, declared)
         for name, tat in ops.limit_states:
             if name in self.limit_rows:
                 self.limit_rows[name] = msgspec.structs.replace(self.limit_rows[name], tat=tat)

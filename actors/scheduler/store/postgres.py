@@ -231,8 +231,10 @@ class PostgresStore(StoreBackend):
         return [row[0] for row in rows]
 
     async def limits(self) -> list[LimitRecord]:
-        rows = await self._rows("SELECT name, count, period, burst, tat FROM limits ORDER BY name")
-        return [LimitRecord(text_out(r[0]) or "", r[1], r[2], r[3], r[4]) for r in rows]
+        rows = await self._rows(
+            "SELECT name, count, period, burst, tat, declared FROM limits ORDER BY name"
+        )
+        return [LimitRecord(text_out(r[0]) or "", r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     async def schedules(self) -> list[ScheduleRecord]:
         rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")

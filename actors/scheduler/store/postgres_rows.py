@@ -95,9 +95,9 @@ INSERT_EDGES = (
 )
 # A rate limit created, or changed keeping its bucket's state (Ops.limits).
 SET_LIMIT = (
-    "INSERT INTO limits (name, count, period, burst, tat) VALUES ($1, $2, $3, $4, 0) "
+    "INSERT INTO limits (name, count, period, burst, tat, declared) VALUES ($1, $2, $3, $4, 0, $5) "
     "ON CONFLICT (name) DO UPDATE SET count = excluded.count, period = excluded.period, "
-    "burst = excluded.burst"
+    "burst = excluded.burst, declared = excluded.declared"
 )
 DELETE_JOBS = (
     f"DELETE FROM jobs AS j USING {_unnest(('id', 'expected'))} "

@@ -152,7 +152,12 @@ CREATE INDEX jobs_finished ON jobs (status, finished_at)
     WHERE status IN ('SUCCEEDED', 'CANCELLED', 'UPSTREAM_FAILED', 'FAILED');
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6, _STEP_7]
+# Step 8: who a rate limit comes from, as SQLite's step 8.
+_STEP_8 = """
+ALTER TABLE limits ADD COLUMN declared boolean NOT NULL DEFAULT false;
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6, _STEP_7, _STEP_8]
 
 # The database's identity (step 3).
 DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"

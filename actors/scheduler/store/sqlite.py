@@ -320,8 +320,11 @@ class SqliteStore(StoreBackend):
         return sorted(found)
 
     async def limits(self) -> list[LimitRecord]:
-        rows = await self._rows("SELECT name, count, period, burst, tat FROM limits ORDER BY name")
-        return [LimitRecord(*row) for row in rows]
+        rows = await self._rows(
+            "SELECT name, count, period, burst, tat, declared FROM limits ORDER BY name"
+        )
+        # SQLite has no booleans: declared reads back as 0 or 1
+        return [LimitRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
     async def schedules(self) -> list[ScheduleRecord]:
         rows = await self._rows(f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM schedules ORDER BY name")

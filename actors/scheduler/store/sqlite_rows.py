@@ -49,9 +49,9 @@ INSERT_EDGE = "INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)"
 _DELETE_JOB = "DELETE FROM jobs WHERE id = ? AND status = ?"
 # A rate limit created, or changed keeping its bucket's state (Ops.limits).
 SET_LIMIT = (
-    "INSERT INTO limits (name, count, period, burst, tat) VALUES (?, ?, ?, ?, 0) "
+    "INSERT INTO limits (name, count, period, burst, tat, declared) VALUES (?, ?, ?, ?, 0, ?) "
     "ON CONFLICT (name) DO UPDATE SET count = excluded.count, period = excluded.period, "
-    "burst = excluded.burst"
+    "burst = excluded.burst, declared = excluded.declared"
 )
 
 

@@ -143,7 +143,14 @@ CREATE INDEX jobs_finished ON jobs(status, finished_at)
     WHERE status IN ('SUCCEEDED', 'CANCELLED', 'UPSTREAM_FAILED', 'FAILED');
 """
 
-STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6, _STEP_7]
+# Step 8: who a rate limit comes from (issue 17): 1 for one a task declared
+# (``@task(rate_limit=...)``, told by the workers that run it), 0 for one an admin set
+# (``corral limit set``), which a declaration never replaces.
+_STEP_8 = """
+ALTER TABLE limits ADD COLUMN declared INTEGER NOT NULL DEFAULT 0;
+"""
+
+STEPS: list[str] = [_STEP_1, _STEP_2, _STEP_3, _STEP_4, _STEP_5, _STEP_6, _STEP_7, _STEP_8]
 
 # The database's identity (step 3).
 DATABASE_ID = "SELECT value FROM corral_meta WHERE key = 'database_id'"
