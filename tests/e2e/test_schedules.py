@@ -97,9 +97,9 @@ async def _first_fire(ledger: str, name: str) -> int | None:
 async def test_a_sigkilled_scheduler_runs_no_fire_time_twice_and_the_missed_per_policy(
     cluster: Cluster, missed: str
 ) -> None:
-    """Killed right after a fire time F0 ran, down for F0+5 and F0+10 of an every-5s
-    schedule, started again at F0+11.3 (F0+10 is then 1.3 s old: missed, not on time)."""
-    every = 5
+    """Killed right after a fire time F0 ran, down for F0+3 and F0+6 of an every-3s
+    schedule, started again at F0+7.3 (F0+6 is then 1.3 s old: missed, not on time)."""
+    every = 3
     cluster.start(workers=1)
     async with cluster.client() as client:
         await until_workers(client, {"w0"})
