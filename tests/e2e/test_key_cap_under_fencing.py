@@ -30,13 +30,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
 from actors.client import AsyncClient, job_spec
 from tests.helpers.cluster import Cluster
-from tests.helpers.ledger_tasks import read_events
+from tests.helpers.overlap import attempts_ended, executions, late, most_at_once
 from tests.helpers.waiting import until, until_workers
 
 pytestmark = pytest.mark.slow
@@ -58,47 +57,6 @@ def cpu_hogs(n: int) -> Iterator[None]:
         for hog in hogs:
             hog.kill()
             hog.wait()
-
-
-def executions(ledger: str, ids: set[int]) -> list[dict[str, Any]]:
-    """Every execution of these jobs (by job, token and process): its first and last line."""
-    runs: dict[tuple[int, int, int], dict[str, Any]] = {}
-    for e in read_events(ledger):
-        if e["job"] not in ids:
-            continue
-        run = runs.setdefault(
-            (e["job"], e["token"], e["pid"]),
-            {"job": e["job"], "token": e["token"], "worker": e["worker"], "pid": e["pid"],
-             "first": e["at"], "last": e["at"], "ended": False},
-        )  # fmt: skip
-        run["first"] = min(run["first"], e["at"])
-        run["last"] = max(run["last"], e["at"])
-        run["ended"] = run["ended"] or e["event"] == "end"
-    return sorted(runs.values(), key=lambda r: r["first"])
-
-
-def most_at_once(runs: list[dict[str, Any]]) -> tuple[int, float]:
-    """The most executions between their first and last line at one instant, and when
-    (a last line at the same instant as another's first counts as before it)."""
-    points = sorted([(r["first"], 1) for r in runs] + [(r["last"], -1) for r in runs])
-    most, at, running = 0, 0.0, 0
-    for when, step in points:
-        running += step
-        if running > most:
-            most, at = running, when
-    return most, at
-
-
-async def attempts_ended(client: AsyncClient, ids: set[int]) -> dict[tuple[int, int], float]:
-    """When the scheduler recorded each attempt ended (by job and token)."""
-    ended: dict[tuple[int, int], float] = {}
-    for job_id in ids:
-        view = await client.job(job_id)
-        assert view is not None
-        for attempt in view.history:
-            if attempt.finished_at is not None:
-                ended[(job_id, attempt.token)] = attempt.finished_at
-    return ended
 
 
 async def worker_state(client: AsyncClient, name: str) -> str | None:
@@ -190,19 +148,15 @@ async def test_a_keys_cap_holds_in_real_time_while_workers_are_paused_and_starve
             ended = await attempts_ended(client, ids)
     runs = executions(cluster.ledger, ids)
     stopped = [r for r in runs if not r["ended"]]
-    late = [
-        {**r, "attempt_ended": ended.get((r["job"], r["token"]))}
-        for r in runs
-        if r["last"] > ended.get((r["job"], r["token"]), float("inf"))
-    ]
+    after = late(runs, ended)
     most, at = most_at_once(runs)
     # The check this test replaces counted a run with no end line (stopped) as running
     # forever: with k of them it saw CAP + k.
     naive, _ = most_at_once([{**r, "last": r["last"] if r["ended"] else 1e12} for r in runs])
     print(f"{pool}: {len(runs)} executions, {len(stopped)} stopped, {pauses} pauses, "
-          f"{len(late)} late, at most {most} at once (naive {naive})")  # fmt: skip
+          f"{len(after)} late, at most {most} at once (naive {naive})")  # fmt: skip
     assert pauses >= PAUSES, "the run must actually pause workers running the key's jobs"
     assert stopped, "some handlers must have been stopped (self-fenced) mid-run"
-    assert late == [], f"lines written after the scheduler ended the attempt: {late}"
+    assert after == [], f"lines written after the scheduler ended the attempt: {after}"
     overlapping = [r for r in runs if r["first"] <= at <= r["last"]]
     assert most <= CAP, f"{most} of the key's executions at once: {overlapping}"
