@@ -344,6 +344,12 @@ class Worker:
             reason = f"self-fenced: lease of {self.leases.lease:g}s not renewed"  # never vouch
         if reason is not None:
             self.stop_job(a.job_id, reason)
+            # Its result ends the attempt and frees its concurrency key's slot: not before
+            # the handler has stopped (a thread stops at its next bytecode). Meanwhile its
+            # lease stays listed, so the scheduler holds the slot or reclaims after grace.
+            await asyncio.wait((run.done,))
+            if self.outbox.closed:
+                return None
             result = failed(attempt, reason, retry=retryable(options, None, a.attempt))
         elif not run.done.done():
             self.stop_job(a.job_id, f"timed out after {timeout:g}s")
