@@ -12,9 +12,11 @@ only). The scheduler's folder (``--keys DIR``) holds its own pair,
 
 The role folders are read again whenever a key file in them changes: checked at each new
 connection's handshake, at most a second late for the frames of connections already made
-(``current_role``: a removed key's connections are refused from then on), and at once on
-SIGHUP (``reload_all``). Adding or removing a key needs no restart. A key listed under two
-roles is refused at start-up; appearing later, it keeps the roles read before.
+(a thread of its own looks at every key file once a second, so ``current_role``, asked on
+every frame, is a dictionary lookup that never waits for the disk: a removed key's
+connections are refused from then on), and at once on SIGHUP (``reload_all``). Adding or
+removing a key needs no restart. A key listed under two roles is refused at start-up;
+appearing later, it keeps the roles read before.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -36,16 +39,38 @@ log = logging.getLogger("corral.keys")
 
 ROLES = {"workers": "worker", "clients": "client", "admins": "admin"}
 SCHEDULER_KEY = "scheduler"
-# How stale ``KeyRing.current_role`` may be: the folders are looked at once a second at most.
+# How stale ``KeyRing.current_role`` may be: the watcher thread looks once a second.
 RECHECK_SECONDS = 1.0
 
 _rings: weakref.WeakSet[KeyRing] = weakref.WeakSet()
+_watcher: threading.Thread | None = None
+_watcher_lock = threading.Lock()
 
 
 def reload_all() -> None:
     """Read every key folder of this process again now (the scheduler's SIGHUP)."""
     for ring in list(_rings):
         ring.refresh()
+
+
+def _watch() -> None:
+    """Once a second, every key folder's files looked at, off the event loop."""
+    while True:
+        time.sleep(RECHECK_SECONDS)
+        for ring in list(_rings):
+            try:
+                ring.refresh()
+            except Exception:  # a folder gone or unreadable: the roles read before stay
+                log.exception("key folder %s not read", ring.folder)
+
+
+def _watch_rings(ring: KeyRing) -> None:
+    global _watcher
+    with _watcher_lock:
+        _rings.add(ring)
+        if _watcher is None:
+            _watcher = threading.Thread(target=_watch, name="corral-keys", daemon=True)
+            _watcher.start()
 
 
 def keygen(name: str, folder: Path) -> tuple[Path, Path]:
@@ -104,12 +129,12 @@ class KeyRing:
         self.public, self.secret = public, secret
         self._stamp: tuple[tuple[str, float], ...] = ()
         self._folders: tuple[float, ...] = ()
-        self._checked = time.monotonic()
+        self._lock = threading.Lock()  # one reading of the folders at a time
         self.roles: dict[str, str] = {}
         conflict = self.reload()
         if conflict:
             raise ConfigError("--keys", str(folder), f"one role per key ({conflict})")
-        _rings.add(self)
+        _watch_rings(self)
 
     def server_keys(self) -> ServerKeys:
         return ServerKeys(self.public, self.secret, self.authorize, self.current_role)
@@ -118,28 +143,27 @@ class KeyRing:
         """The role of a public key (Z85), None for a key it does not know; asked at every
         handshake, also by peers with no key of ours, so it costs three stats: a key file
         added or removed changes its folder's time and is seen at once, one rewritten in
-        place within a second (``current_role``'s look at every file)."""
+        place within a second (the watcher thread's look at every file)."""
         if self._folders != self._folder_stamps():
             self.refresh()
         return self.current_role(key)
 
     def current_role(self, key: str) -> str | None:
-        """``authorize``, looking at the folders at most once a second (every frame asks)."""
-        now = time.monotonic()
-        if now - self._checked >= RECHECK_SECONDS:
-            self.refresh()
+        """``authorize`` as the folders were at most a second ago: asked on every frame,
+        so a lookup only (the watcher thread reads the folders)."""
         return self.roles.get(key)
 
     def refresh(self) -> None:
-        """Read the role folders again if a key file in them changed."""
-        self._checked = time.monotonic()
-        stamp = self._stamps()
-        if self._stamp != stamp:
-            conflict = self.reload()
-            if conflict:
-                # Not read again until something changes (not at every handshake).
-                self._stamp, self._folders = stamp, self._folder_stamps()
-                log.error("keys in %s not reloaded: %s", self.folder, conflict)
+        """Read the role folders again if a key file in them changed (from the watcher
+        thread, a handshake or SIGHUP: one at a time)."""
+        with self._lock:
+            stamp = self._stamps()
+            if self._stamp != stamp:
+                conflict = self.reload()
+                if conflict:
+                    # Not read again until something changes (not at every handshake).
+                    self._stamp, self._folders = stamp, self._folder_stamps()
+                    log.error("keys in %s not reloaded: %s", self.folder, conflict)
 
     def _folder_stamps(self) -> tuple[float, ...]:
         stamps: list[float] = []
