@@ -117,6 +117,26 @@ async def test_the_overview_counts_are_corral_status_json_and_every_page_opens(
         await screenshot(page, name)
     await page.goto(url + "/jobs/999999")
     await expect(page.locator("main")).to_contain_text("no job 999999")
+    await narrow_and_dark(page, url)
+
+
+async def narrow_and_dark(page: Any, url: str) -> None:
+    """A phone-sized window with the system in dark mode: dark colours, nothing wider
+    than the window (tables scroll inside their own box)."""
+    from playwright.async_api import expect
+
+    await page.set_viewport_size({"width": 380, "height": 760})
+    await page.emulate_media(color_scheme="dark")
+    for path, name in [("/", "narrow-dark-overview"), ("/jobs", "narrow-dark-jobs")]:
+        await page.goto(url + path)
+        await expect(page.locator("#live")).to_have_text("live")
+        background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(22, 24, 27)", background
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} is {overflow}px wider than a narrow window"
+        await screenshot(page, name)
 
 
 async def test_a_job_page_turns_from_queued_to_succeeded_without_a_reload(
