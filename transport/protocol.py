@@ -181,6 +181,8 @@ class ListJobs(Message, frozen=True):
     status: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     queue: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    # Keyset paging: only jobs with an id below this one (the last id of the page before).
+    before: JobId | None = None
 
 
 class Requeue(Message, frozen=True):

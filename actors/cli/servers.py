@@ -292,7 +292,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, early.set)
         loop.add_signal_handler(signal.SIGHUP, reload_keys)  # not the default: exit
-        async with serving_http(http, lambda: brain.system.board):
+        async with serving_http(http, lambda: brain.system.board, lambda: brain):
             await serve_brain(brain, early)
 
     run_async(serve())
@@ -331,23 +331,37 @@ async def serve_with_standbys(config: SchedulerConfig, http: HttpSettings | None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop)
     loop.add_signal_handler(signal.SIGHUP, reload_keys)
-    async with serving_http(http, lambda: node.brain.system.board if node.brain else None):
+    async with serving_http(
+        http,
+        lambda: node.brain.system.board if node.brain else None,
+        lambda: node.brain,
+        lambda: node.leader(),
+    ):
         await node.run()
 
 
 @contextlib.asynccontextmanager
 async def serving_http(
-    settings: HttpSettings | None, board: Callable[[], MetricsBoard | None]
+    settings: HttpSettings | None,
+    board: Callable[[], MetricsBoard | None],
+    brain: Callable[[], Brain | None] | None = None,
+    leader: Callable[[], tuple[str, int]] = lambda: ("", 0),
 ) -> AsyncIterator[None]:
     """The HTTP server (none without a port) for as long as the block runs; started
     first, so a port in use ends the process (ConfigError, exit 2) before the database
-    or the scheduler's address is opened."""
+    or the scheduler's address is opened. With ``brain`` (the current term's, None while
+    standing by) it serves the dashboard too (``actors.http.pages``); ``leader`` is whom
+    a standby's dashboard names."""
     if settings is None:
         yield
         return
     from actors.http.server import HttpServer
 
     server = HttpServer(settings, board)
+    if brain is not None:
+        from actors.http.pages import install
+
+        install(server, brain, leader)
     await server.start()
     try:
         yield

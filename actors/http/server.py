@@ -1,4 +1,4 @@
-"""The scheduler process's HTTP server: ``/metrics`` today, the dashboard's pages later,
+"""The scheduler process's HTTP server: ``/metrics`` and the dashboard (``actors.http.pages``),
 served by aiohttp from the scheduler's own event loop (no thread, no second process).
 
 It owns the HTTP settings as the process uses them (``http_settings``: ``--http-port``
@@ -12,7 +12,10 @@ start and stop. What it promises:
 - With a token file, every request, on loopback too, must carry ``Authorization: Bearer
   TOKEN`` (compared in constant time). Anything else gets 401 with ``WWW-Authenticate:
   Bearer``, whatever the path (a 404 would tell a stranger which pages exist), counted
-  in ``corral_http_refused_total`` and logged at most once a second.
+  in ``corral_http_refused_total`` and logged at most once a second. A browser cannot add
+  that header to a page it opens, so the token is also taken as the password of HTTP
+  Basic credentials (any user name), and a request that accepts HTML is also challenged
+  ``Basic``: the browser asks for it once and sends it with every request after.
 - ``start`` serves or raises ConfigError naming the setting and the cause (the port in
   use, an address not on this host), leaving nothing open; ``stop`` closes it all.
 - A scrape reads the snapshots the actors publish (``actors.metrics``), never the
@@ -24,6 +27,7 @@ Pages are routes added to ``HttpServer.app`` before ``start``; they pass the sam
 
 from __future__ import annotations
 
+import base64
 import errno
 import hmac
 import ipaddress
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
@@ -52,6 +57,8 @@ DEFAULT_BIND = "127.0.0.1"
 SHUTDOWN_S = 1.0
 # What a 401 says: the scheme (RFC 6750), and the realm naming what asks.
 CHALLENGE = 'Bearer realm="corral"'
+# What a browser is also told (RFC 7617): it asks its user, and sends the answer itself.
+BROWSER_CHALLENGE = 'Basic realm="corral", charset="UTF-8"'
 
 
 @dataclass(frozen=True)
@@ -155,14 +162,20 @@ def bearer_auth(token: bytes, refused: Callable[[web.Request, str], None]) -> Mi
     @web.middleware
     async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
+        if scheme.lower() == "basic":
+            given = _basic_password(given)
+        if scheme.lower() in ("bearer", "basic") and hmac.compare_digest(
             given.strip().encode("utf-8", "replace"), token
         ):
             return await handler(request)
         refused(request, "a wrong token" if scheme else "no token")
+        challenges = CIMultiDict([(hdrs.WWW_AUTHENTICATE, CHALLENGE)])
+        if "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+            challenges.add(hdrs.WWW_AUTHENTICATE, BROWSER_CHALLENGE)
         raise web.HTTPUnauthorized(
-            headers={hdrs.WWW_AUTHENTICATE: CHALLENGE},
-            text="401: this needs Authorization: Bearer TOKEN (--http-token-file)\n",
+            headers=challenges,
+            text="401: this needs Authorization: Bearer TOKEN (--http-token-file); in a "
+            "browser, give the token as the password\n",
         )
 
     return authorize
@@ -252,6 +265,16 @@ class HttpServer(Collector):
             "HTTP requests refused for a missing or wrong bearer token.",
             value=self.refused,
         )
+
+
+def _basic_password(credentials: str) -> str:
+    """The password of HTTP Basic ``credentials`` (base64 of user:password), "" if they
+    are malformed."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 def _reason(exc: OSError) -> str:

@@ -95,6 +95,11 @@ class Brain:
         self._running = False  # the actors run, and close their own resources on stop
 
     @property
+    def running(self) -> bool:
+        """Started, and serving until it stops (the dashboard asks only then)."""
+        return self._running
+
+    @property
     def address(self) -> str:
         assert self.transport is not None
         return self.transport.address

@@ -53,6 +53,12 @@ WORK_FRAMES = (wire.Assign, wire.StopJob, wire.Welcome)
 # cannot grow it forever; a forgotten peer is simply asked to say hello again.
 MAX_KNOWN_PEERS = 100_000
 
+# Peer ids of in-process peers (the dashboard, actors.http.bridge): replies to them are
+# handed to ``Gateway.local`` instead of the transport. No network peer has such an id:
+# ZeroMQ's own routing ids are 5 bytes (a zero byte, then 4), one a client sets may not
+# start with a zero byte, keyed ids start with the role, the memory transport's with "mem-".
+LOCAL_PEER = b"\x00local:"
+
 WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Progress)
 
 # A peer refused over its quota (actors.scheduler.quotas) this many times within
@@ -98,6 +104,8 @@ class Gateway(Actor):
         # The role the key folder gives a key now (None: removed); None without keys.
         self.role_of: Callable[[str], str | None] | None = None
         self._warn = RateLimitedLog(log)
+        # Where replies to in-process peers (LOCAL_PEER) go; None: there are none.
+        self.local: Callable[[bytes, wire.Message], None] | None = None
         self._replies: list[Send] = []
         self.scheduler: Actor
         self.dispatcher: Actor
@@ -125,6 +133,9 @@ class Gateway(Actor):
             self._send(send.peer, send.message)
 
     def _send(self, peer: bytes, message: wire.Message) -> None:
+        if self.local is not None and peer.startswith(LOCAL_PEER):
+            self.local(peer, message)
+            return
         if type(message) is wire.ErrorReply and message.code == "quota":
             self._strike(peer)
         try:

@@ -57,6 +57,9 @@ class Node:
         self.address = ""
         self.brain: Brain | None = None
         self.database_id = ""  # the database's identity, once open
+        # Where the leader is and its term, as this scheduler last read them (("", 0):
+        # none known yet); the dashboard of a standby names it.
+        self.leader: Callable[[], tuple[str, int]] = lambda: ("", 0)
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -86,6 +89,7 @@ class Node:
             await transport.close()
 
     async def _serve(self, transport: ServerTransport, leadership: Leadership) -> None:
+        self.leader = leadership.known_leader  # for the dashboard's standby page
         term = await leadership.attempt(reclaim=True)
         while not self.stopping.is_set():
             if term is None:

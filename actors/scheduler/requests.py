@@ -90,6 +90,7 @@ async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -
         StoreBackend.list_jobs,
         status=status,
         queue=request.queue or None,
+        before=request.before,
         limit=request.limit,
         owner=owners.limited_to(sched, peer),
     )

@@ -195,6 +195,34 @@ async def test_list_jobs_keeps_to_its_limit_and_to_before(store_factory: StoreFa
     assert [j.id for j in await store.list_jobs(status=S, before=30, limit=3)] == [26, 22, 18]
 
 
+async def test_ended_by_minute_counts_finished_jobs_per_minute_and_status_since_a_time(
+    store_factory: StoreFactory,
+) -> None:
+    store = await store_factory.open()
+    await commit(
+        store,
+        inserts=[
+            job(1, S, finished_at=600.0),  # minute 10
+            job(2, S, finished_at=659.9),  # minute 10
+            job(3, F, finished_at=630.0, error="boom"),  # minute 10
+            job(4, S, finished_at=720.0),  # minute 12
+            job(5, C, finished_at=725.0),  # minute 12
+            job(6, S, finished_at=599.0),  # before since
+            job(7, R, token=1, worker="w", started_at=700.0),  # not ended
+            job(8, P),
+        ],
+    )
+    for _ in range(2):
+        assert await store.ended_by_minute(600.0) == [
+            (10, "FAILED", 1),
+            (10, "SUCCEEDED", 2),
+            (12, "CANCELLED", 1),
+            (12, "SUCCEEDED", 1),
+        ]
+        assert await store.ended_by_minute(10_000.0) == []
+        store = await store_factory.restart(store)
+
+
 async def test_job_ids_of_a_status_are_ascending(store_factory: StoreFactory) -> None:
     store = await _listing_store(store_factory)
     for status in _STATUSES:

@@ -214,6 +214,13 @@ class StoreBackend(abc.ABC):
         """Ids of the jobs that depend on any of ``parents`` (each once, ascending)."""
 
     @abc.abstractmethod
+    async def ended_by_minute(self, since: float) -> list[tuple[int, str, int]]:
+        """Jobs that ended (SUCCEEDED, FAILED, CANCELLED, UPSTREAM_FAILED) at or after
+        ``since`` and are still stored: (minute, status, count) where ``minute`` is
+        ``int(finished_at // 60)``, by minute then status (the dashboard's throughput chart,
+        read through the ``jobs_finished`` index)."""
+
+    @abc.abstractmethod
     async def limits(self) -> list[LimitRecord]:
         """Every rate limit, by name."""
 

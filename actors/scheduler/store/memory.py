@@ -14,7 +14,7 @@ from collections.abc import Collection
 import msgspec
 
 from actors.errors import StoreInconsistent
-from actors.lifecycle import LIVE, JobState
+from actors.lifecycle import LIVE, TERMINAL, JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import CHANGED_FIELDS, Ops
 from actors.scheduler.store.base import (
@@ -186,6 +186,14 @@ class MemoryStore(StoreBackend):
 
     async def job_ids(self, status: JobState) -> list[int]:
         return sorted(i for i, j in self.rows.items() if j.status == status)
+
+    async def ended_by_minute(self, since: float) -> list[tuple[int, str, int]]:
+        counts: Counter[tuple[int, str]] = Counter(
+            (int(j.finished_at // 60), j.status.value)
+            for j in self.rows.values()
+            if j.status in TERMINAL and j.finished_at is not None and j.finished_at >= since
+        )
+        return [(m, s, n) for (m, s), n in sorted(counts.items())]
 
     async def attempts(self, job_id: int) -> list[AttemptRecord]:
         return sorted(

@@ -287,6 +287,15 @@ class SqliteStore(StoreBackend):
         rows = await self._rows("SELECT id FROM jobs WHERE status = ? ORDER BY id", [status])
         return [row[0] for row in rows]
 
+    async def ended_by_minute(self, since: float) -> list[tuple[int, str, int]]:
+        rows = await self._rows(
+            "SELECT CAST(finished_at / 60 AS INTEGER) AS minute, status, COUNT(*) FROM jobs "
+            "WHERE status IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'UPSTREAM_FAILED') "
+            "AND finished_at >= ? GROUP BY minute, status ORDER BY minute, status",
+            [since],
+        )
+        return [(int(m), str(s), int(n)) for m, s, n in rows]
+
     async def attempts(self, job_id: int) -> list[AttemptRecord]:
         rows = await self._rows(
             "SELECT job_id, token, worker, started_at, finished_at, outcome, error "
