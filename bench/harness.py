@@ -35,10 +35,45 @@ FAST_TIMINGS = (
 )
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes ports from for bind(0) and outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(part) for part in f.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+# Listeners of tests and benches take their ports from below the kernel's ephemeral range
+# (Linux: 32768-60999), which bind(0) and outgoing connections never use: a port freed by a
+# scheduler killed mid-test is not handed to another process's bind(0) before the test
+# starts a scheduler on it again (a client still retrying would reach that other process:
+# seen once, a Submit acknowledged by another test's scheduler). Each process walks the
+# range from a random start, so concurrent test processes rarely meet either.
+_PORTS = (10_000, min(32_000, _ephemeral_ports()[0]))
+_next_port = 0
+
+
 def free_address() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    """A tcp:// address on loopback whose port is free now (see ``_PORTS``)."""
+    global _next_port
+    low, high = _PORTS
+    if high - low < 1000:  # a machine whose ephemeral range starts low: the kernel's pick
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    if not _next_port:
+        _next_port = low + int.from_bytes(os.urandom(4), "big") % (high - low)
+    for _ in range(high - low):
+        port, _next_port = _next_port, low + (_next_port + 1 - low) % (high - low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: lingering connections count
+            except OSError:
+                continue
+        return f"tcp://127.0.0.1:{port}"
+    raise OSError(f"no free port on 127.0.0.1 between {low} and {high}")
 
 
 def listening(address: str) -> bool:
