@@ -49,7 +49,8 @@ def _ephemeral_ports() -> tuple[int, int]:
 # (Linux: 32768-60999), which bind(0) and outgoing connections never use: a port freed by a
 # scheduler killed mid-test is not handed to another process's bind(0) before the test
 # starts a scheduler on it again (a client still retrying would reach that other process:
-# seen once, a Submit acknowledged by another test's scheduler). Each process walks the
+# most likely what happened when a killed scheduler's client printed ids its own scheduler
+# never gave, from a test's fake scheduler, which names no database). Each process walks the
 # range from a random start, so concurrent test processes rarely meet either.
 _PORTS = (10_000, min(32_000, _ephemeral_ports()[0]))
 _next_port = 0
