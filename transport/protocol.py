@@ -24,6 +24,14 @@ import msgspec
 
 from transport.errors import BadFrame
 from transport.framing import check_size, request_id_of
+from transport.jobs import CancelJobs as CancelJobs
+from transport.jobs import CancelReply as CancelReply
+from transport.jobs import GetJob as GetJob
+from transport.jobs import JobList as JobList
+from transport.jobs import JobReply as JobReply
+from transport.jobs import ListJobs as ListJobs
+from transport.jobs import Requeue as Requeue
+from transport.jobs import RequeueReply as RequeueReply
 from transport.limits import DeclaredLimit as DeclaredLimit
 from transport.limits import GateView as GateView
 from transport.limits import LimitsReply as LimitsReply
@@ -147,11 +155,6 @@ class GetStatus(Message, frozen=True):
     request_id: RequestId
 
 
-class GetJob(Message, frozen=True):
-    request_id: RequestId
-    job_id: JobId
-
-
 class Results(Message, frozen=True):
     """Finished executions, and the slots freed: one per result unless ``credits`` says
     otherwise (a timed-out handler's thread may stay busy after its result is sent; its
@@ -169,28 +172,6 @@ class Heartbeat(Message, frozen=True):
     # The ``seq`` of the last Assign frame the worker had processed when it sent this:
     # a lease granted in that frame or before, and not listed, is not held (reclaim it).
     assign_seq: Annotated[int, msgspec.Meta(ge=0)] = 0
-
-
-class CancelJobs(Message, frozen=True):
-    request_id: RequestId
-    job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1, max_length=100_000)]
-
-
-class ListJobs(Message, frozen=True):
-    request_id: RequestId
-    status: Annotated[str, msgspec.Meta(max_length=32)] | None = None
-    queue: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
-    # Keyset paging: only jobs with an id below this one (the last id of the page before).
-    before: JobId | None = None
-
-
-class Requeue(Message, frozen=True):
-    """Re-queue dead-lettered (FAILED) jobs: these ids, or every one with ``all_failed``."""
-
-    request_id: RequestId
-    job_ids: Annotated[list[JobId], msgspec.Meta(max_length=100_000)] = []
-    all_failed: bool = False
 
 
 class Progress(Message, frozen=True):
@@ -297,11 +278,6 @@ class StatusReply(Message, frozen=True):
     status: StatusView
 
 
-class JobReply(Message, frozen=True):
-    request_id: int
-    job: JobView | None
-
-
 class Assign(Message, frozen=True):
     assignments: list[Assignment]
     # Numbers the Assign frames sent to one worker connection (1, 2, ...); the worker
@@ -353,22 +329,6 @@ class StopJob(Message, frozen=True):
     job_id: int
     token: int
     reason: str
-
-
-class CancelReply(Message, frozen=True):
-    request_id: int
-    statuses: list[tuple[int, str]]  # (job_id, status after the request)
-
-
-class JobList(Message, frozen=True):
-    request_id: int
-    jobs: list[JobView]
-
-
-class RequeueReply(Message, frozen=True):
-    request_id: int
-    job_ids: list[int]
-    skipped: list[tuple[int, str]] = []  # (job_id, why it was not re-queued)
 
 
 class NotLeader(Message, frozen=True):
