@@ -188,4 +188,7 @@ def test_the_delayed_and_rate_limit_modes_measure_and_lose_nothing() -> None:
     limited = bench("--rate-limit", "40", "--duration", "2")
     assert limited["mode"] == "rate-limit"
     assert (limited["lost"], limited["duplicated"]) == (0, 0)
-    assert limited["started_in_window"] <= 40 * 2 + 1, "never over the rate"
+    # The scheduler hands out one every 25 ms once the burst is spent; the window counts
+    # the workers' start lines, whose delivery delay varies under load, so a start due just
+    # before the window may land in it: a few of slack, where no limit would give ~200.
+    assert limited["started_in_window"] <= 40 * 2 + 3, "never over the rate"

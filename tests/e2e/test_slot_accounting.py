@@ -63,7 +63,9 @@ async def test_a_slot_stuck_in_a_timed_out_thread_is_not_offered_after_a_restart
     cluster.start("--lease", "4", "--lease-grace", "1")
     cluster.worker("stuck", 1, "--pool", "thread")
     async with cluster.client() as client:
-        stuck = await client.submit("nap", [8.0], timeout=0.3, max_retries=0)
+        # Stuck far longer than the test runs on a loaded machine (a restart and a worker
+        # start can take seconds): the slot must not come back free while it matters.
+        stuck = await client.submit("nap", [60.0], timeout=0.3, max_retries=0)
         assert (await client.wait([stuck], timeout=20))[stuck].status == "FAILED"
         cluster.restart_scheduler()
         while not (await client.status()).workers:  # noqa: ASYNC110 - polls the scheduler
