@@ -54,9 +54,10 @@ WORK_FRAMES = (wire.Assign, wire.StopJob, wire.Welcome)
 MAX_KNOWN_PEERS = 100_000
 
 # Peer ids of in-process peers (the dashboard, actors.http.bridge): replies to them are
-# handed to ``Gateway.local`` instead of the transport. No network peer has such an id:
-# ZeroMQ's own routing ids are 5 bytes (a zero byte, then 4), one a client sets may not
-# start with a zero byte, keyed ids start with the role, the memory transport's with "mem-".
+# handed to ``Gateway.local`` instead of the transport. ZeroMQ's own routing ids are 5
+# bytes (a zero byte, then 4), keyed ids start with the role, the memory transport's with
+# "mem-"; but a peer may choose its routing id, a leading zero byte included, so a network
+# frame from an id with this prefix is refused unread (``_route``).
 LOCAL_PEER = b"\x00local:"
 
 WORKER_FRAMES = (wire.Results, wire.Heartbeat, wire.Drain, wire.Goodbye, wire.Progress)
@@ -203,6 +204,10 @@ class Gateway(Actor):
             await asyncio.sleep(0)
 
     def _route(self, peer: bytes, frame: bytes, workers_seen: list[bytes]) -> None:
+        if peer.startswith(LOCAL_PEER):  # a network peer named like an in-process one
+            self.forbidden_frames += 1
+            self._warn("refused frame from %s: a routing id reserved in-process", peer.hex())
+            return
         who = self.transport.identity(peer)
         if self.banned and self._banned(quotas.subject(who, peer)):
             self.banned_frames += 1

@@ -71,3 +71,24 @@ async def test_replies_are_not_held_past_the_end_of_the_turn() -> None:
             assert [m.request_id for _, m in transport.sent] == list(range(request_id + 1))
     finally:
         task.cancel()
+
+
+def test_a_network_peer_cannot_take_an_in_process_peers_id() -> None:
+    """ZeroMQ lets a peer choose its routing id, a leading zero byte included: one that
+    named itself like the dashboard's in-process peers would have its replies (and the
+    events of a stream it acknowledged or ended) go to the dashboard. Its frames are
+    refused unread, and nothing reaches the in-process side."""
+    from actors.scheduler.gateway import LOCAL_PEER
+
+    transport = Recording()
+    gateway = Gateway(transport, 1.0, "test")
+    delivered: list[tuple[bytes, wire.Message]] = []
+    gateway.local = lambda peer, message: delivered.append((peer, message))
+    forged = LOCAL_PEER + b"1"
+    for message in (wire.ClientHello(wire.PROTOCOL_VERSION), wire.GetStatus(1)):
+        gateway._route(forged, wire.encode(message), [])
+    assert delivered == []
+    assert transport.sent == []
+    assert gateway.forbidden_frames == 2
+    gateway._send(LOCAL_PEER + b"2", wire.Submitted(3, [1]))  # a real in-process reply
+    assert [peer for peer, _ in delivered] == [LOCAL_PEER + b"2"]
