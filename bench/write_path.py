@@ -4,7 +4,7 @@ per job on a real file, with no actors, no sockets and no event loop.
 ``python -m bench.write_path [ROUNDS] [BATCH]`` builds the throughput mode's jobs through a
 real ``JobTable`` (no-op task, default queue, no key, no parents, created ready), and
 commits them as the scheduler does: the new jobs (inserted QUEUED), their leases, their
-successes, each a batch of BATCH jobs. ``split`` commits the three apart; ``folded`` commits
+successes, each a batch of BATCH jobs. ``split`` commits the three apart; ``merged`` commits
 the inserts and the leases in one batch (both writers merged, as the store actor merges
 writes that pile up), then the successes. Only the thread's CPU inside ``write_batch`` is
 counted (``time.thread_time``), so the figure is the database thread's cost per job.
@@ -29,7 +29,7 @@ from actors.scheduler.store.sqlite_schema import migrate
 from transport import protocol as wire
 
 
-def _round(conn: sqlite3.Connection, table: JobTable, batch: int, folded: bool) -> float:
+def _round(conn: sqlite3.Connection, table: JobTable, batch: int, merged: bool) -> float:
     """One batch of jobs through insert, lease and success: CPU seconds in write_batch."""
     spec = job_spec("bench.noop")
     created = Ops()
@@ -45,7 +45,7 @@ def _round(conn: sqlite3.Connection, table: JobTable, batch: int, folded: bool) 
     done = Ops()
     for job in jobs:
         table.succeed(job, wire.NONE_RAW, done)
-    if folded:
+    if merged:
         created.extend(leased)
         writes = [created, done]
     else:
@@ -62,7 +62,7 @@ def _round(conn: sqlite3.Connection, table: JobTable, batch: int, folded: bool) 
 
 def main(rounds: int = 30, batch: int = 2000) -> None:
     directory = tempfile.mkdtemp(prefix="corral-write-path-")
-    results: dict[str, list[float]] = {"split": [], "folded": []}
+    results: dict[str, list[float]] = {"split": [], "merged": []}
     for name in results:
         path = os.path.join(directory, f"{name}.db")
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -70,8 +70,8 @@ def main(rounds: int = 30, batch: int = 2000) -> None:
             conn.execute(pragma)
         migrate(conn, path)
         table = JobTable(SchedulerConfig())
-        _round(conn, table, batch, name == "folded")  # warm up: caches, statements, pages
-        results[name] = [_round(conn, table, batch, name == "folded") for _ in range(rounds)]
+        _round(conn, table, batch, name == "merged")  # warm up: caches, statements, pages
+        results[name] = [_round(conn, table, batch, name == "merged") for _ in range(rounds)]
         conn.close()
     for name, cpus in results.items():
         per_job = sorted(cpu / batch * 1e6 for cpu in cpus)
