@@ -79,7 +79,9 @@ INLINE_COMMIT_OPS = 64
 # microseconds in which two schedulers' first locks can cross, short beside a start-up.
 LOCKED_RETRY_PAUSE_S = (0.05, 0.25)
 
-_LIVE = "status IN ('PENDING', 'QUEUED', 'RUNNING')"
+# The WHERE of the partial index jobs_live, word for word (schema step 9): SQLite uses a
+# partial index only for a query that spells its condition (an IN list would scan).
+_LIVE = "(status = 'PENDING' OR status = 'QUEUED' OR status = 'RUNNING')"
 # The constraint failures that mean "this row exists already" (a primary key or a unique
 # idempotency key); any other constraint failure is a plain write error.
 _CLASHES = (sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE)

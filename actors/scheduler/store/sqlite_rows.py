@@ -1,5 +1,7 @@
 """How the SQLite store writes: the mapping between a job and its row, and the one
 transaction a batch of operations becomes (run in aiosqlite's thread, or inline when small).
+The statements and parameter rows of new and changed jobs are built in ``sqlite_binds``
+(plain values only: issue 19).
 """
 
 from __future__ import annotations
@@ -17,26 +19,20 @@ from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.ops import (
     ATTEMPT_FIELDS,
-    CHANGED_FIELDS,
     SCHEDULE_FIELDS,
     WORKFLOW_FIELDS,
     Ops,
 )
 from actors.scheduler.store import sqlite_file
+from actors.scheduler.store.sqlite_binds import insert_rows, insert_sql, update_runs
 from actors.scheduler.store.sqlite_schema import JOB_COLUMNS
 from transport import protocol as wire
 
 T = TypeVar("T")
 
-_pack_ids = msgspec.msgpack.Encoder().encode
 _unpack_ids = msgspec.msgpack.Decoder(list[int]).decode
-_NO_IDS = _pack_ids([])
 _COLUMNS = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 
-INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-UPDATE_JOB = (
-    f"UPDATE jobs SET {', '.join(f'{name}=?' for name in CHANGED_FIELDS)} WHERE id=? AND status=?"
-)
 INSERT_ATTEMPT = (
     f"INSERT OR REPLACE INTO attempts ({', '.join(ATTEMPT_FIELDS)}) "
     f"VALUES ({', '.join('?' * len(ATTEMPT_FIELDS))})"
@@ -66,41 +62,6 @@ WRITE_SCHEDULE = (
 _DELETE_SCHEDULE = "DELETE FROM schedules WHERE name = ?"
 
 
-def job_params(job: Job) -> tuple[Any, ...]:
-    """A job's row for ``INSERT_JOB``, in ``JOB_COLUMNS`` order."""
-    backoff = job.backoff
-    return (
-        job.id,
-        job.task,
-        job.args,
-        job.kwargs,
-        job.priority,
-        job.queue,
-        _pack_ids(job.depends_on) if job.depends_on else _NO_IDS,
-        job.max_retries,
-        job.idempotency_key,
-        job.timeout,
-        job.created_at,
-        job.status,  # a StrEnum is a str: no .value lookup on the hot path
-        job.attempts,
-        job.token,
-        job.worker,
-        job.started_at,
-        job.finished_at,
-        job.not_before,
-        job.result,
-        job.error,
-        backoff.base if backoff else None,
-        backoff.factor if backoff else None,
-        backoff.cap if backoff else None,
-        job.workflow_id,
-        job.step,
-        job.owner,
-        job.concurrency_key,
-        job.max_concurrent,
-    )
-
-
 def job_from_row(row: tuple[Any, ...]) -> Job:
     """Rebuild a job from a ``JOB_COLUMNS`` row."""
     fields = dict(zip(_COLUMNS, row, strict=True))
@@ -122,14 +83,17 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
         if ops.workflows:
             conn.executemany(INSERT_WORKFLOW, ops.workflows)
         if ops.inserts:
-            conn.executemany(INSERT_JOB, [job_params(job) for job in ops.inserts])
+            for shape, rows in insert_rows(ops.inserts).items():
+                conn.executemany(insert_sql(shape), rows)
         if ops.edges:
             conn.executemany(INSERT_EDGE, ops.edges)
         if ops.updates:
             # Only the count is kept, not the cursor: a cursor left in the frame of a raised
             # StoreInconsistent keeps its statement alive, and SQLite then keeps the file
             # (and its exclusive lock) open after close() until the garbage collector runs.
-            matched = conn.executemany(UPDATE_JOB, ops.updates).rowcount
+            matched = 0
+            for sql, rows in update_runs(ops.updates):
+                matched += conn.executemany(sql, rows).rowcount
             if matched != len(ops.updates):
                 raise StoreInconsistent(
                     f"compare-and-swap matched {matched} of {len(ops.updates)} job rows"
