@@ -96,8 +96,10 @@ def test_an_upgraded_database_reads_live_and_finished_jobs_through_the_new_index
     ).fetchall()
     assert "USING INDEX jobs_finished" in candidates[0][-1]
     indexed = conn.execute(
-        f"SELECT id FROM jobs INDEXED BY jobs_finished WHERE {sqlite_purge._TERMINAL} "
+        f"SELECT id FROM jobs INDEXED BY jobs_finished WHERE {sqlite_purge.TERMINAL} "
         "AND status = 'SUCCEEDED'"
     ).fetchall()
     assert [i for (i,) in indexed] == [i for i, s in every.items() if s == "SUCCEEDED"]
+    chart = conn.execute(f"EXPLAIN QUERY PLAN {sqlite.ENDED_BY_MINUTE}", (0.0,)).fetchall()
+    assert "USING COVERING INDEX jobs_finished" in chart[0][-1], "the dashboard's chart"
     conn.close()

@@ -87,6 +87,16 @@ _LIVE = "(status = 'PENDING' OR status = 'QUEUED' OR status = 'RUNNING')"
 _CLASHES = (sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
 
 
+# The dashboard's throughput chart: jobs ended per minute and status since a time. Written
+# with jobs_finished's own WHERE term, word for word, so that partial index serves it (an
+# IN list would scan the whole table).
+ENDED_BY_MINUTE = (
+    "SELECT CAST(finished_at / 60 AS INTEGER) AS minute, status, COUNT(*) FROM jobs "
+    f"WHERE {sqlite_purge.TERMINAL} AND finished_at >= ? GROUP BY minute, status "
+    "ORDER BY minute, status"
+)
+
+
 class SqliteStore(StoreBackend):
     def __init__(self, path: str, durability: str = DEFAULT_DURABILITY) -> None:
         self.path = path
@@ -290,12 +300,7 @@ class SqliteStore(StoreBackend):
         return [row[0] for row in rows]
 
     async def ended_by_minute(self, since: float) -> list[tuple[int, str, int]]:
-        rows = await self._rows(
-            "SELECT CAST(finished_at / 60 AS INTEGER) AS minute, status, COUNT(*) FROM jobs "
-            "WHERE status IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'UPSTREAM_FAILED') "
-            "AND finished_at >= ? GROUP BY minute, status ORDER BY minute, status",
-            [since],
-        )
+        rows = await self._rows(ENDED_BY_MINUTE, [since])
         return [(int(m), str(s), int(n)) for m, s, n in rows]
 
     async def attempts(self, job_id: int) -> list[AttemptRecord]:

@@ -26,7 +26,7 @@ from actors.scheduler.store.sqlite_schema import in_chunks
 _unpack_ids = msgspec.msgpack.Decoder(list[int]).decode
 
 # jobs_finished's WHERE (schema step 9)
-_TERMINAL = (
+TERMINAL = (
     "(status = 'SUCCEEDED' OR status = 'CANCELLED' OR status = 'UPSTREAM_FAILED' "
     "OR status = 'FAILED')"
 )
@@ -35,7 +35,7 @@ _AGAIN = ", ".join(f"'{s}'" for s in MAY_RUN_AGAIN)
 # The index's own WHERE term, word for word, lets SQLite use the partial index.
 _CANDIDATES = f"""
 SELECT id, status, idempotency_key, workflow_id, depends_on FROM jobs AS j
-WHERE {_TERMINAL} AND status = ? AND finished_at < ?
+WHERE {TERMINAL} AND status = ? AND finished_at < ?
   AND id < (SELECT max(id) FROM jobs)
   AND NOT EXISTS (
     SELECT 1 FROM edges AS e JOIN jobs AS c ON c.id = e.child

@@ -156,7 +156,7 @@ ALTER TABLE limits ADD COLUMN declared INTEGER NOT NULL DEFAULT 0;
 # built one per such index (an UPDATE two: the old row and the new): about 2 us each, over
 # half of a job's write cost on this machine (``python -m bench.write_path``). The same rows
 # are indexed; the queries that read through them spell the same ORs (``sqlite._LIVE``,
-# ``sqlite_purge._TERMINAL``), which is how SQLite matches a query to a partial index.
+# ``sqlite_purge.TERMINAL``), which is how SQLite matches a query to a partial index.
 _STEP_9 = """
 DROP INDEX jobs_live;
 CREATE INDEX jobs_live ON jobs(id)
