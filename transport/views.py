@@ -108,6 +108,11 @@ class QueueView(msgspec.Struct, frozen=True):
     normal: int = 0
     low: int = 0
     waiting_for_worker: int = 0  # ready jobs no connected worker may run (task not announced)
+    # The ready job that arrived first (0: none) and how long it has waited, in seconds,
+    # since it became ready on this scheduler (a restart or failover starts it again). As in
+    # ``ready``, a job cancelled while ready counts until a worker's next pick drops it.
+    oldest_job: int = 0
+    oldest_s: float = 0.0
 
 
 class SchedulerView(msgspec.Struct, frozen=True):

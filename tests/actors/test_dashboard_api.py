@@ -371,3 +371,21 @@ async def test_bad_filters_get_a_clear_400_and_change_nothing(
     assert (code, text.count("\n")) == (400, 1), text
     assert says in text
     assert [j["job_id"] for j in (await dash.json("/api/jobs"))["jobs"]] == [1]
+
+
+async def test_the_queues_name_their_oldest_waiting_job_and_its_age(serve: Any) -> None:
+    dash = await serve()
+    assert dash.brain is not None
+    async with AsyncClient(dash.brain.address) as client:
+        first = await client.submit("tests.task", queue="q1")
+        await client.submit("tests.task", queue="q1", priority=5)  # served first, not oldest
+        other = await client.submit("tests.task", queue="q2")
+
+        async def shown() -> bool:
+            queues = (await dash.json("/api/status"))["queues"]
+            return {n: q["oldest_job"] for n, q in queues.items()} == {"q1": first, "q2": other}
+
+        await until(shown)
+        queues = (await dash.json("/api/status"))["queues"]
+        assert queues["q1"]["oldest_s"] >= 0
+        assert queues["q1"]["ready"] == 2

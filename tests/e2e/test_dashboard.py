@@ -220,3 +220,63 @@ async def test_a_workflow_page_draws_each_steps_state(
         await expect(page.locator(f'tr[data-step="{step}"]')).to_contain_text(state)
     assert await page.locator("svg path.edge").count() == 5
     await screenshot(page, "workflow")
+
+
+async def test_filter_jobs_by_task_find_one_by_its_key_and_read_its_arguments_and_workflow(
+    cluster: Cluster, page: Any
+) -> None:
+    from playwright.async_api import expect
+
+    url = dashboard(cluster)  # no worker: everything waits QUEUED, which is all this needs
+    async with cluster.client() as client:
+        first = await client.submit("charge", ["inv-1"])
+        refunds = [
+            await client.submit("refund", [f"inv-{i}"], {"reason": "duplicate"}) for i in (2, 3)
+        ]
+        wanted = await client.submit(
+            "charge", ["inv-4", 12.5], {"currency": "EUR"}, idempotency_key="order-1004"
+        )
+        workflow_id, steps = await client.submit_workflow(
+            {
+                "fetch": (job_spec("charge", ["fetch"]), []),
+                "send": (job_spec("mail", []), ["fetch"]),
+            },
+            name="month-end",
+        )
+    await page.goto(f"{url}/jobs")
+    await page.locator('#filters input[name="task"]').fill("refund")
+    await page.locator("#filters button").click()
+    rows = page.locator("tbody tr")
+    await expect(rows).to_have_count(2)
+    assert sorted(
+        int(r) for r in await rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")
+    ) == (sorted(refunds))
+    await expect(page.locator('#filters input[name="task"]')).to_have_value("refund")
+    await screenshot(page, "jobs-filtered")
+    await page.locator('#filters input[name="created_after"]').fill("2099-01-01T00:00:00")
+    await page.locator("#filters button").click()
+    await expect(page.locator("#results")).to_contain_text("No job matches.")
+
+    await page.locator('#search input[name="q"]').fill("order-1004")
+    await page.locator("#search button").click()
+    await page.wait_for_url(f"{url}/jobs/{wanted}")
+    await expect(page.locator("#args")).to_contain_text('"inv-4"')
+    await expect(page.locator("#args")).to_contain_text("12.5")
+    await expect(page.locator("#kwargs")).to_contain_text('"currency": "EUR"')
+    await screenshot(page, "job-arguments")
+
+    await page.goto(f"{url}/jobs/{steps['send']}")
+    await expect(page.locator("main dl")).to_contain_text("step send")
+    await page.locator("#workflow").click()
+    await page.wait_for_url(f"{url}/workflows/{workflow_id}")
+    await expect(page.locator('svg g.node[data-step="send"]')).to_have_attribute(
+        "data-state", "PENDING"
+    )
+
+    await page.goto(f"{url}/queues")
+    await expect(page.locator('[data-oldest="default"]')).to_contain_text(f"#{first}")
+    await screenshot(page, "queues")
+    bad = await page.goto(f"{url}/api/jobs?created_after=yesterday")
+    assert bad is not None
+    assert bad.status == 400
+    assert "created_after must be a time" in await bad.text()
