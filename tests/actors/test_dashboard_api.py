@@ -55,6 +55,7 @@ class Dashboard:
     brain: Brain | None
     url: str
     session: aiohttp.ClientSession
+    server: HttpServer
 
     async def get(self, path: str, **kw: Any) -> tuple[int, str]:
         async with self.session.get(self.url + path, **kw) as response:
@@ -94,7 +95,7 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
         stack.append(server.stop)
         session = aiohttp.ClientSession()
         stack.append(session.close)
-        return Dashboard(brain, settings.url, session)
+        return Dashboard(brain, settings.url, session, server)
 
     yield start
     for close in reversed(stack):
