@@ -279,7 +279,7 @@ async def test_filter_jobs_by_task_find_one_by_its_key_and_read_its_arguments_an
 
     await page.goto(f"{url}/queues")
     await expect(page.locator('[data-oldest="default"]')).to_contain_text(f"#{first}")
-    await screenshot(page, "queues")
+    await screenshot(page, "queues-oldest")
     bad = await page.goto(f"{url}/api/jobs?created_after=yesterday")
     assert bad is not None
     assert bad.status == 400
