@@ -52,6 +52,10 @@ class ReadyQueue(Protocol):
     def pop(self, now: float) -> ReadyJob: ...
     def __len__(self) -> int: ...
 
+    def oldest(self) -> ReadyJob:
+        """The job here that arrived first (what waited longest); the container is not
+        empty. O(1) amortized: the status asks it of every container, every second."""
+
 
 def _band_of(priority: int) -> int:
     return 0 if priority > 0 else 1 if priority == 0 else 2
@@ -210,6 +214,16 @@ class Strategy(abc.ABC):
 
     def __len__(self) -> int:
         return self._size
+
+    def oldest(self) -> dict[str, ReadyJob]:
+        """Per queue holding ready jobs, the one that arrived first (of its containers'
+        ``oldest``, the longest waiting): O(containers), never O(jobs)."""
+        found: dict[str, ReadyJob] = {}
+        for name, queue in self._queues.items():
+            firsts = [jobs.oldest() for jobs in queue.waiting.values() if len(jobs)]
+            if firsts:
+                found[name] = min(firsts, key=lambda job: (job.enqueued_at, job.order))
+        return found
 
     def depth(self) -> dict[str, int]:
         """Ready jobs per queue."""

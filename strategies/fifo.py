@@ -22,6 +22,9 @@ class FifoQueue:
     def pop(self, now: float) -> ReadyJob:
         return self._jobs.popleft()[1]
 
+    def oldest(self) -> ReadyJob:
+        return self._jobs[0][1]
+
     def __len__(self) -> int:
         return len(self._jobs)
 

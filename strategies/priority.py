@@ -66,6 +66,12 @@ class PriorityQueue:
         self._size -= 1
         return job
 
+    def oldest(self) -> ReadyJob:
+        arrivals = self._arrivals
+        while arrivals[0][1].taken:  # handed out by the heap: dropped here lazily
+            arrivals.popleft()
+        return arrivals[0][1]
+
     def __len__(self) -> int:
         return self._size
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 
 from transport.message import Message
-from transport.payloads import JobId, RequestId
+from transport.payloads import JobId, RequestId, TaskName, UnixTime
 from transport.views import JobView
 
 # ---------------------------------------------------------- to the scheduler
@@ -32,6 +32,12 @@ class ListJobs(Message, frozen=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
     # Keyset paging: only jobs with an id below this one (the last id of the page before).
     before: JobId | None = None
+    # Only this task's jobs; only the job with this idempotency key (at most one).
+    task: TaskName | None = None
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    # Only jobs created at or after ``created_after``, before ``created_before`` (Unix times).
+    created_after: UnixTime | None = None
+    created_before: UnixTime | None = None
 
 
 class Requeue(Message, frozen=True):

@@ -74,6 +74,7 @@ from transport.schedules import ListSchedules as ListSchedules
 from transport.schedules import ScheduleReply as ScheduleReply
 from transport.schedules import ScheduleSpec as ScheduleSpec
 from transport.schedules import ScheduleView as ScheduleView
+from transport.views import MAX_SHOWN_PAYLOAD as MAX_SHOWN_PAYLOAD
 from transport.views import AttemptView as AttemptView
 from transport.views import ClusterView as ClusterView
 from transport.views import Event as Event

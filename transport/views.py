@@ -22,6 +22,11 @@ class AttemptView(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
+# The most bytes of a job's arguments its view carries (``JobView.args``): far more than a
+# page or a terminal shows, far less than a frame holds beside the result and the errors.
+MAX_SHOWN_PAYLOAD = 256 * 1024
+
+
 class JobView(msgspec.Struct, frozen=True):
     """Everything a client may read about one job."""
 
@@ -47,6 +52,15 @@ class JobView(msgspec.Struct, frozen=True):
     not_before: float = 0.0
     concurrency_key: str = ""  # "": none; at most max_concurrent of the key's jobs run
     max_concurrent: int = 0
+    # Its workflow and step name (None: submitted alone).
+    workflow_id: int | None = None
+    step: str | None = None
+    # Its arguments as submitted (msgpack), in a job's own view (``GetJob``) only, not in
+    # listings; nil when, together, they are over ``MAX_SHOWN_PAYLOAD`` bytes (a reply
+    # must fit its frame). ``payload_bytes``: their size (0 in listings).
+    args: msgspec.Raw = NONE_RAW
+    kwargs: msgspec.Raw = NONE_RAW
+    payload_bytes: int = 0
 
 
 class StepView(msgspec.Struct, frozen=True):
@@ -94,6 +108,11 @@ class QueueView(msgspec.Struct, frozen=True):
     normal: int = 0
     low: int = 0
     waiting_for_worker: int = 0  # ready jobs no connected worker may run (task not announced)
+    # The ready job that arrived first (0: none) and how long it has waited, in seconds,
+    # since it became ready on this scheduler (a restart or failover starts it again). As in
+    # ``ready``, a job cancelled while ready counts until a worker's next pick drops it.
+    oldest_job: int = 0
+    oldest_s: float = 0.0
 
 
 class SchedulerView(msgspec.Struct, frozen=True):

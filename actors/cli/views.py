@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -195,6 +196,31 @@ def unreachable_renderable(
     return Group(warning, "", *stale)
 
 
+# A job's arguments on its line in ``corral job``: cut here (--json shows them whole).
+ARGS_CHARS = 200
+
+
+def _argument_lines(job: wire.JobView) -> list[str]:
+    """``args [...]`` and ``kwargs {...}`` (the latter only when given), as JSON, cut to
+    ARGS_CHARS; one line saying their size when the view withheld them (too large)."""
+    if not job.payload_bytes:  # an older scheduler's view, or a listing's: nothing to say
+        return []
+    if job.args == wire.NONE_RAW and job.payload_bytes > wire.MAX_SHOWN_PAYLOAD:
+        return [f"arguments {job.payload_bytes:,} bytes: too large to show"]
+    lines = [f"args {as_json(wire.unpack(job.args))}"]
+    kwargs = wire.unpack(job.kwargs)
+    if kwargs:
+        lines.append(f"kwargs {as_json(kwargs)}")
+    return [line if len(line) <= ARGS_CHARS else line[: ARGS_CHARS - 1] + "…" for line in lines]
+
+
+def as_json(value: Any) -> str:
+    """``value`` (a user's payload) as compact JSON; what JSON lacks (bytes) as its repr."""
+    import json
+
+    return json.dumps(value, default=repr, ensure_ascii=False)
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -253,6 +279,10 @@ def render_job(job: wire.JobView, console: Console | None = None) -> None:
         console.print(f"  depends on {', '.join(map(str, job.depends_on))}")
     if job.idempotency_key:
         console.print(f"  idempotency key {job.idempotency_key}")
+    if job.workflow_id is not None:
+        console.print(f"  workflow {job.workflow_id}, step {escape(job.step or '-')}")
+    for line in _argument_lines(job):
+        console.print(f"  {escape(line)}")
     if job.not_before:
         why = "to retry" if job.attempts else "to start"
         console.print(

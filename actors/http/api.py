@@ -1,17 +1,19 @@
 """The dashboard's JSON API: what its pages read and the actions they take, under ``/api/``.
 
 Every read is a wire request the CLI also sends (``actors.http.bridge``): the status
-(``corral status --json``), a page of jobs (``corral jobs``, paged by keyset: ``before`` is
-the last id of the page before, so page 1,000 costs what page 1 costs), a job with its
-attempts (``corral job``), a workflow (``corral dag``), schedules, limits. The throughput
+(``corral status --json``), a page of jobs (``corral jobs``; filtered by state, queue, task,
+idempotency key and creation time; paged by keyset: ``before`` is the last id of the page
+before, so page 1,000 costs what page 1 costs), a job with its attempts and arguments
+(``corral job``), a workflow (``corral dag``), schedules, limits. The throughput
 chart alone reads the store directly, through the store actor's typed read: ended jobs per
 minute of the last hour (``StoreBackend.ended_by_minute``), so it survives a restart.
 
 Actions (cancel, re-queue one or all dead letters, pause or resume a schedule) are POSTs,
 answered with what the scheduler did. Cross-site requests are refused by ``actors.http.
 guard``. Bad input (an id that is no number or out of range, an unknown state, a page
-size out of bounds) gets a 400 with one line of text; an unknown id a 404; a scheduler
-that stands by or does not answer a 503. Never a traceback.
+size out of bounds, a filter too long, a time that is none) gets a 400 with one line of
+text; an unknown id a 404; a scheduler that stands by or does not answer a 503. Never a
+traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
@@ -36,6 +39,13 @@ MAX_PAGE = 500
 # The throughput chart's span: the last hour, by minute.
 CHART_MINUTES = 60
 MAX_ID = 2**62  # transport.payloads.JobId
+# What the jobs page may filter by, and the protocol's bounds on the texts and times.
+FILTERS = frozenset(
+    {"state", "queue", "before", "limit", "task", "key", "created_after", "created_before"}
+)
+MAX_TASK = 256  # transport.payloads.TaskName
+MAX_KEY = 512  # an idempotency key
+LATEST = 4_102_444_800.0  # transport.payloads.UnixTime: 2100
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -80,6 +90,41 @@ def whole(text: str | None, name: str, low: int = 1, high: int = MAX_ID) -> int:
     return value
 
 
+def text(given: str | None, name: str, most: int) -> str | None:
+    """A filter's text (None if not given or empty), at most ``most`` characters."""
+    if not given:
+        return None
+    if len(given) > most:
+        raise web.HTTPBadRequest(
+            text=f"400: {name} must be at most {most} characters, got {len(given)}\n"
+        )
+    return given
+
+
+def moment(given: str | None, name: str) -> float | None:
+    """A time filter: Unix seconds, or an ISO 8601 date and time (UTC unless it names its
+    offset), from 1970 to 2100; None if not given."""
+    if not given:
+        return None
+    value: float | None = None
+    if len(given) <= 40:
+        try:
+            value = float(given)
+        except ValueError:
+            try:
+                at = datetime.fromisoformat(given)
+            except ValueError:
+                pass
+            else:
+                value = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    if value is None or not 0 <= value <= LATEST:  # NaN too
+        raise web.HTTPBadRequest(
+            text=f"400: {name} must be a time from 1970 to 2100, in Unix seconds or ISO 8601 "
+            f"(2024-05-01T12:00:00Z), got {given[:40]!r}\n"
+        )
+    return value
+
+
 def bridge_of(request: web.Request) -> Bridge:
     return request.app[BRIDGE]
 
@@ -108,15 +153,22 @@ async def throughput(request: web.Request) -> web.Response:
 @answers
 async def jobs(request: web.Request) -> web.Response:
     query = request.query
-    unknown = set(query) - {"state", "queue", "before", "limit"}
+    unknown = set(query) - FILTERS
     if unknown:
         raise web.HTTPBadRequest(text=f"400: unknown filter {sorted(unknown)[0]!r}\n")
     state = query.get("state") or None
     queue = query.get("queue") or None
     before = whole(query["before"], "before") if query.get("before") else None
     limit = whole(query["limit"], "limit", 1, MAX_PAGE) if query.get("limit") else PAGE
+    task = text(query.get("task"), "task", MAX_TASK)
+    key = text(query.get("key"), "key", MAX_KEY)
+    after = moment(query.get("created_after"), "created_after")
+    until = moment(query.get("created_before"), "created_before")
+    if after is not None and until is not None and after >= until:
+        raise web.HTTPBadRequest(text="400: created_after must be before created_before\n")
     reply = await bridge_of(request).ask(
-        lambda rid: wire.ListJobs(rid, state, queue, limit + 1, before), wire.JobList
+        lambda rid: wire.ListJobs(rid, state, queue, limit + 1, before, task, key, after, until),
+        wire.JobList,
     )
     page = reply.jobs[:limit]
     more = len(reply.jobs) > limit

@@ -106,4 +106,6 @@ class Job(msgspec.Struct, gc=False):
             not_before=self.not_before if self.status is JobState.PENDING else 0.0,
             concurrency_key=self.concurrency_key,
             max_concurrent=self.max_concurrent,
+            workflow_id=self.workflow_id,
+            step=self.step,
         )

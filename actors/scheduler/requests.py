@@ -93,6 +93,10 @@ async def list_jobs(sched: SchedulerCore, peer: bytes, request: wire.ListJobs) -
         before=request.before,
         limit=request.limit,
         owner=owners.limited_to(sched, peer),
+        task=request.task,
+        key=request.key,
+        created_after=request.created_after,
+        created_before=request.created_before,
     )
     views = [(sched.table.jobs.get(job.id) or job).view() for job in stored]
     sched.send(peer, wire.JobList(request.request_id, views))
@@ -115,4 +119,12 @@ async def view_with_history(sched: SchedulerCore, job: Job) -> wire.JobView:
     elif job.status is JobState.RUNNING:
         worker = shown_worker(job.worker)
         history.append(wire.AttemptView(job.token, worker, job.started_at, None, "running"))
-    return msgspec.structs.replace(job.view(), history=history)
+    size = wire.payload_bytes(job)
+    shown = size <= wire.MAX_SHOWN_PAYLOAD
+    return msgspec.structs.replace(
+        job.view(),
+        history=history,
+        args=job.args if shown else wire.NONE_RAW,
+        kwargs=job.kwargs if shown else wire.NONE_RAW,
+        payload_bytes=size,
+    )

@@ -17,6 +17,7 @@ yet: the scheduler reports keyed jobs that left RUNNING (``KeysFreed``) and the 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from actors.runtime import SLICE, Actor, in_slices
@@ -106,10 +107,19 @@ class StrategyActor(Actor):
     def queues(self) -> dict[str, wire.QueueView]:
         """The status's view of the ready queues, with the jobs no connected worker may run."""
         waiting = self.strategy.waiting_for_worker()
-        return {
-            name: wire.QueueView(sum(b), *b, waiting_for_worker=waiting.get(name, 0))
-            for name, b in self.strategy.bands().items()
-        }
+        oldest = self.strategy.oldest()
+        now = time.monotonic()  # ReadyJob.enqueued_at's clock
+        views: dict[str, wire.QueueView] = {}
+        for name, b in self.strategy.bands().items():
+            first = oldest.get(name)
+            views[name] = wire.QueueView(
+                sum(b),
+                *b,
+                waiting_for_worker=waiting.get(name, 0),
+                oldest_job=first.job_id if first else 0,
+                oldest_s=round(max(0.0, now - first.enqueued_at), 3) if first else 0.0,
+            )
+        return views
 
     def on_idle(self) -> None:
         # Match once per burst of messages, when the runtime has emptied the mailbox,

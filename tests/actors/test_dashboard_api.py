@@ -29,6 +29,7 @@ from actors.scheduler.ops import Ops
 from actors.scheduler.store.memory import MemoryStore
 from tests.actors.test_http_server import TOKEN, free_port
 from tests.helpers.waiting import until
+from transport import protocol as wire
 
 _n = itertools.count()
 ACTION = {"X-Corral-Action": "1"}
@@ -54,6 +55,7 @@ class Dashboard:
     brain: Brain | None
     url: str
     session: aiohttp.ClientSession
+    server: HttpServer
 
     async def get(self, path: str, **kw: Any) -> tuple[int, str]:
         async with self.session.get(self.url + path, **kw) as response:
@@ -93,7 +95,7 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
         stack.append(server.stop)
         session = aiohttp.ClientSession()
         stack.append(session.close)
-        return Dashboard(brain, settings.url, session)
+        return Dashboard(brain, settings.url, session, server)
 
     yield start
     for close in reversed(stack):
@@ -282,3 +284,109 @@ async def test_the_event_stream_carries_transitions_and_ends_its_subscription(
 
 async def subscribed(hub: Any, count: int) -> bool:
     return len(hub.subscriptions) == count
+
+
+async def test_a_job_shows_its_arguments_and_workflow_and_withholds_huge_ones(
+    serve: Any,
+) -> None:
+    pack = msgspec.msgpack.encode
+    huge = "x" * (wire.MAX_SHOWN_PAYLOAD + 1)
+    store = await store_with(
+        [
+            stored_job(3, JobState.QUEUED, workflow_id=None),
+            msgspec.structs.replace(
+                stored_job(4, JobState.SUCCEEDED, workflow_id=2, step="fetch"),
+                args=msgspec.Raw(pack(["inv-1", 2.5, None])),
+                kwargs=msgspec.Raw(pack({"to": "ünï", "blob": b"\x00\xff"})),
+            ),
+            msgspec.structs.replace(stored_job(5, JobState.QUEUED), args=msgspec.Raw(pack([huge]))),
+        ]
+    )
+    dash = await serve(store)
+    job = await dash.json("/api/jobs/4")
+    assert (job["args"], job["kwargs"]["to"]) == (["inv-1", 2.5, None], "ünï")
+    assert (job["workflow_id"], job["step"]) == (2, "fetch")
+    assert job["payload_bytes"] == len(pack(["inv-1", 2.5, None])) + len(
+        pack({"to": "ünï", "blob": b"\x00\xff"})
+    )
+    plain = await dash.json("/api/jobs/3")
+    assert (plain["args"], plain["kwargs"], plain["workflow_id"]) == ([], {}, None)
+    withheld = await dash.json("/api/jobs/5")
+    assert (withheld["args"], withheld["payload_bytes"]) == (None, len(pack([huge])) + 1)
+    listed = await dash.json("/api/jobs")
+    assert {j["job_id"]: j["args"] for j in listed["jobs"]} == {3: None, 4: None, 5: None}, (
+        "a listing carries no arguments"
+    )
+
+
+async def test_jobs_filter_by_task_key_and_time_paged_by_keyset(serve: Any) -> None:
+    jobs = [
+        msgspec.structs.replace(
+            stored_job(i, JobState.SUCCEEDED),
+            idempotency_key=f"order-{i}",
+            task="charge" if i % 2 else "mail",
+            created_at=1_700_000_000.0 + i * 60,
+        )
+        for i in range(1, 21)
+    ]
+    dash = await serve(await store_with(jobs))
+
+    async def ids(query: str) -> list[int]:
+        seen: list[int] = []
+        path = f"/api/jobs?limit=3&{query}"
+        while True:
+            page = await dash.json(path)
+            seen += [j["job_id"] for j in page["jobs"]]
+            if page["next"] is None:
+                return seen
+            path = f"/api/jobs?limit=3&{query}&before={page['next']}"
+
+    assert await ids("task=charge") == list(range(19, 0, -2))
+    assert await ids("key=order-7") == [7]
+    assert await ids("key=order-77") == []
+    # 1_700_000_000 is 2023-11-14T22:13:20Z; job i was created i minutes after it.
+    assert await ids("created_after=1700000300&created_before=1700000600") == [9, 8, 7, 6, 5]
+    iso = "created_after=2023-11-14T22:18:20Z&created_before=2023-11-14T23:23:20%2B01:00"
+    assert await ids(iso) == [9, 8, 7, 6, 5]
+    assert await ids("task=mail&created_after=2023-11-14T22:28:20") == [20, 18, 16]
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("task=" + "t" * 300, "task must be at most 256 characters, got 300"),
+        ("key=" + "k" * 600, "key must be at most 512 characters, got 600"),
+        ("created_after=yesterday", "created_after must be a time from 1970 to 2100"),
+        ("created_before=-5", "created_before must be a time from 1970 to 2100"),
+        ("created_after=nan", "created_after must be a time"),
+        ("created_after=1e300", "created_after must be a time"),
+        ("created_after=" + "9" * 60, "created_after must be a time"),
+        ("created_after=20&created_before=10", "created_after must be before created_before"),
+    ],
+)
+async def test_bad_filters_get_a_clear_400_and_change_nothing(
+    serve: Any, query: str, says: str
+) -> None:
+    dash = await serve(await store_with([stored_job(1, JobState.QUEUED)]))
+    code, text = await dash.get(f"/api/jobs?{query}")
+    assert (code, text.count("\n")) == (400, 1), text
+    assert says in text
+    assert [j["job_id"] for j in (await dash.json("/api/jobs"))["jobs"]] == [1]
+
+
+async def test_the_queues_name_their_oldest_waiting_job_and_its_age(serve: Any) -> None:
+    dash = await serve()
+    assert dash.brain is not None
+    async with AsyncClient(dash.brain.address) as client:
+        first = await client.submit("tests.task", queue="q1")
+        await client.submit("tests.task", queue="q1", priority=5)  # served first, not oldest
+        other = await client.submit("tests.task", queue="q2")
+
+        async def shown() -> bool:
+            queues = (await dash.json("/api/status"))["queues"]
+            return {n: q["oldest_job"] for n, q in queues.items()} == {"q1": first, "q2": other}
+
+        await until(shown)
+        queues = (await dash.json("/api/status"))["queues"]
+        assert queues["q1"]["oldest_s"] >= 0
+        assert queues["q1"]["ready"] == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ class LosesItsSession(MemoryStore):
         before: int | None = None,
         limit: int = 100,
         owner: str | None = None,
+        **filters: Any,
     ) -> list[Job]:
         raise StoreLost(self.where, "the database session ended while reading")
 

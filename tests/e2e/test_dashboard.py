@@ -2,7 +2,11 @@
 ``chromium``, driven by Playwright), against real scheduler and worker processes: the
 overview's counts are ``corral status --json``'s; a job's page turns from QUEUED to
 SUCCEEDED by itself when a worker comes; a failed job's page shows its error, and re-queued
-from the dead-letter page it succeeds; a workflow's graph shows each step's state.
+from the dead-letter page it succeeds; a workflow's graph shows each step's state; the
+jobs page filters by task and time and finds a job by its idempotency key, whose page
+shows its arguments and links its workflow; the queues page names the oldest waiting job;
+with CURVE keys the dashboard acts as an admin and, bound beyond loopback, asks for its
+token; a standby on PostgreSQL says it stands by and names the leader.
 
 One browser for the module; each test its own cluster and browser context. A screenshot
 of every page goes to tests/artefacts/dashboard/ (not committed; docs/ holds the README's).
@@ -23,7 +27,7 @@ import pytest_asyncio
 from actors.client import job_spec
 from tests.e2e.test_http import free_port, until_listening
 from tests.helpers.cluster import Cluster
-from tests.helpers.procs import ROOT, corral, give_up
+from tests.helpers.procs import ROOT, Procs, corral, free_address, give_up
 from tests.helpers.waiting import until_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -220,3 +224,134 @@ async def test_a_workflow_page_draws_each_steps_state(
         await expect(page.locator(f'tr[data-step="{step}"]')).to_contain_text(state)
     assert await page.locator("svg path.edge").count() == 5
     await screenshot(page, "workflow")
+
+
+async def test_filter_jobs_by_task_find_one_by_its_key_and_read_its_arguments_and_workflow(
+    cluster: Cluster, page: Any
+) -> None:
+    from playwright.async_api import expect
+
+    url = dashboard(cluster)  # no worker: everything waits QUEUED, which is all this needs
+    async with cluster.client() as client:
+        first = await client.submit("charge", ["inv-1"])
+        refunds = [
+            await client.submit("refund", [f"inv-{i}"], {"reason": "duplicate"}) for i in (2, 3)
+        ]
+        wanted = await client.submit(
+            "charge", ["inv-4", 12.5], {"currency": "EUR"}, idempotency_key="order-1004"
+        )
+        workflow_id, steps = await client.submit_workflow(
+            {
+                "fetch": (job_spec("charge", ["fetch"]), []),
+                "send": (job_spec("mail", []), ["fetch"]),
+            },
+            name="month-end",
+        )
+    await page.goto(f"{url}/jobs")
+    await page.locator('#filters input[name="task"]').fill("refund")
+    await page.locator("#filters button").click()
+    rows = page.locator("tbody tr")
+    await expect(rows).to_have_count(2)
+    assert sorted(
+        int(r) for r in await rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")
+    ) == (sorted(refunds))
+    await expect(page.locator('#filters input[name="task"]')).to_have_value("refund")
+    await screenshot(page, "jobs-filtered")
+    await page.locator('#filters input[name="created_after"]').fill("2099-01-01T00:00:00")
+    await page.locator("#filters button").click()
+    await expect(page.locator("#results")).to_contain_text("No job matches.")
+
+    await page.locator('#search input[name="q"]').fill("order-1004")
+    await page.locator("#search button").click()
+    await page.wait_for_url(f"{url}/jobs/{wanted}")
+    await expect(page.locator("#args")).to_contain_text('"inv-4"')
+    await expect(page.locator("#args")).to_contain_text("12.5")
+    await expect(page.locator("#kwargs")).to_contain_text('"currency": "EUR"')
+    await screenshot(page, "job-arguments")
+
+    await page.goto(f"{url}/jobs/{steps['send']}")
+    await expect(page.locator("main dl")).to_contain_text("step send")
+    await page.locator("#workflow").click()
+    await page.wait_for_url(f"{url}/workflows/{workflow_id}")
+    await expect(page.locator('svg g.node[data-step="send"]')).to_have_attribute(
+        "data-state", "PENDING"
+    )
+
+    await page.goto(f"{url}/queues")
+    await expect(page.locator('[data-oldest="default"]')).to_contain_text(f"#{first}")
+    await screenshot(page, "queues-oldest")
+    bad = await page.goto(f"{url}/api/jobs?created_after=yesterday")
+    assert bad is not None
+    assert bad.status == 400
+    assert "created_after must be a time" in await bad.text()
+
+
+async def test_with_keys_it_acts_as_an_admin_and_beyond_loopback_asks_for_its_token(
+    cluster: Cluster, browser: Any, tmp_path: Path
+) -> None:
+    """CURVE on, the dashboard bound to every interface with a token: a browser given the
+    token (as the Basic password it asks for) sees a client key's jobs and may act as an
+    admin (re-queue dead letters: no client key may); without it, 401 on every path."""
+    import aiohttp
+    from playwright.async_api import expect
+
+    from tests.e2e.test_http import TOKEN, token_file
+    from tests.e2e.test_keys import client_as
+
+    cluster.use_keys()
+    cluster.key("alice", "clients")
+    port = free_port()
+    token = token_file(tmp_path)
+    cluster.start(
+        "--http-port", str(port), "--http-bind", "0.0.0.0", "--http-token-file", str(token)
+    )
+    until_listening(port, cluster.scheduler)
+    url = f"http://127.0.0.1:{port}"
+    async with client_as(cluster, "alice") as alice:
+        hers = await alice.submit("charge", ["inv-alice"], idempotency_key="alice-1")
+    async with aiohttp.ClientSession() as http:
+        for path in ("/", "/jobs", "/api/status", "/api/jobs", "/static/app.js", "/nowhere"):
+            async with http.get(url + path) as response:
+                assert response.status == 401, path
+        bearer = {"Authorization": f"Bearer {TOKEN}", "X-Corral-Action": "1"}
+        async with http.post(url + "/api/dead-letters/requeue", headers=bearer) as response:
+            assert response.status == 200, await response.text()  # an admin's request
+    context = await browser.new_context(http_credentials={"username": "me", "password": TOKEN})
+    try:
+        opened = await context.new_page()
+        await opened.goto(f"{url}/jobs")
+        await expect(opened.locator(f'tr[data-job-id="{hers}"]')).to_contain_text("charge")
+        await expect(opened.locator("#live")).to_have_text("live")
+        await opened.goto(f"{url}/jobs/{hers}")
+        await expect(opened.locator("#args")).to_contain_text("inv-alice")
+    finally:
+        await context.close()
+
+
+async def test_a_standby_on_postgresql_says_it_stands_by_and_names_the_leader(
+    procs: Procs, postgres_dsn: str, page: Any
+) -> None:
+    """Two schedulers on one PostgreSQL database, each serving its dashboard: the
+    leader's overview names itself and its term; every page of the standby's says it
+    stands by (503) and names the leader, whose dashboard to open."""
+    from playwright.async_api import expect
+
+    from tests.helpers.leaders import until_leading, until_standby_names
+
+    leader, standby = free_address(), free_address()
+    ports = free_port(), free_port()
+    first = procs.scheduler(leader, postgres_dsn, "--http-port", str(ports[0]))
+    await until_leading([leader])
+    second = procs.scheduler(standby, postgres_dsn, "--http-port", str(ports[1]))
+    await until_standby_names(standby, leader)
+    until_listening(ports[0], first)
+    until_listening(ports[1], second)
+    await page.goto(f"http://127.0.0.1:{ports[0]}/")
+    await expect(page.locator("main")).to_contain_text(f"Leader {leader}, term 1")
+    for path in ("/", "/jobs", "/jobs/1"):
+        response = await page.goto(f"http://127.0.0.1:{ports[1]}{path}")
+        assert response is not None
+        assert response.status == 503, path
+        await expect(page.locator("h1")).to_have_text("Standing by")
+        await expect(page.locator("main")).to_contain_text(f"the leader is {leader} (term 1)")
+    await screenshot(page, "standby")

@@ -269,9 +269,16 @@ async def test_a_client_key_sees_and_touches_only_the_jobs_it_submitted(cluster:
         )
         refused = sorted((r.request_id, r.code) for r in watches if isinstance(r, wire.ErrorReply))
         assert refused == [(8, "not_found"), (9, "not_found")], watches
+        searches = [wire.ListJobs(10, key="alice-1"), wire.ListJobs(11, task="record")]
+        found = await ask_as(cluster, "bob", hello, *searches)
+        listed = {
+            r.request_id: [j.job_id for j in r.jobs] for r in found if isinstance(r, wire.JobList)
+        }
+        assert listed == {10: [], 11: [theirs]}, "alice's key and task are no way in for bob"
         view = await alice.job(mine)
         assert view is not None
         assert view.status == "QUEUED", "untouched by bob"
+        assert wire.unpack(view.args) == ["alice's"], "her own arguments, to her"
         assert [j.job_id for j in await alice.jobs()] == [mine]
         assert await alice.cancel([mine]) == {mine: "CANCELLED"}
     async with cluster.client() as admin:  # an admin key sees every job

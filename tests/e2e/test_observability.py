@@ -161,7 +161,7 @@ async def test_status_json_and_once_report_the_counts_of_what_was_submitted(
         ok = await client.submit_many([job_spec("record", [i]) for i in range(30)])
         bad = await client.submit_many([job_spec("fail_until", [9], max_retries=0)] * 5)
         await client.wait(ok + bad, timeout=30)
-        await client.submit("record", ["later"], depends_on=[ok[0]], queue="nobody")
+        later = await client.submit("record", ["later"], depends_on=[ok[0]], queue="nobody")
     address = cluster.address
     done = corral("status", "--json", "--connect", address)
     assert done.returncode == 0, done.stderr
@@ -170,12 +170,15 @@ async def test_status_json_and_once_report_the_counts_of_what_was_submitted(
     assert status["jobs"]["FAILED"] == 5
     assert status["dead_letters"] == 5
     assert status["jobs"]["QUEUED"] == 1, "the job on a queue nobody serves waits, ready"
-    assert status["queues"]["nobody"] == {
+    nobody = status["queues"]["nobody"]
+    assert 0 <= nobody.pop("oldest_s") < 600, "waiting since it became ready, seconds ago"
+    assert nobody == {
         "ready": 1,
         "high": 0,
         "normal": 1,
         "low": 0,
         "waiting_for_worker": 1,  # no connected worker serves "nobody"
+        "oldest_job": later,
     }
     assert status["completed_last_minute"] == 35
     assert status["strategy"] == "priority"

@@ -143,6 +143,23 @@ def test_promoted_jobs_go_in_arrival_order_and_nothing_is_handed_out_twice() -> 
 # ------------------------------------------------------- tasks (issue 13.13)
 
 
+def test_oldest_names_each_queues_longest_waiting_ready_job_as_jobs_leave(
+    strategy: Strategy,
+) -> None:
+    assert strategy.oldest() == {}
+    strategy.push(job(1, priority=-5, queue="a", at=10.0, task="x"))
+    strategy.push(job(2, priority=9, queue="a", at=20.0, task="y"))
+    strategy.push(job(3, priority=9, queue="a", at=30.0, task="x"))
+    strategy.push(job(4, queue="b", at=40.0))
+    assert {q: j.job_id for q, j in strategy.oldest().items()} == {"a": 1, "b": 4}
+    popped = {strategy.pop(("a",)).job_id for _ in range(2)}  # type: ignore[union-attr]
+    left = ({1, 2, 3} - popped).pop()
+    assert {q: j.job_id for q, j in strategy.oldest().items()} == {"a": left, "b": 4}
+    strategy.pop(("a",))
+    strategy.pop(("b",))
+    assert strategy.oldest() == {}, "an emptied queue has no oldest job"
+
+
 def test_a_job_goes_only_to_a_worker_that_announced_its_task(strategy: Strategy) -> None:
     worker(strategy, "plain", tasks=frozenset({"tasks.add"}), slots=4)
     worker(strategy, "etl", tasks=frozenset({"etl.extract"}), slots=1)

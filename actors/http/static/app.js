@@ -30,6 +30,12 @@ function ago(seconds) {
   if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
   return `${Math.round(seconds / 3600)} h ago`;
 }
+function waited(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}
 function state(s) { return h("span", { class: `state s-${s}` }, s); }
 function jobLink(id) { return h("a", { href: `/jobs/${id}` }, `#${id}`); }
 function bar(fraction) {
@@ -155,10 +161,11 @@ pages.queues = async () => {
   const rows = Object.entries(status.queues).map(([name, q]) => h("tr", {},
     h("td", {}, h("a", { href: `/jobs?state=QUEUED&queue=${encodeURIComponent(name)}` }, name)),
     h("td", { class: "num" }, q.ready), h("td", { class: "num" }, q.high), h("td", { class: "num" }, q.normal),
-    h("td", { class: "num" }, q.low), h("td", { class: "num" }, q.waiting_for_worker)));
+    h("td", { class: "num" }, q.low), h("td", { class: "num" }, q.waiting_for_worker),
+    h("td", { "data-oldest": name }, q.oldest_job ? [jobLink(q.oldest_job), ` ${waited(q.oldest_s)}`] : "—")));
   show(
     h("h1", {}, "Queues"),
-    table([["queue"], ["ready", "num"], ["high", "num"], ["normal", "num"], ["low", "num"], ["no worker for its task", "num"]], rows, "No job is ready."),
+    table([["queue"], ["ready", "num"], ["high", "num"], ["normal", "num"], ["low", "num"], ["no worker for its task", "num"], ["oldest waiting"]], rows, "No job is ready."),
     h("h2", {}, "Concurrency keys at their limit"),
     table([["key"], ["running", "num"], ["max", "num"], ["waiting", "num"]],
       status.keys.map((k) => h("tr", {}, h("td", {}, k.key), h("td", { class: "num" }, k.running),
@@ -200,25 +207,49 @@ function pager(next) {
   return h("div", { class: "pager" }, nodes);
 }
 
+// A time the page's form holds ("2024-05-01T12:30", the browser's own time zone) as
+// the API takes it (Unix seconds); "" if empty or not a time.
+function unixTime(local) {
+  const t = local ? new Date(local).getTime() : NaN;
+  return Number.isFinite(t) ? String(t / 1000) : "";
+}
+
+// Search: a job id opens that job; anything else (or an id no job has) is looked up as
+// an idempotency key.
+async function search(text) {
+  if (/^\d{1,19}$/.test(text)) {
+    const r = await fetch(`/api/jobs/${text}`, { headers: { Accept: "application/json" } });
+    if (r.ok) { location.href = `/jobs/${text}`; return; }
+  }
+  const found = await get(`/api/jobs?${new URLSearchParams({ key: text })}`);
+  if (found.jobs.length) location.href = `/jobs/${found.jobs[0].job_id}`;
+  else flash(`No job has the id or idempotency key ${JSON.stringify(text)}.`, true);
+}
+
 pages.jobs = async () => {
   const params = new URLSearchParams(location.search);
   const query = new URLSearchParams();
-  for (const k of ["state", "queue", "before"]) if (params.get(k)) query.set(k, params.get(k));
+  for (const k of ["state", "queue", "task", "before"]) if (params.get(k)) query.set(k, params.get(k));
+  for (const k of ["created_after", "created_before"]) if (unixTime(params.get(k))) query.set(k, unixTime(params.get(k)));
   const page = await get(`/api/jobs?${query}`);
   const select = h("select", { name: "state" }, h("option", { value: "" }, "any"),
     STATES.map((s) => h("option", { value: s, selected: params.get("state") === s }, s)));
-  const search = h("form", { class: "filters", onsubmit: (e) => {
+  const find = h("form", { class: "filters", id: "search", onsubmit: async (e) => {
     e.preventDefault();
-    const id = e.target.elements.id.value.trim();
-    if (/^\d+$/.test(id)) location.href = `/jobs/${id}`; else flash("A job id is a whole number.", true);
-  } }, h("label", {}, "job id", h("input", { name: "id", inputmode: "numeric", size: 10 })), h("button", {}, "Open"));
+    const text = e.target.elements.q.value.trim();
+    if (text) { try { await search(text); } catch (err) { flash(err.message, true); } }
+  } }, h("label", {}, "id or idempotency key", h("input", { name: "q", size: 18, maxlength: 512 })), h("button", {}, "Find"));
+  const time = (name, label) => h("label", {}, label,
+    h("input", { type: "datetime-local", name, step: 1, value: params.get(name) || "" }));
   showResults(() => [
     h("h1", {}, "Jobs"),
-    h("form", { class: "filters", method: "get" },
+    h("form", { class: "filters", id: "filters", method: "get" },
       h("label", {}, "state", select),
-      h("label", {}, "queue", h("input", { name: "queue", value: params.get("queue") || "", size: 12 })),
+      h("label", {}, "queue", h("input", { name: "queue", value: params.get("queue") || "", size: 12, maxlength: 64 })),
+      h("label", {}, "task", h("input", { name: "task", value: params.get("task") || "", size: 16, maxlength: 256 })),
+      time("created_after", "created after"), time("created_before", "before"),
       h("button", {}, "Filter")),
-    search],
+    find],
     table([["id"], ["state"], ["task"], ["queue", "hide-narrow"], ["attempts", "num"], ["time", "hide-narrow"]],
       jobRows(page.jobs), "No job matches."),
     pager(page.next),
@@ -275,12 +306,15 @@ pages.job = async (id) => {
       h("dt", {}, "fencing token"), h("dd", {}, j.token),
       h("dt", {}, "idempotency key"), h("dd", {}, j.idempotency_key || "—"),
       h("dt", {}, "depends on"), h("dd", {}, j.depends_on.length ? j.depends_on.map((p) => [jobLink(p), " "]) : "—"),
+      j.workflow_id ? [h("dt", {}, "workflow"), h("dd", {},
+        h("a", { href: `/workflows/${j.workflow_id}`, id: "workflow" }, `workflow ${j.workflow_id}`), `, step ${j.step}`)] : null,
       j.concurrency_key ? [h("dt", {}, "concurrency key"), h("dd", {}, `${j.concurrency_key} (max ${j.max_concurrent})`)] : null,
       h("dt", {}, "created"), h("dd", {}, when(j.created_at)),
       h("dt", {}, "started"), h("dd", {}, when(j.started_at)),
       h("dt", {}, "finished"), h("dd", {}, when(j.finished_at)),
       j.not_before ? [h("dt", {}, "not before"), h("dd", {}, when(j.not_before))] : null),
     h("div", { class: "actions" }, actions),
+    h("h2", {}, "Arguments"), argumentsOf(j),
     j.status === "SUCCEEDED" ? [h("h2", {}, "Result"), h("pre", { id: "result" }, JSON.stringify(j.result, null, 2))] : null,
     j.error ? [h("h2", {}, "Error"), h("pre", { id: "error" }, j.error)] : null,
     h("h2", {}, "Attempts"),
@@ -289,6 +323,23 @@ pages.job = async (id) => {
   pages.job.ids = new Set([Number(id)]);
 };
 pages.job.live = { ms: 500, only: () => pages.job.ids };
+
+// Arguments as JSON, each block cut at SHOWN_CHARS (`corral job ID --json` has them all);
+// the scheduler withholds them past its own bound, and the page says their size.
+const SHOWN_CHARS = 20000;
+function argumentsOf(j) {
+  if (j.args === null && j.payload_bytes) {
+    return h("p", { class: "muted", id: "args" }, `${j.payload_bytes.toLocaleString()} bytes: too large to show here (corral job ${j.job_id} --json).`);
+  }
+  const block = (id, label, value) => {
+    const text = JSON.stringify(value, null, 2) ?? "null";
+    const cut = text.length > SHOWN_CHARS;
+    return [h("h3", {}, label), h("pre", { id }, cut ? text.slice(0, SHOWN_CHARS) : text),
+      cut ? h("p", { class: "muted" }, `… ${(text.length - SHOWN_CHARS).toLocaleString()} more characters not shown (corral job ${j.job_id} --json).`) : null];
+  };
+  const named = j.kwargs && Object.keys(j.kwargs).length;
+  return [block("args", "args", j.args ?? []), named ? block("kwargs", "kwargs", j.kwargs) : null];
+}
 
 pages.workflow = async (id) => {
   const w = await get(`/api/workflows/${id}`);

@@ -186,10 +186,16 @@ class StoreBackend(abc.ABC):
         before: int | None = None,
         limit: int = 100,
         owner: str | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[Job]:
         """Newest first (by id): the jobs matching every filter given (``owner``: the
-        submitter's key), with an id below ``before`` when given (keyset paging), at most
-        ``limit`` (>= 0; 0 gives none)."""
+        submitter's key; ``key``: the idempotency key; ``created_after`` <= created_at <
+        ``created_before``), with an id below ``before`` when given (keyset paging), at
+        most ``limit`` (>= 0; 0 gives none). Never an OFFSET: a page below ``before``
+        walks the id index from there, so a deep page costs what the first one does."""
 
     @abc.abstractmethod
     async def job_ids(self, status: JobState) -> list[int]:

@@ -167,6 +167,10 @@ class MemoryStore(StoreBackend):
         before: int | None = None,
         limit: int = 100,
         owner: str | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[Job]:
         found: list[Job] = []
         if limit <= 0:
@@ -178,6 +182,10 @@ class MemoryStore(StoreBackend):
                 and (queue is None or job.queue == queue)
                 and (before is None or job_id < before)
                 and (owner is None or job.owner == owner)
+                and (task is None or job.task == task)
+                and (key is None or job.idempotency_key == key)
+                and (created_after is None or job.created_at >= created_after)
+                and (created_before is None or job.created_at < created_before)
             ):
                 found.append(_fresh(job))
                 if len(found) >= limit:

@@ -172,6 +172,10 @@ class PostgresStore(StoreBackend):
         before: int | None = None,
         limit: int = 100,
         owner: str | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[Job]:
         where: list[str] = []
         args: list[Any] = []
@@ -180,6 +184,10 @@ class PostgresStore(StoreBackend):
             ("queue = ", text_in(queue)),
             ("id < ", before),
             ("owner = ", owner),
+            ("task = ", text_in(task)),
+            ("idempotency_key = ", text_in(key)),
+            ("created_at >= ", created_after),
+            ("created_at < ", created_before),
         ):
             if value is not None:
                 args.append(value)

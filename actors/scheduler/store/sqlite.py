@@ -280,6 +280,10 @@ class SqliteStore(StoreBackend):
         before: int | None = None,
         limit: int = 100,
         owner: str | None = None,
+        task: str | None = None,
+        key: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[Job]:
         where: list[str] = []
         params: list[Any] = []
@@ -288,6 +292,10 @@ class SqliteStore(StoreBackend):
             ("queue = ?", queue),
             ("id < ?", before),
             ("owner = ?", owner),
+            ("task = ?", task),
+            ("idempotency_key = ?", key),
+            ("created_at >= ?", created_after),
+            ("created_at < ?", created_before),
         ):
             if value is not None:
                 where.append(clause)
