@@ -103,3 +103,15 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
     return value
+
+
+def when_arg(text: str) -> float:
+    """A time on the command line: ISO 8601, or how long ago ("1h"); its Unix time."""
+    import time
+
+    from actors.cli.times import parse_when
+
+    try:
+        return parse_when(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

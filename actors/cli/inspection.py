@@ -140,11 +140,33 @@ def cmd_workers(args: argparse.Namespace) -> None:
 def cmd_jobs(args: argparse.Namespace) -> None:
     from actors.cli.views import render_jobs
 
-    views = with_client(args, lambda c: c.jobs(args.state, args.queue, args.limit))
+    views = with_client(
+        args,
+        lambda c: c.jobs(
+            args.state,
+            args.queue,
+            args.limit,
+            task=args.task,
+            key=args.idempotency_key,
+            created_after=args.since,
+            created_before=args.until,
+            before=args.before,
+        ),
+    )
     if args.json:
         print_json(views)
     else:
-        what = " ".join(filter(None, [args.state, f"queue {args.queue}" if args.queue else ""]))
+        what = " ".join(
+            filter(
+                None,
+                [
+                    args.state,
+                    f"queue {args.queue}" if args.queue else "",
+                    f"task {args.task}" if args.task else "",
+                    f"key {args.idempotency_key}" if args.idempotency_key else "",
+                ],
+            )
+        )
         render_jobs(
             views, title=f"{len(views)} job(s), newest first" + (f": {what}" if what else "")
         )

@@ -30,6 +30,7 @@ from actors.cli.common import (
     positive_int,
     run_async,
     slot_count,
+    when_arg,
 )
 from actors.cli.inspection import (
     cmd_cancel,
@@ -233,6 +234,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="only jobs in this state",
     )
     p.add_argument("--queue", default=None, metavar="Q", help="only jobs in this queue")
+    p.add_argument("--task", default=None, metavar="TASK", help="only jobs of this task")
+    p.add_argument(
+        "--idempotency-key",
+        default=None,
+        metavar="KEY",
+        help="only the job with this idempotency key",
+    )
+    p.add_argument(
+        "--since",
+        type=when_arg,
+        default=None,
+        metavar="WHEN",
+        help="only jobs created at or after WHEN: a time (2026-12-01T09:00Z) or how long ago (1h)",
+    )
+    p.add_argument(
+        "--until", type=when_arg, default=None, metavar="WHEN", help="only jobs created before WHEN"
+    )
+    p.add_argument(
+        "--before", type=id_arg, default=None, metavar="ID", help="only ids below ID (next page)"
+    )
     p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="at most N (50)")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(p)

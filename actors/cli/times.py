@@ -38,3 +38,24 @@ def parse_time(text: str) -> float:
             f"an ISO 8601 time such as 2026-12-01T09:00:00Z or 2026-12-01 09:00, got {text!r}"
         ) from None
     return when.timestamp()
+
+
+# The protocol's bounds on a time a request names (transport.payloads' UnixTime).
+EARLIEST, LATEST = 0.0, 4_102_444_800.0  # 1970 to 2100
+
+
+def parse_when(text: str, now: float) -> float:
+    """The Unix time of ``text``: an ISO 8601 time, or a duration meaning that long
+    before ``now`` ("1h": an hour ago), within 1970 to 2100."""
+    try:
+        when = parse_time(text)
+    except ValueError:
+        try:
+            when = now - parse_duration(text)
+        except ValueError:
+            raise ValueError(
+                f"a time (2026-12-01T09:00:00Z) or how long ago (30m, 2d), got {text!r}"
+            ) from None
+    if not EARLIEST <= when <= LATEST:
+        raise ValueError(f"a time between 1970 and 2100, got {text!r}")
+    return when

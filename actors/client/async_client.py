@@ -255,10 +255,28 @@ class AsyncClient(Connection):
         return reply.limits  # type: ignore[no-any-return]
 
     async def jobs(
-        self, status: str | None = None, queue: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        *,
+        task: str | None = None,
+        key: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before: int | None = None,
     ) -> list[wire.JobView]:
-        """Jobs, newest first, optionally only those in ``status`` and/or ``queue``."""
-        reply = await self._request(lambda rid: wire.ListJobs(rid, status, queue, limit))
+        """Jobs, newest first, only those matching every filter given: ``status``,
+        ``queue``, ``task``, idempotency ``key``, created at or after ``created_after``
+        and before ``created_before`` (Unix times); ``before``: ids below it (the last id
+        of the page before: keyset paging)."""
+
+        def build(rid: int) -> wire.ListJobs:
+            return wire.ListJobs(
+                rid, status, queue, limit, before, task, key, created_after, created_before
+            )
+
+        reply = await self._request(build)
         return reply.jobs  # type: ignore[no-any-return]
 
     # -------------------------------------------------------------- schedules

@@ -157,9 +157,11 @@ class Client:
         return self._run(self._async.requeue(list(job_ids), all_failed=all_failed))
 
     def jobs(
-        self, status: str | None = None, queue: str | None = None, limit: int = 100
+        self, status: str | None = None, queue: str | None = None, limit: int = 100, **filters: Any
     ) -> list[wire.JobView]:
-        return self._run(self._async.jobs(status, queue, limit))
+        """``AsyncClient.jobs``: keyword filters ``task``, ``key``, ``created_after``,
+        ``created_before``, ``before``."""
+        return self._run(self._async.jobs(status, queue, limit, **filters))
 
     def add_schedule(
         self,

@@ -178,6 +178,37 @@ def test_require_worker_against_a_real_scheduler(cluster: Cluster, address: str)
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
+def test_jobs_filters_by_task_key_and_creation_time_and_pages_by_id(
+    cluster: Cluster, address: str
+) -> None:
+    with Client(address) as client:
+        ids = client.submit_many(
+            [job_spec("record", [i], idempotency_key=f"k{i}") for i in range(3)]
+            + [job_spec("add", [1, 2]), job_spec("add", [3, 4])]
+        )
+
+    def listed(*args: str) -> list[int]:
+        done = corral("jobs", "--json", *args, "--connect", address)
+        assert done.returncode == 0, done.stderr
+        return [job["job_id"] for job in json.loads(done.stdout)]
+
+    assert listed("--task", "add") == ids[:2:-1]
+    assert listed("--idempotency-key", "k1") == [ids[1]]
+    assert listed("--since", "1h") == ids[::-1]
+    assert listed("--since", "2000-01-01T00:00:00Z", "--until", "2001-01-01T00:00:00Z") == []
+    assert listed("--limit", "2") == ids[:2:-1]
+    assert listed("--limit", "2", "--before", str(ids[3])) == [ids[2], ids[1]]
+    for args, line in (
+        (("--since", "yesterday"), "--since: a time (2026-12-01T09:00:00Z) or how long ago"),
+        (("--until", "3000-01-01"), "--until: a time between 1970 and 2100"),
+        (("--before", "0"), "--before: must be at least 1"),
+    ):
+        done = corral("jobs", *args, "--connect", address)
+        assert (done.returncode, done.stderr.count("\n")) == (2, 1), done.stderr
+        assert line in done.stderr, done.stderr
+
+
 # ------------------------------------------------------------------- output
 
 
