@@ -127,32 +127,39 @@ async def _exists(request: web.Request, ask: Callable[[Bridge], Awaitable[None]]
     return shell(request)
 
 
-async def job_page(request: web.Request) -> web.Response:
+async def _page_of_one(
+    request: web.Request, param: str, what: str, find: Callable[[Bridge, int], Awaitable[bool]]
+) -> web.Response:
+    """The page of one job or workflow: 400 for a bad id, 404 when ``find`` says there is
+    no such ``what``, else the page."""
     try:
-        job_id = api.whole(request.match_info["job_id"], "a job id")
+        ident = api.whole(request.match_info[param], f"a {what} id")
     except web.HTTPBadRequest as exc:
         return notice("Bad address", (exc.text or "").removeprefix("400: ").strip(), 400)
 
     async def ask(bridge: Bridge) -> None:
-        reply = await bridge.ask(lambda rid: wire.GetJob(rid, job_id), wire.JobReply)
-        if reply.job is None:
-            raise NotFound(f"no job {job_id}")
+        if not await find(bridge, ident):
+            raise NotFound(f"no {what} {ident}")
 
     return await _exists(request, ask)
+
+
+async def _job_exists(bridge: Bridge, job_id: int) -> bool:
+    reply = await bridge.ask(lambda rid: wire.GetJob(rid, job_id), wire.JobReply)
+    return reply.job is not None
+
+
+async def _workflow_exists(bridge: Bridge, workflow_id: int) -> bool:
+    reply = await bridge.ask(lambda rid: wire.GetWorkflow(rid, workflow_id), wire.WorkflowReply)
+    return reply.workflow is not None
+
+
+async def job_page(request: web.Request) -> web.Response:
+    return await _page_of_one(request, "job_id", "job", _job_exists)
 
 
 async def workflow_page(request: web.Request) -> web.Response:
-    try:
-        workflow_id = api.whole(request.match_info["workflow_id"], "a workflow id")
-    except web.HTTPBadRequest as exc:
-        return notice("Bad address", (exc.text or "").removeprefix("400: ").strip(), 400)
-
-    async def ask(bridge: Bridge) -> None:
-        reply = await bridge.ask(lambda rid: wire.GetWorkflow(rid, workflow_id), wire.WorkflowReply)
-        if reply.workflow is None:
-            raise NotFound(f"no workflow {workflow_id}")
-
-    return await _exists(request, ask)
+    return await _page_of_one(request, "workflow_id", "workflow", _workflow_exists)
 
 
 async def static(request: web.Request) -> web.Response:
