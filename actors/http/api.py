@@ -142,7 +142,10 @@ async def throughput(request: web.Request) -> web.Response:
     now = time.time()
     first = int(now // 60) - CHART_MINUTES + 1
     rows = await read(brain.store, StoreBackend.ended_by_minute, first * 60.0)
-    minutes = {m: {"minute": m * 60, "succeeded": 0, "failed": 0} for m in range(first, first + 60)}
+    minutes = {
+        m: {"minute": m * 60, "succeeded": 0, "failed": 0}
+        for m in range(first, first + CHART_MINUTES)
+    }
     for minute, state, count in rows:
         slot = minutes.get(minute)
         if slot is not None:
