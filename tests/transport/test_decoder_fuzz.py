@@ -97,7 +97,7 @@ values = st.recursive(
     | st.binary(max_size=20)
     | st.sampled_from([t.__name__ for t in TAGS]),
     lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=4), inner),
-    max_leaves=30,
+    max_leaves=10,
 )
 
 
