@@ -32,6 +32,7 @@ def test_submits_decode_and_refuse_as_the_strict_decoder_does(queues: list[str])
 def test_a_fast_submit_is_a_submit_of_job_specs() -> None:
     message = decode_request_fast(wire.encode(wire.Submit(1, [wire.JobSpec("t")] * 3)))
     assert isinstance(message, wire.Submit)
+    assert type(message).__name__ == "Submit", "a refusal naming the type says Submit"
     assert all(isinstance(spec, wire.JobSpec) for spec in message.jobs)
     assert [spec.queue for spec in message.jobs] == ["default"] * 3
 
