@@ -6,11 +6,17 @@ order among the promoted. So a steady stream of high-priority jobs can hold a
 low-priority job back for at most ``aging`` seconds (plus the time for a slot to
 free up); in normal operation, when nothing waits that long, priorities decide.
 
-Each job sits in a heap (priority order) and in a deque (arrival order); whichever
-structure hands it out marks it taken, and the other skips it later (lazy deletion).
-Push and pop are O(log n) amortized; the promotion check is O(1) per pop. There is one
-such container per (queue, task); across a worker's tasks, ``rank`` compares their next
-jobs by the same rule (any promoted job first, by arrival; else highest priority).
+Each job sits in its priority's band and in a deque of all arrivals (arrival order);
+whichever structure hands it out marks it taken, and the other skips it later (lazy
+deletion). Within a band jobs go by ``(seq, order)`` (submission order; a job pushed
+again, e.g. a lease its worker never held, goes back to its place): a band is a deque,
+which the jobs join in that order as they arrive in the usual case, plus a small heap
+for the few that arrive out of it (``seq`` below the band's last). The non-empty bands
+sit in a heap of priorities. So push and pop are O(1) within a band, O(log b) in the b
+distinct priorities waiting, O(log k) for the k jobs pushed back out of order; the
+promotion check is O(1) per pop. There is one such container per (queue, task); across
+a worker's tasks, ``rank`` compares their next jobs by the same rule (any promoted job
+first, by arrival; else highest priority).
 """
 
 from __future__ import annotations
@@ -29,46 +35,111 @@ from strategies.base import ReadyQueue, Strategy
 DEFAULT_AGING_S = 30.0
 
 
+class Band:
+    """One priority's jobs in ``(seq, order)`` order: ``jobs`` (arrived in order) merged
+    with ``late`` (a heap of those that arrived behind a later seq). ``live``: not taken."""
+
+    __slots__ = ("jobs", "late", "live")
+
+    def __init__(self) -> None:
+        self.jobs: deque[ReadyJob] = deque()
+        self.late: list[tuple[int, int, ReadyJob]] = []
+        self.live = 0
+
+    def push(self, job: ReadyJob) -> None:
+        jobs = self.jobs
+        if not self.live:  # whatever is left here was handed out by the arrivals: drop it
+            jobs.clear()
+            self.late.clear()
+        if not jobs or job.seq >= jobs[-1].seq:  # ``order`` grows with every push
+            jobs.append(job)
+        else:
+            heapq.heappush(self.late, (job.seq, job.order, job))
+        self.live += 1
+
+    def first(self) -> ReadyJob:
+        """The next job (the band holds one); taken entries at the heads are dropped."""
+        jobs, late = self.jobs, self.late
+        while jobs and jobs[0].taken:
+            jobs.popleft()
+        while late and late[0][2].taken:
+            heapq.heappop(late)
+        if not late:
+            return jobs[0]
+        head = late[0][2]
+        if not jobs:
+            return head
+        job = jobs[0]
+        return head if (head.seq, head.order) < (job.seq, job.order) else job
+
+    def pop(self) -> ReadyJob:
+        job = self.first()
+        if self.jobs and self.jobs[0] is job:
+            self.jobs.popleft()
+        else:
+            heapq.heappop(self.late)
+        return job
+
+
 class PriorityQueue:
     def __init__(self, aging: float) -> None:
         self.aging = aging
-        self._heap: list[tuple[int, int, int, ReadyJob]] = []
+        self._bands: dict[int, Band] = {}  # priority -> its band (kept while in _prios)
+        self._prios: list[int] = []  # heap of -priority, one per band
         self._arrivals: deque[tuple[int, ReadyJob]] = deque()
         self._size = 0
 
     def push(self, job: ReadyJob, order: int) -> None:
         job.taken = False
         # ``order`` is unique: a released job's seq (Strategy.release) may equal another's.
-        heapq.heappush(self._heap, (-job.priority, job.seq, order, job))
+        job.order = order
+        band = self._bands.get(job.priority)
+        if band is None:
+            band = self._bands[job.priority] = Band()
+            heapq.heappush(self._prios, -job.priority)
+        band.push(job)
         self._arrivals.append((order, job))
         self._size += 1
 
+    def _top(self) -> Band:
+        """The highest band holding a job (there is one); empty bands above it go."""
+        bands, prios = self._bands, self._prios
+        band = bands[-prios[0]]
+        while not band.live:
+            del bands[-heapq.heappop(prios)]
+            band = bands[-prios[0]]
+        return band
+
     def _promoted(self, now: float) -> bool:
-        """Drop what the other structure handed out; is the oldest job due?"""
-        arrivals, heap = self._arrivals, self._heap
+        """Drop what a band handed out; is the oldest job due?"""
+        arrivals = self._arrivals
         while arrivals[0][1].taken:
             arrivals.popleft()
-        while heap[0][3].taken:
-            heapq.heappop(heap)
         return now - arrivals[0][1].enqueued_at >= self.aging
 
     def rank(self, now: float) -> tuple[Any, ...]:
         # Promoted jobs rank before all others, in arrival order among themselves.
         if self._promoted(now):
             return (0, self._arrivals[0][0], 0)
-        top = self._heap[0]
-        return (1, top[0], top[1])
+        top = self._top().first()
+        return (1, -top.priority, top.seq)
 
     def pop(self, now: float) -> ReadyJob:
         # A promoted job (waited long enough) goes first, else the highest priority.
-        job = self._arrivals.popleft()[1] if self._promoted(now) else heapq.heappop(self._heap)[3]
+        if self._promoted(now):
+            job = self._arrivals.popleft()[1]
+            self._bands[job.priority].live -= 1
+        else:
+            band = self._top()
+            job = band.pop()
+            band.live -= 1
         job.taken = True
         self._size -= 1
         return job
 
     def oldest(self) -> ReadyJob:
         arrivals = self._arrivals
-        while arrivals[0][1].taken:  # handed out by the heap: dropped here lazily
+        while arrivals[0][1].taken:  # handed out by a band: dropped here lazily
             arrivals.popleft()
         return arrivals[0][1]
 

@@ -157,16 +157,28 @@ def truncate_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text[:head] + marker + text[len(text) - (keep - head) :]
 
 
+# The shapes' first bytes (fix, 16- and 32-bit forms), and the usual values themselves:
+# ``[]`` and ``{}`` compare in one step (a decoded ``Raw`` viewed byte by byte costs more).
+_ARRAY_FIRST = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
+_MAP_FIRST = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
+_EMPTY_ARRAY = msgspec.Raw(b"\x90")
+_EMPTY_MAP = msgspec.Raw(b"\x80")
+
+
 def is_msgpack_array(raw: msgspec.Raw) -> bool:
     """Cheap shape check of a raw msgpack value: an array (fixarray, array16, array32)."""
-    first = memoryview(raw)[:1].tobytes()
-    return bool(first) and (0x90 <= first[0] <= 0x9F or first[0] in (0xDC, 0xDD))
+    if raw == _EMPTY_ARRAY:
+        return True
+    view = memoryview(raw)
+    return bool(view.nbytes) and view[0] in _ARRAY_FIRST
 
 
 def is_msgpack_map(raw: msgspec.Raw) -> bool:
     """Cheap shape check of a raw msgpack value: a map (fixmap, map16, map32)."""
-    first = memoryview(raw)[:1].tobytes()
-    return bool(first) and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF))
+    if raw == _EMPTY_MAP:
+        return True
+    view = memoryview(raw)
+    return bool(view.nbytes) and view[0] in _MAP_FIRST
 
 
 def pack(value: Any) -> msgspec.Raw:

@@ -41,6 +41,7 @@ from actors.scheduler.roles import refusal
 from transport import ServerTransport
 from transport import protocol as wire
 from transport.errors import BadFrame, PeerGone
+from transport.fast_requests import decode_request_fast
 
 log = logging.getLogger("corral.gateway")
 
@@ -213,7 +214,7 @@ class Gateway(Actor):
             self.banned_frames += 1
             return
         try:
-            message = wire.decode_request(frame)
+            message = decode_request_fast(frame)
         except BadFrame as exc:
             self._refuse(peer, exc.code, exc.message, exc.request_id)
             return

@@ -78,6 +78,22 @@ class Job(msgspec.Struct, gc=False):
             expected,
         )
 
+    def assignment(self) -> wire.Assignment:
+        """This (just leased) job as its worker receives it."""
+        return wire.Assignment(
+            self.id,
+            self.token,
+            self.task,
+            self.args,
+            self.kwargs,
+            self.attempts,
+            self.idempotency_key,
+            self.timeout,
+            self.parent_results or [],
+            self.step,
+            self.workflow_id,
+        )
+
     def outcome(self) -> wire.JobOutcome:
         return wire.JobOutcome(self.id, self.status, self.result or wire.NONE_RAW, self.error)
 

@@ -16,7 +16,8 @@ import heapq
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -36,6 +37,7 @@ from actors.lifecycle import (
     check_transition,
 )
 from actors.scheduler.job import Job as Job  # re-exported: callers import it from here
+from actors.scheduler.job_recovery import Recovery
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import HeldJobs
 from transport import protocol as wire
@@ -48,13 +50,16 @@ _METRIC_OF = {
 }
 
 
+_status_of = attrgetter("status")
+
+
 def backoff_delay(attempt: int, backoff: wire.Backoff, rand: Callable[[], float]) -> float:
     """Delay before retry number ``attempt`` (1-based): capped exponential, equal jitter."""
     ceiling = min(backoff.cap, backoff.base * backoff.factor ** min(attempt - 1, 64))
     return ceiling * (0.5 + 0.5 * rand())
 
 
-class JobTable:
+class JobTable(Recovery):
     """The scheduler's state machine over all jobs it holds in memory."""
 
     def __init__(
@@ -84,70 +89,58 @@ class JobTable:
         self.held = HeldJobs()  # jobs in flight per owner, for actors.scheduler.quotas
         self.keys_freed: list[int] = []  # keyed jobs that left RUNNING, for the strategy
 
-    # ------------------------------------------------------------------ recovery
-
-    def load(self, live: Iterable[Job], counts: dict[str, int], max_id: int) -> None:
-        """Rebuild memory from the store at start-up: live jobs, totals, the next id."""
-        self.counts.update(counts)
-        self.next_id = max_id + 1
-        self.admit(live)
-
-    def admit(self, live: Iterable[Job]) -> None:
-        """Live jobs read from the store at start-up (``load`` without the totals)."""
-        held = self.held
-        for job in live:
-            self.jobs[job.id] = job
-            held.add(job.owner, 1, wire.payload_bytes(job))
-            if job.idempotency_key is not None:
-                self.by_key[job.idempotency_key] = job.id
-            if job.status is PENDING and job.not_before > 0 and not self.may_wait_on_parents(job):
-                heapq.heappush(self._retry_heap, (job.not_before, job.id))
-
-    @staticmethod
-    def may_wait_on_parents(job: Job) -> bool:
-        """A PENDING job that never ran and has parents: it waits for them (the DAG
-        resolver decides), however long its own delay; the others wait only for a time."""
-        return bool(job.depends_on) and job.attempts == 0
-
-    def reload(self, job: Job) -> None:
-        """Bring a job read back from SQLite (finished long ago) into memory."""
-        if job.id not in self.jobs:
-            self.jobs[job.id] = job
-            if job.idempotency_key is not None:
-                self.by_key[job.idempotency_key] = job.id
-
     # -------------------------------------------------------------- transitions
 
     def move(self, job: Job, new: JobState, ops: Ops) -> None:
-        """The one place a job changes state: check the table, count, record the CAS row."""
-        old = job.status
-        check_transition(job.id, old, new)
-        job.status = new
-        self.counts[old] -= 1
-        self.counts[new] += 1
-        if job.id not in ops.new_ids:  # a job created in this same write is inserted as it is
-            ops.updates.append(job.update_row(old))
-        if old is RUNNING and job.concurrency_key:
-            self.keys_freed.append(job.id)
-        retried = old is RUNNING and new is PENDING
-        metric = "retried" if retried else _METRIC_OF.get(new)
+        """One job changes state: :meth:`move_all` of one."""
+        self.move_all((job,), new, ops)
+
+    def move_all(self, jobs: Sequence[Job], new: JobState, ops: Ops) -> None:
+        """The one place jobs change state: check the table for every state they leave
+        (before any of them changes), then move them all, recording each one's CAS row
+        and counting once per batch, not per job."""
+        if not jobs:
+            return
+        olds = set(map(_status_of, jobs))
+        if len(olds) > 1:  # checked all, then moved by the state they leave
+            for old in olds:
+                check_transition(next(j.id for j in jobs if j.status is old), old, new)
+            groups = [[job for job in jobs if job.status is old] for old in olds]
+            for group in groups:
+                self.move_all(group, new, ops)
+            return
+        old = jobs[0].status
+        check_transition(jobs[0].id, old, new)
+        in_new, updates = ops.new_ids, ops.updates
+        now = time.monotonic() if new is QUEUED else 0.0
+        for job in jobs:
+            job.status = new
+            if job.id not in in_new:  # a job created in this same write is inserted as it is
+                updates.append(job.update_row(old))
+            if now:
+                job.queued_at = now
+        count = len(jobs)
+        self.counts[old] -= count
+        self.counts[new] += count
+        if old is RUNNING:
+            self.keys_freed += [job.id for job in jobs if job.concurrency_key]
+        metric = "retried" if old is RUNNING and new is PENDING else _METRIC_OF.get(new)
         if metric is not None:
-            self.by_queue[(job.queue, metric)] += 1
-        if new is QUEUED:
-            job.queued_at = time.monotonic()
+            self._count(jobs, metric)
         if self.events is not None:
-            self.events.append(
-                (
-                    "job",
-                    job.id,
-                    new,
-                    job.queue,
-                    job.worker or "",
-                    job.token,
-                    -1.0,
-                    job.error or "",
-                )
-            )
+            self.events += [
+                ("job", j.id, new, j.queue, j.worker or "", j.token, -1.0, j.error or "")
+                for j in jobs
+            ]
+
+    def _count(self, jobs: Sequence[Job], metric: str) -> None:
+        """Per-queue totals: one addition when the jobs share a queue (the usual case)."""
+        queue = jobs[0].queue
+        if all(job.queue == queue for job in jobs):
+            self.by_queue[(queue, metric)] += len(jobs)
+        else:
+            for job in jobs:
+                self.by_queue[(job.queue, metric)] += 1
 
     def take_events(self) -> list[tuple[Any, ...]]:
         """The transitions recorded since the last call (empty when nobody subscribes)."""
@@ -167,46 +160,67 @@ class JobTable:
         owner: str = "",
     ) -> Job:
         """A new job in PENDING; the caller queues or dooms it after looking at its parents."""
-        job_id = self.next_id
-        self.next_id += 1
+        return self.create_all((spec,), ops, owner, workflow_id, step)[0]
+
+    def create_all(
+        self,
+        specs: Sequence[wire.JobSpec],
+        ops: Ops,
+        owner: str = "",
+        workflow_id: int | None = None,
+        step: str | None = None,
+    ) -> list[Job]:
+        """New jobs in PENDING, one per spec, in order (ids in a row); counted once."""
+        if not specs:
+            return []
+        first = self.next_id
+        self.next_id += len(specs)
         now = self.clock()
-        job = Job(
-            job_id,
-            spec.task,
-            spec.args,
-            spec.kwargs,
-            spec.priority,
-            spec.queue,
-            tuple(spec.depends_on),
-            spec.max_retries,
-            spec.idempotency_key,
-            spec.timeout,
-            now,
-            PENDING,
-            backoff=spec.backoff,
-            workflow_id=workflow_id,
-            step=step,
-            owner=owner,
-            concurrency_key=spec.concurrency_key or "",
-            max_concurrent=spec.max_concurrent or 0,
-            seq=job_id,
-        )
-        if spec.delay or spec.run_at:
-            ready_at = max(spec.run_at, now + spec.delay)
-            if ready_at > now:
-                job.not_before = ready_at  # queued by ``defer`` once its parents are done
-        self.jobs[job_id] = job
-        self.held.add(owner, 1, wire.payload_bytes(spec))
-        self.counts[PENDING.value] += 1
-        self.by_queue[(job.queue, "submitted")] += 1
+        jobs: list[Job] = []
+        nbytes = 0
+        by_key = self.by_key
+        for job_id, spec in enumerate(specs, first):
+            parents = spec.depends_on
+            job = Job(
+                job_id,
+                spec.task,
+                spec.args,
+                spec.kwargs,
+                spec.priority,
+                spec.queue,
+                tuple(parents) if parents else (),
+                spec.max_retries,
+                spec.idempotency_key,
+                spec.timeout,
+                now,
+                PENDING,
+                backoff=spec.backoff,
+                workflow_id=workflow_id,
+                step=step,
+                owner=owner,
+                concurrency_key=spec.concurrency_key or "",
+                max_concurrent=spec.max_concurrent or 0,
+                seq=job_id,
+            )
+            if spec.delay or spec.run_at:
+                ready_at = max(spec.run_at, now + spec.delay)
+                if ready_at > now:
+                    job.not_before = ready_at  # queued by ``defer`` once its parents are done
+            if spec.idempotency_key is not None:
+                by_key[spec.idempotency_key] = job_id
+            if parents:
+                ops.edges += [(parent, job_id) for parent in parents]
+            nbytes += len(spec.args) + len(spec.kwargs)  # wire.payload_bytes, inlined
+            jobs.append(job)
+        self.jobs.update(zip(range(first, self.next_id), jobs, strict=True))
+        self.held.add(owner, len(jobs), nbytes)
+        self.counts[PENDING.value] += len(jobs)
+        self._count(jobs, "submitted")
         if self.events is not None:
-            self.events.append(("job", job_id, "PENDING", job.queue, "", 0, -1.0, ""))
-        if spec.idempotency_key is not None:
-            self.by_key[spec.idempotency_key] = job_id
-        ops.new_jobs.append(job)  # its row is built when the write is sealed, in its state then
-        ops.new_ids.add(job_id)
-        ops.edges.extend((parent, job_id) for parent in job.depends_on)
-        return job
+            self.events += [("job", j.id, "PENDING", j.queue, "", 0, -1.0, "") for j in jobs]
+        ops.new_jobs += jobs  # their rows are built when the write is sealed, in state then
+        ops.new_ids.update(range(first, self.next_id))
+        return jobs
 
     # --------------------------------------------------------------- assignment
 
@@ -215,29 +229,34 @@ class JobTable:
 
         Returns None when the job is no longer QUEUED (cancelled, or picked twice).
         """
-        job = self.jobs.get(job_id)
-        if job is None or job.status is not QUEUED:
-            return None
-        job.token += 1
-        job.attempts += 1
-        job.worker = worker
-        job.peer = peer
-        job.started_at = self.clock()
-        job.finished_at = None
-        self.move(job, RUNNING, ops)
-        return wire.Assignment(
-            job.id,
-            job.token,
-            job.task,
-            job.args,
-            job.kwargs,
-            job.attempts,
-            job.idempotency_key,
-            job.timeout,
-            job.parent_results or [],
-            job.step,
-            job.workflow_id,
-        )
+        leased, _ = self.lease_all([(job_id, peer)], {peer: worker}, ops)
+        return leased[0][1] if leased else None
+
+    def lease_all(
+        self, picks: Iterable[tuple[int, bytes]], names: dict[bytes, str], ops: Ops
+    ) -> tuple[list[tuple[bytes, wire.Assignment]], list[tuple[int, bytes]]]:
+        """:meth:`lease` for each (job id, peer) pick, in one move: the assignments, and
+        the picks whose job is no longer QUEUED (cancelled, or picked twice). ``names``:
+        each peer's worker name ("?" if unknown)."""
+        jobs = self.jobs
+        now = self.clock()
+        taken: dict[int, Job] = {}
+        returned: list[tuple[int, bytes]] = []
+        for job_id, peer in picks:
+            job = jobs.get(job_id)
+            if job is None or job.status is not QUEUED or job_id in taken:
+                returned.append((job_id, peer))
+                continue
+            taken[job_id] = job
+            job.token += 1
+            job.attempts += 1
+            job.worker = names.get(peer, "?")
+            job.peer = peer
+            job.started_at = now
+            job.finished_at = None
+        leased = list(taken.values())
+        self.move_all(leased, RUNNING, ops)
+        return [(job.peer or b"", job.assignment()) for job in leased], returned
 
     # ------------------------------------------------------------------ results
 
@@ -251,10 +270,16 @@ class JobTable:
         return job
 
     def succeed(self, job: Job, result: msgspec.Raw, ops: Ops) -> None:
-        job.result = result
-        job.error = None
-        job.finished_at = self.clock()
-        self.move(job, SUCCEEDED, ops)
+        self.succeed_all([(job, result)], ops)
+
+    def succeed_all(self, done: Sequence[tuple[Job, msgspec.Raw]], ops: Ops) -> None:
+        """RUNNING -> SUCCEEDED for each (job, result) (distinct jobs), in one move."""
+        now = self.clock()
+        for job, result in done:
+            job.result = result
+            job.error = None
+            job.finished_at = now
+        self.move_all([job for job, _ in done], SUCCEEDED, ops)
 
     def fail_attempt(
         self, job: Job, error: str, outcome: str, ops: Ops, retry: bool = True
@@ -287,28 +312,6 @@ class JobTable:
         job.worker = None
         job.started_at = None
         self.move(job, QUEUED, ops)
-
-    def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
-        """After a scheduler restart, a reconnecting worker still holds this lease: keep it.
-        Idempotent: the same worker claiming it again (a repeated hello) is accepted again,
-        also from another connection, which then holds it (a worker searching for a new
-        leader may leave a hello on a connection it gives up and come back on another).
-        Only the worker the lease was granted to may claim it, by name (``NAME@KEY`` with
-        keys: the key it was granted to)."""
-        job = self.jobs.get(job_id)
-        if job is None or job.status is not RUNNING or job.token != token:
-            return False
-        if job.worker and job.worker != worker:
-            return False
-        if not job.worker and job.peer is not None and job.peer != peer:
-            return False
-        job.peer = peer
-        job.worker = worker
-        return True
-
-    def orphans(self) -> list[Job]:
-        """RUNNING jobs no connected worker holds (recovered from SQLite, not adopted)."""
-        return [j for j in self.jobs.values() if j.status is RUNNING and j.peer is None]
 
     def cancel(self, job: Job, ops: Ops) -> None:
         """PENDING/QUEUED/RUNNING -> CANCELLED; a running attempt is recorded as cancelled."""
@@ -367,13 +370,26 @@ class JobTable:
 
     def settle(self, job: Job) -> None:
         """The job's terminal state is committed: keep it in the recent window only."""
-        if not job.settled:
-            self.held.add(job.owner, -1, -wire.payload_bytes(job))
-        job.settled = True
-        job.peer = None
-        self._recent[job.id] = None
-        while len(self._recent) > RECENT_FINISHED:
-            old_id, _ = self._recent.popitem(last=False)
+        self.settle_all((job,))
+
+    def settle_all(self, jobs: Iterable[Job]) -> None:
+        """:meth:`settle` for each job; what the owners hold is counted once per owner."""
+        recent = self._recent
+        released: dict[str, list[int]] = {}
+        for job in jobs:
+            if not job.settled:
+                held = released.get(job.owner)
+                if held is None:
+                    held = released[job.owner] = [0, 0]
+                held[0] -= 1
+                held[1] -= len(job.args) + len(job.kwargs)  # wire.payload_bytes, inlined
+            job.settled = True
+            job.peer = None
+            recent[job.id] = None
+        for owner, (count, nbytes) in released.items():
+            self.held.add(owner, count, nbytes)
+        for _ in range(len(recent) - RECENT_FINISHED):
+            old_id, _none = recent.popitem(last=False)
             old = self.jobs.get(old_id)
             if old is not None and old.status in TERMINAL:
                 del self.jobs[old_id]

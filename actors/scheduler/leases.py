@@ -18,9 +18,12 @@ import logging
 import time
 from collections import defaultdict
 
+import msgspec
+
 from actors.lifecycle import RUNNING
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
+from actors.scheduler.job import Job
 from actors.scheduler.messages import (
     Adopted,
     LeasesEnded,
@@ -44,16 +47,15 @@ def lease(
     ``limit_states``: the rate limits' buckets these picks took from, committed with them,
     so no job starts on a token a restart would give out again."""
     ops, effects = Ops(), Effects()
-    returned: defaultdict[bytes, list[int]] = defaultdict(list)
-    now = time.monotonic()
     table = sched.table
-    for job_id, peer in picks:
-        assignment = table.lease(job_id, peer, sched.worker_names.get(peer, "?"), ops)
-        if assignment is None:
-            returned[peer].append(job_id)
-        else:
-            effects.leases.append((peer, assignment))
-            sched.assign_latency.observe(now - table.jobs[job_id].queued_at)
+    leased, unleased = table.lease_all(picks, sched.worker_names, ops)
+    effects.leases = leased
+    now, jobs, observe = time.monotonic(), table.jobs, sched.assign_latency.observe
+    for _, assignment in leased:
+        observe(now - jobs[assignment.job_id].queued_at)
+    returned: defaultdict[bytes, list[int]] = defaultdict(list)
+    for job_id, peer in unleased:
+        returned[peer].append(job_id)
     for peer, lost in returned.items():
         sched.strategy.tell(ReturnCredit(peer, len(lost), tuple(lost)))
     if limit_states:
@@ -69,19 +71,24 @@ def results(sched: SchedulerCore, message: WorkerResults) -> None:
     for peer, name, batch in message.batches:
         acked: list[int] = []
         refused: list[int] = []
+        succeeded: dict[int, tuple[Job, msgspec.Raw]] = {}  # moved together, below
         for result in batch:
             job = table.holder_of(result.job_id, result.token, peer)
-            if job is None:
+            if job is None or result.job_id in succeeded:  # (a result repeated: one counts)
                 refused.append(result.job_id)
                 continue
             acked.append(result.job_id)
             if result.ok:
-                table.succeed(job, result.result, ops)
+                succeeded[result.job_id] = (job, result.result)
             else:
                 # retry=False: the worker knows a retry cannot help (unknown task, bad
                 # arguments, an exception the task does not retry): FAILED at once.
                 table.fail_attempt(job, result.error or "failed", "error", ops, result.retry)
-            effects.finished.append(job)  # a failed attempt is kept only if it ended FAILED
+                effects.finished.append(job)  # kept only if it ended FAILED
+        if succeeded:
+            done = list(succeeded.values())
+            table.succeed_all(done, ops)
+            effects.finished += [job for job, _ in done]
         if refused:
             refused_total += len(refused)
             sched.warn(

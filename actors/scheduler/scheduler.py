@@ -333,12 +333,11 @@ class Scheduler(Actor):
             finished += effects.finished
             events += effects.events
         if finished:
-            ended: list[Job] = []
-            for job in finished:
-                # Settled here, so a job listed by two writes of this commit counts once.
-                if job.status in TERMINAL and not job.settled:
-                    self.table.settle(job)
-                    ended.append(job)
+            # Settled here, so a job listed by two writes of this commit counts once.
+            ended = list(
+                {j.id: j for j in finished if not j.settled and j.status in TERMINAL}.values()
+            )
+            self.table.settle_all(ended)
             self._notify(ended)
             self.dag.tell(Finished([(j.id, j.status.value) for j in ended]))
             succeeded = sum(1 for j in ended if j.status is SUCCEEDED)

@@ -73,25 +73,42 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
         sched.send(peer, wire.ErrorReply("key_taken", text, rid))
         return
     ops, effects = Ops(), Effects()
-    ids: list[int] = []
-    existing: list[bool] = []
-    for spec in request.jobs:
-        known = table.by_key.get(spec.idempotency_key) if spec.idempotency_key else None
-        if known is not None:
-            ids.append(known)
-            existing.append(True)
-            continue
-        job = table.create(spec, ops, owner=owner)
-        ids.append(job.id)
-        existing.append(False)
-        place_new(sched, job, parents, ops, effects)
+    if not any(spec.idempotency_key for spec in request.jobs):  # all new: created together
+        jobs = table.create_all(request.jobs, ops, owner)
+        ids, existing = [job.id for job in jobs], [False] * len(jobs)
+        place_all(sched, jobs, parents, ops, effects)
+    else:
+        ids, existing = [], []
+        for spec in request.jobs:
+            known = table.by_key.get(spec.idempotency_key) if spec.idempotency_key else None
+            if known is not None:
+                ids.append(known)
+                existing.append(True)
+                continue
+            job = table.create(spec, ops, owner=owner)
+            ids.append(job.id)
+            existing.append(False)
+            place_new(sched, job, parents, ops, effects)
     effects.sends.append(Send(peer, wire.Submitted(rid, ids, existing)))
     if request.wait_request_id:
-        jobs = await sched.find(ids)  # an existing key's job may have ended long ago
-        done = waits.register_waits(sched, peer, request.wait_request_id, jobs.values())
+        found = await sched.find(ids)  # an existing key's job may have ended long ago
+        done = waits.register_waits(sched, peer, request.wait_request_id, found.values())
         if done is not None:
             effects.sends.append(Send(peer, done))
     sched.write(ops, effects)
+
+
+def place_all(
+    sched: SchedulerCore, jobs: list[Job], parents: dict[int, Job], ops: Ops, effects: Effects
+) -> None:
+    """``place_new`` for each job, the ready ones (no parents, no delay) queued in one move."""
+    ready = [job for job in jobs if not job.depends_on and not job.not_before]
+    if len(ready) < len(jobs):
+        for job in jobs:
+            if job.depends_on or job.not_before:
+                place_new(sched, job, parents, ops, effects)
+    sched.table.move_all(ready, QUEUED, ops)
+    effects.ready += ready
 
 
 def place_new(

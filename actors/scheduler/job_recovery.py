@@ -1,0 +1,77 @@
+"""The job table's side of a scheduler restart (a mixin of ``actors.scheduler.jobs.JobTable``):
+rebuilding memory from the store, bringing back jobs finished long ago, and the leases
+recovered RUNNING that reconnecting workers claim (``adopt``) or nobody holds (``orphans``).
+None of these changes a job's state; that is ``JobTable.move_all``'s alone.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable
+
+from actors.lifecycle import PENDING, RUNNING
+from actors.scheduler.job import Job
+from actors.scheduler.quotas import HeldJobs
+from transport import protocol as wire
+
+
+class Recovery:
+    jobs: dict[int, Job]
+    by_key: dict[str, int]
+    counts: Counter[str]
+    next_id: int
+    held: HeldJobs
+    _retry_heap: list[tuple[float, int]]
+
+    def load(self, live: Iterable[Job], counts: dict[str, int], max_id: int) -> None:
+        """Rebuild memory from the store at start-up: live jobs, totals, the next id."""
+        self.counts.update(counts)
+        self.next_id = max_id + 1
+        self.admit(live)
+
+    def admit(self, live: Iterable[Job]) -> None:
+        """Live jobs read from the store at start-up (``load`` without the totals)."""
+        held = self.held
+        for job in live:
+            self.jobs[job.id] = job
+            held.add(job.owner, 1, wire.payload_bytes(job))
+            if job.idempotency_key is not None:
+                self.by_key[job.idempotency_key] = job.id
+            if job.status is PENDING and job.not_before > 0 and not self.may_wait_on_parents(job):
+                heapq.heappush(self._retry_heap, (job.not_before, job.id))
+
+    @staticmethod
+    def may_wait_on_parents(job: Job) -> bool:
+        """A PENDING job that never ran and has parents: it waits for them (the DAG
+        resolver decides), however long its own delay; the others wait only for a time."""
+        return bool(job.depends_on) and job.attempts == 0
+
+    def reload(self, job: Job) -> None:
+        """Bring a job read back from SQLite (finished long ago) into memory."""
+        if job.id not in self.jobs:
+            self.jobs[job.id] = job
+            if job.idempotency_key is not None:
+                self.by_key[job.idempotency_key] = job.id
+
+    def adopt(self, job_id: int, token: int, peer: bytes, worker: str) -> bool:
+        """After a scheduler restart, a reconnecting worker still holds this lease: keep it.
+        Idempotent: the same worker claiming it again (a repeated hello) is accepted again,
+        also from another connection, which then holds it (a worker searching for a new
+        leader may leave a hello on a connection it gives up and come back on another).
+        Only the worker the lease was granted to may claim it, by name (``NAME@KEY`` with
+        keys: the key it was granted to)."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not RUNNING or job.token != token:
+            return False
+        if job.worker and job.worker != worker:
+            return False
+        if not job.worker and job.peer is not None and job.peer != peer:
+            return False
+        job.peer = peer
+        job.worker = worker
+        return True
+
+    def orphans(self) -> list[Job]:
+        """RUNNING jobs no connected worker holds (recovered from SQLite, not adopted)."""
+        return [j for j in self.jobs.values() if j.status is RUNNING and j.peer is None]

@@ -1,0 +1,123 @@
+"""The job table's batch forms (issue 19): ``create_all``, ``move_all``, ``lease_all``,
+``succeed_all``, ``settle_all`` do what the per-job methods do, job for job, counting
+once per batch, and ``move_all`` checks every transition before it moves any job."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.config import SchedulerConfig
+from actors.errors import IllegalTransition
+from actors.lifecycle import CANCELLED, PENDING, QUEUED, RUNNING, SUCCEEDED
+from actors.scheduler.jobs import JobTable
+from actors.scheduler.ops import Ops
+from transport import protocol as wire
+
+
+def table() -> JobTable:
+    return JobTable(SchedulerConfig(), clock=lambda: 1000.0, rand=lambda: 1.0)
+
+
+def test_create_all_matches_create_one_by_one() -> None:
+    specs = [
+        wire.JobSpec("a", queue="q1"),
+        wire.JobSpec("b", queue="q2", idempotency_key="k", delay=5.0),
+        wire.JobSpec("c", queue="q1", depends_on=[1, 2], args=wire.pack([1, 2])),
+    ]
+    batched, single = table(), table()
+    ops_b, ops_s = Ops(), Ops()
+    jobs = batched.create_all(specs, ops_b, owner="me")
+    for spec in specs:
+        single.create(spec, ops_s, owner="me")
+    assert [j.id for j in jobs] == [1, 2, 3]
+    assert batched.jobs == single.jobs
+    assert batched.by_key == single.by_key == {"k": 2}
+    assert batched.counts == single.counts
+    assert batched.by_queue == single.by_queue
+    assert batched.held.of("me") == single.held.of("me") == (3, 3 + len(wire.pack([1, 2])) + 2)
+    assert ops_b.edges == ops_s.edges == [(1, 3), (2, 3)]
+    assert ops_b.new_ids == ops_s.new_ids == {1, 2, 3}
+    assert jobs[0].depends_on == ()
+    assert jobs[1].not_before == 1005.0
+    assert batched.next_id == 4
+    assert batched.create_all([], Ops()) == []
+
+
+def test_move_all_counts_once_and_records_each_row_and_event() -> None:
+    t = table()
+    t.events = []
+    ops = Ops()
+    jobs = t.create_all([wire.JobSpec("a", queue=q) for q in ("x", "x", "y")], ops)
+    t.move_all(jobs, QUEUED, ops)
+    assert ops.updates == [], "jobs created in this write are inserted as they are"
+    assert t.counts[QUEUED] == 3
+    assert t.counts[PENDING] == 0
+    later = Ops()
+    t.lease_all([(j.id, b"p") for j in jobs], {b"p": "w"}, later)
+    assert [row[-1] for row in later.updates] == [QUEUED] * 3
+    t.succeed_all([(j, wire.NONE_RAW) for j in jobs], later)
+    assert t.counts[SUCCEEDED] == 3
+    assert t.counts[RUNNING] == 0
+    assert t.by_queue[("x", "succeeded")] == 2
+    assert t.by_queue[("y", "succeeded")] == 1
+    assert [(e[1], e[2]) for e in t.take_events()][-3:] == [(j.id, SUCCEEDED) for j in jobs]
+
+
+def test_move_all_checks_every_state_it_leaves_before_moving_any() -> None:
+    t = table()
+    ops = Ops()
+    jobs = t.create_all([wire.JobSpec("a"), wire.JobSpec("b")], ops)
+    t.move(jobs[1], QUEUED, ops)
+    before = dict(t.counts)
+    with pytest.raises(IllegalTransition):
+        t.move_all(jobs, RUNNING, ops)  # PENDING -> RUNNING is not in the table
+    assert [j.status for j in jobs] == [PENDING, QUEUED], "nothing moved"
+    assert dict(t.counts) == before
+
+
+def test_move_all_of_mixed_states_moves_each_by_its_own_transition() -> None:
+    t = table()
+    ops = Ops()
+    jobs = t.create_all([wire.JobSpec("a"), wire.JobSpec("b")], ops)
+    t.move(jobs[1], QUEUED, ops)
+    t.move_all(jobs, CANCELLED, ops)
+    assert t.counts["CANCELLED"] == 2
+    assert t.counts[PENDING] == 0
+    assert t.counts[QUEUED] == 0
+    assert t.by_queue[("default", "cancelled")] == 2
+
+
+def test_lease_all_skips_jobs_not_queued_and_a_job_picked_twice() -> None:
+    t = table()
+    ops = Ops()
+    jobs = t.create_all([wire.JobSpec("a"), wire.JobSpec("b"), wire.JobSpec("c")], ops)
+    t.move_all(jobs[:2], QUEUED, ops)
+    leased, returned = t.lease_all(
+        [(1, b"p"), (2, b"q"), (1, b"q"), (3, b"p"), (99, b"p")], {b"p": "wp"}, Ops()
+    )
+    assert [(peer, a.job_id, a.token, a.attempt) for peer, a in leased] == [
+        (b"p", 1, 1, 1),
+        (b"q", 2, 1, 1),
+    ]
+    assert returned == [(1, b"q"), (3, b"p"), (99, b"p")]
+    assert jobs[0].worker == "wp"
+    assert jobs[1].worker == "?"
+    assert t.counts[RUNNING] == 2
+    assert t.lease(1, b"p", "wp", Ops()) is None
+
+
+def test_settle_all_releases_each_owner_once_and_keeps_the_recent_window() -> None:
+    t = table()
+    ops = Ops()
+    mine = t.create_all([wire.JobSpec("a")] * 3, ops, owner="me")
+    theirs = t.create_all([wire.JobSpec("a")] * 2, ops, owner="them")
+    everyone = mine + theirs
+    t.move_all(everyone, QUEUED, ops)
+    t.lease_all([(j.id, b"p") for j in everyone], {}, ops)
+    t.succeed_all([(j, wire.NONE_RAW) for j in everyone], ops)
+    t.settle_all(everyone[:4])
+    assert t.held.of("me") == (0, 0)
+    assert t.held.of("them") == (1, 2)
+    t.settle_all(everyone)  # settling again releases nothing twice
+    assert t.held.of("them") == (0, 0)
+    assert all(j.settled and j.peer is None for j in everyone)
