@@ -86,7 +86,7 @@ class PriorityQueue:
         self.aging = aging
         self._bands: dict[int, Band] = {}  # priority -> its band (kept while in _prios)
         self._prios: list[int] = []  # heap of -priority, one per band
-        self._arrivals: deque[tuple[int, ReadyJob]] = deque()
+        self._arrivals: deque[ReadyJob] = deque()  # jobs, not tuples: 64 bytes less each
         self._size = 0
 
     def push(self, job: ReadyJob, order: int) -> None:
@@ -98,7 +98,7 @@ class PriorityQueue:
             band = self._bands[job.priority] = Band()
             heapq.heappush(self._prios, -job.priority)
         band.push(job)
-        self._arrivals.append((order, job))
+        self._arrivals.append(job)
         self._size += 1
 
     def _top(self) -> Band:
@@ -113,21 +113,21 @@ class PriorityQueue:
     def _promoted(self, now: float) -> bool:
         """Drop what a band handed out; is the oldest job due?"""
         arrivals = self._arrivals
-        while arrivals[0][1].taken:
+        while arrivals[0].taken:
             arrivals.popleft()
-        return now - arrivals[0][1].enqueued_at >= self.aging
+        return now - arrivals[0].enqueued_at >= self.aging
 
     def rank(self, now: float) -> tuple[Any, ...]:
         # Promoted jobs rank before all others, in arrival order among themselves.
         if self._promoted(now):
-            return (0, self._arrivals[0][0], 0)
+            return (0, self._arrivals[0].order, 0)
         top = self._top().first()
         return (1, -top.priority, top.seq)
 
     def pop(self, now: float) -> ReadyJob:
         # A promoted job (waited long enough) goes first, else the highest priority.
         if self._promoted(now):
-            job = self._arrivals.popleft()[1]
+            job = self._arrivals.popleft()
             self._bands[job.priority].live -= 1
         else:
             band = self._top()
@@ -139,9 +139,9 @@ class PriorityQueue:
 
     def oldest(self) -> ReadyJob:
         arrivals = self._arrivals
-        while arrivals[0][1].taken:  # handed out by a band: dropped here lazily
+        while arrivals[0].taken:  # handed out by a band: dropped here lazily
             arrivals.popleft()
-        return arrivals[0][1]
+        return arrivals[0]
 
     def __len__(self) -> int:
         return self._size

@@ -21,6 +21,28 @@ from transport import protocol as wire
 _KEYED_NAME = re.compile(r"@[0-9A-Za-z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
+# The most distinct task and queue names a JobTable keeps one shared copy of.
+NAMES_KEPT = 10_000
+
+
+class SharedNames(dict[str, str]):
+    """One copy of each task or queue name for all the jobs naming it.
+
+    Every decoded job brings its own copies of its task's and queue's names (about 60
+    bytes each, the most of a queued job's memory after the ``Job`` itself); jobs keep the
+    first copy instead. Bounded: past ``NAMES_KEPT`` names (only a peer that names a new
+    task per job gets there) it starts afresh, and later jobs share the new copies.
+    """
+
+    def __call__(self, name: str) -> str:
+        kept = self.get(name)
+        if kept is None:
+            if len(self) >= NAMES_KEPT:
+                self.clear()
+            kept = self[name] = name
+        return kept
+
+
 def shown_worker(name: str | None) -> str | None:
     """A lease's worker as views show it: its name without the key it is bound to."""
     return _KEYED_NAME.sub("", name) if name else name

@@ -37,6 +37,7 @@ from actors.lifecycle import (
     check_transition,
 )
 from actors.scheduler.job import Job as Job  # re-exported: callers import it from here
+from actors.scheduler.job import SharedNames
 from actors.scheduler.job_recovery import Recovery
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import HeldJobs
@@ -76,6 +77,7 @@ class JobTable(Recovery):
         self.rand = rand
         self.jobs: dict[int, Job] = {}
         self.by_key: dict[str, int] = {}
+        self.names = SharedNames()
         self.counts: Counter[str] = Counter({state.value: 0 for state in JobState})
         self.next_id = 1
         self.next_workflow_id = 1
@@ -178,16 +180,18 @@ class JobTable(Recovery):
         now = self.clock()
         jobs: list[Job] = []
         nbytes = 0
-        by_key = self.by_key
+        by_key, names = self.by_key, self.names
         for job_id, spec in enumerate(specs, first):
             parents = spec.depends_on
+            args, kwargs = spec.args, spec.kwargs
             job = Job(
                 job_id,
-                spec.task,
-                spec.args,
-                spec.kwargs,
+                names(spec.task),
+                # The usual no-argument job holds the shared constants, not its own copies.
+                wire.EMPTY_ARGS if args == wire.EMPTY_ARGS else args,
+                wire.EMPTY_KWARGS if kwargs == wire.EMPTY_KWARGS else kwargs,
                 spec.priority,
-                spec.queue,
+                names(spec.queue),
                 tuple(parents) if parents else (),
                 spec.max_retries,
                 spec.idempotency_key,

@@ -9,6 +9,7 @@ import pytest
 from actors.config import SchedulerConfig
 from actors.errors import IllegalTransition
 from actors.lifecycle import CANCELLED, PENDING, QUEUED, RUNNING, SUCCEEDED
+from actors.scheduler.job import NAMES_KEPT, SharedNames
 from actors.scheduler.jobs import JobTable
 from actors.scheduler.ops import Ops
 from transport import protocol as wire
@@ -121,3 +122,26 @@ def test_settle_all_releases_each_owner_once_and_keeps_the_recent_window() -> No
     t.settle_all(everyone)  # settling again releases nothing twice
     assert t.held.of("them") == (0, 0)
     assert all(j.settled and j.peer is None for j in everyone)
+
+
+def test_jobs_share_their_names_and_the_empty_arguments_not_their_decoded_copies() -> None:
+    """A queued job's memory (issue 19, the 1M-job backlog): decoded jobs naming the same
+    task and queue hold one copy of each name, and no-argument jobs the shared constants."""
+    frame = wire.encode(wire.Submit(1, [wire.JobSpec("send", queue="mail")] * 3))
+    decoded = wire.decode_request(frame)
+    assert isinstance(decoded, wire.Submit)
+    specs = decoded.jobs
+    assert specs[0].task is not specs[1].task, "the decoder copies each name"
+    jobs = table().create_all(specs, Ops())
+    assert all(j.task is jobs[0].task and j.queue is jobs[0].queue for j in jobs)
+    assert all(j.args is wire.EMPTY_ARGS and j.kwargs is wire.EMPTY_KWARGS for j in jobs)
+    with_args = table().create_all([wire.JobSpec("send", args=wire.pack([1]))], Ops())[0]
+    assert with_args.args == wire.pack([1]) and with_args.args is not wire.EMPTY_ARGS
+
+
+def test_the_shared_names_are_bounded_and_stay_correct_past_the_bound() -> None:
+    names = SharedNames()
+    for n in range(NAMES_KEPT + 5):
+        assert names(f"task-{n}") == f"task-{n}"
+    assert len(names) <= NAMES_KEPT
+    assert names("task-3") == "task-3"
