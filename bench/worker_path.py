@@ -34,15 +34,15 @@ def _sync_noop() -> None:
     return None
 
 
-async def one_round(jobs: int, batch: int, index: int, sync: bool = False) -> float:
-    """Worker CPU µs per job over ``jobs`` jobs."""
+async def one_round(jobs: int, batch: int, index: int, sync: bool = False) -> tuple[float, float]:
+    """Worker CPU µs per job over ``jobs`` jobs, and results per Results frame."""
     address = f"mem://bench-worker-path-{index}"
     server = MemoryServer(address)
     registry = {"bench.noop": _sync_noop if sync else _noop}
     worker = Worker(address, name="path", concurrency=SLOTS, registry=registry, pool="thread")
     serving = asyncio.create_task(worker.run())
     empty_args, empty_kwargs = wire.pack([]), wire.pack({})
-    next_id, done, seq, credits = 1, 0, 0, 0
+    next_id, done, seq, credits, frames_in = 1, 0, 0, 0, 0
     peer = b""
     own = 0.0  # CPU spent by this stand-in scheduler
     started = 0.0
@@ -73,6 +73,7 @@ async def one_round(jobs: int, batch: int, index: int, sync: bool = False) -> fl
                     server.send(peer, wire.encode(wire.HeartbeatAck(sent_at)))
                 case wire.Results(results=results, credits=freed):
                     done += len(results)
+                    frames_in += 1
                     credits += len(results) if freed == -1 else freed
                     server.send(peer, wire.encode(wire.ResultsAck([r.job_id for r in results], [])))
                     while credits >= batch and next_id <= jobs:
@@ -88,7 +89,7 @@ async def one_round(jobs: int, batch: int, index: int, sync: bool = False) -> fl
     serving.cancel()
     await asyncio.gather(serving, return_exceptions=True)
     await server.close()
-    return spent * 1e6 / jobs
+    return spent * 1e6 / jobs, jobs / max(1, frames_in)
 
 
 def main(argv: list[str]) -> int:
@@ -102,7 +103,8 @@ def main(argv: list[str]) -> int:
         run = uvloop.run
     except ImportError:  # pragma: no cover - platforms without uvloop
         run = asyncio.run
-    figures = [run(one_round(jobs, batch, i, sync)) for i in range(rounds)]
+    rows = [run(one_round(jobs, batch, i, sync)) for i in range(rounds)]
+    figures = [cpu for cpu, _ in rows]
     print(
         json.dumps(
             {
@@ -111,6 +113,7 @@ def main(argv: list[str]) -> int:
                 "task": "sync" if sync else "async",
                 "worker_cpu_us_per_job": round(statistics.median(figures), 2),
                 "rounds": [round(f, 2) for f in figures],
+                "results_per_frame": round(statistics.median(r for _, r in rows), 1),
             }
         )
     )
