@@ -384,8 +384,11 @@ class Worker:
         def report(fraction: float, message: str) -> None:  # any thread, or a child's relay
             loop.call_soon_threadsafe(self._record_progress, a.job_id, a.token, fraction, message)
 
-        parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
-        steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
+        parents: dict[int, Any] = {}
+        steps: dict[str, Any] = {}
+        if a.parents:  # most jobs have none: no comprehension to run
+            parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
+            steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
         ctx = JobContext(
             a.job_id, a.token, a.attempt, a.idempotency_key, self.name,
             parents, steps, a.workflow_id, a.step, report,
