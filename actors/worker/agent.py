@@ -303,7 +303,17 @@ class Worker:
                 log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.concurrency)
             self.leases.take(a, message.lease_basis)
             self._busy.add(a.job_id)
-            self._start(a)
+            if self._runners.is_async(a.task):
+                self._start(a)  # a task on this loop: cheap to create
+            else:  # a thread or a child (maybe forked now): after this batch of frames,
+                asyncio.get_running_loop().call_soon(self._start_later, a)  # acks first
+
+    def _start_later(self, a: wire.Assignment) -> None:
+        if self.leases.held.get(a.job_id) is not a or self.outbox.closed:
+            return  # given up meanwhile (a hard stop, another database)
+        self._start(a)
+        if a.job_id in self._stop_reasons and a.job_id in self.running:
+            self._runners.stop(a.job_id, a.task)  # stopped before it was launched
 
     # A job's run is driven by callbacks on its Run's futures, not by a task per job:
     # _start (checks, launch) -> _started (the timeout) -> _ended (the report); _timed_out
