@@ -121,6 +121,18 @@ def histogram_percentiles(text: str) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used, from /proc (nan once
+    it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # Fields after the parenthesised command name; utime and stime are 14 and 15.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Cluster:
     def __init__(
         self,
@@ -237,13 +249,18 @@ class Cluster:
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) the scheduler process has used, from /proc."""
         assert self.scheduler is not None
-        try:
-            with open(f"/proc/{self.scheduler.pid}/stat") as f:
-                # Fields after the parenthesised command name; utime and stime are 14 and 15.
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.scheduler.pid)
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds used so far by the scheduler, the workers (together) and this process
+        (the load generator), from /proc: subtract two readings for a span."""
+        assert self.scheduler is not None
+        workers = sum(process_cpu_seconds(p.pid) for p in self.workers)
+        return {
+            "scheduler": process_cpu_seconds(self.scheduler.pid),
+            "workers": workers,
+            "load_generator": process_cpu_seconds(os.getpid()),
+        }
 
     def stop(self) -> None:
         self.stop_workers()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -27,6 +28,25 @@ def cpu_times() -> tuple[float, float]:
 
 def busy_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
     return round(100 * (after[0] - before[0]) / max(1.0, after[1] - before[1]), 1)
+
+
+def cpu_figures(
+    jobs: int,
+    machine: tuple[tuple[float, float], tuple[float, float]],
+    roles: tuple[dict[str, float], dict[str, float]],
+) -> dict[str, Any]:
+    """The machine's busy CPU time per job (ms; every process on it, from /proc/stat), and
+    each role's CPU per job and share of that busy time (scheduler, workers, load generator;
+    ``other``: whatever else ran on the machine meanwhile)."""
+    busy_s = (machine[1][0] - machine[0][0]) / os.sysconf("SC_CLK_TCK")
+    used = {role: roles[1][role] - roles[0][role] for role in roles[0]}
+    shares = {role: round(s / busy_s, 3) if busy_s else None for role, s in used.items()}
+    shares["other"] = round(1 - sum(used.values()) / busy_s, 3) if busy_s else None
+    return {
+        "machine_cpu_ms_per_job": round(busy_s * 1000 / max(1, jobs), 4),
+        "cpu_ms_per_job": {role: round(s * 1000 / max(1, jobs), 4) for role, s in used.items()},
+        "cpu_share": shares,
+    }
 
 
 async def wait_for_workers(client: AsyncClient, n: int) -> None:
@@ -92,10 +112,13 @@ async def throughput(
                     await asyncio.sleep(status_every)
 
             poller = asyncio.ensure_future(poll())
+        roles_before = cluster.cpu_by_role()
         started, cpu_before = time.perf_counter(), cpu_times()
         ids = await submit_all(client, jobs)
         completed = await wait_all(client, ids, progress, bar, timeout)
-        seconds, cpu = time.perf_counter() - started, busy_percent(cpu_before, cpu_times())
+        seconds, cpu_after = time.perf_counter() - started, cpu_times()
+        roles_after = cluster.cpu_by_role()
+        cpu = busy_percent(cpu_before, cpu_after)
         if poller is not None:
             poller.cancel()
     result = {
@@ -108,6 +131,7 @@ async def throughput(
         "scheduler_rss_mb": cluster.rss_mb(),
         "workers": workers,
         "machine_cpu_busy_pct": cpu,
+        **cpu_figures(jobs, (cpu_before, cpu_after), (roles_before, roles_after)),
         "ids": ids,
     }
     if status_every:

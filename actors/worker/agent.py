@@ -41,7 +41,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from actors.addresses import parse
-from actors.errors import LeaseLapsed
 from actors.link import Link
 from actors.worker.executors import Run
 from actors.worker.leases import Leases
@@ -95,13 +94,13 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.heartbeat_interval = 1.0
         self.leases = Leases()
-        self.running: dict[int, asyncio.Task[None]] = {}
+        self.running: dict[int, Run] = {}  # jobs started and not reported, with their run
         self.executed = 0
         self.fenced = 0  # handlers this worker stopped itself because their lease lapsed
         self.dropped = 0  # assignments dropped unstarted: their lease had lapsed
         self.abandoned: list[int] = []  # jobs stopped unfinished by a hard stop
         self._stop_reasons: dict[int, str] = {}
-        self._stop_futures: dict[int, asyncio.Future[None]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # job id -> its timeout's timer
         self._busy: set[int] = set()  # jobs whose slot cannot run another handler yet
         self.outbox = Outbox(self.send)
         self._progress = ProgressRelay(self.send, self.leases.held, self.link.welcomed.is_set)
@@ -276,9 +275,6 @@ class Worker:
         if held is None or job_id in self._stop_reasons:
             return
         self._stop_reasons[job_id] = reason
-        future = self._stop_futures.get(job_id)
-        if future is not None and not future.done():
-            future.set_result(None)
         self._runners.stop(job_id, held.task)
 
     # ---------------------------------------------------------------- running
@@ -299,7 +295,6 @@ class Worker:
             )
             self.outbox.slot_freed(len(message.assignments))  # their slots were never taken
             return
-        loop = asyncio.get_running_loop()
         for a in message.assignments:
             if a.job_id in self.leases.held:  # a duplicate, or a new lease while the old runs:
                 log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
@@ -308,56 +303,90 @@ class Worker:
                 log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.concurrency)
             self.leases.take(a, message.lease_basis)
             self._busy.add(a.job_id)
-            self._stop_futures[a.job_id] = loop.create_future()
-            self.running[a.job_id] = loop.create_task(self._execute(a), name=f"job-{a.job_id}")
+            if self._runners.is_async(a.task):
+                self._start(a)  # a task on this loop: cheap to create
+            else:  # a thread or a child (maybe forked now): after this batch of frames,
+                asyncio.get_running_loop().call_soon(self._start_later, a)  # acks first
 
-    async def _execute(self, a: wire.Assignment) -> None:
+    def _start_later(self, a: wire.Assignment) -> None:
+        if self.leases.held.get(a.job_id) is not a or self.outbox.closed:
+            return  # given up meanwhile (a hard stop, another database)
+        self._start(a)
+        if a.job_id in self._stop_reasons and a.job_id in self.running:
+            self._runners.stop(a.job_id, a.task)  # stopped before it was launched
+
+    # A job's run is driven by callbacks on its Run's futures, not by a task per job:
+    # _start (checks, launch) -> _started (the timeout) -> _ended (the report); _timed_out
+    # reports a handler still running at its timeout. ``running`` maps each job to its
+    # Run, so a late callback of an earlier run of the same job id changes nothing.
+
+    def _start(self, a: wire.Assignment) -> None:
         attempt = Attempt(a.task, a.job_id, a.token, a.attempt)
         fn = self.registry.get(a.task)
         if fn is None:
             known = ", ".join(sorted(self.registry)) or "none"
             text = f"task {a.task!r} is not registered on worker {self.name} (it has: {known})"
             return self._finish(a, failed(attempt, text, retry=False), None)
-        args, kwargs = wire.unpack(a.args), wire.unpack(a.kwargs)
-        error = bind_error(a.task, fn, args, kwargs)
-        if error is not None:
-            return self._finish(a, failed(attempt, error, retry=False), None)
-        options = task_options(a.task)
-        run = self._launch(a, fn, args, kwargs)
         try:
-            started_at = await run.started
-        except LeaseLapsed:
+            args, kwargs = wire.unpack(a.args), wire.unpack(a.kwargs)
+            error = bind_error(a.task, fn, args, kwargs)
+            if error is not None:
+                return self._finish(a, failed(attempt, error, retry=False), None)
+            run = self._launch(a, fn, args, kwargs)
+        except Exception as exc:  # never lose the read loop to one job
+            log.exception("job %d could not be started", a.job_id)
+            return self._finish(a, failed(attempt, f"could not start: {exc!r}"), None)
+        self.running[a.job_id] = run
+        if run.started.done():  # the usual case for async handlers: no loop turn to wait
+            self._started(a, attempt, run)
+        else:
+            run.started.add_done_callback(lambda _: self._started(a, attempt, run))
+
+    def _started(self, a: wire.Assignment, attempt: Attempt, run: Run) -> None:
+        if self.running.get(a.job_id) is not run:
+            return
+        if run.started.exception() is not None:  # LeaseLapsed: it never began
             self.dropped += 1
             log.warning("dropped job %d: its lease lapsed before its handler could start", a.job_id)
             self._forget(a.job_id)  # never ran, never reported: the scheduler reclaims it
-            await run.freed
-            self._slot_freed(a.job_id)
-            return None
-        timeout = a.timeout or options.timeout
-        left = None if not timeout else max(0.0, timeout - (time.monotonic() - started_at))
-        stop = self._stop_futures[a.job_id]
-        await asyncio.wait((run.done, stop), timeout=left, return_when=asyncio.FIRST_COMPLETED)
-        if self.outbox.closed:
-            return None  # a hard stop: leave without a (fake) result
+            run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
+            return
+        timeout = a.timeout or task_options(a.task).timeout
+        if timeout:
+            left = max(0.0, timeout - (time.monotonic() - run.started.result()))
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(left, self._timed_out, a, attempt, run, timeout)
+            self._timers[a.job_id] = timer
+        run.done.add_done_callback(lambda _: self._ended(a, attempt, run))
+
+    def _timed_out(self, a: wire.Assignment, attempt: Attempt, run: Run, timeout: float) -> None:
+        self._timers.pop(a.job_id, None)
+        if self.running.get(a.job_id) is not run or run.done.done():
+            return  # finished meanwhile: _ended reports it
+        if self.outbox.closed or a.job_id in self._stop_reasons:
+            return  # being stopped already: reported once its handler has stopped
+        text = f"timed out after {timeout:g}s"
+        self.stop_job(a.job_id, text)
+        options = task_options(a.task)
+        self._finish(a, failed(attempt, text, retry=retryable(options, None, a.attempt)), run)
+
+    def _ended(self, a: wire.Assignment, attempt: Attempt, run: Run) -> None:
+        """The handler has ended (by itself or stopped): its report, if it is still ours."""
+        if self.running.get(a.job_id) is not run or self.outbox.closed:
+            return  # reported already (timed out), or a hard stop: no (fake) result
         reason = self._stop_reasons.get(a.job_id)
         if reason is None and time.monotonic() > self.leases.expiry(a.job_id):
             reason = f"self-fenced: lease of {self.leases.lease:g}s not renewed"  # never vouch
+        options = task_options(a.task)
         if reason is not None:
+            # Its result ends the attempt and frees its concurrency key's slot: only now
+            # that the handler has stopped (a thread stops at its next bytecode). Until
+            # then its lease stayed listed, so the scheduler held the slot or reclaimed.
             self.stop_job(a.job_id, reason)
-            # Its result ends the attempt and frees its concurrency key's slot: not before
-            # the handler has stopped (a thread stops at its next bytecode). Meanwhile its
-            # lease stays listed, so the scheduler holds the slot or reclaims after grace.
-            await asyncio.wait((run.done,))
-            if self.outbox.closed:
-                return None
             result = failed(attempt, reason, retry=retryable(options, None, a.attempt))
-        elif not run.done.done():
-            self.stop_job(a.job_id, f"timed out after {timeout:g}s")
-            text = f"timed out after {timeout:g}s"
-            result = failed(attempt, text, retry=retryable(options, None, a.attempt))
         else:
             result = outcome(attempt, options, run.done, self._runners.in_child(a.task))
-        return self._finish(a, result, run)
+        self._finish(a, result, run)
 
     def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
         loop = asyncio.get_running_loop()
@@ -365,8 +394,11 @@ class Worker:
         def report(fraction: float, message: str) -> None:  # any thread, or a child's relay
             loop.call_soon_threadsafe(self._record_progress, a.job_id, a.token, fraction, message)
 
-        parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
-        steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
+        parents: dict[int, Any] = {}
+        steps: dict[str, Any] = {}
+        if a.parents:  # most jobs have none: no comprehension to run
+            parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
+            steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
         ctx = JobContext(
             a.job_id, a.token, a.attempt, a.idempotency_key, self.name,
             parents, steps, a.workflow_id, a.step, report,
@@ -378,7 +410,9 @@ class Worker:
         self.running.pop(job_id, None)
         self.leases.forget(job_id)
         self._stop_reasons.pop(job_id, None)
-        self._stop_futures.pop(job_id, None)
+        timer = self._timers.pop(job_id, None)
+        if timer is not None:
+            timer.cancel()
 
     def _finish(self, a: wire.Assignment, result: wire.JobResult, run: Run | None) -> None:
         self._forget(a.job_id)

@@ -7,7 +7,8 @@ Every runner hands back a :class:`Run` with three futures, because "the job ende
 - ``started``: the handler really began (its start time), or ``LeaseLapsed`` if the
   job's lease could not be shown valid right before it would have begun: then it never
   ran. The job's timeout counts from here, not from when the job was queued.
-- ``done``: the handler's value or exception (``JobStopped`` when it was stopped).
+- ``done``: the handler's value or exception (``JobStopped`` when it was stopped; an
+  async handler's own task, cancelled when it was stopped: read it with ``ended_by``).
 - ``freed``: the slot can run another handler. A thread stuck in a C call after its
   timeout keeps its slot until the call returns; only then is the slot given back.
 
@@ -71,6 +72,12 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def ended_by(done: asyncio.Future[Any]) -> BaseException | None:
+    """The exception a settled ``done`` ended with (None: a value); a cancelled one (an
+    async handler's task, stopped) ended with ``JobStopped``."""
+    return JobStopped() if done.cancelled() else done.exception()
+
+
 def resolve(
     future: asyncio.Future[Any], value: Any = None, exc: BaseException | None = None
 ) -> None:
@@ -99,26 +106,22 @@ class AsyncRunner:
         deadline: Deadline,
     ) -> Run:
         loop = asyncio.get_running_loop()
-        run = Run.new(loop)
         now = time.monotonic()
         if now > deadline():
-            return run.never_started()
-        run.started.set_result(now)
+            return Run.new(loop).never_started()
+        started = loop.create_future()
+        started.set_result(now)
         task = loop.create_task(fn(*args, **kwargs), name=f"handler-{job_id}", context=context)
         self._tasks[job_id] = task
+        task.add_done_callback(lambda t: self._finished(job_id, t))
+        # The task is the run's ``done`` (a cancelled one: stopped, see ``ended_by``) and
+        # its ``freed``: no futures, callbacks or loop turns beyond the task's own.
+        return Run(started, task, task)
 
-        def finished(t: asyncio.Task[Any]) -> None:
-            self._tasks.pop(job_id, None)
-            if t.cancelled():
-                resolve(run.done, exc=JobStopped())
-            elif (exc := t.exception()) is not None:
-                resolve(run.done, exc=exc)
-            else:
-                resolve(run.done, t.result())
-            resolve(run.freed)
-
-        task.add_done_callback(finished)
-        return run
+    def _finished(self, job_id: int, task: asyncio.Task[Any]) -> None:
+        if self._tasks.get(job_id) is task:
+            del self._tasks[job_id]
+        _retrieved(task)
 
     def stop(self, job_id: int) -> None:
         task = self._tasks.get(job_id)

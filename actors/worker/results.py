@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from actors.errors import HandlerFailed
-from actors.worker.executors import JobStopped
+from actors.worker.executors import JobStopped, ended_by
 from actors.worker.tasks import TaskOptions, retryable
 from transport import protocol as wire
 
@@ -92,7 +92,7 @@ def outcome(
 ) -> wire.JobResult:
     """The report of a handler that ended by itself (``done`` is settled); ``encoded``: its
     value is already msgpack bytes (a child process encoded it)."""
-    exc = done.exception()
+    exc = ended_by(done)
     if exc is None:
         if encoded:
             return succeeded(a, done.result())

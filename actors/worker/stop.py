@@ -61,7 +61,8 @@ async def drain(w: Worker) -> None:
     w.send(wire.Drain())
     deadline = time.monotonic() + w.drain_timeout
     # Polled: it also ends on a deadline or a second signal, once per worker lifetime.
-    while (w.running or w.outbox.unacked) and not w.abandon.is_set():
+    # Held covers a sync job whose launch waits for the next loop turn (not running yet).
+    while (w.running or w.leases.held or w.outbox.unacked) and not w.abandon.is_set():
         if time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.05)

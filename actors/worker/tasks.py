@@ -12,6 +12,7 @@ a client that has the task registered in its own process).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -213,6 +214,33 @@ def retryable(options: TaskOptions, exc: BaseException | None, attempt: int) -> 
     return True
 
 
+# Signatures by function, with whether a call with no arguments fits: ``inspect.signature``
+# costs several µs, and a worker checks every job's arguments against its function. Keyed by
+# the registered functions themselves: as many entries as tasks ever registered.
+_SIGNATURES: dict[Callable[..., Any], tuple[inspect.Signature | None, bool]] = {}
+
+
+def _signature(fn: Callable[..., Any]) -> tuple[inspect.Signature | None, bool]:
+    try:  # not contextlib.suppress: this runs for every job, and that costs a µs more
+        return _SIGNATURES[fn]
+    except (KeyError, TypeError):  # TypeError: not hashable (never cached)
+        pass
+    try:
+        signature: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):
+        signature = None
+    bare = False
+    if signature is not None:
+        try:
+            signature.bind()
+            bare = True
+        except TypeError:
+            pass
+    with contextlib.suppress(TypeError):
+        _SIGNATURES[fn] = (signature, bare)
+    return signature, bare
+
+
 def bind_error(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> str | None:
     """Why ``args``/``kwargs`` cannot be passed to ``fn`` (None if they can), checked before
     running: a job whose arguments do not fit its function can never succeed."""
@@ -221,9 +249,10 @@ def bind_error(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> str
             f"arguments of {name} must be a list and a map, "
             f"got {type(args).__name__} and {type(kwargs).__name__}"
         )
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+    signature, no_arguments_fit = _signature(fn)
+    if signature is None:  # builtins without a signature: let the call decide
+        return None
+    if no_arguments_fit and not args and not kwargs:
         return None
     try:
         signature.bind(*args, **kwargs)
