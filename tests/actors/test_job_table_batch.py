@@ -136,7 +136,8 @@ def test_jobs_share_their_names_and_the_empty_arguments_not_their_decoded_copies
     assert all(j.task is jobs[0].task and j.queue is jobs[0].queue for j in jobs)
     assert all(j.args is wire.EMPTY_ARGS and j.kwargs is wire.EMPTY_KWARGS for j in jobs)
     with_args = table().create_all([wire.JobSpec("send", args=wire.pack([1]))], Ops())[0]
-    assert with_args.args == wire.pack([1]) and with_args.args is not wire.EMPTY_ARGS
+    assert with_args.args == wire.pack([1])
+    assert with_args.args is not wire.EMPTY_ARGS
 
 
 def test_the_shared_names_are_bounded_and_stay_correct_past_the_bound() -> None:
