@@ -16,8 +16,7 @@ import pytest
 from actors.worker.agent import Worker
 from actors.worker.outbox import Outbox
 from actors.worker.results import MAX_RESULTS_PER_FRAME
-from tests.helpers.fake_scheduler import FakeScheduler
-from tests.helpers.procs import free_address
+from tests.helpers.fake_scheduler import FakeScheduler, worker_on_fake
 from transport import protocol as wire
 
 stopped_at: list[float] = []
@@ -46,17 +45,8 @@ def job(job_id: int, task_name: str, token: int | None = None) -> wire.Assignmen
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeScheduler, Worker]]:
     stopped_at.clear()
-    address = free_address()
-    scheduler = FakeScheduler(address)
-    worker = Worker(address, name="w", concurrency=8, registry=TASKS, pool="thread")
-    serving = asyncio.create_task(worker.run())
-    try:
-        yield scheduler, worker
-    finally:
-        worker.stop()
-        worker.stop()
-        await asyncio.wait_for(serving, 10)
-        scheduler.sock.close()
+    async with worker_on_fake(concurrency=8, registry=TASKS, pool="thread") as both:
+        yield both
 
 
 def result(job_id: int) -> wire.JobResult:

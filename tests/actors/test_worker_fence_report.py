@@ -6,7 +6,6 @@ bytecode, after its C call returns), another job of the key could start beside i
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,8 +13,7 @@ from typing import Any
 import pytest
 
 from actors.worker.agent import Worker
-from tests.helpers.fake_scheduler import FakeScheduler
-from tests.helpers.procs import free_address
+from tests.helpers.fake_scheduler import FakeScheduler, worker_on_fake
 from transport import protocol as wire
 
 returned = threading.Event()
@@ -34,17 +32,8 @@ def assignment(job_id: int, seconds: float) -> wire.Assignment:
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeScheduler, Worker]]:
     returned.clear()
-    address = free_address()
-    scheduler = FakeScheduler(address)
-    worker = Worker(address, name="w", concurrency=1, registry={"stubborn": stubborn})
-    serving = asyncio.create_task(worker.run())
-    try:
-        yield scheduler, worker
-    finally:
-        worker.stop()
-        worker.stop()
-        await asyncio.wait_for(serving, 10)
-        scheduler.sock.close()
+    async with worker_on_fake(concurrency=1, registry={"stubborn": stubborn}) as both:
+        yield both
 
 
 async def test_a_fenced_thread_handlers_result_waits_until_the_handler_stopped(

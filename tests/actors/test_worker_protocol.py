@@ -17,7 +17,7 @@ import tests.helpers.ledger_tasks  # noqa: F401 - registers the tasks the pool c
 from actors.worker.agent import Worker
 from actors.worker.results import pack
 from actors.worker.tasks import task
-from tests.helpers.fake_scheduler import FakeScheduler
+from tests.helpers.fake_scheduler import FakeScheduler, worker_on_fake
 from tests.helpers.procs import free_address
 from transport import protocol as wire
 
@@ -73,17 +73,8 @@ def job(job_id: int, task_name: str, *args: Any, attempt: int = 1, **kw: Any) ->
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeScheduler, Worker]]:
     calls.clear()
-    address = free_address()
-    scheduler = FakeScheduler(address)
-    worker = Worker(address, name="w", concurrency=2, registry=TASKS, pool="thread")
-    serving = asyncio.create_task(worker.run())
-    try:
-        yield scheduler, worker
-    finally:
-        worker.stop()
-        worker.stop()  # at once: the test is over
-        await asyncio.wait_for(serving, 10)
-        scheduler.sock.close()
+    async with worker_on_fake(concurrency=2, registry=TASKS, pool="thread") as both:
+        yield both
 
 
 async def test_an_assignment_read_after_its_lease_lapsed_is_dropped_and_not_listed(

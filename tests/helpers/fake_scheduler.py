@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from actors.worker.agent import Worker
+from tests.helpers.procs import free_address
 from transport import protocol as wire
 
 
@@ -131,3 +134,19 @@ class FakeScheduler:
             frame = await self.recv(wire.Results, timeout)
             got += frame.results
         return got
+
+
+@asynccontextmanager
+async def worker_on_fake(**options: Any) -> AsyncIterator[tuple[FakeScheduler, Worker]]:
+    """A FakeScheduler on a free address and a running Worker named "w" (``options`` go to
+    ``Worker``) connected to it; at the end the worker stops at once and the socket closes."""
+    scheduler = FakeScheduler(free_address())
+    worker = Worker(scheduler.address, name="w", **options)
+    serving = asyncio.create_task(worker.run())
+    try:
+        yield scheduler, worker
+    finally:
+        worker.stop()
+        worker.stop()  # at once: the test is over
+        await asyncio.wait_for(serving, 10)
+        scheduler.sock.close()
