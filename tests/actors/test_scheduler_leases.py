@@ -191,3 +191,26 @@ async def test_require_worker_refuses_a_job_no_available_worker_can_run() -> Non
     assert "mail.send" in second.message
     assert isinstance(accepted, wire.Submitted)
     assert gone.code == "no_worker"
+
+
+async def test_a_batch_repeating_a_jobs_result_counts_the_first_whatever_the_outcomes() -> None:
+    """A worker's Results frame naming one lease twice (a buggy or hostile worker key): the
+    first result counts and the second is refused, for a success then a failure as for a
+    failure then a success; the scheduler keeps serving."""
+    scheduler, log = scheduler_with_log()
+    first = await running_job(scheduler, log, retries=5)
+    second = await running_job(scheduler, log, retries=5)
+    log.clear()
+    batch = [
+        wire.JobResult(first, 1, True, wire.pack("ok")),
+        wire.JobResult(first, 1, False, error="boom", retry=True),
+        wire.JobResult(second, 1, False, error="boom", retry=True),
+        wire.JobResult(second, 1, True, wire.pack("ok")),
+    ]
+    await scheduler.handle(WorkerResults([(PEER, "w", batch)]))
+    await commit(scheduler, log)
+    [ack] = replies(log)
+    assert ack.refused == [first, second]
+    assert scheduler.table.jobs[first].status is JobState.SUCCEEDED
+    assert scheduler.table.jobs[second].status is not JobState.SUCCEEDED
+    assert scheduler.table.jobs[second].error == "boom"
