@@ -111,11 +111,8 @@ class PriorityQueue:
         return band
 
     def _promoted(self, now: float) -> bool:
-        """Drop what a band handed out; is the oldest job due?"""
-        arrivals = self._arrivals
-        while arrivals[0].taken:
-            arrivals.popleft()
-        return now - arrivals[0].enqueued_at >= self.aging
+        """Is the oldest job due?"""
+        return now - self.oldest().enqueued_at >= self.aging
 
     def rank(self, now: float) -> tuple[Any, ...]:
         # Promoted jobs rank before all others, in arrival order among themselves.

@@ -21,13 +21,16 @@ from transport.framing import check_size
 from transport.payloads import QueueName
 from transport.protocol import ToScheduler, decode_request
 
-_QUEUE_PATTERN = re.compile(typing.get_args(QueueName)[1].pattern)
+_QUEUE_META = typing.get_args(QueueName)[1]
+_QUEUE_PATTERN = re.compile(_QUEUE_META.pattern)
 
 
 class JobSpec(payloads.JobSpec, frozen=True, array_like=True):
     """A ``JobSpec`` whose queue name is checked once per frame, not on decoding."""
 
-    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "default"
+    queue: Annotated[
+        str, msgspec.Meta(min_length=_QUEUE_META.min_length, max_length=_QUEUE_META.max_length)
+    ] = "default"
 
 
 class Submit(protocol.Submit, frozen=True, tag="Submit"):

@@ -161,13 +161,11 @@ def truncate_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:
 # ``[]`` and ``{}`` compare in one step (a decoded ``Raw`` viewed byte by byte costs more).
 _ARRAY_FIRST = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
 _MAP_FIRST = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
-_EMPTY_ARRAY = msgspec.Raw(b"\x90")
-_EMPTY_MAP = msgspec.Raw(b"\x80")
 
 
 def is_msgpack_array(raw: msgspec.Raw) -> bool:
     """Cheap shape check of a raw msgpack value: an array (fixarray, array16, array32)."""
-    if raw == _EMPTY_ARRAY:
+    if raw == EMPTY_ARGS:
         return True
     view = memoryview(raw)
     return bool(view.nbytes) and view[0] in _ARRAY_FIRST
@@ -175,7 +173,7 @@ def is_msgpack_array(raw: msgspec.Raw) -> bool:
 
 def is_msgpack_map(raw: msgspec.Raw) -> bool:
     """Cheap shape check of a raw msgpack value: a map (fixmap, map16, map32)."""
-    if raw == _EMPTY_MAP:
+    if raw == EMPTY_KWARGS:
         return True
     view = memoryview(raw)
     return bool(view.nbytes) and view[0] in _MAP_FIRST

@@ -31,7 +31,7 @@ def refusal(index: int, spec: wire.JobSpec) -> Refusal | None:
         return Refusal(index, "invalid", "max_concurrent needs a concurrency_key")
     if spec.depends_on and len(set(spec.depends_on)) != len(spec.depends_on):
         return Refusal(index, "invalid", "depends_on lists a job twice")
-    size = len(spec.args) + len(spec.kwargs)  # wire.payload_bytes, inlined: once per job
+    size = wire.payload_bytes(spec)
     if size > wire.MAX_JOB_PAYLOAD_BYTES:
         # It could never be sent to a worker: refuse it now, not strand it RUNNING.
         return Refusal(

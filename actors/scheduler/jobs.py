@@ -214,7 +214,7 @@ class JobTable(Recovery):
                 by_key[spec.idempotency_key] = job_id
             if parents:
                 ops.edges += [(parent, job_id) for parent in parents]
-            nbytes += len(spec.args) + len(spec.kwargs)  # wire.payload_bytes, inlined
+            nbytes += wire.payload_bytes(spec)
             jobs.append(job)
         self.jobs.update(zip(range(first, self.next_id), jobs, strict=True))
         self.held.add(owner, len(jobs), nbytes)
@@ -386,7 +386,7 @@ class JobTable(Recovery):
                 if held is None:
                     held = released[job.owner] = [0, 0]
                 held[0] -= 1
-                held[1] -= len(job.args) + len(job.kwargs)  # wire.payload_bytes, inlined
+                held[1] -= wire.payload_bytes(job)
             job.settled = True
             job.peer = None
             recent[job.id] = None

@@ -12,7 +12,6 @@ a client that has the task registered in its own process).
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -214,31 +213,30 @@ def retryable(options: TaskOptions, exc: BaseException | None, attempt: int) -> 
     return True
 
 
-# Signatures by function, with whether a call with no arguments fits: ``inspect.signature``
-# costs several µs, and a worker checks every job's arguments against its function. Keyed by
-# the registered functions themselves: as many entries as tasks ever registered.
-_SIGNATURES: dict[Callable[..., Any], tuple[inspect.Signature | None, bool]] = {}
+def _signature_now(fn: Callable[..., Any]) -> tuple[inspect.Signature | None, bool]:
+    """``fn``'s signature (None: it has none, as some builtins) and whether a call with no
+    arguments fits it."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None, False
+    try:
+        signature.bind()
+    except TypeError:
+        return signature, False
+    return signature, True
+
+
+# ``inspect.signature`` costs several µs, and a worker checks every job's arguments against
+# its function: kept per registered function (as many entries as tasks ever registered).
+_cached_signature = functools.cache(_signature_now)
 
 
 def _signature(fn: Callable[..., Any]) -> tuple[inspect.Signature | None, bool]:
-    try:  # not contextlib.suppress: this runs for every job, and that costs a µs more
-        return _SIGNATURES[fn]
-    except (KeyError, TypeError):  # TypeError: not hashable (never cached)
-        pass
     try:
-        signature: inspect.Signature | None = inspect.signature(fn)
-    except (TypeError, ValueError):
-        signature = None
-    bare = False
-    if signature is not None:
-        try:
-            signature.bind()
-            bare = True
-        except TypeError:
-            pass
-    with contextlib.suppress(TypeError):
-        _SIGNATURES[fn] = (signature, bare)
-    return signature, bare
+        return _cached_signature(fn)
+    except TypeError:  # not hashable: never cached (_signature_now raises no TypeError)
+        return _signature_now(fn)
 
 
 def bind_error(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> str | None:
