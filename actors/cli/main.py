@@ -43,6 +43,7 @@ from actors.cli.inspection import (
     cmd_workers,
 )
 from actors.cli.limit import add_limit_parser
+from actors.cli.open_files import raise_open_files
 from actors.cli.output import quiet_on_closed_stdout
 from actors.cli.schedule import add_schedule_parser
 from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_commands
@@ -76,6 +77,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
         )
     queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
     keys = client_keys(args.key, args.server_key)
+    raise_open_files()  # its tasks' files, and the scheduler connections of several addresses
     worker = Worker(
         args.connect,
         name=args.name,

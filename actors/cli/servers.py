@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from actors.cli.common import run_async
+from actors.cli.open_files import few_open_files, raise_open_files
 from actors.config import (
     BACKOFF_BASE_S,
     BACKOFF_CAP_S,
@@ -277,6 +278,9 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
             file=sys.stderr,
             flush=True,
         )
+    few = few_open_files(raise_open_files(), "corral scheduler")
+    if few:
+        print(few, file=sys.stderr, flush=True)
     if is_postgres(config.db):
         run_async(serve_with_standbys(config, http))
         return
@@ -380,6 +384,8 @@ def reload_keys() -> None:
 def cmd_dag_resolver(args: argparse.Namespace) -> None:
     from actors.scheduler.dag import DagResolver
     from actors.scheduler.remote_host import host_actor
+
+    raise_open_files()
 
     async def serve() -> None:
         import signal
