@@ -22,7 +22,8 @@ from actors.client import AsyncClient
 from actors.config import SchedulerConfig
 from actors.http import live
 from actors.http.pages import install
-from actors.http.server import HttpServer, HttpSettings
+from actors.http.server import HttpServer
+from actors.http.settings import HttpSettings
 from actors.lifecycle import JobState
 from actors.scheduler.brain import Brain
 from actors.scheduler.job import Job
