@@ -10,6 +10,15 @@ from tests.helpers.cluster import Cluster
 from tests.helpers.procs import Procs
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first (otherwise in the order collected). ``pytest -n 3``
+    hands tests out in this order, so the long ones start while there is still plenty of
+    short work to fill the other processes, instead of one long test (the fuzz runs in
+    tests/transport are collected last) running alone at the end while the others idle.
+    Every xdist process sorts its own collection the same way (a stable sort)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Procs]:
     """Real corral processes; every one still running is SIGKILLed after the test."""

@@ -45,7 +45,7 @@ from actors.config import (
 )
 
 if TYPE_CHECKING:
-    from actors.http.server import HttpSettings
+    from actors.http.settings import HttpSettings
     from actors.metrics import MetricsBoard
     from actors.scheduler.brain import Brain
 
@@ -264,7 +264,7 @@ def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
-    from actors.http.server import http_settings
+    from actors.http.settings import http_settings
     from actors.scheduler.brain import Brain
 
     config = scheduler_config(args)

@@ -20,8 +20,10 @@ import pytest
 
 from actors.client import AsyncClient
 from actors.config import SchedulerConfig
+from actors.http import live
 from actors.http.pages import install
-from actors.http.server import HttpServer, HttpSettings
+from actors.http.server import HttpServer
+from actors.http.settings import HttpSettings
 from actors.lifecycle import JobState
 from actors.scheduler.brain import Brain
 from actors.scheduler.job import Job
@@ -263,8 +265,11 @@ async def test_throughput_counts_jobs_ended_in_the_last_hour_by_minute(serve: An
 
 
 async def test_the_event_stream_carries_transitions_and_ends_its_subscription(
-    serve: Any,
+    serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The stream notices a page that went away at its next keepalive line (every 15 s in
+    # production): the same write, 0.2 s apart, so the test does not wait 15 s for it.
+    monkeypatch.setattr(live, "KEEPALIVE_S", 0.2)
     dash = await serve()
     assert dash.brain is not None
     hub = dash.brain.scheduler.events

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.config import SchedulerConfig
 from actors.errors import ConfigError
-from actors.http.server import HttpServer, HttpSettings, http_settings
+from actors.http.server import HttpServer
+from actors.http.settings import HttpSettings, http_settings
 from actors.metrics import MetricsBoard
 
 TOKEN = "3f9c2b7e-a-token"

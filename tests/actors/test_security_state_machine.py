@@ -34,6 +34,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -373,6 +374,7 @@ def _gone(peer: ModelPeer) -> bool:
     return peer.conn is None
 
 
+@pytest.mark.slow
 def test_no_key_holds_or_commits_work_it_was_not_granted_and_no_job_is_lost(
     tmp_path: Path,
 ) -> None:

@@ -234,9 +234,11 @@ def test_labels_are_escaped_for_mermaid_and_dot() -> None:
 def test_output_into_a_closed_pipe_ends_quietly_and_tables_keep_every_cell(
     address: str,
 ) -> None:
+    # Outputs of a few hundred lines (a 300-step chain); their size does not decide the
+    # outcome, since stdout is closed before the command writes anything.
     steps = {
         f'step {i} "q"': (job_spec("record", [i]), [f'step {i - 1} "q"'] if i else [])
-        for i in range(3000)
+        for i in range(300)
     }
     long_task = "task_" + "x" * 150
     with Client(address, connect_timeout=10) as client:
@@ -244,7 +246,7 @@ def test_output_into_a_closed_pipe_ends_quietly_and_tables_keep_every_cell(
     commands = [
         ["dag", str(workflow_id), "--format", "mermaid"],
         ["dag", str(workflow_id)],
-        ["jobs", "--limit", "3001"],
+        ["jobs", "--limit", "301"],
         ["job", "1"],
         ["status", "--once"],
         ["submit", "record", "[1]"],

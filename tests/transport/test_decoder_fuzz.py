@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,8 @@ from bench.garbage import Garbage
 from transport import protocol as wire
 from transport.errors import BadFrame
 from transport.framing import request_id_of
+
+pytestmark = pytest.mark.slow  # thousands of hypothesis examples: seconds each test
 
 CODES = {"bad_frame", "invalid", "too_large"}
 REQUESTS = [wire.encode(m) for m in valid_frames(random.Random(1), 50)]

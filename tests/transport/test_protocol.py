@@ -14,6 +14,7 @@ from transport.errors import BadFrame
 CODES = {"bad_frame", "invalid", "too_large"}
 
 
+@pytest.mark.slow
 @settings(max_examples=3000)
 @given(st.binary(max_size=256))
 def test_arbitrary_bytes_decode_or_raise_bad_frame(frame: bytes) -> None:
@@ -23,6 +24,7 @@ def test_arbitrary_bytes_decode_or_raise_bad_frame(frame: bytes) -> None:
         assert exc.code in CODES  # noqa: PT017 - decoding may also succeed; both are fine
 
 
+@pytest.mark.slow
 @settings(max_examples=500)
 @given(
     st.recursive(
