@@ -6,6 +6,7 @@ Start times come from the workers' own records (bench/tasks.py), not from corral
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rich.progress import Progress
@@ -19,6 +20,31 @@ from bench.report import percentiles
 LEAD_S = 2.0
 # The rate-limit window opens this long after the submission: the initial burst is spent.
 SETTLE_S = 3.0
+# Start times are Unix times (about 2.4e-7 s of precision near 1.8e9): a microsecond of
+# slack, as the bucket itself allows (strategies.gates.EPS).
+EPS_S = 1e-6
+
+
+def worst_window(
+    starts: Iterable[float], count: int, period: float, burst: int
+) -> tuple[int, float, float]:
+    """A rate limit's contract as a check: over any window, at most ``burst + rate * T``
+    starts, T the time from the window's first start to its last (README, Concurrency keys
+    and rate limits). Exactly what the scheduler's GCRA bucket promises for the times it
+    hands tokens out, which are the starts it records (``started_at``): no slack either
+    way. A worker's clock adds each start's delivery delay, which a loaded machine varies
+    by more than an interval, so its records may bunch. Returns the window with the most
+    starts beyond the bound (rounded down): (excess, its first start, its last); the
+    limit held iff the excess is 0 or less."""
+    times = sorted(starts)
+    rate = count / period
+    worst = (-burst, 0.0, 0.0)
+    for i, first in enumerate(times):
+        for j in range(i, len(times)):
+            excess = (j - i + 1) - int(burst + (times[j] - first + EPS_S) * rate)
+            if excess > worst[0]:
+                worst = (excess, first, times[j])
+    return worst
 
 
 async def delayed(
