@@ -338,7 +338,7 @@ def run_ceiling(
     scheduler = subprocess.Popen([*command, "scheduler", address], cwd=ROOT, env=env)
     procs = [scheduler]
     try:
-        wait_for_port(address, scheduler, 20)
+        wait_for_port(address, scheduler)
         for n in range(workers):
             out = str(folder / f"worker-{n}.ids")
             procs.append(

@@ -86,8 +86,18 @@ def listening(address: str) -> bool:
         return s.connect_ex((host, int(port))) == 0
 
 
+# How long a new process may take to listen before the wait gives up: a bound against a
+# hang only (the wait ends when it listens, or at once when it exits). One listens in about
+# a second; on a two-core machine at a load of 17 to 22, some took over 15 s, mostly their
+# imports (3 to 6 s for one alone at 19).
+LISTEN_BOUND_S = 60.0
+
+
 def wait_for_port(
-    address: str, proc: subprocess.Popen[bytes], timeout: float = 15.0, log: Path | None = None
+    address: str,
+    proc: subprocess.Popen[bytes],
+    timeout: float = LISTEN_BOUND_S,
+    log: Path | None = None,
 ) -> None:
     """Wait until the process ``proc`` (a scheduler or resolver) listens at ``address``."""
     see = f"; see {log}" if log is not None else ""
@@ -205,7 +215,7 @@ class Cluster:
             *(("--keys", str(self.keys)) if self.keys else ()),
             *self.scheduler_args,
         )
-        wait_for_port(self.address, self.scheduler, 20, self.dir / "scheduler.log")
+        wait_for_port(self.address, self.scheduler, log=self.dir / "scheduler.log")
 
     def start_workers(
         self,

@@ -86,7 +86,7 @@ class Schedulers(Cluster):
             f"scheduler-{i}", "scheduler", "--bind", address, "--db", self.db,
             *self.scheduler_args,
         )  # fmt: skip
-        wait_for_port(address, proc, 20, self.dir / f"scheduler-{i}.log")
+        wait_for_port(address, proc, log=self.dir / f"scheduler-{i}.log")
         self.processes[address] = proc
 
     def stop(self) -> None:

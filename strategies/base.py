@@ -274,16 +274,18 @@ class Strategy(abc.ABC):
         """Jobs a worker takes in one turn. Default: all its free slots (one frame)."""
         return worker.credit
 
-    def match(self) -> list[tuple[int, bytes]]:
+    def match(self, now: float | None = None) -> list[tuple[int, bytes]]:
         """Assignments (job_id, peer) to propose now: until no READY worker is left or no
         job is, then once more for each kind of job whose arrival woke a worker that
         took another job instead (so no job is left behind while a worker that may run
-        it starves)."""
+        it starves). ``now`` (the gates' clock, read once by the caller): the instant
+        every token this match takes is taken at, which the caller records as the
+        picks' start; None reads the clock at each token."""
         picks: list[tuple[int, bytes]] = []
         workers = self.workers
         while True:
             while self._size and (worker := workers.next_ready()) is not None:
-                self._turn(worker, picks)
+                self._turn(worker, picks, now)
             if not self._dirty:
                 break
             if not self._size:
@@ -296,7 +298,7 @@ class Strategy(abc.ABC):
                 self._dirty.discard(kind)
         return picks
 
-    def _turn(self, worker: Worker, picks: list[tuple[int, bytes]]) -> None:
+    def _turn(self, worker: Worker, picks: list[tuple[int, bytes]], now: float | None) -> None:
         wanted = max(1, min(worker.credit, self.per_turn(worker)))
         got = 0
         gates = self.gates
@@ -304,7 +306,7 @@ class Strategy(abc.ABC):
             job = self.pop(worker.queues, worker.tasks)
             if job is None:
                 break
-            if (job.concurrency_key or gates.rated) and not gates.admit(job):
+            if (job.concurrency_key or gates.rated) and not gates.admit(job, now):
                 continue  # held at its key or limit; the next job may go
             picks.append((job.job_id, worker.peer))
             got += 1

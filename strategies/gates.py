@@ -138,10 +138,12 @@ class Gates:
             gates[0].queued += 1
         return False
 
-    def admit(self, job: ReadyJob) -> bool:
+    def admit(self, job: ReadyJob, now: float | None = None) -> bool:
         """The strategy is about to hand ``job`` out: take a slot of its key and a token of
-        each bucket, or hold it at the first gate that is closed and say False."""
-        now = self.clock()
+        each bucket, or hold it at the first gate that is closed and say False. ``now``:
+        the match's one reading of the clock (see ``Strategy.match``), else read here."""
+        if now is None:
+            now = self.clock()
         gates = self._gates_of(job)
         if job.concurrency_key:
             gates[0].queued -= 1  # out of the ready queues, admitted or held

@@ -237,13 +237,18 @@ class JobTable(Recovery):
         return leased[0][1] if leased else None
 
     def lease_all(
-        self, picks: Iterable[tuple[int, bytes]], names: dict[bytes, str], ops: Ops
+        self,
+        picks: Iterable[tuple[int, bytes]],
+        names: dict[bytes, str],
+        ops: Ops,
+        started_at: float | None = None,
     ) -> tuple[list[tuple[bytes, wire.Assignment]], list[tuple[int, bytes]]]:
         """:meth:`lease` for each (job id, peer) pick, in one move: the assignments, and
         the picks whose job is no longer QUEUED (cancelled, or picked twice). ``names``:
-        each peer's worker name ("?" if unknown)."""
+        each peer's worker name ("?" if unknown). ``started_at``: their start, if not now
+        (the instant they took their rate limits' tokens)."""
         jobs = self.jobs
-        now = self.clock()
+        now = self.clock() if started_at is None else started_at
         taken: dict[int, Job] = {}
         returned: list[tuple[int, bytes]] = []
         for job_id, peer in picks:

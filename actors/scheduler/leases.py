@@ -42,13 +42,15 @@ def lease(
     sched: SchedulerCore,
     picks: list[tuple[int, bytes]],
     limit_states: list[tuple[str, float]] | None = None,
+    at: float = 0.0,
 ) -> None:
     """Make the strategy's picks real: compare-and-swap QUEUED -> RUNNING under new tokens.
     ``limit_states``: the rate limits' buckets these picks took from, committed with them,
-    so no job starts on a token a restart would give out again."""
+    so no job starts on a token a restart would give out again; ``at``: when they took
+    them (0.0: now), recorded as their start."""
     ops, effects = Ops(), Effects()
     table = sched.table
-    leased, unleased = table.lease_all(picks, sched.worker_names, ops)
+    leased, unleased = table.lease_all(picks, sched.worker_names, ops, at or None)
     effects.leases = leased
     now, jobs, observe = time.monotonic(), table.jobs, sched.assign_latency.observe
     for _, assignment in leased:

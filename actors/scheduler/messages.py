@@ -167,6 +167,10 @@ class Picked(_Msg, frozen=True):
     picks: list[tuple[int, Peer]]
     # (name, tat) of the rate limits these picks took tokens from: persisted with the leases
     limits: list[tuple[str, float]] = []
+    # When they took those tokens (Unix time; 0.0: none taken): their leases' started_at,
+    # so the recorded starts keep each limit's bound exactly. A lease is written a moment
+    # later, and a burst leased 1 ms late beside a token leased at once exceeds it.
+    at: float = 0.0
 
 
 # scheduler -> strategy: a pick that lost its compare-and-swap gives its slot back

@@ -144,8 +144,8 @@ class Scheduler(Actor):
         match message:
             case Written(tags=committed):
                 self._after_commit(committed)
-            case Picked(picks=picks, limits=states):
-                leases.lease(self, picks, states)
+            case Picked(picks=picks, limits=states, at=at):
+                leases.lease(self, picks, states, at)
             case DeclaredLimits(limits=declared):
                 limits.keep_declared(self, declared)
             case WorkerResults():

@@ -125,12 +125,13 @@ class StrategyActor(Actor):
         # Match once per burst of messages, when the runtime has emptied the mailbox,
         # whatever came last (a metrics tick included), so no wake-up can be lost.
         strategy = self.strategy
-        picks = strategy.match()
         gates = strategy.gates
+        now = gates.clock()  # every token of this match is taken now: the picks' start
+        picks = strategy.match(now)
         if gates.held or gates.changed:
             states = gates.take_changed()
             if picks or states:
-                self.scheduler.tell(Picked(picks, states))
+                self.scheduler.tell(Picked(picks, states, now if states else 0.0))
             self._arm_timer()
         elif picks:
             self.scheduler.tell(Picked(picks))

@@ -188,7 +188,9 @@ def test_the_delayed_and_rate_limit_modes_measure_and_lose_nothing() -> None:
     limited = bench("--rate-limit", "40", "--duration", "2")
     assert limited["mode"] == "rate-limit"
     assert (limited["lost"], limited["duplicated"]) == (0, 0)
-    # The scheduler hands out one every 25 ms once the burst is spent; the window counts
-    # the workers' start lines, whose delivery delay varies under load, so a start due just
-    # before the window may land in it: a few of slack, where no limit would give ~200.
-    assert limited["started_in_window"] <= 40 * 2 + 3, "never over the rate"
+    # Never over the rate: no window of the starts the scheduler recorded holds more than
+    # burst + rate * T (all 200-odd at once without the limit). The workers' start lines
+    # cannot say it exactly: a loaded machine delays some deliveries by more than the 25 ms
+    # between tokens, and they bunch (94 in the 2 s window once, at a load of 12).
+    assert limited["over_bound"] <= 0, "never over the rate"
+    assert limited["started_in_window"] > 0

@@ -2,7 +2,9 @@
 the task tell the scheduler, which holds every job of it to the rate, from the very first
 (jobs queued before any worker joined do not start in a burst), keeps the limit in its
 database, shows it as the task's own, and lets an admin's ``corral limit set`` win over it
-for good. The ledger (start lines the handler writes) gives the start times."""
+for good. The scheduler's record of each attempt's start (its token's time) is checked
+against the limit's bound exactly; the ledger (start lines the handler writes) says every
+execution ran under a lease the scheduler granted, no sooner than it granted it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import signal
 import pytest
 
 from actors.client import job_spec
+from bench.timing import worst_window
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.metered_tasks import BURST, PER_S
@@ -20,18 +23,6 @@ from tests.helpers.waiting import until_workers
 pytestmark = pytest.mark.slow
 
 METERED = "tests.helpers.metered_tasks"
-
-
-def most_in_a_second(starts: list[float]) -> int:
-    """The most starts within any one second."""
-    starts = sorted(starts)
-    most = 0
-    first = 0
-    for last, at in enumerate(starts):
-        while at - starts[first] >= 1.0:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 async def test_a_tasks_own_rate_limit_holds_from_its_first_job_and_an_admins_wins(
@@ -47,6 +38,12 @@ async def test_a_tasks_own_rate_limit_holds_from_its_first_job_and_an_admins_win
         cluster.worker("w1", 32, tasks=METERED)
         outcomes = await client.wait(ids, timeout=60)
         assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+        granted = {
+            (job_id, a.token): a.started_at
+            for job_id in ids
+            if (view := await client.job(job_id)) is not None
+            for a in view.history
+        }
         (limit,) = await client.limits()
         assert (limit.name, limit.count, limit.period, limit.burst, limit.declared) == (
             "metered",
@@ -55,13 +52,21 @@ async def test_a_tasks_own_rate_limit_holds_from_its_first_job_and_an_admins_win
             BURST,
             True,
         )
-    starts = [run["start"] for run in read_ledger(cluster.ledger) if run["job"] in set(ids)]
-    assert len(starts) == jobs
-    # GCRA: BURST at once, then one every 1/PER_S s. The ledger's clock is the workers';
-    # delivery jitter may bunch a few starts, hence the slack of 3 in a second. Unlimited,
-    # all 45 would start within a fraction of a second.
-    assert most_in_a_second(starts) <= BURST + PER_S + 3, sorted(starts)
-    assert max(starts) - min(starts) >= 0.9 * (jobs - BURST) / PER_S
+    # GCRA: BURST at once, then one every 1/PER_S s; unlimited, all 45 would start within
+    # a fraction of a second. Checked on the starts the scheduler recorded, when each took
+    # its token (a retry takes another), on the bucket's own clock. (The workers' start
+    # lines cannot say it exactly: a loaded machine delays some deliveries by more than
+    # 1/PER_S and they bunch, 32 in one second once.)
+    assert len(granted) >= jobs
+    starts = [at for at in granted.values() if at is not None]
+    assert len(starts) == len(granted)
+    excess, first, last = worst_window(starts, PER_S, 1.0, BURST)
+    assert excess <= 0, f"{excess} over burst + rate * T in {last - first:.3f} s"
+    ran = {(r["job"], r["token"]): r["start"] for r in read_ledger(cluster.ledger)}
+    assert {job_id for job_id, _ in ran} == set(ids)
+    assert ran.keys() <= granted.keys(), "every execution under a lease the scheduler granted"
+    for lease, start in ran.items():
+        assert start >= granted[lease], f"job {lease[0]} ran before its start was granted"
     listed = corral("limit", "list", "--connect", cluster.address)
     assert "(declared by the task)" in listed.stdout, listed.stdout
 
