@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 import zmq
 
+from bench import children
 from bench.ceiling_stores import PostgresStore, SqliteStore
 from bench.harness import ROOT, free_address, wait_for_port
 from bench.report import percentiles
@@ -335,14 +336,20 @@ def run_ceiling(
     env = {**os.environ, DB_ENV: db or str(folder / "ceiling.db")}
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     command = [sys.executable, "-m", "bench.ceiling"]
-    scheduler = subprocess.Popen([*command, "scheduler", address], cwd=ROOT, env=env)
+    scheduler = subprocess.Popen(
+        children.command(*command, "scheduler", address), cwd=ROOT, env=env
+    )
     procs = [scheduler]
     try:
         wait_for_port(address, scheduler)
         for n in range(workers):
             out = str(folder / f"worker-{n}.ids")
             procs.append(
-                subprocess.Popen([*command, "worker", address, str(slots), out], cwd=ROOT, env=env)
+                subprocess.Popen(
+                    children.command(*command, "worker", address, str(slots), out),
+                    cwd=ROOT,
+                    env=env,
+                )
             )
         run = drive(address, jobs, workers, timeout, procs)
         for proc in procs:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors import AsyncClient, job_spec
-from bench.harness import Cluster
+from bench.harness import Cluster, wait_for_port
 from transport import protocol as wire
 
 # Lease timings for chaos runs: a restarted scheduler (about half a second to start a Python
@@ -291,8 +291,10 @@ class _Chaos:
         assert scheduler is not None
         scheduler.send_signal(signal.SIGKILL)
         scheduler.wait()
+        restarted = self.cluster.spawn_scheduler()  # here: it dies with this thread's process
         # In a thread: waiting for it to listen must not hold back the pause timers.
-        await asyncio.to_thread(self.cluster.start_scheduler)
+        log = self.cluster.dir / "scheduler.log"
+        await asyncio.to_thread(wait_for_port, self.cluster.address, restarted, log=log)
         self.report.restarts += 1
 
     async def run_until(self, done: asyncio.Event) -> None:

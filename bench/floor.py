@@ -31,6 +31,7 @@ from typing import Any
 import uvloop
 import zmq
 
+from bench import children
 from bench.harness import ROOT, free_address
 from bench.report import percentiles
 from transport import ClientKeys, ServerKeys, bind, connect
@@ -127,8 +128,8 @@ def run_floor(
     keys = new_keys() if curve else ""
     env = {**os.environ, KEYS_VARIABLE: keys}
     procs = [
-        subprocess.Popen([*command, "forward", address], cwd=ROOT, env=env),
-        subprocess.Popen([*command, "sink", address, str(out)], cwd=ROOT, env=env),
+        subprocess.Popen(children.command(*command, "forward", address), cwd=ROOT, env=env),
+        subprocess.Popen(children.command(*command, "sink", address, str(out)), cwd=ROOT, env=env),
     ]
     sink = procs[1]
     try:

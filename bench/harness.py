@@ -15,6 +15,8 @@ from array import array
 from collections import Counter
 from pathlib import Path
 
+from bench import children
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Second-scale lease timings, for runs that kill workers and want reclaims to happen
@@ -165,6 +167,7 @@ class Cluster:
         self.scheduler_args = scheduler_args
         self.scheduler: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.spawned: list[subprocess.Popen[bytes]] = []  # every process started, for stop()
         self.keys = self.dir / "keys" if curve else None
         if self.keys is not None:
             from actors.keys import keygen
@@ -190,16 +193,26 @@ class Cluster:
         return {"key": secret, "server_key": self.keys / "scheduler.key"}
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """``corral ARGS`` as a process that dies with this one (``bench.children``): call
+        from the main thread."""
         with open(self.dir / f"{name}.log", "ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "actors.cli", *args],
+            proc = subprocess.Popen(
+                children.command(sys.executable, "-m", "actors.cli", *args),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
+        self.spawned.append(proc)
+        return proc
 
     def start_scheduler(self) -> None:
+        """A scheduler process, once it listens."""
+        wait_for_port(self.address, self.spawn_scheduler(), log=self.dir / "scheduler.log")
+
+    def spawn_scheduler(self) -> subprocess.Popen[bytes]:
+        """A scheduler process, not waited for (``wait_for_port``, in a thread from async
+        code); from the main thread, as every process of the run."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.metrics_port = s.getsockname()[1]
@@ -215,7 +228,7 @@ class Cluster:
             *(("--keys", str(self.keys)) if self.keys else ()),
             *self.scheduler_args,
         )
-        wait_for_port(self.address, self.scheduler, log=self.dir / "scheduler.log")
+        return self.scheduler
 
     def start_workers(
         self,
@@ -281,6 +294,16 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.scheduler.kill()
                 self.scheduler.wait()
+        self.reap()
+
+    def reap(self) -> None:
+        """SIGKILL and reap every process of the run still running (one a failed start or
+        a fault injector left untracked), after the orderly stop had its chance."""
+        for proc in self.spawned:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.spawned:
+            proc.wait()
 
     def executions(self) -> Counter[int]:
         """How often each job id ran, from the workers' own records."""

@@ -80,14 +80,23 @@ class Schedulers(Cluster):
         self.address = ",".join([leader, *(a for a in self.addresses if a != leader)])
 
     def start_at(self, address: str) -> None:
-        """A scheduler process on ``address`` (again, after a kill: it stands by)."""
+        """A scheduler process on ``address``, once it listens."""
+        proc = self.spawn_at(address)
+        wait_for_port(address, proc, log=self.log_of(address))
+
+    def spawn_at(self, address: str) -> subprocess.Popen[bytes]:
+        """A scheduler process on ``address`` (again, after a kill: it stands by), not
+        waited for; from the main thread (``bench.children``)."""
         i = self.addresses.index(address)
         proc = self._spawn(
             f"scheduler-{i}", "scheduler", "--bind", address, "--db", self.db,
             *self.scheduler_args,
         )  # fmt: skip
-        wait_for_port(address, proc, log=self.dir / f"scheduler-{i}.log")
         self.processes[address] = proc
+        return proc
+
+    def log_of(self, address: str) -> Path:
+        return self.dir / f"scheduler-{self.addresses.index(address)}.log"
 
     def stop(self) -> None:
         self.stop_workers()
@@ -100,6 +109,7 @@ class Schedulers(Cluster):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self.reap()
 
 
 async def hello(address: str, timeout: float = 0.5) -> wire.Welcome | wire.NotLeader | None:
@@ -267,9 +277,12 @@ class LeaderKiller:
         if successor is not None:
             takeover.leading = successor[2] - takeover.killed
             self.cluster.lead_first(successor[0])
-        # Started after the takeover, it stands by (the term is held elsewhere). In a
-        # thread: waiting for it to listen must not hold back the worker faults' timers.
-        await asyncio.to_thread(self.cluster.start_at, address)
+        # Started after the takeover, it stands by (the term is held elsewhere). Waited
+        # for in a thread: waiting for it to listen must not hold back the worker faults'
+        # timers; started here, so it dies with this process (bench.children).
+        restarted = self.cluster.spawn_at(address)
+        log = self.cluster.log_of(address)
+        await asyncio.to_thread(wait_for_port, address, restarted, log=log)
 
     def measure(self) -> LeaderReport:
         """The takeovers, with (b) from the ledger; after the run."""
