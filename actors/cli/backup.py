@@ -8,8 +8,7 @@ import argparse
 import os
 import sys
 
-from actors.cli.common import EXIT_USAGE
-from actors.cli.servers import Add
+from actors.cli.common import EXIT_USAGE, Add
 from actors.config import DEFAULT_DB, is_postgres, redact_dsn
 
 

@@ -1,16 +1,24 @@
-"""Shared pieces of the ``corral`` command line: exit codes, one-line errors, the event loop."""
+"""Shared pieces of the ``corral`` command line: exit codes, one-line errors, the event loop.
+
+Light to import, like every module that registers a command's flags: ``corral --help`` and
+the parsing of every command line import only these (tests/actors/test_cli_imports.py). A
+command's handler imports what it needs (the client, the transport, rich) when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import json
 import math
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import msgspec
+Handler = Callable[[argparse.Namespace], None]
+# How a command is registered: add(name, handler, help) -> its parser, for its flags.
+Add = Callable[[str, Handler, str], argparse.ArgumentParser]
 
 EXIT_FAILED = 1  # the command ran and the thing it reports failed (a job failed, an error)
 EXIT_USAGE = 2  # the command line itself was wrong
@@ -26,6 +34,20 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_FAILED)
 
 
+@dataclass(frozen=True)
+class Later:
+    """The handler ``name`` of ``module``, imported when its command runs, not when the
+    command line is parsed (the scheduler's module imports the brain, inspection the
+    client and rich)."""
+
+    module: str
+    name: str
+
+    def __call__(self, args: argparse.Namespace) -> None:
+        handler: Handler = getattr(importlib.import_module(self.module), self.name)
+        handler(args)
+
+
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run on uvloop when it is installed (it is a dependency on Linux and macOS)."""
     try:
@@ -33,6 +55,8 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
         return uvloop.run(coro)
     except ImportError:  # pragma: no cover - platforms without uvloop
+        import asyncio
+
         return asyncio.run(coro)
 
 
@@ -53,6 +77,8 @@ def with_client(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any, A
 
 def print_json(value: Any) -> None:
     """JSON with user payloads (results) decoded from their msgpack form."""
+    import msgspec
+
     from transport import protocol as wire
 
     def decode_raw(obj: Any) -> Any:

@@ -27,7 +27,8 @@ from rich.live import Live
 from rich.text import Text
 
 from actors import AsyncClient, job_spec
-from actors.cli.output import make_console, quiet_on_closed_stdout
+from actors.cli.console import make_console
+from actors.cli.output import quiet_on_closed_stdout
 from actors.cli.views import status_renderable
 from actors.config import DEFAULT_ADDRESS
 

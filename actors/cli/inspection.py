@@ -64,7 +64,7 @@ async def standby_answer(
 def cmd_status(args: argparse.Namespace) -> None:
     from rich.live import Live
 
-    from actors.cli.output import make_console
+    from actors.cli.console import make_console
     from actors.cli.views import (
         render_status,
         standby_line,

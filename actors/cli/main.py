@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -23,6 +21,8 @@ from actors.cli.backup import add_backup_parser
 from actors.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
+    Handler,
+    Later,
     Parser,
     fail,
     id_arg,
@@ -32,27 +32,14 @@ from actors.cli.common import (
     slot_count,
     when_arg,
 )
-from actors.cli.inspection import (
-    cmd_cancel,
-    cmd_dag,
-    cmd_dlq,
-    cmd_job,
-    cmd_jobs,
-    cmd_status,
-    cmd_watch,
-    cmd_workers,
-)
 from actors.cli.limit import add_limit_parser
-from actors.cli.open_files import raise_open_files
 from actors.cli.output import quiet_on_closed_stdout
 from actors.cli.schedule import add_schedule_parser
-from actors.cli.servers import LONG_RUNNING, add_log_flags, add_scheduler_commands
+from actors.cli.server_flags import LONG_RUNNING, add_log_flags, add_scheduler_commands
 from actors.cli.submit import add_submit_parser
 from actors.config import DEFAULT_ADDRESS, LogConfig, env_address
 from actors.errors import ConfigError, CorralError, PoolStartFailed
-from actors.keys import client_keys, keygen
 from actors.logs import setup_logging
-from transport.errors import TransportError
 
 CONNECT_SETTING = "--connect / CORRAL_CONNECT / CORRAL_ADDRESS"
 
@@ -60,6 +47,8 @@ CONNECT_SETTING = "--connect / CORRAL_CONNECT / CORRAL_ADDRESS"
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from actors.cli.open_files import raise_open_files
+    from actors.keys import client_keys
     from actors.worker.agent import REGISTRY, Worker, serve
 
     sys.path.insert(0, os.getcwd())
@@ -114,6 +103,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
+    from actors.keys import keygen
+
     public, secret = keygen(args.name, Path(args.dir))
     print(f"public key {public} (for the scheduler's workers/, clients/ or admins/ folder)")
     print(f"secret key {secret} (keep it on this host only)")
@@ -135,9 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_flags(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    def add(
-        name: str, fn: Callable[[argparse.Namespace], None], help: str
-    ) -> argparse.ArgumentParser:
+    def add(name: str, fn: Handler, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         return p
@@ -164,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help="CURVE: the scheduler's public scheduler.key; env CORRAL_SERVER_KEY",
         )
+
+    def inspect(name: str) -> Handler:
+        return Later("actors.cli.inspection", name)
 
     add_scheduler_commands(add)
 
@@ -203,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_submit_parser(add, connect_flag)
 
-    p = add("status", cmd_status, "live view: jobs by state, queues, workers' health, progress")
+    p = add(
+        "status",
+        inspect("cmd_status"),
+        "live view: jobs by state, queues, workers' health, progress",
+    )
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
     p.add_argument("--json", action="store_true", help="one snapshot as JSON (format in README)")
     p.add_argument(
@@ -215,11 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     connect_flag(p)
 
-    p = add("workers", cmd_workers, "connected workers: health, slots, queues, running jobs")
+    p = add(
+        "workers", inspect("cmd_workers"), "connected workers: health, slots, queues, running jobs"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(p)
 
-    p = add("jobs", cmd_jobs, "jobs, newest first, optionally by state and queue")
+    p = add("jobs", inspect("cmd_jobs"), "jobs, newest first, optionally by state and queue")
     p.add_argument(
         "--state",
         default=None,
@@ -260,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(p)
 
-    p = add("watch", cmd_watch, "stream events as they are committed (all, or one job's)")
+    p = add(
+        "watch", inspect("cmd_watch"), "stream events as they are committed (all, or one job's)"
+    )
     p.add_argument(
         "job",
         nargs="?",
@@ -272,16 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON array per event")
     connect_flag(p)
 
-    p = add("cancel", cmd_cancel, "cancel jobs: pending ones never run, running ones are stopped")
+    p = add(
+        "cancel",
+        inspect("cmd_cancel"),
+        "cancel jobs: pending ones never run, running ones are stopped",
+    )
     p.add_argument("ids", type=id_arg, nargs="+", metavar="ID")
     connect_flag(p)
 
-    p = add("job", cmd_job, "one job: its state, result or error, and every attempt")
+    p = add("job", inspect("cmd_job"), "one job: its state, result or error, and every attempt")
     p.add_argument("id", type=id_arg, metavar="ID")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(p)
 
-    p = add("dlq", cmd_dlq, "the dead-letter queue: jobs that ended FAILED")
+    p = add("dlq", inspect("cmd_dlq"), "the dead-letter queue: jobs that ended FAILED")
     dlq = p.add_subparsers(dest="dlq_command", required=True, parser_class=Parser)
     q = dlq.add_parser("list", help="FAILED jobs, newest first")
     q.add_argument("--limit", type=positive_int, default=100, metavar="N")
@@ -297,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--all", action="store_true", help="every FAILED job")
     connect_flag(q)
 
-    p = add("dag", cmd_dag, "a workflow's steps with their states, or exported for rendering")
+    p = add(
+        "dag", inspect("cmd_dag"), "a workflow's steps with their states, or exported for rendering"
+    )
     p.add_argument("id", type=id_arg, metavar="WORKFLOW_ID")
     p.add_argument(
         "--format",
@@ -342,6 +348,19 @@ def check_connect(args: argparse.Namespace) -> None:
         args.connect = ",".join(parse_addresses(args.connect, CONNECT_SETTING))
 
 
+def loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
+    """The exception class ``name`` of ``module`` if that module was imported, else none:
+    an error of a module the command never imported cannot have been raised, and the
+    parser stays light (``except`` evaluates its classes only when an exception arrives)."""
+    found = getattr(sys.modules.get(module), name, None)
+    return (found,) if isinstance(found, type) and issubclass(found, BaseException) else ()
+
+
+def reported() -> tuple[type[BaseException], ...]:
+    """Errors reported in one line (exit 1): corral's, the transport's, a wire value's."""
+    return (CorralError, *loaded("transport.errors", "TransportError"), msgspec.ValidationError)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
@@ -352,9 +371,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"corral: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
-    except (CorralError, TransportError, msgspec.ValidationError) as exc:
+    except reported() as exc:
         fail(str(exc))
-    except sqlite3.Error as exc:
+    except loaded("sqlite3", "Error") as exc:
         fail(f"database problem: {exc} (check --db / CORRAL_DB)")
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -1,5 +1,5 @@
 """Output of the ``corral`` commands: a closed stdout (``corral jobs | head``) ends a command
-quietly, and tables printed to a pipe or a file keep every cell whole.
+quietly. Tables (rich, ``actors.cli.console``) are imported by the commands that print them.
 
 The closed-pipe handling is the one the Python documentation gives (library/signal.html,
 "Note on SIGPIPE"): point stdout at /dev/null so the interpreter's final flush cannot fail
@@ -15,29 +15,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from rich.console import Console
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CLOSED_PIPE = 141
-# Width for output that is not a terminal: nothing is wrapped or cut at 80 columns, and
-# rich does not pad tables (they are as wide as their content).
-PIPE_WIDTH = 10_000
-
-
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        # rich's own handling exits 1, which a script cannot tell from a failure.
-        self.quiet = True
-        closed_stdout()
-
-
-def make_console() -> Console:
-    """A rich Console: the terminal's width on a terminal, else wide enough for any row."""
-    plain = _Console()
-    if plain.is_terminal:
-        return plain
-    return _Console(width=PIPE_WIDTH)
 
 
 def closed_stdout() -> None:

@@ -26,7 +26,6 @@ from actors.cli.common import (
     positive_float,
     run_async,
 )
-from actors.cli.fields import field_problem
 from actors.cli.output import quiet_on_closed_stdout
 from actors.cli.times import parse_duration, parse_time
 from actors.errors import CorralError
@@ -53,6 +52,7 @@ def usage(message: str) -> NoReturn:
 def _spec_from_fields(fields: dict[str, Any], where: str, flags: bool = False) -> Any:
     """A JobSpec from a line's (or the flags') fields; ``where`` prefixes every message
     (``jobs.jsonl:3: max_retries: ...``, or ``--max-retries: ...`` for flags)."""
+    from actors.cli.fields import field_problem
     from actors.client import job_spec
     from transport import protocol as wire
 

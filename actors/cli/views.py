@@ -11,7 +11,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from actors.cli.output import make_console
+from actors.cli.console import make_console
 from actors.lifecycle import JobState
 from transport import protocol as wire
 
