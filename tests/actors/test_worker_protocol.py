@@ -15,6 +15,7 @@ import pytest
 
 import tests.helpers.ledger_tasks  # noqa: F401 - registers the tasks the pool children run
 from actors.worker.agent import Worker
+from actors.worker.pool_child import EXIT_FENCED
 from actors.worker.results import pack
 from actors.worker.tasks import task
 from tests.helpers.fake_scheduler import FakeScheduler, worker_on_fake
@@ -320,6 +321,42 @@ async def test_a_killed_pool_child_frees_its_slot_only_once_its_replacement_is_r
         await scheduler.assign(job(2, "add", 2, 3))
         [done] = await scheduler.results(1)
         assert wire.unpack(done.result) == 5
+    finally:
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(serving, 10)
+        scheduler.sock.close()
+
+
+async def test_a_pool_child_that_fenced_itself_while_the_agent_stalled_is_logged_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The child's own watchdog and the agent's fence loop race at the lease's expiry; when
+    the agent was stalled (a loaded machine) the child's exit is read first. The episode is
+    the same self-fencing and is logged and counted the same."""
+    caplog.set_level(logging.INFO, "corral.worker")
+    address = free_address()
+    scheduler = FakeScheduler(address)
+    worker = Worker(address, name="p", concurrency=1, pool="process", modules=[LEDGER])
+    serving = asyncio.create_task(worker.run())
+    try:
+        await scheduler.welcome(lease=1.0, interval=0.05)  # no heartbeat is acknowledged
+        await scheduler.assign(job(1, "nap", 30.0))
+        deadline = time.monotonic() + 10
+        while 1 not in worker.running or not worker.running[1].started.done():
+            assert time.monotonic() < deadline, "the job never started"
+            await asyncio.sleep(0.01)
+        [child] = [c for c in worker._runners._processes._children if c.job]  # type: ignore[union-attr]
+        # The agent's loop stalls (no await) until the child's watchdog ends the job.
+        child.process.join(timeout=10)
+        assert child.process.exitcode == EXIT_FENCED
+        first = await scheduler.recv(wire.Results)
+        [fenced] = first.results
+        assert (fenced.error or "").startswith("self-fenced")
+        assert worker.fenced == 1
+        assert "(self-fencing)" in caplog.text
+        later = await scheduler.recv(wire.Results)  # its replacement child is ready
+        assert (later.results, first.credits + later.credits) == ([], 1)
     finally:
         worker.stop()
         worker.stop()
