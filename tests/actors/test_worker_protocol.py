@@ -288,21 +288,34 @@ async def test_a_failure_is_logged_at_warning_with_its_traceback_at_info(
     assert len(tracebacks) == 1
 
 
+LEASE_S, NAP_S = 3.0, 6.0  # see the test below
+
+
 async def test_self_fencing_goes_on_while_the_scheduler_is_away(
     fake: tuple[FakeScheduler, Worker],
 ) -> None:
     scheduler, worker = fake
-    await scheduler.welcome(lease=0.3, interval=0.05)
+    # The lease is the time this process may stall between an Assign's lease basis and the
+    # worker reading it (longer, and the worker rightly drops it unstarted), and between
+    # the lapse and the fence loop's turn while the handler still runs (NAP_S - LEASE_S).
+    # Both are 3 s: a loaded machine stalled it 0.9 s, so a 0.3 s lease sometimes made
+    # job 1 or 3 a dropped assignment (no result came) instead of a fenced one.
+    await scheduler.welcome(lease=LEASE_S, interval=0.05)
     await scheduler.assign(job(1, "nap", 0.05), job(2, "add", 0, 0))  # any thread job
     await scheduler.results(2)
     await scheduler.send(wire.ErrorReply("hello_first", "say hello first"))  # it restarted
     await scheduler.recv(wire.WorkerHello)
-    # No Welcome comes; a lease granted just before the restart still lapses on time.
-    await scheduler.assign(job(3, "nap", 5.0))
+    # No Welcome comes; a lease granted just before the restart still lapses, and the
+    # worker stops the job then, not when its handler would have returned.
+    basis = time.monotonic()
+    await scheduler.assign(job(3, "nap", NAP_S), basis=basis)
     [fenced] = await scheduler.results(1)
     assert fenced.job_id == 3
     assert (fenced.error or "").startswith("self-fenced")
     assert worker.fenced == 1
+    since = worker.leases.fencing_since  # when the fence loop saw the lapse (no ack since)
+    assert since is not None
+    assert basis + LEASE_S < since < basis + NAP_S, "fenced after the lapse, while it ran"
 
 
 async def test_a_killed_pool_child_frees_its_slot_only_once_its_replacement_is_ready() -> None:
