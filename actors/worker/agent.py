@@ -96,7 +96,7 @@ class Worker:
         self.leases = Leases()
         self.running: dict[int, Run] = {}  # jobs started and not reported, with their run
         self.executed = 0
-        self.fenced = 0  # handlers this worker stopped itself because their lease lapsed
+        self.fenced = 0  # jobs this worker fenced itself (stopped, result refused): lease lapsed
         self.dropped = 0  # assignments dropped unstarted: their lease had lapsed
         self.abandoned: list[int] = []  # jobs stopped unfinished by a hard stop
         self._stop_reasons: dict[int, str] = {}
@@ -376,7 +376,11 @@ class Worker:
             return  # reported already (timed out), or a hard stop: no (fake) result
         reason = self._stop_reasons.get(a.job_id)
         if reason is None and time.monotonic() > self.leases.expiry(a.job_id):
-            reason = f"self-fenced: lease of {self.leases.lease:g}s not renewed"  # never vouch
+            # It ended after its lease lapsed, before our fence loop saw the lapse (a pool
+            # child's own watchdog wins that race when this loop was stalled): the same
+            # self-fencing, logged and counted as one. Never vouch for its result.
+            self._fence()
+            reason = self._stop_reasons[a.job_id]
         options = task_options(a.task)
         if reason is not None:
             # Its result ends the attempt and frees its concurrency key's slot: only now

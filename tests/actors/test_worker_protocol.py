@@ -15,6 +15,7 @@ import pytest
 
 import tests.helpers.ledger_tasks  # noqa: F401 - registers the tasks the pool children run
 from actors.worker.agent import Worker
+from actors.worker.pool_child import EXIT_FENCED
 from actors.worker.results import pack
 from actors.worker.tasks import task
 from tests.helpers.fake_scheduler import FakeScheduler, worker_on_fake
@@ -287,21 +288,34 @@ async def test_a_failure_is_logged_at_warning_with_its_traceback_at_info(
     assert len(tracebacks) == 1
 
 
+LEASE_S, NAP_S = 3.0, 6.0  # see the test below
+
+
 async def test_self_fencing_goes_on_while_the_scheduler_is_away(
     fake: tuple[FakeScheduler, Worker],
 ) -> None:
     scheduler, worker = fake
-    await scheduler.welcome(lease=0.3, interval=0.05)
+    # The lease is the time this process may stall between an Assign's lease basis and the
+    # worker reading it (longer, and the worker rightly drops it unstarted), and between
+    # the lapse and the fence loop's turn while the handler still runs (NAP_S - LEASE_S).
+    # Both are 3 s: a loaded machine stalled it 0.9 s, so a 0.3 s lease sometimes made
+    # job 1 or 3 a dropped assignment (no result came) instead of a fenced one.
+    await scheduler.welcome(lease=LEASE_S, interval=0.05)
     await scheduler.assign(job(1, "nap", 0.05), job(2, "add", 0, 0))  # any thread job
     await scheduler.results(2)
     await scheduler.send(wire.ErrorReply("hello_first", "say hello first"))  # it restarted
     await scheduler.recv(wire.WorkerHello)
-    # No Welcome comes; a lease granted just before the restart still lapses on time.
-    await scheduler.assign(job(3, "nap", 5.0))
+    # No Welcome comes; a lease granted just before the restart still lapses, and the
+    # worker stops the job then, not when its handler would have returned.
+    basis = time.monotonic()
+    await scheduler.assign(job(3, "nap", NAP_S), basis=basis)
     [fenced] = await scheduler.results(1)
     assert fenced.job_id == 3
     assert (fenced.error or "").startswith("self-fenced")
     assert worker.fenced == 1
+    since = worker.leases.fencing_since  # when the fence loop saw the lapse (no ack since)
+    assert since is not None
+    assert basis + LEASE_S < since < basis + NAP_S, "fenced after the lapse, while it ran"
 
 
 async def test_a_killed_pool_child_frees_its_slot_only_once_its_replacement_is_ready() -> None:
@@ -320,6 +334,42 @@ async def test_a_killed_pool_child_frees_its_slot_only_once_its_replacement_is_r
         await scheduler.assign(job(2, "add", 2, 3))
         [done] = await scheduler.results(1)
         assert wire.unpack(done.result) == 5
+    finally:
+        worker.stop()
+        worker.stop()
+        await asyncio.wait_for(serving, 10)
+        scheduler.sock.close()
+
+
+async def test_a_pool_child_that_fenced_itself_while_the_agent_stalled_is_logged_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The child's own watchdog and the agent's fence loop race at the lease's expiry; when
+    the agent was stalled (a loaded machine) the child's exit is read first. The episode is
+    the same self-fencing and is logged and counted the same."""
+    caplog.set_level(logging.INFO, "corral.worker")
+    address = free_address()
+    scheduler = FakeScheduler(address)
+    worker = Worker(address, name="p", concurrency=1, pool="process", modules=[LEDGER])
+    serving = asyncio.create_task(worker.run())
+    try:
+        await scheduler.welcome(lease=1.0, interval=0.05)  # no heartbeat is acknowledged
+        await scheduler.assign(job(1, "nap", 30.0))
+        deadline = time.monotonic() + 10
+        while 1 not in worker.running or not worker.running[1].started.done():
+            assert time.monotonic() < deadline, "the job never started"
+            await asyncio.sleep(0.01)
+        [child] = [c for c in worker._runners._processes._children if c.job]  # type: ignore[union-attr]
+        # The agent's loop stalls (no await) until the child's watchdog ends the job.
+        child.process.join(timeout=10)
+        assert child.process.exitcode == EXIT_FENCED
+        first = await scheduler.recv(wire.Results)
+        [fenced] = first.results
+        assert (fenced.error or "").startswith("self-fenced")
+        assert worker.fenced == 1
+        assert "(self-fencing)" in caplog.text
+        later = await scheduler.recv(wire.Results)  # its replacement child is ready
+        assert (later.results, first.credits + later.credits) == ([], 1)
     finally:
         worker.stop()
         worker.stop()
