@@ -19,12 +19,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on its test, for the fixtures' teardown (``procs``)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    """Real corral processes; every one still running is SIGKILLed after the test."""
+def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Procs]:
+    """Real corral processes; every one still running is SIGKILLed after the test. When
+    the test failed, the end of each process's log is printed with it (a CI run keeps no
+    files): the scheduler's and the workers' own account of what happened."""
     p = Procs(tmp_path)
     yield p
     p.cleanup()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        print(p.log_text())
 
 
 @pytest.fixture(scope="session")
