@@ -48,6 +48,19 @@ def worst_window(
     return worst
 
 
+async def recorded_starts(
+    client: AsyncClient, ids: Iterable[int]
+) -> dict[tuple[int, int], float | None]:
+    """When the scheduler recorded each attempt of these jobs as started (its token's time;
+    None: never started), by (job id, token), from each job's history."""
+    return {
+        (job_id, a.token): a.started_at
+        for job_id in ids
+        if (view := await client.job(job_id)) is not None
+        for a in view.history
+    }
+
+
 async def delayed(
     cluster: Cluster, jobs: int, spacing_ms: float, workers: int, concurrency: int, _: Progress
 ) -> dict[str, Any]:
@@ -94,13 +107,7 @@ async def rate_limited(
         ids = await client.submit_many([job_spec("bench.noop") for _ in range(total)])
         began = time.time()
         await client.wait(ids, timeout=total / rate + 120)
-        granted = [
-            a.started_at
-            for job_id in ids
-            if (view := await client.job(job_id)) is not None
-            for a in view.history
-            if a.started_at is not None
-        ]
+        granted = await recorded_starts(client, ids)
     cluster.stop_workers()
     mine = set(ids)
     starts = sorted(t for j, t in cluster.start_times().items() if j in mine)
@@ -114,6 +121,8 @@ async def rate_limited(
         "started_in_window": len(window),
         "achieved_per_s": round(achieved, 2),
         "off_by_pct": round(100 * (achieved - rate) / rate, 2),
-        "over_bound": worst_window(granted, limit.count, limit.period, limit.burst)[0],
+        "over_bound": worst_window(
+            [t for t in granted.values() if t is not None], limit.count, limit.period, limit.burst
+        )[0],
         "ids": ids,
     }

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.harness import ROOT, Cluster, free_address
@@ -38,9 +39,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def until(condition: object, timeout: float, what: str) -> None:
+def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
 

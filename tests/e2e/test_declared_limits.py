@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from actors.client import job_spec
-from bench.timing import worst_window
+from bench.timing import recorded_starts, worst_window
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_ledger
 from tests.helpers.metered_tasks import BURST, PER_S
@@ -38,12 +38,7 @@ async def test_a_tasks_own_rate_limit_holds_from_its_first_job_and_an_admins_win
         cluster.worker("w1", 32, tasks=METERED)
         outcomes = await client.wait(ids, timeout=60)
         assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
-        granted = {
-            (job_id, a.token): a.started_at
-            for job_id in ids
-            if (view := await client.job(job_id)) is not None
-            for a in view.history
-        }
+        granted = await recorded_starts(client, ids)
         (limit,) = await client.limits()
         assert (limit.name, limit.count, limit.period, limit.burst, limit.declared) == (
             "metered",

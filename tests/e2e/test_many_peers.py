@@ -15,7 +15,7 @@ from actors.cli.open_files import FEW, raise_open_files
 from bench.harness import FAST_TIMINGS, wait_for_port
 from tests.helpers.cluster import Cluster
 from tests.helpers.procs import Procs
-from transport import connect
+from transport import ClientTransport, connect
 from transport import protocol as wire
 from transport.errors import TransportError
 
@@ -52,12 +52,12 @@ async def welcomed(address: str, peers: int, timeout: float) -> int:
     links = [connect(address) for _ in range(peers)]
     hello = wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION))
 
-    async def one(link: object) -> bool:
-        link.send(hello)  # type: ignore[attr-defined]
+    async def one(link: ClientTransport) -> bool:
+        link.send(hello)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                frames = await asyncio.wait_for(link.recv_batch(), left)  # type: ignore[attr-defined]
+                frames = await asyncio.wait_for(link.recv_batch(), left)
             except TimeoutError:
                 return False
             for frame in frames:
