@@ -7,17 +7,15 @@ warns when even that leaves room for few peers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-import time
 
 from actors.cli.open_files import FEW, raise_open_files
 from bench.harness import FAST_TIMINGS, wait_for_port
 from tests.helpers.cluster import Cluster
+from tests.helpers.leaders import hello
 from tests.helpers.procs import Procs
-from transport import ClientTransport, connect
+from transport import connect
 from transport import protocol as wire
-from transport.errors import TransportError
 
 PEERS = 300  # past a soft limit of 128; the test process holds about two descriptors each
 
@@ -47,29 +45,10 @@ def scheduler(procs: Procs, cluster: Cluster, soft: int, hard: int) -> None:
 
 
 async def welcomed(address: str, peers: int, timeout: float) -> int:
-    """Open ``peers`` connections that each say hello, and hold them; how many were
-    welcomed within ``timeout``."""
-    links = [connect(address) for _ in range(peers)]
-    hello = wire.encode(wire.ClientHello(wire.PROTOCOL_VERSION))
-
-    async def one(link: ClientTransport) -> bool:
-        link.send(hello)
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                frames = await asyncio.wait_for(link.recv_batch(), left)
-            except TimeoutError:
-                return False
-            for frame in frames:
-                with contextlib.suppress(TransportError):
-                    if isinstance(wire.decode_reply(frame), wire.Welcome):
-                        return True
-        return False
-
-    try:
-        return sum(await asyncio.gather(*(one(link) for link in links)))
-    finally:
-        await asyncio.gather(*(link.close() for link in links))
+    """How many of ``peers`` new connections saying hello at once were welcomed within
+    ``timeout``."""
+    replies = await asyncio.gather(*(hello(address, timeout) for _ in range(peers)))
+    return sum(isinstance(reply, wire.Welcome) for reply in replies)
 
 
 async def test_a_scheduler_with_a_low_soft_limit_serves_more_peers_than_it(
