@@ -188,6 +188,12 @@ class MetricsBoard:
             ),
             ("corral_store_commits", store, "commits", "SQLite transactions committed."),
             ("corral_store_checkpoints", store, "checkpoints", "WAL checkpoints run."),
+            (
+                "corral_store_writes_ahead_of_bulk",
+                store,
+                "writes_ahead_of_bulk",
+                "Writes (leases, results) committed ahead of a bulk submission's inserts.",
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=part.get(key, 0))
 

@@ -8,7 +8,9 @@ jobs per transaction. Before committing, the store lets the actors that feed it 
 they already have in hand (a few loop turns at most, never a timed wait), so the writes they
 are about to make join the same transaction: a new job's insert and its lease commit
 together. Only after the commit returns does each writer get its ``Written`` reply (one per
-writer per commit), so acknowledgements always follow durability. If the backend refuses a
+writer per commit), so acknowledgements always follow durability. What a commit takes is
+``write_queue.WriteQueue``'s choice: writes in arrival order, except that the leases and
+results of jobs already durable go ahead of a bulk submission's inserts. If the backend refuses a
 compare-and-swap (StoreInconsistent) or cannot write or read (StoreError: a full disk, the
 file deleted under the scheduler, a PostgreSQL session gone), the store stops the scheduler
 with that one error and acknowledges nothing more.
@@ -25,13 +27,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from actors.config import MAX_BATCH_OPS
 from actors.errors import StoreError, StoreInconsistent
 from actors.metrics import Histogram
 from actors.runtime import PUBLISH, Actor
 from actors.scheduler.messages import Read, Write, Written
 from actors.scheduler.ops import Ops
 from actors.scheduler.store.base import StoreBackend
+from actors.scheduler.store.write_queue import WriteQueue
 
 log = logging.getLogger("corral.store")
 
@@ -79,6 +81,8 @@ class StoreActor(Actor):
         self.commit_latency = Histogram()
         # Actors whose pending messages are likely to end in a write (set by the brain).
         self.feeders: tuple[Actor, ...] = ()
+        # What the next commit takes (a bulk submission's inserts cannot hold back leases).
+        self.queue = WriteQueue()
 
     async def open(self) -> None:
         """Open the backend (raises StoreError, one clear line, leaving nothing open)."""
@@ -118,30 +122,20 @@ class StoreActor(Actor):
 
     async def _run(self) -> None:
         await self.on_start()
-        mailbox = self.mailbox
+        mailbox, queue = self.mailbox, self.queue
         while True:
-            writes: list[Write] = []
-            reads: list[Read] = []
-            n_ops = turns = 0
-            message = await mailbox.get()
+            if not queue:
+                self._receive(await mailbox.get())
+            turns = 0
             while True:
-                if message is PUBLISH:
-                    self._publish_metrics()
-                elif isinstance(message, Write):
-                    writes.append(message)
-                    n_ops += len(message.ops)
-                else:
-                    reads.append(message)
-                if n_ops >= MAX_BATCH_OPS:
-                    break
-                while (
-                    mailbox.empty() and writes and turns < MAX_FEEDER_TURNS and self._feeders_busy()
-                ):
+                while not mailbox.empty():
+                    self._receive(mailbox.get_nowait())
+                if turns < MAX_FEEDER_TURNS and queue and self._feeders_busy():
                     turns += 1
                     await asyncio.sleep(0)  # one loop turn: the feeders run, maybe write
-                if mailbox.empty():
-                    break
-                message = mailbox.get_nowait()
+                    continue
+                break
+            writes, reads = queue.take()
             if writes:
                 try:
                     await self._commit(writes)
@@ -158,6 +152,12 @@ class StoreActor(Actor):
                     )
             for request in reads:
                 await self._answer(request)
+
+    def _receive(self, message: Any) -> None:
+        if message is PUBLISH:
+            self._publish_metrics()
+        else:
+            self.queue.add(message)
 
     def _feeders_busy(self) -> bool:
         return any(not feeder.mailbox.empty() for feeder in self.feeders)
@@ -193,6 +193,7 @@ class StoreActor(Actor):
         return {
             "commits": self.commits,
             "ops": self.committed_ops,
+            "writes_ahead_of_bulk": self.queue.went_ahead,
             "commit_latency": self.commit_latency.snapshot(),
             **self.backend.counters(),
         }
