@@ -9,14 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors.config import SchedulerConfig
+from actors.errors import StoreInconsistent
 from actors.lifecycle import QUEUED, RUNNING
 from actors.scheduler.jobs import JobTable
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import sqlite, sqlite_purge
-from actors.scheduler.store.sqlite_binds import insert_rows, update_runs
-from actors.scheduler.store.sqlite_schema import migrate
+from actors.scheduler.store.sqlite_binds import (
+    insert_rows,
+    insert_statements,
+    update_runs,
+    update_statements,
+)
+from actors.scheduler.store.sqlite_rows import write_batch
+from actors.scheduler.store.sqlite_schema import JOB_COLUMNS, migrate
 from tests.helpers import schema_v1
 from transport import protocol as wire
 
@@ -103,3 +113,125 @@ def test_an_upgraded_database_reads_live_and_finished_jobs_through_the_new_index
     chart = conn.execute(f"EXPLAIN QUERY PLAN {sqlite.ENDED_BY_MINUTE}", (0.0,)).fetchall()
     assert "USING COVERING INDEX jobs_finished" in chart[0][-1], "the dashboard's chart"
     conn.close()
+
+
+# ------------------------------------------------------- many rows per statement
+
+
+def _file(tmp_path: Path, name: str = "c.db") -> sqlite3.Connection:
+    path = tmp_path / name
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, str(path))
+    return conn
+
+
+def _queued(table: JobTable, count: int) -> tuple[list[Any], Ops]:
+    ops = Ops()
+    jobs = [table.create(spec(), ops) for _ in range(count)]
+    table.move_all(jobs, QUEUED, ops)
+    return jobs, ops.seal()
+
+
+def _rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id").fetchall()
+
+
+def test_a_batch_is_written_in_few_statements_of_many_rows(tmp_path: Path) -> None:
+    conn = _file(tmp_path)
+    table = JobTable(SchedulerConfig())
+    jobs, created = _queued(table, 100)
+    inserts = list(insert_statements(created.inserts))
+    assert [sql.count("(?") for sql, _ in inserts] == [64, 32, 4]
+    leased = Ops()
+    table.lease_all([(job.id, b"peer") for job in jobs], {b"peer": "w1"}, leased)
+    updates = list(update_statements(leased.updates))
+    assert [sql.count("(?") for sql, _ in updates] == [64, 32, 4]
+    write_batch(conn, created)
+    write_batch(conn, leased)
+    statuses = conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+    assert statuses == [("RUNNING", 100)]
+    plan = " ".join(
+        r[-1] for r in conn.execute(f"EXPLAIN QUERY PLAN {updates[0][0]}", updates[0][1])
+    )
+    assert "SEARCH jobs USING INTEGER PRIMARY KEY" in plan, "each row finds its job by id"
+    assert "SCAN jobs" not in plan
+
+
+def test_one_job_changed_twice_in_a_batch_changes_in_order(tmp_path: Path) -> None:
+    """A lease, its reclaim and a second lease have one shape: each goes in its own
+    statement (one statement would apply only one of them, and miss the count)."""
+    conn = _file(tmp_path)
+    table = JobTable(SchedulerConfig())
+    jobs, created = _queued(table, 3)
+    write_batch(conn, created)
+    later = Ops()
+    first = jobs[0]
+    table.lease(first.id, b"peer", "w1", later)
+    table.lease(jobs[1].id, b"peer", "w1", later)
+    table.requeue_reclaimed(first, later)
+    table.lease(first.id, b"other", "w2", later)
+    assert len({len(row) for row in later.updates}) == 1, "one shape throughout"
+    assert len(list(update_statements(later.updates))) == 3  # [lease 1, lease 2], reclaim, lease
+    write_batch(conn, later)
+    row = conn.execute("SELECT status, token, worker FROM jobs WHERE id = ?", (first.id,))
+    assert row.fetchone() == ("RUNNING", 2, "w2")
+
+
+def test_a_missed_compare_and_swap_in_a_many_row_statement_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    conn = _file(tmp_path)
+    table = JobTable(SchedulerConfig())
+    jobs, created = _queued(table, 40)
+    write_batch(conn, created)
+    before = _rows(conn)
+    later = Ops()
+    table.lease_all([(job.id, b"peer") for job in jobs], {b"peer": "w1"}, later)
+    stale = list(later.updates[7])
+    stale[-1] = "PENDING"  # the scheduler believes job 8 PENDING: the file says QUEUED
+    later.updates[7] = tuple(stale)
+    with pytest.raises(StoreInconsistent, match="matched 39 of 40"):
+        write_batch(conn, later)
+    assert _rows(conn) == before, "the whole batch rolled back"
+
+
+# A random batch of changes to a few jobs (each a lease, a reclaim, a success or a failure
+# back to QUEUED), as one-row statements would apply them in order.
+@st.composite
+def batches(draw: st.DrawFn) -> list[tuple[int, str]]:
+    return draw(
+        st.lists(
+            st.tuples(st.integers(1, 6), st.sampled_from(["lease", "reclaim", "succeed", "retry"])),
+            max_size=80,
+        )
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batches())
+def test_many_row_statements_write_what_one_row_statements_write(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, str]]
+) -> None:
+    directory = tmp_path_factory.mktemp("batch")
+    table = JobTable(SchedulerConfig())
+    jobs, created = _queued(table, 6)
+    later = Ops()
+    for job_id, step in steps:
+        job = jobs[job_id - 1]
+        if step == "lease" and job.status is QUEUED:
+            table.lease(job.id, b"peer", "w1", later)
+        elif step == "reclaim" and job.status is RUNNING:
+            table.requeue_reclaimed(job, later)
+        elif step == "succeed" and job.status is RUNNING:
+            table.succeed(job, msgspec.Raw(b"\x01"), later)
+        elif step == "retry" and job.status is RUNNING:
+            table.unlease(job, later)
+    many, one = _file(directory, "many.db"), _file(directory, "one.db")
+    for conn in (many, one):
+        write_batch(conn, created)
+    write_batch(many, later)
+    one.execute("BEGIN")
+    for sql, rows in update_runs(later.updates):
+        assert one.executemany(sql, rows).rowcount == len(rows)
+    one.execute("COMMIT")
+    assert _rows(many) == _rows(one)

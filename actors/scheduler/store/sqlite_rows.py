@@ -24,7 +24,7 @@ from actors.scheduler.ops import (
     Ops,
 )
 from actors.scheduler.store import sqlite_file
-from actors.scheduler.store.sqlite_binds import insert_rows, insert_sql, update_runs
+from actors.scheduler.store.sqlite_binds import insert_statements, update_statements
 from actors.scheduler.store.sqlite_schema import JOB_COLUMNS
 from transport import protocol as wire
 
@@ -83,17 +83,19 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
         if ops.workflows:
             conn.executemany(INSERT_WORKFLOW, ops.workflows)
         if ops.inserts:
-            for shape, rows in insert_rows(ops.inserts).items():
-                conn.executemany(insert_sql(shape), rows)
+            for sql, params in insert_statements(ops.inserts):
+                conn.execute(sql, params)
         if ops.edges:
             conn.executemany(INSERT_EDGE, ops.edges)
         if ops.updates:
-            # Only the count is kept, not the cursor: a cursor left in the frame of a raised
-            # StoreInconsistent keeps its statement alive, and SQLite then keeps the file
-            # (and its exclusive lock) open after close() until the garbage collector runs.
-            matched = 0
-            for sql, rows in update_runs(ops.updates):
-                matched += conn.executemany(sql, rows).rowcount
+            # Only the count of changed rows is kept, not a cursor: a cursor left in the frame
+            # of a raised StoreInconsistent keeps its statement alive, and SQLite then keeps
+            # the file (and its exclusive lock) open after close() until the garbage collector
+            # runs. A compare-and-swap that misses changes no row: the count falls short.
+            before = conn.total_changes
+            for sql, params in update_statements(ops.updates):
+                conn.execute(sql, params)
+            matched = conn.total_changes - before
             if matched != len(ops.updates):
                 raise StoreInconsistent(
                     f"compare-and-swap matched {matched} of {len(ops.updates)} job rows"
