@@ -235,3 +235,19 @@ def test_many_row_statements_write_what_one_row_statements_write(
         assert one.executemany(sql, rows).rowcount == len(rows)
     one.execute("COMMIT")
     assert _rows(many) == _rows(one)
+
+
+def test_attempts_edges_and_workflows_are_written_many_rows_per_statement(tmp_path: Path) -> None:
+    conn = _file(tmp_path)
+    ops = Ops(
+        workflows=[(i, f"flow{i}", None, 1.0) for i in range(1, 71)],
+        edges=[(i, i + 1) for i in range(1, 71)] + [(1, 2)],  # a repeated edge is ignored
+        attempts=[(i, 1, "w", 1.0, 2.0, "failed", "boom") for i in range(1, 101)]
+        + [(5, 1, "w", 1.0, 3.0, "timed_out", "late")],  # the same attempt again: replaced
+    )
+    write_batch(conn, ops)
+    assert conn.execute("SELECT count(*) FROM workflows").fetchone() == (70,)
+    assert conn.execute("SELECT count(*) FROM edges").fetchone() == (70,)
+    assert conn.execute("SELECT count(*) FROM attempts").fetchone() == (100,)
+    latest = conn.execute("SELECT outcome FROM attempts WHERE job_id = 5").fetchone()
+    assert latest == ("timed_out",), "rows apply in their order, as one by one"

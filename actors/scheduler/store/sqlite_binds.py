@@ -241,15 +241,26 @@ def _pieces(rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
         start += size
 
 
-def insert_many_sql(shape: tuple[bool, ...], count: int) -> str:
-    """``insert_sql(shape)`` for ``count`` rows in one statement."""
-    key = (insert_sql(shape), count)
+def many_values_sql(one_row: str, count: int) -> str:
+    """A one-row ``INSERT ... VALUES (?, ...)`` (any statement ending in one VALUES group)
+    for ``count`` rows in one statement."""
+    key = (one_row, count)
     sql = _many_sql.get(key)
     if sql is None:
-        one = key[0]
-        head, _, group = one.partition(" VALUES ")
+        head, _, group = one_row.partition(" VALUES ")
         sql = _many_sql[key] = f"{head} VALUES {', '.join([group] * count)}"
     return sql
+
+
+def insert_many_sql(shape: tuple[bool, ...], count: int) -> str:
+    """``insert_sql(shape)`` for ``count`` rows in one statement."""
+    return many_values_sql(insert_sql(shape), count)
+
+
+def many_values(one_row: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
+    """The rows of a one-row INSERT as (statement, parameters), many rows per statement."""
+    for piece in _pieces(rows):
+        yield many_values_sql(one_row, len(piece)), list(chain.from_iterable(piece))
 
 
 def update_many_sql(shape: tuple[bool, ...], count: int) -> str:

@@ -24,7 +24,11 @@ from actors.scheduler.ops import (
     Ops,
 )
 from actors.scheduler.store import sqlite_file
-from actors.scheduler.store.sqlite_binds import insert_statements, update_statements
+from actors.scheduler.store.sqlite_binds import (
+    insert_statements,
+    many_values,
+    update_statements,
+)
 from actors.scheduler.store.sqlite_schema import JOB_COLUMNS
 from transport import protocol as wire
 
@@ -81,12 +85,12 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
     """One transaction for a whole group of writes; runs in the database thread."""
     with sqlite_file.transaction(conn):
         if ops.workflows:
-            conn.executemany(INSERT_WORKFLOW, ops.workflows)
+            _insert_all(conn, INSERT_WORKFLOW, ops.workflows)
         if ops.inserts:
             for sql, params in insert_statements(ops.inserts):
                 conn.execute(sql, params)
         if ops.edges:
-            conn.executemany(INSERT_EDGE, ops.edges)
+            _insert_all(conn, INSERT_EDGE, ops.edges)
         if ops.updates:
             # Only the count of changed rows is kept, not a cursor: a cursor left in the frame
             # of a raised StoreInconsistent keeps its statement alive, and SQLite then keeps
@@ -101,7 +105,7 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
                     f"compare-and-swap matched {matched} of {len(ops.updates)} job rows"
                 )
         if ops.attempts:
-            conn.executemany(INSERT_ATTEMPT, ops.attempts)
+            _insert_all(conn, INSERT_ATTEMPT, ops.attempts)
         if ops.deletes:
             _delete(conn, ops.deletes)
         for name, rate in ops.limits:
@@ -116,6 +120,11 @@ def write_batch(conn: sqlite3.Connection, ops: Ops) -> None:
                 conn.execute(_DELETE_SCHEDULE, (name,))
             else:
                 conn.execute(WRITE_SCHEDULE, row)
+
+
+def _insert_all(conn: sqlite3.Connection, one_row: str, rows: list[Any]) -> None:
+    for sql, params in many_values(one_row, rows):
+        conn.execute(sql, params)
 
 
 def _delete(conn: sqlite3.Connection, deletes: list[tuple[int, str]]) -> None:
