@@ -336,6 +336,25 @@ class Written(_Msg, frozen=True):
     tags: list[Any]
 
 
+class Committed(_Msg, frozen=True):
+    """store backend -> store actor: one transaction of a commit chain ended: the writes it
+    made durable (in the order their effects apply), the reads whose earlier writes it
+    includes, its operations and seconds; or, with ``error`` (a StoreError or
+    StoreInconsistent), what stopped the chain: nothing of ``writes`` is durable."""
+
+    writes: list[Any]  # Write
+    reads: list[Any]  # Read
+    ops: int
+    seconds: float
+    error: Any = None
+
+
+class ChainEnded(_Msg, frozen=True):
+    """The commit chain's task ended (its commits were all reported before this)."""
+
+    task: Any  # asyncio.Task[None]
+
+
 class Read(_Msg, frozen=True):
     """Run ``call(backend)`` (one of ``StoreBackend``'s typed reads, bound to its arguments)
     after every write queued before it; resolve ``reply`` with its result or error."""

@@ -109,3 +109,13 @@ class Ops(msgspec.Struct):
             + len(self.limit_states)
             + len(self.schedules)
         )
+
+
+def merged(batches: list[Ops]) -> Ops:
+    """Sealed writes as one transaction's batch (the first itself when it is alone)."""
+    if len(batches) == 1:
+        return batches[0]
+    batch = Ops()
+    for ops in batches:
+        batch.extend(ops)
+    return batch

@@ -9,7 +9,7 @@ from actors.config import SchedulerConfig
 from actors.errors import IllegalTransition
 from actors.lifecycle import JobState
 from actors.scheduler.jobs import JobTable, backoff_delay
-from actors.scheduler.store.actor import Ops
+from actors.scheduler.ops import Ops
 from transport import protocol as wire
 
 

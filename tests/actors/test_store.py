@@ -20,6 +20,7 @@ from actors.runtime import Actor
 from actors.scheduler.jobs import Job
 from actors.scheduler.messages import Write, Written
 from actors.scheduler.ops import Ops
+from actors.scheduler.store import sqlite_chain
 from actors.scheduler.store.actor import StoreActor
 from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.store.sqlite_file import StoreLocked
@@ -201,13 +202,13 @@ async def test_the_store_checkpoints_the_wal_itself_after_the_commits_replies_we
     assert rows == [(0,)], "SQLite must not checkpoint inside a COMMIT"
     inbox = Inbox()
     replies_before_checkpoint: list[int] = []
-    checkpoint = store_module._checkpoint_wal
+    checkpoint = sqlite_chain.checkpoint_wal
 
     def recording_checkpoint(conn: Any) -> None:
         replies_before_checkpoint.append(inbox.mailbox.qsize())
         checkpoint(conn)
 
-    monkeypatch.setattr(store_module, "_checkpoint_wal", recording_checkpoint)
+    monkeypatch.setattr(sqlite_chain, "checkpoint_wal", recording_checkpoint)
     monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 3)
     for i in range(1, 7):
         await store._commit([Write(Ops(inserts=[row(i)]), inbox, i)])

@@ -22,6 +22,7 @@ is how the scheduler asks, typed, with no SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,8 +31,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from actors.errors import StoreError, StoreInconsistent
 from actors.metrics import Histogram
 from actors.runtime import PUBLISH, Actor
-from actors.scheduler.messages import Read, Write, Written
-from actors.scheduler.ops import Ops
+from actors.scheduler.messages import ChainEnded, Committed, Read, Write, Written
+from actors.scheduler.ops import merged
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.write_queue import WriteQueue
 
@@ -83,6 +84,8 @@ class StoreActor(Actor):
         self.feeders: tuple[Actor, ...] = ()
         # What the next commit takes (a bulk submission's inserts cannot hold back leases).
         self.queue = WriteQueue()
+        self._chain: asyncio.Task[None] | None = None  # the commit chain running, if any
+        self._reading: set[asyncio.Task[None]] = set()  # reads being answered
 
     async def open(self) -> None:
         """Open the backend (raises StoreError, one clear line, leaving nothing open)."""
@@ -94,6 +97,12 @@ class StoreActor(Actor):
             self.spawn(self._watch(), "watch-store")
 
     async def on_stop(self) -> None:
+        self.queue.close()  # a running chain takes nothing more and ends
+        for task in list(self._reading):
+            task.cancel()
+        if self._chain is not None:
+            with contextlib.suppress(BaseException):
+                await self._chain
         await self.backend.close()
 
     async def _watch(self) -> None:
@@ -124,62 +133,88 @@ class StoreActor(Actor):
         await self.on_start()
         mailbox, queue = self.mailbox, self.queue
         while True:
-            if not queue:
-                self._receive(await mailbox.get())
+            await self._receive(await mailbox.get())
+            while not mailbox.empty():
+                await self._receive(mailbox.get_nowait())
+            if self._chain is not None or not queue or self.failed is not None:
+                continue
             turns = 0
-            while True:
+            while turns < MAX_FEEDER_TURNS and self._feeders_busy():
+                turns += 1
+                await asyncio.sleep(0)  # one loop turn: the feeders run, maybe write
                 while not mailbox.empty():
-                    self._receive(mailbox.get_nowait())
-                if turns < MAX_FEEDER_TURNS and queue and self._feeders_busy():
-                    turns += 1
-                    await asyncio.sleep(0)  # one loop turn: the feeders run, maybe write
-                    continue
-                break
-            writes, reads = queue.take()
-            if writes:
-                try:
-                    await self._commit(writes)
-                except StoreError as exc:
-                    await self._stop_for(exc)
-                except StoreInconsistent as exc:
-                    where = self.backend.where
-                    await self._stop_for(
-                        StoreError(
-                            where,
-                            f"{where} disagrees with the scheduler's memory ({exc}): another "
-                            "writer, or a damaged file; stopping rather than risk double billing",
-                        )
-                    )
-            for request in reads:
-                await self._answer(request)
+                    await self._receive(mailbox.get_nowait())
+            self._start_chain()
 
-    def _receive(self, message: Any) -> None:
-        if message is PUBLISH:
+    def _start_chain(self) -> None:
+        """Commit what waits, and what arrives meanwhile, until the queue runs dry: each
+        transaction is reported as a ``Committed`` message, the chain's end as
+        ``ChainEnded`` (after them all), which starts the next chain if writes wait."""
+        chain = asyncio.create_task(self.backend.commit_chain(self.queue.take, self.tell))
+        chain.add_done_callback(lambda task: self.tell(ChainEnded(task)))
+        self._chain = chain
+
+    async def _receive(self, message: Any) -> None:
+        if isinstance(message, Committed):
+            await self._committed(message)
+        elif isinstance(message, ChainEnded):
+            self._chain = None
+            if not message.task.cancelled() and message.task.exception() is not None:
+                raise message.task.exception()  # a defect, not a storage failure: crash loudly
+        elif message is PUBLISH:
             self._publish_metrics()
         else:
             self.queue.add(message)
+
+    async def _committed(self, committed: Committed) -> None:
+        """Acknowledge one transaction of the chain, or stop for its error."""
+        try:
+            if committed.error is not None:
+                raise committed.error
+            if committed.writes:
+                self._acknowledge(committed.writes, committed.ops, committed.seconds)
+        except StoreError as exc:
+            await self._stop_for(exc)
+        except StoreInconsistent as exc:
+            where = self.backend.where
+            await self._stop_for(
+                StoreError(
+                    where,
+                    f"{where} disagrees with the scheduler's memory ({exc}): another "
+                    "writer, or a damaged file; stopping rather than risk double billing",
+                )
+            )
+        for request in committed.reads:
+            if self.system is None:
+                await self._answer(request)
+            else:  # in its own task: the next commit chain need not wait for it
+                task = asyncio.create_task(self._answer(request), name="store.read")
+                self._reading.add(task)  # a reference until it ends (``_answer`` never raises)
+                task.add_done_callback(self._reading.discard)
 
     def _feeders_busy(self) -> bool:
         return any(not feeder.mailbox.empty() for feeder in self.feeders)
 
     async def _commit(self, writes: list[Write]) -> None:
+        """Commit ``writes`` as one transaction and acknowledge them (outside the chain:
+        tests, and the same steps the chain's reports take)."""
         if self.failed is not None:
             raise self.failed
-        if len(writes) == 1:
-            batch: Ops = writes[0].ops
-        else:
-            batch = Ops()
-            for write in writes:
-                batch.extend(write.ops)
+        batch = merged([write.ops for write in writes])
         started = time.perf_counter()
         await self.backend.commit(batch)
+        self._acknowledge(writes, len(batch), time.perf_counter() - started)
+        await self.backend.after_commit(len(batch))
+
+    def _acknowledge(self, writes: list[Write], n_ops: int, seconds: float) -> None:
+        """After a commit returned: check the storage if due, count, and reply to each
+        writer once with the tags of its writes."""
         now = self.clock()
         # Before any reply: a commit the backend cannot keep is not durable.
         if now - self._committed_at > CHECK_EVERY_S or now - self._checked_at >= CHECK_EVERY_S:
             self._verify()
         self._committed_at = now
-        self.commit_latency.observe(time.perf_counter() - started)
-        n_ops = len(batch)
+        self.commit_latency.observe(seconds)
         self.commits += 1
         self.committed_ops += n_ops
         tags: dict[Actor, list[Any]] = {}
@@ -187,7 +222,6 @@ class StoreActor(Actor):
             tags.setdefault(write.reply_to, []).append(write.tag)
         for writer, committed in tags.items():
             writer.tell(Written(committed))
-        await self.backend.after_commit(n_ops)
 
     def metrics(self) -> dict[str, Any]:
         return {

@@ -39,13 +39,17 @@ the id, ``settled`` False, ``peer``, ``parent_results`` None, ``queued_at`` 0).
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
+from typing import Any
 
 import msgspec
 
+from actors.errors import StoreError, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
-from actors.scheduler.ops import Ops
+from actors.scheduler.messages import Committed
+from actors.scheduler.ops import Ops, merged
 
 
 class AttemptRecord(msgspec.Struct, frozen=True):
@@ -129,6 +133,10 @@ MAY_RUN_AGAIN = ("PENDING", "QUEUED", "RUNNING", "FAILED", "UPSTREAM_FAILED")
 PURGED_AFTER_DONE = ("SUCCEEDED", "CANCELLED", "UPSTREAM_FAILED")
 PURGED_AFTER_FAILED = ("FAILED",)
 
+# What a commit chain takes for each transaction (``write_queue.WriteQueue.take``): the
+# writes to commit and the reads to answer after them.
+TakeWrites = Callable[[], tuple[list[Any], list[Any]]]
+
 
 class StoreBackend(abc.ABC):
     """Where the scheduler's jobs live. Every read returns fresh ``Job`` objects the caller
@@ -149,6 +157,31 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def commit(self, ops: Ops) -> None:
         """Apply the sealed batch in one transaction (see the module docstring)."""
+
+    async def commit_chain(self, take: TakeWrites, report: Callable[[Committed], None]) -> None:
+        """Commit what ``take()`` gives, one transaction after another, until it gives no
+        write or gives reads (they must run after this transaction: the chain ends so they
+        can); ``report`` each transaction, or the error that ends the chain. The next
+        transaction starts as soon as one ends: SQLite runs the chain in its database
+        thread, with no hop to the event loop between commits."""
+        while True:
+            writes, reads = take()
+            if not writes:
+                if reads:
+                    report(Committed([], reads, 0, 0.0))
+                return
+            batch = merged([write.ops for write in writes])
+            started = time.perf_counter()
+            try:
+                await self.commit(batch)
+                seconds = time.perf_counter() - started
+                report(Committed(writes, reads, len(batch), seconds))
+                await self.after_commit(len(batch))
+            except (StoreError, StoreInconsistent) as exc:
+                report(Committed(writes, reads, 0, 0.0, exc))
+                return
+            if reads:
+                return
 
     async def after_commit(self, n_ops: int) -> None:  # noqa: B027 (an optional hook)
         """Housekeeping after a commit's replies have gone out (SQLite checkpoints its WAL

@@ -23,18 +23,19 @@ import asyncio
 import logging
 import random
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import aiosqlite
 import msgspec
 
 from actors.config import DEFAULT_DURABILITY
-from actors.errors import CorralError, StoreInconsistent
+from actors.errors import CorralError
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
+from actors.scheduler.messages import Committed
 from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
-from actors.scheduler.store import sqlite_file, sqlite_purge
+from actors.scheduler.store import sqlite_chain, sqlite_file, sqlite_purge
 from actors.scheduler.store.base import (
     AttemptRecord,
     LimitRecord,
@@ -42,6 +43,7 @@ from actors.scheduler.store.base import (
     Recovered,
     ScheduleRecord,
     StoreBackend,
+    TakeWrites,
     WorkflowRecord,
 )
 from actors.scheduler.store.sqlite_rows import (
@@ -82,9 +84,6 @@ LOCKED_RETRY_PAUSE_S = (0.05, 0.25)
 # The WHERE of the partial index jobs_live, word for word (schema step 9): SQLite uses a
 # partial index only for a query that spells its condition (an IN list would scan).
 _LIVE = "(status = 'PENDING' OR status = 'QUEUED' OR status = 'RUNNING')"
-# The constraint failures that mean "this row exists already" (a primary key or a unique
-# idempotency key); any other constraint failure is a plain write error.
-_CLASHES = (sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
 
 
 # The dashboard's throughput chart: jobs ended per minute and status since a time. Written
@@ -185,33 +184,49 @@ class SqliteStore(StoreBackend):
                 write_batch(db._conn, ops)  # cheaper than the thread hand-off it would cost
             else:
                 await in_db_thread(db, write_batch, ops)
-        except sqlite3.IntegrityError as exc:
-            if exc.sqlite_errorcode not in _CLASHES:
-                raise sqlite_file.translate(exc, self.path, "write") from None
-            # A job or workflow id, or an idempotency key, that exists already: the file
-            # disagrees with the scheduler's memory, as a missed compare-and-swap does.
-            raise StoreInconsistent(f"an insert clashed with a row it holds: {exc}") from None
         except (sqlite3.Error, OSError) as exc:
-            raise sqlite_file.translate(exc, self.path, "write") from None
+            raise sqlite_file.write_error(exc, self.path) from None
+
+    async def commit_chain(self, take: TakeWrites, report: Callable[[Committed], None]) -> None:
+        """With ``durability="full"`` the chain runs in the database thread
+        (``sqlite_chain``): each commit starts as the last one ends, with no hop to the
+        event loop between them. ``normal`` keeps commits on the loop, small ones inline."""
+        db = self.db
+        if db is None or self.inline_ops >= 0:
+            await super().commit_chain(take, report)
+            return
+        loop = asyncio.get_running_loop()
+
+        def post(committed: Committed) -> None:
+            loop.call_soon_threadsafe(report, committed)
+
+        await in_db_thread(db, sqlite_chain.run, take, post, self)
 
     async def after_commit(self, n_ops: int) -> None:
+        if self.checkpoint_due(n_ops):
+            await self.checkpoint()
+
+    def checkpoint_due(self, n_ops: int) -> bool:
+        """Count a commit of ``n_ops``; whether the WAL should be checkpointed now."""
         self._commits_since_checkpoint += 1
         self._ops_since_checkpoint += n_ops
-        if (
+        return (
             self._commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS
             or self._ops_since_checkpoint >= CHECKPOINT_EVERY_OPS
-        ):
-            await self.checkpoint()
+        )
+
+    def checkpointed(self) -> None:
+        self.checkpoints += 1
+        self._commits_since_checkpoint = self._ops_since_checkpoint = 0
 
     async def checkpoint(self) -> None:
         """Copy the WAL back into the database file, in the database thread."""
         assert self.db is not None
         try:
-            await in_db_thread(self.db, _checkpoint_wal)
+            await in_db_thread(self.db, sqlite_chain.checkpoint_wal)
         except (sqlite3.Error, OSError) as exc:
             raise sqlite_file.translate(exc, self.path, "checkpoint") from None
-        self.checkpoints += 1
-        self._commits_since_checkpoint = self._ops_since_checkpoint = 0
+        self.checkpointed()
 
     def verify(self) -> None:
         if self.identity is not None:
@@ -372,10 +387,6 @@ async def retry_pause() -> None:
     """The pause before a refused open tries once more (see ``SqliteStore.open``): random,
     so two schedulers that collided do not collide again."""
     await asyncio.sleep(random.uniform(*LOCKED_RETRY_PAUSE_S))
-
-
-def _checkpoint_wal(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _job_id(job: Job) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import aiosqlite
 
-from actors.errors import StoreDamaged, StoreError, StoreFull, StoreLost
+from actors.errors import StoreDamaged, StoreError, StoreFull, StoreInconsistent, StoreLost
 
 
 class StoreLocked(StoreError):
@@ -140,6 +140,20 @@ async def connect(path: str) -> aiosqlite.Connection:
         if isinstance(exc, sqlite3.Error):
             raise translate(exc, path, "open") from None
         raise
+
+
+# The constraint failures that mean "this row exists already" (a primary key or a unique
+# idempotency key); any other constraint failure is a plain write error.
+_CLASHES = (sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+
+
+def write_error(exc: sqlite3.Error | OSError, path: str) -> StoreError | StoreInconsistent:
+    """What a failed commit means: an insert of a row the file holds already (a job or
+    workflow id, an idempotency key) is StoreInconsistent, as a missed compare-and-swap
+    is, since the file disagrees with the scheduler's memory; anything else a StoreError."""
+    if isinstance(exc, sqlite3.IntegrityError) and exc.sqlite_errorcode in _CLASHES:
+        return StoreInconsistent(f"an insert clashed with a row it holds: {exc}")
+    return translate(exc, path, "write")
 
 
 def translate(exc: BaseException, path: str, doing: str) -> StoreError:

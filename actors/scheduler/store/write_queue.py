@@ -22,6 +22,7 @@ each by its own ``Written`` tag.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable
 
@@ -78,19 +79,36 @@ class WriteQueue:
         self.bulk_budget = bulk_budget
         self.waiting: deque[Write | Read] = deque()
         self.went_ahead = 0  # writes committed ahead of bulk writes left behind
+        # The event loop adds while the database thread takes (SQLite's commit chain).
+        self._lock = threading.Lock()
+        self.closed = False
 
     def __bool__(self) -> bool:
         return bool(self.waiting)
 
     def add(self, message: Write | Read) -> None:
-        self.waiting.append(message)
+        with self._lock:
+            self.waiting.append(message)
 
     def extend(self, messages: Iterable[Write | Read]) -> None:
-        self.waiting.extend(messages)
+        with self._lock:
+            self.waiting.extend(messages)
+
+    def close(self) -> None:
+        """Give nothing more to ``take`` (the store is stopping: what waits is never
+        committed, so never acknowledged)."""
+        self.closed = True
 
     def take(self) -> tuple[list[Write], list[Read]]:
         """The next commit's writes (in the order their effects apply) and the reads whose
-        earlier writes they include; what is left waits for the next ``take``."""
+        earlier writes they include; what is left waits for the next ``take``. Safe to call
+        from another thread than the one adding."""
+        with self._lock:
+            if self.closed:
+                return [], []
+            return self._take()
+
+    def _take(self) -> tuple[list[Write], list[Read]]:
         writes: list[Write] = []
         reads: list[Read] = []
         left: deque[Write | Read] = deque()
