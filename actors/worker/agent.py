@@ -46,7 +46,7 @@ from actors.worker.executors import Run
 from actors.worker.leases import Leases
 from actors.worker.options import declared_limits
 from actors.worker.outbox import Outbox, ProgressRelay
-from actors.worker.results import Attempt, failed, outcome
+from actors.worker.results import failed, outcome
 from actors.worker.runners import Runners
 from actors.worker.stop import drain, held_work, leave_old_work, serve
 from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, retryable, task
@@ -321,28 +321,27 @@ class Worker:
     # Run, so a late callback of an earlier run of the same job id changes nothing.
 
     def _start(self, a: wire.Assignment) -> None:
-        attempt = Attempt(a.task, a.job_id, a.token, a.attempt)
         fn = self.registry.get(a.task)
         if fn is None:
             known = ", ".join(sorted(self.registry)) or "none"
             text = f"task {a.task!r} is not registered on worker {self.name} (it has: {known})"
-            return self._finish(a, failed(attempt, text, retry=False), None)
+            return self._finish(a, failed(a, text, retry=False), None)
         try:
             args, kwargs = wire.unpack(a.args), wire.unpack(a.kwargs)
             error = bind_error(a.task, fn, args, kwargs)
             if error is not None:
-                return self._finish(a, failed(attempt, error, retry=False), None)
+                return self._finish(a, failed(a, error, retry=False), None)
             run = self._launch(a, fn, args, kwargs)
         except Exception as exc:  # never lose the read loop to one job
             log.exception("job %d could not be started", a.job_id)
-            return self._finish(a, failed(attempt, f"could not start: {exc!r}"), None)
+            return self._finish(a, failed(a, f"could not start: {exc!r}"), None)
         self.running[a.job_id] = run
         if run.started.done():  # the usual case for async handlers: no loop turn to wait
-            self._started(a, attempt, run)
+            self._started(a, run)
         else:
-            run.started.add_done_callback(lambda _: self._started(a, attempt, run))
+            run.started.add_done_callback(lambda _: self._started(a, run))
 
-    def _started(self, a: wire.Assignment, attempt: Attempt, run: Run) -> None:
+    def _started(self, a: wire.Assignment, run: Run) -> None:
         if self.running.get(a.job_id) is not run:
             return
         if run.started.exception() is not None:  # LeaseLapsed: it never began
@@ -355,11 +354,11 @@ class Worker:
         if timeout:
             left = max(0.0, timeout - (time.monotonic() - run.started.result()))
             loop = asyncio.get_running_loop()
-            timer = loop.call_later(left, self._timed_out, a, attempt, run, timeout)
+            timer = loop.call_later(left, self._timed_out, a, run, timeout)
             self._timers[a.job_id] = timer
-        run.done.add_done_callback(lambda _: self._ended(a, attempt, run))
+        run.done.add_done_callback(lambda _: self._ended(a, run))
 
-    def _timed_out(self, a: wire.Assignment, attempt: Attempt, run: Run, timeout: float) -> None:
+    def _timed_out(self, a: wire.Assignment, run: Run, timeout: float) -> None:
         self._timers.pop(a.job_id, None)
         if self.running.get(a.job_id) is not run or run.done.done():
             return  # finished meanwhile: _ended reports it
@@ -368,9 +367,9 @@ class Worker:
         text = f"timed out after {timeout:g}s"
         self.stop_job(a.job_id, text)
         options = task_options(a.task)
-        self._finish(a, failed(attempt, text, retry=retryable(options, None, a.attempt)), run)
+        self._finish(a, failed(a, text, retry=retryable(options, None, a.attempt)), run)
 
-    def _ended(self, a: wire.Assignment, attempt: Attempt, run: Run) -> None:
+    def _ended(self, a: wire.Assignment, run: Run) -> None:
         """The handler has ended (by itself or stopped): its report, if it is still ours."""
         if self.running.get(a.job_id) is not run or self.outbox.closed:
             return  # reported already (timed out), or a hard stop: no (fake) result
@@ -387,9 +386,9 @@ class Worker:
             # that the handler has stopped (a thread stops at its next bytecode). Until
             # then its lease stayed listed, so the scheduler held the slot or reclaimed.
             self.stop_job(a.job_id, reason)
-            result = failed(attempt, reason, retry=retryable(options, None, a.attempt))
+            result = failed(a, reason, retry=retryable(options, None, a.attempt))
         else:
-            result = outcome(attempt, options, run.done, self._runners.in_child(a.task))
+            result = outcome(a, options, run.done, self._runners.in_child(a.task))
         self._finish(a, result, run)
 
     def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
