@@ -42,6 +42,7 @@ from typing import Any
 
 from actors.addresses import parse
 from actors.link import Link
+from actors.worker import tasks
 from actors.worker.executors import Run
 from actors.worker.leases import Leases
 from actors.worker.options import declared_limits
@@ -108,6 +109,7 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self.abandon = asyncio.Event()
         self._stops = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # run()'s: progress reports
 
     # ------------------------------------------------------------------ wiring
 
@@ -136,9 +138,10 @@ class Worker:
 
     async def run(self) -> None:
         """Serve until ``stop()``; then drain (see the module docstring) and say goodbye."""
+        self._loop = asyncio.get_running_loop()
         self.link.open()
         await self._runners.prepare()  # before the hello: the first job must not wait
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         loops = [
             loop.create_task(self._read_loop(), name="worker.read"),
             loop.create_task(self.link.seek(), name="worker.hello"),
@@ -392,7 +395,14 @@ class Worker:
         self._finish(a, result, run)
 
     def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
-        loop = asyncio.get_running_loop()
+        ctx = tasks.PendingContext(self._context_of, a)  # built if its handler asks for it
+        deadline = functools.partial(self.leases.expiry, a.job_id)
+        return self._runners.start(a.job_id, a.task, fn, args, kwargs, ctx, deadline)
+
+    def _context_of(self, a: wire.Assignment) -> JobContext:
+        """The context job ``a``'s handler sees; built in the handler's own thread, maybe."""
+        loop = self._loop
+        assert loop is not None  # run() sets it before any job can start
 
         def report(fraction: float, message: str) -> None:  # any thread, or a child's relay
             loop.call_soon_threadsafe(self._record_progress, a.job_id, a.token, fraction, message)
@@ -402,12 +412,10 @@ class Worker:
         if a.parents:  # most jobs have none: no comprehension to run
             parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
             steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
-        ctx = JobContext(
+        return JobContext(
             a.job_id, a.token, a.attempt, a.idempotency_key, self.name,
             parents, steps, a.workflow_id, a.step, report,
         )  # fmt: skip
-        deadline = functools.partial(self.leases.expiry, a.job_id)
-        return self._runners.start(a.job_id, a.task, fn, args, kwargs, ctx, deadline)
 
     def _forget(self, job_id: int) -> None:
         self.running.pop(job_id, None)
