@@ -90,6 +90,19 @@ def resolve(
         future.set_result(value)
 
 
+def _post(loop: asyncio.AbstractEventLoop, settle: Callable[..., None], *args: Any) -> None:
+    """Call ``settle(*args)`` on the worker's loop, from a handler's thread."""
+    with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
+        loop.call_soon_threadsafe(settle, *args)
+
+
+def _ended(run: Run, value: Any, exc: BaseException | None) -> None:
+    """A thread's handler ended and its thread is free: ``done``, then ``freed``, in one
+    loop callback (one wake-up of the loop per job instead of two)."""
+    resolve(run.done, value, exc)
+    resolve(run.freed)
+
+
 class AsyncRunner:
     """Async handlers, as tasks on the worker's own loop."""
 
@@ -198,18 +211,14 @@ class ThreadRunner:
                     self._idle += 1
 
     def _work(self, item: _Item) -> None:
-        def post(future: asyncio.Future[Any], value: Any = None, exc: Any = None) -> None:
-            with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
-                item.loop.call_soon_threadsafe(resolve, future, value, exc)
-
         run = item.run
         now = time.monotonic()
         if now > item.deadline():  # the job waited for this thread past its lease
             with self._lock:
                 self._queued.discard(item.job_id)
                 self._stopped.discard(item.job_id)
-            post(run.started, exc=LeaseLapsed())
-            post(run.freed)
+            _post(item.loop, resolve, run.started, None, LeaseLapsed())
+            _post(item.loop, resolve, run.freed)
             return
         with self._lock:
             self._queued.discard(item.job_id)
@@ -217,10 +226,9 @@ class ThreadRunner:
             self._stopped.discard(item.job_id)
             if not stopped:
                 self._running[item.job_id] = threading.get_ident()
-        post(run.started, now)
+        _post(item.loop, resolve, run.started, now)
         if stopped:
-            post(run.done, exc=JobStopped())
-            post(run.freed)
+            _post(item.loop, _ended, run, None, JobStopped())
             return
         value: Any = None
         error: BaseException | None = None
@@ -234,8 +242,7 @@ class ThreadRunner:
         except JobStopped as exc:  # landed after the handler returned, before _forget
             self._forget(item.job_id)
             error = exc
-        post(run.done, value, error)
-        post(run.freed)
+        _post(item.loop, _ended, run, value, error)
 
     def _forget(self, job_id: int) -> None:
         with self._lock:
