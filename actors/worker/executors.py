@@ -55,14 +55,11 @@ class Run:
 
     @classmethod
     def new(cls, loop: asyncio.AbstractEventLoop) -> Run:
-        run = cls(loop.create_future(), loop.create_future(), loop.create_future())
-        # The worker may stop waiting (timeout, stop) before a handler's exception arrives.
-        run.started.add_done_callback(_retrieved)
-        run.done.add_done_callback(_retrieved)
-        return run
+        # No done callbacks: each exception is marked retrieved as it is set (resolve).
+        return cls(loop.create_future(), loop.create_future(), loop.create_future())
 
     def never_started(self) -> Run:
-        self.started.set_exception(LeaseLapsed())
+        resolve(self.started, exc=LeaseLapsed())
         self.freed.set_result(None)
         return self
 
@@ -81,11 +78,14 @@ def ended_by(done: asyncio.Future[Any]) -> BaseException | None:
 def resolve(
     future: asyncio.Future[Any], value: Any = None, exc: BaseException | None = None
 ) -> None:
-    """Settle ``future`` unless it already is (the worker may have given up on it)."""
+    """Settle ``future`` unless it already is (the worker may have given up on it). An
+    exception is marked retrieved at once: the worker may stop waiting (timeout, stop)
+    before it arrives, and asyncio would log it as never retrieved."""
     if future.done():
         return
     if exc is not None:
         future.set_exception(exc)
+        future.exception()
     else:
         future.set_result(value)
 
