@@ -298,6 +298,7 @@ class Worker:
             )
             self.outbox.slot_freed(len(message.assignments))  # their slots were never taken
             return
+        later: list[wire.Assignment] = []
         for a in message.assignments:
             if a.job_id in self.leases.held:  # a duplicate, or a new lease while the old runs:
                 log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
@@ -308,15 +309,18 @@ class Worker:
             self._busy.add(a.job_id)
             if self._runners.is_async(a.task):
                 self._start(a)  # a task on this loop: cheap to create
-            else:  # a thread or a child (maybe forked now): after this batch of frames,
-                asyncio.get_running_loop().call_soon(self._start_later, a)  # acks first
+            else:  # a thread or a child (maybe forked now): after this batch of frames
+                later.append(a)  # (acks first), with one callback for the frame's jobs
+        if later:
+            asyncio.get_running_loop().call_soon(self._start_later, later)
 
-    def _start_later(self, a: wire.Assignment) -> None:
-        if self.leases.held.get(a.job_id) is not a or self.outbox.closed:
-            return  # given up meanwhile (a hard stop, another database)
-        self._start(a)
-        if a.job_id in self._stop_reasons and a.job_id in self.running:
-            self._runners.stop(a.job_id, a.task)  # stopped before it was launched
+    def _start_later(self, assignments: list[wire.Assignment]) -> None:
+        for a in assignments:
+            if self.leases.held.get(a.job_id) is not a or self.outbox.closed:
+                continue  # given up meanwhile (a hard stop, another database)
+            self._start(a)
+            if a.job_id in self._stop_reasons and a.job_id in self.running:
+                self._runners.stop(a.job_id, a.task)  # stopped before it was launched
 
     # A job's run is driven by callbacks on its Run's futures, not by a task per job:
     # _start (checks, launch) -> _started (the timeout) -> _ended (the report); _timed_out
