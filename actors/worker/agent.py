@@ -322,10 +322,10 @@ class Worker:
             if a.job_id in self._stop_reasons and a.job_id in self.running:
                 self._runners.stop(a.job_id, a.task)  # stopped before it was launched
 
-    # A job's run is driven by callbacks on its Run's futures, not by a task per job:
-    # _start (checks, launch) -> _started (the timeout) -> _ended (the report); _timed_out
-    # reports a handler still running at its timeout. ``running`` maps each job to its
-    # Run, so a late callback of an earlier run of the same job id changes nothing.
+    # A job's run is driven by callbacks on its Run's futures (partials: a lambda's cells are
+    # made on every call of its method): _start (checks, launch) -> _started (the timeout) ->
+    # _ended (the report); _timed_out reports a handler still running at its timeout. Each
+    # job maps to its Run in ``running``: a late callback of an earlier run changes nothing.
 
     def _start(self, a: wire.Assignment) -> None:
         fn = self.registry.get(a.task)
@@ -346,16 +346,16 @@ class Worker:
         if run.started.done():  # the usual case for async handlers: no loop turn to wait
             self._started(a, run)
         else:
-            run.started.add_done_callback(lambda _: self._started(a, run))
+            run.started.add_done_callback(functools.partial(self._started, a, run))
 
-    def _started(self, a: wire.Assignment, run: Run) -> None:
+    def _started(self, a: wire.Assignment, run: Run, _started: object = None) -> None:
         if self.running.get(a.job_id) is not run:
             return
         if run.started.exception() is not None:  # LeaseLapsed: it never began
             self.dropped += 1
             log.warning("dropped job %d: its lease lapsed before its handler could start", a.job_id)
             self._forget(a.job_id)  # never ran, never reported: the scheduler reclaims it
-            run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
+            run.freed.add_done_callback(functools.partial(self._slot_freed, a.job_id))
             return
         timeout = a.timeout or task_options(a.task).timeout
         if timeout:
@@ -363,7 +363,7 @@ class Worker:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(left, self._timed_out, a, run, timeout)
             self._timers[a.job_id] = timer
-        run.done.add_done_callback(lambda _: self._ended(a, run))
+        run.done.add_done_callback(functools.partial(self._ended, a, run))
 
     def _timed_out(self, a: wire.Assignment, run: Run, timeout: float) -> None:
         self._timers.pop(a.job_id, None)
@@ -376,7 +376,7 @@ class Worker:
         options = task_options(a.task)
         self._finish(a, failed(a, text, retry=retryable(options, None, a.attempt)), run)
 
-    def _ended(self, a: wire.Assignment, run: Run) -> None:
+    def _ended(self, a: wire.Assignment, run: Run, _done: object = None) -> None:
         """The handler has ended (by itself or stopped): its report, if it is still ours."""
         if self.running.get(a.job_id) is not run or self.outbox.closed:
             return  # reported already (timed out), or a hard stop: no (fake) result
@@ -437,10 +437,10 @@ class Worker:
             self._busy.discard(a.job_id)
         else:  # its handler still runs (stuck after a stop): the slot comes back later
             assert run is not None
-            run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
+            run.freed.add_done_callback(functools.partial(self._slot_freed, a.job_id))
         self.outbox.report(result, freed)
 
-    def _slot_freed(self, job_id: int) -> None:
+    def _slot_freed(self, job_id: int, _freed: object = None) -> None:
         self._busy.discard(job_id)
         self.outbox.slot_freed(job_id=job_id)
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
+import functools
 import queue
 import threading
 import time
@@ -126,7 +127,7 @@ class AsyncRunner:
         started.set_result(now)
         task = loop.create_task(fn(*args, **kwargs), name=f"handler-{job_id}", context=context)
         self._tasks[job_id] = task
-        task.add_done_callback(lambda t: self._finished(job_id, t))
+        task.add_done_callback(functools.partial(self._finished, job_id))
         # The task is the run's ``done`` (a cancelled one: stopped, see ``ended_by``) and
         # its ``freed``: no futures, callbacks or loop turns beyond the task's own.
         return Run(started, task, task)
