@@ -348,7 +348,7 @@ class Worker:
         else:
             run.started.add_done_callback(functools.partial(self._started, a, run))
 
-    def _started(self, a: wire.Assignment, run: Run, _started: object = None) -> None:
+    def _started(self, a: wire.Assignment, run: Run, _future: object = None) -> None:
         if self.running.get(a.job_id) is not run:
             return
         if run.started.exception() is not None:  # LeaseLapsed: it never began
