@@ -42,11 +42,12 @@ from typing import Any
 
 from actors.addresses import parse
 from actors.link import Link
+from actors.worker import tasks
 from actors.worker.executors import Run
 from actors.worker.leases import Leases
 from actors.worker.options import declared_limits
 from actors.worker.outbox import Outbox, ProgressRelay
-from actors.worker.results import Attempt, failed, outcome
+from actors.worker.results import failed, outcome
 from actors.worker.runners import Runners
 from actors.worker.stop import drain, held_work, leave_old_work, serve
 from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, retryable, task
@@ -108,6 +109,7 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self.abandon = asyncio.Event()
         self._stops = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # run()'s: progress reports
 
     # ------------------------------------------------------------------ wiring
 
@@ -136,9 +138,10 @@ class Worker:
 
     async def run(self) -> None:
         """Serve until ``stop()``; then drain (see the module docstring) and say goodbye."""
+        self._loop = asyncio.get_running_loop()
         self.link.open()
         await self._runners.prepare()  # before the hello: the first job must not wait
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         loops = [
             loop.create_task(self._read_loop(), name="worker.read"),
             loop.create_task(self.link.seek(), name="worker.hello"),
@@ -295,6 +298,7 @@ class Worker:
             )
             self.outbox.slot_freed(len(message.assignments))  # their slots were never taken
             return
+        later: list[wire.Assignment] = []
         for a in message.assignments:
             if a.job_id in self.leases.held:  # a duplicate, or a new lease while the old runs:
                 log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
@@ -305,61 +309,63 @@ class Worker:
             self._busy.add(a.job_id)
             if self._runners.is_async(a.task):
                 self._start(a)  # a task on this loop: cheap to create
-            else:  # a thread or a child (maybe forked now): after this batch of frames,
-                asyncio.get_running_loop().call_soon(self._start_later, a)  # acks first
+            else:  # a thread or a child (maybe forked now): after this batch of frames
+                later.append(a)  # (acks first), with one callback for the frame's jobs
+        if later:
+            asyncio.get_running_loop().call_soon(self._start_later, later)
 
-    def _start_later(self, a: wire.Assignment) -> None:
-        if self.leases.held.get(a.job_id) is not a or self.outbox.closed:
-            return  # given up meanwhile (a hard stop, another database)
-        self._start(a)
-        if a.job_id in self._stop_reasons and a.job_id in self.running:
-            self._runners.stop(a.job_id, a.task)  # stopped before it was launched
+    def _start_later(self, assignments: list[wire.Assignment]) -> None:
+        for a in assignments:
+            if self.leases.held.get(a.job_id) is not a or self.outbox.closed:
+                continue  # given up meanwhile (a hard stop, another database)
+            self._start(a)
+            if a.job_id in self._stop_reasons and a.job_id in self.running:
+                self._runners.stop(a.job_id, a.task)  # stopped before it was launched
 
-    # A job's run is driven by callbacks on its Run's futures, not by a task per job:
-    # _start (checks, launch) -> _started (the timeout) -> _ended (the report); _timed_out
-    # reports a handler still running at its timeout. ``running`` maps each job to its
-    # Run, so a late callback of an earlier run of the same job id changes nothing.
+    # A job's run is driven by callbacks on its Run's futures (partials: a lambda's cells are
+    # made on every call of its method): _start (checks, launch) -> _started (the timeout) ->
+    # _ended (the report); _timed_out reports a handler still running at its timeout. Each
+    # job maps to its Run in ``running``: a late callback of an earlier run changes nothing.
 
     def _start(self, a: wire.Assignment) -> None:
-        attempt = Attempt(a.task, a.job_id, a.token, a.attempt)
         fn = self.registry.get(a.task)
         if fn is None:
             known = ", ".join(sorted(self.registry)) or "none"
             text = f"task {a.task!r} is not registered on worker {self.name} (it has: {known})"
-            return self._finish(a, failed(attempt, text, retry=False), None)
+            return self._finish(a, failed(a, text, retry=False), None)
         try:
             args, kwargs = wire.unpack(a.args), wire.unpack(a.kwargs)
             error = bind_error(a.task, fn, args, kwargs)
             if error is not None:
-                return self._finish(a, failed(attempt, error, retry=False), None)
+                return self._finish(a, failed(a, error, retry=False), None)
             run = self._launch(a, fn, args, kwargs)
         except Exception as exc:  # never lose the read loop to one job
             log.exception("job %d could not be started", a.job_id)
-            return self._finish(a, failed(attempt, f"could not start: {exc!r}"), None)
+            return self._finish(a, failed(a, f"could not start: {exc!r}"), None)
         self.running[a.job_id] = run
         if run.started.done():  # the usual case for async handlers: no loop turn to wait
-            self._started(a, attempt, run)
+            self._started(a, run)
         else:
-            run.started.add_done_callback(lambda _: self._started(a, attempt, run))
+            run.started.add_done_callback(functools.partial(self._started, a, run))
 
-    def _started(self, a: wire.Assignment, attempt: Attempt, run: Run) -> None:
+    def _started(self, a: wire.Assignment, run: Run, _future: object = None) -> None:
         if self.running.get(a.job_id) is not run:
             return
         if run.started.exception() is not None:  # LeaseLapsed: it never began
             self.dropped += 1
             log.warning("dropped job %d: its lease lapsed before its handler could start", a.job_id)
             self._forget(a.job_id)  # never ran, never reported: the scheduler reclaims it
-            run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
+            run.freed.add_done_callback(functools.partial(self._slot_freed, a.job_id))
             return
         timeout = a.timeout or task_options(a.task).timeout
         if timeout:
             left = max(0.0, timeout - (time.monotonic() - run.started.result()))
             loop = asyncio.get_running_loop()
-            timer = loop.call_later(left, self._timed_out, a, attempt, run, timeout)
+            timer = loop.call_later(left, self._timed_out, a, run, timeout)
             self._timers[a.job_id] = timer
-        run.done.add_done_callback(lambda _: self._ended(a, attempt, run))
+        run.done.add_done_callback(functools.partial(self._ended, a, run))
 
-    def _timed_out(self, a: wire.Assignment, attempt: Attempt, run: Run, timeout: float) -> None:
+    def _timed_out(self, a: wire.Assignment, run: Run, timeout: float) -> None:
         self._timers.pop(a.job_id, None)
         if self.running.get(a.job_id) is not run or run.done.done():
             return  # finished meanwhile: _ended reports it
@@ -368,9 +374,9 @@ class Worker:
         text = f"timed out after {timeout:g}s"
         self.stop_job(a.job_id, text)
         options = task_options(a.task)
-        self._finish(a, failed(attempt, text, retry=retryable(options, None, a.attempt)), run)
+        self._finish(a, failed(a, text, retry=retryable(options, None, a.attempt)), run)
 
-    def _ended(self, a: wire.Assignment, attempt: Attempt, run: Run) -> None:
+    def _ended(self, a: wire.Assignment, run: Run, _done: object = None) -> None:
         """The handler has ended (by itself or stopped): its report, if it is still ours."""
         if self.running.get(a.job_id) is not run or self.outbox.closed:
             return  # reported already (timed out), or a hard stop: no (fake) result
@@ -387,13 +393,20 @@ class Worker:
             # that the handler has stopped (a thread stops at its next bytecode). Until
             # then its lease stayed listed, so the scheduler held the slot or reclaimed.
             self.stop_job(a.job_id, reason)
-            result = failed(attempt, reason, retry=retryable(options, None, a.attempt))
+            result = failed(a, reason, retry=retryable(options, None, a.attempt))
         else:
-            result = outcome(attempt, options, run.done, self._runners.in_child(a.task))
+            result = outcome(a, options, run.done, self._runners.in_child(a.task))
         self._finish(a, result, run)
 
     def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
-        loop = asyncio.get_running_loop()
+        ctx = tasks.PendingContext(self._context_of, a)  # built if its handler asks for it
+        deadline = functools.partial(self.leases.expiry, a.job_id)
+        return self._runners.start(a.job_id, a.task, fn, args, kwargs, ctx, deadline)
+
+    def _context_of(self, a: wire.Assignment) -> JobContext:
+        """The context job ``a``'s handler sees; built in the handler's own thread, maybe."""
+        loop = self._loop
+        assert loop is not None  # run() sets it before any job can start
 
         def report(fraction: float, message: str) -> None:  # any thread, or a child's relay
             loop.call_soon_threadsafe(self._record_progress, a.job_id, a.token, fraction, message)
@@ -403,12 +416,10 @@ class Worker:
         if a.parents:  # most jobs have none: no comprehension to run
             parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
             steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
-        ctx = JobContext(
+        return JobContext(
             a.job_id, a.token, a.attempt, a.idempotency_key, self.name,
             parents, steps, a.workflow_id, a.step, report,
         )  # fmt: skip
-        deadline = functools.partial(self.leases.expiry, a.job_id)
-        return self._runners.start(a.job_id, a.task, fn, args, kwargs, ctx, deadline)
 
     def _forget(self, job_id: int) -> None:
         self.running.pop(job_id, None)
@@ -426,10 +437,10 @@ class Worker:
             self._busy.discard(a.job_id)
         else:  # its handler still runs (stuck after a stop): the slot comes back later
             assert run is not None
-            run.freed.add_done_callback(lambda _: self._slot_freed(a.job_id))
+            run.freed.add_done_callback(functools.partial(self._slot_freed, a.job_id))
         self.outbox.report(result, freed)
 
-    def _slot_freed(self, job_id: int) -> None:
+    def _slot_freed(self, job_id: int, _freed: object = None) -> None:
         self._busy.discard(job_id)
         self.outbox.slot_freed(job_id=job_id)
 

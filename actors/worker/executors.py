@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
+import functools
 import queue
 import threading
 import time
@@ -55,14 +56,11 @@ class Run:
 
     @classmethod
     def new(cls, loop: asyncio.AbstractEventLoop) -> Run:
-        run = cls(loop.create_future(), loop.create_future(), loop.create_future())
-        # The worker may stop waiting (timeout, stop) before a handler's exception arrives.
-        run.started.add_done_callback(_retrieved)
-        run.done.add_done_callback(_retrieved)
-        return run
+        # No done callbacks: each exception is marked retrieved as it is set (resolve).
+        return cls(loop.create_future(), loop.create_future(), loop.create_future())
 
     def never_started(self) -> Run:
-        self.started.set_exception(LeaseLapsed())
+        resolve(self.started, exc=LeaseLapsed())
         self.freed.set_result(None)
         return self
 
@@ -81,13 +79,29 @@ def ended_by(done: asyncio.Future[Any]) -> BaseException | None:
 def resolve(
     future: asyncio.Future[Any], value: Any = None, exc: BaseException | None = None
 ) -> None:
-    """Settle ``future`` unless it already is (the worker may have given up on it)."""
+    """Settle ``future`` unless it already is (the worker may have given up on it). An
+    exception is marked retrieved at once: the worker may stop waiting (timeout, stop)
+    before it arrives, and asyncio would log it as never retrieved."""
     if future.done():
         return
     if exc is not None:
         future.set_exception(exc)
+        future.exception()
     else:
         future.set_result(value)
+
+
+def _post(loop: asyncio.AbstractEventLoop, settle: Callable[..., None], *args: Any) -> None:
+    """Call ``settle(*args)`` on the worker's loop, from a handler's thread."""
+    with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
+        loop.call_soon_threadsafe(settle, *args)
+
+
+def _ended(run: Run, value: Any, exc: BaseException | None) -> None:
+    """A thread's handler ended and its thread is free: ``done``, then ``freed``, in one
+    loop callback (one wake-up of the loop per job instead of two)."""
+    resolve(run.done, value, exc)
+    resolve(run.freed)
 
 
 class AsyncRunner:
@@ -113,7 +127,7 @@ class AsyncRunner:
         started.set_result(now)
         task = loop.create_task(fn(*args, **kwargs), name=f"handler-{job_id}", context=context)
         self._tasks[job_id] = task
-        task.add_done_callback(lambda t: self._finished(job_id, t))
+        task.add_done_callback(functools.partial(self._finished, job_id))
         # The task is the run's ``done`` (a cancelled one: stopped, see ``ended_by``) and
         # its ``freed``: no futures, callbacks or loop turns beyond the task's own.
         return Run(started, task, task)
@@ -198,18 +212,14 @@ class ThreadRunner:
                     self._idle += 1
 
     def _work(self, item: _Item) -> None:
-        def post(future: asyncio.Future[Any], value: Any = None, exc: Any = None) -> None:
-            with contextlib.suppress(RuntimeError):  # a closed loop: the worker is gone
-                item.loop.call_soon_threadsafe(resolve, future, value, exc)
-
         run = item.run
         now = time.monotonic()
         if now > item.deadline():  # the job waited for this thread past its lease
             with self._lock:
                 self._queued.discard(item.job_id)
                 self._stopped.discard(item.job_id)
-            post(run.started, exc=LeaseLapsed())
-            post(run.freed)
+            _post(item.loop, resolve, run.started, None, LeaseLapsed())
+            _post(item.loop, resolve, run.freed)
             return
         with self._lock:
             self._queued.discard(item.job_id)
@@ -217,10 +227,9 @@ class ThreadRunner:
             self._stopped.discard(item.job_id)
             if not stopped:
                 self._running[item.job_id] = threading.get_ident()
-        post(run.started, now)
+        _post(item.loop, resolve, run.started, now)
         if stopped:
-            post(run.done, exc=JobStopped())
-            post(run.freed)
+            _post(item.loop, _ended, run, None, JobStopped())
             return
         value: Any = None
         error: BaseException | None = None
@@ -234,8 +243,7 @@ class ThreadRunner:
         except JobStopped as exc:  # landed after the handler returned, before _forget
             self._forget(item.job_id)
             error = exc
-        post(run.done, value, error)
-        post(run.freed)
+        _post(item.loop, _ended, run, value, error)
 
     def _forget(self, job_id: int) -> None:
         with self._lock:

@@ -62,6 +62,8 @@ class Leases:
         already: the ones to stop now (self-fencing). Logged once per episode, not once
         per check."""
         now = time.monotonic()
+        if now <= self.renewed_at + self.lease:
+            return []  # every lease lasts at least this long: none has lapsed (the usual case)
         lapsed = [j for j in self.held if now > self.expiry(j) and j not in stopping]
         if lapsed and self.fencing_since is None:
             self.fencing_since = now

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback as tb
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -45,14 +44,18 @@ def last_line(text: str) -> str:
     return ""
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """Who ran what: the names a report and a log line need."""
+class Attempt(Protocol):
+    """Who ran what: the names a report and a log line need. The job's
+    ``wire.Assignment`` is one: no object is built per job to say it again."""
 
-    task: str
-    job_id: int
-    token: int
-    attempt: int
+    @property
+    def task(self) -> str: ...
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def token(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
 
 
 def succeeded(a: Attempt, payload: bytes) -> wire.JobResult:

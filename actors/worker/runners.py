@@ -17,7 +17,7 @@ from typing import Any
 
 from actors.worker.executors import AsyncRunner, Deadline, Run, ThreadRunner
 from actors.worker.process_pool import ProcessRunner
-from actors.worker.tasks import CURRENT_JOB, JobContext
+from actors.worker.tasks import CURRENT_JOB, PendingContext
 
 
 class Runners:
@@ -63,12 +63,14 @@ class Runners:
         fn: Callable[..., Any],
         args: Any,
         kwargs: Any,
-        ctx: JobContext,
+        ctx: PendingContext[Any],
         deadline: Deadline,
     ) -> Run:
+        """Start ``fn`` for ``job_id``; its handler reads ``ctx`` through ``context()``
+        (built only if it asks; a child process gets it built)."""
         processes = self._processes
         if processes is not None and not self.is_async(task_name):
-            return processes.start(job_id, task_name, args, kwargs, ctx, deadline)
+            return processes.start(job_id, task_name, args, kwargs, ctx.get(), deadline)
         handler_context = contextvars.copy_context()
         handler_context.run(CURRENT_JOB.set, ctx)
         runner = self._asyncs if self.is_async(task_name) else self._threads
