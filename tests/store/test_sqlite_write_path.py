@@ -162,16 +162,19 @@ def test_one_job_changed_twice_in_a_batch_changes_in_order(tmp_path: Path) -> No
     statement (one statement would apply only one of them, and miss the count)."""
     conn = _file(tmp_path)
     table = JobTable(SchedulerConfig())
-    jobs, created = _queued(table, 3)
+    jobs, created = _queued(table, 9)
     write_batch(conn, created)
     later = Ops()
     first = jobs[0]
-    table.lease(first.id, b"peer", "w1", later)
-    table.lease(jobs[1].id, b"peer", "w1", later)
+    table.lease_all([(job.id, b"peer") for job in jobs[:4]], {b"peer": "w1"}, later)
     table.requeue_reclaimed(first, later)
     table.lease(first.id, b"other", "w2", later)
+    table.lease_all([(job.id, b"peer") for job in jobs[4:8]], {b"peer": "w1"}, later)
     assert len({len(row) for row in later.updates}) == 1, "one shape throughout"
-    assert len(list(update_statements(later.updates))) == 3  # [lease 1, lease 2], reclaim, lease
+    statements = [sql for sql, _ in update_statements(later.updates)]
+    # [4 leases] joined, the reclaim alone, then [the second lease, 3 more] joined and the
+    # last lease alone: one job's rows never share a statement.
+    assert [sql.count("(?") for sql in statements] == [4, 0, 4, 0]
     write_batch(conn, later)
     row = conn.execute("SELECT status, token, worker FROM jobs WHERE id = ?", (first.id,))
     assert row.fetchone() == ("RUNNING", 2, "w2")
