@@ -13,31 +13,12 @@ from typing import Any
 import pytest
 
 from actors.errors import StoreError
-from actors.lifecycle import JobState
-from actors.scheduler.job import Job
 from actors.scheduler.messages import Committed, Read, Write
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import sqlite_chain
 from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.store.write_queue import WriteQueue
-from transport import protocol as wire
-
-
-def job(job_id: int) -> Job:
-    return Job(
-        job_id,
-        "t",
-        wire.EMPTY_ARGS,
-        wire.EMPTY_KWARGS,
-        0,
-        "default",
-        (),
-        0,
-        None,
-        None,
-        1.0,
-        JobState.QUEUED,
-    )
+from tests.store.records import job
 
 
 def insert(job_id: int) -> Write:

@@ -10,33 +10,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.lifecycle import JobState
 from actors.runtime import Actor
-from actors.scheduler.job import Job
 from actors.scheduler.messages import Read, Write, Written
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import write_queue
 from actors.scheduler.store.actor import StoreActor
 from actors.scheduler.store.sqlite import SqliteStore
 from actors.scheduler.store.write_queue import WriteQueue
-from transport import protocol as wire
-
-
-def job(job_id: int) -> Job:
-    return Job(
-        job_id,
-        "t",
-        wire.EMPTY_ARGS,
-        wire.EMPTY_KWARGS,
-        0,
-        "default",
-        (),
-        0,
-        None,
-        None,
-        1.0,
-        JobState.QUEUED,
-    )
+from tests.store.records import job
 
 
 def bulk(first: int, count: int, tag: Any = None) -> Write:
