@@ -184,8 +184,9 @@ class StoreActor(Actor):
                     "writer, or a damaged file; stopping rather than risk double billing",
                 )
             )
+        beside = self.system is not None and self.backend.reads_beside_commits()
         for request in committed.reads:
-            if self.system is None:
+            if not beside:  # before the next chain starts: it would share the connection
                 await self._answer(request)
             else:  # in its own task: the next commit chain need not wait for it
                 task = asyncio.create_task(self._answer(request), name="store.read")
