@@ -134,3 +134,27 @@ async def test_a_read_ends_the_chain_once_the_writes_before_it_are_committed(
         assert takes == 1, "the chain ended after the read's transaction"
     finally:
         await store.close()
+
+
+async def test_commits_that_carry_reads_count_towards_the_wal_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain that ends on a read still counts its commit: a client that reads after every
+    write (submit, then ask) would otherwise leave the WAL growing without end (the store
+    turned SQLite's own checkpoints off)."""
+    import actors.scheduler.store.sqlite as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 3)
+    store = await opened(tmp_path)
+    loop = asyncio.get_running_loop()
+    try:
+        for i in range(1, 7):
+            queue = WriteQueue()
+            read = Read(None, loop.create_future())
+            queue.extend([insert(i), read])
+            reports: list[Committed] = []
+            await asyncio.wait_for(store.commit_chain(queue.take, reports.append), 10)
+            assert [([w.tag for w in r.writes], r.reads) for r in reports] == [([i], [read])]
+        assert store.checkpoints == 2
+    finally:
+        await store.close()
