@@ -123,3 +123,31 @@ async def test_a_write_during_a_read_is_committed_and_the_store_keeps_serving(
     finally:
         system.request_stop()
         await asyncio.wait_for(serving, 5)
+
+
+async def test_stopping_does_not_wait_for_a_commit_the_database_never_answers(
+    postgres_dsn: str,
+) -> None:
+    """A commit chain on the loop (PostgreSQL) is cancelled on the way out, as the store's
+    own task was before the chain: a link gone silent must not hold the shutdown for the
+    command timeout (a minute). Nothing of the unanswered commit is acknowledged."""
+    from tests.helpers.tcp_proxy import proxy_to
+
+    with proxy_to(postgres_dsn) as proxy:
+        store = StoreActor(PostgresStore(proxy.dsn(postgres_dsn)))
+        await store.open()
+        system = ActorSystem()
+        system.add(store)
+        await system.start()
+        inbox = Inbox()
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [1]
+        await asyncio.to_thread(proxy.blackhole)
+        store.tell(Write(Ops(inserts=[row(2)]), inbox, 2))
+        while store._chain is None:  # the commit of job 2 is under way, never answered
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await asyncio.wait_for(system.stop(), 10)
+        assert time.monotonic() - started < 5
+        assert inbox.mailbox.empty(), "nothing of the unanswered commit acknowledged"

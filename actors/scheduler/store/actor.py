@@ -22,7 +22,6 @@ is how the scheduler asks, typed, with no SQL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -101,8 +100,12 @@ class StoreActor(Actor):
         for task in list(self._reading):
             task.cancel()
         if self._chain is not None:
-            with contextlib.suppress(BaseException):
-                await self._chain
+            # Cancelled, as the store's own task is: a chain on the loop (PostgreSQL) must
+            # not hold the shutdown for a commit the database never answers. SQLite's chain
+            # in its thread ends after its transaction; close() is queued behind it. A
+            # cancelled commit is not acknowledged (this actor's task has ended).
+            self._chain.cancel()
+            await asyncio.wait([self._chain])  # never raises the chain's error or ours away
         await self.backend.close()
 
     async def _watch(self) -> None:
