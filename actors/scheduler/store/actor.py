@@ -171,6 +171,8 @@ class StoreActor(Actor):
 
     async def _committed(self, committed: Committed) -> None:
         """Acknowledge one transaction of the chain, or stop for its error."""
+        if self.failed is not None:
+            return  # stopped meanwhile (the watch, a read): acknowledge nothing more
         try:
             if committed.error is not None:
                 raise committed.error
