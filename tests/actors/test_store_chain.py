@@ -158,3 +158,32 @@ async def test_commits_that_carry_reads_count_towards_the_wal_checkpoint(
         assert store.checkpoints == 2
     finally:
         await store.close()
+
+
+async def test_a_failed_housekeeping_step_reports_the_error_without_the_committed_writes(
+    tmp_path: Path,
+) -> None:
+    """The chain on the loop (``durability="normal"``): a checkpoint that fails after a
+    commit was reported is reported alone; the commit's writes and reads are not reported a
+    second time, as though they were not durable (and the reads answered twice)."""
+    from actors.scheduler.store.sqlite_file import translate
+
+    store = SqliteStore(str(tmp_path / "c.db"), "normal")
+    await store.open()
+
+    async def failing_checkpoint(n_ops: int) -> None:
+        raise translate(sqlite3.OperationalError("disk I/O error"), store.path, "checkpoint")
+
+    store.after_commit = failing_checkpoint  # type: ignore[method-assign]
+    queue = WriteQueue()
+    read = Read(None, asyncio.get_running_loop().create_future())
+    queue.extend([insert(1), read])
+    reports: list[Committed] = []
+    try:
+        await asyncio.wait_for(store.commit_chain(queue.take, reports.append), 10)
+        assert [([w.tag for w in r.writes], r.reads, r.error is None) for r in reports] == [
+            ([1], [read], True),
+            ([], [], False),
+        ]
+    finally:
+        await store.close()

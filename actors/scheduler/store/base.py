@@ -181,11 +181,14 @@ class StoreBackend(abc.ABC):
             started = time.perf_counter()
             try:
                 await self.commit(batch)
-                seconds = time.perf_counter() - started
-                report(Committed(writes, reads, len(batch), seconds))
-                await self.after_commit(len(batch))
             except (StoreError, StoreInconsistent) as exc:
                 report(Committed(writes, reads, 0, 0.0, exc))
+                return
+            report(Committed(writes, reads, len(batch), time.perf_counter() - started))
+            try:
+                await self.after_commit(len(batch))
+            except StoreError as exc:  # the commit is durable and reported: the error alone
+                report(Committed([], [], 0, 0.0, exc))
                 return
             if reads:
                 return
