@@ -358,3 +358,21 @@ async def test_a_failed_open_is_one_store_error_and_leaves_no_thread(
     with pytest.raises(StoreError, match=str(path) if kind == "not sqlite" else "does not exist"):
         await Store(str(path)).open()
     assert threading.active_count() == threads
+
+
+async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """The chain may still report a commit once the store has stopped for another reason
+    (its watch found the file deleted, a read failed): a commit into a deleted file is not
+    durable, so it is not acknowledged, as ``_commit`` refused to commit at all."""
+    from actors.errors import StoreLost
+    from actors.scheduler.messages import Committed
+
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    inbox = Inbox()
+    store.failed = StoreLost("database c.db", "was deleted")  # as _stop_for sets it
+    await store._committed(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
+    assert _drain(inbox) == []
+    await store.on_stop()

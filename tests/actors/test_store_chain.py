@@ -115,3 +115,56 @@ async def test_a_read_ends_the_chain_once_the_writes_before_it_are_committed(
         assert takes == 1, "the chain ended after the read's transaction"
     finally:
         await store.close()
+
+
+async def test_commits_that_carry_reads_count_towards_the_wal_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain that ends on a read still counts its commit: a client that reads after every
+    write (submit, then ask) would otherwise leave the WAL growing without end (the store
+    turned SQLite's own checkpoints off)."""
+    import actors.scheduler.store.sqlite as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 3)
+    store = await opened(tmp_path)
+    loop = asyncio.get_running_loop()
+    try:
+        for i in range(1, 7):
+            queue = WriteQueue()
+            read = Read(None, loop.create_future())
+            queue.extend([insert(i), read])
+            reports: list[Committed] = []
+            await asyncio.wait_for(store.commit_chain(queue.take, reports.append), 10)
+            assert [([w.tag for w in r.writes], r.reads) for r in reports] == [([i], [read])]
+        assert store.checkpoints == 2
+    finally:
+        await store.close()
+
+
+async def test_a_failed_housekeeping_step_reports_the_error_without_the_committed_writes(
+    tmp_path: Path,
+) -> None:
+    """The chain on the loop (``durability="normal"``): a checkpoint that fails after a
+    commit was reported is reported alone; the commit's writes and reads are not reported a
+    second time, as though they were not durable (and the reads answered twice)."""
+    from actors.scheduler.store.sqlite_file import translate
+
+    store = SqliteStore(str(tmp_path / "c.db"), "normal")
+    await store.open()
+
+    async def failing_checkpoint(n_ops: int) -> None:
+        raise translate(sqlite3.OperationalError("disk I/O error"), store.path, "checkpoint")
+
+    store.after_commit = failing_checkpoint  # type: ignore[method-assign]
+    queue = WriteQueue()
+    read = Read(None, asyncio.get_running_loop().create_future())
+    queue.extend([insert(1), read])
+    reports: list[Committed] = []
+    try:
+        await asyncio.wait_for(store.commit_chain(queue.take, reports.append), 10)
+        assert [([w.tag for w in r.writes], r.reads, r.error is None) for r in reports] == [
+            ([1], [read], True),
+            ([], [], False),
+        ]
+    finally:
+        await store.close()

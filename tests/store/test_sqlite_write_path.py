@@ -254,3 +254,30 @@ def test_attempts_edges_and_workflows_are_written_many_rows_per_statement(tmp_pa
     assert conn.execute("SELECT count(*) FROM attempts").fetchone() == (100,)
     latest = conn.execute("SELECT outcome FROM attempts WHERE job_id = 5").fetchone()
     assert latest == ("timed_out",), "rows apply in their order, as one by one"
+
+
+def test_an_sqlite_before_3_33_gets_one_row_statements(tmp_path: Path) -> None:
+    """``UPDATE ... FROM`` came with SQLite 3.33, and before 3.32 a statement held at most
+    999 bound values (64 job rows hold about 1,800): an older library writes one row per
+    statement, as before many-row statements, instead of failing every commit."""
+    from actors.scheduler.store import sqlite_binds
+
+    assert sqlite_binds.rows_per_statement((3, 31, 1)) == 1
+    assert sqlite_binds.rows_per_statement((3, 32, 3)) == 1
+    assert sqlite_binds.rows_per_statement((3, 33, 0)) == 64
+    conn = _file(tmp_path)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # SQLite < 3.32's default
+    old = pytest.MonkeyPatch()
+    old.setattr(sqlite_binds, "ROWS_PER_STATEMENT", sqlite_binds.rows_per_statement((3, 31, 1)))
+    try:
+        table = JobTable(SchedulerConfig())
+        jobs, created = _queued(table, 100)
+        leased = Ops()
+        table.lease_all([(job.id, b"peer") for job in jobs], {b"peer": "w1"}, leased)
+        assert not any("FROM (VALUES" in sql for sql, _ in update_statements(leased.updates))
+        write_batch(conn, created)
+        write_batch(conn, leased)
+    finally:
+        old.undo()
+    statuses = conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+    assert statuses == [("RUNNING", 100)]

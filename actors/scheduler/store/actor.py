@@ -22,7 +22,6 @@ is how the scheduler asks, typed, with no SQL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -101,8 +100,12 @@ class StoreActor(Actor):
         for task in list(self._reading):
             task.cancel()
         if self._chain is not None:
-            with contextlib.suppress(BaseException):
-                await self._chain
+            # Cancelled, as the store's own task is: a chain on the loop (PostgreSQL) must
+            # not hold the shutdown for a commit the database never answers. SQLite's chain
+            # in its thread ends after its transaction; close() is queued behind it. A
+            # cancelled commit is not acknowledged (this actor's task has ended).
+            self._chain.cancel()
+            await asyncio.wait([self._chain])  # never raises the chain's error or ours away
         await self.backend.close()
 
     async def _watch(self) -> None:
@@ -168,6 +171,8 @@ class StoreActor(Actor):
 
     async def _committed(self, committed: Committed) -> None:
         """Acknowledge one transaction of the chain, or stop for its error."""
+        if self.failed is not None:
+            return  # stopped meanwhile (the watch, a read): acknowledge nothing more
         try:
             if committed.error is not None:
                 raise committed.error
@@ -184,8 +189,9 @@ class StoreActor(Actor):
                     "writer, or a damaged file; stopping rather than risk double billing",
                 )
             )
+        beside = self.system is not None and self.backend.reads_beside_commits()
         for request in committed.reads:
-            if self.system is None:
+            if not beside:  # before the next chain starts: it would share the connection
                 await self._answer(request)
             else:  # in its own task: the next commit chain need not wait for it
                 task = asyncio.create_task(self._answer(request), name="store.read")

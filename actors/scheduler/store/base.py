@@ -145,6 +145,13 @@ class StoreBackend(abc.ABC):
     #: Names the storage in messages ("database /var/lib/corral.db").
     where: str
 
+    def reads_beside_commits(self) -> bool:
+        """Whether a read may run while a commit chain runs: only when the backend puts
+        them in turn itself (SQLite's chain and reads both in its database thread). Else
+        the store answers a commit's reads before it starts the next chain: one connection
+        (PostgreSQL's, SQLite's with commits on the loop) cannot serve both at once."""
+        return False
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Open, check, upgrade and lock the storage; raise StoreError (one line) on any
@@ -174,11 +181,14 @@ class StoreBackend(abc.ABC):
             started = time.perf_counter()
             try:
                 await self.commit(batch)
-                seconds = time.perf_counter() - started
-                report(Committed(writes, reads, len(batch), seconds))
-                await self.after_commit(len(batch))
             except (StoreError, StoreInconsistent) as exc:
                 report(Committed(writes, reads, 0, 0.0, exc))
+                return
+            report(Committed(writes, reads, len(batch), time.perf_counter() - started))
+            try:
+                await self.after_commit(len(batch))
+            except StoreError as exc:  # the commit is durable and reported: the error alone
+                report(Committed([], [], 0, 0.0, exc))
                 return
             if reads:
                 return

@@ -202,6 +202,11 @@ class SqliteStore(StoreBackend):
 
         await in_db_thread(db, sqlite_chain.run, take, post, self)
 
+    def reads_beside_commits(self) -> bool:
+        # ``full``: the chain is one call in aiosqlite's thread, reads calls after it.
+        # ``normal`` commits small batches on the loop's thread, on the same connection.
+        return self.inline_ops < 0
+
     async def after_commit(self, n_ops: int) -> None:
         if self.checkpoint_due(n_ops):
             await self.checkpoint()

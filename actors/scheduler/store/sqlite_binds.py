@@ -33,6 +33,7 @@ values reach SQLite.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator
 from itertools import chain, compress
 from operator import is_not
@@ -84,8 +85,15 @@ _insert_sql: dict[tuple[bool, ...], str] = {}
 _update_sql: dict[tuple[bool, ...], str] = {}
 _many_sql: dict[tuple[str, int], str] = {}
 
-# The most rows one statement writes (a power of two; at most 64 x 28 bound values).
-ROWS_PER_STATEMENT = 64
+
+def rows_per_statement(version: tuple[int, int, int]) -> int:
+    """The most rows one statement writes with the SQLite library at ``version``: 64 (a
+    power of two; at most 64 x 28 bound values), or 1 before SQLite 3.33, which lacks
+    ``UPDATE ... FROM`` and (before 3.32) binds at most 999 values per statement."""
+    return 64 if version >= (3, 33, 0) else 1
+
+
+ROWS_PER_STATEMENT = rows_per_statement(sqlite3.sqlite_version_info)
 # Fewer update rows than this go one statement each: ``UPDATE ... FROM (VALUES ...)`` costs
 # about 18 us for one row against 10 for ``UPDATE ... WHERE id = ?``, and breaks even at
 # about four rows (this machine, a warm table), so the rare commit of one or two updates
