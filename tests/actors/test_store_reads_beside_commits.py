@@ -18,12 +18,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
-from actors.lifecycle import JobState
 from actors.runtime import Actor, ActorSystem
-from actors.scheduler.jobs import Job
 from actors.scheduler.messages import Write, Written
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres_purge, sqlite_file, sqlite_purge
@@ -31,7 +28,7 @@ from actors.scheduler.store.actor import StoreActor, read
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.postgres import PostgresStore
 from actors.scheduler.store.sqlite import SqliteStore
-from transport import protocol as wire
+from tests.store.records import job
 
 HELD_S = 0.3
 
@@ -39,24 +36,6 @@ HELD_S = 0.3
 class Inbox(Actor):
     def __init__(self) -> None:
         super().__init__("inbox")
-
-
-def row(job_id: int) -> Job:
-    spec = wire.JobSpec("t")
-    return Job(
-        job_id,
-        spec.task,
-        msgspec.Raw(b"\x90"),
-        spec.kwargs,
-        0,
-        "default",
-        (),
-        0,
-        None,
-        None,
-        1.0,
-        JobState.QUEUED,
-    )
 
 
 @pytest.fixture(params=["sqlite-normal", "sqlite-full", "postgres"])
@@ -107,11 +86,11 @@ async def test_a_write_during_a_read_is_committed_and_the_store_keeps_serving(
     inbox = Inbox()
     serving = asyncio.create_task(system.run())
     try:
-        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        store.tell(Write(Ops(inserts=[job(1)]), inbox, 1))
         assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [1]
         purging = asyncio.create_task(read(store, StoreBackend.purge, 1.0, 0.0, 10))
         assert await asyncio.to_thread(held.wait, 5)  # the purge is in the database
-        store.tell(Write(Ops(inserts=[row(2)]), inbox, 2))
+        store.tell(Write(Ops(inserts=[job(2)]), inbox, 2))
         written = await asyncio.wait_for(inbox.mailbox.get(), 5)
         assert isinstance(written, Written)
         assert written.tags == [2]
@@ -140,10 +119,10 @@ async def test_stopping_does_not_wait_for_a_commit_the_database_never_answers(
         system.add(store)
         await system.start()
         inbox = Inbox()
-        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        store.tell(Write(Ops(inserts=[job(1)]), inbox, 1))
         assert (await asyncio.wait_for(inbox.mailbox.get(), 5)).tags == [1]
         await asyncio.to_thread(proxy.blackhole)
-        store.tell(Write(Ops(inserts=[row(2)]), inbox, 2))
+        store.tell(Write(Ops(inserts=[job(2)]), inbox, 2))
         await asyncio.sleep(0.3)  # the commit of job 2 goes out, never answered
         assert store._chain is not None
         started = time.monotonic()
