@@ -54,7 +54,27 @@ def _ephemeral_ports() -> tuple[int, int]:
 # most likely what happened when a killed scheduler's client printed ids its own scheduler
 # never gave, from a test's fake scheduler, which names no database). Each process walks the
 # range from a random start, so concurrent test processes rarely meet either.
-_PORTS = (10_000, min(32_000, _ephemeral_ports()[0]))
+#
+# The processes of one ``pytest -n N`` run (pytest-xdist names them gw0...gwN-1 in
+# $PYTEST_XDIST_WORKER) never meet: each walks a slice of the range of its own, and what it
+# starts (a bench, a scheduler) inherits the variable and its slice. Walking one range from
+# random starts, two of six processes once came within a few ports of each other and took
+# turns at the same ports for seconds: a port free while a test's scheduler was down or not
+# yet listening went to another test, whose clients then reached the first test's scheduler
+# (eight tests failed at once, on ports 12374-12378).
+def _port_range(low: int, high: int) -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit()):
+        return low, high
+    index, processes = int(worker[2:]), int(count)
+    size = (high - low) // max(processes, 1)
+    if index >= processes or size < 1000:  # too narrow a slice: the whole range
+        return low, high
+    return low + index * size, low + (index + 1) * size
+
+
+_PORTS = _port_range(10_000, min(32_000, _ephemeral_ports()[0]))
 _next_port = 0
 
 

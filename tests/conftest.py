@@ -11,11 +11,13 @@ from tests.helpers.procs import Procs
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` run first (otherwise in the order collected). ``pytest -n 3``
-    hands tests out in this order, so the long ones start while there is still plenty of
-    short work to fill the other processes, instead of one long test (the fuzz runs in
-    tests/transport are collected last) running alone at the end while the others idle.
-    Every xdist process sorts its own collection the same way (a stable sort)."""
+    """Tests marked ``slow`` run first (otherwise in the order collected). ``pytest -n 6``
+    hands tests out in this order, one at a time (``--maxschedchunk 1`` in pyproject.toml),
+    so the long ones start while there is still plenty of short work to fill the other
+    processes, instead of one long test (the fuzz runs in tests/transport are collected
+    last) running alone at the end while the others idle. Every xdist process sorts its own
+    collection the same way (a stable sort). Six processes on two cores: most tests wait on
+    real processes and real time (leases, schedules, restarts), not on the CPU."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

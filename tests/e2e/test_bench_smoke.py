@@ -76,15 +76,23 @@ def test_the_idle_gap_diagnostic_prints_a_row_per_gap() -> None:
     assert [row.split()[0] for row in rows] == ["0", "0.2", "1", "5", "20"]
 
 
-def test_scaling_chaos_and_dag_modes_complete() -> None:
+# The scaling, chaos and dag modes are a test each (together ~33 s): xdist can run them at
+# the same time in different processes.
+def test_the_scaling_mode_completes() -> None:
     scaling = bench("--scale", "1,2", "--jobs", "1000")
     assert [r["workers"] for r in scaling["runs"]] == [1, 2]
     assert (scaling["lost"], scaling["duplicated"]) == (0, 0)
+
+
+def test_the_chaos_mode_completes() -> None:
     # A smoke test: every fault once or twice, no long jobs (tests/e2e/test_chaos.py has them).
     chaos = bench("--chaos", "--jobs", "500", "--workers", "2", "--long-every", "0",
                   "--kill-every", "1", "--pause-every", "1.5", "--restart-every", "3")  # fmt: skip
     assert chaos["ok"] is True
     assert chaos["wrong_token"] == chaos["overlaps"] == chaos["lost"] == 0
+
+
+def test_the_dag_mode_completes() -> None:
     dag = bench("--dag", "--layers", "3", "--width", "50", "--chain", "20", "--workers", "2")
     assert dag["wide"]["succeeded"] == 150
     assert dag["chain"]["succeeded"] == 20
