@@ -85,6 +85,7 @@ class StoreActor(Actor):
         self.queue = WriteQueue()
         self._chain: asyncio.Task[None] | None = None  # the commit chain running, if any
         self._reading: set[asyncio.Task[None]] = set()  # reads being answered
+        self._reads_after_chain: list[Read] = []  # answered when the running chain ends
 
     async def open(self) -> None:
         """Open the backend (raises StoreError, one clear line, leaving nothing open)."""
@@ -164,6 +165,9 @@ class StoreActor(Actor):
             self._chain = None
             if not message.task.cancelled() and message.task.exception() is not None:
                 raise message.task.exception()  # a defect, not a storage failure: crash loudly
+            reads, self._reads_after_chain = self._reads_after_chain, []
+            for request in reads:
+                await self._answer(request)
         elif message is PUBLISH:
             self._publish_metrics()
         else:
@@ -189,14 +193,15 @@ class StoreActor(Actor):
                     "writer, or a damaged file; stopping rather than risk double billing",
                 )
             )
-        beside = self.system is not None and self.backend.reads_beside_commits()
-        for request in committed.reads:
-            if not beside:  # before the next chain starts: it would share the connection
-                await self._answer(request)
-            else:  # in its own task: the next commit chain need not wait for it
-                task = asyncio.create_task(self._answer(request), name="store.read")
-                self._reading.add(task)  # a reference until it ends (``_answer`` never raises)
-                task.add_done_callback(self._reading.discard)
+        if not (self.system is not None and self.backend.reads_beside_commits()):
+            # Once this chain has ended and before the next starts: one connection cannot
+            # serve a read and a commit at once (``reads_beside_commits``).
+            self._reads_after_chain += committed.reads
+            return
+        for request in committed.reads:  # in its own task: the next chain need not wait
+            task = asyncio.create_task(self._answer(request), name="store.read")
+            self._reading.add(task)  # a reference until it ends (``_answer`` never raises)
+            task.add_done_callback(self._reading.discard)
 
     def _feeders_busy(self) -> bool:
         return any(not feeder.mailbox.empty() for feeder in self.feeders)
