@@ -31,7 +31,7 @@ async def test_an_address_serving_another_database_is_passed_over_with_one_line(
         await a.send(wire.Assign([job(1, 0.5)], 1, time.monotonic()))
         await until(lambda: 1 in worker.leases.held)
         a.silent = True  # gone: the worker looks further
-        hello = await b.recv(wire.WorkerHello)
+        hello = await b.until(wire.WorkerHello)  # b.serve reads the socket: not recv
         assert hello.database_id == OURS, "the hello says where its leases are from"
         await until(lambda: "serves another database" in caplog.text)
         assert not worker.link.welcomed.is_set()
