@@ -11,13 +11,15 @@ from tests.helpers.procs import Procs
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` run first (otherwise in the order collected). ``pytest -n 6``
+    """Tests marked ``slow`` run first (otherwise in the order collected). ``pytest -n 4``
     hands tests out in this order, one at a time (``--maxschedchunk 1`` in pyproject.toml),
     so the long ones start while there is still plenty of short work to fill the other
     processes, instead of one long test (the fuzz runs in tests/transport are collected
     last) running alone at the end while the others idle. Every xdist process sorts its own
-    collection the same way (a stable sort). Six processes on two cores: most tests wait on
-    real processes and real time (leases, schedules, restarts), not on the CPU."""
+    collection the same way (a stable sort). Four processes on two cores: most tests wait on
+    real processes and real time (leases, schedules, restarts), not on the CPU; six were
+    faster (271-400 s) but starved the leader-takeover tests' 2 s terms (2 failures in 4
+    runs), so ./dev uses four."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
