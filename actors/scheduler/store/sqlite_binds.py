@@ -266,11 +266,6 @@ def many_values_sql(one_row: str, count: int) -> str:
     return sql
 
 
-def insert_many_sql(shape: tuple[bool, ...], count: int) -> str:
-    """``insert_sql(shape)`` for ``count`` rows in one statement."""
-    return many_values_sql(insert_sql(shape), count)
-
-
 def many_values(one_row: str, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
     """The rows of a one-row INSERT as (statement, parameters), many rows per statement."""
     for piece in _pieces(rows):
@@ -304,8 +299,7 @@ def update_many_sql(shape: tuple[bool, ...], count: int) -> str:
 def insert_statements(jobs: Iterable[Job]) -> Iterator[tuple[str, list[Any]]]:
     """New jobs' INSERTs as (statement, parameters), many rows per statement."""
     for shape, rows in insert_rows(jobs).items():
-        for piece in _pieces(rows):
-            yield insert_many_sql(shape, len(piece)), list(chain.from_iterable(piece))
+        yield from many_values(insert_sql(shape), rows)
 
 
 def update_statements(updates: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
