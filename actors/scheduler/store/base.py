@@ -138,6 +138,19 @@ PURGED_AFTER_FAILED = ("FAILED",)
 TakeWrites = Callable[[], tuple[list[Any], list[Any]]]
 
 
+def next_transaction(
+    take: TakeWrites, report: Callable[[Committed], None]
+) -> tuple[list[Any], list[Any], Ops] | None:
+    """A commit chain's next transaction: its writes, its reads and the writes' batch; None
+    when no write waits (the chain ends; reads taken alone are reported, to be answered)."""
+    writes, reads = take()
+    if not writes:
+        if reads:
+            report(Committed([], reads, 0, 0.0))
+        return None
+    return writes, reads, merged([write.ops for write in writes])
+
+
 class StoreBackend(abc.ABC):
     """Where the scheduler's jobs live. Every read returns fresh ``Job`` objects the caller
     may change; the store changes only through ``commit``."""
@@ -171,13 +184,8 @@ class StoreBackend(abc.ABC):
         can); ``report`` each transaction, or the error that ends the chain. The next
         transaction starts as soon as one ends: SQLite runs the chain in its database
         thread, with no hop to the event loop between commits."""
-        while True:
-            writes, reads = take()
-            if not writes:
-                if reads:
-                    report(Committed([], reads, 0, 0.0))
-                return
-            batch = merged([write.ops for write in writes])
+        while (taken := next_transaction(take, report)) is not None:
+            writes, reads, batch = taken
             started = time.perf_counter()
             try:
                 await self.commit(batch)

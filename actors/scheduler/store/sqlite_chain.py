@@ -21,9 +21,8 @@ from typing import Protocol
 
 from actors.errors import StoreInconsistent
 from actors.scheduler.messages import Committed
-from actors.scheduler.ops import merged
 from actors.scheduler.store import sqlite_file
-from actors.scheduler.store.base import TakeWrites
+from actors.scheduler.store.base import TakeWrites, next_transaction
 from actors.scheduler.store.sqlite_rows import write_batch
 
 
@@ -49,13 +48,8 @@ def run(
     store: Checkpointing,
 ) -> None:
     """The chain itself; runs in the database thread (see the module docstring)."""
-    while True:
-        writes, reads = take()
-        if not writes:
-            if reads:
-                post(Committed([], reads, 0, 0.0))
-            return
-        batch = merged([write.ops for write in writes])
+    while (taken := next_transaction(take, post)) is not None:
+        writes, reads, batch = taken
         started = time.perf_counter()
         try:
             write_batch(conn, batch)
