@@ -8,6 +8,7 @@ them through the client SDK over ZeroMQ, counts every execution outside corral (
 Modes (one per run):
   --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs as fast as the
                                              SDK allows, time until the last completes
+        [--prefetch P]                       ...each worker holding P jobs beyond its slots
         [--status-every S]                   ...while asking for status every S seconds
   --rate R --duration S                      steady rate: one job at a time at R jobs/s;
                                              submit->start and submit->done percentiles
@@ -95,7 +96,12 @@ def run_once(
 ) -> dict[str, Any]:
     """One mode on a fresh cluster (``curve``: every process with a key); adds the
     independently counted lost/duplicated."""
-    cluster = Cluster(("--strategy", args.strategy, *scheduler_args), db=args.db, curve=curve)
+    cluster = Cluster(
+        ("--strategy", args.strategy, *scheduler_args),
+        db=args.db,
+        curve=curve,
+        prefetch=args.prefetch,
+    )
     try:
         cluster.start_scheduler()
         with progress_bar(console) as progress:
@@ -109,6 +115,7 @@ def run_once(
     runs = cluster.executions()
     result["lost"] = sum(1 for i in ids if runs[i] == 0)
     result["duplicated"] = sum(runs[i] - 1 for i in ids if runs[i] > 1)
+    result["prefetch"] = args.prefetch
     return result
 
 

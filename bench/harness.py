@@ -172,8 +172,10 @@ class Cluster:
         directory: Path | None = None,
         db: str | None = None,
         curve: bool = False,
+        prefetch: int = 0,
     ) -> None:
         """``db``: the scheduler's --db (a PostgreSQL DSN); default a new SQLite file.
+        ``prefetch``: every worker's ``--prefetch``.
         ``curve``: every process with a CURVE key (the scheduler's folder, one worker key
         shared by the workers, an admin key for the bench's clients)."""
         self.dir = directory or Path(tempfile.mkdtemp(prefix="corral-bench-"))
@@ -185,6 +187,7 @@ class Cluster:
             "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         }
         self.scheduler_args = scheduler_args
+        self.prefetch = prefetch
         self.scheduler: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.spawned: list[subprocess.Popen[bytes]] = []  # every process started, for stop()
@@ -265,6 +268,7 @@ class Cluster:
             i = len(self.workers)
             args = ["worker", module, "--connect", self.address, "--concurrency", str(concurrency)]
             args += ["--pool", pool, "--queues", queues, *self.key_flags("bench-worker")]
+            args += ["--prefetch", str(self.prefetch)] if self.prefetch else []
             self.workers.append(self._spawn(f"worker-{i}", *args, "--name", f"bench-{i}"))
 
     def scheduler_histograms(self) -> dict[str, dict[str, float | None]]:

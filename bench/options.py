@@ -15,6 +15,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs to run (default 20,000)")
     parser.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
     parser.add_argument("--concurrency", type=int, default=64, help="slots per worker (64)")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=0,
+        metavar="P",
+        help="jobs each worker holds beyond its slots (corral worker --prefetch; default 0)",
+    )
     parser.add_argument("--strategy", default="priority")
     parser.add_argument(
         "--db",

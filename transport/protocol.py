@@ -173,6 +173,9 @@ class Heartbeat(Message, frozen=True):
     # The ``seq`` of the last Assign frame the worker had processed when it sent this:
     # a lease granted in that frame or before, and not listed, is not held (reclaim it).
     assign_seq: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Listed jobs the worker has not started yet (prefetched: ``Worker(prefetch=...)``):
+    # their timeout backstop counts from this heartbeat, not from their assignment.
+    waiting: Annotated[list[int], msgspec.Meta(max_length=MAX_SLOTS)] = []
 
 
 class Progress(Message, frozen=True):

@@ -119,6 +119,17 @@ def slot_count(text: str) -> int:
     return value
 
 
+def prefetch_count(text: str) -> int:
+    """Jobs a worker holds beyond its slots: 0 to 9,999 (with the slots, at most 10,000)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value < MAX_SLOTS:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SLOTS - 1}, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

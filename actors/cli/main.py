@@ -21,6 +21,7 @@ from actors.cli.backup import add_backup_parser
 from actors.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
+    MAX_SLOTS,
     Handler,
     Later,
     Parser,
@@ -28,6 +29,7 @@ from actors.cli.common import (
     id_arg,
     positive_float,
     positive_int,
+    prefetch_count,
     run_async,
     slot_count,
     when_arg,
@@ -51,6 +53,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from actors.keys import client_keys
     from actors.worker.agent import REGISTRY, Worker, serve
 
+    if args.concurrency + args.prefetch > MAX_SLOTS:
+        fail(f"--concurrency plus --prefetch must be at most {MAX_SLOTS}")
     sys.path.insert(0, os.getcwd())
     try:
         importlib.import_module(args.module)
@@ -71,6 +75,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
         args.connect,
         name=args.name,
         concurrency=args.concurrency,
+        prefetch=args.prefetch,
         queues=queues,
         pool=args.pool,
         modules=[args.module],
@@ -78,7 +83,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
         keys=keys,
     )
     print(
-        f"corral worker {worker.name}: {args.concurrency} slot(s), queues {','.join(queues)}, "
+        f"corral worker {worker.name}: {args.concurrency} slot(s)"
+        + (f" + {args.prefetch} prefetched" if args.prefetch else "")
+        + f", queues {','.join(queues)}, "
         f"{args.pool} pool, tasks {', '.join(sorted(REGISTRY))}",
         flush=True,
     )
@@ -170,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         metavar="N",
         help="jobs run at once (slots; default 4)",
+    )
+    p.add_argument(
+        "--prefetch",
+        type=prefetch_count,
+        default=0,
+        metavar="N",
+        help="hold up to N more jobs than the slots, each started as soon as a slot frees "
+        "(default 0: for short jobs; a waiting job cannot go to an idle worker meanwhile)",
     )
     p.add_argument("--name", default=None, help="worker name (default HOST-PID)")
     p.add_argument(

@@ -112,6 +112,9 @@ class WorkerConn:
     seq: int = field(default_factory=_first_seq)  # the last Assign seq sent
     lease_basis: float = 0.0  # newest worker-clock sent_at heard (heartbeat or hello)
     deadlines: list[tuple[float, int, int]] = field(default_factory=list)  # heap
+    timeouts: dict[int, float] = field(default_factory=dict)  # job id -> timeout, if it has one
+    # Deadlines moved later (``postpone``): an earlier entry of the heap for the job is void.
+    postponed: dict[int, float] = field(default_factory=dict)
     progress: dict[int, tuple[float, str]] = field(default_factory=dict)  # job -> latest report
     progress_at: float = 0.0
     last_seen: float = field(default_factory=time.monotonic)
@@ -175,6 +178,7 @@ class WorkerConn:
                 self.running[a.job_id] = a.token
                 self.granted_in[a.job_id] = self.seq
                 if a.timeout:
+                    self.timeouts[a.job_id] = a.timeout
                     deadline = now + a.timeout + overdue_after
                     heapq.heappush(self.deadlines, (deadline, a.job_id, a.token))
             frames.append(wire.Assign(group, self.seq, self.lease_basis))
@@ -195,7 +199,21 @@ class WorkerConn:
         now = time.monotonic()
         for job_id, timeout in timeouts:
             if job_id in tokens:
+                self.timeouts[job_id] = timeout
                 heapq.heappush(self.deadlines, (now + timeout + grace, job_id, tokens[job_id]))
+
+    def postpone(self, waiting: list[int], grace: float) -> None:
+        """Jobs a heartbeat says the worker has not started yet (prefetched): the overdue
+        deadline of each with a timeout is now + timeout + grace, since its handler's
+        timeout counts from its start."""
+        now = time.monotonic()
+        for job_id in waiting:
+            timeout = self.timeouts.get(job_id)
+            token = self.running.get(job_id)
+            if timeout is None or token is None:
+                continue
+            deadline = self.postponed[job_id] = now + timeout + grace
+            heapq.heappush(self.deadlines, (deadline, job_id, token))
 
     def end(self, job_id: int, token: int) -> bool:
         """The lease ended (result, reclaim, stop); False if it was not held."""
@@ -210,6 +228,9 @@ class WorkerConn:
             self.adopting.discard(job_id)
         if self.progress:
             self.progress.pop(job_id, None)
+        if self.timeouts:
+            self.timeouts.pop(job_id, None)
+            self.postponed.pop(job_id, None)
         return True
 
     def reconcile(
@@ -271,9 +292,12 @@ class WorkerConn:
         due: list[tuple[int, int]] = []
         heap = self.deadlines
         while heap and heap[0][0] <= now:
-            _, job_id, token = heapq.heappop(heap)
-            if self.running.get(job_id) == token:
-                due.append((job_id, token))
+            deadline, job_id, token = heapq.heappop(heap)
+            if self.running.get(job_id) != token:
+                continue
+            if self.postponed.get(job_id, deadline) != deadline:
+                continue  # moved later: its newer entry stands
+            due.append((job_id, token))
         return due
 
 

@@ -1,11 +1,9 @@
 """The worker agent: runs registered task functions for the scheduler.
 
-Users register tasks with ``from actors import task`` (defined in ``actors.worker.tasks``;
-``task``, ``context`` and ``REGISTRY`` stay importable from here too). Async functions
-run on the worker's event loop; sync ones in one child process per slot (``pool=
+Users register tasks with ``from actors import task`` (``actors.worker.tasks``). Async
+functions run on the worker's event loop; sync ones in one child process per slot (``pool=
 "process"``, the default when the worker names its task modules: a stuck or CPU-bound
-handler can be killed and never holds the agent's GIL) or in threads (``pool="thread"``);
-``actors.worker.runners`` picks the runner.
+handler can be killed and never holds the agent's GIL) or in threads (``pool="thread"``).
 
 This module owns the conversation with the scheduler (hello until welcomed, heartbeats,
 the frames it reads) and each job's run from Assign to result.
@@ -17,15 +15,15 @@ lets the scheduler reclaim it). A running handler whose lease lapses is stopped
 (self-fencing), and a process child enforces the expiry itself even when this agent is
 paused.
 
-Credits: the hello announces the slots, and each slot is given back (``Results.credits``)
-only when it can really run again: a thread stuck after its timeout, or a killed child
-being replaced, keeps its slot until then. Results are batched per loop turn, packed under
-the frame limit, and kept until the scheduler acknowledges them (resent after a reconnect).
+Credits: the hello announces the slots (concurrency plus prefetch, ``actors.worker.
+prefetch``: jobs held waiting for a slot), and each is given back (``Results.credits``) only
+when it can run again: a thread stuck after its timeout keeps its slot until it returns.
+Results are batched per loop turn and kept until acknowledged (resent after a reconnect).
 
-Stopping: the first SIGINT/SIGTERM drains (no new work, finish held jobs) for at most
-``drain_timeout`` seconds; a second one, or the timeout, stops the handlers at once and
-says Goodbye while still holding their leases (the scheduler records those attempts as
-"worker stopped"); ``abandoned`` lists them.
+Stopping: the first SIGINT/SIGTERM drains (no new work, prefetched jobs given back, finish
+the running ones) for at most ``drain_timeout`` seconds; a second one, or the timeout, stops
+the handlers at once and says Goodbye while still holding their leases (the scheduler
+records those attempts as "worker stopped"); ``abandoned`` lists them.
 """
 
 from __future__ import annotations
@@ -47,10 +45,11 @@ from actors.worker.executors import Run
 from actors.worker.leases import Leases
 from actors.worker.options import declared_limits
 from actors.worker.outbox import Outbox, ProgressRelay
-from actors.worker.results import failed, outcome
+from actors.worker.prefetch import Prefetched
+from actors.worker.results import failed, outcome, stopped
 from actors.worker.runners import Runners
-from actors.worker.stop import drain, held_work, leave_old_work, serve
-from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, retryable, task
+from actors.worker.stop import claims, drain, held_work, leave_old_work, serve
+from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, task
 from actors.worker.tasks import task_options as task_options
 from transport import ClientKeys
 from transport import protocol as wire
@@ -74,6 +73,7 @@ class Worker:
         *,
         name: str | None = None,
         concurrency: int = 4,
+        prefetch: int = 0,
         queues: tuple[str, ...] = ("default",),
         registry: dict[str, Callable[..., Any]] | None = None,
         pool: str | None = None,
@@ -87,6 +87,9 @@ class Worker:
         # ``keys``: CURVE (``actors.keys.client_keys``).
         self.link = Link(parse(address), self._hello, log, f"worker {self.name}", keys=keys)
         self.concurrency = concurrency
+        self.prefetch = prefetch
+        self.waiting = Prefetched()  # held, not started: no slot free yet
+        self._starting = False  # _start_waiting is running (a start may end a job at once)
         self.queues = queues
         self.registry = REGISTRY if registry is None else registry
         self.modules = modules or []
@@ -113,11 +116,10 @@ class Worker:
 
     # ------------------------------------------------------------------ wiring
 
-    def _claims(self) -> list[tuple[int, int]]:
-        """What a (re)connecting hello claims: jobs still running, and finished jobs whose
-        results the scheduler has not acknowledged yet (they are resent right after)."""
-        unacked = [(r.job_id, r.token) for r in self.outbox.unacked.values()]
-        return self.leases.listed() + unacked
+    @property
+    def slots(self) -> int:
+        """The leases this worker may hold: its concurrency plus its prefetch."""
+        return self.concurrency + self.prefetch
 
     @property
     def address(self) -> str:
@@ -130,8 +132,8 @@ class Worker:
     def _hello(self) -> None:
         busy = len(self._busy.difference(self.leases.held, self.outbox.unacked))  # stuck threads
         hello = wire.WorkerHello(
-            wire.PROTOCOL_VERSION, self.name, self.concurrency, list(self.queues),
-            sorted(self.registry), self._claims(), time.monotonic(), busy,
+            wire.PROTOCOL_VERSION, self.name, self.slots, list(self.queues),
+            sorted(self.registry), claims(self), time.monotonic(), busy,
             self.link.database_id, declared_limits(self.registry),
         )  # fmt: skip
         self.send(hello)
@@ -256,15 +258,20 @@ class Worker:
         self._fence()  # a lapsed lease must not be listed, so renewed, before it is stopped
         leases = self.leases
         self.link.probing()  # acknowledged at once by a live scheduler
-        self.send(wire.Heartbeat(leases.listed(), time.monotonic(), leases.assign_seq))
+        waiting = self.waiting.ids()  # their timeout backstops count from now
+        self.send(wire.Heartbeat(leases.listed(), time.monotonic(), leases.assign_seq, waiting))
 
     # ---------------------------------------------------------- self-fencing
 
     def _fence(self) -> None:
         """Stop every held job whose lease has lapsed by our clock (self-fencing)."""
-        lapsed = self.leases.lapsed(self._stop_reasons)
-        self.fenced += len(lapsed)
-        for job_id in lapsed:
+        for job_id in self.leases.lapsed(self._stop_reasons):
+            if self.waiting.take(job_id) is not None:  # never started: dropped, not stopped
+                self.dropped += 1
+                self._forget(job_id)
+                self.outbox.slot_freed()
+                continue
+            self.fenced += 1
             self.stop_job(job_id, f"self-fenced: lease of {self.leases.lease:g}s not renewed")
 
     async def _fence_loop(self) -> None:
@@ -277,6 +284,8 @@ class Worker:
         held = self.leases.held.get(job_id)
         if held is None or job_id in self._stop_reasons:
             return
+        if self.waiting.take(job_id) is not None:  # never started: it ends here, unrun
+            return self._finish(held, stopped(held, reason), None)
         self._stop_reasons[job_id] = reason
         self._runners.stop(job_id, held.task)
 
@@ -286,16 +295,8 @@ class Worker:
         self._fence()
         if not self.leases.first_reading(message):
             return
-        late = self.leases.lapsed_for(message.lease_basis)
-        if late > 0:  # read too late (we were paused): it may already run elsewhere
+        if self.leases.read_too_late(message):  # we were paused: they may run elsewhere
             self.dropped += len(message.assignments)
-            log.warning(
-                "dropped %d stale assignment(s) (jobs %s): their lease lapsed %.1fs before "
-                "we read them",
-                len(message.assignments),
-                ", ".join(str(a.job_id) for a in message.assignments),
-                late,
-            )
             self.outbox.slot_freed(len(message.assignments))  # their slots were never taken
             return
         later: list[wire.Assignment] = []
@@ -303,9 +304,12 @@ class Worker:
             if a.job_id in self.leases.held:  # a duplicate, or a new lease while the old runs:
                 log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
                 continue  # not listed, so reclaimed; the old lease is stopped by StopJob
-            if len(self._busy) >= self.concurrency:
-                log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.concurrency)
+            if len(self._busy) + len(self.waiting) >= self.slots:
+                log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.slots)
             self.leases.take(a, message.lease_basis)
+            if self.waiting or len(self._busy) >= self.concurrency:
+                self.waiting.add(a)  # its turn comes when a slot frees (_start_waiting)
+                continue
             self._busy.add(a.job_id)
             if self._runners.is_async(a.task):
                 self._start(a)  # a task on this loop: cheap to create
@@ -373,8 +377,7 @@ class Worker:
             return  # being stopped already: reported once its handler has stopped
         text = f"timed out after {timeout:g}s"
         self.stop_job(a.job_id, text)
-        options = task_options(a.task)
-        self._finish(a, failed(a, text, retry=retryable(options, None, a.attempt)), run)
+        self._finish(a, stopped(a, text), run)
 
     def _ended(self, a: wire.Assignment, run: Run, _done: object = None) -> None:
         """The handler has ended (by itself or stopped): its report, if it is still ours."""
@@ -387,14 +390,14 @@ class Worker:
             # self-fencing, logged and counted as one. Never vouch for its result.
             self._fence()
             reason = self._stop_reasons[a.job_id]
-        options = task_options(a.task)
         if reason is not None:
             # Its result ends the attempt and frees its concurrency key's slot: only now
             # that the handler has stopped (a thread stops at its next bytecode). Until
             # then its lease stayed listed, so the scheduler held the slot or reclaimed.
             self.stop_job(a.job_id, reason)
-            result = failed(a, reason, retry=retryable(options, None, a.attempt))
+            result = stopped(a, reason)
         else:
+            options = task_options(a.task)
             result = outcome(a, options, run.done, self._runners.in_child(a.task))
         self._finish(a, result, run)
 
@@ -405,21 +408,8 @@ class Worker:
 
     def _context_of(self, a: wire.Assignment) -> JobContext:
         """The context job ``a``'s handler sees; built in the handler's own thread, maybe."""
-        loop = self._loop
-        assert loop is not None  # run() sets it before any job can start
-
-        def report(fraction: float, message: str) -> None:  # any thread, or a child's relay
-            loop.call_soon_threadsafe(self._record_progress, a.job_id, a.token, fraction, message)
-
-        parents: dict[int, Any] = {}
-        steps: dict[str, Any] = {}
-        if a.parents:  # most jobs have none: no comprehension to run
-            parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
-            steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
-        return JobContext(
-            a.job_id, a.token, a.attempt, a.idempotency_key, self.name,
-            parents, steps, a.workflow_id, a.step, report,
-        )  # fmt: skip
+        assert self._loop is not None  # run() sets it before any job can start
+        return tasks.job_context(a, self.name, self._loop, self._progress.record)
 
     def _forget(self, job_id: int) -> None:
         self.running.pop(job_id, None)
@@ -433,18 +423,28 @@ class Worker:
         self._forget(a.job_id)
         self.executed += 1
         freed = run is None or run.freed.done()
-        if freed:
-            self._busy.discard(a.job_id)
-        else:  # its handler still runs (stuck after a stop): the slot comes back later
+        if not freed:  # its handler still runs (stuck after a stop): the slot comes back later
             assert run is not None
             run.freed.add_done_callback(functools.partial(self._slot_freed, a.job_id))
         self.outbox.report(result, freed)
+        if freed:
+            self._busy.discard(a.job_id)
+            self._start_waiting()
 
     def _slot_freed(self, job_id: int, _freed: object = None) -> None:
         self._busy.discard(job_id)
         self.outbox.slot_freed(job_id=job_id)
+        self._start_waiting()
 
-    def _record_progress(self, job_id: int, token: int, fraction: float, message: str) -> None:
-        held = self.leases.held.get(job_id)
-        if held is not None and held.token == token:  # else finished: a late report is moot
-            self._progress.record(job_id, token, fraction, message)
+    def _start_waiting(self) -> None:
+        """Start prefetched jobs while slots are free (oldest first)."""
+        if self._starting or self.outbox.closed:
+            return  # the outer call starts the rest; a hard stop starts nothing
+        self._starting = True
+        try:
+            while self.waiting and len(self._busy) < self.concurrency:
+                a = self.waiting.next()
+                self._busy.add(a.job_id)
+                self._start(a)
+        finally:
+            self._starting = False

@@ -95,6 +95,21 @@ class Leases:
         """How long ago a lease granted on ``lease_basis`` lapsed (negative: still valid)."""
         return time.monotonic() - (max(lease_basis, self.renewed_at) + self.lease)
 
+    def read_too_late(self, message: wire.Assign) -> bool:
+        """Whether this Assign's lease had lapsed when we read it (we were paused): its
+        jobs may run elsewhere already, so none of them may run here (logged)."""
+        late = self.lapsed_for(message.lease_basis)
+        if late <= 0:
+            return False
+        log.warning(
+            "dropped %d stale assignment(s) (jobs %s): their lease lapsed %.1fs before "
+            "we read them",
+            len(message.assignments),
+            ", ".join(str(a.job_id) for a in message.assignments),
+            late,
+        )
+        return True
+
     def take(self, assignment: wire.Assignment, lease_basis: float) -> None:
         self.held[assignment.job_id] = assignment
         self.basis[assignment.job_id] = lease_basis

@@ -10,7 +10,7 @@ the latest report per job and sends them at most every ``PROGRESS_EVERY_S``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Container
+from collections.abc import Callable, Mapping
 
 from actors.worker.results import pack
 from transport import protocol as wire
@@ -75,7 +75,9 @@ class Outbox:
 
 
 class ProgressRelay:
-    def __init__(self, send: Send, held: Container[int], connected: Callable[[], bool]) -> None:
+    def __init__(
+        self, send: Send, held: Mapping[int, wire.Assignment], connected: Callable[[], bool]
+    ) -> None:
         self._send = send
         self._held = held
         self._connected = connected
@@ -83,6 +85,10 @@ class ProgressRelay:
         self._timer: asyncio.TimerHandle | None = None
 
     def record(self, job_id: int, token: int, fraction: float, message: str) -> None:
+        """A handler's report (on the loop); dropped unless that lease is still held."""
+        held = self._held.get(job_id)
+        if held is None or held.token != token:  # finished: a late report is moot
+            return
         self._latest[job_id] = (job_id, token, fraction, message)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(PROGRESS_EVERY_S, self._flush)

@@ -19,7 +19,7 @@ import msgspec
 
 from actors.errors import HandlerFailed
 from actors.worker.executors import JobStopped, ended_by
-from actors.worker.tasks import TaskOptions, retryable
+from actors.worker.tasks import TaskOptions, retryable, task_options
 from transport import protocol as wire
 
 log = logging.getLogger("corral.worker")
@@ -88,6 +88,12 @@ def failed(
     if traceback is not None:
         log.info("job %d traceback:\n%s", a.job_id, text)
     return wire.JobResult(a.job_id, a.token, False, error=text, retry=retry)
+
+
+def stopped(a: Attempt, reason: str) -> wire.JobResult:
+    """A job ended before its handler could finish (timed out, self-fenced, told to stop,
+    or never started): a failure, retried if its task's options allow it."""
+    return failed(a, reason, retry=retryable(task_options(a.task), None, a.attempt))
 
 
 def outcome(

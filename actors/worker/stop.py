@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from actors.worker.leases import Leases
 from actors.worker.outbox import Outbox
+from actors.worker.prefetch import Prefetched
 from transport import protocol as wire
 
 log = logging.getLogger("corral.worker")
@@ -43,6 +44,8 @@ class Worker(Protocol):
     @property
     def name(self) -> str: ...
 
+    waiting: Prefetched
+
     def stop_job(self, job_id: int, reason: str) -> None: ...
 
     def stop(self) -> None: ...
@@ -59,6 +62,10 @@ async def drain(w: Worker) -> None:
             w.drain_timeout,
         )
     w.send(wire.Drain())
+    # Prefetched, never started: no longer held, so the scheduler re-queues them for other
+    # workers as never started (``actors.worker.prefetch``).
+    for job_id in w.waiting.clear():
+        w.leases.forget(job_id)
     deadline = time.monotonic() + w.drain_timeout
     # Polled: it also ends on a deadline or a second signal, once per worker lifetime.
     # Held covers a sync job whose launch waits for the next loop turn (not running yet).
@@ -81,6 +88,13 @@ async def drain(w: Worker) -> None:
     w.outbox.flush()  # finished results first: the Goodbye must follow them
     w.send(wire.Goodbye(w.leases.listed()))
     await asyncio.sleep(0.05)  # let the frame leave before the socket closes
+
+
+def claims(w: Worker) -> list[tuple[int, int]]:
+    """What a (re)connecting hello claims: jobs held (running or prefetched), and finished
+    jobs whose results the scheduler has not acknowledged yet (resent right after)."""
+    unacked = [(r.job_id, r.token) for r in w.outbox.unacked.values()]
+    return w.leases.listed() + unacked
 
 
 def held_work(w: Worker) -> list[int]:

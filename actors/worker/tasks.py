@@ -12,6 +12,7 @@ a client that has the task registered in its own process).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
@@ -24,6 +25,7 @@ from actors.rates import MAX_COUNT, default_burst, parse_rate
 from actors.worker.options import OPTIONS as OPTIONS
 from actors.worker.options import TaskOptions as TaskOptions
 from actors.worker.options import task_options as task_options
+from transport import protocol as wire
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -289,6 +291,29 @@ class JobContext:
         at most four a second, so a chatty handler cannot flood the scheduler."""
         if self.reporter is not None:
             self.reporter(min(1.0, max(0.0, float(fraction))), str(message)[:1024])
+
+
+def job_context(
+    a: wire.Assignment,
+    worker: str,
+    loop: asyncio.AbstractEventLoop,
+    record: Callable[[int, int, float, str], None],
+) -> JobContext:
+    """Job ``a``'s context on ``worker``; its progress reports go to ``record`` on ``loop``
+    (from any thread, or a pool child's relay)."""
+
+    def report(fraction: float, message: str) -> None:
+        loop.call_soon_threadsafe(record, a.job_id, a.token, fraction, message)
+
+    parents: dict[int, Any] = {}
+    steps: dict[str, Any] = {}
+    if a.parents:  # most jobs have none: no comprehension to run
+        parents = {p.job_id: wire.unpack(p.result) for p in a.parents}
+        steps = {p.step: parents[p.job_id] for p in a.parents if p.step is not None}
+    return JobContext(
+        a.job_id, a.token, a.attempt, a.idempotency_key, worker,
+        parents, steps, a.workflow_id, a.step, report,
+    )  # fmt: skip
 
 
 class PendingContext(Generic[S]):

@@ -5,6 +5,7 @@ overdue leases found."""
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from actors.scheduler.workerconn import FRAME_BUDGET_BYTES, WorkerConn, assignment_bytes, pack
 from transport import protocol as wire
@@ -145,3 +146,24 @@ def test_only_leases_still_held_past_timeout_lease_and_grace_are_overdue() -> No
     assert worker.overdue(0.0) == []
     assert worker.overdue(far) == [(1, 1)]
     assert worker.overdue(far) == []
+
+
+def test_a_waiting_job_s_overdue_deadline_counts_from_the_heartbeat_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("actors.scheduler.workerconn.time.monotonic", lambda: clock[0])
+    worker = WorkerConn(b"w", "w", 4, ("default",))
+    worker.assign([assignment(1, timeout=1.0), assignment(2, timeout=1.0), assignment(3)], 6.0)
+    clock[0] = 105.0  # prefetched: jobs 1 and 3 still wait for a slot
+    worker.postpone([1, 3], 6.0)
+    assert worker.overdue(107.5) == [(2, 1)], "2 started at once: due 1 + 6 s after its lease"
+    assert worker.overdue(111.9) == [], "1's first deadline (107) is void: it waited"
+    assert worker.overdue(112.0) == [(1, 1)], "due 1 + 6 s after the heartbeat naming it"
+    worker.assign([assignment(4, timeout=1.0)], 6.0)
+    worker.postpone([4], 6.0)
+    for job_id in (4, 1, 2):  # ended (the overdue ones by the dispatcher)
+        assert worker.end(job_id, 1)
+    assert worker.overdue(10**12) == []
+    assert worker.postponed == {}, "forgotten with their leases"
+    assert worker.timeouts == {}
