@@ -260,8 +260,8 @@ class Dispatcher(DispatcherBase):
                 credit = self._credit(worker, len(not_held))
                 if credit is not None:
                     self._credits_out.append(credit)
-        if beat.waiting:
-            worker.postpone(beat.waiting, self.lease + self.grace)
+        if beat.waiting:  # prefetched, not started: their timeouts have not begun
+            worker.postpone(beat.waiting[: worker.slots], self.lease + self.grace)
         overdue = worker.overdue(time.monotonic())
         if overdue:
             for job_id, token in overdue:

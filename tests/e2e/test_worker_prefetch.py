@@ -93,3 +93,23 @@ async def test_a_killed_prefetching_worker_loses_no_job_and_runs_none_twice(
     assert len(cut) <= 2, "at most its 2 running jobs were cut; the 6 waiting never started"
     unpacked = {j: wire.unpack(o.result) for j, o in outcomes.items()}
     assert sorted(unpacked.values()) == list(range(120))
+
+
+async def test_a_prefetched_job_s_timeout_backstop_waits_for_its_start(cluster: Cluster) -> None:
+    """Job 2 (timeout 0.5 s) waits 3 s for the one slot: past its timeout + lease + grace
+    (1.9 s) counted from its assignment. The worker's heartbeats name it as waiting, so the
+    scheduler does not take it for lost: it runs once, after job 1, in its first attempt."""
+    cluster.start()
+    cluster.worker("w", 1, "--prefetch", "1")
+    async with cluster.client() as client:
+        first = await client.submit("record", [1, 3.0])
+        await until_started(cluster.ledger, first)
+        second = await client.submit("record", [2, 0.0], timeout=0.5, max_retries=3)
+        await until_running(client, second, "w")  # leased, waiting for the slot
+        outcomes = await client.wait([first, second], timeout=30)
+        view = await client.job(second)
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+    assert view is not None
+    assert (view.attempts, view.token) == (1, 1), "never declared lost, never re-queued"
+    runs = [r for r in read_ledger(cluster.ledger) if r["job"] == second]
+    assert [(r["token"], r["end"] is not None) for r in runs] == [(1, True)]
