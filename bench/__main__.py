@@ -314,12 +314,13 @@ def dag(args: argparse.Namespace, console: Console) -> int:
 
 def chaos(args: argparse.Namespace, console: Console) -> int:
     scheduler_args = ("--strategy", args.strategy, *CHAOS_TIMINGS)
-    cluster = Cluster(scheduler_args, db=args.db)
+    cluster = Cluster(scheduler_args, db=args.db, prefetch=args.prefetch)
     workers = min(args.workers, 4)
     faults = Faults(args.kill_every, args.pause_every, args.pause_seconds, args.restart_every)
     killer = None
     if args.schedulers > 1:  # leaders are killed instead of the one scheduler restarted
         cluster = Schedulers(scheduler_args, args.db, args.schedulers)
+        cluster.prefetch = args.prefetch
         killer = LeaderKiller(cluster, args.kill_leader_every)
         faults.restart_every = 0
     try:

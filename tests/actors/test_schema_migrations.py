@@ -52,7 +52,7 @@ def file_state(path: Path) -> tuple[bytes, int, bool]:
 def test_step_1_is_the_schema_the_release_before_migrations_shipped() -> None:
     """A shipped step never changes: new files and upgraded ones must end up alike."""
     assert STEPS[0] == schema_v1.V1_DDL
-    assert SCHEMA_VERSION == len(STEPS) == 9
+    assert SCHEMA_VERSION == len(STEPS) == 10
 
 
 def test_a_new_file_gets_every_step_and_reports_no_upgrade(tmp_path: Path) -> None:
@@ -62,7 +62,8 @@ def test_a_new_file_gets_every_step_and_reports_no_upgrade(tmp_path: Path) -> No
     conn.close()
     assert version(path) == SCHEMA_VERSION
     names = {name for _, name, _ in schema_of(path)}
-    assert {"jobs", "workflows", "edges", "attempts", "jobs_live", "jobs_failed"} <= names
+    assert {"jobs", "workflows", "edges", "attempts", "jobs_live", "jobs_finished"} <= names
+    assert "jobs_failed" not in names, "dropped by step 10: jobs_finished serves its reads"
 
 
 def test_a_schema_1_database_is_upgraded_in_place_with_every_row_kept(tmp_path: Path) -> None:
@@ -79,7 +80,9 @@ def test_a_schema_1_database_is_upgraded_in_place_with_every_row_kept(tmp_path: 
     assert after["jobs"] == [(*row, "", "", 0) for row in before.pop("jobs")]
     assert after.pop("limits", []) == []
     assert {t: rows for t, rows in after.items() if t != "jobs"} == before
-    assert ("index", "jobs_failed") in {(kind, name) for kind, name, _ in schema_of(path)}
+    indexes = {name for kind, name, _ in schema_of(path) if kind == "index"}
+    assert "jobs_finished" in indexes
+    assert "jobs_failed" not in indexes
     [[database_id]] = read(path, "SELECT value FROM corral_meta WHERE key = 'database_id'")
     assert len(database_id) == 32, "an upgraded database gets its identity too"
 
@@ -91,12 +94,10 @@ def test_dead_letters_are_found_through_their_partial_index(tmp_path: Path) -> N
     migrate(conn, str(path))
     for sql, params in ((FAILED_IDS, ()), (LIST_BY_STATUS, ("FAILED", 100))):
         plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-        # Either partial index reads only the failed rows: since step 9 spells jobs_finished's
-        # condition as ORs, SQLite sees that status = 'FAILED' implies it, and may prefer it.
-        assert "INDEX jobs_failed" in plan or "INDEX jobs_finished (status=?)" in plan, (
-            sql,
-            plan,
-        )
+        # The partial index reads only the failed rows: since step 9 spells jobs_finished's
+        # condition as ORs, SQLite sees that status = 'FAILED' implies it (step 10 dropped
+        # jobs_failed, which it had preferred already).
+        assert "INDEX jobs_finished (status=?)" in plan, (sql, plan)
     assert conn.execute(FAILED_IDS).fetchall() == [(schema_v1.FAILED_ID,)]
     conn.close()
 

@@ -115,10 +115,10 @@ async def test_a_schema_1_database_is_upgraded_and_every_live_job_runs(
     scheduler.send_signal(signal.SIGTERM)
     assert scheduler.wait(timeout=20) == 0, scheduler_log(procs)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
-    assert "jobs_failed" in indexes
+    assert "jobs_failed" not in indexes, "made by step 2, dropped by step 10"
     assert "jobs_finished" in indexes
 
 
