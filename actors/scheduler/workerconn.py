@@ -113,7 +113,8 @@ class WorkerConn:
     lease_basis: float = 0.0  # newest worker-clock sent_at heard (heartbeat or hello)
     deadlines: list[tuple[float, int, int]] = field(default_factory=list)  # heap
     timeouts: dict[int, float] = field(default_factory=dict)  # job id -> timeout, if it has one
-    # Deadlines moved later (``postpone``): an earlier entry of the heap for the job is void.
+    # Deadlines moved later by heartbeats naming the job as waiting (``postpone``): its heap
+    # entry, when due, is pushed again with this one. One entry per job, however many beats.
     postponed: dict[int, float] = field(default_factory=dict)
     progress: dict[int, tuple[float, str]] = field(default_factory=dict)  # job -> latest report
     progress_at: float = 0.0
@@ -209,11 +210,8 @@ class WorkerConn:
         now = time.monotonic()
         for job_id in waiting:
             timeout = self.timeouts.get(job_id)
-            token = self.running.get(job_id)
-            if timeout is None or token is None:
-                continue
-            deadline = self.postponed[job_id] = now + timeout + grace
-            heapq.heappush(self.deadlines, (deadline, job_id, token))
+            if timeout is not None and job_id in self.running:
+                self.postponed[job_id] = now + timeout + grace
 
     def end(self, job_id: int, token: int) -> bool:
         """The lease ended (result, reclaim, stop); False if it was not held."""
@@ -295,8 +293,10 @@ class WorkerConn:
             deadline, job_id, token = heapq.heappop(heap)
             if self.running.get(job_id) != token:
                 continue
-            if self.postponed.get(job_id, deadline) != deadline:
-                continue  # moved later: its newer entry stands
+            later = self.postponed.get(job_id, deadline)
+            if later > deadline:  # it was still waiting to start: due later
+                heapq.heappush(heap, (later, job_id, token))
+                continue
             due.append((job_id, token))
         return due
 

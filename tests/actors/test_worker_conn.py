@@ -155,8 +155,10 @@ def test_a_waiting_job_s_overdue_deadline_counts_from_the_heartbeat_naming_it(
     monkeypatch.setattr("actors.scheduler.workerconn.time.monotonic", lambda: clock[0])
     worker = WorkerConn(b"w", "w", 4, ("default",))
     worker.assign([assignment(1, timeout=1.0), assignment(2, timeout=1.0), assignment(3)], 6.0)
-    clock[0] = 105.0  # prefetched: jobs 1 and 3 still wait for a slot
-    worker.postpone([1, 3], 6.0)
+    for beat in range(6):  # prefetched: jobs 1 and 3 still wait for a slot
+        clock[0] = 100.0 + beat
+        worker.postpone([1, 3], 6.0)
+    assert len(worker.deadlines) == 2, "one deadline per job with a timeout, however many beats"
     assert worker.overdue(107.5) == [(2, 1)], "2 started at once: due 1 + 6 s after its lease"
     assert worker.overdue(111.9) == [], "1's first deadline (107) is void: it waited"
     assert worker.overdue(112.0) == [(1, 1)], "due 1 + 6 s after the heartbeat naming it"
