@@ -9,6 +9,7 @@ Modes (one per run):
   --jobs N [--workers W] [--concurrency C]   throughput: submit N no-op jobs as fast as the
                                              SDK allows, time until the last completes
         [--prefetch P]                       ...each worker holding P jobs beyond its slots
+        [--job-ms MS]                        ...each job awaiting MS ms instead of none
         [--status-every S]                   ...while asking for status every S seconds
   --rate R --duration S                      steady rate: one job at a time at R jobs/s;
                                              submit->start and submit->done percentiles
@@ -205,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             args,
             console,
             lambda c, p: modes.throughput(
-                c, args.jobs, args.workers, args.concurrency, p, args.status_every, args.timeout
+                c,
+                args.jobs,
+                args.workers,
+                args.concurrency,
+                p,
+                args.status_every,
+                args.timeout,
+                args.job_ms,
             ),
         )
         if args.with_ceiling:

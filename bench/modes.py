@@ -54,10 +54,12 @@ async def wait_for_workers(client: AsyncClient, n: int) -> None:
         await asyncio.sleep(0.05)
 
 
-async def submit_all(client: AsyncClient, jobs: int, on_chunk: Any = None) -> list[int]:
-    """Submit ``jobs`` no-op jobs as fast as acknowledgements come back (a few frames in
-    flight); returns their ids in order."""
-    spec = job_spec("bench.noop")
+async def submit_all(
+    client: AsyncClient, jobs: int, on_chunk: Any = None, job_ms: float = 0.0
+) -> list[int]:
+    """Submit ``jobs`` no-op jobs (each awaiting ``job_ms`` ms, if given) as fast as
+    acknowledgements come back (a few frames in flight); returns their ids in order."""
+    spec = job_spec("bench.nap", [job_ms]) if job_ms else job_spec("bench.noop")
     gate = asyncio.Semaphore(IN_FLIGHT)
 
     async def chunk(n: int) -> list[int]:
@@ -93,6 +95,7 @@ async def throughput(
     progress: Progress,
     status_every: float = 0.0,
     timeout: float = 600,
+    job_ms: float = 0.0,
 ) -> dict[str, Any]:
     cluster.start_workers(workers, concurrency)
     bar = progress.add_task(f"{jobs:,} jobs on {workers} worker(s)", total=jobs)
@@ -114,7 +117,7 @@ async def throughput(
             poller = asyncio.ensure_future(poll())
         roles_before = cluster.cpu_by_role()
         started, cpu_before = time.perf_counter(), cpu_times()
-        ids = await submit_all(client, jobs)
+        ids = await submit_all(client, jobs, job_ms=job_ms)
         completed = await wait_all(client, ids, progress, bar, timeout)
         seconds, cpu_after = time.perf_counter() - started, cpu_times()
         roles_after = cluster.cpu_by_role()
@@ -130,6 +133,7 @@ async def throughput(
         "latency_ms": percentiles([]),
         "scheduler_rss_mb": cluster.rss_mb(),
         "workers": workers,
+        "job_ms": job_ms,
         "machine_cpu_busy_pct": cpu,
         **cpu_figures(jobs, (cpu_before, cpu_after), (roles_before, roles_after)),
         "ids": ids,

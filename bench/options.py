@@ -22,6 +22,13 @@ def parser(description: str) -> argparse.ArgumentParser:
         metavar="P",
         help="jobs each worker holds beyond its slots (corral worker --prefetch; default 0)",
     )
+    parser.add_argument(
+        "--job-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="throughput: each job awaits MS milliseconds (bench.nap) instead of none",
+    )
     parser.add_argument("--strategy", default="priority")
     parser.add_argument(
         "--db",

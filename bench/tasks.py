@@ -1,5 +1,6 @@
 """The bench's tasks: a no-op that records each execution (job id and start time)
-independently of corral, and a ledgered one for chaos runs.
+independently of corral, a short one that does the same and then waits, and a ledgered
+one for chaos runs.
 
 The no-op keeps its records in memory and writes them to $CORRAL_BENCH_DIR/<pid>.ids and
 <pid>.starts when the worker exits cleanly (the bench stops workers with SIGTERM, which
@@ -8,6 +9,7 @@ drains them first).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import time
@@ -23,6 +25,14 @@ _started = array("d")
 async def noop() -> None:
     _executed.append(context().job_id)
     _started.append(time.time())
+
+
+@task(name="bench.nap")
+async def nap(ms: float) -> None:
+    """A short job: recorded as the no-op is, then ``ms`` milliseconds awaited."""
+    _executed.append(context().job_id)
+    _started.append(time.time())
+    await asyncio.sleep(ms / 1000)
 
 
 def _dump() -> None:

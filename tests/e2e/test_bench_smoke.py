@@ -43,6 +43,7 @@ def bench(*args: str, exit_status: tuple[int, ...] = (0,)) -> dict:  # type: ign
     [
         (["--jobs", "2000", "--workers", "2"], "throughput"),
         (["--jobs", "1000", "--workers", "1", "--status-every", "0.05"], "throughput"),
+        (["--jobs", "600", "--workers", "2", "--prefetch", "8", "--job-ms", "1"], "throughput"),
         (["--rate", "100", "--duration", "2", "--workers", "1"], "rate"),
         (["--backlog", "2000", "--workers", "2"], "backlog"),
         (["--inproc", "--jobs", "2000"], "inproc"),
@@ -61,6 +62,8 @@ def test_each_load_mode_completes_with_nothing_lost_or_duplicated(
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
     if mode in ("rate", "floor"):
         assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    if "--prefetch" in args:  # the workers were started with it, the jobs were naps
+        assert (result["prefetch"], result["job_ms"]) == (8, 1.0)
 
 
 def test_the_idle_gap_diagnostic_prints_a_row_per_gap() -> None:
@@ -87,7 +90,8 @@ def test_the_scaling_mode_completes() -> None:
 def test_the_chaos_mode_completes() -> None:
     # A smoke test: every fault once or twice, no long jobs (tests/e2e/test_chaos.py has them).
     chaos = bench("--chaos", "--jobs", "500", "--workers", "2", "--long-every", "0",
-                  "--kill-every", "1", "--pause-every", "1.5", "--restart-every", "3")  # fmt: skip
+                  "--kill-every", "1", "--pause-every", "1.5", "--restart-every", "3",
+                  "--prefetch", "4")  # fmt: skip
     assert chaos["ok"] is True
     assert chaos["wrong_token"] == chaos["overlaps"] == chaos["lost"] == 0
 
