@@ -88,6 +88,7 @@ class Worker:
         self.link = Link(parse(address), self._hello, log, f"worker {self.name}", keys=keys)
         self.concurrency = concurrency
         self.prefetch = prefetch
+        self.slots = concurrency + prefetch  # the leases it may hold
         self.waiting = Prefetched()  # held, not started: no slot free yet
         self._starting = False  # _start_waiting is running (a start may end a job at once)
         self.queues = queues
@@ -115,11 +116,6 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None  # run()'s: progress reports
 
     # ------------------------------------------------------------------ wiring
-
-    @property
-    def slots(self) -> int:
-        """The leases this worker may hold: its concurrency plus its prefetch."""
-        return self.concurrency + self.prefetch
 
     @property
     def address(self) -> str:
@@ -304,10 +300,10 @@ class Worker:
             if a.job_id in self.leases.held:  # a duplicate, or a new lease while the old runs:
                 log.warning("ignoring job %d token %d: we still run it", a.job_id, a.token)
                 continue  # not listed, so reclaimed; the old lease is stopped by StopJob
-            if len(self._busy) + len(self.waiting) >= self.slots:
-                log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.slots)
             self.leases.take(a, message.lease_basis)
             if self.waiting or len(self._busy) >= self.concurrency:
+                if len(self._busy) + len(self.waiting) >= self.slots:
+                    log.error("scheduler sent job %d beyond our %d slots", a.job_id, self.slots)
                 self.waiting.add(a)  # its turn comes when a slot frees (_start_waiting)
                 continue
             self._busy.add(a.job_id)
@@ -429,12 +425,14 @@ class Worker:
         self.outbox.report(result, freed)
         if freed:
             self._busy.discard(a.job_id)
-            self._start_waiting()
+            if self.waiting:
+                self._start_waiting()
 
     def _slot_freed(self, job_id: int, _freed: object = None) -> None:
         self._busy.discard(job_id)
         self.outbox.slot_freed(job_id=job_id)
-        self._start_waiting()
+        if self.waiting:
+            self._start_waiting()
 
     def _start_waiting(self) -> None:
         """Start prefetched jobs while slots are free (oldest first)."""

@@ -64,7 +64,7 @@ async def drain(w: Worker) -> None:
     w.send(wire.Drain())
     # Prefetched, never started: no longer held, so the scheduler re-queues them for other
     # workers as never started (``actors.worker.prefetch``).
-    for job_id in w.waiting.clear():
+    for job_id in w.waiting.take_all():
         w.leases.forget(job_id)
     deadline = time.monotonic() + w.drain_timeout
     # Polled: it also ends on a deadline or a second signal, once per worker lifetime.
