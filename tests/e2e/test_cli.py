@@ -105,6 +105,9 @@ def test_status_json_has_counts_and_workers(address: str) -> None:
         (["watch", str(10**23)], "no id is that large"),
         (["job", str(2**62 + 1)], "no id is that large"),
         (["worker", "tasks", "--concurrency", "100000000"], "must be at most 10000"),
+        (["worker", "tasks", "--prefetch", "-1"], "must be from 0 to 9999, got -1"),
+        (["worker", "tasks", "--prefetch", "two"], "must be a whole number, got 'two'"),
+        (["worker", "tasks", "--concurrency", "9000", "--prefetch", "1001"], "plus --prefetch"),
         (["submit", "t", "--timeout", "nan"], "must be a finite number"),
     ],
 )
