@@ -370,10 +370,12 @@ def _drain(actor: Actor) -> list[Any]:
 
 
 async def test_a_commit_after_a_second_idle_checks_the_file_is_still_at_its_path(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first commit after more than a second without one checks the file before it
-    replies: a commit into a deleted file is not durable, so it is not acknowledged."""
+    replies, even when the idle watch checked it less than a second ago: a commit into a
+    deleted file is not durable, so it is not acknowledged."""
+    import actors.scheduler.store.actor as actor_module
     from actors.errors import StoreLost
 
     clock = FakeClock()
@@ -381,12 +383,24 @@ async def test_a_commit_after_a_second_idle_checks_the_file_is_still_at_its_path
     folder.mkdir()
     store = Store(str(folder / "c.db"), clock=clock)
     inbox = Inbox()
+    monkeypatch.setattr(actor_module, "WATCH_EVERY_S", 0.05)  # the idle watch, soon
     async with serving(store) as system:
+        checked = asyncio.Event()
+        verify = store.backend.verify
+
+        def watched_verify() -> None:
+            checked.set()
+            verify()
+
+        monkeypatch.setattr(store.backend, "verify", watched_verify)
         store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
         assert await written(inbox) == [1]
+        clock.now += 0.5
+        await asyncio.wait_for(checked.wait(), 5)  # the watch found the file in place
+        monkeypatch.setattr(actor_module, "WATCH_EVERY_S", 2.0)  # and checks no more here
         for name in os.listdir(folder):
             os.remove(folder / name)
-        clock.now += 1.5  # idle for more than a second (the idle watch waits for 2)
+        clock.now += 0.7  # 1.2 s since the last commit, 0.7 s since the watch's check
         store.tell(Write(Ops(inserts=[row(2)]), inbox, 2))
         error = await stopped(system)
     assert isinstance(error, StoreLost)
@@ -471,6 +485,8 @@ async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
     await store.open()
     inbox = Inbox()
     store.failed = StoreLost("database c.db", "was deleted")  # as _stop_for sets it
-    await store._committed(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
-    assert _drain(inbox) == []
-    await store.on_stop()
+    try:
+        await store._committed(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
+        assert _drain(inbox) == []
+    finally:
+        await store.on_stop()  # else the database thread keeps a failed run from exiting
