@@ -328,13 +328,25 @@ def test_commits_are_power_loss_safe_by_default() -> None:
     assert "PRAGMA synchronous=NORMAL" in connection_pragmas("normal")
 
 
-async def test_a_new_store_fsyncs_every_commit(tmp_path: Path) -> None:
+async def test_a_new_store_fsyncs_every_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit of the chain runs on a connection with synchronous FULL."""
+    write_batch = sqlite_chain.write_batch
+    synchronous: list[int] = []
+
+    def recording(conn: sqlite3.Connection, ops: Ops) -> None:  # in the database thread
+        synchronous.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        write_batch(conn, ops)
+
+    monkeypatch.setattr(sqlite_chain, "write_batch", recording)
     store = Store(str(tmp_path / "c.db"))
-    await store.open()
-    try:
-        assert await fetch(store, "PRAGMA synchronous") == [(2,)], "2 is FULL"
-    finally:
-        await store.on_stop()
+    inbox = Inbox()
+    async with serving(store):
+        for i in (1, 2):
+            store.tell(Write(Ops(inserts=[row(i)]), inbox, i))
+            assert await written(inbox) == [i]
+    assert synchronous == [2, 2], "2 is FULL"
 
 
 async def test_a_full_database_is_reported_as_full_and_nothing_of_it_acknowledged(
