@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.errors import StoreInconsistent
+from actors.errors import StoreError
 from actors.lifecycle import JobState
-from actors.runtime import Actor
+from actors.runtime import Actor, ActorSystem
 from actors.scheduler.jobs import Job
 from actors.scheduler.messages import Write, Written
 from actors.scheduler.ops import Ops
@@ -65,6 +67,51 @@ def row(job_id: int, args: bytes = b"\x90") -> Job:
         JobState.QUEUED,
     )
     return job
+
+
+@contextlib.asynccontextmanager
+async def serving(store: StoreActor) -> AsyncIterator[ActorSystem]:
+    """``store`` opened and running in an actor system, as the scheduler runs it: writes
+    told to it commit through its commit chain; stopped (its file closed) on the way out."""
+    await store.open()
+    system = ActorSystem()
+    system.add(store)
+    await system.start()
+    try:
+        yield system
+    finally:
+        await system.stop()
+
+
+async def written(inbox: Actor) -> list[Any]:
+    """The tags of the next ``Written`` reply ``inbox`` gets."""
+    reply = await asyncio.wait_for(inbox.mailbox.get(), 5)
+    assert isinstance(reply, Written)
+    return reply.tags
+
+
+async def stopped(system: ActorSystem) -> StoreError:
+    """The store error the system stops with (the store stops it; nothing else here does)."""
+    with pytest.raises(StoreError) as raised:
+        await asyncio.wait_for(system.run(), 5)
+    return raised.value
+
+
+async def rows_in(path: str, sql: str) -> list[tuple[Any, ...]]:
+    """What a scheduler that opens the file next finds."""
+    store = Store(path)
+    await store.open()
+    try:
+        return await fetch(store, sql)
+    finally:
+        await store.on_stop()
+
+
+async def chain_ended(store: StoreActor) -> None:
+    """Until the commit chain running, if any, has ended (it takes nothing more): writes
+    told next wait for the next chain, which takes them together."""
+    if store._chain is not None:
+        await asyncio.wait_for(asyncio.wait([store._chain]), 5)
 
 
 async def test_writes_that_pile_up_are_committed_together_then_acknowledged(tmp_path: Path) -> None:
@@ -151,16 +198,26 @@ async def test_a_feeder_that_never_empties_its_mailbox_cannot_hold_a_commit_back
         await store.on_stop()
 
 
-async def test_a_compare_and_swap_that_misses_stops_the_store(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "c.db"))
-    await store.open()
+async def test_a_compare_and_swap_that_misses_rolls_its_transaction_back_and_stops_the_store(
+    tmp_path: Path,
+) -> None:
+    """A transaction whose compare-and-swap misses (the job is not in the status the
+    scheduler expects) applies nothing, not even the other writes that share it,
+    acknowledges none of them, and stops the scheduler."""
+    path = str(tmp_path / "c.db")
+    store = Store(path)
     inbox = Inbox()
-    await store._commit([Write(Ops(inserts=[row(1)]), inbox, "insert")])
-    update = ("RUNNING", 1, 1, "w", 1.0, None, 0.0, None, None, 1, "PENDING")  # expects PENDING
-    with pytest.raises(StoreInconsistent):
-        await store._commit([Write(Ops(updates=[update]), inbox, "cas")])
-    assert (await fetch(store, "SELECT status FROM jobs"))[0][0] == "QUEUED", "rolled back"
-    await store.on_stop()
+    async with serving(store) as system:
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, "insert"))
+        assert await written(inbox) == ["insert"]
+        await chain_ended(store)
+        update = ("RUNNING", 1, 1, "w", 1.0, None, 0.0, None, None, 1, "PENDING")  # is QUEUED
+        store.tell(Write(Ops(inserts=[row(2)]), inbox, "beside"))  # told together: one commit
+        store.tell(Write(Ops(updates=[update]), inbox, "cas"))
+        error = await stopped(system)
+    assert "disagrees with the scheduler's memory" in str(error)
+    assert _drain(inbox) == [], "nothing of the transaction acknowledged"
+    assert await rows_in(path, "SELECT id, status FROM jobs") == [(1, "QUEUED")], "rolled back"
 
 
 async def test_a_second_store_on_the_same_file_is_refused(tmp_path: Path) -> None:
@@ -191,30 +248,67 @@ async def test_a_database_from_an_incompatible_schema_is_refused_clearly(tmp_pat
     await reopened.on_stop()
 
 
-async def test_the_store_checkpoints_the_wal_itself_after_the_commits_replies_went_out(
+async def test_the_store_checkpoints_the_wal_itself_and_no_reply_waits_for_a_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """SQLite's own checkpoint is off (it would run inside a COMMIT and hold back leases):
+    the commit chain checkpoints every CHECKPOINT_EVERY_COMMITS commits, after reporting
+    the commit, so its writers' replies go out while the checkpoint runs. (The chain's
+    checkpoint runs in the database thread, so replies are not all sent before it starts,
+    as they were when the loop committed one batch at a time: that they need not wait for
+    it is what matters.)"""
     import actors.scheduler.store.sqlite as store_module
 
-    store = Store(str(tmp_path / "c.db"))
-    await store.open()
-    rows = await fetch(store, "PRAGMA wal_autocheckpoint")
-    assert rows == [(0,)], "SQLite must not checkpoint inside a COMMIT"
-    inbox = Inbox()
-    replies_before_checkpoint: list[int] = []
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 3)
     checkpoint = sqlite_chain.checkpoint_wal
+    started, release = threading.Semaphore(0), threading.Semaphore(0)
 
-    def recording_checkpoint(conn: Any) -> None:
-        replies_before_checkpoint.append(inbox.mailbox.qsize())
+    def held_checkpoint(conn: sqlite3.Connection) -> None:  # in the database thread
+        started.release()
+        if not release.acquire(timeout=10):
+            raise sqlite3.OperationalError("the test never let the checkpoint go")
         checkpoint(conn)
 
-    monkeypatch.setattr(sqlite_chain, "checkpoint_wal", recording_checkpoint)
-    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 3)
-    for i in range(1, 7):
-        await store._commit([Write(Ops(inserts=[row(i)]), inbox, i)])
-    assert store.backend.counters()["checkpoints"] == 2
-    assert replies_before_checkpoint == [3, 6], "each checkpoint ran after its commit replied"
-    await store.on_stop()
+    monkeypatch.setattr(sqlite_chain, "checkpoint_wal", held_checkpoint)
+    store = Store(str(tmp_path / "c.db"))
+    inbox = Inbox()
+    async with serving(store):
+        rows = await fetch(store, "PRAGMA wal_autocheckpoint")
+        assert rows == [(0,)], "SQLite must not checkpoint inside a COMMIT"
+        for i in range(1, 7):
+            store.tell(Write(Ops(inserts=[row(i)]), inbox, i))
+            assert await written(inbox) == [i], "replied while its checkpoint is held"
+            if i % 3 == 0:
+                assert await asyncio.to_thread(started.acquire, timeout=5), "checkpoint due"
+                release.release()
+        await chain_ended(store)  # the chain that committed 6 and checkpointed after it
+        assert store.backend.counters()["checkpoints"] == 2
+    assert not started.acquire(timeout=0), "two checkpoints in six commits, no more"
+
+
+async def test_a_checkpoint_that_fails_after_a_commit_acknowledges_that_commit_once_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit before a failed checkpoint is durable: its writers get their one reply;
+    then the store stops with the checkpoint's error, acknowledging nothing again."""
+    import actors.scheduler.store.sqlite as store_module
+
+    def failing_checkpoint(conn: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 1)
+    monkeypatch.setattr(sqlite_chain, "checkpoint_wal", failing_checkpoint)
+    path = str(tmp_path / "c.db")
+    store = Store(path)
+    inbox = Inbox()
+    async with serving(store) as system:
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        assert await written(inbox) == [1]
+        error = await stopped(system)
+    assert "cannot checkpoint" in str(error)
+    assert "disk I/O error" in str(error)
+    assert _drain(inbox) == [], "acknowledged once"
+    assert await rows_in(path, "SELECT id FROM jobs") == [(1,)]
 
 
 class FakeClock:
@@ -234,13 +328,25 @@ def test_commits_are_power_loss_safe_by_default() -> None:
     assert "PRAGMA synchronous=NORMAL" in connection_pragmas("normal")
 
 
-async def test_a_new_store_fsyncs_every_commit(tmp_path: Path) -> None:
+async def test_a_new_store_fsyncs_every_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit of the chain runs on a connection with synchronous FULL."""
+    write_batch = sqlite_chain.write_batch
+    synchronous: list[int] = []
+
+    def recording(conn: sqlite3.Connection, ops: Ops) -> None:  # in the database thread
+        synchronous.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        write_batch(conn, ops)
+
+    monkeypatch.setattr(sqlite_chain, "write_batch", recording)
     store = Store(str(tmp_path / "c.db"))
-    await store.open()
-    try:
-        assert await fetch(store, "PRAGMA synchronous") == [(2,)], "2 is FULL"
-    finally:
-        await store.on_stop()
+    inbox = Inbox()
+    async with serving(store):
+        for i in (1, 2):
+            store.tell(Write(Ops(inserts=[row(i)]), inbox, i))
+            assert await written(inbox) == [i]
+    assert synchronous == [2, 2], "2 is FULL"
 
 
 async def test_a_full_database_is_reported_as_full_and_nothing_of_it_acknowledged(
@@ -250,22 +356,22 @@ async def test_a_full_database_is_reported_as_full_and_nothing_of_it_acknowledge
     # grow (here by PRAGMA max_page_count; tests/e2e/test_startup.py fills a real tmpfs).
     from actors.errors import StoreFull
 
-    store = Store(str(tmp_path / "c.db"))
-    await store.open()
+    path = str(tmp_path / "c.db")
+    store = Store(path)
     inbox = Inbox()
-    await store._commit([Write(Ops(inserts=[row(1)]), inbox, "kept")])
-    pages = (await fetch(store, "PRAGMA page_count"))[0][0]
-    await fetch(store, f"PRAGMA max_page_count={pages}")
-    big = [row(i, args=b"x" * 50_000) for i in range(2, 12)]
-    with pytest.raises(StoreFull, match="disk is full") as raised:
-        await store._commit([Write(Ops(inserts=big), inbox, "lost")])
-    assert "rollback" not in str(raised.value)
-    assert [m.tags for m in _drain(inbox)] == [["kept"]], "no reply for the failed commit"
-    await store.on_stop()
-    reopened = Store(str(tmp_path / "c.db"))
-    await reopened.open()
-    assert await fetch(reopened, "SELECT id FROM jobs") == [(1,)]
-    await reopened.on_stop()
+    async with serving(store) as system:
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, "kept"))
+        assert await written(inbox) == ["kept"]
+        pages = (await fetch(store, "PRAGMA page_count"))[0][0]
+        await fetch(store, f"PRAGMA max_page_count={pages}")
+        big = [row(i, args=b"x" * 50_000) for i in range(2, 12)]
+        store.tell(Write(Ops(inserts=big), inbox, "lost"))
+        error = await stopped(system)
+    assert isinstance(error, StoreFull)
+    assert "disk is full" in str(error)
+    assert "rollback" not in str(error)
+    assert _drain(inbox) == [], "no reply for the failed commit"
+    assert await rows_in(path, "SELECT id FROM jobs") == [(1,)]
 
 
 def _drain(actor: Actor) -> list[Any]:
@@ -276,26 +382,42 @@ def _drain(actor: Actor) -> list[Any]:
 
 
 async def test_a_commit_after_a_second_idle_checks_the_file_is_still_at_its_path(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The first commit after more than a second without one checks the file before it
+    replies, even when the idle watch checked it less than a second ago: a commit into a
+    deleted file is not durable, so it is not acknowledged."""
+    import actors.scheduler.store.actor as actor_module
     from actors.errors import StoreLost
 
     clock = FakeClock()
     folder = tmp_path / "data"
     folder.mkdir()
     store = Store(str(folder / "c.db"), clock=clock)
-    await store.open()
     inbox = Inbox()
-    await store._commit([Write(Ops(inserts=[row(1)]), inbox, 1)])
-    for name in os.listdir(folder):
-        os.remove(folder / name)
-    clock.now += 1.5  # idle for more than a second
-    with pytest.raises(StoreLost, match="was deleted"):
-        await store._commit([Write(Ops(inserts=[row(2)]), inbox, 2)])
-    assert [m.tags for m in _drain(inbox)] == [[1]], "nothing acknowledged after the delete"
-    with pytest.raises(StoreLost):  # and it never commits again
-        await store._commit([Write(Ops(inserts=[row(3)]), inbox, 3)])
-    await store.on_stop()
+    monkeypatch.setattr(actor_module, "WATCH_EVERY_S", 0.05)  # the idle watch, soon
+    async with serving(store) as system:
+        checked = asyncio.Event()
+        verify = store.backend.verify
+
+        def watched_verify() -> None:
+            checked.set()
+            verify()
+
+        monkeypatch.setattr(store.backend, "verify", watched_verify)
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        assert await written(inbox) == [1]
+        clock.now += 0.5
+        await asyncio.wait_for(checked.wait(), 5)  # the watch found the file in place
+        monkeypatch.setattr(actor_module, "WATCH_EVERY_S", 2.0)  # and checks no more here
+        for name in os.listdir(folder):
+            os.remove(folder / name)
+        clock.now += 0.7  # 1.2 s since the last commit, 0.7 s since the watch's check
+        store.tell(Write(Ops(inserts=[row(2)]), inbox, 2))
+        error = await stopped(system)
+    assert isinstance(error, StoreLost)
+    assert "was deleted" in str(error)
+    assert _drain(inbox) == [], "nothing acknowledged after the delete"
 
 
 async def test_busy_commits_check_the_file_at_least_once_a_second(tmp_path: Path) -> None:
@@ -303,28 +425,30 @@ async def test_busy_commits_check_the_file_at_least_once_a_second(tmp_path: Path
 
     clock = FakeClock()
     store = Store(str(tmp_path / "c.db"), clock=clock)
-    await store.open()
     inbox = Inbox()
-    os.rename(tmp_path / "c.db", tmp_path / "moved.db")
-    lost: StoreLost | None = None
-    for i in range(1, 100):
-        clock.now += 0.1  # a commit every 100 ms: never idle
-        try:
-            await store._commit([Write(Ops(inserts=[row(i)]), inbox, i)])
-        except StoreLost as exc:
-            lost = exc
-            break
-    assert lost is not None
-    assert "c.db was deleted" in str(lost)
-    assert len(_drain(inbox)) < 10, "stopped within a second of commits"
-    await store.on_stop()
+    async with serving(store) as system:
+        os.rename(tmp_path / "c.db", tmp_path / "moved.db")
+        run = asyncio.create_task(system.run())
+        acknowledged = 0
+        for i in range(1, 100):
+            clock.now += 0.1  # a commit every 100 ms: never idle
+            store.tell(Write(Ops(inserts=[row(i)]), inbox, i))
+            reply = asyncio.create_task(inbox.mailbox.get())
+            await asyncio.wait([reply, run], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            reply.cancel()
+            if run.done():
+                break
+            assert reply.done(), "each commit is acknowledged or stops the store"
+            acknowledged += 1
+        with pytest.raises(StoreLost, match=r"c\.db was deleted"):
+            await run
+    assert acknowledged < 10, "stopped within a second of commits"
 
 
 async def test_the_store_stops_the_system_with_its_error_instead_of_crashing(
     tmp_path: Path,
 ) -> None:
     from actors.errors import StoreLost
-    from actors.runtime import ActorSystem
 
     clock = FakeClock()
     store = Store(str(tmp_path / "c.db"), clock=clock)
@@ -365,7 +489,7 @@ async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
 ) -> None:
     """The chain may still report a commit once the store has stopped for another reason
     (its watch found the file deleted, a read failed): a commit into a deleted file is not
-    durable, so it is not acknowledged, as ``_commit`` refused to commit at all."""
+    durable, so it is not acknowledged."""
     from actors.errors import StoreLost
     from actors.scheduler.messages import Committed
 
@@ -373,6 +497,8 @@ async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
     await store.open()
     inbox = Inbox()
     store.failed = StoreLost("database c.db", "was deleted")  # as _stop_for sets it
-    await store._committed(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
-    assert _drain(inbox) == []
-    await store.on_stop()
+    try:
+        await store._committed(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
+        assert _drain(inbox) == []
+    finally:
+        await store.on_stop()  # else the database thread keeps a failed run from exiting

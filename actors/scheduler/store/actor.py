@@ -7,8 +7,11 @@ together (group commit): an idle scheduler commits at once, a busy one commits h
 jobs per transaction. Before committing, the store lets the actors that feed it finish what
 they already have in hand (a few loop turns at most, never a timed wait), so the writes they
 are about to make join the same transaction: a new job's insert and its lease commit
-together. Only after the commit returns does each writer get its ``Written`` reply (one per
-writer per commit), so acknowledgements always follow durability. What a commit takes is
+together. The transactions run as a commit chain (``StoreBackend.commit_chain``; SQLite's
+runs in its database thread, ``sqlite_chain``), each taking what waits when the last one
+ended, until nothing does; the chain reports each commit back to this actor's mailbox. Only
+then does each writer get its ``Written`` reply (one per writer per commit), so
+acknowledgements always follow durability. What a commit takes is
 ``write_queue.WriteQueue``'s choice: writes in arrival order, except that the leases and
 results of jobs already durable go ahead of a bulk submission's inserts. If the backend refuses a
 compare-and-swap (StoreInconsistent) or cannot write or read (StoreError: a full disk, the
@@ -31,7 +34,6 @@ from actors.errors import StoreError, StoreInconsistent
 from actors.metrics import Histogram
 from actors.runtime import PUBLISH, Actor
 from actors.scheduler.messages import ChainEnded, Committed, Read, Write, Written
-from actors.scheduler.ops import merged
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.write_queue import WriteQueue
 
@@ -205,17 +207,6 @@ class StoreActor(Actor):
 
     def _feeders_busy(self) -> bool:
         return any(not feeder.mailbox.empty() for feeder in self.feeders)
-
-    async def _commit(self, writes: list[Write]) -> None:
-        """Commit ``writes`` as one transaction and acknowledge them (outside the chain:
-        tests, and the same steps the chain's reports take)."""
-        if self.failed is not None:
-            raise self.failed
-        batch = merged([write.ops for write in writes])
-        started = time.perf_counter()
-        await self.backend.commit(batch)
-        self._acknowledge(writes, len(batch), time.perf_counter() - started)
-        await self.backend.after_commit(len(batch))
 
     def _acknowledge(self, writes: list[Write], n_ops: int, seconds: float) -> None:
         """After a commit returned: check the storage if due, count, and reply to each
