@@ -6,9 +6,11 @@ this boundary: the SQLite backend (``sqlite``) holds every statement and row map
 its own, the in-memory one (``memory``) serves unit tests, and a new backend is one more
 implementation of this class that passes the conformance suite (``tests/store``).
 
-The group-commit actor (``actor.StoreActor``) sits in front of any backend: it merges the
-writes that pile up into one ``commit`` call and runs reads in order with them. A backend
-is therefore used from one task at a time and needs no locking of its own.
+The group-commit actor (``actor.StoreActor``) sits in front of any backend: it hands the
+writes that pile up to the backend's commit chain (``commit_chain``: each transaction takes
+what arrived during the one before, merged into one ``commit``) and runs reads in order with
+them. A backend is therefore used from one task (or its one database thread) at a time and
+needs no locking of its own.
 
 Contract of ``commit``: all of the batch or nothing. A batch applies its parts in this
 order, whatever order its writers added them in: workflows, inserts, edges, updates (in
@@ -202,8 +204,9 @@ class StoreBackend(abc.ABC):
                 return
 
     async def after_commit(self, n_ops: int) -> None:  # noqa: B027 (an optional hook)
-        """Housekeeping after a commit's replies have gone out (SQLite checkpoints its WAL
-        here); ``n_ops`` is the size of that commit."""
+        """Housekeeping after a commit was reported (the chain calls it before taking the
+        next writes; SQLite's own chain checkpoints its WAL in its database thread instead,
+        ``sqlite_chain``); ``n_ops`` is the size of that commit."""
 
     def verify(self) -> None:  # noqa: B027 (an optional hook)
         """Raise StoreError if commits no longer reach durable storage (SQLite: the file

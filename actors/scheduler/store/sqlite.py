@@ -13,8 +13,10 @@ commit is fsynced (``synchronous=FULL``: an acknowledged job survives power loss
 the expected status; if SQLite matches fewer rows than the scheduler expected, the commit
 raises StoreInconsistent, as it does when an insert names an id or idempotency key the file
 holds already.
-The store checkpoints the WAL itself, after a commit's replies have gone out, instead of
-letting SQLite do it inside a COMMIT (where its few milliseconds would hold back leases).
+The store checkpoints the WAL itself, after a commit was reported to the actor (which
+sends its replies), instead of letting SQLite do it inside a COMMIT (where its few
+milliseconds would hold back that commit's leases): ``after_commit``, or in the database
+thread by the commit chain (``sqlite_chain``).
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def connection_pragmas(durability: str = DEFAULT_DURABILITY) -> list[str]:
         f"PRAGMA synchronous={sync}",
         # 64 MiB of page cache keeps the hot B-tree pages of the jobs table in memory.
         "PRAGMA cache_size=-65536",
-        "PRAGMA wal_autocheckpoint=0",  # the store checkpoints itself: see after_commit
+        "PRAGMA wal_autocheckpoint=0",  # the store checkpoints itself (sqlite_chain)
     ]
 
 
