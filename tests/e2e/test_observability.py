@@ -242,13 +242,15 @@ async def test_a_subscriber_that_never_reads_loses_events_not_throughput(cluster
             await asyncio.sleep(0.2)
             ids = await client.submit_many([job_spec("record", [i]) for i in range(20_000)])
             outcomes = await client.wait(ids, timeout=120)
-            await asyncio.sleep(1.5)
             status = await client.status()
+            # Until the hub has counted them (it hears of each commit after the client).
+            samples = await scrape_until(
+                port, lambda s: s.get(("corral_events_dropped_total", ()), 0) > 10_000
+            )
     finally:
         stuck.close()
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
     assert status.jobs["SUCCEEDED"] == 20_000
-    samples = scrape(port)
     # 4 transitions per job = 80,000 events: far more than the stuck subscriber's window
     # and bounded buffer hold, so most were dropped, counted, and nothing waited for it.
     assert samples[("corral_events_dropped_total", ())] > 10_000
