@@ -277,3 +277,28 @@ async def test_every_scheduler_is_listed_with_its_role_while_it_beats(elect: Ele
         ("tcp://a:5555", "leader"),
         ("tcp://b:5555", "standby"),
     ]
+
+
+async def test_a_resign_while_a_renewal_is_in_flight_waits_for_it_and_resigns(
+    elect: Elect, postgres_dsn: str
+) -> None:
+    """A leader stopped (SIGTERM) while its renewal is on the election's session: the
+    resign must follow that statement on the session, not fail beside it ("another
+    operation is in progress"), which left the term to lapse by itself under load."""
+    a = await elect("a", ttl=30.0, row_lock_wait=10.0)
+    assert await a.acquire() == 1
+    blocker = await asyncpg.connect(postgres_dsn)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("SELECT 1 FROM corral_leader WHERE id = 1 FOR UPDATE")
+        renewing = asyncio.ensure_future(a.renew(1))
+        await until_waiting_on_a_lock(postgres_dsn, "corral scheduler a")  # renewal on the session
+        resigning = asyncio.ensure_future(a.resign(1))
+        await asyncio.sleep(0)  # the resign has reached the session too
+        await transaction.rollback()
+        assert await asyncio.wait_for(renewing, 10.0)
+        await asyncio.wait_for(resigning, 10.0)  # raised StoreError before the fix
+    finally:
+        await blocker.close()
+    assert await a.leader() == LeaderRecord(1, "tcp://a:5555", False), "resigned"

@@ -135,6 +135,9 @@ class PostgresElection:
         self.target = pgconn.Target(dsn)
         self.where = f"database {self.target.dsn}"
         self._conn: asyncpg.Connection | None = None
+        # One statement at a time on the session: a resign (a clean stop) while the term's
+        # renewal is still on it waits for it instead of failing beside it.
+        self._session = asyncio.Lock()
         self.database_id = ""  # the database's identity, read by ``open``
 
     async def open(self) -> None:
@@ -159,17 +162,20 @@ class PostgresElection:
     async def _run(self, doing: str, method: str, sql: str, *args: Any) -> Any:
         """``conn.<method>(sql, *args)`` on the election's session; errors become one
         StoreError (RowLocked for a lock wait past ``ROW_LOCK_WAIT_S``). A session found
-        closed, or left mid-statement by a cancellation, is replaced at the next call."""
-        conn = await self._connection()
-        try:
-            async with pgconn.translated(self.target, doing):
-                try:
-                    return await getattr(conn, method)(sql, *args)
-                except asyncpg.LockNotAvailableError:
-                    raise RowLocked(self.where, f"the leader row stayed locked ({doing})") from None
-        except asyncio.CancelledError:
-            conn.terminate()
-            raise
+        closed, or left mid-statement by a cancellation, is replaced at the next call.
+        Calls from several tasks take turns (``_session``)."""
+        async with self._session:
+            conn = await self._connection()
+            try:
+                async with pgconn.translated(self.target, doing):
+                    try:
+                        return await getattr(conn, method)(sql, *args)
+                    except asyncpg.LockNotAvailableError:
+                        why = f"the leader row stayed locked ({doing})"
+                        raise RowLocked(self.where, why) from None
+            except asyncio.CancelledError:
+                conn.terminate()
+                raise
 
     async def acquire(self, *, reclaim: bool = False) -> int | None:
         for _ in range(2):
