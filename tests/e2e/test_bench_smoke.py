@@ -166,6 +166,7 @@ def test_the_paired_hop_bench_prints_each_kind_of_connection() -> None:
         assert any(line.strip().startswith(f"{kind} ") and "p99" in line for line in lines)
 
 
+@pytest.mark.xdist_group("leaders")  # see ./dev test
 def test_chaos_with_standby_schedulers_kills_the_leader_and_measures_the_takeover(
     postgres_dsn: str,
 ) -> None:

@@ -32,7 +32,7 @@ from tests.helpers.procs import Procs, free_address
 from tests.helpers.waiting import until_started, until_workers
 from transport import protocol as wire
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leaders")]  # see ./dev test
 
 # The default lease (5 s, grace 1 s) outlasts a takeover (about 2 s) plus the time a
 # worker takes to notice its leader is silent (half a lease) and find the next one.

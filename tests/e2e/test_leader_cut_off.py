@@ -40,7 +40,7 @@ from tests.helpers.tcp_proxy import TcpProxy, proxy_to
 from transport import connect
 from transport import protocol as wire
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leaders")]  # see ./dev test
 
 TTL_S = 2.0  # --leader-ttl's default, which these schedulers run with
 # The bound for a leader cut off from the database: the standby leads within

@@ -38,7 +38,7 @@ from tests.helpers.procs import Procs, corral, free_address
 from transport import connect
 from transport import protocol as wire
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leaders")]  # see ./dev test
 
 
 def scheduler(procs: Procs, address: str, dsn: str, *extra: str) -> subprocess.Popen[bytes]:

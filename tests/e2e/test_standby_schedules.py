@@ -18,7 +18,7 @@ from tests.helpers.leaders import until_leading, until_standby_names
 from tests.helpers.procs import Procs, corral, free_address
 from tests.helpers.waiting import until, until_workers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leaders")]  # see ./dev test
 
 
 async def test_a_schedule_fires_once_per_fire_time_across_a_leader_sigkill(

@@ -19,7 +19,7 @@ from actors.client import AsyncClient, job_spec
 from tests.helpers.leaders import until_leading, until_standby_names
 from tests.helpers.procs import Procs, free_address
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("leaders")]  # see ./dev test
 
 BACKLOG = 400_000
 
