@@ -327,8 +327,7 @@ def chaos(args: argparse.Namespace, console: Console) -> int:
     faults = Faults(args.kill_every, args.pause_every, args.pause_seconds, args.restart_every)
     killer = None
     if args.schedulers > 1:  # leaders are killed instead of the one scheduler restarted
-        cluster = Schedulers(scheduler_args, args.db, args.schedulers)
-        cluster.prefetch = args.prefetch
+        cluster = Schedulers(scheduler_args, args.db, args.schedulers, prefetch=args.prefetch)
         killer = LeaderKiller(cluster, args.kill_leader_every)
         faults.restart_every = 0
     try:

@@ -59,8 +59,9 @@ class Schedulers(Cluster):
         db: str,
         n: int,
         directory: Path | None = None,
+        prefetch: int = 0,
     ) -> None:
-        super().__init__(scheduler_args, directory, db)
+        super().__init__(scheduler_args, directory, db, prefetch=prefetch)
         self.addresses = [free_address() for _ in range(n)]
         self.address = ",".join(self.addresses)  # what workers and clients are given
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
