@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 from actors.lifecycle import QUEUED, RUNNING
+from actors.scheduler.job import NO_ARGS, NO_KWARGS
 from actors.scheduler.jobs import Job
 from actors.scheduler.ops import Ops
 from actors.scheduler.store.sqlite_rows import connection_pragmas, write_batch
 from actors.scheduler.store.sqlite_schema import SCHEMA
-from transport import protocol as wire
 
 GAPS_MS = (0.0, 0.2, 1.0, 5.0, 20.0)
 SAMPLES = 300
@@ -46,14 +46,12 @@ def job_ops(job_id: int) -> Ops:
     job = Job(
         job_id,
         "bench.noop",
-        wire.EMPTY_ARGS,
-        wire.EMPTY_KWARGS,
+        NO_ARGS,
+        NO_KWARGS,
         0,
         "default",
         (),
         3,
-        None,
-        None,
         time.time(),
         QUEUED,
     )

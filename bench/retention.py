@@ -41,14 +41,14 @@ FILL_BATCH = 20_000
 FRAME = 10  # jobs per submit frame under the steady load
 
 
-def _job(job_id: int, finished: float, args: msgspec.Raw, result: msgspec.Raw) -> Job:
+def _job(job_id: int, finished: float, args: bytes, result: msgspec.Raw) -> Job:
     status = JobState.SUCCEEDED
     if job_id % 100 == 0:
         status = JobState.FAILED
     elif job_id % 200 == 1:
         status = JobState.CANCELLED
     return Job(
-        job_id, "bench.noop", args, args, 0, "default", (), 3, None, None,
+        job_id, "bench.noop", args, args, 0, "default", (), 3,
         finished - 0.2, status, attempts=1, token=1, worker="w0", started_at=finished - 0.1,
         finished_at=finished, result=result if status is JobState.SUCCEEDED else None,
         error=None if status is JobState.SUCCEEDED else "boom",
@@ -61,7 +61,7 @@ async def fill(path: str, per_day: int, days: float, now: float) -> float:
     store = SqliteStore(path, "normal")
     await store.open()
     total = int(per_day * days)
-    args, result = msgspec.Raw(msgspec.msgpack.encode([])), msgspec.Raw(b"\xc0")
+    args, result = msgspec.msgpack.encode([]), msgspec.Raw(b"\xc0")
     try:
         for first in range(1, total + 1, FILL_BATCH):
             ids = range(first, min(total, first + FILL_BATCH - 1) + 1)

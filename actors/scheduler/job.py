@@ -43,9 +43,81 @@ class SharedNames(dict[str, str]):
         return kept
 
 
+# A job's usual arguments, ``[]`` and ``{}``: one copy shared by every job with none.
+NO_ARGS = bytes(wire.EMPTY_ARGS)
+NO_KWARGS = bytes(wire.EMPTY_KWARGS)
+
+
+def kept_args(args: msgspec.Raw) -> bytes:
+    """Decoded args as a job keeps them: their own bytes, or the shared ``NO_ARGS``."""
+    return NO_ARGS if args == wire.EMPTY_ARGS else bytes(args)
+
+
+def kept_kwargs(kwargs: msgspec.Raw) -> bytes:
+    """Decoded kwargs as a job keeps them: their own bytes, or the shared ``NO_KWARGS``."""
+    return NO_KWARGS if kwargs == wire.EMPTY_KWARGS else bytes(kwargs)
+
+
+def raw_args(args: bytes) -> msgspec.Raw:
+    """Kept args as the protocol sends them (embedded as they are, not re-encoded)."""
+    return wire.EMPTY_ARGS if args is NO_ARGS else msgspec.Raw(args)
+
+
+def raw_kwargs(kwargs: bytes) -> msgspec.Raw:
+    """Kept kwargs as the protocol sends them."""
+    return wire.EMPTY_KWARGS if kwargs is NO_KWARGS else msgspec.Raw(kwargs)
+
+
 def shown_worker(name: str | None) -> str | None:
     """A lease's worker as views show it: its name without the key it is bound to."""
     return _KEYED_NAME.sub("", name) if name else name
+
+
+class JobOptions(msgspec.Struct, frozen=True, gc=False):
+    """What few jobs set, held apart from the ``Job``: the usual job, with none of these,
+    holds one ``None`` instead of seven fields (48 bytes less per queued job)."""
+
+    idempotency_key: str | None = None
+    timeout: float | None = None
+    backoff: wire.Backoff | None = None
+    workflow_id: int | None = None
+    step: str | None = None
+    concurrency_key: str = ""  # "": none; at most max_concurrent of a key run at once
+    max_concurrent: int = 0  # 0: no cap (the key may still name a rate limit)
+
+
+def job_options(
+    idempotency_key: str | None = None,
+    timeout: float | None = None,
+    backoff: wire.Backoff | None = None,
+    workflow_id: int | None = None,
+    step: str | None = None,
+    concurrency_key: str | None = "",
+    max_concurrent: int | None = 0,
+) -> JobOptions | None:
+    """The options a job keeps: ``None`` when none is set."""
+    if (
+        idempotency_key is None
+        and timeout is None
+        and backoff is None
+        and workflow_id is None
+        and step is None
+        and not concurrency_key
+        and not max_concurrent
+    ):
+        return None
+    return JobOptions(
+        idempotency_key,
+        timeout,
+        backoff,
+        workflow_id,
+        step,
+        concurrency_key or "",
+        max_concurrent or 0,
+    )
+
+
+_NO_OPTIONS = JobOptions()
 
 
 class Job(msgspec.Struct, gc=False):
@@ -53,14 +125,14 @@ class Job(msgspec.Struct, gc=False):
 
     id: int
     task: str
-    args: msgspec.Raw
-    kwargs: msgspec.Raw
+    # Encoded args and kwargs in bytes of their own: a decoded ``msgspec.Raw`` is a view
+    # that keeps its whole request frame alive (about 110 bytes per queued job more).
+    args: bytes
+    kwargs: bytes
     priority: int
     queue: str
     depends_on: tuple[int, ...]  # a tuple: untracked by the cyclic GC (a list per job is not)
     max_retries: int
-    idempotency_key: str | None
-    timeout: float | None
     created_at: float
     status: JobState
     attempts: int = 0
@@ -71,18 +143,46 @@ class Job(msgspec.Struct, gc=False):
     not_before: float = 0.0
     result: msgspec.Raw | None = None
     error: str | None = None
-    backoff: wire.Backoff | None = None
-    workflow_id: int | None = None
-    step: str | None = None
     owner: str = ""  # the public key of the client that submitted it ("": no keys)
-    concurrency_key: str = ""  # "": none; at most max_concurrent of a key run at once
-    max_concurrent: int = 0  # 0: no cap (the key may still name a rate limit)
+    options: JobOptions | None = None  # None: none set (see ``job_options``)
     # memory only
     parent_results: list[wire.ParentResult] | None = None
     queued_at: float = 0.0  # monotonic time it last became QUEUED (assignment latency)
     peer: bytes | None = None
-    seq: int = 0
     settled: bool = False  # terminal state committed and announced
+
+    @property
+    def opts(self) -> JobOptions:
+        """The job's options, the defaults when it set none."""
+        return self.options or _NO_OPTIONS
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.opts.idempotency_key
+
+    @property
+    def timeout(self) -> float | None:
+        return self.opts.timeout
+
+    @property
+    def backoff(self) -> wire.Backoff | None:
+        return self.opts.backoff
+
+    @property
+    def workflow_id(self) -> int | None:
+        return self.opts.workflow_id
+
+    @property
+    def step(self) -> str | None:
+        return self.opts.step
+
+    @property
+    def concurrency_key(self) -> str:
+        return self.opts.concurrency_key
+
+    @property
+    def max_concurrent(self) -> int:
+        return self.opts.max_concurrent
 
     def update_row(self, expected: JobState) -> tuple[Any, ...]:
         """This job's compare-and-swap update: ``CHANGED_FIELDS``, id, expected status."""
@@ -102,18 +202,19 @@ class Job(msgspec.Struct, gc=False):
 
     def assignment(self) -> wire.Assignment:
         """This (just leased) job as its worker receives it."""
+        options = self.options or _NO_OPTIONS
         return wire.Assignment(
             self.id,
             self.token,
             self.task,
-            self.args,
-            self.kwargs,
+            raw_args(self.args),
+            raw_kwargs(self.kwargs),
             self.attempts,
-            self.idempotency_key,
-            self.timeout,
+            options.idempotency_key,
+            options.timeout,
             self.parent_results or [],
-            self.step,
-            self.workflow_id,
+            options.step,
+            options.workflow_id,
         )
 
     def outcome(self) -> wire.JobOutcome:

@@ -37,7 +37,7 @@ from actors.lifecycle import (
     check_transition,
 )
 from actors.scheduler.job import Job as Job  # re-exported: callers import it from here
-from actors.scheduler.job import SharedNames
+from actors.scheduler.job import SharedNames, job_options, kept_args, kept_kwargs
 from actors.scheduler.job_recovery import Recovery
 from actors.scheduler.ops import Ops
 from actors.scheduler.quotas import HeldJobs
@@ -125,7 +125,7 @@ class JobTable(Recovery):
         self.counts[old] -= count
         self.counts[new] += count
         if old is RUNNING:
-            self.keys_freed += [job.id for job in jobs if job.concurrency_key]
+            self.keys_freed += [j.id for j in jobs if j.options and j.options.concurrency_key]
         metric = "retried" if old is RUNNING and new is PENDING else _METRIC_OF.get(new)
         if metric is not None:
             self._count(jobs, metric)
@@ -180,31 +180,31 @@ class JobTable(Recovery):
         now = self.clock()
         jobs: list[Job] = []
         nbytes = 0
-        by_key, names = self.by_key, self.names
+        by_key, names, table = self.by_key, self.names, self.jobs
         for job_id, spec in enumerate(specs, first):
             parents = spec.depends_on
             args, kwargs = spec.args, spec.kwargs
             job = Job(
                 job_id,
                 names(spec.task),
-                # The usual no-argument job holds the shared constants, not its own copies.
-                wire.EMPTY_ARGS if args == wire.EMPTY_ARGS else args,
-                wire.EMPTY_KWARGS if kwargs == wire.EMPTY_KWARGS else kwargs,
+                kept_args(args),
+                kept_kwargs(kwargs),
                 spec.priority,
                 names(spec.queue),
                 tuple(parents) if parents else (),
                 spec.max_retries,
-                spec.idempotency_key,
-                spec.timeout,
                 now,
                 PENDING,
-                backoff=spec.backoff,
-                workflow_id=workflow_id,
-                step=step,
                 owner=owner,
-                concurrency_key=spec.concurrency_key or "",
-                max_concurrent=spec.max_concurrent or 0,
-                seq=job_id,
+                options=job_options(
+                    spec.idempotency_key,
+                    spec.timeout,
+                    spec.backoff,
+                    workflow_id,
+                    step,
+                    spec.concurrency_key,
+                    spec.max_concurrent,
+                ),
             )
             if spec.delay or spec.run_at:
                 ready_at = max(spec.run_at, now + spec.delay)
@@ -216,7 +216,7 @@ class JobTable(Recovery):
                 ops.edges += [(parent, job_id) for parent in parents]
             nbytes += wire.payload_bytes(spec)
             jobs.append(job)
-        self.jobs.update(zip(range(first, self.next_id), jobs, strict=True))
+            table[job_id] = job  # keyed by the job's own id: no second int per job
         self.held.add(owner, len(jobs), nbytes)
         self.counts[PENDING.value] += len(jobs)
         self._count(jobs, "submitted")

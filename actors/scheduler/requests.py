@@ -13,7 +13,7 @@ from actors.lifecycle import LIVE, JobState
 from actors.scheduler import admission, owners, workflows
 from actors.scheduler.core import SchedulerCore
 from actors.scheduler.effects import Effects
-from actors.scheduler.job import Job, shown_worker
+from actors.scheduler.job import Job, raw_args, raw_kwargs, shown_worker
 from actors.scheduler.messages import RevokeLease, Send
 from actors.scheduler.ops import Ops
 from actors.scheduler.store.actor import read
@@ -124,7 +124,7 @@ async def view_with_history(sched: SchedulerCore, job: Job) -> wire.JobView:
     return msgspec.structs.replace(
         job.view(),
         history=history,
-        args=job.args if shown else wire.NONE_RAW,
-        kwargs=job.kwargs if shown else wire.NONE_RAW,
+        args=raw_args(job.args) if shown else wire.NONE_RAW,
+        kwargs=raw_kwargs(job.kwargs) if shown else wire.NONE_RAW,
         payload_bytes=size,
     )

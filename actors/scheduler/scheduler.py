@@ -351,18 +351,18 @@ class Scheduler(Actor):
     def _enqueue(self, jobs: list[Job]) -> None:
         now = time.monotonic()
         ready = [
-            ReadyJob(j.id, j.priority, j.queue, j.seq, now, False, j.task)
-            if not j.concurrency_key
+            ReadyJob(j.id, j.priority, j.queue, j.id, now, False, j.task)
+            if not (j.options and j.options.concurrency_key)
             else ReadyJob(
                 j.id,
                 j.priority,
                 j.queue,
-                j.seq,
+                j.id,
                 now,
                 False,
                 j.task,
-                j.concurrency_key,
-                j.max_concurrent,
+                j.options.concurrency_key,
+                j.options.max_concurrent,
             )
             for j in jobs
             if j.status is QUEUED

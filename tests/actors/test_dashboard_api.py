@@ -30,18 +30,12 @@ from actors.scheduler.job import Job
 from actors.scheduler.ops import Ops
 from actors.scheduler.store.memory import MemoryStore
 from tests.actors.test_http_server import TOKEN, free_port
+from tests.helpers.job_rows import stored_job
 from tests.helpers.waiting import until
 from transport import protocol as wire
 
 _n = itertools.count()
 ACTION = {"X-Corral-Action": "1"}
-
-
-def stored_job(job_id: int, status: JobState, **fields: Any) -> Job:
-    raw = msgspec.Raw(b"\x90")
-    return Job(
-        job_id, "t", raw, msgspec.Raw(b"\x80"), 0, "q", (), 0, None, None, 1.0, status, **fields
-    )
 
 
 async def store_with(jobs: list[Job], attempts: list[tuple[Any, ...]] | None = None) -> MemoryStore:
@@ -301,10 +295,10 @@ async def test_a_job_shows_its_arguments_and_workflow_and_withholds_huge_ones(
             stored_job(3, JobState.QUEUED, workflow_id=None),
             msgspec.structs.replace(
                 stored_job(4, JobState.SUCCEEDED, workflow_id=2, step="fetch"),
-                args=msgspec.Raw(pack(["inv-1", 2.5, None])),
-                kwargs=msgspec.Raw(pack({"to": "ünï", "blob": b"\x00\xff"})),
+                args=pack(["inv-1", 2.5, None]),
+                kwargs=pack({"to": "ünï", "blob": b"\x00\xff"}),
             ),
-            msgspec.structs.replace(stored_job(5, JobState.QUEUED), args=msgspec.Raw(pack([huge]))),
+            msgspec.structs.replace(stored_job(5, JobState.QUEUED), args=pack([huge])),
         ]
     )
     dash = await serve(store)
@@ -326,8 +320,9 @@ async def test_a_job_shows_its_arguments_and_workflow_and_withholds_huge_ones(
 
 async def test_jobs_filter_by_task_key_and_time_paged_by_keyset(serve: Any) -> None:
     jobs = [
-        msgspec.structs.replace(
-            stored_job(i, JobState.SUCCEEDED),
+        stored_job(
+            i,
+            JobState.SUCCEEDED,
             idempotency_key=f"order-{i}",
             task="charge" if i % 2 else "mail",
             created_at=1_700_000_000.0 + i * 60,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import itertools
 from collections.abc import Iterable
-from typing import Any
 
 import msgspec
 import pytest
@@ -21,16 +20,10 @@ from actors.scheduler.job import Job
 from actors.scheduler.jobs import JobTable
 from actors.scheduler.ops import Ops
 from actors.scheduler.store.memory import MemoryStore
+from tests.helpers.job_rows import stored_job
 from tests.helpers.turns import Turns
 
 _n = itertools.count()
-
-
-def stored_job(job_id: int, status: JobState, **fields: Any) -> Job:
-    raw = msgspec.Raw(b"\x90")
-    return Job(
-        job_id, "t", raw, msgspec.Raw(b"\x80"), 0, "q", (), 0, None, None, 1.0, status, **fields
-    )
 
 
 async def filled_store() -> MemoryStore:

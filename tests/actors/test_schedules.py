@@ -11,7 +11,6 @@ import math
 import time
 from typing import Any
 
-import msgspec
 import pytest
 
 from actors.client import AsyncClient, job_spec
@@ -138,8 +137,7 @@ async def _all_advanced(store: MemoryStore, next_fire: float) -> bool:
 
 
 def _job(job_id: int, status: JobState) -> Job:
-    raw = msgspec.Raw(b"\x90")
-    return Job(job_id, "t", raw, msgspec.Raw(b"\x80"), 0, "q", (), 0, None, None, 1.0, status)
+    return Job(job_id, "t", b"\x90", b"\x80", 0, "q", (), 0, 1.0, status)
 
 
 async def test_no_overlap_skips_and_counts_a_fire_time_while_the_last_job_is_live() -> None:

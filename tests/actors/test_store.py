@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from actors.errors import StoreError
@@ -55,14 +54,12 @@ def row(job_id: int, args: bytes = b"\x90") -> Job:
     job = Job(
         job_id,
         spec.task,
-        msgspec.Raw(args),
-        spec.kwargs,
+        args,
+        bytes(spec.kwargs),
         0,
         "default",
         (),
         0,
-        None,
-        None,
         1.0,
         JobState.QUEUED,
     )

@@ -9,9 +9,10 @@ from typing import Any
 import msgspec
 
 from actors.lifecycle import JobState
-from actors.scheduler.job import Job
+from actors.scheduler.job import Job, JobOptions
 from actors.scheduler.ops import Ops
 from actors.scheduler.store.base import StoreBackend
+from tests.helpers.job_rows import stored_job
 from transport import protocol as wire
 
 Q, R, P = JobState.QUEUED, JobState.RUNNING, JobState.PENDING
@@ -19,14 +20,14 @@ S, F, C, U = JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.U
 
 _pack = msgspec.msgpack.encode
 
-# Fields a store does not keep, and what every read gives them (seq is the job's id).
+# Fields a store does not keep, and what every read gives them.
 MEMORY_ONLY: dict[str, Any] = {
     "parent_results": None,
     "queued_at": 0.0,
     "peer": None,
     "settled": False,
 }
-PERSISTED = tuple(f for f in Job.__struct_fields__ if f not in MEMORY_ONLY and f != "seq")
+PERSISTED = tuple(f for f in Job.__struct_fields__ if f not in MEMORY_ONLY)
 
 
 def job(
@@ -40,19 +41,16 @@ def job(
     **fields: Any,
 ) -> Job:
     """A job as the scheduler creates them, with only what a test names set."""
-    return Job(
+    return stored_job(
         job_id,
-        "tests.task",
-        msgspec.Raw(_pack([job_id])),
-        msgspec.Raw(_pack({})),
-        0,
-        queue,
-        depends_on,
-        0,
-        key,
-        None,
-        created_at,
         status,
+        task="tests.task",
+        args=_pack([job_id]),
+        kwargs=_pack({}),
+        queue=queue,
+        depends_on=depends_on,
+        created_at=created_at,
+        idempotency_key=key,
         **fields,
     )
 
@@ -62,14 +60,12 @@ def full_job(job_id: int) -> Job:
     return Job(
         job_id,
         "pkg.module.task",
-        msgspec.Raw(_pack([1, "two", 3.5, None, b"\x00\xff"])),
-        msgspec.Raw(_pack({"a": 1, "nested": {"b": [True, False]}})),
+        _pack([1, "two", 3.5, None, b"\x00\xff"]),
+        _pack({"a": 1, "nested": {"b": [True, False]}}),
         -7,
         "gpu",
         (job_id + 1000, job_id + 2000),  # parents need not exist in the store
         5,
-        f"key-{job_id}",
-        12.5,
         1_700_000_000.125,
         F,
         attempts=3,
@@ -80,23 +76,20 @@ def full_job(job_id: int) -> Job:
         not_before=1_700_000_050.75,
         result=msgspec.Raw(_pack({"out": [1, 2, 3]})),
         error="Traceback ...\nValueError: bad ünïcode ✓",
-        backoff=wire.Backoff(0.5, 3.0, 120.0),
-        workflow_id=42,
-        step="fetch",
         owner="rq:8>client-key-in-z85.........0123456789",
-        concurrency_key="customer-42",
-        max_concurrent=3,
+        options=JobOptions(
+            f"key-{job_id}", 12.5, wire.Backoff(0.5, 3.0, 120.0), 42, "fetch", "customer-42", 3
+        ),
         parent_results=[wire.ParentResult(1, "s", msgspec.Raw(_pack(1)))],
         queued_at=123.0,
         peer=b"peer-id",
-        seq=99_999,
         settled=True,
     )
 
 
 def as_read(stored: Job) -> Job:
     """What a read returns for ``stored``: its persisted fields, memory-only ones reset."""
-    return msgspec.structs.replace(stored, seq=stored.id, **MEMORY_ONLY)
+    return msgspec.structs.replace(stored, **MEMORY_ONLY)
 
 
 def assert_same_job(got: Job, expected: Job) -> None:

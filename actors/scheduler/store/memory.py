@@ -33,7 +33,6 @@ from actors.scheduler.store.base import (
 def _fresh(job: Job) -> Job:
     """A copy the caller may change, as a read from a database would be."""
     copy = msgspec.structs.replace(job)
-    copy.seq = copy.id
     copy.settled, copy.peer, copy.parent_results, copy.queued_at = False, None, None, 0.0
     return copy
 

@@ -32,7 +32,7 @@ import msgspec
 
 from actors.errors import StoreInconsistent
 from actors.lifecycle import JobState
-from actors.scheduler.job import Job
+from actors.scheduler.job import Job, job_options
 from actors.scheduler.ops import (
     ATTEMPT_FIELDS,
     CHANGED_FIELDS,
@@ -141,7 +141,8 @@ def text_out(value: str | None) -> str | None:
 
 def job_record(job: Job) -> tuple[Any, ...]:
     """A job's row for the ``COPY`` of new jobs, in ``COLUMNS`` order."""
-    backoff = job.backoff
+    options = job.opts
+    backoff = options.backoff
     return (
         job.id,
         text_in(job.task),
@@ -151,8 +152,8 @@ def job_record(job: Job) -> tuple[Any, ...]:
         job.queue,
         job.depends_on,
         job.max_retries,
-        text_in(job.idempotency_key),
-        job.timeout,
+        text_in(options.idempotency_key),
+        options.timeout,
         job.created_at,
         job.status,
         job.attempts,
@@ -166,11 +167,11 @@ def job_record(job: Job) -> tuple[Any, ...]:
         backoff.base if backoff else None,
         backoff.factor if backoff else None,
         backoff.cap if backoff else None,
-        job.workflow_id,
-        text_in(job.step),
+        options.workflow_id,
+        text_in(options.step),
         job.owner,
-        text_in(job.concurrency_key),
-        job.max_concurrent,
+        text_in(options.concurrency_key),
+        options.max_concurrent,
     )
 
 
@@ -183,14 +184,12 @@ def job_from_record(row: Any) -> Job:
     return Job(
         id=job_id,
         task=text_out(task),  # type: ignore[arg-type]
-        args=msgspec.Raw(args),
-        kwargs=msgspec.Raw(kwargs),
+        args=args,
+        kwargs=kwargs,
         priority=priority,
         queue=queue,
         depends_on=tuple(depends_on),
         max_retries=max_retries,
-        idempotency_key=text_out(key),
-        timeout=timeout,
         created_at=created_at,
         status=JobState(status),
         attempts=attempts,
@@ -201,13 +200,16 @@ def job_from_record(row: Any) -> Job:
         not_before=not_before,
         result=None if result is None else msgspec.Raw(result),
         error=text_out(error),
-        backoff=wire.Backoff(base, factor, cap) if base is not None else None,
-        workflow_id=workflow_id,
-        step=text_out(step),
         owner=owner,
-        concurrency_key=text_out(concurrency_key) or "",
-        max_concurrent=max_concurrent,
-        seq=job_id,
+        options=job_options(
+            text_out(key),
+            timeout,
+            wire.Backoff(base, factor, cap) if base is not None else None,
+            workflow_id,
+            text_out(step),
+            text_out(concurrency_key),
+            max_concurrent,
+        ),
     )
 
 

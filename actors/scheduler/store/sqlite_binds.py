@@ -129,11 +129,12 @@ def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, .
     """New jobs' parameter rows, by shape (``insert_sql``); no None, no adapted type."""
     groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
     for job in jobs:
-        backoff = job.backoff
+        options = job.opts
+        backoff = options.backoff
         result = job.result
         optional = (
-            job.idempotency_key,
-            job.timeout,
+            options.idempotency_key,
+            options.timeout,
             job.worker,
             job.started_at,
             job.finished_at,
@@ -142,8 +143,8 @@ def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, .
             None if backoff is None else backoff.base,
             None if backoff is None else backoff.factor,
             None if backoff is None else backoff.cap,
-            job.workflow_id,
-            job.step,
+            options.workflow_id,
+            options.step,
         )
         row: tuple[Any, ...] = (
             job.id,
@@ -160,8 +161,8 @@ def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, .
             job.token,
             job.not_before,
             job.owner,
-            job.concurrency_key,
-            job.max_concurrent,
+            options.concurrency_key,
+            options.max_concurrent,
         )
         if optional == _NONE_OPTIONAL:  # the hot path: a plain job, not yet leased
             shape = _NO_OPTIONAL

@@ -16,7 +16,7 @@ import msgspec
 from actors.config import DEFAULT_DURABILITY
 from actors.errors import StoreInconsistent
 from actors.lifecycle import JobState
-from actors.scheduler.job import Job
+from actors.scheduler.job import Job, job_options
 from actors.scheduler.ops import (
     ATTEMPT_FIELDS,
     SCHEDULE_FIELDS,
@@ -69,15 +69,20 @@ _DELETE_SCHEDULE = "DELETE FROM schedules WHERE name = ?"
 def job_from_row(row: tuple[Any, ...]) -> Job:
     """Rebuild a job from a ``JOB_COLUMNS`` row."""
     fields = dict(zip(_COLUMNS, row, strict=True))
-    for name in ("args", "kwargs"):
-        fields[name] = msgspec.Raw(fields[name])
     if fields["result"] is not None:
         fields["result"] = msgspec.Raw(fields["result"])
     fields["depends_on"] = tuple(_unpack_ids(fields["depends_on"]))
     fields["status"] = JobState(fields["status"])
     base, factor, cap = (fields.pop(k) for k in ("backoff_base", "backoff_factor", "backoff_cap"))
-    fields["backoff"] = wire.Backoff(base, factor, cap) if base is not None else None
-    fields["seq"] = fields["id"]
+    fields["options"] = job_options(
+        fields.pop("idempotency_key"),
+        fields.pop("timeout"),
+        wire.Backoff(base, factor, cap) if base is not None else None,
+        fields.pop("workflow_id"),
+        fields.pop("step"),
+        fields.pop("concurrency_key"),
+        fields.pop("max_concurrent"),
+    )
     return Job(**fields)
 
 
