@@ -24,7 +24,7 @@ class SqliteStore:
     """A fresh SQLite file, every commit fsynced before it returns."""
 
     PRAGMAS = ("locking_mode=EXCLUSIVE", "journal_mode=WAL", "synchronous=FULL",
-               "cache_size=-65536", "wal_autocheckpoint=0")  # fmt: skip
+               "cache_size=-16384", "wal_autocheckpoint=0")  # fmt: skip
     INSERT = "INSERT INTO ceiling_jobs (id, task, args, status, token) VALUES (?, ?, ?, ?, ?)"
     UPDATE = ("UPDATE ceiling_jobs SET status = 'SUCCEEDED', result = ? "
               "WHERE id = ? AND token = ? AND status = 'QUEUED'")  # fmt: skip
