@@ -197,6 +197,12 @@ def update_runs(updates: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[tupl
         yield update_sql(shape), rows
 
 
+# The two hot shapes of an update row (``update_sql``): a lease sets its worker and start,
+# a success its worker, start, end and result; neither has an error.
+_LEASED = (True, True, False, False, False)
+_SUCCEEDED = (True, True, True, True, False)
+
+
 def _shape_runs(
     updates: list[tuple[Any, ...]],
 ) -> Iterator[tuple[tuple[bool, ...], list[tuple[Any, ...]]]]:
@@ -204,47 +210,60 @@ def _shape_runs(
     current: tuple[bool, ...] = ()  # no run yet
     run: list[tuple[Any, ...]] = []
     plain = PLAIN_STATE
-    for (
-        status,
-        attempts,
-        token,
-        worker,
-        started,
-        finished,
-        not_before,
-        result,
-        error,
-        job_id,
-        expected,
-    ) in updates:
-        shape = (
-            worker is not None,
-            started is not None,
-            finished is not None,
-            result is not None,
-            error is not None,
-        )
+    shape: tuple[bool, ...]
+    row: tuple[Any, ...]
+    for update in updates:
+        (status, attempts, token, worker, started, finished, not_before, result, error,
+         job_id, expected) = update  # fmt: skip
+        # A lease's or a success's row in one step; any other through ``_shaped``.
+        if error is None and worker is not None and started is not None and finished is None:
+            if result is None:
+                shape = _LEASED
+                row = (plain[status], attempts, token, worker, started, not_before, job_id,
+                       plain[expected])  # fmt: skip
+            else:
+                shape, row = _shaped(update)
+        elif error is None and worker is not None and started is not None and result is not None:
+            shape = _SUCCEEDED
+            row = (plain[status], attempts, token, worker, started, finished, not_before,
+                   bytearray(result), job_id, plain[expected])  # fmt: skip
+        else:
+            shape, row = _shaped(update)
         if shape != current:
             if run:
                 yield current, run
             current, run = shape, []
-        row: list[Any] = [plain[status], attempts, token]
-        if worker is not None:
-            row.append(worker)
-        if started is not None:
-            row.append(started)
-        if finished is not None:
-            row.append(finished)
-        row.append(not_before)
-        if result is not None:
-            row.append(bytearray(result))
-        if error is not None:
-            row.append(error)
-        row.append(job_id)
-        row.append(plain[expected])
-        run.append(tuple(row))
+        run.append(row)
     if run:
         yield current, run
+
+
+def _shaped(update: tuple[Any, ...]) -> tuple[tuple[bool, ...], tuple[Any, ...]]:
+    """Any update row as (shape, its parameters with no None)."""
+    (status, attempts, token, worker, started, finished, not_before, result, error, job_id,
+     expected) = update  # fmt: skip
+    shape = (
+        worker is not None,
+        started is not None,
+        finished is not None,
+        result is not None,
+        error is not None,
+    )
+    row: list[Any] = [PLAIN_STATE[status], attempts, token]
+    if worker is not None:
+        row.append(worker)
+    if started is not None:
+        row.append(started)
+    if finished is not None:
+        row.append(finished)
+    row.append(not_before)
+    if result is not None:
+        row.append(bytearray(result))
+    if error is not None:
+        row.append(error)
+    row.append(job_id)
+    row.append(PLAIN_STATE[expected])
+    return shape, tuple(row)
 
 
 def _pieces(rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
