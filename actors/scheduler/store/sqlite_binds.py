@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 
 from actors.lifecycle import JobState
-from actors.scheduler.job import Job
+from actors.scheduler.job import NO_ARGS, NO_KWARGS, Job
 from actors.scheduler.ops import CHANGED_FIELDS
 
 # A state as an exact str (a StrEnum member is a subclass: sqlite3 would adapt it). Keyed by
@@ -51,6 +51,7 @@ PLAIN_STATE: dict[str, str] = {state: state.value for state in JobState}
 
 _encode_ids = msgspec.msgpack.Encoder().encode_into
 _NO_IDS = bytearray(b"\x90")  # msgpack's empty array; bound, never changed
+_NO_ARGS_BLOB, _NO_KWARGS_BLOB = bytearray(NO_ARGS), bytearray(NO_KWARGS)  # the same
 
 # An INSERT's columns: those a job always has, then those it may lack (None).
 _REQUIRED = (
@@ -128,7 +129,26 @@ def insert_sql(shape: tuple[bool, ...]) -> str:
 def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
     """New jobs' parameter rows, by shape (``insert_sql``); no None, no adapted type."""
     groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    plain: list[tuple[Any, ...]] = []  # the hot path: no option set, not yet leased
     for job in jobs:
+        if (
+            job.options is None
+            and job.worker is None
+            and job.started_at is None
+            and job.finished_at is None
+            and job.result is None
+            and job.error is None
+        ):
+            args, kwargs = job.args, job.kwargs
+            plain.append((
+                job.id, job.task,
+                _NO_ARGS_BLOB if args is NO_ARGS else bytearray(args),
+                _NO_KWARGS_BLOB if kwargs is NO_KWARGS else bytearray(kwargs),
+                job.priority, job.queue, _ids(job.depends_on), job.max_retries,
+                job.created_at, PLAIN_STATE[job.status], job.attempts, job.token,
+                job.not_before, job.owner, "", 0,
+            ))  # fmt: skip
+            continue
         options = job.opts
         backoff = options.backoff
         result = job.result
@@ -174,6 +194,8 @@ def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, .
             groups[shape] = [row]
         else:
             group.append(row)
+    if plain:
+        groups.setdefault(_NO_OPTIONAL, []).extend(plain)
     return groups
 
 
