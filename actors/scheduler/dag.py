@@ -110,6 +110,19 @@ class DependencyGraph:
                 stack.extend(self.children.pop(child, []))
         return released, doomed
 
+    def finished_all(self, jobs: list[tuple[int, str]]) -> tuple[list[int], list[tuple[int, str]]]:
+        """:meth:`finished` for each job, in order; nothing to do (and no work per job)
+        while no job waits on another, the usual case outside workflows."""
+        released: list[int] = []
+        doomed: list[tuple[int, str]] = []
+        if not self.waiting_on and not self.children:
+            return released, doomed
+        for job_id, status in jobs:
+            r, d = self.finished(job_id, status)
+            released += r
+            doomed += d
+        return released, doomed
+
     def __len__(self) -> int:
         return len(self.waiting_on)
 
@@ -132,12 +145,7 @@ class DagResolver(Actor):
                 else:
                     self.scheduler.tell(WorkflowChecked(peer, request, order, None))
             case Finished(jobs=jobs):
-                released: list[int] = []
-                doomed: list[tuple[int, str]] = []
-                for job_id, status in jobs:
-                    r, d = self.graph.finished(job_id, status)
-                    released += r
-                    doomed += d
+                released, doomed = self.graph.finished_all(jobs)
                 if released:
                     self.scheduler.tell(Release(released))
                 if doomed:
