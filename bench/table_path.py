@@ -61,7 +61,7 @@ def _create(table: JobTable, specs: list[wire.JobSpec]) -> list[Job]:
 def _enqueue(strategy: Strategy, jobs: list[Job]) -> None:
     now = time.monotonic()
     for j in jobs:
-        strategy.push(ReadyJob(j.id, j.priority, j.queue, j.seq, now, False, j.task))
+        strategy.push(ReadyJob(j.id, j.priority, j.queue, j.id, now, False, j.task))
 
 
 def _match(strategy: Strategy, batch: int) -> list[tuple[int, bytes]]:
