@@ -43,9 +43,11 @@ class SharedNames(dict[str, str]):
         return kept
 
 
-# A job's usual arguments, ``[]`` and ``{}``: one copy shared by every job with none.
-NO_ARGS = bytes(wire.EMPTY_ARGS)
-NO_KWARGS = bytes(wire.EMPTY_KWARGS)
+# A job's usual arguments, ``[]`` and ``{}``, shared by every job with none. One-byte
+# ``bytes`` literals are the interpreter's own single objects, the same ones sqlite3
+# returns for a one-byte blob: jobs read back from the file share them too.
+NO_ARGS = b"\x90"  # wire.EMPTY_ARGS's bytes
+NO_KWARGS = b"\x80"  # wire.EMPTY_KWARGS's bytes
 
 
 def kept_args(args: msgspec.Raw) -> bytes:

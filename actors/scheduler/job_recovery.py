@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from actors.lifecycle import PENDING, RUNNING
-from actors.scheduler.job import Job
+from actors.scheduler.job import Job, SharedNames
 from actors.scheduler.quotas import HeldJobs
 from transport import protocol as wire
 
@@ -22,6 +22,7 @@ class Recovery:
     counts: Counter[str]
     next_id: int
     held: HeldJobs
+    names: SharedNames
     _retry_heap: list[tuple[float, int]]
 
     def load(self, live: Iterable[Job], counts: dict[str, int], max_id: int) -> None:
@@ -31,9 +32,12 @@ class Recovery:
         self.admit(live)
 
     def admit(self, live: Iterable[Job]) -> None:
-        """Live jobs read from the store at start-up (``load`` without the totals)."""
-        held = self.held
+        """Live jobs read from the store at start-up (``load`` without the totals); they
+        keep the table's one copy of each task and queue name (``SharedNames``), shared
+        with the jobs submitted later, not one per row."""
+        held, names = self.held, self.names
         for job in live:
+            job.task, job.queue = names(job.task), names(job.queue)
             self.jobs[job.id] = job
             held.add(job.owner, 1, wire.payload_bytes(job))
             if job.idempotency_key is not None:

@@ -12,9 +12,10 @@ import pytest
 from actors.config import SchedulerConfig
 from actors.errors import IllegalTransition
 from actors.lifecycle import CANCELLED, PENDING, QUEUED, RUNNING, SUCCEEDED
-from actors.scheduler.job import NAMES_KEPT, NO_ARGS, NO_KWARGS, SharedNames
+from actors.scheduler.job import NAMES_KEPT, NO_ARGS, NO_KWARGS, Job, SharedNames
 from actors.scheduler.jobs import JobTable
 from actors.scheduler.ops import Ops
+from tests.helpers.job_rows import stored_job
 from transport import protocol as wire
 
 
@@ -137,6 +138,7 @@ def test_jobs_share_their_names_and_the_empty_arguments_not_their_decoded_copies
     assert specs[0].task is not specs[1].task, "the decoder copies each name"
     jobs = table().create_all(specs, Ops())
     assert all(j.task is jobs[0].task and j.queue is jobs[0].queue for j in jobs)
+    assert (bytes(wire.EMPTY_ARGS), bytes(wire.EMPTY_KWARGS)) == (NO_ARGS, NO_KWARGS)
     assert all(j.args is NO_ARGS and j.kwargs is NO_KWARGS for j in jobs)
     with_args = table().create_all([wire.JobSpec("send", args=wire.pack([1]))], Ops())[0]
     assert with_args.args == bytes(wire.pack([1]))
@@ -155,6 +157,26 @@ def test_a_queued_job_does_not_keep_its_request_frame_alive() -> None:
     del decoded
     assert sys.getrefcount(frame) == alone
     assert [wire.unpack(msgspec.Raw(j.args)) for j in jobs] == [[0], [1], [2]]
+
+
+def test_jobs_read_back_from_the_store_share_their_names() -> None:
+    """A restarted scheduler or a new leader loads its whole backlog from the store, every
+    row with its own copies of the task's and queue's names: the table keeps one of each,
+    shared with the jobs submitted to it later. (``[]`` and ``{}`` are one byte each, and
+    Python keeps one object per one-byte ``bytes``: no copy to drop.)"""
+
+    def read_back(job_id: int) -> Job:  # fresh strings, as a database driver returns them
+        return stored_job(job_id, QUEUED, task="".join(["send", "_mail"]), queue="".join("mail"))
+
+    loaded = [read_back(1), read_back(2)]
+    assert loaded[0].task is not loaded[1].task
+    assert loaded[0].args is NO_ARGS
+    t = table()
+    t.load(loaded, {"QUEUED": 2}, 2)
+    assert all(j.task is loaded[0].task and j.queue is loaded[0].queue for j in loaded)
+    later = t.create_all([wire.JobSpec("send_mail", queue="mail")], Ops())[0]
+    assert later.task is loaded[0].task
+    assert later.queue is loaded[0].queue
 
 
 def test_the_shared_names_are_bounded_and_stay_correct_past_the_bound() -> None:

@@ -18,7 +18,7 @@ from actors.errors import StoreInconsistent
 from actors.lifecycle import QUEUED, RUNNING
 from actors.scheduler.jobs import JobTable
 from actors.scheduler.ops import Ops
-from actors.scheduler.store import sqlite, sqlite_purge
+from actors.scheduler.store import sqlite, sqlite_purge, sqlite_rows
 from actors.scheduler.store.sqlite_binds import (
     insert_rows,
     insert_statements,
@@ -28,6 +28,7 @@ from actors.scheduler.store.sqlite_binds import (
 from actors.scheduler.store.sqlite_rows import write_batch
 from actors.scheduler.store.sqlite_schema import JOB_COLUMNS, migrate
 from tests.helpers import schema_v1
+from tests.helpers.job_rows import stored_job
 from transport import protocol as wire
 
 # The only types Python's sqlite3 binds without its adapter lookup (no None either).
@@ -281,3 +282,24 @@ def test_an_sqlite_before_3_33_gets_one_row_statements(tmp_path: Path) -> None:
         old.undo()
     statuses = conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
     assert statuses == [("RUNNING", 100)]
+
+
+async def test_a_large_read_is_made_into_jobs_a_chunk_at_a_time_sharing_their_names(
+    tmp_path: Path,
+) -> None:
+    """A restart reads its whole backlog: every row, in id order, more than one chunk of
+    them, and the jobs share one copy of each task and queue name, not one per row."""
+    store = sqlite.SqliteStore(str(tmp_path / "c.db"))
+    await store.open()
+    count = sqlite_rows.READ_CHUNK + 500
+    jobs = [
+        stored_job(i, QUEUED, task="".join(["send", "_mail"]), queue="".join("mail"))
+        for i in range(1, count + 1)
+    ]
+    await store.commit(Ops(inserts=jobs))
+    recovered = await store.recover()
+    await store.close()
+    live = recovered.live
+    assert [job.id for job in live] == list(range(1, count + 1))
+    assert all(job.task == "send_mail" and job.task is live[0].task for job in live)
+    assert all(job.queue == "mail" and job.queue is live[0].queue for job in live)

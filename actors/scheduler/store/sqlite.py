@@ -52,7 +52,7 @@ from actors.scheduler.store.sqlite_rows import (
     SESSION_PRAGMAS,
     connection_pragmas,
     in_db_thread,
-    job_from_row,
+    read_jobs,
     write_batch,
 )
 from actors.scheduler.store.sqlite_schema import (
@@ -250,10 +250,12 @@ class SqliteStore(StoreBackend):
             raise sqlite_file.translate(exc, self.path, "read") from None
 
     async def _jobs_where(self, clause: str, params: Collection[Any] = ()) -> list[Job]:
-        return [
-            job_from_row(r)
-            for r in await self._rows(f"SELECT {JOB_COLUMNS} FROM jobs {clause}", params)
-        ]
+        assert self.db is not None
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs {clause}"
+        try:
+            return await in_db_thread(self.db, read_jobs, sql, tuple(params))
+        except (sqlite3.Error, OSError) as exc:
+            raise sqlite_file.translate(exc, self.path, "read") from None
 
     # ------------------------------------------------------------------ reads
 
