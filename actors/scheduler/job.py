@@ -43,9 +43,8 @@ class SharedNames(dict[str, str]):
         return kept
 
 
-# A job's usual arguments, ``[]`` and ``{}``, shared by every job with none. One-byte
-# ``bytes`` literals are the interpreter's own single objects, the same ones sqlite3
-# returns for a one-byte blob: jobs read back from the file share them too.
+# A job's usual arguments, ``[]`` and ``{}``: one object each, shared by every job with
+# none, submitted (``kept_args``) or read back from a store (``JobTable.admit``).
 NO_ARGS = b"\x90"  # wire.EMPTY_ARGS's bytes
 NO_KWARGS = b"\x80"  # wire.EMPTY_KWARGS's bytes
 

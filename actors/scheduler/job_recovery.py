@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from actors.lifecycle import PENDING, RUNNING
-from actors.scheduler.job import Job, SharedNames
+from actors.scheduler.job import NO_ARGS, NO_KWARGS, Job, SharedNames
 from actors.scheduler.quotas import HeldJobs
 from transport import protocol as wire
 
@@ -34,10 +34,14 @@ class Recovery:
     def admit(self, live: Iterable[Job]) -> None:
         """Live jobs read from the store at start-up (``load`` without the totals); they
         keep the table's one copy of each task and queue name (``SharedNames``), shared
-        with the jobs submitted later, not one per row."""
+        with the jobs submitted later, and the shared empty arguments, not one per row."""
         held, names = self.held, self.names
         for job in live:
             job.task, job.queue = names(job.task), names(job.queue)
+            if job.args == NO_ARGS:
+                job.args = NO_ARGS
+            if job.kwargs == NO_KWARGS:
+                job.kwargs = NO_KWARGS
             self.jobs[job.id] = job
             held.add(job.owner, 1, wire.payload_bytes(job))
             if job.idempotency_key is not None:

@@ -159,21 +159,30 @@ def test_a_queued_job_does_not_keep_its_request_frame_alive() -> None:
     assert [wire.unpack(msgspec.Raw(j.args)) for j in jobs] == [[0], [1], [2]]
 
 
-def test_jobs_read_back_from_the_store_share_their_names() -> None:
+def test_jobs_read_back_from_the_store_share_their_names_and_empty_arguments() -> None:
     """A restarted scheduler or a new leader loads its whole backlog from the store, every
-    row with its own copies of the task's and queue's names: the table keeps one of each,
-    shared with the jobs submitted to it later. (``[]`` and ``{}`` are one byte each, and
-    Python keeps one object per one-byte ``bytes``: no copy to drop.)"""
+    row with its own copies of the task's and queue's names and of ``[]`` and ``{}``: the
+    table keeps one of each, shared with the jobs submitted to it later."""
 
-    def read_back(job_id: int) -> Job:  # fresh strings, as a database driver returns them
-        return stored_job(job_id, QUEUED, task="".join(["send", "_mail"]), queue="".join("mail"))
+    def read_back(job_id: int) -> Job:  # fresh objects, as a database driver returns them
+        return stored_job(
+            job_id,
+            QUEUED,
+            task="".join(["send", "_mail"]),
+            queue="".join("mail"),
+            args=bytes(bytearray(NO_ARGS)),
+            kwargs=bytes(bytearray(NO_KWARGS)),
+        )
 
     loaded = [read_back(1), read_back(2)]
     assert loaded[0].task is not loaded[1].task
-    assert loaded[0].args is NO_ARGS
+    assert loaded[0].args is not NO_ARGS
+    with_args = stored_job(3, QUEUED, args=bytes(wire.pack([1])))
     t = table()
-    t.load(loaded, {"QUEUED": 2}, 2)
+    t.load([*loaded, with_args], {"QUEUED": 3}, 3)
     assert all(j.task is loaded[0].task and j.queue is loaded[0].queue for j in loaded)
+    assert all(j.args is NO_ARGS and j.kwargs is NO_KWARGS for j in loaded)
+    assert with_args.args == bytes(wire.pack([1]))
     later = t.create_all([wire.JobSpec("send_mail", queue="mail")], Ops())[0]
     assert later.task is loaded[0].task
     assert later.queue is loaded[0].queue
