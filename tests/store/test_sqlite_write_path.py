@@ -20,6 +20,8 @@ from actors.scheduler.jobs import JobTable
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import sqlite, sqlite_purge, sqlite_rows
 from actors.scheduler.store.sqlite_binds import (
+    _shape_runs,
+    _shaped,
     insert_rows,
     insert_statements,
     update_runs,
@@ -135,6 +137,21 @@ def _queued(table: JobTable, count: int) -> tuple[list[Any], Ops]:
 
 def _rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     return conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id").fetchall()
+
+
+def test_the_hot_update_rows_are_the_rows_any_update_gets() -> None:
+    """A lease's and a success's rows are built in one step, apart from the general
+    builder (``_shaped``) every other update goes through: they must come out the same."""
+    table = JobTable(SchedulerConfig())
+    jobs, _ = _queued(table, 2)
+    later = Ops()
+    table.lease_all([(job.id, b"peer") for job in jobs], {b"peer": "w1"}, later)
+    table.succeed(jobs[0], msgspec.Raw(b"\x01"), later)
+    table.fail_attempt(jobs[1], "boom", "failed", later, retry=False)  # an error: general
+    runs = list(_shape_runs(later.updates))
+    general = [_shaped(update) for update in later.updates]
+    assert [(shape, row) for shape, rows in runs for row in rows] == general
+    assert len(runs) == 3, "the leases, the success, the failure"
 
 
 def test_a_batch_is_written_in_few_statements_of_many_rows(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 
 from actors.lifecycle import JobState
-from actors.scheduler.job import NO_ARGS, NO_KWARGS, Job
+from actors.scheduler.job import NO_ARGS, NO_KWARGS, Job, JobOptions
 from actors.scheduler.ops import CHANGED_FIELDS
 
 # A state as an exact str (a StrEnum member is a subclass: sqlite3 would adapt it). Keyed by
@@ -126,11 +126,35 @@ def insert_sql(shape: tuple[bool, ...]) -> str:
     return sql
 
 
+def _required_row(job: Job, options: JobOptions) -> tuple[Any, ...]:
+    """A new job's values of the ``_REQUIRED`` columns, in their order."""
+    args, kwargs = job.args, job.kwargs
+    return (
+        job.id,
+        job.task,
+        _NO_ARGS_BLOB if args is NO_ARGS else bytearray(args),
+        _NO_KWARGS_BLOB if kwargs is NO_KWARGS else bytearray(kwargs),
+        job.priority,
+        job.queue,
+        _ids(job.depends_on),
+        job.max_retries,
+        job.created_at,
+        PLAIN_STATE[job.status],
+        job.attempts,
+        job.token,
+        job.not_before,
+        job.owner,
+        options.concurrency_key,
+        options.max_concurrent,
+    )
+
+
 def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, ...]]]:
     """New jobs' parameter rows, by shape (``insert_sql``); no None, no adapted type."""
     groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
     plain: list[tuple[Any, ...]] = []  # the hot path: no option set, not yet leased
     for job in jobs:
+        options = job.opts
         if (
             job.options is None
             and job.worker is None
@@ -139,17 +163,8 @@ def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, .
             and job.result is None
             and job.error is None
         ):
-            args, kwargs = job.args, job.kwargs
-            plain.append((
-                job.id, job.task,
-                _NO_ARGS_BLOB if args is NO_ARGS else bytearray(args),
-                _NO_KWARGS_BLOB if kwargs is NO_KWARGS else bytearray(kwargs),
-                job.priority, job.queue, _ids(job.depends_on), job.max_retries,
-                job.created_at, PLAIN_STATE[job.status], job.attempts, job.token,
-                job.not_before, job.owner, "", 0,
-            ))  # fmt: skip
+            plain.append(_required_row(job, options))
             continue
-        options = job.opts
         backoff = options.backoff
         result = job.result
         optional = (
@@ -166,25 +181,8 @@ def insert_rows(jobs: Iterable[Job]) -> dict[tuple[bool, ...], list[tuple[Any, .
             options.workflow_id,
             options.step,
         )
-        row: tuple[Any, ...] = (
-            job.id,
-            job.task,
-            bytearray(job.args),
-            bytearray(job.kwargs),
-            job.priority,
-            job.queue,
-            _ids(job.depends_on),
-            job.max_retries,
-            job.created_at,
-            PLAIN_STATE[job.status],
-            job.attempts,
-            job.token,
-            job.not_before,
-            job.owner,
-            options.concurrency_key,
-            options.max_concurrent,
-        )
-        if optional == _NONE_OPTIONAL:  # the hot path: a plain job, not yet leased
+        row = _required_row(job, options)
+        if optional == _NONE_OPTIONAL:  # no value absent: the shape of a plain job
             shape = _NO_OPTIONAL
         else:  # in C: no generator per job
             shape = tuple(map(is_not, optional, _NONE_OPTIONAL))
