@@ -27,7 +27,7 @@ import asyncpg
 from actors.errors import NotLeaderAnymore, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.runtime import in_slices
-from actors.scheduler.job import Job
+from actors.scheduler.job import Job, SharedNames
 from actors.scheduler.ops import SCHEDULE_FIELDS, Ops
 from actors.scheduler.store import postgres_conn as pgconn
 from actors.scheduler.store import postgres_purge
@@ -47,6 +47,10 @@ from actors.scheduler.store.postgres_schema import DATABASE_ID, JOB_COLUMNS, mig
 log = logging.getLogger("corral.store")
 
 _LIVE = "status IN ('PENDING', 'QUEUED', 'RUNNING')"
+
+# Rows a read of a whole backlog (a restart's or a takeover's) brings over and makes into
+# jobs at a time: see ``PostgresStore._jobs_in_chunks``.
+READ_CHUNK = 5_000
 
 
 class PostgresStore(StoreBackend):
@@ -127,10 +131,30 @@ class PostgresStore(StoreBackend):
             jobs += [job_from_record(row) for row in part]
         return jobs
 
+    async def _jobs_in_chunks(self, clause: str) -> list[Job]:
+        """Jobs as ``_jobs_where`` gives them, read through a cursor ``READ_CHUNK`` rows at
+        a time in one read-only transaction (one snapshot), for a read as large as the
+        whole backlog. A plain ``fetch`` holds every row (a record of 28 values, with its
+        own copy of each name) beside the jobs made of them: 130 MB more at the peak of a
+        300,000-job takeover. Each chunk becomes jobs before the next one comes, and the
+        jobs share one copy of each task and queue name (as ``sqlite_rows.read_jobs``)."""
+        assert self.conn is not None, "read on a closed store"
+        names = SharedNames()
+        jobs: list[Job] = []
+        snapshot = self.conn.transaction(isolation="repeatable_read", readonly=True)
+        async with pgconn.translated(self.target, "read"), snapshot:
+            cursor = await self.conn.cursor(f"SELECT {JOB_COLUMNS} FROM jobs {clause}")
+            while rows := await cursor.fetch(READ_CHUNK):
+                for row in rows:
+                    job = job_from_record(row)
+                    job.task, job.queue = names(job.task), names(job.queue)
+                    jobs.append(job)
+        return jobs
+
     # ------------------------------------------------------------------ reads
 
     async def recover(self) -> Recovered:
-        live = await self._jobs_where(f"WHERE {_LIVE} ORDER BY id")
+        live = await self._jobs_in_chunks(f"WHERE {_LIVE} ORDER BY id")
         counts = {
             r[0]: r[1]
             for r in await self._rows("SELECT status, count(*) FROM jobs GROUP BY status")
