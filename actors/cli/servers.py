@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +26,7 @@ import msgspec
 from actors.cli.common import run_async
 from actors.cli.open_files import few_open_files, raise_open_files
 from actors.config import SchedulerConfig, is_loopback, is_postgres
+from actors.runtime import settle_gc
 
 if TYPE_CHECKING:
     from actors.http.settings import HttpSettings
@@ -90,7 +90,7 @@ async def serve_brain(brain: Brain, early: asyncio.Event) -> None:
     try:
         # Everything allocated so far lives as long as the process: move it out of the
         # cyclic GC's way, so full collections scan only what the work allocates.
-        gc.freeze()
+        settle_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, brain.stop)

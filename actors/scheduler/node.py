@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import uuid
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from collections.abc import Callable
 from actors.config import SchedulerConfig, redact_dsn
 from actors.errors import NotLeaderAnymore, StoreError
 from actors.keys import scheduler_keys
+from actors.runtime import settle_gc
 from actors.scheduler.brain import Brain
 from actors.scheduler.leadership import Leadership, Term
 from actors.scheduler.standby import Standby
@@ -182,7 +182,7 @@ class Node:
             await brain.start()
             if brain.deposed is not None:
                 raise brain.deposed
-            gc.freeze()  # see cmd_scheduler: what start allocated lives as long as the term
+            settle_gc()  # see cmd_scheduler: what start allocated lives as long as the term
             self.say(brain.summary())
             if self.stopping.is_set():
                 brain.stop()

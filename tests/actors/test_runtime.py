@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from actors import runtime
 from actors.errors import ActorCrashed
-from actors.runtime import Actor, ActorSystem
+from actors.runtime import YOUNG_GC_THRESHOLD, Actor, ActorSystem, settle_gc
 
 
 class Fragile(Actor):
@@ -59,3 +62,30 @@ async def test_an_actor_crashing_too_often_escalates() -> None:
         actor.tell("boom")
     with pytest.raises(ActorCrashed):
         await asyncio.wait_for(system.run(), 5)
+
+
+@pytest.fixture
+def gc_state() -> Iterator[None]:
+    """This process's GC thresholds and frozen objects as they were, after the test."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_settling_the_gc_raises_the_young_threshold_and_freezes_what_exists(
+    gc_state: None,
+) -> None:
+    gc.set_threshold(*runtime._THRESHOLDS_AT_IMPORT)
+    kept = [object() for _ in range(3)]
+    before = gc.get_freeze_count()
+    settle_gc()
+    assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *runtime._THRESHOLDS_AT_IMPORT[1:])
+    assert gc.get_freeze_count() > before
+    assert kept
+
+
+def test_settling_the_gc_keeps_thresholds_someone_else_chose(gc_state: None) -> None:
+    gc.set_threshold(1234, 5, 6)
+    settle_gc()
+    assert gc.get_threshold() == (1234, 5, 6)
