@@ -138,13 +138,17 @@ class DispatcherBase(Actor):
     def _flush_results(self) -> None:
         """Pass on the results and freed slots of every worker heard this turn, as one
         message each: with many workers, the scheduler then writes once per turn, not
-        once per worker."""
-        if self._results_out:
-            self.scheduler.tell(WorkerResults(self._results_out))
-            self._results_out = []
+        once per worker. The freed slots go first: the strategy runs first in the next
+        turn, and its picks for those slots reach the scheduler before the scheduler's
+        turn begins, so it writes the leases with the results instead of a turn later.
+        (The scheduler still gets the results before the picks: they are in its mailbox
+        first.)"""
         if self._credits_out:
             self.strategy.tell(WorkerCredits(self._credits_out))
             self._credits_out = []
+        if self._results_out:
+            self.scheduler.tell(WorkerResults(self._results_out))
+            self._results_out = []
 
     def _drop(self, peer: bytes, why: str, reason: str) -> None:
         worker = self.workers.pop(peer, None)

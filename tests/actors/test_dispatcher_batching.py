@@ -3,20 +3,30 @@ message each, without reordering them against anything else it says."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
+import strategies
+from actors.runtime import Actor, ActorSystem
 from actors.scheduler.dispatcher import Dispatcher
 from actors.scheduler.messages import (
+    Enqueue,
     FromWorker,
     Leased,
+    Picked,
+    ReadyJob,
+    Send,
     WorkerCredits,
     WorkerGone,
     WorkerLost,
     WorkerResults,
 )
+from actors.scheduler.strategy import StrategyActor
 from tests.helpers.recorder import Recorder
+from tests.helpers.turns import Turns
 from transport import protocol as wire
 
 
@@ -95,3 +105,57 @@ async def test_what_came_before_a_goodbye_in_the_same_turn_is_passed_on_before_i
     assert kinds.index(("scheduler", WorkerResults)) < kinds.index(("scheduler", WorkerLost))
     [lost] = [m for _, m in log if isinstance(m, WorkerLost)]
     assert lost.job_ids == [2], "the job whose result arrived is not reclaimed"
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (a few hundred turns at most)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the actors never got there")
+
+
+class TurnStamps(Actor):
+    """A scheduler stand-in running as a real actor: records each message it handles with
+    the loop turn it was handled in, and makes the strategy's picks leases at once."""
+
+    def __init__(self, turns: Turns, dispatcher: Dispatcher) -> None:
+        super().__init__("scheduler")
+        self.turns = turns
+        self.dispatcher = dispatcher
+        self.handled: list[tuple[str, int]] = []
+
+    async def handle(self, message: Any) -> None:
+        self.handled.append((type(message).__name__, self.turns.count))
+        if isinstance(message, Picked):
+            self.dispatcher.tell(Leased([(peer, assignment(job)) for job, peer in message.picks]))
+
+
+async def test_a_slot_a_result_frees_is_leased_in_the_turn_its_result_is_written() -> None:
+    """A worker's result frees its slot. The strategy's pick for that slot reaches the
+    scheduler in the same loop turn as the result itself (the strategy is told first), so
+    the lease is written beside the result, not a turn after it: one hand-off less on
+    every slot's turn (bench/README, part 9)."""
+    dispatcher, log = dispatcher_with_log()
+    strategy = StrategyActor(strategies.create("fifo"))
+    async with Turns() as turns:
+        scheduler = TurnStamps(turns, dispatcher)
+        dispatcher.scheduler = strategy.scheduler = scheduler
+        dispatcher.strategy, strategy.dispatcher = strategy, dispatcher
+        system = ActorSystem()
+        for actor in (dispatcher, strategy, scheduler):
+            system.add(actor)
+        await system.start()
+        try:
+            dispatcher.tell(FromWorker(b"w", wire.WorkerHello(1, "w", 1)))
+            strategy.tell(Enqueue([ReadyJob(i, 0, "default", i, 0.0) for i in (1, 2)]))
+            await until(lambda: any(isinstance(m, Send) for _, m in log))  # job 1's Assign
+            scheduler.handled.clear()
+            dispatcher.tell(FromWorker(b"w", wire.Results([result(1)])))
+            await until(lambda: len(scheduler.handled) == 2)
+        finally:
+            await system.stop()
+    [(first, results_turn), (second, picked_turn)] = scheduler.handled
+    assert (first, second) == ("WorkerResults", "Picked")
+    assert picked_turn == results_turn, "the lease came a turn after the result"
