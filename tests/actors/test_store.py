@@ -499,3 +499,87 @@ async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
         assert _drain(inbox) == []
     finally:
         await store.on_stop()  # else the database thread keeps a failed run from exiting
+
+
+async def test_a_write_told_while_a_commit_runs_joins_the_next_one_with_no_loop_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database thread takes the next commit's writes the moment one commit ends,
+    whatever the event loop is doing. A write told meanwhile must already be where it takes
+    them from: had it waited in the store's mailbox for the loop's next turn, a lease told
+    a moment before a commit ended would wait a whole commit more."""
+    write_batch = sqlite_chain.write_batch
+    entered, release = threading.Event(), threading.Event()
+
+    def held_first(conn: sqlite3.Connection, ops: Ops) -> None:  # in the database thread
+        if not entered.is_set():
+            entered.set()
+            if not release.wait(timeout=10):
+                raise sqlite3.OperationalError("the test never let the commit go")
+        write_batch(conn, ops)
+
+    monkeypatch.setattr(sqlite_chain, "write_batch", held_first)
+    store = Store(str(tmp_path / "c.db"))
+    inbox = Inbox()
+    async with serving(store):
+        taken: list[list[Any]] = []
+        took = threading.Event()
+        take = store.queue.take
+
+        def recording_take() -> tuple[list[Write], list[Any]]:  # in the database thread
+            writes, reads = take()
+            taken.append([write.tag for write in writes])
+            if len(taken) == 2:
+                took.set()
+            return writes, reads
+
+        store.queue.take = recording_take  # type: ignore[method-assign]
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        assert await asyncio.to_thread(entered.wait, 5), "the first commit started"
+        # No await from here until the chain's next take: the loop does not turn.
+        store.tell(Write(Ops(inserts=[row(2)]), inbox, 2))
+        release.set()
+        assert took.wait(timeout=5), "the chain took again after its commit"
+        assert taken == [[1], [2]]
+        assert await written(inbox) == [1]
+        assert await written(inbox) == [2]
+
+
+async def test_a_write_told_as_a_chain_ends_is_committed_by_the_next_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write told after the chain's last take found nothing, but before the loop has heard
+    that the chain ended, joins the queue directly: the next chain must commit it."""
+    write_batch = sqlite_chain.write_batch
+    entered, release = threading.Event(), threading.Event()
+
+    def held_first(conn: sqlite3.Connection, ops: Ops) -> None:  # in the database thread
+        if not entered.is_set():
+            entered.set()
+            if not release.wait(timeout=10):
+                raise sqlite3.OperationalError("the test never let the commit go")
+        write_batch(conn, ops)
+
+    monkeypatch.setattr(sqlite_chain, "write_batch", held_first)
+    store = Store(str(tmp_path / "c.db"))
+    inbox = Inbox()
+    async with serving(store):
+        ended = threading.Event()
+        take = store.queue.take
+
+        def recording_take() -> tuple[list[Write], list[Any]]:  # in the database thread
+            writes, reads = take()
+            if not writes:
+                ended.set()  # the chain takes nothing more and returns
+            return writes, reads
+
+        store.queue.take = recording_take  # type: ignore[method-assign]
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        assert await asyncio.to_thread(entered.wait, 5), "the first commit started"
+        release.set()
+        assert ended.wait(timeout=5), "the chain found nothing more to take"
+        assert store._chain is not None, "the loop has not heard of the chain's end yet"
+        store.tell(Write(Ops(inserts=[row(2)]), inbox, 2))
+        assert await written(inbox) == [1]
+        assert await written(inbox) == [2]
+        assert await fetch(store, "SELECT id FROM jobs ORDER BY id") == [(1,), (2,)]

@@ -89,6 +89,19 @@ class StoreActor(Actor):
         self._reading: set[asyncio.Task[None]] = set()  # reads being answered
         self._reads_after_chain: list[Read] = []  # answered when the running chain ends
 
+    def tell(self, message: Any) -> None:
+        """While a commit chain runs, writes and reads join its queue at once: the chain
+        takes the next commit's writes the moment a commit ends (SQLite's in its database
+        thread, whatever the loop is doing), and one still waiting in this mailbox for the
+        loop's next turn would wait a whole commit more. The queue keeps them in the order
+        told, as the mailbox did; when no chain runs, they go through the mailbox, which
+        starts one (a chain that ends with one just added is followed by the next). Once
+        the store has failed, nothing joins a chain still running."""
+        if self._chain is not None and self.failed is None and isinstance(message, (Write, Read)):
+            self.queue.add(message)
+        else:
+            self.mailbox.put_nowait(message)
+
     async def open(self) -> None:
         """Open the backend (raises StoreError, one clear line, leaving nothing open)."""
         await self.backend.open()
