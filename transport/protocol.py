@@ -120,6 +120,9 @@ class WorkerHello(Message, frozen=True):
     # The rate limits its tasks declare (``@task(rate_limit=...)``), applied by the
     # scheduler to the tasks of ``tasks`` unless an admin set one of its own.
     limits: Annotated[list[DeclaredLimit], msgspec.Meta(max_length=MAX_SLOTS)] = []
+    # Of ``slots``, how many hold prefetched jobs waiting for one of the others (``corral
+    # worker --prefetch``): shown by the status, nothing else (the credits are ``slots``).
+    prefetch: Annotated[int, msgspec.Meta(ge=0, le=MAX_SLOTS)] = 0
 
 
 class Submit(Message, frozen=True):

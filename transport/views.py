@@ -98,6 +98,7 @@ class WorkerView(msgspec.Struct, frozen=True):
     queues: list[str]
     last_seen_s: float
     jobs: list[RunningView] = []
+    prefetch: int = 0  # of ``slots``, those that hold prefetched jobs (``--prefetch``)
 
 
 class QueueView(msgspec.Struct, frozen=True):

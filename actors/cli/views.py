@@ -66,7 +66,7 @@ def status_renderable(status: wire.StatusView, address: str = "") -> Group:
         workers.add_row(
             w.name,
             f"[{colour}]{w.state}[/]",
-            f"{w.running}/{w.slots}",
+            slots_used(w),
             ",".join(w.queues),
             f"{w.last_seen_s:.1f}s ago",
         )
@@ -129,6 +129,13 @@ def render_status(
     (console or make_console()).print(status_renderable(status, address))
 
 
+def slots_used(worker: wire.WorkerView) -> str:
+    """A worker's leases held of its slots, and how many of those are for prefetched jobs:
+    ``70/128 (64 prefetch)`` for ``--concurrency 64 --prefetch 64``."""
+    used = f"{worker.running}/{worker.slots}"
+    return f"{used} ({worker.prefetch} prefetch)" if worker.prefetch else used
+
+
 def render_workers(status: wire.StatusView, console: Console | None = None) -> None:
     table = Table(title=f"{len(status.workers)} worker(s)", show_edge=False)
     for column in ("name", "health", "slots used", "queues", "last heartbeat", "running jobs"):
@@ -139,7 +146,7 @@ def render_workers(status: wire.StatusView, console: Console | None = None) -> N
         table.add_row(
             w.name,
             f"[{colour}]{w.state}[/]",
-            f"{w.running}/{w.slots}",
+            slots_used(w),
             ",".join(w.queues),
             f"{w.last_seen_s:.1f}s ago",
             jobs,

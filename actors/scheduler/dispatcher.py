@@ -140,6 +140,7 @@ class Dispatcher(DispatcherBase):
             )
             worker.name, worker.queues, worker.tasks = hello.name, queues, tasks
             worker.slots = hello.slots
+        worker.prefetch = min(hello.prefetch, hello.slots - 1)  # at least one slot runs jobs
         worker.lease_basis = max(worker.lease_basis, hello.sent_at)
         worker.last_seen = time.monotonic()
         taking = worker.state in ("alive", "suspect")  # not dead, not draining

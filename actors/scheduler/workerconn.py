@@ -100,6 +100,7 @@ class WorkerConn:
     queues: tuple[str, ...]
     tasks: frozenset[str] = frozenset()
     state: str = "alive"
+    prefetch: int = 0  # of ``slots``, those announced for prefetched jobs (status only)
     running: dict[int, int] = field(default_factory=dict)  # job id -> token
     granted_in: dict[int, int] = field(default_factory=dict)  # job id -> seq that granted it
     missing: set[int] = field(default_factory=set)  # granted, not listed by one heartbeat
@@ -318,6 +319,7 @@ def worker_views(workers: Iterable[WorkerConn], now: float) -> list[wire.WorkerV
                 list(w.queues),
                 round(now - w.last_seen, 3),
                 jobs,
+                w.prefetch,
             )
         )
     return views

@@ -130,7 +130,7 @@ class Worker:
         hello = wire.WorkerHello(
             wire.PROTOCOL_VERSION, self.name, self.slots, list(self.queues),
             sorted(self.registry), claims(self), time.monotonic(), busy,
-            self.link.database_id, declared_limits(self.registry),
+            self.link.database_id, declared_limits(self.registry), self.prefetch,
         )  # fmt: skip
         self.send(hello)
 

@@ -159,3 +159,13 @@ async def test_a_slot_a_result_frees_is_leased_in_the_turn_its_result_is_written
     [(first, results_turn), (second, picked_turn)] = scheduler.handled
     assert (first, second) == ("WorkerResults", "Picked")
     assert picked_turn == results_turn, "the lease came a turn after the result"
+
+
+async def test_a_hello_s_prefetch_share_is_kept_below_its_slots() -> None:
+    """The prefetch share of a hello's slots is only shown, never trusted for credits; one
+    claiming more than its slots is shown as all but one of them."""
+    dispatcher, _ = dispatcher_with_log()
+    await turn(dispatcher, FromWorker(b"a", wire.WorkerHello(1, "a", 4, prefetch=3)))
+    await turn(dispatcher, FromWorker(b"b", wire.WorkerHello(1, "b", 4, prefetch=9)))
+    assert (dispatcher.workers[b"a"].prefetch, dispatcher.workers[b"b"].prefetch) == (3, 3)
+    assert (dispatcher.workers[b"a"].slots, dispatcher.workers[b"b"].slots) == (4, 4)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers.cluster import Cluster
 from tests.helpers.procs import corral, free_address
+from tests.helpers.waiting import until_workers
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +149,22 @@ def test_status_counts_ready_jobs_that_no_connected_worker_can_run(address: str)
     assert "no worker" in table.stdout
     [row] = [line for line in table.stdout.splitlines() if line.strip().startswith("default")]
     assert row.split()[-1] == "1", table.stdout
+
+
+async def test_status_and_workers_show_how_many_slots_are_for_prefetch(cluster: Cluster) -> None:
+    """A worker announces concurrency plus prefetch as its slots; the views say how many of
+    them hold prefetched jobs rather than running ones."""
+    cluster.start()
+    cluster.worker("pf", 2, "--prefetch", "3")
+    async with cluster.client() as client:
+        await until_workers(client, {"pf"})
+    done = corral("status", "--json", "--connect", cluster.address)
+    assert done.returncode == 0, done.stderr
+    [worker] = json.loads(done.stdout)["workers"]
+    assert (worker["slots"], worker["prefetch"], worker["running"]) == (5, 3, 0)
+    for command in ("workers", "status"):
+        shown = corral(
+            command, *(["--once"] if command == "status" else []), "--connect", cluster.address
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "0/5 (3 prefetch)" in shown.stdout, shown.stdout

@@ -124,6 +124,19 @@ async def test_the_overview_counts_are_corral_status_json_and_every_page_opens(
     await narrow_and_dark(page, url)
 
 
+async def test_the_workers_page_shows_how_many_slots_are_for_prefetch(
+    cluster: Cluster, page: Any
+) -> None:
+    from playwright.async_api import expect
+
+    url = dashboard(cluster)
+    cluster.worker("pf", 2, "--prefetch", "3", tasks=TASKS)
+    async with cluster.client() as client:
+        await until_workers(client, {"pf"})
+    await page.goto(url + "/workers")
+    await expect(page.locator('[data-worker="pf"]')).to_contain_text("0/5 (3 prefetch)")
+
+
 async def narrow_and_dark(page: Any, url: str) -> None:
     """A phone-sized window with the system in dark mode: dark colours, nothing wider
     than the window (tables scroll inside their own box)."""

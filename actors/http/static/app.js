@@ -178,7 +178,8 @@ pages.workers = async () => {
   const status = await get("/api/status");
   const rows = status.workers.map((w) => h("tr", { "data-worker": w.name },
     h("td", {}, w.name), h("td", {}, state(w.state)),
-    h("td", {}, bar(w.running / Math.max(1, w.slots)), ` ${w.running}/${w.slots}`),
+    h("td", {}, bar(w.running / Math.max(1, w.slots)), ` ${w.running}/${w.slots}`,
+      w.prefetch ? ` (${w.prefetch} prefetch)` : ""),
     h("td", { class: "hide-narrow" }, w.queues.join(", ")),
     h("td", {}, ago(w.last_seen_s)),
     h("td", {}, w.jobs.map((j) => h("div", {}, jobLink(j.job_id), " ", bar(j.progress),
