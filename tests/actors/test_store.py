@@ -501,13 +501,9 @@ async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
         await store.on_stop()  # else the database thread keeps a failed run from exiting
 
 
-async def test_a_write_told_while_a_commit_runs_joins_the_next_one_with_no_loop_turn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The database thread takes the next commit's writes the moment one commit ends,
-    whatever the event loop is doing. A write told meanwhile must already be where it takes
-    them from: had it waited in the store's mailbox for the loop's next turn, a lease told
-    a moment before a commit ended would wait a whole commit more."""
+def hold_first_commit(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """The database thread's first commit waits, once started (``entered``), until the test
+    sets ``release``; the others run as usual."""
     write_batch = sqlite_chain.write_batch
     entered, release = threading.Event(), threading.Event()
 
@@ -519,6 +515,17 @@ async def test_a_write_told_while_a_commit_runs_joins_the_next_one_with_no_loop_
         write_batch(conn, ops)
 
     monkeypatch.setattr(sqlite_chain, "write_batch", held_first)
+    return entered, release
+
+
+async def test_a_write_told_while_a_commit_runs_joins_the_next_one_with_no_loop_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database thread takes the next commit's writes the moment one commit ends,
+    whatever the event loop is doing. A write told meanwhile must already be where it takes
+    them from: had it waited in the store's mailbox for the loop's next turn, a lease told
+    a moment before a commit ended would wait a whole commit more."""
+    entered, release = hold_first_commit(monkeypatch)
     store = Store(str(tmp_path / "c.db"))
     inbox = Inbox()
     async with serving(store):
@@ -550,17 +557,7 @@ async def test_a_write_told_as_a_chain_ends_is_committed_by_the_next_chain(
 ) -> None:
     """A write told after the chain's last take found nothing, but before the loop has heard
     that the chain ended, joins the queue directly: the next chain must commit it."""
-    write_batch = sqlite_chain.write_batch
-    entered, release = threading.Event(), threading.Event()
-
-    def held_first(conn: sqlite3.Connection, ops: Ops) -> None:  # in the database thread
-        if not entered.is_set():
-            entered.set()
-            if not release.wait(timeout=10):
-                raise sqlite3.OperationalError("the test never let the commit go")
-        write_batch(conn, ops)
-
-    monkeypatch.setattr(sqlite_chain, "write_batch", held_first)
+    entered, release = hold_first_commit(monkeypatch)
     store = Store(str(tmp_path / "c.db"))
     inbox = Inbox()
     async with serving(store):
