@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 
@@ -18,9 +19,11 @@ import pytest
 from actors.errors import StoreError, StoreInconsistent
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres, postgres_schema
+from actors.scheduler.store import postgres_conn as pgconn
 from actors.scheduler.store.base import AttemptRecord, WorkflowRecord
 from actors.scheduler.store.postgres import PostgresStore
 from tests.helpers.job_rows import stored_job
+from tests.helpers.tcp_proxy import proxy_to
 from tests.helpers.turns import Turns
 from tests.store.records import F, Q, R, S, commit, job, moved
 
@@ -254,3 +257,69 @@ async def test_a_backlog_read_holds_one_chunk_of_rows_at_a_time_and_shares_names
 
     whole, chunked = await transient(3000), await transient(100)
     assert chunked < whole / 2, (chunked, whole)
+
+
+async def _backlog_read_on_a_link_gone_silent(
+    dsn: str, monkeypatch: pytest.MonkeyPatch, cancel: bool
+) -> tuple[str, float]:
+    """A store recovering 1,000 queued jobs through a proxy that goes silent after the first
+    chunk of 100: how the read ends (cancelled 0.5 s later, or left to fail), and how long
+    after the cancel or the silence's first half second it took."""
+    monkeypatch.setattr(pgconn, "COMMAND_TIMEOUT_S", SILENT_TIMEOUT_S)
+    monkeypatch.setattr(postgres, "READ_CHUNK", 100)
+    seed = PostgresStore(dsn)
+    await seed.open()
+    await commit(seed, inserts=[job(i, Q) for i in range(1, 1001)])
+    await seed.close()
+    with proxy_to(dsn) as proxy:
+        store = PostgresStore(proxy.dsn(dsn))
+        await store.open()
+        convert, seen = postgres.job_from_record, 0
+
+        def silence_after_the_first_chunk(row: asyncpg.Record) -> object:
+            nonlocal seen
+            seen += 1
+            if seen == 100:
+                proxy.blackhole()
+            return convert(row)
+
+        monkeypatch.setattr(postgres, "job_from_record", silence_after_the_first_chunk)
+        reading = asyncio.ensure_future(store.recover())
+        await asyncio.sleep(0.5)  # the second chunk is asked for and never comes
+        assert not reading.done()
+        started = time.monotonic()
+        if cancel:
+            reading.cancel()
+        try:
+            await reading
+            outcome = "returned"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        except StoreError as exc:
+            outcome = f"StoreError: {exc}"
+        took = time.monotonic() - started
+        await store.close()
+    return outcome, took
+
+
+SILENT_TIMEOUT_S = 3.0
+
+
+async def test_a_backlog_read_cancelled_on_a_silent_link_is_cancelled(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deposed leader's load is cancelled (node._lead): the cancel must end the read, not
+    turn into a StoreError a command timeout later (a ROLLBACK on the silent link waited
+    for the server to confirm the unfinished fetch's cancel)."""
+    outcome, _ = await _backlog_read_on_a_link_gone_silent(postgres_dsn, monkeypatch, True)
+    assert outcome == "cancelled", outcome
+
+
+async def test_a_backlog_read_on_a_silent_link_fails_within_one_command_timeout(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcome, took = await _backlog_read_on_a_link_gone_silent(postgres_dsn, monkeypatch, False)
+    assert outcome.startswith("StoreError"), outcome
+    assert "did not answer" in outcome, outcome
+    # One timeout (3 s), not two (the fetch's, then the ROLLBACK's): about 6 s before.
+    assert took < 1.5 * SILENT_TIMEOUT_S, took

@@ -141,14 +141,26 @@ class PostgresStore(StoreBackend):
         assert self.conn is not None, "read on a closed store"
         names = SharedNames()
         jobs: list[Job] = []
-        snapshot = self.conn.transaction(isolation="repeatable_read", readonly=True)
-        async with pgconn.translated(self.target, "read"), snapshot:
-            cursor = await self.conn.cursor(f"SELECT {JOB_COLUMNS} FROM jobs {clause}")
-            while rows := await cursor.fetch(READ_CHUNK):
-                for row in rows:
-                    job = job_from_record(row)
-                    job.task, job.queue = names(job.task), names(job.queue)
-                    jobs.append(job)
+        conn = self.conn
+        snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+        async with pgconn.translated(self.target, "read"):
+            await snapshot.start()
+            try:
+                cursor = await conn.cursor(f"SELECT {JOB_COLUMNS} FROM jobs {clause}")
+                while rows := await cursor.fetch(READ_CHUNK):
+                    for row in rows:
+                        job = job_from_record(row)
+                        job.task, job.queue = names(job.task), names(job.queue)
+                        jobs.append(job)
+                await snapshot.commit()
+            except BaseException:
+                # No ROLLBACK: asyncpg would first wait, up to the command timeout, for the
+                # server to confirm the cancel of the unfinished fetch, on a link that may
+                # have gone silent (a cancelled read then ended as a StoreError a minute
+                # later, a timed-out one after two timeouts). A read that fails or is
+                # cancelled ends this store's session anyway.
+                conn.terminate()
+                raise
         return jobs
 
     # ------------------------------------------------------------------ reads
