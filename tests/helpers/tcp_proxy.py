@@ -108,7 +108,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._directions: set[_Direction] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._every_writer: list[asyncio.StreamWriter] = []  # each closed before the loop stops
+        self.closing = False
 
     @classmethod
     def to_dsn(cls, dsn: str) -> TcpProxy:
@@ -176,13 +177,29 @@ class TcpProxy:
             return
 
         async def shut() -> None:
+            # No connection outlives the proxy, not even one accepted as it closes (its
+            # task has not run yet: it sees ``closing`` and aborts at once). Each socket is
+            # closed before the loop stops: an aborted transport closes its socket in a
+            # callback of a later turn, and one left to the garbage collector is a
+            # ResourceWarning that fails whichever test is running then.
+            self.closing = True
             if self._server is not None:
                 self._server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            me = asyncio.current_task()
+            while others := [t for t in asyncio.all_tasks() if t is not me]:
+                for writer in list(self._writers):
+                    writer.transport.abort()
+                for direction in list(self._directions):
+                    direction.wake.set()
+                _, pending = await asyncio.wait(others, timeout=5)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            for writer in self._every_writer:
+                if not writer.transport.is_closing():
+                    writer.transport.abort()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 5)
 
         self._call(shut)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -206,19 +223,18 @@ class TcpProxy:
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        if self.refusing:
+        self._every_writer.append(writer)
+        if self.refusing or self.closing:
             _reset(writer)
             return
         self._writers.add(writer)
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
         try:
             try:
                 up_reader, up_writer = await asyncio.open_connection(*self.target)
             except OSError:
                 writer.transport.abort()
                 return
+            self._every_writer.append(up_writer)
             self._writers.add(up_writer)
             ways = (_Direction(self, reader, up_writer), _Direction(self, up_reader, writer))
             self._directions.update(ways)
@@ -235,7 +251,6 @@ class TcpProxy:
                     self._writers.discard(w)
         finally:
             self._writers.discard(writer)
-            self._tasks.discard(task)
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
