@@ -89,3 +89,18 @@ def test_settling_the_gc_keeps_thresholds_someone_else_chose(gc_state: None) -> 
     gc.set_threshold(1234, 5, 6)
     settle_gc()
     assert gc.get_threshold() == (1234, 5, 6)
+
+
+async def test_a_scheduler_settles_its_gc_once_started(gc_state: None) -> None:
+    """``corral scheduler`` (serve_brain) raises the young threshold after its start-up."""
+    from actors.cli.servers import serve_brain
+    from actors.config import SchedulerConfig
+    from actors.scheduler.brain import Brain
+    from actors.scheduler.store.memory import MemoryStore
+
+    gc.set_threshold(*runtime._THRESHOLDS_AT_IMPORT)
+    brain = Brain(SchedulerConfig(bind="mem://settle-gc", db="unused.db"), MemoryStore())
+    stop_at_once = asyncio.Event()
+    stop_at_once.set()
+    await serve_brain(brain, stop_at_once)
+    assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD
