@@ -67,9 +67,9 @@ def settle_gc() -> None:
     ``YOUNG_GC_THRESHOLD`` allocations instead of Python's 700, unless the thresholds were
     changed since this module was imported (someone's own choice stands)."""
     gc.freeze()
-    first, *older = gc.get_threshold()
-    if (first, *older) == _THRESHOLDS_AT_IMPORT and first < YOUNG_GC_THRESHOLD:
-        gc.set_threshold(YOUNG_GC_THRESHOLD, *older)
+    thresholds = gc.get_threshold()
+    if thresholds == _THRESHOLDS_AT_IMPORT and thresholds[0] < YOUNG_GC_THRESHOLD:
+        gc.set_threshold(YOUNG_GC_THRESHOLD, *thresholds[1:])
 
 
 @contextlib.contextmanager

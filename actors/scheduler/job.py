@@ -42,6 +42,12 @@ class SharedNames(dict[str, str]):
             kept = self[name] = name
         return kept
 
+    def share(self, job: Job) -> Job:
+        """``job``, its task's and queue's names now these shared copies (a job read back
+        from a store brings its own)."""
+        job.task, job.queue = self(job.task), self(job.queue)
+        return job
+
 
 # A job's usual arguments, ``[]`` and ``{}``: one object each, shared by every job with
 # none, submitted (``kept_args``) or read back from a store (``JobTable.admit``).
@@ -203,7 +209,7 @@ class Job(msgspec.Struct, gc=False):
 
     def assignment(self) -> wire.Assignment:
         """This (just leased) job as its worker receives it."""
-        options = self.options or _NO_OPTIONS
+        options = self.opts
         return wire.Assignment(
             self.id,
             self.token,

@@ -37,7 +37,7 @@ class Recovery:
         with the jobs submitted later, and the shared empty arguments, not one per row."""
         held, names = self.held, self.names
         for job in live:
-            job.task, job.queue = names(job.task), names(job.queue)
+            names.share(job)
             if job.args == NO_ARGS:
                 job.args = NO_ARGS
             if job.kwargs == NO_KWARGS:

@@ -148,10 +148,7 @@ class PostgresStore(StoreBackend):
             try:
                 cursor = await conn.cursor(f"SELECT {JOB_COLUMNS} FROM jobs {clause}")
                 while rows := await cursor.fetch(READ_CHUNK):
-                    for row in rows:
-                        job = job_from_record(row)
-                        job.task, job.queue = names(job.task), names(job.queue)
-                        jobs.append(job)
+                    jobs += [names.share(job_from_record(row)) for row in rows]
                 await snapshot.commit()
             except BaseException:
                 # No ROLLBACK: asyncpg would first wait, up to the command timeout, for the

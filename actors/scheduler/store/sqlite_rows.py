@@ -99,10 +99,7 @@ def read_jobs(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> li
     jobs: list[Job] = []
     cursor = conn.execute(sql, params)
     while rows := cursor.fetchmany(READ_CHUNK):
-        for row in rows:
-            job = job_from_row(row)
-            job.task, job.queue = names(job.task), names(job.queue)
-            jobs.append(job)
+        jobs += [names.share(job_from_row(row)) for row in rows]
     return jobs
 
 
