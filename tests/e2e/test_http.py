@@ -74,16 +74,26 @@ def figures(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-async def until_figure(url: str, name: str, value: float, token: str | None = None) -> dict:
-    """Scrape until the unlabelled figure ``name`` is ``value``; the figures then."""
+async def until_figures(
+    url: str, wanted: dict[tuple[str, tuple[tuple[str, str], ...]], float], token: str | None = None
+) -> dict:
+    """Scrape until every figure in ``wanted`` has its value; the figures then. Each actor
+    publishes its own snapshot once a second (actors.metrics), so two figures of one job
+    can show in different scrapes."""
     deadline = time.monotonic() + 30
     while True:
         status, text, _ = get(url, token)
         found = figures(text) if status == 200 else {}
-        if found.get((name, ())) == value:
+        seen = {key: found.get(key) for key in wanted}
+        if seen == wanted:
             return found
-        assert time.monotonic() < deadline, (status, found.get((name, ())))
+        assert time.monotonic() < deadline, (status, seen)
         await asyncio.sleep(0.1)
+
+
+async def until_figure(url: str, name: str, value: float, token: str | None = None) -> dict:
+    """Scrape until the unlabelled figure ``name`` is ``value``; the figures then."""
+    return await until_figures(url, {(name, ()): value}, token)
 
 
 def until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -113,8 +123,13 @@ async def test_metrics_are_served_on_the_http_port_and_stop_with_the_scheduler(
         ids = await client.submit_many([job_spec("record", [i]) for i in range(5)])
         await client.wait(ids, timeout=30)
     url = f"http://127.0.0.1:{port}/metrics"
-    found = await until_figure(url, "corral_assignment_latency_seconds_count", 5)
-    assert found[("corral_jobs_succeeded_total", (("queue", "default"),))] == 5
+    found = await until_figures(
+        url,
+        {
+            ("corral_assignment_latency_seconds_count", ()): 5,
+            ("corral_jobs_succeeded_total", (("queue", "default"),)): 5,
+        },
+    )
     assert (found[("corral_leader", ())], found[("corral_http_refused_total", ())]) == (1, 0)
     cluster.stop_scheduler(signal.SIGTERM)
     assert cluster.scheduler.returncode == 0
