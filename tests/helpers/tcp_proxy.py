@@ -105,7 +105,9 @@ class TcpProxy:
         self.accepted = 0  # connections
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy")
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._bare: set[socket.socket] = set()  # accepted, no transport made for it yet
+        self._connecting: set[asyncio.Task[None]] = set()  # reaching the target
         self._writers: set[asyncio.StreamWriter] = set()
         self._directions: set[_Direction] = set()
         self._every_writer: list[asyncio.StreamWriter] = []  # each closed before the loop stops
@@ -125,6 +127,11 @@ class TcpProxy:
         userinfo, _, _ = parts.netloc.rpartition("@")
         at = f"{userinfo}@" if userinfo else ""
         return urlunsplit(parts._replace(netloc=f"{at}127.0.0.1:{self.port}"))
+
+    @property
+    def connecting(self) -> int:
+        """Connections accepted whose own connection to the target is not made yet."""
+        return len(self._connecting)
 
     # ------------------------------------------------------------------ control
 
@@ -177,20 +184,20 @@ class TcpProxy:
             return
 
         async def shut() -> None:
-            # No connection outlives the proxy, not even one accepted as it closes (its
-            # task has not run yet: it sees ``closing`` and aborts at once). Each socket is
-            # closed before the loop stops: an aborted transport closes its socket in a
-            # callback of a later turn, and one left to the garbage collector is a
-            # ResourceWarning that fails whichever test is running then.
+            # No connection outlives the proxy, not even one accepted as it closes. Each
+            # socket is closed before the loop stops: an aborted transport closes its
+            # socket in a callback of a later turn, and one left to the garbage collector
+            # is a ResourceWarning that fails whichever test is running then.
             self.closing = True
-            if self._server is not None:
-                self._server.close()
+            self._stop_listening()
             me = asyncio.current_task()
             while others := [t for t in asyncio.all_tasks() if t is not me]:
                 for writer in list(self._writers):
                     writer.transport.abort()
                 for direction in list(self._directions):
                     direction.wake.set()
+                for task in self._connecting:  # a target that does not answer: no waiting
+                    task.cancel()
                 _, pending = await asyncio.wait(others, timeout=5)
                 for task in pending:
                     task.cancel()
@@ -200,6 +207,12 @@ class TcpProxy:
                     writer.transport.abort()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(writer.wait_closed(), 5)
+            await asyncio.sleep(0)  # transports closed by a cancelled open_connection
+            # A connection whose task was cancelled before it first ran has no transport:
+            # its socket is closed here, as accept() gave it.
+            for sock in self._bare:
+                sock.close()
+            self._bare.clear()
 
         self._call(shut)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -218,8 +231,49 @@ class TcpProxy:
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result(timeout=10)
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        # Accepted by hand (not asyncio.start_server), so that each socket is the proxy's
+        # from accept() on: start_server makes the transport in a task and the handler in
+        # a callback after it, and a connection arriving as the proxy closed was left with
+        # an open transport no handler ever saw (a ResourceWarning, 1 CI run in 3).
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_waiting)
+
+    def _accept_waiting(self) -> None:
+        """Accept every connection waiting (a reader callback: nothing runs in between)."""
+        assert self._listener is not None
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # a connection reset before it was accepted
+            sock.setblocking(False)
+            self._bare.add(sock)
+            asyncio.get_running_loop().create_task(self._serve(sock))
+
+    def _stop_listening(self) -> None:
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+
+    async def _serve(self, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except asyncio.CancelledError:
+            return  # open_connection closed the transport it made, if it made one
+        except OSError:
+            return
+        finally:
+            self._bare.discard(sock)
+        with contextlib.suppress(asyncio.CancelledError):  # close(): nobody else waits
+            await self._accepted(reader, writer)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -229,21 +283,26 @@ class TcpProxy:
             return
         self._writers.add(writer)
         try:
+            task = asyncio.current_task()
+            assert task is not None
+            self._connecting.add(task)
             try:
                 up_reader, up_writer = await asyncio.open_connection(*self.target)
             except OSError:
                 writer.transport.abort()
                 return
+            finally:
+                self._connecting.discard(task)
             self._every_writer.append(up_writer)
+            if self.closing:  # close() began while this connection was being made
+                for w in (writer, up_writer):
+                    w.transport.abort()
+                return
             self._writers.add(up_writer)
             ways = (_Direction(self, reader, up_writer), _Direction(self, up_reader, writer))
             self._directions.update(ways)
             try:
                 await asyncio.gather(*(way.pump() for way in ways))
-            except asyncio.CancelledError:
-                # close(): this task is the server's, which would log a cancelled one
-                # as an error. Nothing waits on it but close().
-                pass
             finally:
                 self._directions.difference_update(ways)
                 for w in (writer, up_writer):
