@@ -355,6 +355,13 @@ class ChainEnded(_Msg, frozen=True):
     task: Any  # asyncio.Task[None]
 
 
+class StoreFailed(_Msg, frozen=True):
+    """store actor -> itself: stop the scheduler for ``error``, found while acknowledging a
+    commit outside the actor's own task (nothing of that commit was acknowledged)."""
+
+    error: Any  # StoreError
+
+
 class Read(_Msg, frozen=True):
     """Run ``call(backend)`` (one of ``StoreBackend``'s typed reads, bound to its arguments)
     after every write queued before it; resolve ``reply`` with its result or error."""

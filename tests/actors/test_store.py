@@ -495,10 +495,64 @@ async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
     inbox = Inbox()
     store.failed = StoreLost("database c.db", "was deleted")  # as _stop_for sets it
     try:
-        await store._committed(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
+        store.tell(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
         assert _drain(inbox) == []
     finally:
         await store.on_stop()  # else the database thread keeps a failed run from exiting
+
+
+async def test_a_commit_is_acknowledged_as_the_chain_reports_it_with_no_loop_turn(
+    tmp_path: Path,
+) -> None:
+    """The chain reports each commit on the loop's thread; the writers' replies are in their
+    mailboxes when that report returns, not a loop turn later through the store's mailbox
+    (which cost every slot's turn one more hop: result, commit, next lease)."""
+    from actors.scheduler.messages import Committed
+
+    store = Store(str(tmp_path / "c.db"))
+    await store.open()
+    first, second = Inbox(), Inbox()
+    try:
+        writes = [Write(Ops(), first, "a"), Write(Ops(), second, "b"), Write(Ops(), first, "c")]
+        store.tell(Committed(writes, [], 3, 0.001))
+        assert [m.tags for m in _drain(first)] == [["a", "c"]]
+        assert [m.tags for m in _drain(second)] == [["b"]]
+        assert store.mailbox.empty()
+    finally:
+        await store.on_stop()
+
+
+async def test_a_commit_whose_file_check_fails_is_not_acknowledged_and_stops_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is checked before any reply (at least once a second); if it fails as the
+    chain reports a commit, nothing of that commit is acknowledged, nor of any later one,
+    and the store stops the scheduler with that error."""
+    from actors.errors import StoreLost
+    from actors.scheduler.messages import Committed, StoreFailed
+
+    clock = FakeClock()
+    store = Store(str(tmp_path / "c.db"), clock=clock)
+    await store.open()
+    inbox = Inbox()
+
+    def deleted() -> None:
+        raise StoreLost("database c.db", "was deleted")
+
+    monkeypatch.setattr(store.backend, "verify", deleted)
+    try:
+        clock.now += 1.5  # the check is due
+        store.tell(Committed([Write(Ops(), inbox, 1)], [], 1, 0.0))
+        store.tell(Committed([Write(Ops(), inbox, 2)], [], 1, 0.0))
+        assert _drain(inbox) == []
+        assert isinstance(store.failed, StoreLost)
+        told = _drain(store)
+        assert isinstance(told[0], StoreFailed)
+        assert told[0].error is store.failed
+        with pytest.raises(StoreLost):  # no system to stop: the actor raises it
+            await store._receive(told[0])
+    finally:
+        await store.on_stop()
 
 
 def hold_first_commit(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:

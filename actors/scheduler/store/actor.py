@@ -9,9 +9,10 @@ they already have in hand (a few loop turns at most, never a timed wait), so the
 are about to make join the same transaction: a new job's insert and its lease commit
 together. The transactions run as a commit chain (``StoreBackend.commit_chain``; SQLite's
 runs in its database thread, ``sqlite_chain``), each taking what waits when the last one
-ended, until nothing does; the chain reports each commit back to this actor's mailbox. Only
-then does each writer get its ``Written`` reply (one per writer per commit), so
-acknowledgements always follow durability. What a commit takes is
+ended, until nothing does; the chain reports each commit to this actor on the loop's thread,
+and only then does each writer get its ``Written`` reply (one per writer per commit, sent
+at once, not a loop turn later through this actor's mailbox), so acknowledgements always
+follow durability. What a commit takes is
 ``write_queue.WriteQueue``'s choice: writes in arrival order, except that the leases and
 results of jobs already durable go ahead of a bulk submission's inserts. If the backend refuses a
 compare-and-swap (StoreInconsistent) or cannot write or read (StoreError: a full disk, the
@@ -33,7 +34,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from actors.errors import StoreError, StoreInconsistent
 from actors.metrics import Histogram
 from actors.runtime import PUBLISH, Actor
-from actors.scheduler.messages import ChainEnded, Committed, Read, Write, Written
+from actors.scheduler.messages import ChainEnded, Committed, Read, StoreFailed, Write, Written
 from actors.scheduler.store.base import StoreBackend
 from actors.scheduler.store.write_queue import WriteQueue
 
@@ -97,10 +98,14 @@ class StoreActor(Actor):
         told, as the mailbox did; when no chain runs, they go through the mailbox, which
         starts one (a chain that ends with one just added is followed by the next). Once
         the store has failed, nothing joins a chain still running."""
-        if self._chain is not None and self.failed is None and isinstance(message, (Write, Read)):
-            self.queue.add(message)
-        else:
-            self.mailbox.put_nowait(message)
+        if self.failed is None:
+            if isinstance(message, Committed) and message.error is None:
+                self._acknowledge_now(message)
+                return
+            if self._chain is not None and isinstance(message, (Write, Read)):
+                self.queue.add(message)
+                return
+        self.mailbox.put_nowait(message)
 
     async def open(self) -> None:
         """Open the backend (raises StoreError, one clear line, leaving nothing open)."""
@@ -183,20 +188,35 @@ class StoreActor(Actor):
             reads, self._reads_after_chain = self._reads_after_chain, []
             for request in reads:
                 await self._answer(request)
+        elif isinstance(message, StoreFailed):
+            await self._stop_for(message.error)
         elif message is PUBLISH:
             self._publish_metrics()
         else:
             self.queue.add(message)
 
-    async def _committed(self, committed: Committed) -> None:
-        """Acknowledge one transaction of the chain, or stop for its error."""
-        if self.failed is not None:
-            return  # stopped meanwhile (the watch, a read): acknowledge nothing more
+    def _acknowledge_now(self, committed: Committed) -> None:
+        """A transaction of the chain ended well: acknowledge its writes as the chain
+        reports it (on the loop's thread: SQLite's chain posts it there), not a loop turn
+        later through this actor's mailbox. Each writer's ``Written`` is then in its
+        mailbox before the loop's next turn. If the backend's check fails, nothing of it
+        is acknowledged, nothing more ever is, and this actor stops the scheduler."""
         try:
-            if committed.error is not None:
-                raise committed.error
             if committed.writes:
                 self._acknowledge(committed.writes, committed.ops, committed.seconds)
+        except StoreError as exc:
+            self.failed = exc
+            self.mailbox.put_nowait(StoreFailed(exc))
+            return
+        self._route_reads(committed.reads)
+
+    async def _committed(self, committed: Committed) -> None:
+        """Stop for the error of a transaction of the chain (a commit that ended well is
+        acknowledged at once by ``_acknowledge_now``, unless the store had failed)."""
+        if self.failed is not None or committed.error is None:
+            return  # stopped meanwhile (the watch, a read): acknowledge nothing more
+        try:
+            raise committed.error
         except StoreError as exc:
             await self._stop_for(exc)
         except StoreInconsistent as exc:
@@ -208,12 +228,15 @@ class StoreActor(Actor):
                     "writer, or a damaged file; stopping rather than risk double billing",
                 )
             )
+
+    def _route_reads(self, reads: list[Read]) -> None:
+        """Answer the reads a commit included, beside the next commit if the backend can."""
         if not (self.system is not None and self.backend.reads_beside_commits()):
             # Once this chain has ended and before the next starts: one connection cannot
             # serve a read and a commit at once (``reads_beside_commits``).
-            self._reads_after_chain += committed.reads
+            self._reads_after_chain += reads
             return
-        for request in committed.reads:  # in its own task: the next chain need not wait
+        for request in reads:  # in its own task: the next chain need not wait
             task = asyncio.create_task(self._answer(request), name="store.read")
             self._reading.add(task)  # a reference until it ends (``_answer`` never raises)
             task.add_done_callback(self._reading.discard)
