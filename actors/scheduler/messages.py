@@ -356,10 +356,11 @@ class ChainEnded(_Msg, frozen=True):
 
 
 class StoreFailed(_Msg, frozen=True):
-    """store actor -> itself: stop the scheduler for ``error``, found while acknowledging a
-    commit outside the actor's own task (nothing of that commit was acknowledged)."""
+    """store actor -> itself: stop the scheduler for ``error`` (a StoreError), or crash with
+    it (any other exception: a defect), found while acknowledging a commit outside the
+    actor's own task; nothing of that commit was acknowledged."""
 
-    error: Any  # StoreError
+    error: Any  # Exception
 
 
 class Read(_Msg, frozen=True):

@@ -497,6 +497,9 @@ async def test_a_commit_reported_after_the_store_failed_is_not_acknowledged(
     try:
         store.tell(Committed([Write(Ops(inserts=[row(1)]), inbox, 1)], [], 1, 0.0))
         assert _drain(inbox) == []
+        [report] = _drain(store)  # left for the store's task, which acknowledges nothing
+        await store._receive(report)
+        assert _drain(inbox) == []
     finally:
         await store.on_stop()  # else the database thread keeps a failed run from exiting
 
@@ -553,6 +556,58 @@ async def test_a_commit_whose_file_check_fails_is_not_acknowledged_and_stops_the
             await store._receive(told[0])
     finally:
         await store.on_stop()
+
+
+async def test_a_defect_while_acknowledging_a_commit_crashes_the_scheduler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's chain reports a commit in a loop callback, where an exception would only be
+    logged: a defect met while acknowledging it (here in the file check) must crash the
+    store's actor, and so the scheduler, not leave its writers waiting forever."""
+    from actors.errors import ActorCrashed
+
+    clock = FakeClock()
+    store = Store(str(tmp_path / "c.db"), clock=clock)
+    inbox = Inbox()
+
+    def broken() -> None:
+        raise RuntimeError("a defect in the check")
+
+    async with serving(store) as system:
+        monkeypatch.setattr(store.backend, "verify", broken)
+        clock.now += 5  # the check is due
+        store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+        with pytest.raises(ActorCrashed, match="a defect in the check"):
+            await asyncio.wait_for(system.run(), 5)
+    assert _drain(inbox) == []
+
+
+async def test_a_commit_that_ends_once_the_store_is_stopping_is_not_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's thread finishes the transaction it is in when the store stops, and reports
+    it; the scheduler stopping then is not told (nothing would read it), and no read is
+    started on a store being closed."""
+    entered, release = hold_first_commit(monkeypatch)
+    store = Store(str(tmp_path / "c.db"))
+    inbox = Inbox()
+    await store.open()
+    system = ActorSystem()
+    system.add(store)
+    await system.start()
+    store.tell(Write(Ops(inserts=[row(1)]), inbox, 1))
+    assert await asyncio.to_thread(entered.wait, 5), "the commit started"
+    stopping = asyncio.create_task(system.stop())
+    for _ in range(100):  # loop turns until the store's on_stop has begun
+        if store._stopping:
+            break
+        await asyncio.sleep(0)
+    assert store._stopping, "the store began to stop"
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert _drain(inbox) == []
+    assert store._reading == set()
+    assert await rows_in(str(tmp_path / "c.db"), "SELECT id FROM jobs") == [(1,)]
 
 
 def hold_first_commit(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:

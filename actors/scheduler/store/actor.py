@@ -79,6 +79,7 @@ class StoreActor(Actor):
         self.clock = clock
         self._checked_at = self._committed_at = clock()
         self.failed: StoreError | None = None
+        self._stopping = False  # on_stop began: a commit reported now is not acknowledged
         self.commits = 0
         self.committed_ops = 0
         self.commit_latency = Histogram()
@@ -98,7 +99,7 @@ class StoreActor(Actor):
         told, as the mailbox did; when no chain runs, they go through the mailbox, which
         starts one (a chain that ends with one just added is followed by the next). Once
         the store has failed, nothing joins a chain still running."""
-        if self.failed is None:
+        if self.failed is None and not self._stopping:
             if isinstance(message, Committed) and message.error is None:
                 self._acknowledge_now(message)
                 return
@@ -117,6 +118,7 @@ class StoreActor(Actor):
             self.spawn(self._watch(), "watch-store")
 
     async def on_stop(self) -> None:
+        self._stopping = True
         self.queue.close()  # a running chain takes nothing more and ends
         for task in list(self._reading):
             task.cancel()
@@ -124,7 +126,8 @@ class StoreActor(Actor):
             # Cancelled, as the store's own task is: a chain on the loop (PostgreSQL) must
             # not hold the shutdown for a commit the database never answers. SQLite's chain
             # in its thread ends after its transaction; close() is queued behind it. A
-            # cancelled commit is not acknowledged (this actor's task has ended).
+            # commit reported once stopping began is not acknowledged (``tell`` leaves it
+            # in the mailbox, which nothing reads again).
             self._chain.cancel()
             await asyncio.wait([self._chain])  # never raises the chain's error or ours away
         await self.backend.close()
@@ -189,6 +192,8 @@ class StoreActor(Actor):
             for request in reads:
                 await self._answer(request)
         elif isinstance(message, StoreFailed):
+            if not isinstance(message.error, StoreError):
+                raise message.error  # a defect, not a storage failure: crash loudly
             await self._stop_for(message.error)
         elif message is PUBLISH:
             self._publish_metrics()
@@ -204,11 +209,17 @@ class StoreActor(Actor):
         try:
             if committed.writes:
                 self._acknowledge(committed.writes, committed.ops, committed.seconds)
-        except StoreError as exc:
-            self.failed = exc
+            self._route_reads(committed.reads)
+        except Exception as exc:
+            # Raised in a loop callback (SQLite's report), it would only be logged: this
+            # actor's task raises it instead, a StoreError as a stop, a defect as a crash.
+            self.failed = (
+                exc
+                if isinstance(exc, StoreError)
+                else StoreError(self.backend.where, f"acknowledging a commit failed: {exc!r}")
+            )
+            self.queue.close()  # the chain commits nothing more
             self.mailbox.put_nowait(StoreFailed(exc))
-            return
-        self._route_reads(committed.reads)
 
     async def _committed(self, committed: Committed) -> None:
         """Stop for the error of a transaction of the chain (a commit that ended well is
