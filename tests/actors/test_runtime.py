@@ -104,3 +104,30 @@ async def test_a_scheduler_settles_its_gc_once_started(gc_state: None) -> None:
     stop_at_once.set()
     await serve_brain(brain, stop_at_once)
     assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD
+
+
+async def test_a_standby_that_takes_a_term_settles_its_gc_once_leading(
+    gc_state: None, postgres_dsn: str
+) -> None:
+    """A scheduler on PostgreSQL (``Node``) settles the GC each time it starts leading, after
+    its brain's start-up, as ``corral scheduler`` does on SQLite."""
+    from actors.config import SchedulerConfig
+    from actors.scheduler.node import Node
+
+    gc.set_threshold(*runtime._THRESHOLDS_AT_IMPORT)
+    leading = asyncio.Event()
+    thresholds_when_leading: list[int] = []
+
+    def say(line: str) -> None:
+        if not leading.is_set() and "; leader, term 1;" in line:  # brain.summary()
+            thresholds_when_leading.append(gc.get_threshold()[0])
+            leading.set()
+
+    node = Node(SchedulerConfig(bind="mem://settle-gc-node", db=postgres_dsn), say)
+    running = asyncio.create_task(node.run())
+    try:
+        await asyncio.wait_for(leading.wait(), 30)
+    finally:
+        node.stop()
+        await asyncio.wait_for(running, 30)
+    assert thresholds_when_leading == [YOUNG_GC_THRESHOLD]
