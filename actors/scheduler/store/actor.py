@@ -97,8 +97,10 @@ class StoreActor(Actor):
         thread, whatever the loop is doing), and one still waiting in this mailbox for the
         loop's next turn would wait a whole commit more. The queue keeps them in the order
         told, as the mailbox did; when no chain runs, they go through the mailbox, which
-        starts one (a chain that ends with one just added is followed by the next). Once
-        the store has failed, nothing joins a chain still running."""
+        starts one (a chain that ends with one just added is followed by the next). A
+        commit the chain reports as ended well is acknowledged at once
+        (``_acknowledge_now``). Once the store has failed or is stopping, nothing joins a
+        chain still running and nothing more is acknowledged."""
         if self.failed is None and not self._stopping:
             if isinstance(message, Committed) and message.error is None:
                 self._acknowledge_now(message)
@@ -192,9 +194,7 @@ class StoreActor(Actor):
             for request in reads:
                 await self._answer(request)
         elif isinstance(message, StoreFailed):
-            if not isinstance(message.error, StoreError):
-                raise message.error  # a defect, not a storage failure: crash loudly
-            await self._stop_for(message.error)
+            await self._fail(message.error)
         elif message is PUBLISH:
             self._publish_metrics()
         else:
@@ -224,21 +224,23 @@ class StoreActor(Actor):
     async def _committed(self, committed: Committed) -> None:
         """Stop for the error of a transaction of the chain (a commit that ended well is
         acknowledged at once by ``_acknowledge_now``, unless the store had failed)."""
-        if self.failed is not None or committed.error is None:
-            return  # stopped meanwhile (the watch, a read): acknowledge nothing more
-        try:
-            raise committed.error
-        except StoreError as exc:
-            await self._stop_for(exc)
-        except StoreInconsistent as exc:
+        if self.failed is None and committed.error is not None:
+            await self._fail(committed.error)
+        # else: stopped meanwhile (the watch, a read): acknowledge nothing more
+
+    async def _fail(self, error: BaseException) -> None:
+        """Stop the scheduler for a storage failure (a refused compare-and-swap named as
+        one), or crash it for anything else: a defect."""
+        if isinstance(error, StoreInconsistent):
             where = self.backend.where
-            await self._stop_for(
-                StoreError(
-                    where,
-                    f"{where} disagrees with the scheduler's memory ({exc}): another "
-                    "writer, or a damaged file; stopping rather than risk double billing",
-                )
+            error = StoreError(
+                where,
+                f"{where} disagrees with the scheduler's memory ({error}): another "
+                "writer, or a damaged file; stopping rather than risk double billing",
             )
+        if not isinstance(error, StoreError):
+            raise error  # a defect, not a storage failure: crash loudly
+        await self._stop_for(error)
 
     def _route_reads(self, reads: list[Read]) -> None:
         """Answer the reads a commit included, beside the next commit if the backend can."""
