@@ -38,9 +38,10 @@ class Runners:
         self._async_tasks: dict[str, bool] = {}
 
     async def prepare(self) -> None:
-        """Start the process pool, if the worker has one, and wait until its first child
-        is ready: before the hello, so the first job does not wait for the imports."""
-        if self._pool == "process":
+        """Start the process pool, if the worker has one and a sync task to run in it, and
+        wait until its first child is ready: before the hello, so the first job does not
+        wait for the imports. A worker whose tasks are all async starts no process."""
+        if self._pool == "process" and not all(map(self.is_async, self._registry)):
             self._processes = ProcessRunner(self._slots, self._modules)
             await self._processes.prepare()
 

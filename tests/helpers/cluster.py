@@ -20,6 +20,8 @@ from tests.helpers.procs import Procs, free_address
 
 # The task module workers run unless a test says otherwise: its tasks write the ledger.
 LEDGER_TASKS = "tests.helpers.ledger_tasks"
+# Async tasks only: jobs run on the worker's loop, for tests where many jobs must be quick.
+ASYNC_TASKS = "tests.helpers.async_tasks"
 
 # Generous for a loaded two-core machine: a SIGKILLed process is reaped in milliseconds,
 # a SIGTERMed scheduler first commits what it holds.
