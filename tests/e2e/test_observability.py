@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.client import AsyncClient, job_spec
 from tests.e2e.test_cli import corral
-from tests.helpers.cluster import Cluster
+from tests.helpers.cluster import ASYNC_TASKS, Cluster
 from tests.helpers.procs import ROOT
 from tests.helpers.waiting import until_running
 from transport import protocol as wire
@@ -230,7 +230,7 @@ async def test_a_prometheus_scrape_parses_and_matches_the_work_done(cluster: Clu
 async def test_a_subscriber_that_never_reads_loses_events_not_throughput(cluster: Cluster) -> None:
     port = free_port()
     cluster.start("--metrics-port", str(port))
-    cluster.worker("w0", 8)
+    cluster.worker("w0", 8, tasks=ASYNC_TASKS)  # quick jobs: the events are what counts
     stuck = zmq.Context.instance().socket(zmq.DEALER)
     stuck.setsockopt(zmq.LINGER, 0)
     stuck.setsockopt(zmq.RCVHWM, 10)
@@ -240,7 +240,7 @@ async def test_a_subscriber_that_never_reads_loses_events_not_throughput(cluster
         stuck.send(wire.encode(wire.Subscribe(1)))  # ...and never acknowledges a frame
         async with cluster.client() as client:
             await asyncio.sleep(0.2)
-            ids = await client.submit_many([job_spec("record", [i]) for i in range(20_000)])
+            ids = await client.submit_many([job_spec("async.echo", [i]) for i in range(20_000)])
             outcomes = await client.wait(ids, timeout=120)
             status = await client.status()
             # Until the hub has counted them (it hears of each commit after the client).
