@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import (
-    CollectorRegistry,
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+if TYPE_CHECKING:
+    from prometheus_client.core import CollectorRegistry, Metric
 
 # Seconds. Assignment latency (ready -> leased) and commit latency are both
 # sub-millisecond when idle and tens of milliseconds when saturated.
@@ -81,6 +76,15 @@ class MetricsBoard:
         return self._parts.get(name, {})
 
     def collect(self) -> Iterator[Metric]:
+        # Imported at the first scrape: prometheus-client (and the http.server, wsgiref and
+        # email modules it imports) is a tenth of a scheduler's start-up imports, and a
+        # scheduler without --metrics-port never needs it.
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
         scheduler, strategy = self.part("scheduler"), self.part("strategy")
         dispatcher, store = self.part("dispatcher"), self.part("store")
         by_queue: dict[tuple[str, str], int] = scheduler.get("by_queue", {})
@@ -199,6 +203,8 @@ class MetricsBoard:
 
 
 def registry_for(board: MetricsBoard) -> CollectorRegistry:
+    from prometheus_client.core import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(board)
     return registry
