@@ -14,21 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.harness import ROOT, Cluster, free_address
-
-
-def children_of(pid: int) -> list[int]:
-    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
+from tests.helpers.procs import children_of
 
 
 def alive(pid: int) -> bool:

@@ -4,29 +4,12 @@ is one process."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.helpers.cluster import ASYNC_TASKS, LEDGER_TASKS, Cluster
+from tests.helpers.procs import children_of
 
 pytestmark = pytest.mark.slow
-
-
-def children_of(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # it ended while we looked
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state
-        if parent == pid:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize(

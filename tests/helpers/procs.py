@@ -17,6 +17,21 @@ ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["FAST_TIMINGS", "ROOT", "Procs", "free_address", "wait_for_port"]
 
 
+def children_of(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 class Procs:
     """Starts corral processes; ``cleanup()`` kills whatever is still running."""
 
