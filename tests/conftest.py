@@ -46,6 +46,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+UNGROUPED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup`` (./dev test), xdist keeps the tests of one
+    ``xdist_group`` in one test process by suffixing their node ids with the group's name.
+    A pytest whose node ids ignore that (9.2: pytest-dev/pytest-xdist#1386) silently ran
+    the leader tests side by side: each such test fails instead, saying why."""
+    if not session.config.getvalue("loadgroup"):
+        return  # not an xdist test process, or another --dist
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
+            item.stash[UNGROUPED] = (
+                "--dist loadgroup did not keep this test's xdist_group in one test process: "
+                "this pytest and pytest-xdist do not work together (see pyproject.toml)"
+            )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if UNGROUPED in item.stash:
+        pytest.fail(item.stash[UNGROUPED], pytrace=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Keep each phase's report on its test, for the fixtures' teardown (``procs``)."""
