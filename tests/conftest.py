@@ -55,8 +55,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     ``xdist_group`` in one test process by suffixing their node ids with the group's name.
     A pytest whose node ids ignore that (9.2: pytest-dev/pytest-xdist#1386) silently ran
     the leader tests side by side: each such test fails instead, saying why."""
-    if not session.config.getvalue("loadgroup"):
-        return  # not an xdist test process, or another --dist
+    if not getattr(session.config.option, "loadgroup", False):
+        return  # not an xdist test process (no -n), or another --dist
     for item in session.items:
         if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
             item.stash[UNGROUPED] = (
