@@ -30,11 +30,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from actors.client import AsyncClient, job_spec
+from bench.modes import busy_percent, cpu_times
 from tests.helpers.cluster import Cluster
 from tests.helpers.overlap import attempts_ended, executions, late, most_at_once
 from tests.helpers.waiting import until, until_workers
@@ -49,16 +49,11 @@ PAUSES = 4  # workers paused while they ran a job of the key
 
 
 def idle_cores(window: float = 0.5) -> float:
-    """How many cores were idle, on average, over the next ``window`` seconds (/proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
-
-    total, idle = sample()
+    """How many cores were idle, on average, over the next ``window`` seconds (/proc/stat,
+    read as the bench reads the machine's CPU)."""
+    before = cpu_times()
     time.sleep(window)
-    total_after, idle_after = sample()
-    return (os.cpu_count() or 2) * (idle_after - idle) / max(1, total_after - total)
+    return (os.cpu_count() or 2) * (1 - busy_percent(before, cpu_times()) / 100)
 
 
 @contextmanager
