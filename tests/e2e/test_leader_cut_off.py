@@ -324,17 +324,30 @@ WHERE l.relation = 'corral_leader'::regclass AND l.mode = 'RowShareLock'
 """
 
 
+# The same, for a commit that has waited at least STUCK_S for the rest of it: a commit whose
+# next statements had passed the proxy before the blackhole is only between two of them,
+# for as long as a loaded server takes to reach them (it then ends, and B finds no session
+# of A's to end: one CI run failed so). A's commits send their statements back to back.
+STUCK_S = 0.5
+STUCK = FENCED + f"  AND s.state_change < clock_timestamp() - interval '{STUCK_S} seconds'"
+
+
 async def blackhole_in_a_commit(proxy: TcpProxy, conn: asyncpg.Connection) -> float:
     """Blackhole the proxy at a moment A's store session is inside a commit (holds the
     fence's share lock; it keeps it: the rest of the commit never arrives); the wall time
-    of that blackhole. Tries again, forwarding in between, until it catches one."""
+    of that blackhole. Tries again, forwarding in between, until it catches one: a commit
+    open 50 ms after the blackhole that is still waiting STUCK_S later (one that ends
+    meanwhile was not caught: forwarding resumes at once)."""
     for _ in range(200):
         proxy.blackhole()
         cut_at = time.time()
-        await asyncio.sleep(0.05)  # what passed before the blackhole has been executed
-        if await conn.fetchval(FENCED):
-            return cut_at
-        proxy.resume()  # between two commits: A's renewals were held up 50 ms, no more
+        await asyncio.sleep(0.05)
+        deadline = time.monotonic() + 2 * STUCK_S
+        while await conn.fetchval(FENCED) and time.monotonic() < deadline:
+            if await conn.fetchval(STUCK):
+                return cut_at
+            await asyncio.sleep(0.05)
+        proxy.resume()  # between two commits: A's renewals were held up a moment, no more
         await asyncio.sleep(0.1)
     raise AssertionError("never caught A inside a commit")
 
