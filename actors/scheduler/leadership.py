@@ -52,6 +52,11 @@ STEP_DOWN_EARLY = 1 / 8
 # (a try is a few milliseconds, or ROW_LOCK_WAIT_S twice when it ends a stale leader's
 # sessions).
 ATTEMPT_TIMEOUT_S = 5.0
+# The leader gives up its term when the event loop that serves has not run for this long
+# (``serving_idle``): its renewals run on a thread of their own (``election_thread``), and
+# would otherwise keep a term for a scheduler stuck in one step, serving nobody, forever.
+# Far above the longest step seen on a loaded machine (a 400,000-job backlog's load).
+SERVING_STALL_S = 10.0
 
 
 T = TypeVar("T")
@@ -74,7 +79,8 @@ class Term(msgspec.Struct, frozen=True):
 
 
 class Leadership:
-    """One scheduler's election loops; ``address`` is where it serves."""
+    """One scheduler's election loops; ``address`` is where it serves, ``serving_idle``
+    how long the loop that serves has not run (see ``SERVING_STALL_S``)."""
 
     def __init__(
         self,
@@ -83,8 +89,10 @@ class Leadership:
         address: str,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        serving_idle: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.election = election
+        self.serving_idle = serving_idle
         self.ttl = ttl
         self.address = address
         self.clock = clock
@@ -154,6 +162,14 @@ class Leadership:
                     term.number,
                     f"term {term.number} lapsed by this scheduler's own clock: no renewal "
                     f"succeeded for {held_for:g} s of its {self.ttl:g} s (--leader-ttl)",
+                )
+            stalled = self.serving_idle()
+            if stalled >= SERVING_STALL_S:
+                return NotLeaderAnymore(
+                    self.election.where,
+                    term.number,
+                    f"this scheduler's event loop has not run for {stalled:.1f} s: giving "
+                    f"term {term.number} up to a standby",
                 )
             try:
                 kept = await within(deadline - sent, self.election.renew(term.number))

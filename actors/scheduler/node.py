@@ -8,7 +8,9 @@ by its dead predecessor (binding the address proved nobody serves there any more
 
 Standing by: the ``Standby`` edge answers every frame NotLeader naming the leader,
 ``Leadership.campaign`` polls for the term, and a line on stdout says who leads (again
-whenever that changes).
+whenever that changes). The election (its database session, ``campaign`` and ``hold``)
+runs on a thread of its own (``election_thread``): a long step of the loop that serves
+never holds up a renewal.
 
 Leading: a ``Brain`` for the term (fresh actors, state loaded from the database as after
 a restart; its commits fenced with the term) serves on the same bound address, while
@@ -38,6 +40,7 @@ from actors.errors import NotLeaderAnymore, StoreError
 from actors.keys import scheduler_keys
 from actors.runtime import settle_gc
 from actors.scheduler.brain import Brain
+from actors.scheduler.election_thread import ElectionThread
 from actors.scheduler.leadership import Leadership, Term
 from actors.scheduler.standby import Standby
 from actors.scheduler.store.postgres_leader import PostgresElection
@@ -61,6 +64,9 @@ class Node:
         # none known yet); the dashboard of a standby names it.
         self.leader: Callable[[], tuple[str, int]] = lambda: ("", 0)
         self.stopping = asyncio.Event()
+        # The election (its session, and Leadership's loops) runs on a thread of its own:
+        # see election_thread. Every call to it goes through ``elections.run``.
+        self.elections = ElectionThread()
 
     def stop(self) -> None:
         """Stop serving: a leader first stops its term cleanly and resigns it."""
@@ -73,24 +79,35 @@ class Node:
         config = self.config
         keys = scheduler_keys(config.keys)  # ConfigError before anything is opened
         election = PostgresElection(config.db, self.name, "", config.leader_ttl)
+        self.elections.start()
+        on_election = self.elections.run
         try:
-            await election.open()
-            transport = bind(config.bind, keys)
-        except BaseException:
-            await election.close()
-            raise
-        self.address = election.address = config.advertise or transport.address
-        try:
-            self.database_id = election.database_id
-            await self._serve(transport, Leadership(election, config.leader_ttl, self.address))
+            try:
+                await on_election(election.open())
+                transport = bind(config.bind, keys)
+            except BaseException:
+                await on_election(election.close())
+                raise
+            self.address = election.address = config.advertise or transport.address
+            try:
+                self.database_id = election.database_id
+                leadership = Leadership(
+                    election,
+                    config.leader_ttl,
+                    self.address,
+                    serving_idle=self.elections.serving_idle,
+                )
+                await self._serve(transport, leadership)
+            finally:
+                await on_election(election.leave())
+                await on_election(election.close())
+                await transport.close()
         finally:
-            await election.leave()
-            await election.close()
-            await transport.close()
+            await self.elections.close()
 
     async def _serve(self, transport: ServerTransport, leadership: Leadership) -> None:
         self.leader = leadership.known_leader  # for the dashboard's standby page
-        term = await leadership.attempt(reclaim=True)
+        term = await self.elections.run(leadership.attempt(reclaim=True))
         while not self.stopping.is_set():
             if term is None:
                 term = await self._stand_by(transport, leadership)
@@ -109,7 +126,8 @@ class Node:
             Standby(transport, leadership.known_leader, self.database_id).serve()
         )
         stop = asyncio.ensure_future(self.stopping.wait())
-        campaign = asyncio.ensure_future(self._campaign(leadership))
+        serving = asyncio.get_running_loop()
+        campaign = asyncio.ensure_future(self.elections.run(self._campaign(leadership, serving)))
         try:
             done, _ = await asyncio.wait(
                 {campaign, stop, answering}, return_when=asyncio.FIRST_COMPLETED
@@ -122,7 +140,9 @@ class Node:
                 task.cancel()
             await asyncio.gather(answering, stop, campaign, return_exceptions=True)
 
-    async def _campaign(self, leadership: Leadership) -> Term:
+    async def _campaign(self, leadership: Leadership, serving: asyncio.AbstractEventLoop) -> Term:
+        """Runs on the election's thread; the lines it says go out on ``serving``."""
+
         def standing_by(leader: tuple[str, int]) -> None:
             address, number = leader
             self.say(
@@ -131,7 +151,10 @@ class Node:
                 f"term {number})"
             )
 
-        return await leadership.campaign(standing_by)
+        def tell(leader: tuple[str, int]) -> None:
+            serving.call_soon_threadsafe(standing_by, leader)
+
+        return await leadership.campaign(tell)
 
     async def _lead(self, transport: ServerTransport, leadership: Leadership, term: Term) -> float:
         """Serve as the leader of ``term`` until it ends; the pause before campaigning
@@ -144,7 +167,7 @@ class Node:
             cluster=leadership.cluster,
         )
         self.brain = brain
-        holding = asyncio.ensure_future(leadership.hold(term))
+        holding = asyncio.ensure_future(self.elections.run(leadership.hold(term)))
         leading = asyncio.ensure_future(self._run(brain))
         try:
             await asyncio.wait({holding, leading}, return_when=asyncio.FIRST_COMPLETED)
@@ -163,13 +186,13 @@ class Node:
                 self._stepped_down(term, exc)
                 return 0.0
             except StoreError as exc:
-                await leadership.resign(term)
+                await self.elections.run(leadership.resign(term))
                 self._stepped_down(term, exc)
                 return leadership.ttl
             except BaseException:
-                await leadership.resign(term)
+                await self.elections.run(leadership.resign(term))
                 raise
-            await leadership.resign(term)  # a clean stop
+            await self.elections.run(leadership.resign(term))  # a clean stop
             return 0.0
         finally:
             self.brain = None

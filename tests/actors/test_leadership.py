@@ -14,7 +14,13 @@ from collections.abc import Callable
 import pytest
 
 from actors.errors import StoreError
-from actors.scheduler.leadership import POLL_S, STEP_DOWN_EARLY, Leadership, Term
+from actors.scheduler.leadership import (
+    POLL_S,
+    SERVING_STALL_S,
+    STEP_DOWN_EARLY,
+    Leadership,
+    Term,
+)
 from actors.scheduler.standby import Standby
 from actors.scheduler.store.election import LeaderRecord, PeerRecord
 from transport import bind, connect
@@ -131,6 +137,23 @@ async def test_a_leader_cut_off_from_the_database_stands_by_naming_no_leader_not
     # it reads the row again, never itself (workers asking it try the next address).
     assert leadership.known_leader() == ("", 2)
     assert "could not renew term 2: no answer" in caplog.text
+
+
+async def test_a_leader_whose_serving_loop_stopped_running_gives_up_its_term_unrenewed(
+    election: Scripted, clock: Clock
+) -> None:
+    """The renewals run on the election's own thread (``election_thread``): they would keep
+    the term for a scheduler stuck in one step, serving nobody, without this."""
+
+    def serving_idle() -> float:  # the serving loop stops running after 3 renewals
+        return SERVING_STALL_S if len(election.sent) >= 3 else 0.0
+
+    leadership = Leadership(
+        election, TTL, "tcp://me:1", clock=clock, sleep=clock.sleep, serving_idle=serving_idle
+    )
+    lost = await asyncio.wait_for(leadership.hold(Term(1, since=0.0)), 10)
+    assert "event loop has not run for 10.0 s" in str(lost)
+    assert len(election.sent) == 3, "no renewal once the serving loop stalled"
 
 
 async def test_the_term_is_counted_from_before_the_last_good_renewal_was_sent(
