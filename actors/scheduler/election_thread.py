@@ -12,8 +12,9 @@ every few milliseconds (``sys.getswitchinterval``).
 
 A serving loop that stops running altogether (an actor stuck in a loop) must not keep
 the term forever with nobody served: ``serving_idle`` is how long that loop has gone
-without running a tick, which ``Leadership.hold`` gives up the term over
-(``leadership.SERVING_STALL_S``).
+without running a tick, over which ``Leadership.hold`` resigns the term
+(``leadership.stall_limit``: under the workers' lease, so they carry their jobs to the
+next leader).
 
 Safety does not depend on any of this: every commit of the leader is fenced by its term
 in the database (``postgres_leader.fence``), whichever thread renews it.

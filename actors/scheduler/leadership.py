@@ -52,11 +52,17 @@ STEP_DOWN_EARLY = 1 / 8
 # (a try is a few milliseconds, or ROW_LOCK_WAIT_S twice when it ends a stale leader's
 # sessions).
 ATTEMPT_TIMEOUT_S = 5.0
-# The leader gives up its term when the event loop that serves has not run for this long
-# (``serving_idle``): its renewals run on a thread of their own (``election_thread``), and
-# would otherwise keep a term for a scheduler stuck in one step, serving nobody, forever.
-# Far above the longest step seen on a loaded machine (a 400,000-job backlog's load).
-SERVING_STALL_S = 10.0
+
+
+def stall_limit(lease: float, ttl: float) -> float:
+    """How long the event loop that serves may go without running before the leader gives
+    up its term (``serving_idle``; its renewals run on a thread of their own,
+    ``election_thread``, and would otherwise keep the term for a scheduler stuck in one
+    step, serving nobody, forever). Short enough that a standby takes over, a poll after
+    the resignation, while the workers still hold their leases (they stop their own jobs a
+    lease after their last acknowledged heartbeat) and can carry them to it; never shorter
+    than the term itself, which is as long as a leader's loop could stall before."""
+    return max(ttl, lease - ttl - POLL_S)
 
 
 T = TypeVar("T")
@@ -80,7 +86,8 @@ class Term(msgspec.Struct, frozen=True):
 
 class Leadership:
     """One scheduler's election loops; ``address`` is where it serves, ``serving_idle``
-    how long the loop that serves has not run (see ``SERVING_STALL_S``)."""
+    how long the loop that serves has not run, and ``stall_limit`` how long it may (see
+    ``stall_limit``): over it, a leader gives up its term and a standby does not try."""
 
     def __init__(
         self,
@@ -90,9 +97,11 @@ class Leadership:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         serving_idle: Callable[[], float] = lambda: 0.0,
+        stall_limit: float = math.inf,
     ) -> None:
         self.election = election
         self.serving_idle = serving_idle
+        self.stall_limit = stall_limit
         self.ttl = ttl
         self.address = address
         self.clock = clock
@@ -118,6 +127,13 @@ class Leadership:
     async def attempt(self, *, reclaim: bool = False) -> Term | None:
         """One try at the term (``reclaim``: also if held at this scheduler's own address,
         once at start-up); on failure, read who leads and write the standby's presence."""
+        stalled = self.serving_idle()
+        if stalled >= self.stall_limit:  # it could not serve the term
+            self._warn(
+                "not trying for the term: this scheduler's event loop has not run for %.1f s",
+                stalled,
+            )
+            return None
         since = self.clock()
         try:
             number = await within(ATTEMPT_TIMEOUT_S, self.election.acquire(reclaim=reclaim))
@@ -164,12 +180,14 @@ class Leadership:
                     f"succeeded for {held_for:g} s of its {self.ttl:g} s (--leader-ttl)",
                 )
             stalled = self.serving_idle()
-            if stalled >= SERVING_STALL_S:
+            if stalled >= self.stall_limit:
+                # Resigned from here: the loop that would resign it is the one stuck.
+                await self.resign(term)
                 return NotLeaderAnymore(
                     self.election.where,
                     term.number,
-                    f"this scheduler's event loop has not run for {stalled:.1f} s: giving "
-                    f"term {term.number} up to a standby",
+                    f"this scheduler's event loop has not run for {stalled:.1f} s: "
+                    f"term {term.number} resigned to a standby",
                 )
             try:
                 kept = await within(deadline - sent, self.election.renew(term.number))

@@ -41,7 +41,7 @@ from actors.keys import scheduler_keys
 from actors.runtime import settle_gc
 from actors.scheduler.brain import Brain
 from actors.scheduler.election_thread import ElectionThread
-from actors.scheduler.leadership import Leadership, Term
+from actors.scheduler.leadership import Leadership, Term, stall_limit
 from actors.scheduler.standby import Standby
 from actors.scheduler.store.postgres_leader import PostgresElection
 from transport import ServerTransport, bind
@@ -96,6 +96,7 @@ class Node:
                     config.leader_ttl,
                     self.address,
                     serving_idle=self.elections.serving_idle,
+                    stall_limit=stall_limit(config.lease, config.leader_ttl),
                 )
                 await self._serve(transport, leadership)
             finally:

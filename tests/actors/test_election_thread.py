@@ -69,8 +69,10 @@ async def test_cancelling_the_caller_cancels_the_coroutine_on_the_election_threa
 
 
 async def test_close_ends_what_still_runs_on_the_thread_and_joins_it() -> None:
+    before = set(threading.enumerate())
     thread = ElectionThread()
     thread.start()
+    [started_thread] = set(threading.enumerate()) - before
     started, ended = threading.Event(), threading.Event()
 
     async def forever() -> None:
@@ -84,7 +86,8 @@ async def test_close_ends_what_still_runs_on_the_thread_and_joins_it() -> None:
     assert await asyncio.to_thread(started.wait, 10)
     await thread.close()
     assert ended.is_set()
-    assert not any(t.name == "corral-election" for t in threading.enumerate())
+    assert started_thread.name == "corral-election"
+    assert not started_thread.is_alive()
     with pytest.raises(asyncio.CancelledError):
         await caller
     with pytest.raises(RuntimeError, match="not running"):

@@ -16,10 +16,10 @@ import pytest
 from actors.errors import StoreError
 from actors.scheduler.leadership import (
     POLL_S,
-    SERVING_STALL_S,
     STEP_DOWN_EARLY,
     Leadership,
     Term,
+    stall_limit,
 )
 from actors.scheduler.standby import Standby
 from actors.scheduler.store.election import LeaderRecord, PeerRecord
@@ -58,6 +58,7 @@ class Scripted:
         self.row = LeaderRecord(1, "tcp://a:1", True)
         self.sent: list[float] = []  # when each renewal was sent
         self.beats: list[str] = []
+        self.resigned: list[int] = []
 
     async def acquire(self, *, reclaim: bool = False) -> int | None:
         outcome = self.acquisitions.pop(0)
@@ -73,7 +74,8 @@ class Scripted:
             raise outcome
         return outcome
 
-    async def resign(self, term: int) -> None: ...
+    async def resign(self, term: int) -> None:
+        self.resigned.append(term)
 
     async def leader(self) -> LeaderRecord:
         return self.row
@@ -139,21 +141,38 @@ async def test_a_leader_cut_off_from_the_database_stands_by_naming_no_leader_not
     assert "could not renew term 2: no answer" in caplog.text
 
 
-async def test_a_leader_whose_serving_loop_stopped_running_gives_up_its_term_unrenewed(
+async def test_a_leader_whose_serving_loop_stopped_running_resigns_its_term_unrenewed(
     election: Scripted, clock: Clock
 ) -> None:
     """The renewals run on the election's own thread (``election_thread``): they would keep
     the term for a scheduler stuck in one step, serving nobody, without this."""
+    limit = stall_limit(lease=5.0, ttl=TTL)
+    assert limit == pytest.approx(5.0 - TTL - POLL_S), "a standby serves within the lease"
 
     def serving_idle() -> float:  # the serving loop stops running after 3 renewals
-        return SERVING_STALL_S if len(election.sent) >= 3 else 0.0
+        return limit if len(election.sent) >= 3 else 0.0
 
     leadership = Leadership(
-        election, TTL, "tcp://me:1", clock=clock, sleep=clock.sleep, serving_idle=serving_idle
+        election,
+        TTL,
+        "tcp://me:1",
+        clock=clock,
+        sleep=clock.sleep,
+        serving_idle=serving_idle,
+        stall_limit=limit,
     )
     lost = await asyncio.wait_for(leadership.hold(Term(1, since=0.0)), 10)
-    assert "event loop has not run for 10.0 s" in str(lost)
+    assert "event loop has not run for 2.8 s: term 1 resigned" in str(lost)
     assert len(election.sent) == 3, "no renewal once the serving loop stalled"
+    assert election.resigned == [1], "resigned from the election's thread"
+    # Nor does a standby whose loop is stuck try for a term it could not serve.
+    election.acquisitions = [2]
+    assert await leadership.attempt() is None
+    assert election.acquisitions == [2], "tried to acquire"
+
+
+def test_the_stall_limit_is_never_shorter_than_the_term() -> None:
+    assert stall_limit(lease=2.0, ttl=TTL) == TTL
 
 
 async def test_the_term_is_counted_from_before_the_last_good_renewal_was_sent(

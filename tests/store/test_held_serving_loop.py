@@ -1,7 +1,7 @@
 """A leader on a real PostgreSQL whose serving event loop is held (one long step of
 CPU-bound Python, as a new leader loading a large backlog on a loaded machine takes):
 its term is renewed meanwhile on the election's own thread (``election_thread``), and it
-keeps the term. A loop held past ``SERVING_STALL_S`` gives the term up instead. (Before,
+keeps the term. A loop held past ``leadership.stall_limit`` resigns the term instead. (Before,
 the renewals ran on the serving loop: held past the term, it lost the term it had
 just loaded, as tests/e2e/test_takeover_backlog.py found in CI.)"""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -31,23 +31,38 @@ class Running:
     leading: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+Lead = Callable[[float, float], Awaitable[Running]]
+
+
 @pytest.fixture
-async def leader(postgres_dsn: str) -> AsyncIterator[Running]:
-    """A scheduler leading term 1 (``--leader-ttl`` of 1 s), in this process."""
-    running = Running(Node(SchedulerConfig(bind="mem://held", db=postgres_dsn, leader_ttl=TTL)))
+async def lead(postgres_dsn: str) -> AsyncIterator[Lead]:
+    """``await lead(lease, suspect_after)``: a scheduler leading term 1 in this process,
+    with a ``--leader-ttl`` of 1 s and that ``--lease`` and ``--suspect-after``."""
+    started: list[tuple[Node, asyncio.Task[None]]] = []
 
-    def say(line: str) -> None:
-        running.lines.append(line)
-        if "; leader, term 1;" in line:
-            running.leading.set()
+    async def start(lease: float, suspect_after: float) -> Running:
+        config = SchedulerConfig(
+            bind="mem://held",
+            db=postgres_dsn,
+            leader_ttl=TTL,
+            lease=lease,
+            suspect_after=suspect_after,
+        )
+        running = Running(Node(config))
 
-    running.node.say = say
-    task = asyncio.create_task(running.node.run())
-    try:
+        def say(line: str) -> None:
+            running.lines.append(line)
+            if "; leader, term 1;" in line:
+                running.leading.set()
+
+        running.node.say = say
+        started.append((running.node, asyncio.create_task(running.node.run())))
         await asyncio.wait_for(running.leading.wait(), 30)
-        yield running
-    finally:
-        running.node.stop()
+        return running
+
+    yield start
+    for node, task in started:
+        node.stop()
         await asyncio.wait_for(task, 30)
 
 
@@ -60,8 +75,10 @@ def hold_the_loop(seconds: float) -> None:
 
 
 async def test_a_leader_whose_serving_loop_is_held_past_its_term_keeps_the_term(
-    leader: Running, postgres_dsn: str
+    lead: Lead, postgres_dsn: str
 ) -> None:
+    leader = await lead(10.0, 3.0)  # held for 3 s, under its stall limit of 8.75 s
+    assert leadership.stall_limit(10.0, TTL) > 3 * TTL
     conn = await asyncpg.connect(postgres_dsn)
     try:
         hold_the_loop(3 * TTL)
@@ -79,10 +96,9 @@ async def test_a_leader_whose_serving_loop_is_held_past_its_term_keeps_the_term(
         await conn.close()
 
 
-async def test_a_leader_whose_serving_loop_stays_held_gives_up_its_term(
-    leader: Running, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(leadership, "SERVING_STALL_S", 2 * TTL)
+async def test_a_leader_whose_serving_loop_stays_held_resigns_its_term(lead: Lead) -> None:
+    leader = await lead(2.0, 1.5)  # its stall limit is the TTL, 1 s
+    assert leadership.stall_limit(2.0, TTL) == TTL
     hold_the_loop(3 * TTL)
 
     async def stepped_down() -> bool:
@@ -91,3 +107,4 @@ async def test_a_leader_whose_serving_loop_stays_held_gives_up_its_term(
     await until(stepped_down)
     [line] = [line for line in leader.lines if "stepped down" in line]
     assert "event loop has not run for" in line
+    assert "term 1 resigned to a standby" in line

@@ -279,6 +279,19 @@ async def test_every_scheduler_is_listed_with_its_role_while_it_beats(elect: Ele
     ]
 
 
+async def test_a_scheduler_leaving_resigns_a_term_it_took_but_never_served(elect: Elect) -> None:
+    """A standby stopped (SIGTERM) just as its acquisition answers: the term crosses to the
+    serving loop too late to be led, and leaving at exit resigns it, so the next standby
+    does not wait out its TTL. Leaving resigns only a term still its own."""
+    a, b = await elect("a", ttl=30.0), await elect("b", ttl=30.0)
+    assert await a.acquire() == 1
+    await a.leave()
+    assert await b.leader() == LeaderRecord(1, "tcp://a:5555", False)
+    assert await b.acquire() == 2
+    await a.leave()  # term 1 again: b's term 2 is untouched
+    assert await a.leader() == LeaderRecord(2, "tcp://b:5555", True)
+
+
 async def test_a_resign_while_a_renewal_is_in_flight_waits_for_it_and_resigns(
     elect: Elect, postgres_dsn: str
 ) -> None:

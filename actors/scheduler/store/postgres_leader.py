@@ -139,6 +139,10 @@ class PostgresElection:
         # renewal is still on it waits for it instead of failing beside it.
         self._session = asyncio.Lock()
         self.database_id = ""  # the database's identity, read by ``open``
+        # The last term this session acquired (0: none): ``leave`` resigns it, in case the
+        # process is stopping with a term it took but never served (a stop that raced the
+        # acquisition's answer).
+        self.acquired = 0
 
     async def open(self) -> None:
         """Connect and upgrade the schema; StoreError (one line) on failure."""
@@ -183,6 +187,8 @@ class PostgresElection:
                 term: int | None = await self._run(
                     "elect", "fetchval", ACQUIRE, self.name, self.address, self.ttl, reclaim
                 )
+                if term is not None:
+                    self.acquired = term
                 return term
             except RowLocked:
                 if not await self._end_stale_holder(reclaim):
@@ -232,7 +238,11 @@ class PostgresElection:
         return [PeerRecord(*row) for row in rows]
 
     async def leave(self) -> None:
+        """At exit: resign the term last acquired, if still held, and remove the presence
+        row (best effort)."""
         try:
+            if self.acquired:
+                await self.resign(self.acquired)
             await self._run("leave", "execute", LEAVE, self.name)
         except StoreError as exc:
             log.debug("could not remove the presence row: %s", exc)
