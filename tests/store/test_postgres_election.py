@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -290,6 +291,34 @@ async def test_a_scheduler_leaving_resigns_a_term_it_took_but_never_served(elect
     assert await b.acquire() == 2
     await a.leave()  # term 1 again: b's term 2 is untouched
     assert await a.leader() == LeaderRecord(2, "tcp://b:5555", True)
+
+
+async def test_a_session_that_failed_mid_statement_is_replaced_not_reused(
+    elect: Elect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg left mid-statement (a client-side failure, not the server's answer) refuses
+    every later statement on that connection ("another operation is in progress"): the
+    election replaces the session, so the next renewal goes through."""
+    a = await elect("a", ttl=30.0)
+    assert await a.acquire() == 1
+    broken = a._conn
+    assert broken is not None
+
+    execute = asyncpg.Connection.execute
+
+    async def stuck_on_broken(conn: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        if conn is broken:
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            )
+        return await execute(conn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", stuck_on_broken)
+    with pytest.raises(StoreError, match="another operation"):
+        await a.renew(1)
+    assert broken.is_closed()
+    assert await a.renew(1), "renewed on a new session"
+    assert a._conn is not broken
 
 
 async def test_a_resign_while_a_renewal_is_in_flight_waits_for_it_and_resigns(

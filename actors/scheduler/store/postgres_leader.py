@@ -166,20 +166,25 @@ class PostgresElection:
     async def _run(self, doing: str, method: str, sql: str, *args: Any) -> Any:
         """``conn.<method>(sql, *args)`` on the election's session; errors become one
         StoreError (RowLocked for a lock wait past ``ROW_LOCK_WAIT_S``). A session found
-        closed, or left mid-statement by a cancellation, is replaced at the next call.
+        closed, or left mid-statement by a cancellation or any failure other than the
+        server's own answer, is replaced at the next call.
         Calls from several tasks take turns (``_session``)."""
         async with self._session:
             conn = await self._connection()
-            try:
-                async with pgconn.translated(self.target, doing):
-                    try:
-                        return await getattr(conn, method)(sql, *args)
-                    except asyncpg.LockNotAvailableError:
-                        why = f"the leader row stayed locked ({doing})"
-                        raise RowLocked(self.where, why) from None
-            except asyncio.CancelledError:
-                conn.terminate()
-                raise
+            async with pgconn.translated(self.target, doing):
+                try:
+                    return await getattr(conn, method)(sql, *args)
+                except asyncpg.LockNotAvailableError:
+                    why = f"the leader row stayed locked ({doing})"
+                    raise RowLocked(self.where, why) from None
+                except asyncpg.PostgresError:
+                    raise  # the server answered: the session is ready for the next one
+                except BaseException:
+                    # Cancelled, timed out, or broken mid-statement: asyncpg may still be
+                    # in that statement ("another operation is in progress"), so the
+                    # session is replaced rather than reused.
+                    conn.terminate()
+                    raise
 
     async def acquire(self, *, reclaim: bool = False) -> int | None:
         for _ in range(2):
