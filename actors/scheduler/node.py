@@ -100,7 +100,11 @@ class Node:
                 )
                 await self._serve(transport, leadership)
             finally:
-                await on_election(election.leave())
+                # Best effort, and bounded: a database gone silent would otherwise hold
+                # the exit for the connection's timeouts (10 s to reconnect).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(config.leader_ttl):
+                        await on_election(election.leave())
                 await on_election(election.close())
                 await transport.close()
         finally:

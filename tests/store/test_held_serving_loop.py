@@ -1,9 +1,10 @@
 """A leader on a real PostgreSQL whose serving event loop is held (one long step of
 CPU-bound Python, as a new leader loading a large backlog on a loaded machine takes):
 its term is renewed meanwhile on the election's own thread (``election_thread``), and it
-keeps the term. A loop held past ``leadership.stall_limit`` resigns the term instead. (Before,
-the renewals ran on the serving loop: held past the term, it lost the term it had
-just loaded, as tests/e2e/test_takeover_backlog.py found in CI.)"""
+keeps the term. A loop held past ``leadership.stall_limit`` resigns the term instead.
+(Before, the renewals ran on the serving loop: held past the term, it lost the term it had
+just loaded, as tests/e2e/test_takeover_backlog.py found in CI.) And a leader cut off from
+the database stops promptly when asked."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from actors.config import SchedulerConfig
 from actors.scheduler import leadership
 from actors.scheduler.node import Node
+from tests.helpers.tcp_proxy import TcpProxy
 from tests.helpers.waiting import until
 
 TTL = 1.0
@@ -108,3 +110,27 @@ async def test_a_leader_whose_serving_loop_stays_held_resigns_its_term(lead: Lea
     [line] = [line for line in leader.lines if "stepped down" in line]
     assert "event loop has not run for" in line
     assert "term 1 resigned to a standby" in line
+
+
+async def test_a_leader_cut_off_from_the_database_stops_promptly_when_asked(
+    postgres_dsn: str,
+) -> None:
+    """SIGTERM to a leader whose database went silent: leaving (resigning the term, removing
+    its presence row) is best effort and bounded, not a wait for the connection's
+    timeouts."""
+    with TcpProxy.to_dsn(postgres_dsn) as proxy:
+        leading = asyncio.Event()
+
+        def say(line: str) -> None:
+            if "; leader, term 1;" in line:
+                leading.set()
+
+        config = SchedulerConfig(bind="mem://cut", db=proxy.dsn(postgres_dsn), leader_ttl=TTL)
+        node = Node(config, say)
+        running = asyncio.create_task(node.run())
+        await asyncio.wait_for(leading.wait(), 30)
+        proxy.blackhole()
+        node.stop()
+        # A TTL to resign the term (Node._lead), one to leave, a second to close: not the
+        # 10 s of a reconnection's timeout (11 s before leaving was bounded).
+        await asyncio.wait_for(running, 3 * TTL + 2)
