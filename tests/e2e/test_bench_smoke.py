@@ -88,12 +88,19 @@ def test_the_scaling_mode_completes() -> None:
 
 
 def test_the_chaos_mode_completes() -> None:
-    # A smoke test: every fault once or twice, no long jobs (tests/e2e/test_chaos.py has them).
-    chaos = bench("--chaos", "--jobs", "500", "--workers", "2", "--long-every", "0",
-                  "--kill-every", "1", "--pause-every", "1.5", "--restart-every", "3",
-                  "--prefetch", "4")  # fmt: skip
+    # A smoke test: every fault at least once, no long jobs (tests/e2e/test_chaos.py has
+    # them). 300 jobs of 50 ms on 8 slots keep the workers busy past the first kill (1 s)
+    # and pause (1.5 s), and the killed worker's leases lapse (2 s) past the scheduler's
+    # first restart (3 s). (500 jobs of 5 ms were done in 0.8 s on a quiet machine, before
+    # any fault.)
+    chaos = bench("--chaos", "--jobs", "300", "--job-seconds", "0.05", "--workers", "2",
+                  "--concurrency", "4", "--long-every", "0", "--kill-every", "1",
+                  "--pause-every", "1.5", "--restart-every", "3", "--prefetch", "4")  # fmt: skip
     assert chaos["ok"] is True
     assert chaos["wrong_token"] == chaos["overlaps"] == chaos["lost"] == 0
+    assert chaos["kills"] >= 1
+    assert chaos["pauses"] >= 1
+    assert chaos["restarts"] >= 1
 
 
 def test_the_dag_mode_completes() -> None:
