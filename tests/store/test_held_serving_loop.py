@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from actors.config import SchedulerConfig
+from actors.config import LEASE_S, SUSPECT_AFTER_S, SchedulerConfig
 from actors.scheduler import leadership
 from actors.scheduler.node import Node
 from tests.helpers.tcp_proxy import TcpProxy
@@ -31,21 +31,25 @@ class Running:
     node: Node
     lines: list[str] = field(default_factory=list)
     leading: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None  # node.run()
 
 
-Lead = Callable[[float, float], Awaitable[Running]]
+Lead = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
 async def lead(postgres_dsn: str) -> AsyncIterator[Lead]:
-    """``await lead(lease, suspect_after)``: a scheduler leading term 1 in this process,
-    with a ``--leader-ttl`` of 1 s and that ``--lease`` and ``--suspect-after``."""
-    started: list[tuple[Node, asyncio.Task[None]]] = []
+    """``await lead(lease=..., suspect_after=..., db=...)``: a scheduler leading term 1 in
+    this process, with a ``--leader-ttl`` of 1 s, that ``--lease`` and ``--suspect-after``
+    (the defaults without them), on ``db`` (the test's database without it)."""
+    started: list[Running] = []
 
-    async def start(lease: float, suspect_after: float) -> Running:
+    async def start(
+        lease: float = LEASE_S, suspect_after: float = SUSPECT_AFTER_S, db: str = ""
+    ) -> Running:
         config = SchedulerConfig(
             bind="mem://held",
-            db=postgres_dsn,
+            db=db or postgres_dsn,
             leader_ttl=TTL,
             lease=lease,
             suspect_after=suspect_after,
@@ -58,14 +62,16 @@ async def lead(postgres_dsn: str) -> AsyncIterator[Lead]:
                 running.leading.set()
 
         running.node.say = say
-        started.append((running.node, asyncio.create_task(running.node.run())))
+        running.task = asyncio.create_task(running.node.run())
+        started.append(running)
         await asyncio.wait_for(running.leading.wait(), 30)
         return running
 
     yield start
-    for node, task in started:
-        node.stop()
-        await asyncio.wait_for(task, 30)
+    for running in started:
+        running.node.stop()
+        assert running.task is not None
+        await asyncio.wait_for(running.task, 30)
 
 
 def hold_the_loop(seconds: float) -> None:
@@ -79,7 +85,9 @@ def hold_the_loop(seconds: float) -> None:
 async def test_a_leader_whose_serving_loop_is_held_past_its_term_keeps_the_term(
     lead: Lead, postgres_dsn: str
 ) -> None:
-    leader = await lead(10.0, 3.0)  # held for 3 s, under its stall limit of 8.75 s
+    leader = await lead(
+        lease=10.0, suspect_after=3.0
+    )  # held for 3 s, under its stall limit of 8.75 s
     assert leadership.stall_limit(10.0, TTL) > 3 * TTL
     conn = await asyncpg.connect(postgres_dsn)
     try:
@@ -99,7 +107,7 @@ async def test_a_leader_whose_serving_loop_is_held_past_its_term_keeps_the_term(
 
 
 async def test_a_leader_whose_serving_loop_stays_held_resigns_its_term(lead: Lead) -> None:
-    leader = await lead(2.0, 1.5)  # its stall limit is the TTL, 1 s
+    leader = await lead(lease=2.0, suspect_after=1.5)  # its stall limit is the TTL, 1 s
     assert leadership.stall_limit(2.0, TTL) == TTL
     hold_the_loop(3 * TTL)
 
@@ -113,25 +121,17 @@ async def test_a_leader_whose_serving_loop_stays_held_resigns_its_term(lead: Lea
 
 
 async def test_a_leader_cut_off_from_the_database_stops_promptly_when_asked(
-    postgres_dsn: str,
+    lead: Lead, postgres_dsn: str
 ) -> None:
     """SIGTERM to a leader whose database went silent: leaving (resigning the term, removing
     its presence row) is best effort and bounded, not a wait for the connection's
     timeouts."""
     with TcpProxy.to_dsn(postgres_dsn) as proxy:
-        leading = asyncio.Event()
-
-        def say(line: str) -> None:
-            if "; leader, term 1;" in line:
-                leading.set()
-
-        config = SchedulerConfig(bind="mem://cut", db=proxy.dsn(postgres_dsn), leader_ttl=TTL)
-        node = Node(config, say)
-        running = asyncio.create_task(node.run())
-        await asyncio.wait_for(leading.wait(), 30)
+        leader = await lead(db=proxy.dsn(postgres_dsn))
         proxy.blackhole()
-        node.stop()
+        leader.node.stop()
         # A TTL to resign the term (Node._lead), one to leave, up to a second each to close
         # the brain's store and the election: not the 10 s of a reconnection's timeout
         # (11 s before leaving was bounded).
-        await asyncio.wait_for(running, 3 * TTL + 4)
+        assert leader.task is not None
+        await asyncio.wait_for(leader.task, 3 * TTL + 4)
