@@ -47,13 +47,12 @@ class ElectionThread:
         self._serving_ran_at = time.monotonic()
 
     def start(self) -> None:
-        """Start the thread and its loop, and the serving loop's tick."""
-        started = threading.Event()
+        """Start the thread and its loop, and the serving loop's tick. (What ``run`` sends
+        before the loop turns waits in the loop's queue.)"""
         loop = asyncio.new_event_loop()
 
         def main() -> None:
             asyncio.set_event_loop(loop)
-            loop.call_soon(started.set)
             try:
                 loop.run_forever()
             finally:
@@ -63,7 +62,6 @@ class ElectionThread:
         self._loop = loop
         self._thread = threading.Thread(target=main, name=self._name, daemon=True)
         self._thread.start()
-        started.wait()
         self._tick()
 
     def _tick(self) -> None:
