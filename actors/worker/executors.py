@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.errors import LeaseLapsed
+from actors.worker.lease_bound import LeaseBound
 
 Deadline = Callable[[], float]  # the job's lease expiry, CLOCK_MONOTONIC, read when needed
 
@@ -125,7 +126,9 @@ class AsyncRunner:
             return Run.new(loop).never_started()
         started = loop.create_future()
         started.set_result(now)
-        task = loop.create_task(fn(*args, **kwargs), name=f"handler-{job_id}", context=context)
+        # LeaseBound: after a pause past the lease, no step of it runs before the fence.
+        handler = LeaseBound(fn(*args, **kwargs), deadline)
+        task = loop.create_task(handler, name=f"handler-{job_id}", context=context)
         self._tasks[job_id] = task
         task.add_done_callback(functools.partial(self._finished, job_id))
         # The task is the run's ``done`` (a cancelled one: stopped, see ``ended_by``) and

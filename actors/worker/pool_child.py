@@ -3,8 +3,12 @@
 A child must never outlive the lease of the job it runs, even when its agent cannot
 tell it to stop (the agent is SIGSTOPped, or hung): the agent keeps the lease's expiry
 (CLOCK_MONOTONIC, shared by every process on the machine) in a shared double, renewed on
-each acknowledged heartbeat, and a watchdog thread here kills this process the moment
-the expiry passes. The child also refuses to start a handler past it.
+each acknowledged heartbeat. While a handler runs, a kernel timer (``kill_timer``) is
+armed at that expiry and SIGKILLs this process when it passes, even while the process
+is stopped (its whole group paused: on SIGCONT its handler thread would otherwise often
+take one more step before a watchdog thread could run); a watchdog thread re-arms the
+timer when the agent moves the expiry, and exits the process itself where the system
+has no such timer. The child also refuses to start a handler past the expiry.
 
 Messages to the agent: ("ready",) once imported; per job ("started", t) or ("stale",),
 then ("progress", fraction, message)..., then ("done", ok, payload, retry).
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import math
 import os
 import threading
 import time
@@ -25,32 +30,71 @@ from typing import Any
 
 import msgspec
 
+from actors.worker.kill_timer import KillTimer
 from actors.worker.tasks import CURRENT_JOB, REGISTRY, retryable, task_options
 
 EXIT_FENCED = 70  # exit status of a child whose watchdog saw its job's lease lapse
 WATCHDOG_EVERY_S = 0.02  # the longest a lapsed lease goes unnoticed while the GIL is free
 
 
-class _State:
-    running = False
+class _Guard:
+    """Whether a handler runs, and the kernel timer armed at its lease's expiry meanwhile
+    (None where the system has none); one lock orders the main thread's start and end of
+    a handler with the watchdog's re-arming."""
+
+    def __init__(self, deadline: Any, armed: Any) -> None:
+        self.deadline = deadline
+        self.shown = armed  # the expiry armed, for the agent to tell our SIGKILL apart
+        self.timer = KillTimer.create()
+        self.lock = threading.Lock()
+        self.running = False
+        self.armed = math.inf
+
+    def start(self) -> None:
+        with self.lock:
+            self.running = True
+            self._arm(self.deadline.value)
+
+    def end(self) -> None:
+        with self.lock:
+            self.running = False
+            if self.timer is not None:
+                self.timer.disarm()
+            self.armed = self.shown.value = math.inf
+
+    def check(self, now: float) -> None:
+        """The watchdog's turn: exit if the running handler's lease has lapsed, else follow
+        the expiry the agent moved."""
+        with self.lock:
+            if not self.running:
+                return
+            expiry = self.deadline.value
+            if now > expiry:
+                os._exit(EXIT_FENCED)  # no cleanup: the handler must not take one more step
+            if expiry != self.armed:
+                self._arm(expiry)
+
+    def _arm(self, expiry: float) -> None:
+        if self.timer is not None:
+            self.shown.value = expiry  # before: the agent must never see a SIGKILL it cannot place
+            self.timer.arm(expiry)
+        self.armed = expiry
 
 
-def _watchdog(deadline: Any, state: _State, parent: int) -> None:
+def _watchdog(guard: _Guard, parent: int) -> None:
     while True:
-        now = time.monotonic()
-        if state.running and now > deadline.value:
-            os._exit(EXIT_FENCED)  # no cleanup: the handler must not take one more step
+        guard.check(time.monotonic())
         if os.getppid() != parent:  # our agent (or its fork server) is gone
             os._exit(EXIT_FENCED)
         time.sleep(WATCHDOG_EVERY_S)
 
 
-def child_main(conn: Connection, deadline: Any, modules: list[str]) -> None:
+def child_main(conn: Connection, deadline: Any, armed: Any, modules: list[str]) -> None:
     for module in modules:
         importlib.import_module(module)
-    state = _State()
+    guard = _Guard(deadline, armed)
     threading.Thread(
-        target=_watchdog, args=(deadline, state, os.getppid()), name="lease-watchdog", daemon=True
+        target=_watchdog, args=(guard, os.getppid()), name="lease-watchdog", daemon=True
     ).start()
     conn.send(("ready",))
     while True:
@@ -62,10 +106,11 @@ def child_main(conn: Connection, deadline: Any, modules: list[str]) -> None:
         if now > deadline.value:
             conn.send(("stale",))
             continue
-        state.running = True
+        guard.start()
         conn.send(("started", now))
-        conn.send(_run(conn, task_name, args, kwargs, ctx))
-        state.running = False
+        outcome = _run(conn, task_name, args, kwargs, ctx)
+        guard.end()  # before the report: a child that reported is never killed for its lease
+        conn.send(outcome)
 
 
 def _run(

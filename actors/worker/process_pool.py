@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import multiprocessing
+import signal
 import sys
 import threading
 import time
@@ -65,10 +66,13 @@ class _Job:
 class _Child:
     def __init__(self, pool: ProcessRunner) -> None:
         self.pool = pool
-        self.deadline = pool.mp.RawValue("d", math.inf)
+        self.deadline = pool.mp.RawValue("d", math.inf)  # the job's lease expiry, renewed
+        self.armed = pool.mp.RawValue("d", math.inf)  # what the child's kill timer is set to
         self.conn, theirs = pool.mp.Pipe()
         self.process = pool.mp.Process(
-            target=child_main, args=(theirs, self.deadline, pool.modules), daemon=True
+            target=child_main,
+            args=(theirs, self.deadline, self.armed, pool.modules),
+            daemon=True,
         )
         with _without_main():
             self.process.start()
@@ -141,13 +145,26 @@ class _Child:
             return
         if self.stopped:
             exc: BaseException = JobStopped()
-        elif code == EXIT_FENCED:
+        elif code == EXIT_FENCED or (code == -signal.SIGKILL and self._lapsed()):
+            # Its watchdog's exit, or its kernel timer's SIGKILL at the lease's expiry.
             exc = JobStopped("its process stopped itself: the job's lease lapsed")
+        elif code == -signal.SIGKILL and time.monotonic() >= self.armed.value:
+            # Its timer fired at an expiry its watchdog could not move on: the handler held
+            # the child's GIL (one C call) from before the last renewal it saw until then.
+            text = (
+                "its process was stopped at the lease expiry it last saw: the handler held "
+                "its GIL in one call for longer than that (raise --lease for such tasks)"
+            )
+            exc = HandlerFailed(text, True)
         else:
             exc = HandlerFailed(f"the handler's process died (exit code {code})", True)
         resolve(job.run.started, time.monotonic())  # it may have died before saying so
         resolve(job.run.done, exc=exc)
         self.pool._replace(job.run)
+
+    def _lapsed(self) -> bool:
+        expiry: float = self.deadline.value
+        return time.monotonic() >= expiry
 
     def send(self, job: _Job) -> None:
         self.job = job

@@ -1,10 +1,12 @@
 """A worker's leases on real processes: an assignment that waited in a paused worker's
-socket never runs, a thread handler stops as soon as a paused worker resumes, and a
-process-pool child stops on its own when its agent is paused. Fast timings: heartbeat
-0.2 s, lease 1.0 s, grace 0.4 s."""
+socket never runs, a thread handler stops as soon as a paused worker resumes, an async
+handler takes no step after it resumes, and a process-pool child stops on its own when its
+agent is paused, or is gone before it could resume when paused with its agent. Fast
+timings: heartbeat 0.2 s, lease 1.0 s, grace 0.4 s."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any
@@ -131,18 +133,36 @@ async def test_a_process_child_stops_by_itself_when_its_agent_is_paused(cluster:
     assert last - paused_at <= LEASE + 0.5, "the child outlived its lease"
 
 
-async def test_a_handler_holding_the_gil_past_its_lease_keeps_it_on_the_default_pool(
+async def test_a_handler_holding_its_childs_gil_within_the_lease_keeps_it(
     cluster: Cluster,
 ) -> None:
-    cluster.start()
+    """On the default pool the agent's heartbeats go on while a handler holds its child's
+    GIL in one C call; the child's timer stays where it was armed (its watchdog cannot run),
+    which a hold shorter than the lease never reaches."""
+    cluster.start("--lease", "4")
     cluster.worker("holder", 1)  # the default pool
     async with cluster.client() as client:
-        job_id = await client.submit("gil_hold", [3], max_retries=2)
+        job_id = await client.submit("gil_hold", [1], max_retries=2)
         assert await client.result(job_id, timeout=60) == 1, "never reclaimed: token 1"
         view = await client.job(job_id)
     assert view is not None
     assert view.attempts == 1
     assert len(read_ledger(cluster.ledger)) == 1
+
+
+async def test_a_handler_holding_its_childs_gil_past_the_lease_is_stopped_saying_why(
+    cluster: Cluster,
+) -> None:
+    """Its child's kernel timer fires at the expiry armed before the hold: the child cannot
+    tell a hold from a pause, and a paused child must be gone at its expiry."""
+    cluster.start()
+    cluster.worker("holder", 1)
+    async with cluster.client() as client:
+        job_id = await client.submit("gil_hold", [3], max_retries=0)
+        outcome = (await client.wait([job_id], timeout=60))[job_id]
+    assert outcome.status == "FAILED"
+    assert "held its GIL" in (outcome.error or "")
+    assert [r["end"] for r in read_ledger(cluster.ledger)] == [None], "it ran to its end"
 
 
 async def test_a_killed_agents_process_child_stops_within_its_lease(cluster: Cluster) -> None:
@@ -152,3 +172,99 @@ async def test_a_killed_agents_process_child_stops_within_its_lease(cluster: Clu
     # Usually within tens of ms (its parent, the fork server, goes with the agent and the
     # watchdog sees that); at the latest when its lease runs out, as for a paused agent.
     assert await _until_the_child_stops_writing(cluster, job_id) - killed_at <= LEASE + 0.5
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (its fork server, pool children)."""
+    found = [pid]
+    for parent in found:  # grows while walked
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children", encoding="ascii") as f:
+                    found += [int(child) for child in f.read().split()]
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def state_of(pid: int) -> str:
+    """The process's state letter (``T`` stopped, ``Z`` dead, not yet reaped), or ``gone``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+async def until_rerun(client: AsyncClient, cluster: Cluster, job_id: int) -> None:
+    """Until another worker's handler has started the job under a later token."""
+
+    async def rerun() -> bool:
+        events = read_events(cluster.ledger)
+        return any(e["job"] == job_id and e["token"] > 1 and e["event"] == "start" for e in events)
+
+    await until(rerun)
+
+
+async def test_a_process_child_paused_with_its_agent_is_gone_before_it_could_resume(
+    cluster: Cluster,
+) -> None:
+    """The whole worker paused (Ctrl-Z, a frozen container): its pool child's handler thread
+    and watchdog thread would wake together on SIGCONT, and the handler often stepped first.
+    The child's kernel timer ends it at its lease's expiry, while it is still stopped."""
+    agent, job_id = await _a_child_writing(cluster)
+    [child] = {e["pid"] for e in read_events(cluster.ledger) if e["job"] == job_id}
+    paused = family(agent.pid)
+    assert child in paused
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        cluster.worker("rescuer", 1)
+        async with cluster.client() as client:
+            await until_rerun(client, cluster, job_id)
+        # Dead while stopped (a zombie its stopped fork server has not reaped yet).
+        assert state_of(child) in ("Z", "gone"), "the child outlived its lease while stopped"
+    finally:
+        resumed_at = time.time()
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+
+    async def fenced() -> bool:
+        return "self-fencing" in cluster.log("agent")
+
+    await until(fenced)
+    assert [t for t in ticks(cluster, "agent", job_id, 1) if t > resumed_at] == []
+
+
+async def test_an_async_handler_takes_no_step_after_its_paused_worker_resumes(
+    cluster: Cluster,
+) -> None:
+    """An async handler runs on the agent's own loop, whatever the pool: resumed past its
+    lease, the loop has the handler's timer due before the fence loop's, and without a check
+    the handler took its next step (and wrote) while another worker ran the job."""
+    cluster.start()
+    zombie = cluster.worker("zombie", 1)  # the default pool
+    async with cluster.client() as client:
+        job_id = await client.submit("ascribble", [60.0], max_retries=5)
+
+        async def writing() -> bool:
+            return bool(ticks(cluster, "zombie", job_id, 1))
+
+        await until(writing)
+        zombie.send_signal(signal.SIGSTOP)
+        try:
+            cluster.worker("rescuer", 1)
+            await until_rerun(client, cluster, job_id)
+        finally:
+            resumed_at = time.time()
+            zombie.send_signal(signal.SIGCONT)
+
+        async def fenced() -> bool:
+            return "self-fencing" in cluster.log("zombie")
+
+        await until(fenced)
+    assert [t for t in ticks(cluster, "zombie", job_id, 1) if t > resumed_at] == []

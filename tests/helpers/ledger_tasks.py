@@ -6,6 +6,7 @@ scheduler's bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -142,6 +143,20 @@ def scribble(seconds: float) -> int:
         _event("tick")
         n += 1
         time.sleep(0.02)
+    _event("end")
+    return n
+
+
+@task(name="ascribble")
+async def ascribble(seconds: float) -> int:
+    """``scribble`` as an async handler: it runs on the worker's own loop, whatever the pool."""
+    _event("start")
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        _event("tick")
+        n += 1
+        await asyncio.sleep(0.02)
     _event("end")
     return n
 
