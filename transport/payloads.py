@@ -132,6 +132,10 @@ class JobResult(msgspec.Struct, frozen=True, array_like=True):
     # False: a retry cannot succeed (unknown task, arguments that do not bind, an exception
     # the task does not retry, its own retry limit reached): the job fails at once.
     retry: bool = True
+    # The worker stopped it itself: its lease lapsed with no heartbeat acknowledged (the
+    # scheduler away, or this worker paused). A scheduler that took over the lease across
+    # a restart or failover counts no attempt for it.
+    fenced: bool = False
 
 
 class JobOutcome(msgspec.Struct, frozen=True, array_like=True):

@@ -18,7 +18,7 @@ class AttemptView(msgspec.Struct, frozen=True):
     worker: str | None
     started_at: float | None
     finished_at: float | None
-    outcome: str  # "succeeded", "error", "lost", "cancelled"
+    outcome: str  # "succeeded", "error", "lost", "cancelled", "interrupted" (not counted)
     error: str | None = None
 
 

@@ -23,6 +23,7 @@ class Recovery:
     next_id: int
     held: HeldJobs
     names: SharedNames
+    inherited: dict[int, int]
     _retry_heap: list[tuple[float, int]]
 
     def load(self, live: Iterable[Job], counts: dict[str, int], max_id: int) -> None:
@@ -43,6 +44,8 @@ class Recovery:
             if job.kwargs == NO_KWARGS:
                 job.kwargs = NO_KWARGS
             self.jobs[job.id] = job
+            if job.status is RUNNING:
+                self.inherited[job.id] = job.token
             held.add(job.owner, 1, wire.payload_bytes(job))
             if job.idempotency_key is not None:
                 self.by_key[job.idempotency_key] = job.id

@@ -90,6 +90,9 @@ class JobTable(Recovery):
         self.refused_results = 0
         self.held = HeldJobs()  # jobs in flight per owner, for actors.scheduler.quotas
         self.keys_freed: list[int] = []  # keyed jobs that left RUNNING, for the strategy
+        # Leases a previous scheduler process (or leader) granted, loaded RUNNING: job id ->
+        # token. Their attempts may be interrupted by the restart itself (``interrupt``).
+        self.inherited: dict[int, int] = {}
 
     # -------------------------------------------------------------- transitions
 
@@ -309,8 +312,23 @@ class JobTable(Recovery):
 
     def requeue_reclaimed(self, job: Job, ops: Ops) -> None:
         """A lease taken back through no fault of the job (scheduler restart): run it again."""
-        job.peer = None
-        self.move(job, QUEUED, ops)
+        reason = "left RUNNING by the previous scheduler process; no worker claimed it"
+        self.interrupt(job, reason, ops)
+
+    def interrupted(self, job: Job) -> bool:
+        """Whether the job's current lease is one this process inherited at start-up."""
+        return self.inherited.get(job.id) == job.token
+
+    def interrupt(self, job: Job, reason: str, ops: Ops) -> None:
+        """RUNNING -> QUEUED for an attempt a scheduler restart or failover interrupted (no
+        worker claimed its lease, or the worker stopped it when no heartbeat was
+        acknowledged meanwhile): recorded as "interrupted", not counted, run again."""
+        now = self.clock()
+        ops.attempts.append(
+            (job.id, job.token, job.worker, job.started_at, now, "interrupted", reason)
+        )
+        self.inherited.pop(job.id, None)
+        self.unlease(job, ops)
 
     def unlease(self, job: Job, ops: Ops) -> None:
         """RUNNING -> QUEUED for a lease its worker never held (it never got the Assign, or

@@ -82,6 +82,12 @@ def results(sched: SchedulerCore, message: WorkerResults) -> None:
             acked.append(result.job_id)
             if result.ok:
                 succeeded[result.job_id] = (job, result.result)
+            elif result.fenced and table.interrupted(job):
+                # Stopped by its worker while no scheduler acknowledged it (this one was
+                # starting, or another was leader): the restart's doing, not the job's.
+                text = f"{result.error or 'stopped'} (the scheduler was away: not counted)"
+                table.interrupt(job, text, ops)
+                effects.ready.append(job)
             else:
                 # retry=False: the worker knows a retry cannot help (unknown task, bad
                 # arguments, an exception the task does not retry): FAILED at once.

@@ -46,7 +46,7 @@ from actors.worker.leases import Leases
 from actors.worker.options import declared_limits
 from actors.worker.outbox import Outbox, ProgressRelay
 from actors.worker.prefetch import Prefetched
-from actors.worker.results import failed, outcome, stopped
+from actors.worker.results import failed, fence_reason, outcome, stopped
 from actors.worker.runners import Runners
 from actors.worker.stop import claims, drain, held_work, leave_old_work, serve
 from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, task
@@ -268,7 +268,7 @@ class Worker:
                 self.outbox.slot_freed()
                 continue
             self.fenced += 1
-            self.stop_job(job_id, f"self-fenced: lease of {self.leases.lease:g}s not renewed")
+            self.stop_job(job_id, fence_reason(self.leases.lease))
 
     async def _fence_loop(self) -> None:
         while True:

@@ -72,7 +72,12 @@ def succeeded(a: Attempt, payload: bytes) -> wire.JobResult:
 
 
 def failed(
-    a: Attempt, error: str, *, retry: bool = True, traceback: str | None = None
+    a: Attempt,
+    error: str,
+    *,
+    retry: bool = True,
+    traceback: str | None = None,
+    fenced: bool = False,
 ) -> wire.JobResult:
     """A failure report, its text cut to the protocol's limit, logged once."""
     text = wire.truncate_error(traceback if traceback is not None else error)
@@ -87,13 +92,23 @@ def failed(
     )
     if traceback is not None:
         log.info("job %d traceback:\n%s", a.job_id, text)
-    return wire.JobResult(a.job_id, a.token, False, error=text, retry=retry)
+    return wire.JobResult(a.job_id, a.token, False, error=text, retry=retry, fenced=fenced)
+
+
+FENCED = "self-fenced"  # how a stop for a lapsed lease begins (``fence_reason``)
+
+
+def fence_reason(lease: float) -> str:
+    """Why a job whose lease lapsed by the worker's clock was stopped."""
+    return f"{FENCED}: lease of {lease:g}s not renewed"
 
 
 def stopped(a: Attempt, reason: str) -> wire.JobResult:
     """A job ended before its handler could finish (timed out, self-fenced, told to stop,
-    or never started): a failure, retried if its task's options allow it."""
-    return failed(a, reason, retry=retryable(task_options(a.task), None, a.attempt))
+    or never started): a failure, retried if its task's options allow it, marked
+    ``fenced`` when its lease had lapsed."""
+    retry = retryable(task_options(a.task), None, a.attempt)
+    return failed(a, reason, retry=retry, fenced=reason.startswith(FENCED))
 
 
 def outcome(

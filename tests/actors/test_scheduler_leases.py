@@ -12,6 +12,7 @@ import strategies
 from actors.config import SchedulerConfig
 from actors.lifecycle import JobState
 from actors.scheduler.jobs import JobTable
+from actors.scheduler.leases import reclaim_orphans
 from actors.scheduler.messages import (
     Adopted,
     Enqueue,
@@ -86,6 +87,46 @@ async def test_a_lease_the_worker_never_held_is_requeued_without_counting_an_att
     await commit(scheduler, log)
     [ack] = replies(log)
     assert ack.refused == [job_id], "the never-held lease's token is dead"
+
+
+async def test_a_fenced_result_of_an_inherited_lease_costs_no_attempt() -> None:
+    """A lease loaded RUNNING at start-up (granted by the process before a restart) whose
+    worker stopped the job itself (no heartbeat acknowledged while no scheduler served):
+    re-queued, its attempt recorded as interrupted and not counted. A fenced result of a
+    lease this process granted is the worker's own trouble, and counts."""
+    scheduler, log = scheduler_with_log()
+    inherited = await running_job(scheduler, log, retries=0)
+    mine = await running_job(scheduler, log, retries=0)
+    scheduler.table.inherited[inherited] = 1  # as ``Recovery.admit`` records a loaded lease
+    fenced = [
+        wire.JobResult(job_id, 1, False, error="self-fenced: lease of 5s not renewed", fenced=True)
+        for job_id in (inherited, mine)
+    ]
+    log.clear()
+    await scheduler.handle(WorkerResults([(PEER, "w", fenced)]))
+    [write] = [m for who, m in log if who == "store" and isinstance(m, Write)]
+    await commit(scheduler, log)
+    job = scheduler.table.jobs[inherited]
+    assert (job.status, job.attempts, job.token) == (JobState.QUEUED, 0, 1)
+    [row] = [a for a in write.ops.attempts if a[0] == inherited]
+    assert (row[1], row[5]) == (1, "interrupted")
+    assert "not counted" in row[6]
+    assert scheduler.table.jobs[mine].status is JobState.FAILED
+    assert inherited not in scheduler.table.inherited
+
+
+async def test_an_orphan_reclaimed_at_start_up_costs_no_attempt() -> None:
+    scheduler, log = scheduler_with_log()
+    job_id = await running_job(scheduler, log, retries=0)
+    job = scheduler.table.jobs[job_id]
+    job.peer = None  # loaded RUNNING; no worker claimed it
+    scheduler.table.inherited[job_id] = 1
+    log.clear()
+    reclaim_orphans(scheduler)
+    [write] = [m for who, m in log if who == "store" and isinstance(m, Write)]
+    await commit(scheduler, log)
+    assert (job.status, job.attempts, job.worker) == (JobState.QUEUED, 0, None)
+    assert [(a[0], a[1], a[5]) for a in write.ops.attempts] == [(job_id, 1, "interrupted")]
 
 
 async def test_an_end_for_a_lease_no_longer_current_changes_nothing() -> None:

@@ -13,7 +13,7 @@ import pytest
 from actors.client import job_spec
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import completed, read_ledger
-from tests.helpers.waiting import until_running, until_started
+from tests.helpers.waiting import until, until_running, until_started
 from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
@@ -107,3 +107,32 @@ async def test_idempotency_keys_hold_under_concurrency_and_across_restarts(
     async with cluster.client() as client:
         assert await client.submit("record", [0], idempotency_key="invoice-7") == ids[0]
         assert sum((await client.status()).jobs.values()) == 1
+
+
+async def test_a_scheduler_away_past_the_lease_costs_no_job_an_attempt(cluster: Cluster) -> None:
+    """The scheduler SIGKILLed and back only after the lease: its worker stopped its running
+    job itself (self-fencing) and dropped the two waiting in its prefetch. None of that was
+    the jobs' doing ("a scheduler restart does not" count): with no retries allowed, each
+    still runs again and succeeds, its interrupted attempt recorded but not counted."""
+    cluster.start()  # the fast test timings: a 1 s lease
+    cluster.worker("w", 1, "--prefetch", "2")
+    async with cluster.client() as client:
+        running = await client.submit("record", ["long"], {"seconds": 3.0}, max_retries=0)
+        await until_started(cluster.ledger, running)
+        waiting = [await client.submit("record", [i], max_retries=0) for i in range(2)]
+        await until_running(client, waiting[-1])  # leased to w, behind the long one
+        cluster.stop_scheduler()
+
+        async def fenced() -> bool:
+            return "self-fencing" in cluster.log("w")
+
+        await until(fenced)
+        cluster.start_scheduler()
+        ids = [running, *waiting]
+        outcomes = await client.wait(ids, timeout=60)
+        views = [await client.job(job_id) for job_id in ids]
+    assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
+    for view in views:
+        assert view is not None
+        assert view.attempts == 1, f"job {view.job_id}: the restart cost it an attempt"
+        assert "interrupted" in [a.outcome for a in view.history if a.token < view.token]
