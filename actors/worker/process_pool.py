@@ -234,7 +234,16 @@ class ProcessRunner:
                 job.run.never_started()
                 self._idle.append(child)
                 continue
-            child.send(job)
+            try:
+                child.send(job)
+            except Exception as exc:  # its arguments cannot be pickled (nested too deep)
+                # Pickling fails before a byte is written: the child is still idle. Raised
+                # here from a child's "ready" callback, it would strand the job RUNNING.
+                child.job = None
+                self._idle.append(child)
+                resolve(job.run.started, time.monotonic())
+                resolve(job.run.done, exc=HandlerFailed(f"could not start: {exc!r}", True))
+                resolve(job.run.freed)
 
     def _fail_waiting(self, text: str) -> None:
         """Fail the jobs waiting for a child when none could start: retrying them later

@@ -8,6 +8,7 @@ workers, or a raw ZeroMQ DEALER playing a worker that misbehaves in one precise 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
@@ -64,6 +65,31 @@ async def test_assignments_too_large_for_one_frame_together_go_in_several(cluste
         outcomes = await client.wait(ids, timeout=60)
     assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
     assert sorted(r["job"] for r in completed(cluster.ledger)) == ids
+
+
+async def test_arguments_too_deep_for_a_pool_child_fail_their_jobs_and_free_the_slots(
+    cluster: Cluster,
+) -> None:
+    """Nested about 975 deep, arguments pass the scheduler's decoder but not the pickling
+    that sends them to a pool child. Each such job fails; none stays RUNNING holding its
+    slot (the second and later ones were sent from a child's "ready" callback, where the
+    error escaped and stranded them), and the worker goes on running other jobs."""
+    cluster.start()
+    deep: list[object] = []
+    for _ in range(975):
+        deep = [deep]
+    async with cluster.client() as client:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(5000)  # this test's own stack is deeper than a client's
+        try:
+            ids = [await client.submit("record", [deep], max_retries=0) for _ in range(3)]
+        finally:
+            sys.setrecursionlimit(limit)
+        cluster.worker("w", 2)  # the default pool
+        outcomes = await client.wait(ids, timeout=60)
+        assert {o.status for o in outcomes.values()} == {"FAILED"}
+        assert all("could not start" in (o.error or "") for o in outcomes.values())
+        assert await client.result(await client.submit("record", ["after"]), timeout=60) == "after"
 
 
 async def test_a_step_whose_parents_results_cannot_travel_with_it_fails_clearly(
