@@ -413,3 +413,28 @@ def test_a_wal_copied_from_another_database_is_refused(procs: Procs, tmp_path: P
     run = scheduler(procs, address, mine)
     wait_for_port(address, run.proc)
     assert "Traceback" not in run.stderr
+
+
+def test_a_wal_whose_database_file_is_missing_or_empty_is_refused(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """Killed with acknowledged jobs only in its log, then the file moved away (or deleted
+    while the scheduler ran, or emptied): SQLite would start a new database and reset the
+    log with those jobs in it. Put back, the file and its log recover every job."""
+    address, db = free_address(), tmp_path / "c.db"
+    killed_with_jobs_in_the_wal(procs, address, db, 20)
+    wal = Path(f"{db}-wal")
+    kept = wal.read_bytes()
+    moved = tmp_path / "moved.db"
+    os.rename(db, moved)
+    for leave in ("missing", "empty"):
+        if leave == "empty":
+            db.write_bytes(b"")
+        run = scheduler(procs, address, db)
+        assert_one_line_failure(run, str(wal), "missing or empty")
+        assert wal.read_bytes() == kept, "the log is left as it was"
+        assert port_is_free(port_of(address))
+    os.replace(moved, db)  # restored, as the message says
+    run = scheduler(procs, address, db)
+    wait_for_port(address, run.proc)
+    assert "recovered 20 live job(s)" in start_line(run)

@@ -259,33 +259,54 @@ def wal_database_id(path: str) -> int:
     """The id in the newest copy of page 1 in ``path``-wal (0: none there), read from the
     file before SQLite replays it: only frames of the log's current generation (their
     salts match its header) count."""
+    return _read_wal(path)[0]
+
+
+def wal_frames(path: str) -> int:
+    """How many frames of its current generation ``path``-wal holds (0: none, or no log)."""
+    return _read_wal(path)[1]
+
+
+def _read_wal(path: str) -> tuple[int, int]:
+    """(the newest page 1's database id, the current generation's frames) of the log."""
     try:
         with open(path + "-wal", "rb") as f:
             header = f.read(WAL_HEADER_BYTES)
             if len(header) < WAL_HEADER_BYTES:
-                return 0
+                return 0, 0
             page_size = int.from_bytes(header[8:12], "big")
             salts = header[16:24]
             frame = WAL_FRAME_HEADER_BYTES + page_size
             size = os.fstat(f.fileno()).st_size
-            newest = 0
+            newest = frames = 0
             for offset in range(WAL_HEADER_BYTES, size - frame + 1, frame):
                 f.seek(offset)
                 head = f.read(WAL_FRAME_HEADER_BYTES)
                 if head[8:16] != salts:
                     break  # the rest is left over from an earlier generation of the log
+                frames += 1
                 if int.from_bytes(head[:4], "big") == 1:
                     f.seek(offset + WAL_FRAME_HEADER_BYTES + APPLICATION_ID_OFFSET)
                     newest = int.from_bytes(f.read(4), "big")
-            return newest
+            return newest, frames
     except OSError:
-        return 0  # missing or unreadable: check_wal and connect() speak of that
+        return 0, 0  # missing or unreadable: check_wal and connect() speak of that
 
 
 def check_wal_owner(path: str) -> None:
     """Refuse a write-ahead log that belongs to another database, before SQLite replays
-    it (and, on closing, would write it into this file)."""
-    mine, theirs = file_database_id(path), wal_database_id(path)
+    it (and, on closing, would write it into this file), and one that holds commits while
+    its database file is missing or empty: SQLite would start a new database and reset
+    the log, and with it every job committed since the last checkpoint."""
+    theirs, frames = _read_wal(path)
+    if frames and _missing_or_empty(path):
+        raise StoreDamaged(
+            path,
+            f"write-ahead log {path}-wal holds {frames} page(s) of commits but the database "
+            f"file {path} is missing or empty: restore the file (the log goes with it), or "
+            "move the -wal file aside to start a new database",
+        )
+    mine = file_database_id(path)
     if mine and theirs and mine != theirs:
         raise StoreDamaged(
             path,
@@ -293,6 +314,15 @@ def check_wal_owner(path: str) -> None:
             f"file's {mine:08x}): it would replace this database's jobs; move it aside (or "
             "restore this database's own) and start again",
         )
+
+
+def _missing_or_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # unreadable: connect() names that
 
 
 def give_database_id(conn: sqlite3.Connection) -> None:
