@@ -400,9 +400,11 @@ def decode_request(frame: bytes) -> ToScheduler:
         ) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # msgspec reports a malformed UTF-8 string as UnicodeDecodeError.
-        raise BadFrame("bad_frame", f"frame is not valid msgpack: {exc}") from None
+        text = f"frame is not valid msgpack: {exc}"
+        raise BadFrame("bad_frame", text, request_id_of(frame)) from None
     except RecursionError:
-        raise BadFrame("bad_frame", "frame is nested too deeply to decode") from None
+        text = "frame is nested too deeply to decode"
+        raise BadFrame("bad_frame", text, request_id_of(frame)) from None
 
 
 def decode_reply(frame: bytes) -> FromScheduler:

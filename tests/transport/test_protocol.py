@@ -57,6 +57,16 @@ def test_a_refused_request_keeps_its_request_id_for_the_reply() -> None:
     assert (refused.value.code, refused.value.request_id) == ("invalid", 41)
 
 
+def test_a_request_nested_too_deeply_or_cut_short_keeps_its_request_id() -> None:
+    """The client waiting on it gets its refusal at once, not a timeout blaming the
+    scheduler (a CLI's arguments can be nested that deep)."""
+    nested = b"\x93\xa6Submit\xcd\x10\x92\x91\x92\xa1t" + b"\x91" * 10_000 + b"\xc0"
+    for frame in (nested, nested[:40]):
+        with pytest.raises(BadFrame) as refused:
+            wire.decode_request(frame)
+        assert (refused.value.code, refused.value.request_id) == ("bad_frame", 4242)
+
+
 def test_every_request_round_trips() -> None:
     messages = [
         wire.ClientHello(1),
