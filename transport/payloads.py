@@ -6,6 +6,7 @@ all of it; import from there.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Protocol
 
 import msgspec
@@ -191,3 +192,27 @@ def pack(value: Any) -> msgspec.Raw:
 def unpack(raw: msgspec.Raw | bytes) -> Any:
     """Decode a Raw user value back to Python objects."""
     return msgspec.msgpack.decode(raw)
+
+
+def unpack_for_view(raw: msgspec.Raw | bytes) -> Any:
+    """A user value as plain JSON values, for the views that show it (``corral job``,
+    ``--json`` output, the dashboard): never raises. msgpack holds what JSON cannot (a map
+    keyed by arrays, extension values, bytes, nesting deeper than a decoder's stack): those
+    parts become text (their ``repr``), and a value that cannot be decoded or shown at all
+    becomes one string saying so. One client's odd value must not break everyone's list."""
+    try:
+        value = msgspec.msgpack.decode(raw, ext_hook=_ext_for_view)
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        return f"<a value that cannot be decoded: {exc}>"
+    try:
+        return json.loads(json.dumps(value, default=repr, ensure_ascii=False))
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        return repr(value)
+    except RecursionError:
+        return "<a value nested too deeply to show>"
+
+
+def _ext_for_view(code: int, data: memoryview) -> str:
+    return f"<msgpack extension {code}: {bytes(data).hex()}>"

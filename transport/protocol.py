@@ -68,6 +68,7 @@ from transport.payloads import pack as pack
 from transport.payloads import payload_bytes as payload_bytes
 from transport.payloads import truncate_error as truncate_error
 from transport.payloads import unpack as unpack
+from transport.payloads import unpack_for_view as unpack_for_view
 from transport.schedules import AddSchedule as AddSchedule
 from transport.schedules import ChangeSchedule as ChangeSchedule
 from transport.schedules import ListSchedules as ListSchedules

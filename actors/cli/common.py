@@ -82,7 +82,7 @@ def print_json(value: Any) -> None:
     from transport import protocol as wire
 
     def decode_raw(obj: Any) -> Any:
-        return wire.unpack(obj) if isinstance(obj, msgspec.Raw) else obj
+        return wire.unpack_for_view(obj) if isinstance(obj, msgspec.Raw) else obj
 
     print(json.dumps(msgspec.to_builtins(value, enc_hook=decode_raw), indent=2, default=str))
 

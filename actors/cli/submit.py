@@ -266,7 +266,7 @@ def cmd_submit(args: argparse.Namespace) -> None:
                 print(labels.get(job_id, ""), end="")
                 outcome = outcomes[job_id]
                 if outcome.status == "SUCCEEDED":
-                    result = json.dumps(wire.unpack(outcome.result), default=str)
+                    result = json.dumps(wire.unpack_for_view(outcome.result), default=str)
                     print(job_id, outcome.status, result)
                 else:
                     failed += 1

@@ -214,8 +214,8 @@ def _argument_lines(job: wire.JobView) -> list[str]:
         return []
     if job.args == wire.NONE_RAW and job.payload_bytes > wire.MAX_SHOWN_PAYLOAD:
         return [f"arguments {job.payload_bytes:,} bytes: too large to show"]
-    lines = [f"args {as_json(wire.unpack(job.args))}"]
-    kwargs = wire.unpack(job.kwargs)
+    lines = [f"args {as_json(wire.unpack_for_view(job.args))}"]
+    kwargs = wire.unpack_for_view(job.kwargs)
     if kwargs:
         lines.append(f"kwargs {as_json(kwargs)}")
     return [line if len(line) <= ARGS_CHARS else line[: ARGS_CHARS - 1] + "…" for line in lines]
@@ -296,7 +296,7 @@ def render_job(job: wire.JobView, console: Console | None = None) -> None:
             f"  waits {why} until {_utc(job.not_before)} (in {job.not_before - time.time():.1f} s)"
         )
     if job.status == "SUCCEEDED":
-        console.print(f"  result {wire.unpack(job.result)!r}")
+        console.print(f"  result {wire.unpack_for_view(job.result)!r}")
     table = Table(title="attempts", show_edge=False)
     for column in ("token", "worker", "started", "ended", "outcome", "error"):
         table.add_column(column)

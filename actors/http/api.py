@@ -74,7 +74,7 @@ def json_response(value: Any, status: int = 200) -> web.Response:
     """``value`` as JSON, users' payloads (results) decoded from msgpack."""
 
     def decode_raw(obj: Any) -> Any:
-        return wire.unpack(obj) if isinstance(obj, msgspec.Raw) else obj
+        return wire.unpack_for_view(obj) if isinstance(obj, msgspec.Raw) else obj
 
     body = json.dumps(msgspec.to_builtins(value, enc_hook=decode_raw), default=str)
     return web.Response(text=body, status=status, content_type="application/json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,7 +36,8 @@ from tests.e2e.test_startup import (
 from tests.helpers.cluster import Cluster
 from tests.helpers.leaders import until_leading
 from tests.helpers.netns import namespace
-from tests.helpers.procs import Procs, free_address, wait_for_port
+from tests.helpers.procs import Procs, corral, free_address, wait_for_port
+from transport import protocol as wire
 
 pytestmark = pytest.mark.slow
 
@@ -293,3 +296,34 @@ async def test_a_standby_serves_http_too_and_its_metrics_once_it_leads(
     leader.send_signal(signal.SIGTERM)  # resigns: the standby takes over within a poll
     found = await until_figure(standby, "corral_leader", 1, TOKEN)
     assert found[("corral_jobs_running", ())] == 0
+
+
+async def test_values_json_cannot_hold_never_break_the_job_views(cluster: Cluster) -> None:
+    """A map keyed by an array, a msgpack extension value and a value no decoder reads are
+    all a client's to send (and a task's to return): the CLI's and the dashboard's views show
+    them as text. They crashed `corral job` and `corral jobs --json` with a traceback, and
+    answered /api/jobs with a 500 for everyone."""
+    port = free_port()
+    cluster.start("--http-port", str(port))
+    until_listening(port, cluster.scheduler)
+    cluster.worker("w", 2)
+    odd = [{(1, 2): "a"}, msgspec.msgpack.Ext(5, b"x")]
+    async with cluster.client() as client:
+        ids = [await client.submit("record", [value]) for value in odd]
+        # A timestamp extension of a length no decoder accepts, sent as the raw arguments.
+        bad = wire.JobSpec("record", msgspec.Raw(b"\x91\xd4\xff\x00"))
+        [unreadable] = await client.submit_many([bad])
+        await client.wait(ids[:2], timeout=30)
+    ids.append(unreadable)
+    address = cluster.address
+    for args in (
+        ["jobs", "--json"],
+        *(["job", str(i), *extra] for i in ids for extra in ([], ["--json"])),
+    ):
+        done = corral(*args, "--connect", address)
+        assert (done.returncode, "Traceback" in done.stderr) == (0, False), (args, done.stderr)
+    for path in ("/api/jobs?limit=50", *(f"/api/jobs/{i}" for i in ids)):
+        status, body, _ = get(f"http://127.0.0.1:{port}{path}")
+        assert status == 200, (path, body)
+    shown = json.loads(get(f"http://127.0.0.1:{port}/api/jobs/{ids[1]}")[1])
+    assert "msgpack extension 5" in json.dumps(shown)
