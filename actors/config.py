@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from actors.addresses import SCHEMES
 from actors.errors import ConfigError
 from actors.settings import load_settings as load_settings
 from actors.settings import setting_name as setting_name
@@ -217,6 +218,13 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
             )
         for name in ("bind", "dag_resolver"):
             address = getattr(self, name)
+            scheme, sep, _ = address.partition("://")
+            if address and not (sep and scheme in SCHEMES):  # a transport would refuse it later
+                raise ConfigError(
+                    setting_name(name),
+                    address,
+                    "tcp://HOST:PORT, ipc:///PATH, inproc://NAME or mem://NAME",
+                )
             if address.startswith("tcp://") and not _tcp_port_ok(address):
                 raise ConfigError(
                     setting_name(name), address, "tcp://HOST:PORT with PORT 1 to 65535"

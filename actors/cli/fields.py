@@ -17,6 +17,7 @@ _BACKOFF: list[tuple[str, mi.Type]] = [
     (f.name, f.type)
     for f in mi.type_info(wire.Backoff).fields  # type: ignore[attr-defined]
 ]
+_HELLO: dict[str, mi.Type] = {f.name: f.type for f in mi.type_info(wire.WorkerHello).fields}  # type: ignore[attr-defined]
 # Readable spellings of the protocol's string patterns.
 _PATTERNS = {r"^[A-Za-z0-9_.:-]+$": "letters, digits and _ . : - only"}
 
@@ -89,3 +90,14 @@ def backoff_problem(value: Any) -> str | None:
         if why is not None:
             return f"{name.upper()} {why}"
     return None
+
+
+def worker_problem(name: str | None, queues: list[str]) -> str | None:
+    """What a worker's hello would be refused for (``--name``, ``--queues``), or None:
+    checked before it connects, since the scheduler would refuse it again and again."""
+    if not queues:
+        return "--queues names no queue"
+    if name is not None and (why := problem(_HELLO["name"], name)) is not None:
+        return f"--name {why}"
+    why = problem(_HELLO["queues"], queues)
+    return None if why is None else f"--queues {why}"

@@ -49,12 +49,18 @@ CONNECT_SETTING = "--connect / CORRAL_CONNECT / CORRAL_ADDRESS"
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from actors.cli.fields import worker_problem
     from actors.cli.open_files import raise_open_files
     from actors.keys import client_keys
     from actors.worker.agent import REGISTRY, Worker, serve
 
     if args.concurrency + args.prefetch > MAX_SLOTS:
         fail(f"--concurrency plus --prefetch must be at most {MAX_SLOTS}")
+    queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
+    refused = worker_problem(args.name, list(queues))
+    if refused is not None:  # its hello would be refused again and again: say it now
+        print(f"corral: error: {refused}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
     sys.path.insert(0, os.getcwd())
     try:
         importlib.import_module(args.module)
@@ -68,7 +74,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
             f"module {args.module!r} registers no tasks; decorate functions with "
             "@task (from actors import task)"
         )
-    queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
     keys = client_keys(args.key, args.server_key)
     raise_open_files()  # its tasks' files, and the scheduler connections of several addresses
     worker = Worker(

@@ -110,6 +110,12 @@ def test_status_json_has_counts_and_workers(address: str) -> None:
         (["worker", "tasks", "--prefetch", "two"], "must be a whole number, got 'two'"),
         (["worker", "tasks", "--concurrency", "9000", "--prefetch", "1001"], "plus --prefetch"),
         (["submit", "t", "--timeout", "nan"], "must be a finite number"),
+        # A hello the scheduler would refuse for ever: said at once (exit 2), not retried.
+        (["worker", "tasks", "--queues", "a b"], "--queues item 1 must be letters"),
+        (["worker", "tasks", "--queues", ","], "--queues names no queue"),
+        (["worker", "tasks", "--name", "n" * 129], "--name must be at most 128 characters"),
+        (["scheduler", "--dag-resolver", "http://x"], "--dag-resolver / CORRAL_DAG_RESOLVER"),
+        (["scheduler", "--bind", "http://x"], "--bind / CORRAL_BIND: 'http://x' is not allowed"),
     ],
 )
 def test_bad_arguments_give_one_line_errors_not_tracebacks(args: list[str], message: str) -> None:
