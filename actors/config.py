@@ -274,6 +274,11 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
             )
 
     def _check_db(self) -> None:
+        if self.db != self.db.strip() or not self.db:
+            # " " would make a database file named by a space (a stray CORRAL_DB=" ").
+            raise ConfigError(
+                setting_name("db"), self.db, "an SQLite file path or a postgresql:// address"
+            )
         if not is_postgres(self.db):
             return
         problem = dsn_problem(self.db)

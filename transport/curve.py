@@ -34,6 +34,7 @@ from zmq.auth.base import Authenticator
 from zmq.utils import z85
 
 from transport.errors import TransportError
+from transport.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class _Authenticator(Authenticator):
         self.servers: dict[str, ServerKeys] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        # Anyone who reaches the port can offer keys: one line a second, with a count.
+        self.refused_log = RateLimitedLog(log, logging.INFO)
 
     def serve_on_this_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -131,7 +134,7 @@ class _Authenticator(Authenticator):
             return False
         role = server.authorize(key.decode("ascii"))
         if role is None:
-            log.info("refused an unknown key %s (domain %s)", key.decode("ascii"), domain)
+            self.refused_log("refused an unknown key %s (domain %s)", key.decode("ascii"), domain)
         return role is not None
 
     def curve_user_id(self, client_public_key: bytes) -> str:

@@ -101,6 +101,7 @@ def positive_int(text: str) -> int:
 # typed, so a wrong id or slot count is a usage error, not a refused frame or a traceback.
 MAX_ID = 2**62
 MAX_SLOTS = 10_000
+MAX_LISTED = 100_000  # transport.jobs.ListJobs.limit
 
 
 def id_arg(text: str) -> int:
@@ -152,3 +153,11 @@ def when_arg(text: str) -> float:
         return parse_when(text, time.time())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def list_limit(text: str) -> int:
+    """``--limit`` of a listing: 1 to 100,000 jobs (a reply the protocol carries)."""
+    value = positive_int(text)
+    if value > MAX_LISTED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_LISTED}, got {value}")
+    return value

@@ -27,6 +27,7 @@ from actors.cli.common import (
     Parser,
     fail,
     id_arg,
+    list_limit,
     positive_float,
     positive_int,
     prefetch_count,
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--before", type=id_arg, default=None, metavar="ID", help="only ids below ID (next page)"
     )
-    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="at most N (50)")
+    p.add_argument("--limit", type=list_limit, default=50, metavar="N", help="at most N (50)")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(p)
 
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("dlq", inspect("cmd_dlq"), "the dead-letter queue: jobs that ended FAILED")
     dlq = p.add_subparsers(dest="dlq_command", required=True, parser_class=Parser)
     q = dlq.add_parser("list", help="FAILED jobs, newest first")
-    q.add_argument("--limit", type=positive_int, default=100, metavar="N")
+    q.add_argument("--limit", type=list_limit, default=100, metavar="N")
     q.add_argument("--queue", default=None, metavar="Q")
     q.add_argument("--json", action="store_true", help="machine-readable JSON")
     connect_flag(q)

@@ -74,6 +74,14 @@ def _spec_from_fields(fields: dict[str, Any], where: str, flags: bool = False) -
         if why is not None:
             label = f"--{name.replace('_', '-')}" if flags and name != "task" else name
             usage(f"{label}: {why}" if flags else f"{where}: {name}: {why}")
+    if fields.get("max_concurrent") is not None and fields.get("concurrency_key") is None:
+        # The scheduler's admission check, said here: a usage error, nothing sent.
+        text = "needs a concurrency key to count against"
+        usage(
+            f"--max-concurrent {text} (--concurrency-key)"
+            if flags
+            else f"{where}: max_concurrent {text}"
+        )
     options = {k: v for k, v in fields.items() if k not in ("task", "args", "kwargs")}
     backoff = options.get("backoff")
     if isinstance(backoff, dict):
@@ -100,12 +108,28 @@ def _read_times(fields: dict[str, Any], where: str, flags: bool) -> None:
                 usage(f"{label}: {exc}")
 
 
+# The most bytes of --file read: far more jobs than anyone submits at once, and a bound on
+# what a file that never ends (/dev/zero, a pipe left open) costs before it is refused.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
 def _read_file(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         usage(f"cannot read {path}: {exc.strerror}")
+    if len(data) > MAX_FILE_BYTES:
+        usage(f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB: split it")
+    return data
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``; JSON nested too deeply for Python's stack is invalid JSON too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def _text(data: bytes, path: str) -> str:
@@ -120,7 +144,7 @@ def _workflow_from_text(text: str, path: str) -> Any | None:
     from transport import protocol as wire
 
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except json.JSONDecodeError:
         return None
     if not isinstance(document, dict) or "steps" not in document:
@@ -158,7 +182,7 @@ def _specs_from_file(path: str, data: bytes) -> list[Any]:
         if not line.strip():
             continue
         try:
-            fields = json.loads(line)
+            fields = _loads(line)
         except json.JSONDecodeError as exc:
             usage(f"{path}:{number}: not valid JSON: {exc.msg}")
         if not isinstance(fields, dict):
@@ -176,7 +200,7 @@ def _specs_from_flags(args: argparse.Namespace) -> list[Any]:
     fields: dict[str, Any] = {"task": args.task}
     if args.args_json is not None:
         try:
-            value = json.loads(args.args_json)
+            value = _loads(args.args_json)
         except json.JSONDecodeError as exc:
             usage(f"ARGS_JSON is not valid JSON: {exc.msg} (example: '[1, 2]' or '{{\"x\": 1}}')")
         if isinstance(value, list):

@@ -116,6 +116,12 @@ def test_status_json_has_counts_and_workers(address: str) -> None:
         (["worker", "tasks", "--name", "n" * 129], "--name must be at most 128 characters"),
         (["scheduler", "--dag-resolver", "http://x"], "--dag-resolver / CORRAL_DAG_RESOLVER"),
         (["scheduler", "--bind", "http://x"], "--bind / CORRAL_BIND: 'http://x' is not allowed"),
+        (["scheduler", "--db", " "], "--db / CORRAL_DB: ' ' is not allowed"),
+        (["submit", "t", "[" * 3000 + "]" * 3000], "ARGS_JSON is not valid JSON: nested too"),
+        (["submit", "--file", "/dev/zero"], "/dev/zero is larger than 256 MiB"),
+        (["submit", "t", "--max-concurrent", "2"], "--max-concurrent needs a concurrency key"),
+        (["jobs", "--limit", "99999999999"], "must be at most 100000"),
+        (["dlq", "list", "--limit", "100001"], "must be at most 100000"),
     ],
 )
 def test_bad_arguments_give_one_line_errors_not_tracebacks(args: list[str], message: str) -> None:

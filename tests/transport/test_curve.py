@@ -5,6 +5,7 @@ another server key, fails its handshake and nothing it sends arrives."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -194,3 +195,19 @@ async def test_without_keys_a_peer_id_is_only_a_routing_id_whatever_its_bytes() 
     finally:
         sock.close(linger=0)
         await server.close()
+
+
+def test_unknown_keys_are_logged_once_a_second_with_a_count_not_once_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who reaches the port can offer keys: 1,500 unknown ones made 1,500 lines."""
+    from types import SimpleNamespace
+
+    from transport import curve
+
+    authenticator = curve._Authenticator(zmq.Context.instance())
+    authenticator.servers["d"] = SimpleNamespace(authorize=lambda key: None)  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO, "transport.curve"):
+        for _ in range(1500):
+            assert not authenticator.callback("d", b"K" * 40)
+    assert len([r for r in caplog.records if "unknown key" in r.getMessage()]) == 1
