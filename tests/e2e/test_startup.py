@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient
+from actors.client import AsyncClient, Client
 from tests.helpers.procs import FAST_TIMINGS, ROOT, Procs, free_address, give_up, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -271,6 +271,36 @@ async def test_a_full_disk_stops_the_scheduler_naming_it_and_loses_nothing_ackno
             assert view.status == "QUEUED", job_id
     again.proc.terminate()
     assert again.exits() == 0
+
+
+def fill(path: Path) -> None:
+    """A file taking the rest of its disk, to the last byte."""
+    with open(path, "wb") as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+
+
+def test_a_clean_stop_on_a_full_disk_says_the_write_ahead_log_stays(
+    procs: Procs, tmp_path: Path, small_disk: Path
+) -> None:
+    """SIGTERM folds the log into the file and removes it; on a disk that filled up meanwhile
+    it cannot, and said nothing (exit 0, the log silently left). Now one warning, and the
+    next start, with room again, replays every job."""
+    address, db = free_address(), small_disk / "corral.db"
+    run = scheduler(procs, address, db)
+    wait_for_port(address, run.proc)
+    with Client(address, connect_timeout=10, request_timeout=10) as client:
+        ids = [client.submit("record", [i, "x" * 20_000]) for i in range(20)]
+    fill(small_disk / "filler")
+    run.proc.terminate()
+    assert run.exits() == 0
+    assert "could not be folded" in run.stderr, run.stderr
+    assert os.path.exists(f"{db}-wal")
+    os.remove(small_disk / "filler")
+    again = scheduler(procs, address, db)
+    wait_for_port(address, again.proc)
+    assert f"recovered {len(ids)} live job(s)" in start_line(again)
 
 
 # ------------------------------------------------------------------ settings

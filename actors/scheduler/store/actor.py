@@ -133,6 +133,9 @@ class StoreActor(Actor):
             self._chain.cancel()
             await asyncio.wait([self._chain])  # never raises the chain's error or ours away
         await self.backend.close()
+        note = self.backend.left_behind()
+        if note is not None and self.failed is None:  # a failure has said its one line
+            log.warning("%s", note)
 
     async def _watch(self) -> None:
         """Check the backend while idle, so a scheduler nobody talks to still stops when

@@ -217,6 +217,11 @@ class StoreBackend(abc.ABC):
         """Backend-specific counters for the metrics (e.g. ``checkpoints``)."""
         return {}
 
+    def left_behind(self) -> str | None:
+        """After ``close``: what a clean stop could not tidy and the operator should know
+        (SQLite: its write-ahead log left beside the file), or None."""
+        return None
+
     # ------------------------------------------------------------------ reads
 
     @abc.abstractmethod

@@ -106,6 +106,7 @@ class SqliteStore(StoreBackend):
         self.db: aiosqlite.Connection | None = None
         self.identity: sqlite_file.FileIdentity | None = None
         self.lock = sqlite_file.FileLock(path)
+        self._wal_left = False  # close() left the write-ahead log (``left_behind``)
         self.inline_ops = INLINE_COMMIT_OPS if durability == "normal" else -1
         self.checkpoints = 0
         self._commits_since_checkpoint = 0
@@ -177,6 +178,17 @@ class SqliteStore(StoreBackend):
         db, self.db = self.db, None
         await sqlite_file.close_quietly(db)
         self.lock.release()  # after SQLite let go of the file (see FileLock)
+        # Closing folds the log into the file and removes it; a full disk (say) kept it.
+        self._wal_left = db is not None and sqlite_file.wal_frames(self.path) > 0
+
+    def left_behind(self) -> str | None:
+        if not self._wal_left:
+            return None
+        return (
+            f"the write-ahead log {self.path}-wal could not be folded into {self.path} (a "
+            "full disk?): it stays beside it and the next start replays it; keep the two "
+            "files together"
+        )
 
     async def commit(self, ops: Ops) -> None:
         db = self.db
