@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import urllib.parse
 from typing import Annotated, Literal
 
@@ -22,6 +23,9 @@ from actors.addresses import SCHEMES
 from actors.errors import ConfigError
 from actors.settings import load_settings as load_settings
 from actors.settings import setting_name as setting_name
+
+# A queue's name as the protocol carries it (transport.payloads.QueueName).
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 DEFAULT_DB = "./corral.db"
@@ -170,11 +174,16 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
                 weight = float(value)
             except ValueError:
                 weight = -1.0
+            name = name.strip()
             if not sep or not name or not weight > 0 or not math.isfinite(weight):
                 raise ValueError(
                     f"bad queue weight {part!r}: use QUEUE=WEIGHT with WEIGHT > 0, "
                     "e.g. heavy=1,light=3"
                 )
+            if not QUEUE_NAME.fullmatch(name):  # no job could ever be in it
+                raise ValueError(f"{name!r} is not a queue name (1 to 64 of A-Z a-z 0-9 _ . : -)")
+            if name in weights:
+                raise ValueError(f"queue {name!r} is weighed twice")
             weights[name] = weight
         return weights
 

@@ -63,6 +63,10 @@ def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> N
         ({}, {"backoff_factor": "0.5"}, "--backoff-factor", ">= 1"),
         ({}, {"backoff_base": "10", "backoff_cap": "5"}, "--backoff-cap", "--backoff-base"),
         ({}, {"queue_weights": "heavy=-1"}, "--queue-weights", "WEIGHT > 0"),
+        ({}, {"queue_weights": "bad name=1"}, "--queue-weights", "is not a queue name"),
+        ({}, {"queue_weights": "a=1,a=2"}, "--queue-weights", "weighed twice"),
+        ({}, {"dag_resolver": "http://x"}, "--dag-resolver", "tcp://HOST:PORT, ipc://"),
+        ({}, {"db": " "}, "--db", "an SQLite file path"),
         ({}, {"bind": "tcp://127.0.0.1:0"}, "--bind", "PORT 1 to 65535"),
         ({}, {"dag_resolver": "tcp://127.0.0.1:x"}, "--dag-resolver", "PORT 1 to 65535"),
         ({"CORRAL_DB": ""}, {"db": ""}, "--db", "a file path"),
@@ -230,3 +234,18 @@ def test_loopback_needs_no_keys(bind: str) -> None:
 def test_insecure_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORRAL_INSECURE", "1")
     assert SchedulerConfig.from_env(bind="tcp://0.0.0.0:5555").insecure
+
+
+def test_the_queue_names_weights_accept_are_the_protocols() -> None:
+    import msgspec
+
+    from actors.config import QUEUE_NAME
+    from transport import protocol as wire
+
+    for name in ("default", "a.b:c-d_1", "q" * 64, "q" * 65, "a b", "", "é", "a/b"):
+        try:
+            msgspec.convert(name, wire.QueueName)
+            carried = True
+        except msgspec.ValidationError:
+            carried = False
+        assert bool(QUEUE_NAME.fullmatch(name)) == carried, name
