@@ -6,6 +6,7 @@ timings: heartbeat 0.2 s, lease 1.0 s, grace 0.4 s."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -231,7 +232,8 @@ async def test_a_process_child_paused_with_its_agent_is_gone_before_it_could_res
     finally:
         resumed_at = time.time()
         for pid in paused:
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # the child, reaped
+                os.kill(pid, signal.SIGCONT)
 
     async def fenced() -> bool:
         return "self-fencing" in cluster.log("agent")
