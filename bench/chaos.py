@@ -18,6 +18,10 @@ of the scheduler's bookkeeping:
   larger token, had already started (the lease it started under had lapsed);
 - no late finish: no handler of a worker paused for longer than the lease was still
   working more than 100 ms after the worker resumed (it must have fenced itself).
+
+Every other pause stops the worker's whole process family (agent, fork server, pool
+children: a process group's Ctrl-Z); a pool child paused with its agent must be gone by its
+lease's expiry, which the overlap check sees (its activity ends at its last line).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import random
 import signal
 import subprocess
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors import AsyncClient, job_spec
+from bench.children import family
 from bench.harness import Cluster, wait_for_port
 from transport import protocol as wire
 
@@ -253,6 +259,7 @@ class _Chaos:
         self.rng = random.Random(7)
         self.killed_at: dict[int, float] = {}
         self.paused: dict[int, float] = {}  # pid -> when it was stopped
+        self.groups: dict[int, list[int]] = {}  # a paused worker's pid -> every pid stopped
         self.pauses: list[Pause] = []
 
     def _alive_workers(self) -> list[subprocess.Popen[bytes]]:
@@ -273,18 +280,28 @@ class _Chaos:
         if len(alive) < 2:
             return
         victim = self.rng.choice(alive)
-        victim.send_signal(signal.SIGSTOP)
+        # Every other pause stops the worker with its fork server and pool children (a
+        # process group's Ctrl-Z), the others the agent alone.
+        group = family(victim.pid) if self.report.pauses % 2 else [victim.pid]
+        for pid in group:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
         self.paused[victim.pid] = time.time()
+        self.groups[victim.pid] = group
         self.report.pauses += 1
 
         def resume() -> None:
-            if (stopped := self.paused.pop(victim.pid, None)) is None:
-                return  # the end of the run resumed it already
-            with contextlib.suppress(ProcessLookupError):
-                victim.send_signal(signal.SIGCONT)
-                self.pauses.append(Pause(victim.pid, stopped, time.time()))
+            if victim.pid in self.paused:  # else the end of the run resumed it already
+                self._resume(victim.pid)
 
         asyncio.get_running_loop().call_later(self.faults.pause_seconds, resume)
+
+    def _resume(self, victim: int) -> None:
+        stopped = self.paused.pop(victim)
+        for pid in self.groups.pop(victim, [victim]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                self.pauses.append(Pause(pid, stopped, time.time()))
 
     async def restart_scheduler(self) -> None:
         scheduler = self.cluster.scheduler
@@ -316,11 +333,7 @@ class _Chaos:
                     await fault()
                     due[i] = time.monotonic() + every
         for pid in list(self.paused):  # let no worker stay stopped after the run
-            for proc in self.cluster.workers:
-                if proc.pid == pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.send_signal(signal.SIGCONT)
-                        self.pauses.append(Pause(pid, self.paused.pop(pid), time.time()))
+            self._resume(pid)
 
 
 async def _count_finished(address: str) -> int | None:

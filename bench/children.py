@@ -27,3 +27,21 @@ PRELUDE = (
 def command(*argv: str) -> list[str]:
     """``argv`` (a program and its arguments) started so that it dies with this process."""
     return [sys.executable, "-c", PRELUDE, str(os.getpid()), *argv]
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (a worker's fork server and pool
+    children), from ``/proc``: what a process-group pause (Ctrl-Z) stops together."""
+    found = [pid]
+    for parent in found:  # grows while walked
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children", encoding="ascii") as f:
+                    found += [int(child) for child in f.read().split()]
+            except FileNotFoundError:
+                continue
+    return found

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from actors.client import AsyncClient
+from bench.children import family
 from tests.helpers.cluster import Cluster
 from tests.helpers.ledger_tasks import read_events, read_ledger
 from tests.helpers.waiting import until, until_running
@@ -173,23 +174,6 @@ async def test_a_killed_agents_process_child_stops_within_its_lease(cluster: Clu
     # Usually within tens of ms (its parent, the fork server, goes with the agent and the
     # watchdog sees that); at the latest when its lease runs out, as for a paused agent.
     assert await _until_the_child_stops_writing(cluster, job_id) - killed_at <= LEASE + 0.5
-
-
-def family(pid: int) -> list[int]:
-    """``pid`` and every process descended from it (its fork server, pool children)."""
-    found = [pid]
-    for parent in found:  # grows while walked
-        try:
-            threads = os.listdir(f"/proc/{parent}/task")
-        except FileNotFoundError:
-            continue
-        for thread in threads:
-            try:
-                with open(f"/proc/{parent}/task/{thread}/children", encoding="ascii") as f:
-                    found += [int(child) for child in f.read().split()]
-            except FileNotFoundError:
-                continue
-    return found
 
 
 def state_of(pid: int) -> str:
