@@ -70,6 +70,11 @@ def cmd_worker(args: argparse.Namespace) -> None:
             f"cannot import task module {args.module!r}: {exc} (run from the directory that "
             "contains it, or set PYTHONPATH)"
         )
+    except Exception as exc:  # the module's own code failed: its traceback is the clue
+        import traceback
+
+        traceback.print_exc()
+        fail(f"task module {args.module!r} raised {exc!r} while importing (traceback above)")
     if not REGISTRY:
         fail(
             f"module {args.module!r} registers no tasks; decorate functions with "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,16 @@ async def test_status_and_workers_show_how_many_slots_are_for_prefetch(cluster: 
         )
         assert shown.returncode == 0, shown.stderr
         assert "0/5 (3 prefetch)" in shown.stdout, shown.stdout
+
+
+def test_a_task_module_that_raises_while_importing_ends_with_one_error_line(
+    tmp_path: Path,
+) -> None:
+    """Its traceback is the clue to the user's own bug, so it is shown, then one line."""
+    (tmp_path / "broken_tasks.py").write_text('raise RuntimeError("no database configured")\n')
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = corral("worker", "broken_tasks", "--connect", free_address(), env=env)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("corral: error: task module 'broken_tasks' raised RuntimeError"), last
+    assert "no database configured" in done.stderr
