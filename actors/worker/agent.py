@@ -42,6 +42,7 @@ from actors.addresses import parse
 from actors.link import Link
 from actors.worker import tasks
 from actors.worker.executors import Run
+from actors.worker.hello import checked_queues
 from actors.worker.leases import Leases
 from actors.worker.options import declared_limits
 from actors.worker.outbox import Outbox, ProgressRelay
@@ -91,7 +92,7 @@ class Worker:
         self.slots = concurrency + prefetch  # the leases it may hold
         self.waiting = Prefetched()  # held, not started: no slot free yet
         self._starting = False  # _start_waiting is running (a start may end a job at once)
-        self.queues = queues
+        self.queues = checked_queues(self.name, self.slots, queues)  # ValueError if refused
         self.registry = REGISTRY if registry is None else registry
         self.modules = modules or []
         # Children import the task modules, so a process pool needs them named.
