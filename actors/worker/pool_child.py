@@ -4,7 +4,7 @@ A child must never outlive the lease of the job it runs, even when its agent can
 tell it to stop (the agent is SIGSTOPped, or hung): the agent keeps the lease's expiry
 (CLOCK_MONOTONIC, shared by every process on the machine) in a shared double, renewed on
 each acknowledged heartbeat. While a handler runs, a kernel timer (``kill_timer``) is
-armed at that expiry and SIGKILLs this process when it passes, even while the process
+armed just past that expiry and SIGKILLs this process then, even while the process
 is stopped (its whole group paused: on SIGCONT its handler thread would otherwise often
 take one more step before a watchdog thread could run); a watchdog thread re-arms the
 timer when the agent moves the expiry, and exits the process itself where the system
@@ -35,6 +35,12 @@ from actors.worker.tasks import CURRENT_JOB, REGISTRY, retryable, task_options
 
 EXIT_FENCED = 70  # exit status of a child whose watchdog saw its job's lease lapse
 WATCHDOG_EVERY_S = 0.02  # the longest a lapsed lease goes unnoticed while the GIL is free
+# The kernel timer fires this long after the expiry, not at it: the watchdog moves it only
+# every WATCHDOG_EVERY_S, and a renewal landing just before the old expiry must reach it in
+# time (at the expiry itself, one 13 ms before was killed). The watchdog still exits at the
+# expiry; the timer is for a child that cannot run (stopped, its GIL held), and the
+# scheduler reclaims only after lease + grace (1 s by default), so it still fires first.
+KILL_MARGIN_S = 5 * WATCHDOG_EVERY_S
 
 
 class _Guard:
@@ -76,8 +82,9 @@ class _Guard:
 
     def _arm(self, expiry: float) -> None:
         if self.timer is not None:
-            self.shown.value = expiry  # before: the agent must never see a SIGKILL it cannot place
-            self.timer.arm(expiry)
+            fires = expiry + KILL_MARGIN_S
+            self.shown.value = fires  # before: the agent must never see a SIGKILL it cannot place
+            self.timer.arm(fires)
         self.armed = expiry
 
 
