@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.errors import LeaseLapsed
-from actors.worker.lease_bound import LeaseBound
+from actors.worker.lease_bound import LEASE, LeaseBound, task_factory
 
 Deadline = Callable[[], float]  # the job's lease expiry, CLOCK_MONOTONIC, read when needed
 
@@ -126,7 +126,11 @@ class AsyncRunner:
             return Run.new(loop).never_started()
         started = loop.create_future()
         started.set_result(now)
-        # LeaseBound: after a pause past the lease, no step of it runs before the fence.
+        # After a pause past the lease, no step of it, or of a task it started, runs
+        # before the fence (actors.worker.lease_bound).
+        if loop.get_task_factory() is not task_factory:
+            loop.set_task_factory(task_factory)
+        context.run(LEASE.set, deadline)
         handler = LeaseBound(fn(*args, **kwargs), deadline)
         task = loop.create_task(handler, name=f"handler-{job_id}", context=context)
         self._tasks[job_id] = task
@@ -143,6 +147,9 @@ class AsyncRunner:
     def stop(self, job_id: int) -> None:
         task = self._tasks.get(job_id)
         if task is not None:
+            handler = task.get_coro()
+            if isinstance(handler, LeaseBound):
+                handler.stop()  # one cancel: its cleanup may await
             task.cancel()
 
     def close(self) -> None:
