@@ -7,6 +7,7 @@ None of these changes a job's state; that is ``JobTable.move_all``'s alone.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -24,6 +25,7 @@ class Recovery:
     held: HeldJobs
     names: SharedNames
     inherited: dict[int, int]
+    adopted_at: dict[int, float]
     _retry_heap: list[tuple[float, int]]
 
     def load(self, live: Iterable[Job], counts: dict[str, int], max_id: int) -> None:
@@ -81,6 +83,8 @@ class Recovery:
             return False
         job.peer = peer
         job.worker = worker
+        if job.id in self.inherited and job.id not in self.adopted_at:
+            self.adopted_at[job.id] = time.monotonic()  # see JobTable.interrupted
         return True
 
     def orphans(self) -> list[Job]:

@@ -93,6 +93,7 @@ class JobTable(Recovery):
         # Leases a previous scheduler process (or leader) granted, loaded RUNNING: job id ->
         # token. Their attempts may be interrupted by the restart itself (``interrupt``).
         self.inherited: dict[int, int] = {}
+        self.adopted_at: dict[int, float] = {}  # of inherited leases, when (monotonic)
 
     # -------------------------------------------------------------- transitions
 
@@ -316,8 +317,14 @@ class JobTable(Recovery):
         self.interrupt(job, reason, ops)
 
     def interrupted(self, job: Job) -> bool:
-        """Whether the job's current lease is one this process inherited at start-up."""
-        return self.inherited.get(job.id) == job.token
+        """Whether the job's current lease is one this process inherited at start-up and
+        its worker fenced it while no scheduler answered: not adopted, or adopted less
+        than a lease ago (a fence after adoption needs a lease of silence from this one,
+        and counts)."""
+        if self.inherited.get(job.id) != job.token:
+            return False
+        adopted = self.adopted_at.get(job.id)
+        return adopted is None or time.monotonic() - adopted < self.config.lease
 
     def interrupt(self, job: Job, reason: str, ops: Ops) -> None:
         """RUNNING -> QUEUED for an attempt a scheduler restart or failover interrupted (no
@@ -328,6 +335,7 @@ class JobTable(Recovery):
             (job.id, job.token, job.worker, job.started_at, now, "interrupted", reason)
         )
         self.inherited.pop(job.id, None)
+        self.adopted_at.pop(job.id, None)
         self.unlease(job, ops)
 
     def unlease(self, job: Job, ops: Ops) -> None:

@@ -158,13 +158,28 @@ def adopt(sched: SchedulerCore, peer: bytes, name: str, leases: list[tuple[int, 
 
 
 def reclaim_orphans(sched: SchedulerCore) -> None:
+    """Jobs left RUNNING by the previous scheduler process that no worker claimed within
+    lease + grace. Their worker said hello again and did not hold them (it dropped them
+    unstarted, or fenced itself while no scheduler answered): the restart's doing, run
+    again uncounted. Their worker never came back: a lost worker, counted as one (a job
+    that takes its worker and the scheduler down with it must not loop forever)."""
     ops, effects = Ops(), Effects()
+    back = set(sched.worker_names.values())
+    lost = 0
     for job in sched.table.orphans():
-        sched.table.requeue_reclaimed(job, ops)
-        effects.ready.append(job)
-    if effects.ready:
+        if job.worker in back:
+            sched.table.requeue_reclaimed(job, ops)
+            effects.ready.append(job)
+        else:
+            reason = f"worker {job.worker} did not come back after the scheduler restarted"
+            sched.table.fail_attempt(job, reason, "lost", ops)
+            effects.finished.append(job)  # kept only if it ended FAILED
+            lost += 1
+    if effects.ready or lost:
         log.warning(
-            "reclaimed %d job(s) left RUNNING by the previous scheduler process",
-            len(effects.ready),
+            "reclaimed %d job(s) left RUNNING by the previous scheduler process (%d of "
+            "workers that did not come back)",
+            len(effects.ready) + lost,
+            lost,
         )
     sched.write(ops, effects)

@@ -4,6 +4,7 @@ by the same worker twice, jobs too large to send, jobs no connected worker can r
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -115,18 +116,51 @@ async def test_a_fenced_result_of_an_inherited_lease_costs_no_attempt() -> None:
     assert inherited not in scheduler.table.inherited
 
 
-async def test_an_orphan_reclaimed_at_start_up_costs_no_attempt() -> None:
+async def orphan(retries: int) -> tuple[Scheduler, list[tuple[str, Any]], Any]:
+    """A job loaded RUNNING at start-up, granted to worker "w", that no worker claimed."""
     scheduler, log = scheduler_with_log()
-    job_id = await running_job(scheduler, log, retries=0)
+    job_id = await running_job(scheduler, log, retries=retries)
     job = scheduler.table.jobs[job_id]
-    job.peer = None  # loaded RUNNING; no worker claimed it
+    job.peer, job.worker = None, "w"
     scheduler.table.inherited[job_id] = 1
     log.clear()
+    return scheduler, log, job
+
+
+async def test_an_orphan_whose_worker_came_back_costs_no_attempt() -> None:
+    """Its worker said hello again and did not hold it (dropped unstarted, or fenced)."""
+    scheduler, log, job = await orphan(retries=0)
+    scheduler.worker_names[b"again"] = "w"
     reclaim_orphans(scheduler)
     [write] = [m for who, m in log if who == "store" and isinstance(m, Write)]
     await commit(scheduler, log)
     assert (job.status, job.attempts, job.worker) == (JobState.QUEUED, 0, None)
-    assert [(a[0], a[1], a[5]) for a in write.ops.attempts] == [(job_id, 1, "interrupted")]
+    assert [(a[0], a[1], a[5]) for a in write.ops.attempts] == [(job.id, 1, "interrupted")]
+
+
+async def test_an_orphan_whose_worker_never_came_back_counts_as_a_lost_worker() -> None:
+    """A job that takes its worker and the scheduler down together (a host's memory
+    limit) must not run for ever, uncounted, one restart after another."""
+    scheduler, log, job = await orphan(retries=0)
+    scheduler.worker_names[b"other"] = "v"
+    reclaim_orphans(scheduler)
+    [write] = [m for who, m in log if who == "store" and isinstance(m, Write)]
+    await commit(scheduler, log)
+    assert (job.status, job.attempts) == (JobState.FAILED, 1)
+    assert [(a[0], a[1], a[5]) for a in write.ops.attempts] == [(job.id, 1, "lost")]
+
+
+async def test_a_fence_a_lease_after_its_adoption_counts() -> None:
+    """Adopted across the restart, then fenced a lease or more later: this scheduler was
+    there all along, so the worker (or its job) is to blame, as for any lease."""
+    scheduler, log = scheduler_with_log()
+    job_id = await running_job(scheduler, log, retries=0)
+    scheduler.table.inherited[job_id] = 1
+    scheduler.table.adopted_at[job_id] = time.monotonic() - 2 * scheduler.table.config.lease
+    fenced = wire.JobResult(job_id, 1, False, error="self-fenced: lease of 5s", fenced=True)
+    await scheduler.handle(WorkerResults([(PEER, "w", [fenced])]))
+    await commit(scheduler, log)
+    assert scheduler.table.jobs[job_id].status is JobState.FAILED
 
 
 async def test_an_end_for_a_lease_no_longer_current_changes_nothing() -> None:
