@@ -132,7 +132,8 @@ class AsyncRunner:
             loop.set_task_factory(task_factory)
         context.run(LEASE.set, deadline)
         handler = LeaseBound(fn(*args, **kwargs), deadline)
-        task = loop.create_task(handler, name=f"handler-{job_id}", context=context)
+        # As loop.create_task does, without its factory's Python call (wrapped already).
+        task = asyncio.Task(handler, loop=loop, name=f"handler-{job_id}", context=context)
         self._tasks[job_id] = task
         task.add_done_callback(functools.partial(self._finished, job_id))
         # The task is the run's ``done`` (a cancelled one: stopped, see ``ended_by``) and
