@@ -186,8 +186,8 @@ class SqliteStore(StoreBackend):
             return None
         return (
             f"the write-ahead log {self.path}-wal could not be folded into {self.path} (a "
-            "full disk?): it stays beside it and the next start replays it; keep the two "
-            "files together"
+            "full disk, or another process with the file open): it stays beside it and the "
+            "next start replays it; keep the two files together"
         )
 
     async def commit(self, ops: Ops) -> None:
