@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import urllib.parse
 from typing import Annotated, Literal
 
@@ -23,9 +22,6 @@ from actors.addresses import SCHEMES
 from actors.errors import ConfigError
 from actors.settings import load_settings as load_settings
 from actors.settings import setting_name as setting_name
-
-# A queue's name as the protocol carries it (transport.payloads.QueueName).
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 DEFAULT_DB = "./corral.db"
@@ -107,6 +103,18 @@ def retention_seconds(text: str) -> float | str:
         return text
 
 
+def _is_queue_name(name: str) -> bool:
+    """Whether the protocol carries ``name`` as a queue's (``transport.payloads.QueueName``;
+    imported here, when settings are checked, not when a command line is parsed)."""
+    from transport.payloads import QueueName
+
+    try:
+        msgspec.convert(name, QueueName)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
 class SchedulerConfig(msgspec.Struct, kw_only=True):
     """The scheduler's settings. Build it with ``from_env`` (validated); a direct
     ``SchedulerConfig(...)`` is for tests and skips validation."""
@@ -180,7 +188,7 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
                     f"bad queue weight {part!r}: use QUEUE=WEIGHT with WEIGHT > 0, "
                     "e.g. heavy=1,light=3"
                 )
-            if not QUEUE_NAME.fullmatch(name):  # no job could ever be in it
+            if not _is_queue_name(name):  # no job could ever be in it
                 raise ValueError(f"{name!r} is not a queue name (1 to 64 of A-Z a-z 0-9 _ . : -)")
             if name in weights:
                 raise ValueError(f"queue {name!r} is weighed twice")
