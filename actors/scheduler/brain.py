@@ -113,10 +113,12 @@ class Brain:
         try:
             with gc_paused():  # the live jobs are loaded, to stay: see gc_paused
                 await self._start(strategy, keys)
+            log.info("%s", self.summary())
         except BaseException:
+            # Anything that fails once the actors run stops them too: a start-up failure
+            # exits, never leaves the database's thread keeping the process alive.
             await self.close()
             raise
-        log.info("%s", self.summary())
 
     async def _start(self, strategy: Any, keys: ServerKeys | None) -> None:
         await self._load()

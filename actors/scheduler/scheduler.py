@@ -79,7 +79,7 @@ from actors.scheduler.ratelog import RateLimitedLog
 from actors.scheduler.retention import PURGE_BATCH, SWEEP_MIN_S, Retention
 from actors.scheduler.schedule_book import ScheduleBook
 from actors.scheduler.store.actor import read
-from actors.scheduler.store.base import StoreBackend
+from actors.scheduler.store.base import StoreBackend, UnreadableRow
 from actors.scheduler.throughput import Throughput
 from transport import Identity
 from transport import protocol as wire
@@ -151,7 +151,13 @@ class Scheduler(Actor):
             case WorkerResults():
                 leases.results(self, message)
             case FromClient(peer=peer, message=request):
-                await self._client(peer, request)
+                try:
+                    await self._client(peer, request)
+                except UnreadableRow as exc:  # a hand-edited row: this request fails alone
+                    log.warning("a request read a job row corral cannot read: %s", exc)
+                    rid = getattr(request, "request_id", 0)
+                    text = f"the database holds a row corral cannot read ({exc})"
+                    self.send(peer, wire.ErrorReply("unreadable", text, rid))
             case Release(job_ids=ids):
                 await submissions.release(self, ids)
             case WorkflowChecked():

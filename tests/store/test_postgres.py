@@ -20,7 +20,7 @@ from actors.errors import StoreError, StoreInconsistent
 from actors.scheduler.ops import Ops
 from actors.scheduler.store import postgres, postgres_schema
 from actors.scheduler.store import postgres_conn as pgconn
-from actors.scheduler.store.base import AttemptRecord, WorkflowRecord
+from actors.scheduler.store.base import AttemptRecord, UnreadableRow, WorkflowRecord
 from actors.scheduler.store.postgres import PostgresStore
 from tests.helpers.job_rows import stored_job
 from tests.helpers.tcp_proxy import proxy_to
@@ -323,3 +323,26 @@ async def test_a_backlog_read_on_a_silent_link_fails_within_one_command_timeout(
     assert "did not answer" in outcome, outcome
     # One timeout (3 s), not two (the fetch's, then the ROLLBACK's): about 6 s before.
     assert took < 1.5 * SILENT_TIMEOUT_S, took
+
+
+async def test_a_status_edited_by_hand_is_refused_at_start_naming_it(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn)
+    await store.open()
+    try:
+        await commit(store, inserts=[job(1, Q), job(2, Q)])
+        await sql(postgres_dsn, "UPDATE jobs SET status = 'DONE' WHERE id = 2")
+        with pytest.raises(StoreError) as refused:
+            await store.recover()
+        assert "status 'DONE' (on 1 job(s)) is not a job state" in str(refused.value)
+        assert "could not have written" in str(refused.value)
+        # A parent of a live job read at start-up is checked as it becomes a job.
+        await sql(postgres_dsn, "UPDATE jobs SET status = 'SUCCEEDED' WHERE id = 2")
+        await commit(store, inserts=[job(3, Q, depends_on=(2,))])
+        assert [j.id for j in (await store.recover()).parents] == [2]
+        await sql(postgres_dsn, "UPDATE jobs SET status = 'succeeded' WHERE id = 2")
+        with pytest.raises(StoreError, match="status 'succeeded'"):
+            await store.recover()
+        with pytest.raises(UnreadableRow, match="job 2: status 'succeeded' is not a job state"):
+            await store.jobs([2])  # a view's read: the request fails, not the store
+    finally:
+        await store.close()

@@ -47,7 +47,7 @@ from typing import Any
 
 import msgspec
 
-from actors.errors import StoreError, StoreInconsistent
+from actors.errors import CorralError, StoreError, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.messages import Committed
@@ -117,6 +117,34 @@ class Recovered(msgspec.Struct):
     # Made when the database was created, never changed: job ids and fencing tokens mean
     # something only within one database (see ``wire.Welcome.database_id``).
     database_id: str = ""
+
+
+class UnreadableRow(CorralError):
+    """A job row corral could not have written (edited by hand, or by another program):
+    a value of the wrong type, a status that is no job state, dependencies that do not
+    decode. Raised instead of building a job that would crash an actor later."""
+
+
+# The latest time ``datetime`` can show (9999-12-31 23:59:59 UTC): a job's recorded times
+# past it, or not numbers at all, were not written by corral's clock.
+LATEST_TIME = 253_402_300_799.0
+
+
+def recovery_problem(counts: dict[str, int], last_write: Any) -> str | None:
+    """What in a start-up read's totals corral could not have written: a status that is no
+    job state (on any row, live or finished), or a newest time that is no time. None when
+    both are sound. The live rows themselves are checked as they are made into jobs."""
+    for status in counts:
+        if status not in _STATE_NAMES:
+            return f"status {status!r} (on {counts[status]} job(s)) is not a job state"
+    if last_write is not None and (
+        type(last_write) not in (int, float) or not 0 <= last_write <= LATEST_TIME
+    ):
+        return f"a job's created, started or finished time is {last_write!r}, not a time"
+    return None
+
+
+_STATE_NAMES = frozenset(state.value for state in JobState)
 
 
 class Purged(msgspec.Struct, frozen=True):

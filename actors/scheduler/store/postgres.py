@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from actors.errors import NotLeaderAnymore, StoreInconsistent
+from actors.errors import NotLeaderAnymore, StoreDamaged, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.runtime import in_slices
 from actors.scheduler.job import Job, SharedNames
@@ -38,7 +38,9 @@ from actors.scheduler.store.base import (
     Recovered,
     ScheduleRecord,
     StoreBackend,
+    UnreadableRow,
     WorkflowRecord,
+    recovery_problem,
 )
 from actors.scheduler.store.postgres_leader import fence
 from actors.scheduler.store.postgres_rows import job_from_record, text_in, text_out, write_batch
@@ -163,6 +165,21 @@ class PostgresStore(StoreBackend):
     # ------------------------------------------------------------------ reads
 
     async def recover(self) -> Recovered:
+        """Raises StoreDamaged for rows corral could not have written (edited by hand):
+        the scheduler then refuses to lead, one line."""
+        try:
+            return await self._recover()
+        except UnreadableRow as exc:
+            raise self._damaged(str(exc)) from None
+
+    def _damaged(self, problem: str) -> StoreDamaged:
+        return StoreDamaged(
+            self.target.dsn,
+            f"database {self.target.dsn} holds what corral could not have written ({problem}); "
+            "correct or delete that row, or restore a backup",
+        )
+
+    async def _recover(self) -> Recovered:
         live = await self._jobs_in_chunks(f"WHERE {_LIVE} ORDER BY id")
         counts = {
             r[0]: r[1]
@@ -171,6 +188,9 @@ class PostgresStore(StoreBackend):
         [totals] = await self._rows(
             "SELECT max(id), greatest(max(created_at), max(started_at), max(finished_at)) FROM jobs"
         )
+        problem = recovery_problem(counts, totals[1] if totals[0] else None)
+        if problem is not None:
+            raise self._damaged(problem)
         [[max_workflow]] = await self._rows("SELECT max(id) FROM workflows")
         wanted = sorted({p for job in live for p in job.depends_on} - {job.id for job in live})
         return Recovered(

@@ -40,6 +40,7 @@ from actors.scheduler.ops import (
     WORKFLOW_FIELDS,
     Ops,
 )
+from actors.scheduler.store.base import UnreadableRow
 from actors.scheduler.store.postgres_schema import JOB_COLUMNS
 from transport import protocol as wire
 
@@ -175,6 +176,13 @@ def job_record(job: Job) -> tuple[Any, ...]:
     )
 
 
+def _state(job_id: int, status: str) -> JobState:
+    try:
+        return JobState(status)
+    except ValueError:
+        raise UnreadableRow(f"job {job_id}: status {status!r} is not a job state") from None
+
+
 def job_from_record(row: Any) -> Job:
     """Rebuild a job from a ``JOB_COLUMNS`` row."""
     (job_id, task, args, kwargs, priority, queue, depends_on, max_retries, key, timeout,
@@ -191,7 +199,7 @@ def job_from_record(row: Any) -> Job:
         depends_on=tuple(depends_on),
         max_retries=max_retries,
         created_at=created_at,
-        status=JobState(status),
+        status=_state(job_id, status),
         attempts=attempts,
         token=token,
         worker=text_out(worker),

@@ -32,7 +32,7 @@ import aiosqlite
 import msgspec
 
 from actors.config import DEFAULT_DURABILITY
-from actors.errors import CorralError
+from actors.errors import CorralError, StoreDamaged
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.messages import Committed
@@ -46,7 +46,9 @@ from actors.scheduler.store.base import (
     ScheduleRecord,
     StoreBackend,
     TakeWrites,
+    UnreadableRow,
     WorkflowRecord,
+    recovery_problem,
 )
 from actors.scheduler.store.sqlite_rows import (
     SESSION_PRAGMAS,
@@ -272,6 +274,21 @@ class SqliteStore(StoreBackend):
     # ------------------------------------------------------------------ reads
 
     async def recover(self) -> Recovered:
+        """Raises StoreDamaged, naming the job where it can, for rows corral could not
+        have written (edited by hand): the scheduler then refuses to start, one line."""
+        try:
+            return await self._recover()
+        except UnreadableRow as exc:
+            raise self._damaged(str(exc)) from None
+
+    def _damaged(self, problem: str) -> StoreDamaged:
+        return StoreDamaged(
+            self.path,
+            f"database {self.path} holds what corral could not have written ({problem}); "
+            "correct or delete that row, or restore a backup",
+        )
+
+    async def _recover(self) -> Recovered:
         live = await self._jobs_where(f"WHERE {_LIVE} ORDER BY id")
         counts = dict(await self._rows("SELECT status, count(*) FROM jobs GROUP BY status"))
         max_id = (await self._rows("SELECT max(id) FROM jobs"))[0][0] or 0
@@ -279,6 +296,9 @@ class SqliteStore(StoreBackend):
             "SELECT max(max(created_at), coalesce(max(started_at), 0), "
             "coalesce(max(finished_at), 0)) FROM jobs"
         )
+        problem = recovery_problem(counts, newest[0][0] if max_id else None)
+        if problem is not None:
+            raise self._damaged(problem)
         max_workflow = (await self._rows("SELECT max(id) FROM workflows"))[0][0] or 0
         wanted = sorted({p for job in live for p in job.depends_on} - {job.id for job in live})
         return Recovered(
