@@ -87,7 +87,9 @@ Seconds = Annotated[float, Meta(gt=0, description="a number of seconds > 0")]
 Port = Annotated[int, Meta(ge=1, le=65535, description="a TCP port, 1 to 65535")]
 
 
-_RETENTION = "a duration (30s, 12h, 7d) or off"
+# A retention longer than this is a typo (99999999999d), not a policy: "off" keeps jobs.
+MAX_RETENTION_S = 36_500 * 86_400.0
+_RETENTION = "a duration (30s, 12h, 7d) of at most 36500d (100 years), or off to keep them"
 
 
 def retention_seconds(text: str) -> float | str:
@@ -98,9 +100,10 @@ def retention_seconds(text: str) -> float | str:
     if text.strip().lower() in ("off", "never", "forever", "none"):
         return 0.0
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError:
         return text
+    return seconds if seconds <= MAX_RETENTION_S else text
 
 
 def _is_queue_name(name: str) -> bool:
@@ -170,8 +173,12 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
     max_subscriptions: Annotated[int, Meta(ge=1, description="a number >= 1")] = 64
     # Retention: seconds after which a finished (FAILED: failed_retention) job is deleted;
     # 0 keeps them forever. CORRAL_RETENTION may say "7d", "12h", "off" (normalized below).
-    retention: Annotated[float, Meta(ge=0, description=_RETENTION)] = RETENTION_S
-    failed_retention: Annotated[float, Meta(ge=0, description=_RETENTION)] = FAILED_RETENTION_S
+    retention: Annotated[float, Meta(ge=0, le=MAX_RETENTION_S, description=_RETENTION)] = (
+        RETENTION_S
+    )
+    failed_retention: Annotated[float, Meta(ge=0, le=MAX_RETENTION_S, description=_RETENTION)] = (
+        FAILED_RETENTION_S
+    )
 
     def weights(self) -> dict[str, float]:
         """``queue_weights`` parsed; raises ValueError naming the bad part."""

@@ -70,6 +70,9 @@ def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> N
         ({}, {"bind": "tcp://127.0.0.1:0"}, "--bind", "PORT 1 to 65535"),
         ({}, {"dag_resolver": "tcp://127.0.0.1:x"}, "--dag-resolver", "PORT 1 to 65535"),
         ({"CORRAL_DB": ""}, {"db": ""}, "--db", "a file path"),
+        ({}, {"retention": "99999999999d"}, "--retention", "at most 36500d"),
+        ({"CORRAL_FAILED_RETENTION": "36501d"}, {}, "--failed-retention", "or off"),
+        ({}, {"retention": "1e400s"}, "--retention", "a duration"),
     ],
 )
 def test_a_value_that_is_not_allowed_names_setting_value_and_rule(
