@@ -50,7 +50,7 @@ _decoder: msgspec.msgpack.Decoder[typing.Any] = msgspec.msgpack.Decoder(
 
 def decode_request_fast(frame: bytes) -> ToScheduler:
     """:func:`transport.protocol.decode_request`, faster for a Submit's jobs."""
-    check_size(frame)
+    check_size(frame, protocol.REQUEST_TAGS)
     try:
         message = _decoder.decode(frame)
     except Exception:

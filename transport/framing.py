@@ -3,24 +3,29 @@ and (for an error reply that must reach the caller) the request id in its first 
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from transport.errors import BadFrame
 from transport.payloads import MAX_FRAME_BYTES
 
 
-def check_size(frame: bytes) -> None:
-    """Raise BadFrame ("too_large") for a frame over the protocol's size limit."""
+def check_size(frame: bytes, request_tags: Container[str] = ()) -> None:
+    """Raise BadFrame ("too_large") for a frame over the protocol's size limit, with the
+    request id of a frame tagged as one of ``request_tags``."""
     if len(frame) > MAX_FRAME_BYTES:
         raise BadFrame(
             "too_large",
             f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit",
-            request_id_of(frame),
+            request_id_of(frame, request_tags),
         )
 
 
-def request_id_of(frame: bytes) -> int:
+def request_id_of(frame: bytes, request_tags: Container[str]) -> int:
     """Best effort, without decoding the frame: the request id of a frame that was
     refused, so the error reply reaches the caller waiting on it. Requests are msgpack
-    arrays ``[tag, request_id, ...]``; only their first bytes are read."""
+    arrays ``[tag, request_id, ...]``; only their first bytes are read. 0 unless the tag
+    is one of ``request_tags``: another message's first field (a hello's protocol
+    version, say) is no request id."""
     view = memoryview(frame)
     try:
         head = view[0]
@@ -34,10 +39,12 @@ def request_id_of(frame: bytes) -> int:
             return 0
         tag = view[pos]
         if 0xA0 <= tag <= 0xBF:  # fixstr
-            pos += 1 + (tag - 0xA0)
+            start, pos = pos + 1, pos + 1 + (tag - 0xA0)
         elif tag == 0xD9:  # str8
-            pos += 2 + view[pos + 1]
+            start, pos = pos + 2, pos + 2 + view[pos + 1]
         else:
+            return 0
+        if bytes(view[start:pos]).decode("utf-8", "replace") not in request_tags:
             return 0
         first = view[pos]
         if first <= 0x7F:  # positive fixint

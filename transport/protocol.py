@@ -18,7 +18,7 @@ so it never pays to decode or re-encode data it does not read.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 import msgspec
 
@@ -388,24 +388,33 @@ _reply_decoder = msgspec.msgpack.Decoder(FromScheduler)
 
 encode = _encoder.encode
 
+# The tags of the messages that carry a request id first: only their refusals echo one.
+REQUEST_TAGS = frozenset(
+    kind.__struct_config__.tag
+    for kind in get_args(ToScheduler)
+    if kind.__struct_fields__[:1] == ("request_id",)
+)
+
 
 def decode_request(frame: bytes) -> ToScheduler:
     """Decode an untrusted frame sent to the scheduler, or raise BadFrame."""
-    check_size(frame)
+    check_size(frame, REQUEST_TAGS)
     try:
         message: ToScheduler = _request_decoder.decode(frame)
         return message
     except msgspec.ValidationError as exc:
         raise BadFrame(
-            "invalid", f"message does not match the protocol: {exc}", request_id_of(frame)
+            "invalid",
+            f"message does not match the protocol: {exc}",
+            request_id_of(frame, REQUEST_TAGS),
         ) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # msgspec reports a malformed UTF-8 string as UnicodeDecodeError.
         text = f"frame is not valid msgpack: {exc}"
-        raise BadFrame("bad_frame", text, request_id_of(frame)) from None
+        raise BadFrame("bad_frame", text, request_id_of(frame, REQUEST_TAGS)) from None
     except RecursionError:
         text = "frame is nested too deeply to decode"
-        raise BadFrame("bad_frame", text, request_id_of(frame)) from None
+        raise BadFrame("bad_frame", text, request_id_of(frame, REQUEST_TAGS)) from None
 
 
 def decode_reply(frame: bytes) -> FromScheduler:

@@ -30,6 +30,7 @@ from bench.garbage import Garbage
 from transport import protocol as wire
 from transport.errors import BadFrame
 from transport.framing import request_id_of
+from transport.protocol import REQUEST_TAGS
 
 pytestmark = pytest.mark.slow  # thousands of hypothesis examples: seconds each test
 
@@ -53,7 +54,7 @@ def decode_both(frame: bytes) -> None:
         else:
             assert isinstance(message, wire.Message)
             wire.encode(message)
-    assert 0 <= request_id_of(frame) < 2**62
+    assert 0 <= request_id_of(frame, REQUEST_TAGS) < 2**62
 
 
 def test_every_message_type_has_a_valid_sample_that_decodes() -> None:

@@ -67,6 +67,25 @@ def test_a_request_nested_too_deeply_or_cut_short_keeps_its_request_id() -> None
         assert (refused.value.code, refused.value.request_id) == ("bad_frame", 4242)
 
 
+def test_a_refused_frame_that_is_no_request_carries_no_request_id() -> None:
+    """A hello's first field is its protocol version, a heartbeat's its leases: read as a
+    request id, its refusal would answer some other request of that peer's."""
+    hello = msgspec.msgpack.encode(["WorkerHello", 77, "", 0])  # empty name, no slots
+    results = msgspec.msgpack.encode(["Results", 5, "not a list"])
+    too_large = b"\x93\xabWorkerHello\x05" + b"x" * wire.MAX_FRAME_BYTES
+    for frame in (hello, results, hello[:12], too_large):
+        with pytest.raises(BadFrame) as refused:
+            wire.decode_request(frame)
+        assert refused.value.request_id == 0, frame[:20]
+    # A request's own refusal, too large, still names it.
+    big = b"\x93\xa6GetJob\x2a" + b"x" * wire.MAX_FRAME_BYTES
+    with pytest.raises(BadFrame) as refused:
+        wire.decode_request(big)
+    assert (refused.value.code, refused.value.request_id) == ("too_large", 42)
+    assert {"Submit", "GetJob", "Wait", "CancelJobs", "ListJobs"} <= wire.REQUEST_TAGS
+    assert not wire.REQUEST_TAGS & {"WorkerHello", "Heartbeat", "Results", "ClientHello"}
+
+
 def test_every_request_round_trips() -> None:
     messages = [
         wire.ClientHello(1),
