@@ -26,6 +26,7 @@ from actors.scheduler.messages import (
     LeasesEnded,
     Publish,
     Send,
+    StopsConfirmed,
     WorkerCredit,
     WorkerCredits,
     WorkerGone,
@@ -160,6 +161,8 @@ class DispatcherBase(Actor):
         self.strategy.tell(WorkerGone(peer))
         self.heartbeat.tell(Forget(peer))
         self._names(worker, available=False)
+        if stopped := worker.confirmed(None):  # gone: silent past lease + grace, or left
+            self.scheduler.tell(StopsConfirmed(stopped))
         if worker.running:
             lost = WorkerLost(peer, worker.name, list(worker.running), reason.format(worker.name))
             self.scheduler.tell(lost)

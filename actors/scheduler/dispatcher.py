@@ -46,6 +46,7 @@ from actors.scheduler.messages import (
     RevokeLease,
     Silent,
     StatusPart,
+    StopsConfirmed,
     WorkerCredit,
     WorkerCredits,
 )
@@ -82,8 +83,13 @@ class Dispatcher(DispatcherBase):
                 self._adopted(message)
             case RevokeLease(peer=peer, job_id=job_id, token=token, reason=reason):
                 worker = self.workers.get(peer)
-                if worker is not None and worker.end(job_id, token):
+                held = worker is not None and worker.end(job_id, token)
+                if worker is not None and held:
                     self._released(worker, 1)
+                    if message.confirm:  # its handler may run on until the worker stops it
+                        worker.stopping[job_id] = token
+                elif message.confirm:  # ended already (its result came first), or gone
+                    self.scheduler.tell(StopsConfirmed([job_id]))
                 self._send(peer, wire.StopJob(job_id, token, reason))
             case FromWorker(peer=peer, message=wire.WorkerHello() as hello):
                 self._hello(peer, hello)
@@ -151,6 +157,8 @@ class Dispatcher(DispatcherBase):
             self.term, self.database_id, self.database,
         )  # fmt: skip
         self._send(peer, welcome)
+        if worker.stopping and (stopped := worker.confirmed(hello.leases)):
+            self.scheduler.tell(StopsConfirmed(stopped))  # back without those jobs
         claims = hello.leases[: CLAIMS_PER_SLOT * hello.slots]
         if len(claims) < len(hello.leases):
             self._warn(
@@ -242,6 +250,8 @@ class Dispatcher(DispatcherBase):
         worker.lease_basis = max(worker.lease_basis, beat.sent_at)
         self._send(peer, wire.HeartbeatAck(beat.sent_at))
         not_held, not_granted = worker.reconcile(beat)
+        if worker.stopping and (stopped := worker.confirmed(beat.leases)):
+            self.scheduler.tell(StopsConfirmed(stopped))
         if not_granted:
             self.refused_leases += len(not_granted)
             self._warn(
@@ -281,6 +291,10 @@ class Dispatcher(DispatcherBase):
         results = message.results
         for result in results:
             worker.end(result.job_id, result.token)  # a stale one ends no lease
+        if worker.stopping and (  # a revoked lease's result: its handler has ended
+            ended := [r.job_id for r in results if worker.result_for(r.job_id, r.token)]
+        ):
+            self.scheduler.tell(StopsConfirmed(ended))
         if results:
             self._results_out.append((peer, worker.name, results))
         # -1: one slot per result; otherwise exactly that many (a handler still busy

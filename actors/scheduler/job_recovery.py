@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
+from actors.config import SchedulerConfig
 from actors.lifecycle import PENDING, RUNNING
 from actors.scheduler.job import NO_ARGS, NO_KWARGS, Job, SharedNames
 from actors.scheduler.quotas import HeldJobs
@@ -26,7 +27,18 @@ class Recovery:
     names: SharedNames
     inherited: dict[int, int]
     adopted_at: dict[int, float]
+    config: SchedulerConfig
     _retry_heap: list[tuple[float, int]]
+
+    def interrupted(self, job: Job) -> bool:
+        """Whether the job's current lease is one this process inherited at start-up and
+        its worker fenced it while no scheduler answered: not adopted, or adopted less
+        than a lease ago (a fence after adoption needs a lease of silence from this one,
+        and counts)."""
+        if self.inherited.get(job.id) != job.token:
+            return False
+        adopted = self.adopted_at.get(job.id)
+        return adopted is None or time.monotonic() - adopted < self.config.lease
 
     def load(self, live: Iterable[Job], counts: dict[str, int], max_id: int) -> None:
         """Rebuild memory from the store at start-up: live jobs, totals, the next id."""

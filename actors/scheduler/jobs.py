@@ -90,6 +90,9 @@ class JobTable(Recovery):
         self.refused_results = 0
         self.held = HeldJobs()  # jobs in flight per owner, for actors.scheduler.quotas
         self.keys_freed: list[int] = []  # keyed jobs that left RUNNING, for the strategy
+        # Cancelled while RUNNING, the stop not yet confirmed: job id -> whether it holds a
+        # key's slot. The slot and a no-overlap schedule's next fire wait (``stopped``).
+        self.stopping: dict[int, bool] = {}
         # Leases a previous scheduler process (or leader) granted, loaded RUNNING: job id ->
         # token. Their attempts may be interrupted by the restart itself (``interrupt``).
         self.inherited: dict[int, int] = {}
@@ -128,8 +131,9 @@ class JobTable(Recovery):
         count = len(jobs)
         self.counts[old] -= count
         self.counts[new] += count
-        if old is RUNNING:
-            self.keys_freed += [j.id for j in jobs if j.options and j.options.concurrency_key]
+        if old is RUNNING:  # a key's slot, unless held till the stop (``stopping``)
+            held, options = self.stopping, [(j.id, j.options) for j in jobs if j.options]
+            self.keys_freed += [i for i, o in options if o.concurrency_key and i not in held]
         metric = "retried" if old is RUNNING and new is PENDING else _METRIC_OF.get(new)
         if metric is not None:
             self._count(jobs, metric)
@@ -316,16 +320,6 @@ class JobTable(Recovery):
         reason = "left RUNNING by the previous scheduler process; no worker claimed it"
         self.interrupt(job, reason, ops)
 
-    def interrupted(self, job: Job) -> bool:
-        """Whether the job's current lease is one this process inherited at start-up and
-        its worker fenced it while no scheduler answered: not adopted, or adopted less
-        than a lease ago (a fence after adoption needs a lease of silence from this one,
-        and counts)."""
-        if self.inherited.get(job.id) != job.token:
-            return False
-        adopted = self.adopted_at.get(job.id)
-        return adopted is None or time.monotonic() - adopted < self.config.lease
-
     def interrupt(self, job: Job, reason: str, ops: Ops) -> None:
         """RUNNING -> QUEUED for an attempt a scheduler restart or failover interrupted (no
         worker claimed its lease, or the worker stopped it when no heartbeat was
@@ -348,16 +342,23 @@ class JobTable(Recovery):
         job.started_at = None
         self.move(job, QUEUED, ops)
 
-    def cancel(self, job: Job, ops: Ops) -> None:
-        """PENDING/QUEUED/RUNNING -> CANCELLED; a running attempt is recorded as cancelled."""
+    def cancel(self, job: Job, ops: Ops, stopping: bool = False) -> None:
+        """PENDING/QUEUED/RUNNING -> CANCELLED; a running attempt is recorded as cancelled.
+        ``stopping``: its worker is told to stop it; it stays in ``stopping`` till it has."""
         now = self.clock()
         if job.status is RUNNING:
             ops.attempts.append(
                 (job.id, job.token, job.worker, job.started_at, now, "cancelled", "cancelled")
             )
+            if stopping:
+                self.stopping[job.id] = bool(job.options and job.options.concurrency_key)
         job.error = "cancelled"
         job.finished_at = now
         self.move(job, CANCELLED, ops)
+
+    def stopped(self, job_ids: list[int]) -> None:
+        """The handlers of these cancelled jobs no longer run: their keys' slots are free."""
+        self.keys_freed += [i for i in job_ids if self.stopping.pop(i, False)]
 
     def requeue_failed(self, job: Job, ops: Ops) -> None:
         """Dead-letter re-queue: FAILED -> QUEUED with a fresh allowance of attempts."""

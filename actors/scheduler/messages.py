@@ -234,12 +234,23 @@ class Adopted(_Msg, frozen=True):
 
 
 class RevokeLease(_Msg, frozen=True):
-    """scheduler -> dispatcher: this lease ended without a result (cancelled); stop the job."""
+    """scheduler -> dispatcher: this lease ended without a result (cancelled); stop the job.
+    ``confirm``: say when its handler has stopped (``StopsConfirmed``): a concurrency key's
+    slot and a no-overlap schedule wait for that, not for the cancel alone."""
 
     peer: Peer
     job_id: int
     token: int
     reason: str
+    confirm: bool = False
+
+
+class StopsConfirmed(_Msg, frozen=True):
+    """dispatcher -> scheduler: the handlers of these revoked leases (``RevokeLease.confirm``)
+    no longer run: their worker reported the job's end, stopped listing it, or is gone
+    (silent past lease + grace, so it has stopped it itself)."""
+
+    job_ids: list[int]
 
 
 class WorkerNames(_Msg, frozen=True):

@@ -35,10 +35,11 @@ async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) ->
         if job.status in LIVE:
             holder = job.peer if job.status is JobState.RUNNING else None
             token = job.token
-            sched.table.cancel(job, ops)
+            sched.table.cancel(job, ops, stopping=holder is not None)
             effects.finished.append(job)
             if holder is not None:
-                effects.revokes.append(RevokeLease(holder, job.id, token, "cancelled"))
+                revoke = RevokeLease(holder, job.id, token, "cancelled", confirm=True)
+                effects.revokes.append(revoke)
         statuses.append((job_id, job.status.value))
     effects.sends.append(Send(peer, wire.CancelReply(request.request_id, statuses)))
     sched.write(ops, effects)

@@ -63,6 +63,7 @@ from actors.scheduler.messages import (
     Release,
     Send,
     StatusPart,
+    StopsConfirmed,
     SubscriberCount,
     SubscriptionRequest,
     Tick,
@@ -188,6 +189,11 @@ class Scheduler(Actor):
                 leases.adopt(self, peer, name, claims)
             case ReclaimOrphans():
                 leases.reclaim_orphans(self)
+            case StopsConfirmed(job_ids=ids):
+                self.table.stopped(ids)
+                if self.table.keys_freed:
+                    self.strategy.tell(KeysFreed(self.table.keys_freed))
+                    self.table.keys_freed = []
             case _:
                 raise TypeError(f"scheduler got an unexpected message: {message!r}")
 

@@ -145,7 +145,12 @@ def _fire(
 
 def _running(sched: SchedulerCore, schedule: Schedule) -> bool:
     """The schedule's last job has not ended (every live job is in memory)."""
-    job = sched.table.jobs.get(schedule.last_job) if schedule.last_job is not None else None
+    last = schedule.last_job
+    if last is None:
+        return False
+    if last in sched.table.stopping:  # cancelled, its handler not yet confirmed stopped
+        return True
+    job = sched.table.jobs.get(last)
     return job is not None and job.status in LIVE
 
 

@@ -105,6 +105,10 @@ class WorkerConn:
     granted_in: dict[int, int] = field(default_factory=dict)  # job id -> seq that granted it
     missing: set[int] = field(default_factory=set)  # granted, not listed by one heartbeat
     adopting: set[int] = field(default_factory=set)  # claimed at hello, verdict pending
+    # Revoked leases (cancelled jobs) whose stop the scheduler waits to hear of: job id ->
+    # token. Ended when a result names it, a heartbeat or hello stops listing it, or the
+    # worker goes (``confirmed``).
+    stopping: dict[int, int] = field(default_factory=dict)
     free: int = 0  # credits the strategy holds for this worker
     # Slots the worker said were free while we still counted a lease on them: a lease it
     # dropped unstarted (read too late) or never got. Granted when that lease ends
@@ -120,6 +124,26 @@ class WorkerConn:
     progress: dict[int, tuple[float, str]] = field(default_factory=dict)  # job -> latest report
     progress_at: float = 0.0
     last_seen: float = field(default_factory=time.monotonic)
+
+    # ------------------------------------------------------------------ stops
+
+    def confirmed(self, listed: Iterable[tuple[int, int]] | None) -> list[int]:
+        """Of the revoked leases awaiting their stop, those now ended: not in ``listed``
+        (the leases a heartbeat or hello names), or all of them (``None``: gone)."""
+        if not self.stopping:
+            return []
+        still = set() if listed is None else {job_id for job_id, _ in listed}
+        ended = [job_id for job_id in self.stopping if job_id not in still]
+        for job_id in ended:
+            del self.stopping[job_id]
+        return ended
+
+    def result_for(self, job_id: int, token: int) -> bool:
+        """A result names a revoked lease awaiting its stop: the handler has ended."""
+        if self.stopping.get(job_id) == token:
+            del self.stopping[job_id]
+            return True
+        return False
 
     # ------------------------------------------------------------------ credits
 

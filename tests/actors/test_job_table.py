@@ -103,3 +103,33 @@ def test_an_illegal_move_is_refused_and_changes_nothing(table: JobTable) -> None
     assert job.status is JobState.QUEUED
     assert ops.updates == []
     assert table.counts["QUEUED"] == 1
+
+
+def test_a_cancelled_running_jobs_key_slot_waits_for_its_stop(table: JobTable) -> None:
+    ops = Ops()
+    ids = []
+    for _ in range(3):
+        job = table.create(wire.JobSpec("t", concurrency_key="k", max_concurrent=1), ops)
+        table.move(job, JobState.QUEUED, ops)
+        table.lease(job.id, b"peer", "w", ops)
+        ids.append(job.id)
+    stopping, gone, plain = (table.jobs[i] for i in ids)
+    table.keys_freed.clear()
+    table.cancel(stopping, ops, stopping=True)
+    table.cancel(gone, ops)  # no worker to tell: nothing to wait for
+    assert table.keys_freed == [gone.id]
+    assert table.stopping == {stopping.id: True}
+    table.stopped([stopping.id, 999])
+    assert table.keys_freed == [gone.id, stopping.id]
+    assert table.stopping == {}
+    table.stopped([stopping.id])
+    assert table.keys_freed == [gone.id, stopping.id], "freed once"
+    table.succeed(plain, wire.pack(1), ops)
+    assert table.keys_freed[-1] == plain.id, "a result frees its slot at once, as before"
+    unkeyed = table.create(wire.JobSpec("t"), ops)
+    table.move(unkeyed, JobState.QUEUED, ops)
+    table.lease(unkeyed.id, b"peer", "w", ops)
+    table.cancel(unkeyed, ops, stopping=True)
+    assert table.stopping == {unkeyed.id: False}, "kept for a no-overlap schedule"
+    table.stopped([unkeyed.id])
+    assert table.keys_freed[-1] == plain.id

@@ -218,3 +218,23 @@ def test_adding_pausing_and_removing_need_an_admin_key_and_a_client_may_list() -
     assert roles.refusal(admin, add) is None
     assert roles.refusal(admin, change) is None
     assert roles.refusal(Identity("worker", "w" * 40), listing) is not None
+
+
+def test_no_overlap_takes_a_cancelled_job_whose_handler_may_still_run_as_running() -> None:
+    """Cancelled while RUNNING, its stop not yet confirmed by its worker (``JobTable.
+    stopping``): the next fire time waits as it would for a live job."""
+    from types import SimpleNamespace
+
+    from actors.scheduler.jobs import JobTable
+    from actors.scheduler.schedules import _running
+
+    table = JobTable(SchedulerConfig())
+    sched: Any = SimpleNamespace(table=table)
+    schedule: Any = SimpleNamespace(last_job=7)
+    table.jobs[7] = _job(7, JobState.CANCELLED)
+    assert not _running(sched, schedule)
+    table.stopping[7] = False
+    assert _running(sched, schedule)
+    table.stopped([7])
+    assert not _running(sched, schedule)
+    assert not _running(sched, SimpleNamespace(last_job=None))
