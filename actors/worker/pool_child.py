@@ -34,6 +34,7 @@ from actors.worker.kill_timer import KillTimer
 from actors.worker.tasks import CURRENT_JOB, REGISTRY, retryable, task_options
 
 EXIT_FENCED = 70  # exit status of a child whose watchdog saw its job's lease lapse
+EXIT_TIMED_OUT = 71  # ... saw its job's timeout pass (the agent could not stop it in time)
 WATCHDOG_EVERY_S = 0.02  # the longest a lapsed lease goes unnoticed while the GIL is free
 # The kernel timer fires this long after the expiry, not at it: the watchdog moves it only
 # every WATCHDOG_EVERY_S, and a renewal landing just before the old expiry must reach it in
@@ -44,9 +45,11 @@ KILL_MARGIN_S = 5 * WATCHDOG_EVERY_S
 
 
 class _Guard:
-    """Whether a handler runs, and the kernel timer armed at its lease's expiry meanwhile
-    (None where the system has none); one lock orders the main thread's start and end of
-    a handler with the watchdog's re-arming."""
+    """Whether a handler runs, and the kernel timer armed meanwhile at its lease's expiry or
+    its timeout, whichever comes first (None where the system has none); one lock orders
+    the main thread's start and end of a handler with the watchdog's re-arming. The agent
+    stops a timed-out handler itself; the child's own limit is for when the agent cannot
+    run (the worker's whole process group paused past the timeout)."""
 
     def __init__(self, deadline: Any, armed: Any) -> None:
         self.deadline = deadline
@@ -55,11 +58,13 @@ class _Guard:
         self.lock = threading.Lock()
         self.running = False
         self.armed = math.inf
+        self.until = math.inf  # the running handler's timeout, by this clock
 
-    def start(self) -> None:
+    def start(self, timeout: float | None) -> None:
         with self.lock:
             self.running = True
-            self._arm(self.deadline.value)
+            self.until = time.monotonic() + timeout if timeout else math.inf
+            self._arm(min(self.deadline.value, self.until))
 
     def end(self) -> None:
         with self.lock:
@@ -74,9 +79,9 @@ class _Guard:
         with self.lock:
             if not self.running:
                 return
-            expiry = self.deadline.value
-            if now > expiry:
-                os._exit(EXIT_FENCED)  # no cleanup: the handler must not take one more step
+            expiry = min(self.deadline.value, self.until)
+            if now > expiry:  # no cleanup: the handler must not take one more step
+                os._exit(EXIT_TIMED_OUT if expiry == self.until else EXIT_FENCED)
             if expiry != self.armed:
                 self._arm(expiry)
 
@@ -106,14 +111,14 @@ def child_main(conn: Connection, deadline: Any, armed: Any, modules: list[str]) 
     conn.send(("ready",))
     while True:
         try:
-            task_name, args, kwargs, ctx = conn.recv()
+            task_name, args, kwargs, ctx, timeout = conn.recv()
         except EOFError:
             os._exit(0)
         now = time.monotonic()
         if now > deadline.value:
             conn.send(("stale",))
             continue
-        guard.start()
+        guard.start(timeout)
         conn.send(("started", now))
         outcome = _run(conn, task_name, args, kwargs, ctx)
         guard.end()  # before the report: a child that reported is never killed for its lease

@@ -27,7 +27,7 @@ from typing import Any
 
 from actors.errors import HandlerFailed, PoolStartFailed
 from actors.worker.executors import Deadline, JobStopped, Run, resolve
-from actors.worker.pool_child import EXIT_FENCED, child_main
+from actors.worker.pool_child import EXIT_FENCED, EXIT_TIMED_OUT, child_main
 from actors.worker.tasks import JobContext
 
 log = logging.getLogger("corral.worker")
@@ -57,10 +57,18 @@ def _context() -> Any:
 @dataclass(slots=True)
 class _Job:
     job_id: int
-    request: tuple[str, list[Any], dict[str, Any], JobContext]
+    request: tuple[str, list[Any], dict[str, Any], JobContext, float | None]
     deadline: Deadline
     run: Run
     reporter: Callable[[float, str], None] | None
+
+
+def _past_timeout(job: _Job) -> bool:
+    """Whether the job's timeout, counted from its start, has passed."""
+    timeout, started = job.request[4], job.run.started
+    if not timeout or not started.done():
+        return False
+    return time.monotonic() >= started.result() + timeout
 
 
 class _Child:
@@ -148,6 +156,8 @@ class _Child:
         elif code == EXIT_FENCED or (code == -signal.SIGKILL and self._lapsed()):
             # Its watchdog's exit, or its kernel timer's SIGKILL at the lease's expiry.
             exc = JobStopped("its process stopped itself: the job's lease lapsed")
+        elif code == EXIT_TIMED_OUT or (code == -signal.SIGKILL and _past_timeout(job)):
+            exc = JobStopped(f"timed out after {job.request[4]:g}s")  # the agent could not run
         elif code == -signal.SIGKILL and time.monotonic() >= self.armed.value:
             # Its timer fired at an expiry its watchdog could not move on: the handler held
             # the child's GIL (one C call) from before the last renewal it saw until then.
@@ -210,12 +220,13 @@ class ProcessRunner:
         kwargs: dict[str, Any],
         ctx: JobContext,
         deadline: Deadline,
+        timeout: float | None = None,
     ) -> Run:
         run = Run.new(asyncio.get_running_loop())
         if time.monotonic() > deadline():
             return run.never_started()
         # The reporter is a closure over the agent's loop: the child gets a relay instead.
-        request = (task_name, args, kwargs, _without_reporter(ctx))
+        request = (task_name, args, kwargs, _without_reporter(ctx), timeout)
         self._waiting.append(_Job(job_id, request, deadline, run, ctx.reporter))
         self._dispatch()
         return run

@@ -66,12 +66,15 @@ class Runners:
         kwargs: Any,
         ctx: PendingContext[Any],
         deadline: Deadline,
+        timeout: float | None = None,
     ) -> Run:
         """Start ``fn`` for ``job_id``; its handler reads ``ctx`` through ``context()``
-        (built only if it asks; a child process gets it built)."""
+        (built only if it asks; a child process gets it built, and ``timeout``, the
+        seconds after which its agent stops it, as a limit of its own)."""
         processes = self._processes
         if processes is not None and not self.is_async(task_name):
-            return processes.start(job_id, task_name, args, kwargs, ctx.get(), deadline)
+            ctx_built = ctx.get()
+            return processes.start(job_id, task_name, args, kwargs, ctx_built, deadline, timeout)
         handler_context = contextvars.copy_context()
         handler_context.run(CURRENT_JOB.set, ctx)
         runner = self._asyncs if self.is_async(task_name) else self._threads

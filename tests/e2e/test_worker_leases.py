@@ -254,3 +254,44 @@ async def test_an_async_handler_takes_no_step_after_its_paused_worker_resumes(
 
         await until(fenced)
     assert [t for t in ticks(cluster, "zombie", job_id, 1) if t > resumed_at] == []
+
+
+async def test_a_process_child_paused_with_its_agent_past_its_timeout_is_gone_before_resuming(
+    cluster: Cluster,
+) -> None:
+    """The whole worker paused past a job's timeout but within its lease: its agent cannot
+    stop the handler at the timeout, and on SIGCONT the handler stepped (and once finished)
+    before the agent's timer ran. The child's kernel timer ends it at the timeout too."""
+    cluster.start("--lease", "30", "--lease-grace", "5")  # the lease plays no part here
+    agent = cluster.worker("agent", 1, "--pool", "process")
+    async with cluster.client() as client:
+        job_id = await client.submit("scribble", [60.0], timeout=1.0, max_retries=0)
+
+        async def writing() -> bool:
+            return bool(ticks(cluster, "agent", job_id, 1))
+
+        await until(writing)
+        [child] = {e["pid"] for e in read_events(cluster.ledger) if e["job"] == job_id}
+        paused = family(agent.pid)
+        assert child in paused
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+
+            async def ended() -> bool:  # dead while stopped: a zombie, or reaped
+                return state_of(child) in ("Z", "gone")
+
+            await until(ended, timeout=30)
+        finally:
+            resumed_at = time.time()
+            for pid in paused:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        outcome = (await client.wait([job_id], timeout=30))[job_id]
+        view = await client.job(job_id)
+    assert outcome.status == "FAILED"
+    assert view is not None
+    assert [a.error for a in view.history] == ["timed out after 1s"]
+    assert [t for t in ticks(cluster, "agent", job_id, 1) if t > resumed_at] == []
+    first = min(ticks(cluster, "agent", job_id, 1))
+    assert max(ticks(cluster, "agent", job_id, 1)) < first + 1.0 + 0.2, "no tick past it"
