@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from typing import Any
@@ -23,7 +24,9 @@ _PATTERNS = {r"^[A-Za-z0-9_.:-]+$": "letters, digits and _ . : - only"}
 
 
 def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """As written, never in scientific notation for the bounds people meet (a year of
+    seconds, a Unix time): ``31622400``, ``0.5``."""
+    return format(value, ".15g") if isinstance(value, float) else str(value)
 
 
 def problem(kind: mi.Type, value: Any) -> str | None:
@@ -72,7 +75,22 @@ def field_problem(name: str, value: Any) -> str | None:
     """What is wrong with ``value`` for the JobSpec field ``name`` (not args/kwargs)."""
     if name == "backoff":
         return backoff_problem(value)
-    return problem(_FIELDS[name], value)
+    why = problem(_FIELDS[name], value)
+    if why is not None and name == "run_at" and type(value) in (int, float):
+        kind = _FIELDS[name]
+        kinds = kind.types if isinstance(kind, mi.UnionType) else (kind,)
+        [bounds] = [t for t in kinds if isinstance(t, mi.FloatType)]
+        if bounds.le is not None and value > bounds.le:  # a time, shown as one
+            return f"must be {_time(bounds.le)} or earlier, got {_time(value)}"
+    return why
+
+
+def _time(unix: float) -> str:
+    """A Unix time as an ISO 8601 UTC time, or as the number if it is none."""
+    try:
+        return datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return _number(unix)
 
 
 def backoff_problem(value: Any) -> str | None:
@@ -89,6 +107,9 @@ def backoff_problem(value: Any) -> str | None:
         why = problem(kind, element)
         if why is not None:
             return f"{name.upper()} {why}"
+    base, _factor, cap = value
+    if cap < base:  # as --backoff-cap against --backoff-base of the scheduler's own
+        return f"CAP ({_number(cap)}) must be at least BASE ({_number(base)})"
     return None
 
 

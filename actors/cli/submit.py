@@ -49,6 +49,10 @@ def usage(message: str) -> NoReturn:
     raise SystemExit(EXIT_USAGE)
 
 
+# The flag of each field whose name is not its flag's.
+_FLAGS = {"task": "task", "run_at": "--at"}
+
+
 def _spec_from_fields(fields: dict[str, Any], where: str, flags: bool = False) -> Any:
     """A JobSpec from a line's (or the flags') fields; ``where`` prefixes every message
     (``jobs.jsonl:3: max_retries: ...``, or ``--max-retries: ...`` for flags)."""
@@ -72,7 +76,7 @@ def _spec_from_fields(fields: dict[str, Any], where: str, flags: bool = False) -
             continue
         why = field_problem(name, value)
         if why is not None:
-            label = f"--{name.replace('_', '-')}" if flags and name != "task" else name
+            label = _FLAGS.get(name, f"--{name.replace('_', '-')}") if flags else name
             usage(f"{label}: {why}" if flags else f"{where}: {name}: {why}")
     if fields.get("max_concurrent") is not None and fields.get("concurrency_key") is None:
         # The scheduler's admission check, said here: a usage error, nothing sent.

@@ -31,6 +31,9 @@ def refusal(index: int, spec: wire.JobSpec) -> Refusal | None:
         return Refusal(index, "invalid", "max_concurrent needs a concurrency_key")
     if spec.depends_on and len(set(spec.depends_on)) != len(spec.depends_on):
         return Refusal(index, "invalid", "depends_on lists a job twice")
+    if spec.backoff is not None and spec.backoff.cap < spec.backoff.base:
+        base, cap = spec.backoff.base, spec.backoff.cap
+        return Refusal(index, "invalid", f"backoff cap ({cap:g}) must be at least base ({base:g})")
     size = wire.payload_bytes(spec)
     if size > wire.MAX_JOB_PAYLOAD_BYTES:
         # It could never be sent to a worker: refuse it now, not strand it RUNNING.

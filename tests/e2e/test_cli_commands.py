@@ -99,6 +99,12 @@ def test_watch_of_a_running_job_follows_it_and_exits_with_its_outcome(
         (["submit", "t", "--timeout", "0"], "--timeout: must be more than 0, got 0"),
         (["submit", "t", "--backoff", "1", "0", "9"], "--backoff: FACTOR must be 1 or more"),
         (["submit", "t", "--idempotency-key", ""], "--idempotency-key: must not be empty"),
+        (["submit", "t", "--backoff", "5", "2", "1"], "--backoff: CAP (1) must be at least BASE"),
+        (["submit", "t", "--delay", "367d"], "--delay: must be 31622400 or less, got 31708800"),
+        (
+            ["submit", "t", "--at", "2100-01-02T00:00:00Z"],
+            "--at: must be 2100-01-01T00:00:00Z or earlier, got 2100-01-02T00:00:00Z",
+        ),
     ],
 )
 def test_a_wrong_submission_is_a_usage_error_in_one_line(args: list[str], line: str) -> None:
