@@ -401,8 +401,7 @@ class Worker:
     def _launch(self, a: wire.Assignment, fn: Callable[..., Any], args: Any, kwargs: Any) -> Run:
         ctx = tasks.PendingContext(self._context_of, a)  # built if its handler asks for it
         deadline = functools.partial(self.leases.expiry, a.job_id)
-        timeout = a.timeout or task_options(a.task).timeout
-        return self._runners.start(a.job_id, a.task, fn, args, kwargs, ctx, deadline, timeout)
+        return self._runners.start(a.job_id, a.task, fn, args, kwargs, ctx, deadline, a.timeout)
 
     def _context_of(self, a: wire.Assignment) -> JobContext:
         """The context job ``a``'s handler sees; built in the handler's own thread, maybe."""

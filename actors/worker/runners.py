@@ -17,7 +17,7 @@ from typing import Any
 
 from actors.worker.executors import AsyncRunner, Deadline, Run, ThreadRunner
 from actors.worker.process_pool import ProcessRunner
-from actors.worker.tasks import CURRENT_JOB, PendingContext
+from actors.worker.tasks import CURRENT_JOB, PendingContext, task_options
 
 
 class Runners:
@@ -69,10 +69,11 @@ class Runners:
         timeout: float | None = None,
     ) -> Run:
         """Start ``fn`` for ``job_id``; its handler reads ``ctx`` through ``context()``
-        (built only if it asks; a child process gets it built, and ``timeout``, the
-        seconds after which its agent stops it, as a limit of its own)."""
+        (built only if it asks; a child process gets it built, and the job's timeout, its
+        own or its task's, as a limit of its own: ``timeout`` is the job's own)."""
         processes = self._processes
         if processes is not None and not self.is_async(task_name):
+            timeout = timeout or task_options(task_name).timeout
             ctx_built = ctx.get()
             return processes.start(job_id, task_name, args, kwargs, ctx_built, deadline, timeout)
         handler_context = contextvars.copy_context()
