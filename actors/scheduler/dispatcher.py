@@ -83,11 +83,10 @@ class Dispatcher(DispatcherBase):
                 self._adopted(message)
             case RevokeLease(peer=peer, job_id=job_id, token=token, reason=reason):
                 worker = self.workers.get(peer)
-                held = worker is not None and worker.end(job_id, token)
-                if worker is not None and held:
+                if worker is not None and message.confirm and worker.running.get(job_id) == token:
+                    worker.revoked(job_id, token)  # its handler may run on till it is stopped
+                if worker is not None and worker.end(job_id, token):
                     self._released(worker, 1)
-                    if message.confirm:  # its handler may run on until the worker stops it
-                        worker.stopping[job_id] = token
                 elif message.confirm:  # ended already (its result came first), or gone
                     self.scheduler.tell(StopsConfirmed([job_id]))
                 self._send(peer, wire.StopJob(job_id, token, reason))
@@ -157,8 +156,6 @@ class Dispatcher(DispatcherBase):
             self.term, self.database_id, self.database,
         )  # fmt: skip
         self._send(peer, welcome)
-        if worker.stopping and (stopped := worker.confirmed(hello.leases)):
-            self.scheduler.tell(StopsConfirmed(stopped))  # back without those jobs
         claims = hello.leases[: CLAIMS_PER_SLOT * hello.slots]
         if len(claims) < len(hello.leases):
             self._warn(
@@ -250,7 +247,7 @@ class Dispatcher(DispatcherBase):
         worker.lease_basis = max(worker.lease_basis, beat.sent_at)
         self._send(peer, wire.HeartbeatAck(beat.sent_at))
         not_held, not_granted = worker.reconcile(beat)
-        if worker.stopping and (stopped := worker.confirmed(beat.leases)):
+        if worker.stopping and (stopped := worker.confirmed(beat)):
             self.scheduler.tell(StopsConfirmed(stopped))
         if not_granted:
             self.refused_leases += len(not_granted)

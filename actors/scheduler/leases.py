@@ -164,6 +164,9 @@ def reclaim_orphans(sched: SchedulerCore) -> None:
     again uncounted. Their worker never came back: a lost worker, counted as one (a job
     that takes its worker and the scheduler down with it must not loop forever)."""
     ops, effects = Ops(), Effects()
+    table = sched.table
+    # Cancelled before any worker claimed them: their workers have stopped them by now.
+    table.stopped([i for i in table.stopping if i in table.inherited and i not in table.adopted_at])
     back = set(sched.worker_names.values())
     lost = 0
     for job in sched.table.orphans():

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable
 
 from actors.config import SchedulerConfig, redact_dsn
-from actors.errors import NotLeaderAnymore, StoreError
+from actors.errors import NotLeaderAnymore, StoreDamaged, StoreError
 from actors.keys import scheduler_keys
 from actors.runtime import settle_gc
 from actors.scheduler.brain import Brain
@@ -190,6 +190,9 @@ class Node:
             except NotLeaderAnymore as exc:  # a commit's fencing check refused
                 self._stepped_down(term, exc)
                 return 0.0
+            except StoreDamaged:  # rows no corral wrote: every node would fail on them
+                await self.elections.run(leadership.resign(term))
+                raise
             except StoreError as exc:
                 await self.elections.run(leadership.resign(term))
                 self._stepped_down(term, exc)

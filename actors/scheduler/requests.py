@@ -35,7 +35,9 @@ async def cancel(sched: SchedulerCore, peer: bytes, request: wire.CancelJobs) ->
         if job.status in LIVE:
             holder = job.peer if job.status is JobState.RUNNING else None
             token = job.token
-            sched.table.cancel(job, ops, stopping=holder is not None)
+            # Held by no worker yet (a restart's lease, unclaimed): its handler may still run
+            # until lease + grace (ReclaimOrphans), so its key's slot waits all the same.
+            sched.table.cancel(job, ops, stopping=True)
             effects.finished.append(job)
             if holder is not None:
                 revoke = RevokeLease(holder, job.id, token, "cancelled", confirm=True)

@@ -12,12 +12,14 @@ references and no others, so an actor can only send along a route listed here.
     gateway    -> events      SubscriptionRequest, PeerUnreachable
     scheduler  -> store       Write (ops + effects), Read (typed reads)
     store      -> scheduler   Written (after COMMIT)
-    scheduler  -> strategy    Enqueue (ready jobs), StatusPart
+    scheduler  -> strategy    Enqueue (ready jobs), StatusPart, KeysFreed (keyed jobs that
+                              left RUNNING, or whose cancelled handler has stopped)
     strategy   -> scheduler   Picked (proposed assignments)
     strategy   -> dispatcher  StatusPart
     scheduler  -> dispatcher  Leased (committed leases), RevokeLease, Adopted
     scheduler  -> strategy    ReturnCredit (a pick that lost its compare-and-swap)
-    dispatcher -> scheduler   WorkerResults, WorkerLost, LeasesEnded, Adopt, WorkerNames
+    dispatcher -> scheduler   WorkerResults, WorkerLost, LeasesEnded, Adopt, WorkerNames,
+                              StopsConfirmed (revoked leases whose handlers have stopped)
     dispatcher -> strategy    WorkerCredits, WorkerGone
     dispatcher -> heartbeat   Forget
     heartbeat  -> dispatcher  Silent (suspect, dead, alive again)

@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from actors.errors import StoreDamaged
 from actors.lifecycle import (
     QUEUED,
     SUCCEEDED,
@@ -87,6 +88,9 @@ from transport import protocol as wire
 
 log = logging.getLogger("corral.scheduler")
 
+# Requests that only read: one that meets an unreadable row fails alone (``_unreadable``).
+_VIEWS = (wire.GetJob, wire.ListJobs, wire.GetWorkflow, wire.ListSchedules)
+
 
 class Scheduler(Actor):
     def __init__(self, table: JobTable) -> None:
@@ -142,6 +146,28 @@ class Scheduler(Actor):
     # ------------------------------------------------------------------ routing
 
     async def handle(self, message: Any) -> None:
+        try:
+            await self._route(message)
+        except UnreadableRow as exc:  # a row edited by hand, read while handling it
+            await self._unreadable(message, exc)
+
+    async def _unreadable(self, message: Any, exc: UnreadableRow) -> None:
+        """A view that read such a row fails alone (it changed nothing). Anything else may
+        have changed memory before its read failed: the scheduler stops, one line, and
+        acknowledges nothing more, as for a damaged file at start-up."""
+        request = message.message if isinstance(message, FromClient) else None
+        if isinstance(request, _VIEWS):
+            log.warning("a request read a job row corral cannot read: %s", exc)
+            text = f"the database holds a row corral cannot read ({exc})"
+            self.send(message.peer, wire.ErrorReply("unreadable", text, request.request_id))
+            return
+        text = f"the database holds what corral could not have written ({exc}); stopping"
+        if self.system is None:
+            raise StoreDamaged("", text) from exc
+        self.system.fail(StoreDamaged("", f"{text}: correct or delete that row"))
+        await asyncio.Event().wait()  # parked until the system cancels every actor
+
+    async def _route(self, message: Any) -> None:
         match message:
             case Written(tags=committed):
                 self._after_commit(committed)
@@ -152,13 +178,7 @@ class Scheduler(Actor):
             case WorkerResults():
                 leases.results(self, message)
             case FromClient(peer=peer, message=request):
-                try:
-                    await self._client(peer, request)
-                except UnreadableRow as exc:  # a hand-edited row: this request fails alone
-                    log.warning("a request read a job row corral cannot read: %s", exc)
-                    rid = getattr(request, "request_id", 0)
-                    text = f"the database holds a row corral cannot read ({exc})"
-                    self.send(peer, wire.ErrorReply("unreadable", text, rid))
+                await self._client(peer, request)
             case Release(job_ids=ids):
                 await submissions.release(self, ids)
             case WorkflowChecked():

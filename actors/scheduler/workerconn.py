@@ -106,9 +106,9 @@ class WorkerConn:
     missing: set[int] = field(default_factory=set)  # granted, not listed by one heartbeat
     adopting: set[int] = field(default_factory=set)  # claimed at hello, verdict pending
     # Revoked leases (cancelled jobs) whose stop the scheduler waits to hear of: job id ->
-    # token. Ended when a result names it, a heartbeat or hello stops listing it, or the
-    # worker goes (``confirmed``).
-    stopping: dict[int, int] = field(default_factory=dict)
+    # (token, the seq of the Assign that granted it). Ended when a result names it, a
+    # heartbeat written after that Assign stops listing it, or the worker goes.
+    stopping: dict[int, tuple[int, int]] = field(default_factory=dict)
     free: int = 0  # credits the strategy holds for this worker
     # Slots the worker said were free while we still counted a lease on them: a lease it
     # dropped unstarted (read too late) or never got. Granted when that lease ends
@@ -127,20 +127,35 @@ class WorkerConn:
 
     # ------------------------------------------------------------------ stops
 
-    def confirmed(self, listed: Iterable[tuple[int, int]] | None) -> list[int]:
-        """Of the revoked leases awaiting their stop, those now ended: not in ``listed``
-        (the leases a heartbeat or hello names), or all of them (``None``: gone)."""
+    def revoked(self, job_id: int, token: int) -> None:
+        """A lease revoked while its handler may run: await its stop (before ``end``)."""
+        self.stopping[job_id] = (token, self.granted_in.get(job_id, 0))
+
+    def confirmed(self, beat: wire.Heartbeat | None) -> list[int]:
+        """Of the revoked leases awaiting their stop, those now ended: not listed by
+        ``beat``, written after the Assign that granted them (an earlier one proves
+        nothing: the worker may not have read that Assign yet), or all (``None``: gone)."""
         if not self.stopping:
             return []
-        still = set() if listed is None else {job_id for job_id, _ in listed}
-        ended = [job_id for job_id in self.stopping if job_id not in still]
+        if beat is None:
+            ended = list(self.stopping)
+        elif beat.assign_seq > self.seq:
+            return []  # names frames never sent: proves nothing
+        else:
+            still = {job_id for job_id, _ in beat.leases}
+            ended = [
+                job_id
+                for job_id, (_, granted) in self.stopping.items()
+                if job_id not in still and granted <= beat.assign_seq
+            ]
         for job_id in ended:
             del self.stopping[job_id]
         return ended
 
     def result_for(self, job_id: int, token: int) -> bool:
         """A result names a revoked lease awaiting its stop: the handler has ended."""
-        if self.stopping.get(job_id) == token:
+        held = self.stopping.get(job_id)
+        if held is not None and held[0] == token:
             del self.stopping[job_id]
             return True
         return False

@@ -1,7 +1,8 @@
 """The dispatcher says when a cancelled job's handler has stopped (``StopsConfirmed``), so
 its concurrency key's slot and its no-overlap schedule wait for that, not for the cancel:
-a result under the revoked token, a heartbeat or a hello no longer listing it, or the
-worker gone. A revoke whose lease had already ended confirms at once."""
+a result under the revoked token, a heartbeat written after the Assign that granted it no
+longer listing it, or the worker gone. A revoke whose lease had already ended confirms at
+once."""
 
 from __future__ import annotations
 
@@ -38,23 +39,28 @@ async def test_a_revoked_lease_is_confirmed_by_its_result_only_under_its_token()
     assert confirmed(log) == [1], "once"
 
 
-async def test_a_heartbeat_confirms_the_stop_once_it_no_longer_lists_the_job() -> None:
+async def test_a_heartbeat_written_after_the_assign_confirms_the_stop_once_it_omits_it() -> None:
     dispatcher, log = await running([1, 2])
+    seq = dispatcher.workers[b"w"].seq  # the Assign frame that granted both
     await turn(dispatcher, RevokeLease(b"w", 1, 2, "cancelled", confirm=True))
-    await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([(1, 2), (2, 2)], 1.0)))
+    await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([(1, 2), (2, 2)], 1.0, seq)))
     assert confirmed(log) == [], "still listed: still running"
-    await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([(2, 2)], 2.0)))
+    # Written before the worker read that Assign: it may yet start the job.
+    await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([], 2.0, seq - 1)))
+    await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([], 2.5, seq + 5)))  # never sent
+    assert confirmed(log) == [], "a heartbeat from before the Assign proves nothing"
+    await turn(dispatcher, FromWorker(b"w", wire.Heartbeat([(2, 2)], 3.0, seq)))
     assert confirmed(log) == [1]
 
 
-async def test_a_hello_without_the_job_or_the_worker_gone_confirms_it() -> None:
+async def test_a_hello_proves_nothing_and_the_worker_gone_confirms_every_stop() -> None:
     dispatcher, log = await running([1, 2, 3])
     for job_id in (1, 2):
         await turn(dispatcher, RevokeLease(b"w", job_id, 2, "cancelled", confirm=True))
     await turn(dispatcher, hello(4, [(2, 2), (3, 2)]))
-    assert confirmed(log) == [1], "back without job 1; job 2 still claimed"
+    assert confirmed(log) == [], "a hello says nothing of Assign frames it read"
     await turn(dispatcher, Silent(b"w", "expired", 9.0))
-    assert confirmed(log) == [1, 2], "gone past lease + grace: it has stopped it itself"
+    assert sorted(confirmed(log)) == [1, 2], "gone past lease + grace: it stopped them itself"
 
 
 async def test_a_revoke_after_the_lease_ended_or_of_an_unknown_worker_confirms_at_once() -> None:

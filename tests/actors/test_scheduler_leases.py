@@ -332,3 +332,17 @@ async def test_a_rate_limits_recorded_starts_keep_its_bound_however_late_the_lea
     starts = [job.started_at or 0.0 for job in scheduler.table.jobs.values()]
     assert len(starts) == 6
     assert worst_window(starts, 10, 1.0, 3)[0] <= 0, [round(s - t0, 3) for s in starts]
+
+
+async def test_a_cancelled_unclaimed_inherited_lease_holds_its_stop_until_the_reclaim() -> None:
+    """Cancelled before its worker claimed it after a restart: no worker can be told to
+    stop it, and its handler may run until lease + grace; its stop (a key's slot, a
+    no-overlap schedule) is held until then, not freed by the cancel."""
+    scheduler, log, job = await orphan(retries=0)
+    await scheduler.handle(FromClient(b"client", wire.CancelJobs(7, [job.id])))
+    await commit(scheduler, log)
+    assert job.status is JobState.CANCELLED
+    assert job.id in scheduler.table.stopping
+    assert not [m for who, m in log if who == "dispatcher"], "no worker to revoke it from"
+    reclaim_orphans(scheduler)
+    assert job.id not in scheduler.table.stopping

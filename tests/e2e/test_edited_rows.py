@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.client import AsyncClient
+from actors.client import AsyncClient, job_spec
+from actors.errors import CorralError
 from tests.e2e.test_startup import assert_one_line_failure, port_is_free, port_of, scheduler
 from tests.helpers.procs import Procs, corral, free_address, wait_for_port
 
@@ -108,3 +109,33 @@ async def test_a_hand_edited_finished_row_fails_only_the_requests_that_read_it(
         assert new_id == 4
     assert run.proc.poll() is None, run.stderr
     assert "job 2: result is 'oops'" in run.stderr, "the scheduler's log names the row"
+
+
+async def test_a_change_that_reads_an_unreadable_row_stops_the_scheduler_acknowledging_nothing(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """A submission whose idempotency key names a finished job with a hand-edited row: its
+    handler may have changed memory before the read failed, so nothing of it may be
+    acknowledged. The scheduler stops with one line; the file keeps only what it had."""
+    db = tmp_path / "c.db"
+    address = free_address()
+    first = scheduler(procs, address, db)
+    wait_for_port(address, first.proc)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        done = await client.submit("record", [1], idempotency_key="k")
+        await client.cancel([done])
+    first.proc.terminate()
+    assert first.exits() == 0, first.stderr
+    edit(db, "UPDATE jobs SET result = 'oops', finished_at = created_at WHERE id = 1")
+    run = scheduler(procs, address, db)
+    wait_for_port(address, run.proc)
+    async with AsyncClient(address, connect_timeout=10, request_timeout=20) as client:
+        specs = [job_spec("record", idempotency_key=key) for key in ("k", "new")]
+        with pytest.raises(CorralError):  # the scheduler stopped: no answer
+            await client.submit_and_wait(specs, timeout=20)
+    line = assert_one_line_failure(run, "could not have written", "job 1: result is 'oops'")
+    assert "stopping" in line, line
+    with sqlite3.connect(db) as conn:
+        keys = [key for (key,) in conn.execute("SELECT idempotency_key FROM jobs")]
+    conn.close()
+    assert keys == ["k"], "nothing of the refused submission was written"

@@ -210,3 +210,26 @@ def test_a_malformed_dsn_or_a_bad_leadership_setting_is_a_usage_error(
         run = Run(procs, "scheduler", "--db", postgres_dsn, *flags)
         assert_one_line_failure(run, *words)
         assert run.proc.returncode == 2
+
+
+async def test_a_hand_edited_status_stops_the_scheduler_with_one_line_not_a_standby_loop(
+    procs: Procs, postgres_dsn: str
+) -> None:
+    """Every node would fail on such a row in turn: the one that meets it exits, one line,
+    rather than resigning and campaigning again for ever."""
+    import asyncpg
+
+    address = free_address()
+    first = Run(procs, "scheduler", "--bind", address, "--db", postgres_dsn)
+    start_line(first)
+    async with AsyncClient(address, connect_timeout=10) as client:
+        await client.submit("record", [1])
+    first.proc.terminate()
+    assert first.exits() == 0, first.stderr
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute("UPDATE jobs SET status = 'DONE'")
+    finally:
+        await conn.close()
+    run = Run(procs, "scheduler", "--bind", address, "--db", postgres_dsn)
+    assert_one_line_failure(run, "could not have written", "status 'DONE'")
