@@ -135,11 +135,13 @@ class RequestLost(CorralError):
 
 
 class RequestRefused(CorralError):
-    """Raised by the SDK when the scheduler refused a request; nothing was changed."""
+    """Raised by the SDK when the scheduler refused a request; nothing was changed.
+    ``retry_after``: seconds after which the same request would pass (a submission over
+    its client's rate), 0 when waiting alone will not help."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: float = 0.0) -> None:
         super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
+        self.code, self.message, self.retry_after = code, message, retry_after
 
 
 class JobFailed(CorralError):

@@ -356,6 +356,9 @@ class ErrorReply(Message, frozen=True):
     code: str
     message: str
     request_id: int = 0
+    # Seconds after which the same request would pass (a submission over its client's
+    # rate: ``--max-submit-rate``); 0: retrying will not help by itself.
+    retry_after: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
 
 
 FromScheduler = (

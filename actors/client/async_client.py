@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
 
 from actors.client.connection import Connection
 from actors.client.limits import set_limit_request
 from actors.client.pending import Waiting
 from actors.client.schedules import schedule_spec
 from actors.client.specs import frames_of, job_spec
-from actors.errors import JobFailed, WaitTimeout
+from actors.errors import JobFailed, RequestRefused, WaitTimeout
 from transport import protocol as wire
+
+T = TypeVar("T")
 
 # Jobs per Submit / Wait frame: keeps frames far below the 8 MiB limit (frames_of also
 # splits by bytes, for jobs with large arguments).
@@ -31,6 +33,20 @@ WAIT_CHUNK = 50_000
 
 def _submit_frame(rid: int, *, jobs: list[wire.JobSpec], require_worker: bool) -> wire.Submit:
     return wire.Submit(rid, jobs, 0, require_worker)
+
+
+async def _paced(attempt: Callable[[], Awaitable[T]], deadline: float | None = None) -> T:
+    """``attempt()``, made again after the wait the scheduler asks for while it refuses a
+    submission over its client's rate (``RequestRefused.retry_after``: nothing of it was
+    created); any other refusal, or a wait past ``deadline``, is raised."""
+    while True:
+        try:
+            return await attempt()
+        except RequestRefused as exc:
+            wait = exc.retry_after
+            if not wait or (deadline is not None and time.monotonic() + wait > deadline):
+                raise
+            await asyncio.sleep(wait)
 
 
 class AsyncClient(Connection):
@@ -83,10 +99,12 @@ class AsyncClient(Connection):
         """Submit in frames of at most ``chunk`` jobs, one after the other, yielding each
         frame's ids (in order) as soon as it is committed. Each frame is all-or-nothing;
         if one fails, the frames before it stay committed (give jobs idempotency keys to
-        make submitting the rest again safe)."""
+        make submitting the rest again safe). A frame refused for the client's submission
+        rate (``--max-submit-rate``: nothing of it was created) is sent again once the
+        scheduler says it would pass: the rate slows a fast client down, it does not fail."""
         for part in frames_of(specs, chunk):
             build = functools.partial(_submit_frame, jobs=part, require_worker=require_worker)
-            reply: wire.Submitted = await self._request(build)
+            reply: wire.Submitted = await _paced(functools.partial(self._request, build))
             yield reply.job_ids
 
     async def submit_and_wait(
@@ -105,8 +123,12 @@ class AsyncClient(Connection):
         deadline = None if timeout is None else time.monotonic() + timeout
         order: list[int] = []
         for part in frames_of(specs, SUBMIT_CHUNK):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            job_ids, done = await self._submit_waiting(part, left, require_worker)
+
+            def submit(part: Sequence[wire.JobSpec] = part) -> Awaitable[Any]:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                return self._submit_waiting(part, left, require_worker)
+
+            job_ids, done = await _paced(submit, deadline)
             order += job_ids
             outcomes.update(done)
         return [outcomes[job_id] for job_id in order]

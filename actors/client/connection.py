@@ -340,7 +340,7 @@ class Connection:
                     self._send(entry.message)
             case wire.ErrorReply(request_id=rid, code=code, message=text):
                 entry = self._inflight.pop(rid, None)
-                error = RequestRefused(code, text)
+                error = RequestRefused(code, text, reply.retry_after)
                 if entry is not None:
                     entry.fail(error)
                 elif rid in self._waits:

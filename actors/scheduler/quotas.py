@@ -86,11 +86,14 @@ class Quotas:
         self._buckets: dict[str, tuple[float, float]] = {}  # owner -> (tokens, at)
         self.waits: Counter[bytes] = Counter()  # subject -> outcomes waited for
         self.refused: Counter[str] = Counter()  # limit -> requests refused
+        # Of the last refusal, seconds until the same submission would pass (rate only).
+        self.retry_after = 0.0
 
     def submit_refusal(self, owner: str, jobs: int, nbytes: int) -> str | None:
         """Why ``owner`` may not submit ``jobs`` jobs holding ``nbytes`` bytes of
         arguments now, or None (and the submission is charged to its rate)."""
         limits = self.limits
+        self.retry_after = 0.0
         held_jobs, held_bytes = self.held.of(owner)
         if held_jobs + jobs > limits.jobs:
             return self._refuse(
@@ -112,10 +115,11 @@ class Quotas:
         need = min(float(jobs), limits.rate)
         if tokens < need:
             self._buckets[owner] = (tokens, now)
+            self.retry_after = (need - tokens) / limits.rate
             return self._refuse(
                 "rate",
                 f"submission rate: over {limits.rate:,.0f} jobs per second per client "
-                f"(--max-submit-rate); retry in {(need - tokens) / limits.rate:.2f} s",
+                f"(--max-submit-rate); retry in {self.retry_after:.2f} s",
             )
         self._buckets[owner] = (tokens - jobs, now)
         if len(self._buckets) > 100_000:  # owners are keys, or "": never this many

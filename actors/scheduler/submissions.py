@@ -45,7 +45,7 @@ async def submit(sched: SchedulerCore, peer: bytes, request: wire.Submit) -> Non
     if over is None and request.wait_request_id:
         over = sched.quotas.wait_refusal(owners.subject(sched, peer), len(request.jobs))
     if over is not None:
-        sched.send(peer, wire.ErrorReply("quota", over, rid))
+        sched.send(peer, wire.ErrorReply("quota", over, rid, sched.quotas.retry_after))
         return
     if request.require_worker:
         refused = admission.no_worker(request.jobs, set().union(*sched.worker_tasks.values()))
