@@ -278,9 +278,16 @@ def render_jobs(
 def render_job(job: wire.JobView, console: Console | None = None) -> None:
     console = console or make_console()
     console.print(f"[bold]job {job.job_id}[/] {job.task}: [bold]{job.status}[/]")
+    recorded = len(job.history)
+    uncounted = (
+        f" ({recorded} in its history: a re-queue starts a fresh count, and an attempt a "
+        "scheduler restart interrupted counts for nothing)"
+        if recorded > job.attempts
+        else ""
+    )
     console.print(
         f"  queue {job.queue}, priority {job.priority}, attempts {job.attempts} "
-        f"of {job.max_retries + 1}, fencing token {job.token}"
+        f"of {job.max_retries + 1}{uncounted}, fencing token {job.token}"
     )
     if job.depends_on:
         console.print(f"  depends on {', '.join(map(str, job.depends_on))}")

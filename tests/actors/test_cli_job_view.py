@@ -72,3 +72,21 @@ def test_an_older_schedulers_view_without_arguments_prints_what_it_always_did() 
         "  idempotency key order-7",
     ]
     assert lines[3] == "  result 'paid'"
+
+
+def test_attempts_beyond_the_count_say_why_they_do_not_count() -> None:
+    """A re-queued dead letter shows "attempts 1 of 2" above three attempts: the line says
+    why instead of reading as a miscount."""
+    history = [
+        wire.AttemptView(t, "w1", 1.0, 2.0, outcome, "boom" if outcome == "failed" else None)
+        for t, outcome in ((1, "failed"), (2, "failed"), (3, "succeeded"))
+    ]
+    lines = shown(view(max_retries=1, history=history))
+    assert lines[1] == (
+        "  queue default, priority 0, attempts 1 of 2 (3 in its history: a re-queue starts a "
+        "fresh count, and an attempt a scheduler restart interrupted counts for nothing), "
+        "fencing token 1"
+    )
+    assert shown(view(history=history[:1]))[1] == (
+        "  queue default, priority 0, attempts 1 of 4, fencing token 1"
+    )
