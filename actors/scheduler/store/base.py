@@ -47,7 +47,7 @@ from typing import Any
 
 import msgspec
 
-from actors.errors import CorralError, StoreError, StoreInconsistent
+from actors.errors import CorralError, StoreDamaged, StoreError, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.messages import Committed
@@ -123,6 +123,16 @@ class UnreadableRow(CorralError):
     """A job row corral could not have written (edited by hand, or by another program):
     a value of the wrong type, a status that is no job state, dependencies that do not
     decode. Raised instead of building a job that would crash an actor later."""
+
+
+def damaged(where: str, problem: str) -> StoreDamaged:
+    """The one line a start-up gives for rows corral could not have written (``where``:
+    the file, or the DSN without its password)."""
+    return StoreDamaged(
+        where,
+        f"database {where} holds what corral could not have written ({problem}); "
+        "correct or delete that row, or restore a backup",
+    )
 
 
 # The latest time ``datetime`` can show (9999-12-31 23:59:59 UTC): a job's recorded times

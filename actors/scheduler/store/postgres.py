@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from actors.errors import NotLeaderAnymore, StoreDamaged, StoreInconsistent
+from actors.errors import NotLeaderAnymore, StoreInconsistent
 from actors.lifecycle import JobState
 from actors.runtime import in_slices
 from actors.scheduler.job import Job, SharedNames
@@ -40,6 +40,7 @@ from actors.scheduler.store.base import (
     StoreBackend,
     UnreadableRow,
     WorkflowRecord,
+    damaged,
     recovery_problem,
 )
 from actors.scheduler.store.postgres_leader import fence
@@ -170,14 +171,7 @@ class PostgresStore(StoreBackend):
         try:
             return await self._recover()
         except UnreadableRow as exc:
-            raise self._damaged(str(exc)) from None
-
-    def _damaged(self, problem: str) -> StoreDamaged:
-        return StoreDamaged(
-            self.target.dsn,
-            f"database {self.target.dsn} holds what corral could not have written ({problem}); "
-            "correct or delete that row, or restore a backup",
-        )
+            raise damaged(self.target.dsn, str(exc)) from None
 
     async def _recover(self) -> Recovered:
         live = await self._jobs_in_chunks(f"WHERE {_LIVE} ORDER BY id")
@@ -190,7 +184,7 @@ class PostgresStore(StoreBackend):
         )
         problem = recovery_problem(counts, totals[1] if totals[0] else None)
         if problem is not None:
-            raise self._damaged(problem)
+            raise damaged(self.target.dsn, problem)
         [[max_workflow]] = await self._rows("SELECT max(id) FROM workflows")
         wanted = sorted({p for job in live for p in job.depends_on} - {job.id for job in live})
         return Recovered(

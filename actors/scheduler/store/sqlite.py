@@ -32,7 +32,7 @@ import aiosqlite
 import msgspec
 
 from actors.config import DEFAULT_DURABILITY
-from actors.errors import CorralError, StoreDamaged
+from actors.errors import CorralError
 from actors.lifecycle import JobState
 from actors.scheduler.job import Job
 from actors.scheduler.messages import Committed
@@ -48,6 +48,7 @@ from actors.scheduler.store.base import (
     TakeWrites,
     UnreadableRow,
     WorkflowRecord,
+    damaged,
     recovery_problem,
 )
 from actors.scheduler.store.sqlite_rows import (
@@ -279,14 +280,7 @@ class SqliteStore(StoreBackend):
         try:
             return await self._recover()
         except UnreadableRow as exc:
-            raise self._damaged(str(exc)) from None
-
-    def _damaged(self, problem: str) -> StoreDamaged:
-        return StoreDamaged(
-            self.path,
-            f"database {self.path} holds what corral could not have written ({problem}); "
-            "correct or delete that row, or restore a backup",
-        )
+            raise damaged(self.path, str(exc)) from None
 
     async def _recover(self) -> Recovered:
         live = await self._jobs_where(f"WHERE {_LIVE} ORDER BY id")
@@ -298,7 +292,7 @@ class SqliteStore(StoreBackend):
         )
         problem = recovery_problem(counts, newest[0][0] if max_id else None)
         if problem is not None:
-            raise self._damaged(problem)
+            raise damaged(self.path, problem)
         max_workflow = (await self._rows("SELECT max(id) FROM workflows"))[0][0] or 0
         wanted = sorted({p for job in live for p in job.depends_on} - {job.id for job in live})
         return Recovered(
