@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -185,6 +186,24 @@ def state_of(pid: int) -> str:
         return "gone"
 
 
+@contextlib.contextmanager
+def group_paused(agent: int, child: int) -> Iterator[list[float]]:
+    """The agent's whole process family stopped (its pool child among them) for the block,
+    then continued; yields a list that holds the time of the SIGCONT afterwards."""
+    paused = family(agent)
+    assert child in paused
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    resumed: list[float] = []
+    try:
+        yield resumed
+    finally:
+        resumed.append(time.time())
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):  # the child, reaped
+                os.kill(pid, signal.SIGCONT)
+
+
 async def until_rerun(client: AsyncClient, cluster: Cluster, job_id: int) -> None:
     """Until another worker's handler has started the job under a later token."""
 
@@ -203,21 +222,13 @@ async def test_a_process_child_paused_with_its_agent_is_gone_before_it_could_res
     The child's kernel timer ends it at its lease's expiry, while it is still stopped."""
     agent, job_id = await _a_child_writing(cluster)
     [child] = {e["pid"] for e in read_events(cluster.ledger) if e["job"] == job_id}
-    paused = family(agent.pid)
-    assert child in paused
-    for pid in paused:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    with group_paused(agent.pid, child) as resumed:
         cluster.worker("rescuer", 1)
         async with cluster.client() as client:
             await until_rerun(client, cluster, job_id)
         # Dead while stopped (a zombie its stopped fork server has not reaped yet).
         assert state_of(child) in ("Z", "gone"), "the child outlived its lease while stopped"
-    finally:
-        resumed_at = time.time()
-        for pid in paused:
-            with contextlib.suppress(ProcessLookupError):  # the child, reaped
-                os.kill(pid, signal.SIGCONT)
+    resumed_at = resumed[0]
 
     async def fenced() -> bool:
         return "self-fencing" in cluster.log("agent")
@@ -272,21 +283,13 @@ async def test_a_process_child_paused_with_its_agent_past_its_timeout_is_gone_be
 
         await until(writing)
         [child] = {e["pid"] for e in read_events(cluster.ledger) if e["job"] == job_id}
-        paused = family(agent.pid)
-        assert child in paused
-        for pid in paused:
-            os.kill(pid, signal.SIGSTOP)
-        try:
+        with group_paused(agent.pid, child) as resumed:
 
             async def ended() -> bool:  # dead while stopped: a zombie, or reaped
                 return state_of(child) in ("Z", "gone")
 
             await until(ended, timeout=30)
-        finally:
-            resumed_at = time.time()
-            for pid in paused:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
+        resumed_at = resumed[0]
         outcome = (await client.wait([job_id], timeout=30))[job_id]
         view = await client.job(job_id)
     assert outcome.status == "FAILED"
