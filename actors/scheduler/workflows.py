@@ -152,8 +152,17 @@ async def revive_descendants(
             if job.status is not JobState.UPSTREAM_FAILED or child_id in live:
                 continue
             parents = await sched.find(job.depends_on)
-            if not all(p.status is JobState.SUCCEEDED or p.id in live for p in parents.values()):
-                continue  # another ancestor is still failed: it stays doomed
+            blocking = [
+                p
+                for p in parents.values()
+                if p.status is not JobState.SUCCEEDED and p.id not in live
+            ]
+            if blocking:  # another parent is still failed: it stays doomed, and names it
+                cause = f"upstream job {blocking[0].id} ended {blocking[0].status.value}"
+                if job.error != cause:  # its text only: no state changes
+                    job.error = cause
+                    ops.updates.append(job.update_row(job.status))
+                continue
             sched.table.reload(job)
             sched.table.revive(job, ops)
             live.add(child_id)

@@ -213,3 +213,29 @@ def test_submit_file_takes_a_workflow_and_dag_shows_it(started: Cluster, tmp_pat
     assert refused.returncode == 1
     assert "cycle" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+async def test_a_step_still_blocked_after_a_requeue_names_the_parent_that_still_blocks_it(
+    started: Cluster,
+) -> None:
+    """Two failed parents, the first to fail re-queued: the child stays UPSTREAM_FAILED, and
+    its error names the other, not the one that now runs again."""
+    async with started.client() as client:
+        _, ids = await client.submit_workflow(
+            {
+                "first": step(fail_below_token=1, max_retries=0),  # fails under token 1 only
+                "later": step(seconds=0.5, fail_below_token=99, max_retries=0),
+                "join": step("first", "later"),
+            }
+        )
+        outcomes = await client.wait(ids.values(), timeout=30)
+        assert outcomes[ids["join"]].error == f"upstream job {ids['first']} ended FAILED"
+        assert (await client.requeue([ids["first"]])).job_ids == [ids["first"]]
+        rerun = await client.wait([ids["first"]], timeout=30)
+        join = await client.job(ids["join"])
+        first = await client.job(ids["first"])
+    assert first is not None
+    assert rerun[ids["first"]].status == "SUCCEEDED", (first.status, first.token, first.history)
+    assert join is not None
+    assert join.status == "UPSTREAM_FAILED"
+    assert join.error == f"upstream job {ids['later']} ended FAILED"
