@@ -15,7 +15,6 @@ from actors.config import SchedulerConfig
 from actors.lifecycle import PENDING, RUNNING
 from actors.scheduler.job import NO_ARGS, NO_KWARGS, Job, SharedNames
 from actors.scheduler.quotas import HeldJobs
-from transport import protocol as wire
 
 
 class Recovery:
@@ -50,21 +49,31 @@ class Recovery:
         """Live jobs read from the store at start-up (``load`` without the totals); they
         keep the table's one copy of each task and queue name (``SharedNames``), shared
         with the jobs submitted later, and the shared empty arguments, not one per row."""
-        held, names = self.held, self.names
+        names, jobs, by_key = self.names, self.jobs, self.by_key
+        held: dict[str, list[int]] = {}  # owner -> [jobs, bytes], added to ``self.held`` once
         for job in live:
             names.share(job)
-            if job.args == NO_ARGS:
+            args, kwargs = job.args, job.kwargs
+            if args == NO_ARGS:
                 job.args = NO_ARGS
-            if job.kwargs == NO_KWARGS:
+            if kwargs == NO_KWARGS:
                 job.kwargs = NO_KWARGS
-            self.jobs[job.id] = job
-            if job.status is RUNNING:
+            jobs[job.id] = job
+            owned = held.get(job.owner)
+            if owned is None:
+                owned = held[job.owner] = [0, 0]
+            owned[0] += 1
+            owned[1] += len(args) + len(kwargs)  # wire.payload_bytes
+            options = job.options
+            if options is not None and options.idempotency_key is not None:
+                by_key[options.idempotency_key] = job.id
+            status = job.status
+            if status is RUNNING:
                 self.inherited[job.id] = job.token
-            held.add(job.owner, 1, wire.payload_bytes(job))
-            if job.idempotency_key is not None:
-                self.by_key[job.idempotency_key] = job.id
-            if job.status is PENDING and job.not_before > 0 and not self.may_wait_on_parents(job):
+            elif status is PENDING and job.not_before > 0 and not self.may_wait_on_parents(job):
                 heapq.heappush(self._retry_heap, (job.not_before, job.id))
+        for owner, (count, nbytes) in held.items():
+            self.held.add(owner, count, nbytes)
 
     @staticmethod
     def may_wait_on_parents(job: Job) -> bool:
