@@ -160,10 +160,12 @@ class KeyRing:
             stamp = self._stamps()
             if self._stamp != stamp:
                 conflict = self.reload()
-                if conflict:
-                    # Not read again until something changes (not at every handshake).
-                    self._stamp, self._folders = stamp, self._folder_stamps()
-                    log.error("keys in %s not reloaded: %s", self.folder, conflict)
+                if conflict:  # applied all the same: a removal must take effect at once
+                    log.error(
+                        "keys in %s: %s; that key is accepted in no role until it is listed in one",
+                        self.folder,
+                        conflict,
+                    )
 
     def _folder_stamps(self) -> tuple[float, ...]:
         stamps: list[float] = []
@@ -191,9 +193,13 @@ class KeyRing:
         return tuple(sorted(stamps))
 
     def reload(self) -> str:
-        """Read the role folders; a description of a conflict (nothing changed) or ""."""
+        """Read the role folders and take what they say, but for a key listed in two roles
+        (a key being moved with cp, then rm): accepted in neither until it is listed once,
+        never kept in the role it had, and never a reason to keep a removed key. Returns a
+        description of such conflicts, or ""."""
         stamp, folders = self._stamps(), self._folder_stamps()
         roles: dict[str, str] = {}
+        conflicts: dict[str, str] = {}  # key -> what is wrong with it
         for sub, role in ROLES.items():
             for path in sorted((self.folder / sub).glob("*.key")):
                 try:
@@ -203,10 +209,12 @@ class KeyRing:
                     continue
                 key = public.decode("ascii")
                 if roles.get(key, role) != role:
-                    return f"{path.name} is listed both as {roles[key]} and as {role}"
+                    conflicts[key] = f"{path.name} is listed both as {roles[key]} and as {role}"
                 roles[key] = role
+        for key in conflicts:
+            del roles[key]
         self.roles, self._stamp, self._folders = roles, stamp, folders
-        return ""
+        return "; ".join(conflicts.values())
 
 
 def scheduler_keys(folder: str) -> ServerKeys | None:

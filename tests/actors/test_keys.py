@@ -95,6 +95,28 @@ def test_a_key_in_two_roles_is_refused_at_start_up(folder: Path, tmp_path: Path)
         KeyRing(folder)
 
 
+def test_a_key_put_in_a_second_role_while_it_runs_never_holds_back_a_removal(
+    folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key being moved (cp to its new role, then rm) is in two roles for a while: the
+    folders are still read, a removed key is refused at once, and the key in two roles is
+    accepted in neither until it is listed once (before, the whole reload was skipped, so
+    a revoked admin key kept its access for as long as the duplicate stayed)."""
+    secrets = tmp_path / "secrets"
+    client = role_key(folder, "clients", "c2", secrets)
+    admin = role_key(folder, "admins", "ops", secrets)
+    ring = KeyRing(folder)
+    (folder / "admins" / "c2dup.key").write_bytes((folder / "clients" / "c2.key").read_bytes())
+    (folder / "admins" / "ops.key").unlink()
+    os.utime(folder / "admins", (1, 1))  # a folder change the clock cannot hide
+    assert ring.authorize(admin) is None, "the removed key is refused at once"
+    assert ring.authorize(client) is None, "in two roles: in neither"
+    assert "c2dup.key is listed both as client and as admin" in caplog.text
+    (folder / "clients" / "c2.key").unlink()  # the move finished
+    os.utime(folder / "clients", (2, 2))
+    assert ring.authorize(client) == "admin"
+
+
 def test_a_folder_without_the_schedulers_secret_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="a folder of keys"):
         KeyRing(tmp_path / "missing")
