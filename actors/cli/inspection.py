@@ -18,7 +18,7 @@ from actors.cli.common import (
     with_client,
 )
 from actors.cli.output import quiet_on_closed_stdout
-from actors.errors import CorralError, SchedulerUnreachable
+from actors.errors import CorralError, RequestRefused, SchedulerUnreachable
 from actors.keys import client_keys
 from transport import ClientKeys
 from transport import protocol as wire
@@ -55,6 +55,8 @@ async def standby_answer(
                         return reply
                     if isinstance(reply, wire.Welcome):
                         return None
+                    if isinstance(reply, wire.ErrorReply) and reply.code == "forbidden":
+                        raise RequestRefused(reply.code, reply.message)  # our key's role
         raise SchedulerUnreachable(address, timeout)
     finally:
         await link.close()

@@ -59,6 +59,16 @@ MOVE_AFTER_S = 3.0
 Watched = wire.Events | wire.ErrorReply
 
 
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    """Until one of the two events is set."""
+    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 class Connection:
     """One DEALER connection to the scheduler and the bookkeeping of its requests."""
 
@@ -97,6 +107,9 @@ class Connection:
         self._silence_told = False  # "scheduler unreachable" said for this silence
         self._last_hello = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        # Our hello refused for our key's role (a worker key used by a client): why.
+        self._hello_refused = ""
+        self._refused = asyncio.Event()
 
     @property
     def address(self) -> str:
@@ -115,7 +128,9 @@ class Connection:
         try:
             try:
                 async with asyncio.timeout(self.connect_timeout):  # see Link._woken
-                    await self.link.welcomed.wait()
+                    await _either(self.link.welcomed, self._refused)
+                if not self.link.welcomed.is_set():
+                    raise RequestRefused("forbidden", self._hello_refused)
             except TimeoutError:
                 standbys = spoken(self.link.standbys)
                 addresses = spoken(self.link.addresses)
@@ -330,6 +345,13 @@ class Connection:
                     entry.refused = True
                 self._leader_changed = True  # whoever welcomes us next leads anew
                 self.link.not_leader(leader, term, db)
+            case wire.ErrorReply(code="forbidden", request_id=0, message=text) if (
+                not self.link.welcomed.is_set()
+            ):
+                # Our hello, refused for our key's role: no Welcome will come. Said at
+                # once, not after connect_timeout as "no scheduler answered".
+                self._hello_refused = text
+                self._refused.set()  # wakes connect(), which raises it
             case wire.ErrorReply(code="hello_first", request_id=rid):
                 # The scheduler restarted and does not know us: it did not act on
                 # the request, so say hello and send it again.

@@ -184,6 +184,30 @@ async def test_each_key_may_send_only_what_its_role_allows(cluster: Cluster) -> 
         assert "fake" not in {w.name for w in status.workers}
 
 
+async def test_a_client_with_a_worker_key_is_told_so_at_once_not_that_nobody_answered(
+    cluster: Cluster,
+) -> None:
+    """Its hello is refused ("forbidden"), so no Welcome comes: before, the client waited
+    out its connect timeout and blamed an absent scheduler."""
+    cluster.use_keys()
+    flags = cluster.key("robot", "workers")
+    cluster.start()
+    started = time.monotonic()
+    done = corral("status", "--connect", cluster.address, *flags, env=cluster.procs.env)
+    assert done.returncode != 0, done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert "forbidden: a worker key may not send ClientHello" in line, line
+    assert time.monotonic() - started < 5.0, "said before the 5 s connect timeout"
+    assert cluster.keys is not None
+    sdk = AsyncClient(
+        cluster.address,
+        key=cluster.secrets / "robot.key_secret",
+        server_key=cluster.keys / "scheduler.key",
+    )
+    with pytest.raises(RequestRefused, match="a worker key may not send ClientHello"):
+        await sdk.connect()
+
+
 async def test_another_key_under_a_workers_name_claims_none_of_its_leases(cluster: Cluster) -> None:
     cluster.use_keys()
     cluster.key("impostor", "workers")
