@@ -288,6 +288,13 @@ class SchedulerConfig(msgspec.Struct, kw_only=True):
             problem = address_problem(self.advertise)
             if problem:
                 raise ConfigError(setting_name("advertise"), self.advertise, problem)
+            if not is_postgres(self.db):  # its start line would name an address not served
+                raise ConfigError(
+                    setting_name("advertise"),
+                    self.advertise,
+                    "given with PostgreSQL only (--db postgresql://...): an SQLite scheduler "
+                    "is the only one, reached at --bind",
+                )
         elif is_postgres(self.db) and is_wildcard(self.bind):
             raise ConfigError(
                 setting_name("bind"),

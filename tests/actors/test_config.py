@@ -193,6 +193,7 @@ PG = "postgresql://corral@h/corral"
         ({"advertise": "tcp://0.0.0.0:5555"}, "--advertise / CORRAL_ADVERTISE", "wildcard"),
         ({"advertise": "tcp://a:99999"}, "--advertise / CORRAL_ADVERTISE", "PORT 1 to 65535"),
         ({"advertise": "a:5555"}, "--advertise / CORRAL_ADVERTISE", "tcp://HOST:PORT"),
+        ({"advertise": "tcp://b:5555"}, "--advertise / CORRAL_ADVERTISE", "PostgreSQL only"),
     ],
 )
 def test_a_bad_leadership_setting_names_the_setting_and_the_rule(
