@@ -65,6 +65,9 @@ class Link:
         self.transport: ClientTransport | None = None
         self.epoch = 0  # moves so far: frames read before a move are from the old address
         self.welcomed = asyncio.Event()
+        # Why no scheduler will ever serve us: our hello refused for our key's role
+        # ("forbidden"; a worker given a client key). Set by the owner, which then leaves.
+        self.refused = ""
         self.unwelcomed = asyncio.Event()  # a "not welcomed" episode began: hello again
         self.hello_at = 0.0  # our first hello of this episode to the current address
         self._unanswered_since = 0.0  # first probe sent since the last frame heard

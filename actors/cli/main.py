@@ -104,7 +104,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
         run_async(serve(worker))
     except PoolStartFailed as exc:
         fail(f"{exc}: check that {args.module!r} imports in a fresh process, or use --pool thread")
-    if worker.abandoned:  # stopped before they finished: say so in the exit status
+    if worker.abandoned or worker.link.refused:  # stopped unfinished, or never served
         raise SystemExit(EXIT_FAILED)
 
 

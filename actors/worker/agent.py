@@ -49,7 +49,7 @@ from actors.worker.outbox import Outbox, ProgressRelay
 from actors.worker.prefetch import Prefetched
 from actors.worker.results import failed, fence_reason, outcome, stopped
 from actors.worker.runners import Runners
-from actors.worker.stop import claims, drain, held_work, leave_old_work, serve
+from actors.worker.stop import claims, drain, frame_refused, held_work, leave_old_work, serve
 from actors.worker.tasks import REGISTRY, JobContext, bind_error, context, task
 from actors.worker.tasks import task_options as task_options
 from transport import ClientKeys
@@ -228,7 +228,7 @@ class Worker:
                 with contextlib.suppress(TransportError):
                     self._hello()
             case wire.ErrorReply(code=code, message=text):
-                log.error("scheduler refused a frame: %s: %s", code, text)
+                frame_refused(self, code, text)
             case _:
                 log.warning("ignoring unexpected %s", type(message).__name__)
 

@@ -8,7 +8,8 @@ still holding their leases, so the scheduler records those attempts as "worker s
 and runs the jobs again elsewhere. ``Worker.abandoned`` lists them (the CLI exits 1).
 
 A worker whose only scheduler now serves another database (``leave_old_work``) leaves
-the same way at once: what it holds means other jobs there.
+the same way at once: what it holds means other jobs there; so does one whose hello is
+refused for its key's role (``frame_refused``): no scheduler will ever serve it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import signal
 import time
 from typing import Any, Protocol
 
+from actors.link import Link
 from actors.worker.leases import Leases
 from actors.worker.outbox import Outbox
 from actors.worker.prefetch import Prefetched
@@ -38,6 +40,7 @@ class Worker(Protocol):
     leases: Leases
     outbox: Outbox
     abandon: asyncio.Event
+    link: Link
 
     def send(self, message: wire.Message) -> None: ...
 
@@ -100,6 +103,20 @@ def claims(w: Worker) -> list[tuple[int, int]]:
 def held_work(w: Worker) -> list[int]:
     """Jobs the worker runs, and jobs whose results are not acknowledged yet."""
     return sorted({*w.leases.held, *w.outbox.unacked})
+
+
+def frame_refused(w: Worker, code: str, text: str) -> None:
+    """A frame the scheduler refused. Our hello refused for our key's role (a client key
+    given to a worker) can never be served: said once, and the worker leaves (the CLI
+    exits 1), instead of saying hello, and logging the refusal, once a second for ever."""
+    if code != "forbidden" or w.link.welcomed.is_set():
+        log.error("scheduler refused a frame: %s: %s", code, text)
+        return
+    if not w.link.refused:
+        w.link.refused = text
+        log.error("worker %s: the scheduler refuses our key: %s; exiting", w.name, text)
+        w.stop()
+        w.stop()
 
 
 def leave_old_work(w: Worker, why: str) -> None:

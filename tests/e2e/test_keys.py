@@ -208,6 +208,22 @@ async def test_a_client_with_a_worker_key_is_told_so_at_once_not_that_nobody_ans
         await sdk.connect()
 
 
+def test_a_worker_with_a_client_key_exits_saying_why_instead_of_retrying_for_ever(
+    cluster: Cluster,
+) -> None:
+    """No scheduler will ever serve it: before, it said hello and logged the refusal once
+    a second until killed."""
+    cluster.use_keys()
+    cluster.key("shopper", "clients")
+    cluster.start()
+    worker = cluster.worker("shopper", 1)
+    assert worker.wait(timeout=30) == 1, cluster.log("shopper")
+    refusals = [line for line in cluster.log("shopper").splitlines() if "refuses our key" in line]
+    assert len(refusals) == 1, cluster.log("shopper")
+    assert "forbidden" not in cluster.log("shopper").replace(refusals[0], "")
+    assert "a client key may not send WorkerHello" in refusals[0]
+
+
 async def test_another_key_under_a_workers_name_claims_none_of_its_leases(cluster: Cluster) -> None:
     cluster.use_keys()
     cluster.key("impostor", "workers")
