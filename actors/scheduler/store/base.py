@@ -119,6 +119,10 @@ class Recovered(msgspec.Struct):
     database_id: str = ""
 
 
+# Every job state by the name a store keeps it under: what a row read back may say.
+STATES: dict[str, JobState] = {state.value: state for state in JobState}
+
+
 class UnreadableRow(CorralError):
     """A job row corral could not have written (edited by hand, or by another program):
     a value of the wrong type, a status that is no job state, dependencies that do not
@@ -145,16 +149,13 @@ def recovery_problem(counts: dict[str, int], last_write: Any) -> str | None:
     job state (on any row, live or finished), or a newest time that is no time. None when
     both are sound. The live rows themselves are checked as they are made into jobs."""
     for status in counts:
-        if status not in _STATE_NAMES:
+        if status not in STATES:
             return f"status {status!r} (on {counts[status]} job(s)) is not a job state"
     if last_write is not None and (
         type(last_write) not in (int, float) or not 0 <= last_write <= LATEST_TIME
     ):
         return f"a job's created, started or finished time is {last_write!r}, not a time"
     return None
-
-
-_STATE_NAMES = frozenset(state.value for state in JobState)
 
 
 class Purged(msgspec.Struct, frozen=True):

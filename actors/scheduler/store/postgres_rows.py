@@ -40,7 +40,7 @@ from actors.scheduler.ops import (
     WORKFLOW_FIELDS,
     Ops,
 )
-from actors.scheduler.store.base import UnreadableRow
+from actors.scheduler.store.base import STATES, UnreadableRow
 from actors.scheduler.store.postgres_schema import JOB_COLUMNS
 from transport import protocol as wire
 
@@ -177,10 +177,10 @@ def job_record(job: Job) -> tuple[Any, ...]:
 
 
 def _state(job_id: int, status: str) -> JobState:
-    try:
-        return JobState(status)
-    except ValueError:
-        raise UnreadableRow(f"job {job_id}: status {status!r} is not a job state") from None
+    state = STATES.get(status)
+    if state is None:
+        raise UnreadableRow(f"job {job_id}: status {status!r} is not a job state")
+    return state
 
 
 def job_from_record(row: Any) -> Job:

@@ -15,7 +15,6 @@ import msgspec
 
 from actors.config import DEFAULT_DURABILITY
 from actors.errors import StoreInconsistent
-from actors.lifecycle import JobState
 from actors.scheduler.job import Job, SharedNames, job_options
 from actors.scheduler.ops import (
     ATTEMPT_FIELDS,
@@ -24,7 +23,7 @@ from actors.scheduler.ops import (
     Ops,
 )
 from actors.scheduler.store import sqlite_file
-from actors.scheduler.store.base import UnreadableRow
+from actors.scheduler.store.base import STATES, UnreadableRow
 from actors.scheduler.store.sqlite_binds import (
     insert_statements,
     many_values,
@@ -73,7 +72,6 @@ _NUMBER_OR_NULL: frozenset[type] = frozenset((int, float, _NULL))
 _TEXT_OR_NULL: frozenset[type] = frozenset((str, _NULL))
 _BYTES_OR_NULL: frozenset[type] = frozenset((bytes, _NULL))
 _INT_OR_NULL: frozenset[type] = frozenset((int, _NULL))
-_STATES = {state.value: state for state in JobState}
 
 _INT: frozenset[type] = frozenset((int,))
 _TEXT: frozenset[type] = frozenset((str,))
@@ -121,7 +119,7 @@ def _readable(r: tuple[Any, ...]) -> bool:
         and type(r[4]) is int and type(r[5]) is str and type(r[6]) is bytes
         and type(r[7]) is int and type(r[8]) in _TEXT_OR_NULL
         and type(r[9]) in _NUMBER_OR_NULL and type(r[10]) in _NUMBER
-        and r[11] in _STATES and type(r[12]) is int and type(r[13]) is int
+        and r[11] in STATES and type(r[12]) is int and type(r[13]) is int
         and type(r[14]) in _TEXT_OR_NULL and type(r[15]) in _NUMBER_OR_NULL
         and type(r[16]) in _NUMBER_OR_NULL and type(r[17]) in _NUMBER
         and type(r[18]) in _BYTES_OR_NULL and type(r[19]) in _TEXT_OR_NULL
@@ -170,7 +168,7 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         depends_on=parents,
         max_retries=max_retries,
         created_at=created_at,
-        status=_STATES[status],
+        status=STATES[status],
         attempts=attempts,
         token=token,
         worker=worker,
