@@ -15,6 +15,7 @@ from actors.config import SchedulerConfig
 from actors.lifecycle import PENDING, RUNNING
 from actors.scheduler.job import NO_ARGS, NO_KWARGS, Job, SharedNames
 from actors.scheduler.quotas import HeldJobs
+from transport import protocol as wire
 
 
 class Recovery:
@@ -53,17 +54,16 @@ class Recovery:
         held: dict[str, list[int]] = {}  # owner -> [jobs, bytes], added to ``self.held`` once
         for job in live:
             names.share(job)
-            args, kwargs = job.args, job.kwargs
-            if args == NO_ARGS:
+            if job.args == NO_ARGS:
                 job.args = NO_ARGS
-            if kwargs == NO_KWARGS:
+            if job.kwargs == NO_KWARGS:
                 job.kwargs = NO_KWARGS
             jobs[job.id] = job
             owned = held.get(job.owner)
             if owned is None:
                 owned = held[job.owner] = [0, 0]
             owned[0] += 1
-            owned[1] += len(args) + len(kwargs)  # wire.payload_bytes
+            owned[1] += wire.payload_bytes(job)
             options = job.options
             if options is not None and options.idempotency_key is not None:
                 by_key[options.idempotency_key] = job.id

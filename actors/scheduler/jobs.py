@@ -131,9 +131,13 @@ class JobTable(Recovery):
         count = len(jobs)
         self.counts[old] -= count
         self.counts[new] += count
-        if old is RUNNING:  # a key's slot, unless held till the stop (``stopping``)
-            held, options = self.stopping, [(j.id, j.options) for j in jobs if j.options]
-            self.keys_freed += [i for i, o in options if o.concurrency_key and i not in held]
+        if old is RUNNING:  # a key's slot, unless held till its stop (``stopping``)
+            stopping = self.stopping
+            self.keys_freed += [
+                j.id
+                for j in jobs
+                if j.options and j.options.concurrency_key and j.id not in stopping
+            ]
         metric = "retried" if old is RUNNING and new is PENDING else _METRIC_OF.get(new)
         if metric is not None:
             self._count(jobs, metric)

@@ -211,9 +211,7 @@ class Scheduler(Actor):
                 leases.reclaim_orphans(self)
             case StopsConfirmed(job_ids=ids):
                 self.table.stopped(ids)
-                if self.table.keys_freed:
-                    self.strategy.tell(KeysFreed(self.table.keys_freed))
-                    self.table.keys_freed = []
+                self._free_keys()
             case _:
                 raise TypeError(f"scheduler got an unexpected message: {message!r}")
 
@@ -290,11 +288,15 @@ class Scheduler(Actor):
             **self.retention.metrics(),
         }
 
-    def write(self, ops: Ops, effects: Effects) -> None:
-        effects.events = self.table.take_events()
-        if self.table.keys_freed:  # before any ready job: a freed slot may be its
+    def _free_keys(self) -> None:
+        """Tell the strategy the concurrency-key slots freed since it was last told."""
+        if self.table.keys_freed:
             self.strategy.tell(KeysFreed(self.table.keys_freed))
             self.table.keys_freed = []
+
+    def write(self, ops: Ops, effects: Effects) -> None:
+        effects.events = self.table.take_events()
+        self._free_keys()  # before any ready job: a freed slot may be its
         if effects.ready:
             # Ready jobs go to the strategy now, not after this commit: the store commits
             # in order, so a lease on one of them commits after (or with) this write, and
