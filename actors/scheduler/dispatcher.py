@@ -83,9 +83,7 @@ class Dispatcher(DispatcherBase):
                 self._adopted(message)
             case RevokeLease(peer=peer, job_id=job_id, token=token, reason=reason):
                 worker = self.workers.get(peer)
-                if worker is not None and message.confirm and worker.running.get(job_id) == token:
-                    worker.revoked(job_id, token)  # its handler may run on till it is stopped
-                if worker is not None and worker.end(job_id, token):
+                if worker is not None and worker.revoke(job_id, token, message.confirm):
                     self._released(worker, 1)
                 elif message.confirm:  # ended already (its result came first), or gone
                     self.scheduler.tell(StopsConfirmed([job_id]))

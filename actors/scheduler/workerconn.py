@@ -127,9 +127,16 @@ class WorkerConn:
 
     # ------------------------------------------------------------------ stops
 
-    def revoked(self, job_id: int, token: int) -> None:
-        """A lease revoked while its handler may run: await its stop (before ``end``)."""
-        self.stopping[job_id] = (token, self.granted_in.get(job_id, 0))
+    def revoke(self, job_id: int, token: int, await_stop: bool) -> bool:
+        """``end`` for a lease revoked without a result; ``await_stop``: its handler may run
+        on until the worker stops it, so keep it in ``stopping`` (with the Assign that
+        granted it) until ``confirmed``. False if the lease was not held."""
+        granted = self.granted_in.get(job_id, 0)
+        if not self.end(job_id, token):
+            return False
+        if await_stop:
+            self.stopping[job_id] = (token, granted)
+        return True
 
     def confirmed(self, beat: wire.Heartbeat | None) -> list[int]:
         """Of the revoked leases awaiting their stop, those now ended: not listed by

@@ -44,7 +44,7 @@ from actors.worker import tasks
 from actors.worker.executors import Run
 from actors.worker.hello import checked_queues
 from actors.worker.leases import Leases
-from actors.worker.options import declared_limits
+from actors.worker.options import declared_limits, job_timeout
 from actors.worker.outbox import Outbox, ProgressRelay
 from actors.worker.prefetch import Prefetched
 from actors.worker.results import failed, fence_reason, outcome, stopped
@@ -358,7 +358,7 @@ class Worker:
             self._forget(a.job_id)  # never ran, never reported: the scheduler reclaims it
             run.freed.add_done_callback(functools.partial(self._slot_freed, a.job_id))
             return
-        timeout = a.timeout or task_options(a.task).timeout
+        timeout = job_timeout(a.timeout, a.task)
         if timeout:
             left = max(0.0, timeout - (time.monotonic() - run.started.result()))
             loop = asyncio.get_running_loop()

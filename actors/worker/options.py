@@ -37,6 +37,12 @@ def task_options(name: str) -> TaskOptions:
     return OPTIONS.get(name, _DEFAULT)
 
 
+def job_timeout(own: float | None, task: str) -> float | None:
+    """A job's timeout: its own, else its task's (``@task(timeout=...)``), else none. What
+    the agent stops a handler at, and a pool child's own limit (they must agree)."""
+    return own or task_options(task).timeout
+
+
 def declared_limits(names: Iterable[str]) -> list[tuple[str, int, float, int]]:
     """The rate limits these tasks declare, as a worker's hello tells the scheduler."""
     return [

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.worker.executors import AsyncRunner, Deadline, Run, ThreadRunner
+from actors.worker.options import job_timeout
 from actors.worker.process_pool import ProcessRunner
-from actors.worker.tasks import CURRENT_JOB, PendingContext, task_options
+from actors.worker.tasks import CURRENT_JOB, PendingContext
 
 
 class Runners:
@@ -73,7 +74,7 @@ class Runners:
         own or its task's, as a limit of its own: ``timeout`` is the job's own)."""
         processes = self._processes
         if processes is not None and not self.is_async(task_name):
-            timeout = timeout or task_options(task_name).timeout
+            timeout = job_timeout(timeout, task_name)
             ctx_built = ctx.get()
             return processes.start(job_id, task_name, args, kwargs, ctx_built, deadline, timeout)
         handler_context = contextvars.copy_context()
